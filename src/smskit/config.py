@@ -1,0 +1,226 @@
+"""Settings: ``SMSKIT_*`` environment variables over an optional ``smskit.toml``.
+
+Every setting has an environment variable (``SMSKIT_DATABASE_URL``) and a key in the
+``[smskit]`` table of ``smskit.toml`` (``database_url``); the environment wins. Plugins read
+their own keys with :meth:`Settings.get` (``settings.get("kolmeya_token")`` reads
+``SMSKIT_KOLMEYA_TOKEN`` or ``kolmeya_token``). Secrets are wrapped in :class:`Secret` so
+they never show in a repr, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+
+import attrs
+
+from smskit.errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.8 CI
+    import tomli as tomllib
+
+__all__ = ["DEFAULT_OPTOUT_KEYWORDS", "Secret", "Settings", "redact"]
+
+DEFAULT_OPTOUT_KEYWORDS: Tuple[str, ...] = ("SAIR", "PARAR", "STOP", "CANCELAR", "DESCADASTRAR")
+
+_SECRET_WORDS = ("token", "secret", "password", "key")
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A string that does not show itself: ``repr`` and ``str`` print ``'********'``."""
+
+    _value: str
+
+    def reveal(self) -> str:
+        """The secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+def redact(text: str, *secrets: Optional[Union[str, Secret]]) -> str:
+    """Replace every occurrence of the given secrets in ``text`` with ``********``."""
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if value:
+            text = text.replace(value, "********")
+    return text
+
+
+def _is_secret_key(key: str) -> bool:
+    return any(word in key for word in _SECRET_WORDS)
+
+
+def _parse_bool(key: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{key}: expected a boolean (true/false), got {value!r}")
+
+
+def _parse_list(value: str) -> Tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Settings:
+    """Everything configurable, with the embedded defaults (SQLite, America/Sao_Paulo)."""
+
+    database_url: str = "sqlite:///smskit.db"
+    provider: str = "kolmeya"
+    public_url: Optional[str] = None
+    webhook_secret: Optional[Secret] = None
+    default_region: str = "BR"
+    allow_landlines: bool = False
+    price_per_segment: Decimal = Decimal("0.08")
+    max_segments: int = 10
+    optout_keywords: Tuple[str, ...] = DEFAULT_OPTOUT_KEYWORDS
+    timezone: str = "America/Sao_Paulo"
+    quiet_hours: Optional[str] = None
+    quiet_days: Tuple[str, ...] = ()
+    holidays: Tuple[dt.date, ...] = ()
+    plugins: Optional[Tuple[str, ...]] = None
+    disable_plugins: Tuple[str, ...] = ()
+    values: Mapping[str, str] = attrs.field(factory=dict)
+
+    def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
+        """A plugin's raw setting by lower-case key (``"kolmeya_token"``), or ``default``."""
+        return self.values.get(key.lower(), default)
+
+    def secret(self, key: str) -> Optional[Secret]:
+        """Like :meth:`get` but wrapped in a :class:`Secret` (``None`` when unset or empty)."""
+        value = self.get(key)
+        return Secret(value) if value else None
+
+    def __repr__(self) -> str:
+        shown = {
+            k: ("********" if _is_secret_key(k) else v) for k, v in sorted(self.values.items())
+        }
+        return (
+            f"Settings(database_url={_redact_url(self.database_url)!r}, provider={self.provider!r}, "
+            f"public_url={self.public_url!r}, values={shown!r})"
+        )
+
+    @classmethod
+    def load(
+        cls,
+        environ: Optional[Mapping[str, str]] = None,
+        config_file: Optional[Union[str, Path]] = None,
+        **overrides: Any,
+    ) -> "Settings":
+        """Read ``smskit.toml`` (``config_file``, ``$SMSKIT_CONFIG`` or ./smskit.toml if present),
+        then ``SMSKIT_*`` variables from ``environ`` (default ``os.environ``), then ``overrides``."""
+        env = os.environ if environ is None else environ
+        values: Dict[str, str] = {}
+        path = config_file or env.get("SMSKIT_CONFIG")
+        if path is None and Path("smskit.toml").is_file():
+            path = "smskit.toml"
+        if path is not None:
+            values.update(_read_toml(Path(path)))
+        for key, value in env.items():
+            if key.startswith("SMSKIT_") and key != "SMSKIT_CONFIG":
+                values[key[len("SMSKIT_"):].lower()] = value
+        for key, value in overrides.items():
+            if value is not None and not isinstance(value, str):
+                continue
+            if value is not None:
+                values[key] = value
+        typed = {k: v for k, v in overrides.items() if v is not None and not isinstance(v, str)}
+        return cls._from_values(values, typed)
+
+    @classmethod
+    def _from_values(cls, values: Dict[str, str], typed: Mapping[str, Any]) -> "Settings":
+        kwargs: Dict[str, Any] = {"values": values}
+        text_fields = ("database_url", "provider", "public_url", "default_region", "timezone",
+                       "quiet_hours")
+        for name in text_fields:
+            if name in values:
+                kwargs[name] = values[name] or None if name in ("public_url", "quiet_hours") \
+                    else values[name]
+        if values.get("webhook_secret"):
+            kwargs["webhook_secret"] = Secret(values["webhook_secret"])
+        if "allow_landlines" in values:
+            kwargs["allow_landlines"] = _parse_bool("allow_landlines", values["allow_landlines"])
+        if "price_per_segment" in values:
+            try:
+                kwargs["price_per_segment"] = Decimal(values["price_per_segment"])
+            except InvalidOperation as exc:
+                raise ConfigurationError(
+                    f"price_per_segment: not a number: {values['price_per_segment']!r}"
+                ) from exc
+        if "max_segments" in values:
+            try:
+                kwargs["max_segments"] = int(values["max_segments"])
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"max_segments: not an integer: {values['max_segments']!r}"
+                ) from exc
+        if "optout_keywords" in values:
+            kwargs["optout_keywords"] = tuple(k.upper() for k in _parse_list(values["optout_keywords"]))
+        if "quiet_days" in values:
+            kwargs["quiet_days"] = _parse_list(values["quiet_days"])
+        if "holidays" in values:
+            try:
+                kwargs["holidays"] = tuple(
+                    dt.date.fromisoformat(d) for d in _parse_list(values["holidays"])
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"holidays: expected YYYY-MM-DD dates: {exc}") from exc
+        if "plugins" in values:
+            kwargs["plugins"] = _parse_list(values["plugins"])
+        if "disable_plugins" in values:
+            kwargs["disable_plugins"] = _parse_list(values["disable_plugins"])
+        kwargs.update(typed)
+        return cls(**kwargs)
+
+
+def _read_toml(path: Path) -> Dict[str, str]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"config file {path} is not valid TOML: {exc}") from exc
+    table = data.get("smskit", data)
+    out: Dict[str, str] = {}
+    _flatten(table, "", out)
+    return out
+
+
+def _flatten(table: Mapping[str, Any], prefix: str, out: Dict[str, str]) -> None:
+    for key, value in table.items():
+        name = f"{prefix}{key}".lower()
+        if isinstance(value, Mapping):
+            _flatten(value, f"{name}_", out)
+        elif isinstance(value, (list, tuple)):
+            out[name] = ",".join(str(v) for v in value)
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        else:
+            out[name] = str(value)
+
+
+def _redact_url(url: str) -> str:
+    """``odoo://user:pw@host/db`` -> ``odoo://user:********@host/db``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, colon, _pw = creds.partition(":")
+    return f"{scheme}://{user}{':********' if colon else ''}@{host}"

@@ -1,0 +1,105 @@
+"""Every hook smskit calls. The docstrings are the plugin contract.
+
+A plugin is a module (or object) with functions marked ``@smskit.hookimpl``, registered through
+the ``smskit`` entry-point group::
+
+    [project.entry-points.smskit]
+    myprovider = "myprovider.plugin"
+
+Hooks are synchronous; the async server calls them in a thread pool. A failing notification hook
+(``message_sent``, ``message_status_changed``, ``message_received``) is logged and recorded in the
+message's history; it never loses or re-sends a message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from smskit.models import Message, State
+    from smskit.provider import ProviderFactory
+    from smskit.store.base import Store
+    from smskit.config import Settings
+
+    StoreFactory = Callable[[str, Settings], Store]
+
+PROJECT = "smskit"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_providers(register: "Callable[[str, ProviderFactory], None]") -> None:
+    """Register provider factories: ``register("kolmeya", factory)``.
+
+    ``factory(settings)`` returns a :class:`smskit.provider.Provider`. Registering a name that
+    another plugin already registered raises :class:`smskit.errors.DuplicateProviderError`.
+    Import heavy dependencies inside the factory, not at module import.
+    """
+
+
+@hookspec
+def register_stores(register: "Callable[[str, StoreFactory], None]") -> None:
+    """Register store factories by URL scheme: ``register("odoo", factory)``.
+
+    ``factory(url, settings)`` returns a :class:`smskit.store.base.Store`. Built-in schemes:
+    ``memory``, ``sqlite``, ``postgresql``.
+    """
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add subcommands to the ``smskit`` command (``smskit kolmeya simulate``)."""
+
+
+@hookspec
+def prepare_message(
+    message: "Message", context: Mapping[str, Any]
+) -> Optional[Dict[str, Any]]:
+    """Return extra template variables for ``message`` (e.g. an Odoo partner's fields).
+
+    Called before rendering, once per recipient; results are merged into the context (the
+    caller's own variables win). Return ``None`` to add nothing.
+    """
+
+
+@hookspec
+def check_message(message: "Message") -> Optional[str]:
+    """Veto a message before it is stored as ``outgoing``: return a reason string to cancel it.
+
+    Every implementation is asked; the first reason found cancels the message. Return ``None``
+    to let it through.
+    """
+
+
+@hookspec(firstresult=True)
+def route_inbound(message: "Message") -> Optional[str]:
+    """Route an inbound SMS somewhere (a ChatRoom conversation...). Return where it went.
+
+    ``firstresult``: the first plugin to return a non-None destination wins.
+    """
+
+
+@hookspec
+def message_sent(message: "Message") -> None:
+    """The provider accepted ``message`` (state ``sent``)."""
+
+
+@hookspec
+def message_status_changed(message: "Message", old: "State", new: "State") -> None:
+    """A status event moved ``message`` from ``old`` to ``new`` (forward only)."""
+
+
+@hookspec
+def message_received(message: "Message") -> None:
+    """A new inbound message was stored (once per provider reply id)."""
+
+
+@hookspec
+def balance_low(provider: str, balance: Any, threshold: Any) -> None:
+    """A periodic balance check found ``balance`` below ``threshold``."""

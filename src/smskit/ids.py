@@ -1,0 +1,23 @@
+"""Sortable unique ids (ULID layout: 48-bit millisecond time + 80 random bits, Crockford base32).
+
+Our message id doubles as Kolmeya's per-message ``reference`` and our batch id as the request
+``reference``, so ids are short (26 characters), URL-safe and sort by creation time.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_id(now_ms: "int | None" = None) -> str:
+    """Return a new 26-character, time-sortable unique id."""
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))

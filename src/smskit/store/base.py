@@ -1,0 +1,318 @@
+"""The Store protocol: everything the pipeline, the server and the scheduler persist.
+
+Guarantees every implementation gives (the shared store test suite checks them):
+
+* :meth:`Store.add_messages` is idempotent: a second message with the same
+  ``idempotency_key`` is not inserted; the stored one is returned with ``created=False``.
+  Two messages can never share (``provider``, ``provider_message_id``).
+* :meth:`Store.claim_batch` hands each due ``outgoing`` message to exactly one caller.
+* State changes only move forward (:func:`smskit.models.apply_status`); every applied or
+  ignored status event is kept in the message's history; events for unknown ids are kept too.
+* An inbound message is recorded once per (``provider``, ``provider_reply_id``).
+* :meth:`Store.advance_schedule` is a compare-and-set, so a schedule occurrence is
+  materialised once even with several workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Iterable, List, Optional, Sequence
+
+import attrs
+from typing_extensions import Protocol, runtime_checkable
+
+from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
+
+__all__ = [
+    "AddOutcome",
+    "ApplyOutcome",
+    "BatchInfo",
+    "BlacklistEntry",
+    "DayStats",
+    "EventRecord",
+    "InboundOutcome",
+    "Schedule",
+    "Store",
+]
+
+
+@attrs.frozen
+class AddOutcome:
+    """The stored message and whether this call created it (``False``: idempotency hit)."""
+
+    message: Message
+    created: bool
+
+
+@attrs.frozen
+class ApplyOutcome:
+    """The result of applying a status event.
+
+    ``message`` is ``None`` when no message matched (the event is still recorded);
+    ``applied`` says whether the state changed; ``reason`` explains a no-op.
+    """
+
+    message: Optional[Message]
+    applied: bool
+    old: Optional[State]
+    new: Optional[State]
+    reason: str
+
+
+@attrs.frozen
+class InboundOutcome:
+    """The stored inbound message and whether it is new (``False``: a repeated delivery)."""
+
+    message: Message
+    created: bool
+
+
+@attrs.frozen(kw_only=True)
+class BatchInfo:
+    """A dispatch attempt: one provider request made of claimed messages.
+
+    ``status`` is ``claimed`` (being sent), ``done`` (results recorded), ``ambiguous`` (the
+    request may have arrived; reconcile before anything else) or ``released`` (nothing was sent;
+    its messages went back to the queue).
+    """
+
+    id: str
+    provider: str
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    message_ids: Sequence[str] = ()
+    provider_request_id: Optional[str] = None
+    error_text: Optional[str] = None
+
+
+@attrs.frozen(kw_only=True)
+class EventRecord:
+    """One line of a message's history (or an orphan event when ``message_id`` is None)."""
+
+    id: int
+    message_id: Optional[str]
+    provider: Optional[str]
+    kind: str
+    old_state: Optional[str]
+    new_state: Optional[str]
+    applied: bool
+    detail: str
+    provider_message_id: Optional[str] = None
+    created_at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class BlacklistEntry:
+    """A number we must not message, with who/what added it and why."""
+
+    phone: str
+    reason: str
+    source: str
+    created_at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class Schedule:
+    """A send request to run at ``next_run_at``: once (``rrule`` None) or by RFC 5545 rule.
+
+    ``request`` is the JSON-able description of what to send (phones/template/variables),
+    interpreted by :mod:`smskit.scheduler`.
+    """
+
+    id: str
+    name: str
+    request: dict  # type: ignore[type-arg]
+    next_run_at: Optional[dt.datetime]
+    timezone: str = "America/Sao_Paulo"
+    rrule: Optional[str] = None
+    dtstart: Optional[dt.datetime] = None
+    active: bool = True
+    last_run_at: Optional[dt.datetime] = None
+    runs: int = 0
+    created_at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class DayStats:
+    """Aggregates for one (day, provider): the dashboard's rows."""
+
+    day: dt.date
+    provider: str
+    sent: int
+    delivered: int
+    failed: int
+    rejected: int
+    canceled: int
+    inbound: int
+    cost: Decimal
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistence for messages, events, inbound messages, blacklist and schedules."""
+
+    # -- messages ----------------------------------------------------------------------
+    def add_messages(self, messages: Iterable[Message]) -> List[AddOutcome]:
+        """Insert messages in one transaction, idempotent on ``idempotency_key``."""
+        ...
+
+    def get(self, message_id: str) -> Optional[Message]:
+        """A message by our id, or ``None``."""
+        ...
+
+    def get_many(self, message_ids: Sequence[str]) -> List[Message]:
+        """The messages with these ids that exist, in the given order."""
+        ...
+
+    def find_by_provider_id(self, provider: str, provider_message_id: str) -> Optional[Message]:
+        """A message by the provider's id, or ``None``."""
+        ...
+
+    def list_messages(
+        self,
+        *,
+        state: Optional[State] = None,
+        phone: Optional[str] = None,
+        campaign_id: Optional[str] = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> List[Message]:
+        """Messages, newest first, filtered."""
+        ...
+
+    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+        """``{(provider, state): count}`` over all messages (for metrics)."""
+        ...
+
+    def cancel(self, message_id: str, reason: str) -> Optional[Message]:
+        """Cancel a message not yet claimed for sending; ``None`` when it is too late."""
+        ...
+
+    # -- dispatch ----------------------------------------------------------------------
+    def claim_batch(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[BatchInfo]:
+        """Atomically take up to ``limit`` due, unclaimed ``outgoing`` messages of ``provider``
+        (``scheduled_at`` None or <= ``now``, oldest first) into a new batch ``batch_id``.
+        ``None`` when nothing is due."""
+        ...
+
+    def record_results(self, batch_id: str, results: Sequence[SendResult], now: dt.datetime) -> None:
+        """Write per-message results forward only, and mark the batch ``done``. Messages of the
+        batch without a result stay ``outgoing`` and claimed (reconciliation will look)."""
+        ...
+
+    def release_batch(
+        self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None
+    ) -> None:
+        """Nothing was sent: put the batch's messages back in the queue (due at ``retry_at``),
+        count an attempt on each, and mark the batch ``released``."""
+        ...
+
+    def mark_batch_ambiguous(self, batch_id: str, error_text: str) -> None:
+        """The request may have arrived: the batch waits for reconciliation."""
+        ...
+
+    def batches(
+        self, *, status: Optional[str] = None, older_than: Optional[dt.datetime] = None
+    ) -> List[BatchInfo]:
+        """Batches by status (``claimed``, ``ambiguous``...), optionally only older ones."""
+        ...
+
+    def get_batch(self, batch_id: str) -> Optional[BatchInfo]:
+        """One batch with its message ids."""
+        ...
+
+    # -- status and inbound --------------------------------------------------------------
+    def apply_status(self, event: StatusEvent) -> ApplyOutcome:
+        """Match the event (our id first, then provider id), apply it forward only, record it."""
+        ...
+
+    def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
+        """Store a reply once per (provider, provider_reply_id)."""
+        ...
+
+    def history(self, message_id: str) -> List[EventRecord]:
+        """Every event recorded for the message, oldest first."""
+        ...
+
+    def orphan_events(self, limit: int = 100) -> List[EventRecord]:
+        """Status events that matched no message, newest first."""
+        ...
+
+    def record_event(
+        self,
+        message_id: Optional[str],
+        kind: str,
+        detail: str,
+        *,
+        provider: Optional[str] = None,
+    ) -> None:
+        """Append a free-form event (a failed hook, a policy decision) to a message's history."""
+        ...
+
+    # -- blacklist ------------------------------------------------------------------------
+    def blacklist_add(self, phone: str, reason: str, source: str) -> bool:
+        """Add a number; ``False`` if it was already there."""
+        ...
+
+    def blacklist_remove(self, phone: str) -> bool:
+        """Remove a number; ``False`` if it was not there."""
+        ...
+
+    def is_blacklisted(self, phone: str) -> bool:
+        """Whether the E.164 number is on the list."""
+        ...
+
+    def blacklisted(self, phones: Sequence[str]) -> set:  # type: ignore[type-arg]
+        """The subset of ``phones`` on the list (one query for a whole batch)."""
+        ...
+
+    def list_blacklist(self) -> List[BlacklistEntry]:
+        """All entries, oldest first."""
+        ...
+
+    # -- schedules --------------------------------------------------------------------------
+    def add_schedule(self, schedule: Schedule) -> Schedule:
+        """Store a new schedule."""
+        ...
+
+    def get_schedule(self, schedule_id: str) -> Optional[Schedule]:
+        """A schedule by id."""
+        ...
+
+    def list_schedules(self, *, active_only: bool = False) -> List[Schedule]:
+        """All schedules, by next run."""
+        ...
+
+    def remove_schedule(self, schedule_id: str) -> bool:
+        """Delete a schedule; ``False`` if unknown."""
+        ...
+
+    def due_schedules(self, now: dt.datetime) -> List[Schedule]:
+        """Active schedules whose ``next_run_at`` <= ``now``."""
+        ...
+
+    def advance_schedule(
+        self,
+        schedule_id: str,
+        expected_next: dt.datetime,
+        new_next: Optional[dt.datetime],
+        ran_at: dt.datetime,
+    ) -> bool:
+        """Compare-and-set: move ``next_run_at`` from ``expected_next`` to ``new_next`` (None
+        ends it). ``True`` only for the one caller that won; that caller materialises the run."""
+        ...
+
+    # -- stats ------------------------------------------------------------------------------
+    def stats_by_day(
+        self, start: Optional[dt.date] = None, end: Optional[dt.date] = None
+    ) -> List[DayStats]:
+        """Per day (UTC date of creation) and provider aggregates, by aggregate queries."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

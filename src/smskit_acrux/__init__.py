@@ -1,0 +1,1 @@
+"""smskit_acrux: see the module docstrings."""

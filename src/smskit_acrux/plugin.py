@@ -1,0 +1,1 @@
+"""acrux ChatRoom routing plugin hooks (not yet implemented: registers nothing)."""

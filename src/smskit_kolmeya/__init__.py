@@ -1,0 +1,1 @@
+"""smskit_kolmeya: see the module docstrings."""

@@ -1,0 +1,1 @@
+"""Kolmeya plugin hooks (filled by the Kolmeya transport)."""

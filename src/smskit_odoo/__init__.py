@@ -1,0 +1,1 @@
+"""smskit_odoo: see the module docstrings."""

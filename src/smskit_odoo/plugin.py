@@ -1,0 +1,1 @@
+"""Odoo persistence plugin hooks (not yet implemented: registers nothing)."""
