@@ -1,0 +1,255 @@
+"""Phone numbers: parse anything a Brazilian user or Kolmeya writes into one E.164 value.
+
+Built on `phonenumbers` with ``"BR"`` as the default region::
+
+    >>> Phone.parse("(11) 98765-4321").e164
+    '+5511987654321'
+    >>> Phone.parse(11987654321).national      # what Kolmeya takes and echoes
+    '11987654321'
+
+Accepted forms: national numbers with or without punctuation (``"(11) 98765-4321"``,
+``"11.98765.4321"``), the trunk prefix ``0`` (``"011 98765-4321"``), carrier-selection prefixes
+(``"0 21 11 98765-4321"``, ``"0XX11 98765-4321"``), the country code with or without ``+``
+(``"+55 11 98765-4321"``, ``"5511987654321"``), integers (``5511987654321``, ``11987654321``) and
+foreign numbers written with ``+`` (``"+351 912 345 678"``).
+
+Only mobile numbers are accepted unless ``allow_landlines=True`` (``FIXED_LINE_OR_MOBILE``, used by
+countries whose plans do not tell the two apart, counts as mobile). Anything else raises
+:class:`~smskit.errors.InvalidPhoneError`, whose message names the input and the reason.
+
+Parsing is cached (an LRU of recent results), so normalising the same numbers again during a bulk
+send costs a dictionary look-up. Failures are not cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Union
+
+import attrs
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+
+from smskit.errors import ConfigurationError, InvalidPhoneError
+
+__all__ = [
+    "DEFAULT_REGION",
+    "MATCH_SUFFIX_LENGTH",
+    "Phone",
+    "from_kolmeya",
+    "match_suffix",
+    "national_digits",
+    "normalize",
+    "same_number",
+]
+
+DEFAULT_REGION = "BR"
+"""The region used to read numbers written without a country code."""
+
+MATCH_SUFFIX_LENGTH = 8
+"""How many trailing digits :func:`match_suffix` returns."""
+
+_CACHE_SIZE = 32768
+
+_KINDS = {
+    PhoneNumberType.FIXED_LINE: "fixed_line",
+    PhoneNumberType.MOBILE: "mobile",
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_line_or_mobile",
+    PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    PhoneNumberType.SHARED_COST: "shared_cost",
+    PhoneNumberType.VOIP: "voip",
+    PhoneNumberType.PERSONAL_NUMBER: "personal_number",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.UAN: "uan",
+    PhoneNumberType.VOICEMAIL: "voicemail",
+}
+_MOBILE_KINDS = frozenset({"mobile", "fixed_line_or_mobile"})
+
+# Punctuation people put in phone numbers. Anything else that is not a digit (letters, "#", ";",
+# "ext") is refused: phonenumbers would read letters as a keypad word or an extension.
+_SEPARATORS = frozenset(" -.()+\u00a0\u2010\u2011\u2012\u2013\u2014\u2212\u3000\uff0b")
+# "0XX11 98765-4321": "XX" stands for "your carrier's code"; the leading 0 is the trunk prefix.
+_CARRIER_PLACEHOLDER = re.compile(r"^(\s*\(?\s*0)\s*[xX]{2}")
+
+# The Brazilian area codes (DDD) in use, as in phonenumbers' metadata for BR mobiles.
+_BR_AREA_CODE = re.compile(r"(?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579])")
+_PARSE_ERRORS = {
+    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
+    NumberParseException.NOT_A_NUMBER: "not a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "too short after the international prefix",
+    NumberParseException.TOO_SHORT_NSN: "too short to be a phone number",
+    NumberParseException.TOO_LONG: "too long to be a phone number",
+}
+_POSSIBILITY = {
+    phonenumbers.ValidationResult.TOO_SHORT: " (too short)",
+    phonenumbers.ValidationResult.TOO_LONG: " (too long)",
+    phonenumbers.ValidationResult.INVALID_LENGTH: " (wrong length)",
+}
+
+
+@attrs.frozen
+class Phone:
+    """A valid phone number. Build one with :meth:`parse`; ``str(phone)`` is the E.164 form.
+
+    Attributes:
+        e164: ``"+5511987654321"``, the form smskit stores and compares.
+        country_code: ``55``.
+        national: the national significant number, digits only: area code (DDD) + number for
+            Brazil, ``"11987654321"``. This is what Kolmeya takes and echoes.
+        region: the ISO region the number belongs to (``"BR"``, ``"PT"``).
+        kind: ``"mobile"``, ``"fixed_line"``, ``"fixed_line_or_mobile"``, ``"toll_free"``, ...
+    """
+
+    e164: str
+    country_code: int
+    national: str
+    region: str
+    kind: str
+
+    @classmethod
+    def parse(
+        cls, raw: object, region: str = DEFAULT_REGION, *, allow_landlines: bool = False
+    ) -> Phone:
+        """Parse and validate ``raw`` (a string or an int); ``region`` reads national numbers.
+
+        Raises :class:`~smskit.errors.InvalidPhoneError` for anything that is not a valid number
+        or, unless ``allow_landlines``, not a mobile one; :class:`~smskit.errors.ConfigurationError`
+        for an unknown ``region``.
+        """
+        text = _as_text(raw)
+        return _parse_cached(text, _check_region(region), allow_landlines, raw)
+
+    @property
+    def is_mobile(self) -> bool:
+        """True for mobile numbers (including ``fixed_line_or_mobile``)."""
+        return self.kind in _MOBILE_KINDS
+
+    def __str__(self) -> str:
+        """The E.164 form."""
+        return self.e164
+
+
+def _as_text(raw: object) -> str:
+    """``raw`` as a string, refusing types that are not a phone number."""
+    if raw is None:
+        raise InvalidPhoneError(raw, "no phone number given")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+        raise InvalidPhoneError(raw, f"expected a string or an integer, got {type(raw).__name__}")
+    if isinstance(raw, int):
+        if raw <= 0:
+            raise InvalidPhoneError(raw, "a phone number cannot be zero or negative")
+        return str(raw)
+    if not raw.strip():
+        raise InvalidPhoneError(raw, "the number is empty")
+    return raw
+
+
+def _check_region(region: str) -> str:
+    code = region.upper() if isinstance(region, str) else ""
+    if code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigurationError(f"unknown phone region {region!r}: use an ISO code such as 'BR'")
+    return code
+
+
+# ``raw`` rides along only to put the caller's own value (an int stays an int) in the error;
+# it is equal to ``text`` or to ``int(text)``, so it never splits the cache.
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _parse_cached(text: str, region: str, allow_landlines: bool, raw: object) -> Phone:
+    cleaned = _CARRIER_PLACEHOLDER.sub(r"\1", text)
+    bad = sorted(
+        {ch for ch in cleaned if not (ch.isdecimal() or ch.isspace() or ch in _SEPARATORS)}
+    )
+    if bad:
+        shown = ", ".join(repr(ch) for ch in bad[:5])
+        raise InvalidPhoneError(raw, f"contains characters that are not part of a number: {shown}")
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except NumberParseException as exc:
+        reason = _PARSE_ERRORS.get(exc.error_type, "not a phone number")
+        raise InvalidPhoneError(raw, reason) from exc
+    country_code = int(number.country_code or 0)  # always set once parse() succeeded
+    if not phonenumbers.is_valid_number(number):
+        number_region = phonenumbers.region_code_for_country_code(country_code)
+        where = f"region {region}" if number_region == region else f"country code +{country_code}"
+        raise InvalidPhoneError(raw, f"not a valid number for {where}{_why_invalid(number)}")
+    kind = _KINDS.get(phonenumbers.number_type(number), "unknown")
+    if kind not in _MOBILE_KINDS:
+        if kind == "fixed_line":
+            if not allow_landlines:
+                raise InvalidPhoneError(raw, "it is a fixed line number; landlines are not allowed")
+        else:
+            raise InvalidPhoneError(
+                raw, f"it is a {kind.replace('_', ' ')} number, which cannot receive SMS"
+            )
+    return Phone(
+        e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
+        country_code=country_code,
+        national=phonenumbers.national_significant_number(number),
+        region=phonenumbers.region_code_for_number(number) or region,
+        kind=kind,
+    )
+
+
+def _why_invalid(number: phonenumbers.PhoneNumber) -> str:
+    """A hint on why a parsed number is invalid, or ``""``."""
+    nsn = phonenumbers.national_significant_number(number)
+    if number.country_code == 55 and len(nsn) in (10, 11):
+        if not _BR_AREA_CODE.match(nsn):
+            return " (missing or unknown area code)"
+        if len(nsn) == 10 and nsn[2] in "6789":
+            return " (a Brazilian mobile has a 9 before its 8 digits)"
+    return _POSSIBILITY.get(phonenumbers.is_possible_number_with_reason(number), "")
+
+
+def normalize(raw: object, region: str = DEFAULT_REGION, allow_landlines: bool = False) -> str:
+    """``raw`` in E.164 (``"+5511987654321"``); the same rules and errors as :meth:`Phone.parse`."""
+    return Phone.parse(raw, region, allow_landlines=allow_landlines).e164
+
+
+def national_digits(e164_or_raw: object, region: str = DEFAULT_REGION) -> str:
+    """The national digits (``"11987654321"`` for ``"+5511987654321"``), as Kolmeya takes them.
+
+    The number must be valid; its kind is not checked (landlines pass).
+    """
+    return Phone.parse(e164_or_raw, region, allow_landlines=True).national
+
+
+def from_kolmeya(value: Union[int, str]) -> Phone:
+    """The phone Kolmeya echoes: national digits without ``55``, as an int or a string.
+
+    ``11987654321``, ``"11987654321"`` and ``5511987654321`` all give ``+5511987654321``. An echo
+    is a fact about a number we sent, so landlines are accepted; invalid values still raise
+    :class:`~smskit.errors.InvalidPhoneError`.
+    """
+    return Phone.parse(value, "BR", allow_landlines=True)
+
+
+def same_number(a: object, b: object, region: str = DEFAULT_REGION) -> bool:
+    """Whether ``a`` and ``b`` are the same number once normalised (any kind of number).
+
+    A value that is not a valid number (``None``, ``""``, ``False`` from an empty Odoo field,
+    garbage) matches nothing, so this never raises :class:`~smskit.errors.InvalidPhoneError`.
+    """
+    try:
+        first = Phone.parse(a, region, allow_landlines=True)
+        second = Phone.parse(b, region, allow_landlines=True)
+    except InvalidPhoneError:
+        return False
+    return first.e164 == second.e164
+
+
+def match_suffix(e164: str) -> str:
+    """The last 8 digits of a number, to find candidate records by a ``like`` search.
+
+    Odoo keeps ``phone``/``mobile`` as free text, so a partner is found by searching a
+    digits-only column (Odoo's ``phone_sanitized``) for these digits, then comparing the
+    candidates with :func:`same_number`. Eight digits, not nine, so that records saved before the
+    Brazilian mobile ninth digit (``"11 8765-4321"``) are found too. A free-text column with
+    separators inside the last 8 digits (``"98765-4321"``) will not contain the suffix as such.
+    """
+    digits = "".join(ch for ch in str(e164) if ch.isdecimal())
+    if len(digits) < MATCH_SUFFIX_LENGTH:
+        raise InvalidPhoneError(e164, f"needs at least {MATCH_SUFFIX_LENGTH} digits")
+    return digits[-MATCH_SUFFIX_LENGTH:]

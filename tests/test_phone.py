@@ -1,0 +1,292 @@
+from __future__ import annotations
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smskit.errors import ConfigurationError, InvalidPhoneError, ValidationError
+from smskit.phone import (
+    Phone,
+    from_kolmeya,
+    match_suffix,
+    national_digits,
+    normalize,
+    same_number,
+)
+
+E164 = "+5511987654321"
+
+# Every Brazilian area code (DDD) in use, from Anatel's plan.
+VALID_DDDS = (
+    [str(n) for n in range(11, 20)]
+    + ["21", "22", "24", "27", "28"]
+    + ["31", "32", "33", "34", "35", "37", "38"]
+    + [str(n) for n in range(41, 50)]
+    + ["51", "53", "54", "55"]
+    + [str(n) for n in range(61, 70)]
+    + ["71", "73", "74", "75", "77", "79"]
+    + [str(n) for n in range(81, 90)]
+    + [str(n) for n in range(91, 100)]
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "(11) 98765-4321",
+        "11987654321",
+        "11 98765 4321",
+        "11.98765.4321",
+        "11-98765-4321",
+        "+55 11 98765-4321",
+        "+55 (11) 98765-4321",
+        "+5511987654321",
+        "5511987654321",
+        "55 (11) 98765-4321",
+        "011 98765-4321",
+        "(011) 98765-4321",
+        "0XX11 98765-4321",
+        "(0xx11) 98765-4321",
+        "0 21 11 98765-4321",
+        "015 11 98765-4321",
+        "  (11) 98765-4321  ",
+        "(11)\u00a098765\u20134321",
+        5511987654321,
+        11987654321,
+    ],
+)
+def test_brazilian_mobile_forms_normalise_to_one_e164(raw: object) -> None:
+    phone = Phone.parse(raw)
+    assert phone.e164 == E164
+    assert str(phone) == E164
+    assert phone.country_code == 55
+    assert phone.national == "11987654321"
+    assert phone.region == "BR"
+    assert phone.kind == "mobile"
+    assert phone.is_mobile
+
+
+def test_foreign_mobile_with_plus_is_accepted() -> None:
+    phone = Phone.parse("+351 912 345 678")
+    assert phone == Phone(
+        e164="+351912345678", country_code=351, national="912345678", region="PT", kind="mobile"
+    )
+
+
+def test_region_reads_national_numbers_of_that_country() -> None:
+    assert Phone.parse("912 345 678", "PT").e164 == "+351912345678"
+    assert Phone.parse("912 345 678", "pt").e164 == "+351912345678"
+
+
+def test_unknown_region_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown phone region 'XX'"):
+        Phone.parse("11987654321", "XX")
+
+
+def test_landline_refused_by_default_with_a_clear_message() -> None:
+    with pytest.raises(InvalidPhoneError) as info:
+        Phone.parse("(11) 3333-4444")
+    assert str(info.value) == (
+        "invalid phone number '(11) 3333-4444': "
+        "it is a fixed line number; landlines are not allowed"
+    )
+    assert info.value.raw == "(11) 3333-4444"
+    assert isinstance(info.value, ValidationError)
+
+
+def test_landline_accepted_when_allowed() -> None:
+    phone = Phone.parse("(11) 3333-4444", allow_landlines=True)
+    assert phone.e164 == "+551133334444"
+    assert phone.national == "1133334444"
+    assert phone.kind == "fixed_line"
+    assert not phone.is_mobile
+    assert normalize("551133334444", allow_landlines=True) == "+551133334444"
+
+
+def test_toll_free_is_refused_even_with_landlines_allowed() -> None:
+    with pytest.raises(InvalidPhoneError) as info:
+        Phone.parse("0800 123 4567", allow_landlines=True)
+    assert str(info.value) == (
+        "invalid phone number '0800 123 4567': it is a toll free number, which cannot receive SMS"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            "(11) 3333-444",
+            "invalid phone number '(11) 3333-444': not a valid number for region BR",
+        ),
+        (
+            "(00) 98765-4321",
+            "invalid phone number '(00) 98765-4321': not a valid number for region BR"
+            " (missing or unknown area code)",
+        ),
+        (
+            "(20) 98765-4321",
+            "invalid phone number '(20) 98765-4321': not a valid number for region BR"
+            " (missing or unknown area code)",
+        ),
+        (
+            "+55 11 98765-43210",
+            "invalid phone number '+55 11 98765-43210': not a valid number for region BR"
+            " (too long)",
+        ),
+        (
+            "+351 12",
+            "invalid phone number '+351 12': not a valid number for country code +351 (too short)",
+        ),
+        (
+            "11 8765-4321",
+            "invalid phone number '11 8765-4321': not a valid number for region BR"
+            " (a Brazilian mobile has a 9 before its 8 digits)",
+        ),
+        ("1", "invalid phone number '1': not a phone number"),
+        ("+999 1234", "invalid phone number '+999 1234': unknown country code"),
+        (
+            "11 9876A-4321",
+            "invalid phone number '11 9876A-4321': contains characters that are not part of a"
+            " number: 'A'",
+        ),
+        (
+            "abc",
+            "invalid phone number 'abc': contains characters that are not part of a number:"
+            " 'a', 'b', 'c'",
+        ),
+        (
+            "11987654321 ext. 12",
+            "invalid phone number '11987654321 ext. 12': contains characters that are not part"
+            " of a number: 'e', 't', 'x'",
+        ),
+        ("", "invalid phone number '': the number is empty"),
+        ("   ", "invalid phone number '   ': the number is empty"),
+        (None, "invalid phone number None: no phone number given"),
+        (True, "invalid phone number True: expected a string or an integer, got bool"),
+        (False, "invalid phone number False: expected a string or an integer, got bool"),
+        (
+            11987654321.0,
+            "invalid phone number 11987654321.0: expected a string or an integer, got float",
+        ),
+        (
+            -11987654321,
+            "invalid phone number -11987654321: a phone number cannot be zero or negative",
+        ),
+        (123, "invalid phone number 123: not a valid number for region BR (too short)"),
+    ],
+)
+def test_invalid_input_names_the_input_and_the_reason(raw: object, message: str) -> None:
+    with pytest.raises(InvalidPhoneError) as info:
+        Phone.parse(raw)
+    assert str(info.value) == message
+    assert info.value.raw is raw
+
+
+def test_letters_are_never_read_as_a_keypad_word() -> None:
+    # phonenumbers alone would turn "abc" into "222" and accept a longer number.
+    with pytest.raises(InvalidPhoneError, match="not part of a number"):
+        Phone.parse("11 98765 4321 abc")
+
+
+def test_parse_results_are_cached_and_immutable() -> None:
+    first = Phone.parse("(21) 99876-5432")
+    assert Phone.parse("(21) 99876-5432") is first
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        first.e164 = "+5511987654321"  # type: ignore[misc]
+    assert Phone.parse("(21) 99876-5432").e164 == "+5521998765432"
+
+
+def test_failures_are_not_cached_as_successes() -> None:
+    for _ in range(2):
+        with pytest.raises(InvalidPhoneError):
+            Phone.parse("(11) 3333-4444")
+    # the same text with landlines allowed is a different question with a different answer
+    assert Phone.parse("(11) 3333-4444", allow_landlines=True).kind == "fixed_line"
+    with pytest.raises(InvalidPhoneError):
+        Phone.parse("(11) 3333-4444")
+
+
+def test_normalize_returns_e164() -> None:
+    assert normalize("(11) 98765-4321") == E164
+    with pytest.raises(InvalidPhoneError, match="landlines are not allowed"):
+        normalize("(11) 3333-4444")
+
+
+def test_national_digits_accepts_e164_and_raw_forms() -> None:
+    assert national_digits(E164) == "11987654321"
+    assert national_digits("(11) 98765-4321") == "11987654321"
+    assert national_digits("+551133334444") == "1133334444"
+    with pytest.raises(InvalidPhoneError, match="'12345'"):
+        national_digits("12345")
+
+
+@pytest.mark.parametrize(
+    "echo", [11987654321, "11987654321", 5511987654321, "5511987654321", "+5511987654321"]
+)
+def test_from_kolmeya_reads_the_echoed_number(echo: object) -> None:
+    assert from_kolmeya(echo).e164 == E164  # type: ignore[arg-type]
+
+
+def test_from_kolmeya_keeps_ddd_55_apart_from_the_country_code() -> None:
+    assert from_kolmeya(55987654321).e164 == "+5555987654321"
+    assert from_kolmeya(5555987654321).e164 == "+5555987654321"
+
+
+def test_from_kolmeya_accepts_an_echoed_landline_and_refuses_garbage() -> None:
+    assert from_kolmeya(1133334444).e164 == "+551133334444"
+    with pytest.raises(InvalidPhoneError) as info:
+        from_kolmeya(119876)
+    assert str(info.value).startswith("invalid phone number 119876:")
+
+
+def test_same_number() -> None:
+    assert same_number("(11) 98765-4321", 5511987654321)
+    assert same_number("+55 11 3333-4444", "(11) 3333-4444")
+    assert not same_number("(11) 98765-4321", "(11) 98765-4322")
+    assert not same_number("(11) 98765-4321", False)
+    assert not same_number(None, None)
+    assert not same_number("garbage", "garbage")
+
+
+def test_match_suffix_is_the_last_eight_digits() -> None:
+    assert match_suffix(E164) == "87654321"
+    # the same suffix finds a record saved before the ninth digit was added
+    assert match_suffix("+551187654321") == "87654321"
+    with pytest.raises(InvalidPhoneError) as info:
+        match_suffix("+55123")
+    assert str(info.value) == "invalid phone number '+55123': needs at least 8 digits"
+
+
+def _variants(ddd: str, subscriber: str) -> list[object]:
+    national = ddd + subscriber
+    first, last = subscriber[:5], subscriber[5:]
+    return [
+        national,
+        int(national),
+        int("55" + national),
+        "55" + national,
+        "+55" + national,
+        f"({ddd}) {first}-{last}",
+        f"+55 ({ddd}) {first}-{last}",
+        f"+55 {ddd} {first} {last}",
+        f"{ddd}.{first}.{last}",
+        f"0{ddd} {first}-{last}",
+        f"0XX{ddd} {first}-{last}",
+        f"0 21 {ddd} {first}-{last}",
+    ]
+
+
+@given(
+    ddd=st.sampled_from(VALID_DDDS),
+    rest=st.text(alphabet="0123456789", min_size=8, max_size=8),
+)
+def test_every_format_of_a_valid_mobile_gives_the_same_e164(ddd: str, rest: str) -> None:
+    subscriber = "9" + rest
+    expected = "+55" + ddd + subscriber
+    for variant in _variants(ddd, subscriber):
+        phone = Phone.parse(variant)
+        assert phone.e164 == expected, variant
+        assert phone.national == ddd + subscriber
+        assert phone.is_mobile
+        assert from_kolmeya(int(ddd + subscriber)) == phone
