@@ -109,7 +109,8 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = {
-            k: ("********" if _is_secret_key(k) else v) for k, v in sorted(self.values.items())
+            k: ("********" if _is_secret_key(k) else _redact_url(v))
+            for k, v in sorted(self.values.items())
         }
         return (
             f"Settings(database_url={_redact_url(self.database_url)!r}, provider={self.provider!r}, "
@@ -146,12 +147,12 @@ class Settings:
     @classmethod
     def _from_values(cls, values: Dict[str, str], typed: Mapping[str, Any]) -> "Settings":
         kwargs: Dict[str, Any] = {"values": values}
-        text_fields = ("database_url", "provider", "public_url", "default_region", "timezone",
-                       "quiet_hours")
-        for name in text_fields:
+        for name in ("database_url", "provider", "default_region", "timezone"):
+            if values.get(name):
+                kwargs[name] = values[name]
+        for name in ("public_url", "quiet_hours"):  # optional: empty means unset
             if name in values:
-                kwargs[name] = values[name] or None if name in ("public_url", "quiet_hours") \
-                    else values[name]
+                kwargs[name] = values[name] or None
         if values.get("webhook_secret"):
             kwargs["webhook_secret"] = Secret(values["webhook_secret"])
         if "allow_landlines" in values:

@@ -1,0 +1,453 @@
+"""The public facade: :class:`SmsKit` ties settings, plugins, the store and providers together.
+
+::
+
+    from smskit import SmsKit
+
+    kit = SmsKit.from_env()                      # SMSKIT_* variables / smskit.toml
+    outcome = kit.send("(11) 98765-4321", "Olá {{ name }}!", variables={"name": "Ana"})
+    summary = kit.send_many(rows, template="Olá {{ name }}, sua fatura vence {{ due }}.")
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import logging
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import attrs
+
+from smskit import outbox
+from smskit.config import Settings
+from smskit.errors import ValidationError
+from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
+from smskit.phone import Phone
+from smskit.plugins import Plugins
+from smskit.policy import QuietHours, is_optout
+from smskit.provider import Provider, WebhookPayload
+from smskit.store.base import AddOutcome, ApplyOutcome, EventRecord, InboundOutcome, Store
+from smskit.template import Template
+
+__all__ = ["BulkSummary", "Outcome", "SmsKit", "WebhookReport"]
+
+log = logging.getLogger(__name__)
+
+Recipient = Union[str, int, Mapping[str, Any]]
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What happened to one recipient of a send.
+
+    ``state`` is the message's state after the call (``rejected`` for invalid input,
+    ``canceled`` for a policy veto, ``outgoing`` while queued or deferred, ``sent``...).
+    ``created`` is ``False`` when an idempotency key matched an earlier message.
+    """
+
+    index: int
+    recipient: str
+    message_id: Optional[str]
+    state: State
+    reason: Optional[str] = None
+    deferred_until: Optional[dt.datetime] = None
+    created: bool = True
+
+
+@attrs.define
+class BulkSummary:
+    """Counts for a bulk send (per-recipient details go to ``on_outcome``)."""
+
+    total: int = 0
+    queued: int = 0
+    sent: int = 0
+    rejected: int = 0
+    canceled: int = 0
+    deferred: int = 0
+    duplicates: int = 0
+    failed_dispatch: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        """Count one outcome."""
+        self.total += 1
+        if not outcome.created:
+            self.duplicates += 1
+        elif outcome.state is State.REJECTED:
+            self.rejected += 1
+        elif outcome.state is State.CANCELED:
+            self.canceled += 1
+        elif outcome.deferred_until is not None:
+            self.deferred += 1
+        else:
+            self.queued += 1
+
+
+@attrs.frozen(kw_only=True)
+class WebhookReport:
+    """What a webhook request changed: one outcome per status event and per inbound message."""
+
+    statuses: Sequence[ApplyOutcome] = ()
+    inbound: Sequence[InboundOutcome] = ()
+
+
+class SmsKit:
+    """Send, receive and track SMS. One instance per application (no global state).
+
+    ``store`` and ``provider`` default to the ones the settings name (``SMSKIT_DATABASE_URL``,
+    ``SMSKIT_PROVIDER``), built by the plugins on first use. ``clock`` is injectable for tests.
+    """
+
+    def __init__(
+        self,
+        settings: Optional[Settings] = None,
+        *,
+        store: Optional[Store] = None,
+        provider: Optional[Provider] = None,
+        plugins: Optional[Plugins] = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.settings = settings or Settings()
+        self.plugins = plugins or Plugins(self.settings)
+        self._store = store
+        self._providers: Dict[str, Provider] = {}
+        if provider is not None:
+            self._providers[provider.name] = provider
+        self._default_provider = provider.name if provider is not None else self.settings.provider
+        self.clock = clock
+        self.quiet_hours = QuietHours.from_settings(self.settings)
+
+    @classmethod
+    def from_env(cls, **kwargs: Any) -> "SmsKit":
+        """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml``."""
+        return cls(Settings.load(), **kwargs)
+
+    # -- parts ----------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        """The store (built from ``settings.database_url`` on first use)."""
+        if self._store is None:
+            self._store = self.plugins.create_store()
+        return self._store
+
+    def provider(self, name: Optional[str] = None) -> Provider:
+        """A provider by name (default: the configured one), built once."""
+        name = name or self._default_provider
+        if name not in self._providers:
+            self._providers[name] = self.plugins.create_provider(name)
+        return self._providers[name]
+
+    def composer(self, provider: Optional[str] = None) -> outbox.Composer:
+        """The message composer for ``provider`` with this instance's settings."""
+        return outbox.Composer(
+            provider=provider or self._default_provider,
+            region=self.settings.default_region,
+            allow_landlines=self.settings.allow_landlines,
+            price_per_segment=self.settings.price_per_segment,
+            max_segments=self.settings.max_segments,
+            quiet_hours=self.quiet_hours,
+        )
+
+    # -- sending --------------------------------------------------------------------------
+    def send(
+        self,
+        phone: Union[str, int],
+        text: str,
+        *,
+        variables: Optional[Mapping[str, Any]] = None,
+        at: Optional[dt.datetime] = None,
+        idempotency_key: Optional[str] = None,
+        tags: Sequence[str] = (),
+        campaign_id: Optional[str] = None,
+        partner_ref: Optional[str] = None,
+        provider: Optional[str] = None,
+        dispatch: bool = True,
+    ) -> Outcome:
+        """Send one SMS. ``text`` is a template (``{{ name }}``) rendered with ``variables``.
+
+        Invalid input raises (:class:`~smskit.errors.InvalidPhoneError`,
+        :class:`~smskit.errors.MissingVariableError`...) and stores nothing. A policy veto
+        returns a ``canceled`` outcome; quiet hours a deferred one. With ``dispatch`` the
+        message is handed to the provider before returning.
+        """
+        composer = self.composer(provider)
+        template = Template(text)
+        e164 = composer.phone(phone)
+        message, outcome = self._prepare(
+            0, e164, e164, template, dict(variables or {}), composer, at=at,
+            fields=dict(idempotency_key=idempotency_key, tags=tuple(tags),
+                        campaign_id=campaign_id, partner_ref=partner_ref),
+            strict=True,
+        )
+        stored = self.store.add_messages([message])[0]
+        outcome = self._outcome(0, e164, stored, outcome)
+        if dispatch and stored.created and stored.message.state is State.OUTGOING:
+            self.dispatch(provider=composer.provider)
+            current = self.store.get(stored.message.id)
+            if current is not None:
+                outcome = attrs.evolve(outcome, state=current.state,
+                                       reason=current.error_text or outcome.reason)
+        return outcome
+
+    def send_many(
+        self,
+        recipients: Iterable[Recipient],
+        text: str,
+        *,
+        variables: Optional[Mapping[str, Any]] = None,
+        phone_field: str = "phone",
+        at: Optional[dt.datetime] = None,
+        idempotency_prefix: Optional[str] = None,
+        tags: Sequence[str] = (),
+        campaign_id: Optional[str] = None,
+        provider: Optional[str] = None,
+        on_outcome: Optional[Callable[[Outcome], None]] = None,
+        dispatch: bool = True,
+        chunk_size: Optional[int] = None,
+    ) -> BulkSummary:
+        """Send ``text`` to every recipient, streaming: memory stays constant however many.
+
+        A recipient is a phone, or a mapping whose ``phone_field`` is the phone and whose
+        other keys are template variables (a CSV row). One bad recipient never aborts the
+        batch: it becomes a ``rejected`` record and an outcome with the reason. With
+        ``idempotency_prefix``, the key ``"<prefix>:<E.164>"`` makes a re-run (after a crash)
+        skip recipients already stored.
+        """
+        composer = self.composer(provider)
+        template = Template(text)
+        shared = dict(variables or {})
+        size = chunk_size or max(1, self.provider(composer.provider).max_batch
+                                 if dispatch else 1000)
+        summary = BulkSummary()
+        fields = dict(tags=tuple(tags), campaign_id=campaign_id)
+        numbered = enumerate(recipients)
+        while True:
+            chunk = list(itertools.islice(numbered, size))
+            if not chunk:
+                break
+            prepared: List[Tuple[Message, Outcome]] = []
+            for index, recipient in chunk:
+                prepared.append(self._prepare_recipient(
+                    index, recipient, template, shared, composer, phone_field, at,
+                    idempotency_prefix, fields))
+            stored = self.store.add_messages(m for m, _ in prepared)
+            for (_, draft), result in zip(prepared, stored):
+                outcome = self._outcome(draft.index, draft.recipient, result, draft)
+                summary.add(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            if dispatch:
+                report = self.dispatch(provider=composer.provider)
+                summary.sent += report.sent
+                summary.failed_dispatch += report.released + report.ambiguous
+        return summary
+
+    def _prepare_recipient(
+        self,
+        index: int,
+        recipient: Recipient,
+        template: Template,
+        shared: Mapping[str, Any],
+        composer: outbox.Composer,
+        phone_field: str,
+        at: Optional[dt.datetime],
+        idempotency_prefix: Optional[str],
+        fields: Mapping[str, Any],
+    ) -> Tuple[Message, Outcome]:
+        if isinstance(recipient, Mapping):
+            context = dict(shared)
+            context.update(recipient)
+            raw = recipient.get(phone_field)
+        else:
+            context, raw = dict(shared), recipient
+        label = str(raw)
+        now = self.clock()
+        try:
+            e164 = composer.phone(raw)
+        except ValidationError as exc:
+            message = composer.rejected(raw, template.source, exc, now=now, **fields)
+            return message, Outcome(index=index, recipient=label, message_id=message.id,
+                                    state=State.REJECTED, reason=str(exc))
+        extra = dict(fields)
+        if idempotency_prefix:
+            extra["idempotency_key"] = f"{idempotency_prefix}:{e164}"
+        return self._prepare(index, label, e164, template, context, composer, at=at,
+                             fields=extra)
+
+    def _prepare(
+        self,
+        index: int,
+        label: str,
+        e164: str,
+        template: Template,
+        context: Dict[str, Any],
+        composer: outbox.Composer,
+        *,
+        at: Optional[dt.datetime],
+        fields: Mapping[str, Any],
+        strict: bool = False,
+    ) -> Tuple[Message, Outcome]:
+        now = self.clock()
+        draft = Message(phone=e164, body="", provider=composer.provider, created_at=now,
+                        **fields)
+        for extra in self.plugins.hook.prepare_message(message=draft, context=context):
+            if extra:
+                for key, value in extra.items():
+                    context.setdefault(key, value)
+        try:
+            body = composer.body(template, context, recipient=label)
+            message = composer.compose(e164, body, now=now, at=at, id=draft.id, **fields)
+        except ValidationError as exc:
+            if strict:
+                raise
+            rejected = composer.rejected(e164, template.source, exc, now=now,
+                                         **{k: v for k, v in fields.items()
+                                            if k != "idempotency_key"})
+            return rejected, Outcome(index=index, recipient=label, message_id=rejected.id,
+                                     state=State.REJECTED, reason=str(exc))
+        reason = self._veto(message)
+        if reason is not None:
+            message = attrs.evolve(message, state=State.CANCELED, error_code="policy",
+                                   error_text=reason, scheduled_at=None)
+            return message, Outcome(index=index, recipient=label, message_id=message.id,
+                                    state=State.CANCELED, reason=reason)
+        deferred = message.scheduled_at if message.scheduled_at != at else None
+        return message, Outcome(index=index, recipient=label, message_id=message.id,
+                                state=State.OUTGOING, deferred_until=deferred)
+
+    def _veto(self, message: Message) -> Optional[str]:
+        if self.store.is_blacklisted(message.phone):
+            return "number is on the blacklist"
+        for reason in self.plugins.hook.check_message(message=message):
+            if reason:
+                return str(reason)
+        return None
+
+    @staticmethod
+    def _outcome(index: int, label: str, stored: AddOutcome, draft: Outcome) -> Outcome:
+        if stored.created:
+            return draft
+        message = stored.message
+        return Outcome(index=index, recipient=label, message_id=message.id,
+                       state=message.state, reason="idempotency key already used",
+                       created=False)
+
+    def dispatch(self, *, provider: Optional[str] = None,
+                 max_batches: Optional[int] = None) -> outbox.DispatchReport:
+        """Send every due ``outgoing`` message of ``provider`` now (see :func:`outbox.dispatch`)."""
+        return outbox.dispatch(self.store, self.provider(provider), now=self.clock(),
+                               max_batches=max_batches, on_sent=self._on_sent)
+
+    def reconcile(self, *, provider: Optional[str] = None,
+                  stale_after: dt.timedelta = dt.timedelta(minutes=5)) -> outbox.ReconcileReport:
+        """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
+        return outbox.reconcile(self.store, self.provider(provider), now=self.clock(),
+                                stale_after=stale_after, on_sent=self._on_sent,
+                                on_status=self.apply_status)
+
+    # -- status and inbound -----------------------------------------------------------------
+    def apply_status(self, event: StatusEvent) -> ApplyOutcome:
+        """Apply a status event forward only (idempotent); unknown ids are recorded, not dropped."""
+        outcome = self.store.apply_status(event)
+        if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
+            self._notify("message_status_changed", outcome.message,
+                         old=outcome.old, new=outcome.new)
+        return outcome
+
+    def receive(self, inbound: InboundMessage) -> InboundOutcome:
+        """Record a reply once per provider reply id; apply opt-out keywords; route it."""
+        try:
+            phone = Phone.parse(inbound.phone, self.settings.default_region,
+                                allow_landlines=True).e164
+        except ValidationError:
+            phone = inbound.phone
+        if phone != inbound.phone:
+            inbound = attrs.evolve(inbound, phone=phone)
+        outcome = self.store.record_inbound(inbound)
+        if not outcome.created:
+            return outcome
+        keyword = is_optout(inbound.body, self.settings.optout_keywords)
+        if keyword is not None:
+            self.store.blacklist_add(phone, reason=f"opt-out keyword {keyword}",
+                                     source=f"inbound:{inbound.provider}")
+            self.store.record_event(outcome.message.id, "optout", f"keyword {keyword}",
+                                    provider=inbound.provider)
+        self._route(outcome.message)
+        self._notify("message_received", outcome.message)
+        return outcome
+
+    def handle_webhook(self, provider: str, kind: str, headers: Mapping[str, str],
+                       body: bytes) -> WebhookReport:
+        """Parse a provider callback and apply everything in it (used by the server)."""
+        payload: WebhookPayload = self.provider(provider).parse_webhook(kind, headers, body)
+        statuses = [self.apply_status(event) for event in payload.statuses]
+        inbound = [self.receive(item) for item in payload.inbound]
+        return WebhookReport(statuses=statuses, inbound=inbound)
+
+    def _route(self, message: Message) -> None:
+        try:
+            where = self.plugins.hook.route_inbound(message=message)
+        except Exception as exc:  # a plugin failure must not lose the stored reply
+            log.exception("route_inbound failed for %s", message.id)
+            self.store.record_event(message.id, "hook_error", f"route_inbound: {exc!r}")
+            return
+        if where:
+            self.store.record_event(message.id, "routed", str(where))
+
+    def _notify(self, hook: str, message: Message, **kwargs: Any) -> None:
+        try:
+            getattr(self.plugins.hook, hook)(message=message, **kwargs)
+        except Exception as exc:  # logged and recorded; never loses or re-sends the message
+            log.exception("%s hook failed for %s", hook, message.id)
+            self.store.record_event(message.id, "hook_error", f"{hook}: {exc!r}")
+
+    def _on_sent(self, message: Message) -> None:
+        self._notify("message_sent", message)
+
+    # -- look-ups and lists -------------------------------------------------------------------
+    def get(self, message_id: str) -> Optional[Message]:
+        """A message by our id."""
+        return self.store.get(message_id)
+
+    def history(self, message_id: str) -> List[EventRecord]:
+        """Every event recorded for a message."""
+        return self.store.history(message_id)
+
+    def cancel(self, message_id: str, reason: str = "canceled by user") -> Optional[Message]:
+        """Cancel a message that has not been handed to the provider yet."""
+        return self.store.cancel(message_id, reason)
+
+    def blacklist_add(self, phone: Union[str, int], reason: str = "",
+                      source: str = "api") -> bool:
+        """Put a number on the local blacklist (authoritative); ``False`` if already there."""
+        e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
+        return self.store.blacklist_add(e164, reason, source)
+
+    def blacklist_remove(self, phone: Union[str, int]) -> bool:
+        """Take a number off the local blacklist; ``False`` if it was not there."""
+        e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
+        return self.store.blacklist_remove(e164)
+
+    def close(self) -> None:
+        """Close providers and the store."""
+        for provider in self._providers.values():
+            provider.close()
+        if self._store is not None:
+            self._store.close()
+
+    def __enter__(self) -> "SmsKit":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

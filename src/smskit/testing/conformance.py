@@ -1,0 +1,133 @@
+"""The provider conformance suite: every provider plugin runs it against its own factory.
+
+Subclass :class:`ProviderConformance` in your plugin's tests and provide a ``provider``
+fixture (and optionally ``refused_phone``)::
+
+    from smskit.testing.conformance import ProviderConformance
+
+    class TestMyProvider(ProviderConformance):
+        @pytest.fixture
+        def provider(self):
+            p = MyProvider(base_url=..., token=...)
+            yield p
+            p.close()
+
+The suite checks the parts of :mod:`smskit.provider` the send pipeline relies on to never lose
+or double-send a message: one result per message, ids matched back by our message id,
+reconciliation that knows what was sent and what was not, and clean errors on bad webhooks.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterator, List, Optional
+
+import pytest
+
+from smskit.errors import ValidationError
+from smskit.ids import new_id
+from smskit.models import Message, State
+from smskit.provider import Capabilities, Provider
+
+__all__ = ["ProviderConformance", "sample_messages"]
+
+_SAMPLE_PHONES = ["+5511987654321", "+5521998765432", "+5531991234567", "+5548991234567",
+                  "+5561981234567", "+5571987651234", "+5585998761234", "+5541996543210"]
+
+
+def sample_messages(count: int, prefix: str = "Teste de conformidade") -> List[Message]:
+    """``count`` outgoing messages to distinct valid Brazilian mobile numbers."""
+    messages = []
+    for i in range(count):
+        if i < len(_SAMPLE_PHONES):
+            phone = _SAMPLE_PHONES[i]
+        else:
+            phone = f"+55119{(10_000_000 + i) % 100_000_000:08d}"
+        messages.append(Message(phone=phone, body=f"{prefix} {i}", state=State.OUTGOING))
+    return messages
+
+
+class ProviderConformance:
+    """Mix into a pytest class; supply the ``provider`` fixture."""
+
+    @pytest.fixture
+    def provider(self) -> Iterator[Provider]:  # pragma: no cover - overridden
+        """Override: yield the provider under test."""
+        raise NotImplementedError("subclasses provide a `provider` fixture")
+
+    @pytest.fixture
+    def refused_phone(self) -> Optional[str]:
+        """Override: an E.164 number the provider will refuse (``None`` skips that test)."""
+        return None
+
+    def test_declares_identity(self, provider: Provider) -> None:
+        """A provider names itself, its batch limit and its capabilities."""
+        assert isinstance(provider, Provider)
+        assert isinstance(provider.name, str) and provider.name
+        assert isinstance(provider.max_batch, int) and provider.max_batch >= 1
+        assert isinstance(provider.capabilities, Capabilities)
+
+    def test_one_result_per_message(self, provider: Provider) -> None:
+        """Every message of a batch gets exactly one result, matched by our id."""
+        messages = sample_messages(min(3, provider.max_batch))
+        results = provider.send_batch(messages, batch_id=new_id())
+        assert sorted(r.message_id for r in results) == sorted(m.id for m in messages)
+        assert all(r.state is State.SENT for r in results)
+        provider_ids = [r.provider_message_id for r in results]
+        assert all(provider_ids), "accepted messages carry the provider's id"
+        assert len(set(provider_ids)) == len(provider_ids)
+
+    def test_full_batch(self, provider: Provider) -> None:
+        """A batch of exactly ``max_batch`` messages (capped at 1000 here) is accepted whole."""
+        size = min(provider.max_batch, 1000)
+        messages = sample_messages(size, prefix="Lote cheio")
+        results = provider.send_batch(messages, batch_id=new_id())
+        assert len(results) == size
+        assert {r.message_id for r in results} == {m.id for m in messages}
+
+    def test_refused_number_is_rejected(self, provider: Provider,
+                                        refused_phone: Optional[str]) -> None:
+        """A refused number comes back ``rejected`` with a reason; the others still go out."""
+        if refused_phone is None:
+            pytest.skip("no refused_phone fixture for this provider")
+        good = sample_messages(1)[0]
+        bad = Message(phone=refused_phone, body="Recusado", state=State.OUTGOING)
+        results = {r.message_id: r for r in provider.send_batch([good, bad], batch_id=new_id())}
+        assert results[good.id].state is State.SENT
+        assert results[bad.id].state is State.REJECTED
+        assert results[bad.id].error_code or results[bad.id].error_text
+
+    def test_reconcile_knows_a_sent_batch(self, provider: Provider) -> None:
+        """After a send, reconciling the batch returns the accepted messages."""
+        if not provider.capabilities.reconcile:
+            pytest.skip("provider cannot reconcile")
+        messages = sample_messages(2)
+        batch_id = new_id()
+        sent = provider.send_batch(messages, batch_id=batch_id)
+        answer = provider.reconcile(batch_id, messages)
+        assert answer.known
+        assert {r.message_id for r in answer.results} == {r.message_id for r in sent}
+        by_id = {r.message_id: r for r in answer.results}
+        for result in sent:
+            assert by_id[result.message_id].provider_message_id == result.provider_message_id
+
+    def test_reconcile_unknown_batch(self, provider: Provider) -> None:
+        """A batch the gateway never received is reported unknown (so it may be sent)."""
+        if not provider.capabilities.reconcile:
+            pytest.skip("provider cannot reconcile")
+        answer = provider.reconcile(new_id(), sample_messages(1))
+        assert not answer.known
+
+    def test_malformed_webhook_is_a_validation_error(self, provider: Provider) -> None:
+        """Garbage in a webhook raises ValidationError (the server answers 400), never crashes."""
+        if not provider.capabilities.webhooks:
+            pytest.skip("provider has no webhooks")
+        for body in (b"not json", b"[]", b"{}", b'{"messages": "x"}'):
+            with pytest.raises(ValidationError):
+                provider.parse_webhook("status", {"content-type": "application/json"}, body)
+
+    def test_balance_is_decimal(self, provider: Provider) -> None:
+        """The balance is an exact Decimal."""
+        if not provider.capabilities.balance:
+            pytest.skip("provider has no balance")
+        assert isinstance(provider.balance(), Decimal)

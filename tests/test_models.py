@@ -1,0 +1,84 @@
+"""The forward-only state machine and the value objects."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smskit.ids import new_id
+from smskit.models import Message, State, StatusEvent, apply_status
+
+FINAL = [s for s in State if s.is_final]
+
+
+def event(state: State, **kw: object) -> StatusEvent:
+    return StatusEvent(provider="loopback", state=state, **kw)  # type: ignore[arg-type]
+
+
+def msg(state: State = State.OUTGOING) -> Message:
+    return Message(phone="+5511987654321", body="Olá", state=state)
+
+
+def test_states_are_ordered_forward_only() -> None:
+    assert State.DRAFT.rank < State.OUTGOING.rank < State.SENT.rank < State.DELIVERED.rank
+    assert {s for s in State if s.is_final} == {
+        State.DELIVERED, State.ERROR, State.EXPIRED, State.REJECTED, State.CANCELED}
+    assert State.SENT.can_move_to(State.DELIVERED)
+    assert not State.DELIVERED.can_move_to(State.ERROR)
+    assert not State.SENT.can_move_to(State.OUTGOING)
+
+
+def test_apply_sets_timestamps_and_errors() -> None:
+    t = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+    sent = apply_status(msg(), event(State.SENT, occurred_at=t, provider_message_id="p1"))
+    assert sent.applied and sent.message.state is State.SENT
+    assert sent.message.sent_at == t and sent.message.provider_message_id == "p1"
+    failed = apply_status(sent.message, event(State.ERROR, status_code=4,
+                                              status_text="não entregue"))
+    assert failed.message.state is State.ERROR
+    assert failed.message.error_code == "4" and failed.message.error_text == "não entregue"
+
+
+def test_duplicate_event_is_a_noop() -> None:
+    first = apply_status(msg(), event(State.DELIVERED))
+    again = apply_status(first.message, event(State.DELIVERED))
+    assert not again.applied and again.reason == "duplicate"
+    assert again.message is first.message
+
+
+def test_backwards_and_after_final_are_ignored() -> None:
+    delivered = apply_status(msg(State.SENT), event(State.DELIVERED)).message
+    late_sent = apply_status(delivered, event(State.SENT))
+    assert not late_sent.applied and delivered.state is State.DELIVERED
+    late_error = apply_status(delivered, event(State.ERROR))
+    assert not late_error.applied and "final" in late_error.reason
+
+
+@given(st.lists(st.sampled_from(list(State)), max_size=12))
+def test_any_event_sequence_never_moves_backwards(states: list) -> None:
+    current = msg(State.DRAFT)
+    for state in states:
+        before = current.state
+        current = apply_status(current, event(state)).message
+        assert current.state.rank >= before.rank
+        if before.is_final:
+            assert current.state is before
+
+
+def test_naive_datetimes_are_refused() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        Message(phone="+5511987654321", body="x", scheduled_at=dt.datetime(2026, 1, 1))
+
+
+def test_ids_are_unique_and_sortable() -> None:
+    ids = [new_id(now_ms=1_700_000_000_000 + i) for i in range(50)]
+    assert ids == sorted(ids) and len(set(ids)) == 50 and all(len(i) == 26 for i in ids)
+
+
+def test_messages_are_frozen() -> None:
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        msg().state = State.SENT  # type: ignore[misc]
