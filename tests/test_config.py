@@ -30,7 +30,8 @@ def test_env_overrides_toml(tmp_path: Path) -> None:
 
 
 def test_secrets_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
-    s = Settings.load(environ={"SMSKIT_KOLMEYA_TOKEN": "tok-123456", "SMSKIT_WEBHOOK_SECRET": "sec-9",
+    s = Settings.load(environ={"SMSKIT_KOLMEYA_TOKEN": "tok-123456",
+                               "SMSKIT_WEBHOOK_SECRET": "sec-9",
                                "SMSKIT_DATABASE_URL": "odoo://admin:pw-77@localhost:8069/db"})
     text = repr(s) + str(s.webhook_secret) + repr(s.secret("kolmeya_token"))
     with caplog.at_level(logging.INFO):

@@ -113,7 +113,8 @@ class Settings:
             for k, v in sorted(self.values.items())
         }
         return (
-            f"Settings(database_url={_redact_url(self.database_url)!r}, provider={self.provider!r}, "
+            f"Settings(database_url={_redact_url(self.database_url)!r}, "
+            f"provider={self.provider!r}, "
             f"public_url={self.public_url!r}, values={shown!r})"
         )
 
@@ -123,9 +124,10 @@ class Settings:
         environ: Optional[Mapping[str, str]] = None,
         config_file: Optional[Union[str, Path]] = None,
         **overrides: Any,
-    ) -> "Settings":
-        """Read ``smskit.toml`` (``config_file``, ``$SMSKIT_CONFIG`` or ./smskit.toml if present),
-        then ``SMSKIT_*`` variables from ``environ`` (default ``os.environ``), then ``overrides``."""
+    ) -> Settings:
+        """Read ``smskit.toml`` (``config_file``, ``$SMSKIT_CONFIG`` or ./smskit.toml if
+        present), then ``SMSKIT_*`` variables from ``environ`` (default ``os.environ``), then
+        ``overrides``."""
         env = os.environ if environ is None else environ
         values: Dict[str, str] = {}
         path = config_file or env.get("SMSKIT_CONFIG")
@@ -145,7 +147,7 @@ class Settings:
         return cls._from_values(values, typed)
 
     @classmethod
-    def _from_values(cls, values: Dict[str, str], typed: Mapping[str, Any]) -> "Settings":
+    def _from_values(cls, values: Dict[str, str], typed: Mapping[str, Any]) -> Settings:
         kwargs: Dict[str, Any] = {"values": values}
         for name in ("database_url", "provider", "default_region", "timezone"):
             if values.get(name):
@@ -172,7 +174,8 @@ class Settings:
                     f"max_segments: not an integer: {values['max_segments']!r}"
                 ) from exc
         if "optout_keywords" in values:
-            kwargs["optout_keywords"] = tuple(k.upper() for k in _parse_list(values["optout_keywords"]))
+            keywords = _parse_list(values["optout_keywords"])
+            kwargs["optout_keywords"] = tuple(k.upper() for k in keywords)
         if "quiet_days" in values:
             kwargs["quiet_days"] = _parse_list(values["quiet_days"])
         if "holidays" in values:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from decimal import Decimal
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import attrs
 
@@ -60,8 +60,8 @@ class State(str, enum.Enum):
         """True for delivered, error, expired, rejected and canceled."""
         return _RANK[self] == 3
 
-    def can_move_to(self, new: "State") -> bool:
-        """Whether a message in this state may move to ``new`` (strictly forward, never from final)."""
+    def can_move_to(self, new: State) -> bool:
+        """Whether this state may move to ``new`` (strictly forward, never from a final one)."""
         return not self.is_final and _RANK[new] > _RANK[self]
 
 
@@ -116,7 +116,7 @@ class Message:
     encoding: Optional[str] = None
     segments: int = 0
     cost: Optional[Decimal] = None
-    created_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)  # type: ignore[misc]
+    created_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
     scheduled_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
     sent_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
     delivered_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
@@ -132,7 +132,7 @@ class Message:
     attempts: int = 0
 
     @classmethod
-    def new(cls, phone: str, body: str, **fields: Any) -> "Message":
+    def new(cls, phone: str, body: str, **fields: Any) -> Message:
         """A new outbound draft with a fresh id."""
         return cls(phone=phone, body=body, **fields)
 
@@ -172,7 +172,7 @@ class StatusEvent:
     status_text: Optional[str] = None
     error_code: Optional[str] = None
     error_text: Optional[str] = None
-    occurred_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)  # type: ignore[misc]
+    occurred_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 
@@ -184,7 +184,7 @@ class InboundMessage:
     provider_reply_id: str
     phone: str
     body: str
-    received_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)  # type: ignore[misc]
+    received_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
     in_reply_to_provider_id: Optional[str] = None
     in_reply_to_message_id: Optional[str] = None
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
@@ -213,8 +213,9 @@ def apply_status(message: Message, event: StatusEvent) -> Transition:
     if old.is_final:
         return Transition(message, False, old, old, f"already final ({old.value})")
     if not old.can_move_to(event.state):
-        return Transition(message, False, old, old, f"backwards ({old.value} -> {event.state.value})")
-    changes: dict = {"state": event.state, "updated_at": event.occurred_at}
+        reason = f"backwards ({old.value} -> {event.state.value})"
+        return Transition(message, False, old, old, reason)
+    changes: Dict[str, Any] = {"state": event.state, "updated_at": event.occurred_at}
     if event.provider_message_id and not message.provider_message_id:
         changes["provider_message_id"] = event.provider_message_id
     if event.provider_request_id and not message.provider_request_id:

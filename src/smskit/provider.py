@@ -22,10 +22,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Sequence
 
 import attrs
+from typing_extensions import Protocol, runtime_checkable
 
 from smskit.models import InboundMessage, Message, SendResult, StatusEvent
-
-from typing_extensions import Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from smskit.config import Settings
@@ -83,7 +82,7 @@ class Provider(Protocol):
     capabilities: Capabilities
 
     def send_batch(self, messages: Sequence[Message], *, batch_id: str) -> List[SendResult]:
-        """Send ``messages`` (at most :attr:`max_batch`) as one request identified by ``batch_id``."""
+        """Send ``messages`` (at most :attr:`max_batch`) as one request named ``batch_id``."""
         ...
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
@@ -93,7 +92,7 @@ class Provider(Protocol):
     def parse_webhook(
         self, kind: str, headers: Mapping[str, str], body: bytes
     ) -> WebhookPayload:
-        """Parse a callback (``kind`` is ``"status"`` or ``"reply"``); raise ValidationError if malformed."""
+        """Parse a callback (``kind``: ``"status"`` or ``"reply"``); ValidationError if malformed."""
         ...
 
     def balance(self) -> Decimal:

@@ -70,8 +70,8 @@ class LoopbackProvider:
         (as a gateway that accepted the request and then timed out)."""
         self._failures.append((error, after_accept))
 
-    def accepted_counts(self) -> "Counter[str]":
-        """How many times each of our message ids was accepted (anything above 1 is a double send)."""
+    def accepted_counts(self) -> Counter[str]:
+        """How many times each of our message ids was accepted (above 1: a double send)."""
         return Counter(record.message_id for record in self.sent)
 
     def status_event(self, message_id: str, state: State, **fields: object) -> StatusEvent:

@@ -49,8 +49,7 @@ def start_server(
     actual_port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level=log_level, lifespan="auto", **uvicorn_options)
     server = uvicorn.Server(config)
-    # A server in a thread cannot install signal handlers; the caller owns shutdown.
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # uvicorn installs signal handlers only in the main thread; this server's owner stops it.
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + startup_timeout
