@@ -346,3 +346,13 @@ def test_reply_recorded_once_and_optout_applied(kit: SmsKit) -> None:
     assert kit.store.is_blacklisted("+5511987654321")
     assert received == ["Sair"]
     assert kit.send("11987654321", "Promo").state is State.CANCELED
+
+
+def test_request_level_rejection_reaches_every_message_of_the_batch(
+        kit: SmsKit, provider: LoopbackProvider) -> None:
+    kit.send_many(phones(2), "Oi")
+    (batch,) = kit.store.batches()
+    kit.apply_status(StatusEvent(provider="loopback", state=State.REJECTED, batch_id=batch.id,
+                                 error_code="request_rejected", error_text="conteúdo proibido"))
+    assert {(m.state, m.error_text) for m in all_messages(kit)} == {
+        (State.REJECTED, "conteúdo proibido")}

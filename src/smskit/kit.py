@@ -128,7 +128,7 @@ class SmsKit:
         self.quiet_hours = QuietHours.from_settings(self.settings)
 
     @classmethod
-    def from_env(cls, **kwargs: Any) -> "SmsKit":
+    def from_env(cls, **kwargs: Any) -> SmsKit:
         """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml``."""
         return cls(Settings.load(), **kwargs)
 
@@ -357,7 +357,17 @@ class SmsKit:
 
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
-        """Apply a status event forward only (idempotent); unknown ids are recorded, not dropped."""
+        """Apply a status event forward only (idempotent); unknown ids are recorded, not dropped.
+
+        An event naming only a batch (a request the gateway rejected as a whole) is applied to
+        each message of that batch; the outcome returned is the last one.
+        """
+        if event.message_id is None and event.provider_message_id is None and event.batch_id:
+            batch = self.store.get_batch(event.batch_id)
+            if batch is not None and batch.message_ids:
+                outcomes = [self.apply_status(attrs.evolve(event, message_id=mid, batch_id=None))
+                            for mid in batch.message_ids]
+                return outcomes[-1]
         outcome = self.store.apply_status(event)
         if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
             self._notify("message_status_changed", outcome.message,
@@ -445,7 +455,7 @@ class SmsKit:
         if self._store is not None:
             self._store.close()
 
-    def __enter__(self) -> "SmsKit":
+    def __enter__(self) -> SmsKit:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -160,7 +160,9 @@ class StatusEvent:
     """A delivery status report from a provider (webhook, poll or reconciliation).
 
     It names the message by our id (``message_id``, which Kolmeya echoes as ``reference``)
-    and/or by the provider's id; stores match on ours first.
+    and/or by the provider's id; stores match on ours first. An event about a whole request
+    (Kolmeya rejecting a request at homologation) names no message but our ``batch_id``:
+    :meth:`smskit.SmsKit.apply_status` applies it to every message of that batch.
     """
 
     provider: str
@@ -168,6 +170,7 @@ class StatusEvent:
     message_id: Optional[str] = None
     provider_message_id: Optional[str] = None
     provider_request_id: Optional[str] = None
+    batch_id: Optional[str] = None
     status_code: Optional[int] = None
     status_text: Optional[str] = None
     error_code: Optional[str] = None
