@@ -11,6 +11,17 @@ Guarantees every implementation gives (the shared store test suite checks them):
 * An inbound message is recorded once per (``provider``, ``provider_reply_id``).
 * :meth:`Store.advance_schedule` is a compare-and-set, so a schedule occurrence is
   materialised once even with several workers.
+
+Conventions every implementation follows:
+
+* Datetimes come back timezone-aware in UTC; a naive datetime given to a store raises
+  :class:`~smskit.errors.ValidationError`. A cost is kept exactly, with at most 6 decimal
+  places (more raises :class:`~smskit.errors.ValidationError`).
+* History holds what :meth:`Store.apply_status` and :meth:`Store.record_event` write, plus a
+  ``conflict`` event when a provider id is refused because another message owns it.
+  ``record_results``, ``claim_batch``, ``release_batch`` and ``cancel`` do not write history.
+* An inbound message is stored as a :class:`~smskit.models.Message` with direction
+  ``inbound`` and state ``delivered`` (``created_at`` = ``delivered_at`` = received time).
 """
 
 from __future__ import annotations
@@ -155,7 +166,12 @@ class Store(Protocol):
 
     # -- messages ----------------------------------------------------------------------
     def add_messages(self, messages: Iterable[Message]) -> List[AddOutcome]:
-        """Insert messages in one transaction, idempotent on ``idempotency_key``."""
+        """Insert messages in one transaction, idempotent on ``idempotency_key``.
+
+        One outcome per message, in order. A message whose id or (provider,
+        provider_message_id) is already stored raises :class:`~smskit.errors.StoreError`, and
+        then nothing of the call is stored.
+        """
         ...
 
     def get(self, message_id: str) -> Optional[Message]:
@@ -183,11 +199,19 @@ class Store(Protocol):
         ...
 
     def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
-        """``{(provider, state): count}`` over all messages (for metrics)."""
+        """``{(provider, state): count}`` over all outbound messages (for metrics).
+
+        ``provider`` is ``""`` for messages without one; ``state`` is a :class:`State`.
+        """
         ...
 
     def cancel(self, message_id: str, reason: str) -> Optional[Message]:
-        """Cancel a message not yet claimed for sending; ``None`` when it is too late."""
+        """Cancel a message not yet claimed for sending; ``None`` when it is too late.
+
+        Only a ``draft`` or ``outgoing`` message outside any batch can be canceled (its
+        ``error_text`` becomes ``reason``); an unknown id raises
+        :class:`~smskit.errors.NotFoundError`.
+        """
         ...
 
     # -- dispatch ----------------------------------------------------------------------
@@ -199,9 +223,18 @@ class Store(Protocol):
         ``None`` when nothing is due."""
         ...
 
-    def record_results(self, batch_id: str, results: Sequence[SendResult], now: dt.datetime) -> None:
+    def record_results(
+        self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
+    ) -> None:
         """Write per-message results forward only, and mark the batch ``done``. Messages of the
-        batch without a result stay ``outgoing`` and claimed (reconciliation will look)."""
+        batch without a result stay ``outgoing`` and claimed (reconciliation will look).
+
+        A result never moves a message backwards (a delivery report that came first stays),
+        but fills in provider ids it lacks. A provider id that another message already owns is
+        refused: the state is still written, the id is not, and a ``conflict`` event goes in
+        the message's history. Results for messages outside the batch are ignored (logged).
+        An unknown batch raises :class:`~smskit.errors.NotFoundError`.
+        """
         ...
 
     def release_batch(
@@ -218,7 +251,8 @@ class Store(Protocol):
     def batches(
         self, *, status: Optional[str] = None, older_than: Optional[dt.datetime] = None
     ) -> List[BatchInfo]:
-        """Batches by status (``claimed``, ``ambiguous``...), optionally only older ones."""
+        """Batches by status (``claimed``, ``ambiguous``...), oldest first; ``older_than``
+        keeps those claimed (``created_at``) before it."""
         ...
 
     def get_batch(self, batch_id: str) -> Optional[BatchInfo]:
@@ -227,11 +261,20 @@ class Store(Protocol):
 
     # -- status and inbound --------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
-        """Match the event (our id first, then provider id), apply it forward only, record it."""
+        """Match the event (our id first, then provider id), apply it forward only, record it.
+
+        The history line has ``kind="status"``, the message's state before as ``old_state``,
+        the event's state as ``new_state``, ``applied`` and the reason as ``detail``. An event
+        matching nothing is kept with ``message_id=None`` (see :meth:`orphan_events`).
+        """
         ...
 
     def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
-        """Store a reply once per (provider, provider_reply_id)."""
+        """Store a reply once per (provider, provider_reply_id).
+
+        ``in_reply_to`` is our message id, from ``in_reply_to_message_id`` when it exists or
+        else looked up by ``in_reply_to_provider_id``.
+        """
         ...
 
     def history(self, message_id: str) -> List[EventRecord]:
@@ -250,7 +293,11 @@ class Store(Protocol):
         *,
         provider: Optional[str] = None,
     ) -> None:
-        """Append a free-form event (a failed hook, a policy decision) to a message's history."""
+        """Append a free-form event (a failed hook, a policy decision) to a message's history.
+
+        ``message_id=None`` records a general event; an unknown id raises
+        :class:`~smskit.errors.NotFoundError`.
+        """
         ...
 
     # -- blacklist ------------------------------------------------------------------------
@@ -276,7 +323,7 @@ class Store(Protocol):
 
     # -- schedules --------------------------------------------------------------------------
     def add_schedule(self, schedule: Schedule) -> Schedule:
-        """Store a new schedule."""
+        """Store a new schedule (its id must be new: :class:`~smskit.errors.StoreError`)."""
         ...
 
     def get_schedule(self, schedule_id: str) -> Optional[Schedule]:
@@ -284,7 +331,7 @@ class Store(Protocol):
         ...
 
     def list_schedules(self, *, active_only: bool = False) -> List[Schedule]:
-        """All schedules, by next run."""
+        """All schedules, by next run (ended ones, without a next run, last)."""
         ...
 
     def remove_schedule(self, schedule_id: str) -> bool:
@@ -310,7 +357,13 @@ class Store(Protocol):
     def stats_by_day(
         self, start: Optional[dt.date] = None, end: Optional[dt.date] = None
     ) -> List[DayStats]:
-        """Per day (UTC date of creation) and provider aggregates, by aggregate queries."""
+        """Per day (UTC date of creation) and provider aggregates, by aggregate queries.
+
+        Days ``start``..``end`` inclusive, ordered by day then provider (``""`` when unset).
+        ``sent`` counts outbound messages that reached ``sent`` or later (delivered, error,
+        expired); ``failed`` is error + expired; ``inbound`` counts replies; ``cost`` is the
+        exact sum over the ``sent`` ones.
+        """
         ...
 
     def close(self) -> None:

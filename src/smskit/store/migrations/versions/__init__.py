@@ -1,0 +1,1 @@
+"""Alembic revision scripts of the SQL store, applied in order."""
