@@ -138,12 +138,12 @@ class Settings:
         for key, value in env.items():
             if key.startswith("SMSKIT_") and key != "SMSKIT_CONFIG":
                 values[key[len("SMSKIT_"):].lower()] = value
-        for key, value in overrides.items():
-            if value is not None and not isinstance(value, str):
-                continue
-            if value is not None:
-                values[key] = value
-        typed = {k: v for k, v in overrides.items() if v is not None and not isinstance(v, str)}
+        typed: Dict[str, Any] = {}
+        for key, override in overrides.items():
+            if isinstance(override, str):
+                values[key] = override
+            elif override is not None:
+                typed[key] = override
         return cls._from_values(values, typed)
 
     @classmethod

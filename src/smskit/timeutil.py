@@ -23,7 +23,7 @@ def zone(name: Union[str, dt.tzinfo] = DEFAULT_TZ) -> dt.tzinfo:
     if isinstance(name, dt.tzinfo):
         return name
     try:
-        return ZoneInfo(name)
+        return ZoneInfo(name)  # type: ignore[abstract,unused-ignore]  # 3.8 backport stubs
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise ConfigurationError(f"unknown time zone {name!r}") from exc
 

@@ -1,0 +1,348 @@
+"""The reference webhook server: a Starlette app factory run by uvicorn (``smskit serve``).
+
+::
+
+    from smskit import SmsKit
+    from smskit.server import create_app, serve
+
+    kit = SmsKit.from_env()
+    app = create_app(kit)            # any ASGI server can run it
+    serve(kit, host="0.0.0.0", port=8000)   # or let smskit run uvicorn
+
+Routes:
+
+* ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): authenticated by
+  the webhook secret, JSON only, size-capped; the body goes to the provider plugin's
+  ``parse_webhook`` through :meth:`smskit.kit.SmsKit.handle_webhook`, in a thread pool. The
+  answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound", "new_inbound"}``
+  once every event is stored; ``503`` when the store failed (the gateway retries).
+* ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
+* ``GET /metrics``: Prometheus text from the app's own registry.
+
+Every error is JSON ``{"error": ..., "detail": ...}`` and never carries a traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Type
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from smskit.config import Settings
+from smskit.errors import ConfigurationError, SmsKitError, StoreError, ValidationError
+from smskit.server.access import TokenRedactingMiddleware, query_token
+from smskit.server.auth import (
+    TOKEN_HEADER,
+    AuthResult,
+    WebhookPolicy,
+    presented_tokens,
+)
+from smskit.server.metrics import ServerMetrics
+
+if TYPE_CHECKING:
+    from smskit.kit import SmsKit, WebhookReport
+    from smskit.provider import Provider
+
+__all__ = ["KINDS", "WebhookServer", "create_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+#: The webhook kinds a provider may receive.
+KINDS = ("status", "reply")
+
+_UNKNOWN_LABEL = "unknown"
+_RETRY_AFTER = "30"
+_HIDDEN_HEADERS = frozenset({TOKEN_HEADER, "authorization", "cookie"})
+
+
+def _store_down_errors() -> Tuple[Type[BaseException], ...]:
+    """Errors meaning "the store is unreachable": answer 503 so the gateway retries."""
+    errors: Tuple[Type[BaseException], ...] = (StoreError, OSError)
+    try:
+        from sqlalchemy.exc import OperationalError
+    except ImportError:  # pragma: no cover - SQLAlchemy is a core dependency
+        return errors
+    return (*errors, OperationalError)
+
+
+def _error(status: int, error: str, detail: Optional[str] = None,
+           headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
+    body: Dict[str, str] = {"error": error}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _short(value: str, limit: int = 64) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+class _TooLarge(Exception):
+    """The body went over the cap while streaming."""
+
+
+class WebhookServer:
+    """The request handlers of one app, bound to one :class:`SmsKit` and its policy."""
+
+    def __init__(self, kit: SmsKit, policy: WebhookPolicy, metrics: ServerMetrics) -> None:
+        self.kit = kit
+        self.policy = policy
+        self.metrics = metrics
+        self._store_down = _store_down_errors()
+        self._known: Set[str] = set()
+        try:
+            self._known.update(kit.plugins.providers())
+        except SmsKitError as exc:  # a broken plugin must not stop the server from starting
+            log.warning("could not list provider plugins: %s", exc)
+
+    # -- /webhooks/{provider}/{kind} ------------------------------------------------------
+    async def webhook(self, request: Request) -> Response:
+        """Authenticate, bound and parse one provider callback, then store its events."""
+        name = str(request.path_params["provider"])
+        kind = str(request.path_params["kind"])
+        started = time.perf_counter()
+        outcome, response = await self._webhook(request, name, kind)
+        self.metrics.observe_request(
+            name if name in self._known else _UNKNOWN_LABEL,
+            kind if kind in KINDS else _UNKNOWN_LABEL,
+            outcome, time.perf_counter() - started)
+        return response
+
+    async def _webhook(self, request: Request, name: str,
+                       kind: str) -> Tuple[str, Response]:
+        if kind not in KINDS:
+            return "not_found", _error(404, "not found",
+                                       f"unknown webhook kind {_short(kind)}; "
+                                       "expected 'status' or 'reply'")
+        denied = self._authenticate(request)
+        if denied is not None:
+            return denied
+        failure = await self._check_provider(name)
+        if failure is not None:
+            return failure
+        if not _is_json(request.headers.get("content-type", "")):
+            return "unsupported_media_type", _error(
+                415, "unsupported media type", "the body must be JSON (application/json)")
+        body, failure = await self._read_body(request)
+        if failure is not None:
+            return failure
+        try:
+            json.loads(body)
+        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            return "invalid", _error(400, "malformed JSON", str(exc))
+        headers = {k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS}
+        try:
+            report: WebhookReport = await run_in_threadpool(self.kit.handle_webhook, name,
+                                                            kind, headers, body)
+        except ValidationError as exc:
+            return "invalid", _error(400, "invalid payload", str(exc))
+        except self._store_down:
+            log.exception("webhook %s/%s: the store failed; answering 503", name, kind)
+            return "store_error", _error(503, "store unavailable",
+                                         "the events were not stored; retry later",
+                                         headers={"Retry-After": _RETRY_AFTER})
+        except Exception:  # the body never carries the error; the log has the traceback
+            log.exception("webhook %s/%s: unexpected error", name, kind)
+            return "error", _error(500, "internal error")
+        self.metrics.observe_report(name, report)
+        return "ok", JSONResponse(self._summary(report))
+
+    def _authenticate(self, request: Request) -> Optional[Tuple[str, Response]]:
+        policy = self.policy
+        if policy.mode == "disabled":
+            return "not_configured", _error(
+                503, "webhook secret not configured",
+                "set SMSKIT_WEBHOOK_SECRET (or SMSKIT_ALLOW_INSECURE_WEBHOOKS=true for a "
+                "local demo); no webhook is accepted until then")
+        host = request.client.host if request.client is not None else None
+        if not policy.ip_allowed(host):
+            log.warning("webhook refused: client address %s is not in webhook_allow_ips", host)
+            return "forbidden", _error(403, "forbidden", "client address not allowed")
+        result = policy.check_tokens(presented_tokens(request.headers,
+                                                      query_token(request.scope)))
+        if result is AuthResult.MISSING:
+            return "unauthorized", _error(
+                401, "unauthorized",
+                "missing webhook token (?token=, X-Smskit-Token or Authorization: Bearer)",
+                headers={"WWW-Authenticate": "Bearer"})
+        if result is not AuthResult.OK:
+            log.warning("webhook refused: wrong token from %s", host)
+            return "forbidden", _error(403, "forbidden", "invalid webhook token")
+        return None
+
+    async def _check_provider(self, name: str) -> Optional[Tuple[str, Response]]:
+        try:
+            provider: Provider = await run_in_threadpool(self.kit.provider, name)
+        except ConfigurationError as exc:
+            if name not in self._known:
+                return "not_found", _error(404, "not found", f"unknown provider {_short(name)}")
+            log.error("webhook: provider %s could not be built: %s", name, exc)
+            return "provider_error", _error(503, "provider unavailable",
+                                            f"provider {name!r} is not configured",
+                                            headers={"Retry-After": _RETRY_AFTER})
+        self._known.add(name)
+        if not provider.capabilities.webhooks:
+            return "not_found", _error(404, "not found",
+                                       f"provider {name!r} does not accept webhooks")
+        return None
+
+    async def _read_body(self, request: Request) -> Tuple[bytes, Optional[Tuple[str, Response]]]:
+        limit = self.policy.max_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return b"", ("invalid", _error(400, "bad request",
+                                               f"invalid Content-Length {_short(declared)}"))
+            if size > limit:
+                return b"", ("too_large", _error(
+                    413, "payload too large",
+                    f"Content-Length {size} exceeds the limit of {limit} bytes"))
+        try:
+            return await self._stream(request, limit), None
+        except _TooLarge:
+            return b"", ("too_large", _error(
+                413, "payload too large", f"the body exceeds the limit of {limit} bytes"))
+        except ClientDisconnect:
+            return b"", ("disconnected", _error(400, "bad request", "client disconnected"))
+
+    @staticmethod
+    async def _stream(request: Request, limit: int) -> bytes:
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise _TooLarge()
+        return bytes(body)
+
+    @staticmethod
+    def _summary(report: WebhookReport) -> Dict[str, int]:
+        statuses = len(report.statuses)
+        applied = sum(1 for s in report.statuses if s.applied)
+        unknown = sum(1 for s in report.statuses if s.message is None)
+        return {
+            "statuses": statuses,
+            "applied": applied,
+            "ignored": statuses - applied - unknown,
+            "unknown": unknown,
+            "inbound": len(report.inbound),
+            "new_inbound": sum(1 for i in report.inbound if i.created),
+        }
+
+    # -- /healthz and /metrics -------------------------------------------------------------
+    def _ping_store(self) -> None:
+        store = self.kit.store
+        ping = getattr(store, "ping", None)
+        if callable(ping):
+            ping()
+        else:
+            store.get("smskit-healthz-probe")
+
+    async def healthz(self, request: Request) -> Response:
+        """``200`` when the store answers, ``503`` otherwise; says how webhooks are guarded."""
+        try:
+            await run_in_threadpool(self._ping_store)
+        except Exception as exc:  # any failure of the store means "not healthy"
+            log.warning("healthz: the store did not answer: %s", type(exc).__name__)
+            return JSONResponse({"status": "unavailable", "store": "unreachable",
+                                 "webhooks": self.policy.mode}, status_code=503)
+        return JSONResponse({"status": "ok", "store": "ok", "webhooks": self.policy.mode})
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """The Prometheus text exposition of this app's registry."""
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        body: bytes = await run_in_threadpool(self.metrics.render)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        error = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "error")
+        return _error(exc.status_code, error, exc.detail, headers=exc.headers)
+    return _error(500, "internal error")
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    return _error(500, "internal error")
+
+
+def create_app(kit: SmsKit, *, settings: Optional[Settings] = None) -> Starlette:
+    """The webhook server for ``kit`` (``settings`` default: ``kit.settings``).
+
+    Reads ``webhook_secret``, ``allow_insecure_webhooks``, ``webhook_allow_ips`` and
+    ``webhook_max_bytes`` once; a malformed one raises :class:`ConfigurationError` here.
+    ``app.state.kit``, ``app.state.metrics`` and ``app.state.registry`` (the app's own Prometheus
+    registry, for extra metrics) are set.
+    """
+    policy = WebhookPolicy.from_settings(settings or kit.settings)
+    if policy.mode == "disabled":
+        log.warning("webhook secret not configured: every webhook will be refused with 503 "
+                    "(set SMSKIT_WEBHOOK_SECRET)")
+    elif policy.mode == "insecure":
+        log.warning("webhooks accept requests WITHOUT a token (allow_insecure_webhooks=true); "
+                    "use this for local demos only")
+    metrics = ServerMetrics(kit)
+    server = WebhookServer(kit, policy, metrics)
+    # Any: Starlette's middleware-factory protocol is typed differently across its versions
+    redactor: Any = TokenRedactingMiddleware
+    app = Starlette(
+        routes=[
+            Route("/webhooks/{provider}/{kind}", server.webhook, methods=["POST"]),
+            Route("/healthz", server.healthz, methods=["GET"]),
+            Route("/metrics", server.metrics_endpoint, methods=["GET"]),
+        ],
+        middleware=[Middleware(redactor)],
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+    app.state.kit = kit
+    app.state.server = server
+    app.state.metrics = metrics
+    app.state.registry = metrics.registry
+    return app
+
+
+def log_config(level: str = "info") -> Dict[str, Any]:
+    """uvicorn's logging configuration plus the ``smskit`` loggers on the same handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: Dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["smskit"] = {"handlers": ["default"], "level": level.upper(),
+                                   "propagate": False}
+    return config
+
+
+def serve(kit: SmsKit, host: str = "127.0.0.1", port: int = 8000, *,
+          settings: Optional[Settings] = None, log_level: str = "info",
+          **uvicorn_options: Any) -> None:
+    """Run :func:`create_app` under uvicorn until interrupted (what ``smskit serve`` does).
+
+    uvicorn's own access log is off by default: the app logs every request itself to
+    ``smskit.server.access`` with the ``token`` query parameter redacted. Extra keyword
+    arguments go to :func:`uvicorn.run` (``forwarded_allow_ips``, ``ssl_certfile``...); one
+    process serves the app (``workers`` needs an import string: use ``create_app`` in your own
+    module and run uvicorn or gunicorn on it).
+    """
+    import uvicorn
+
+    app = create_app(kit, settings=settings)
+    options: Dict[str, Any] = {"access_log": False, "log_config": log_config(log_level)}
+    options.update(uvicorn_options)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **options)

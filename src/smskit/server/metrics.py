@@ -1,0 +1,111 @@
+"""Prometheus metrics of one server app, in its own registry (never the global one).
+
+* ``smskit_messages{provider,state}``: outbound messages by state, read from the store at
+  scrape time (every state is reported, zeros included, for each provider seen);
+* ``smskit_store_up``: 1 when the store answered that scrape, 0 otherwise;
+* ``smskit_webhook_requests_total{provider,kind,outcome}``: webhook requests by result
+  (``ok``, ``unauthorized``, ``forbidden``, ``not_configured``, ``too_large``...);
+* ``smskit_webhook_events_total{provider,type,result}``: what those requests changed;
+* ``smskit_webhook_duration_seconds{provider,kind}``: webhook handling latency.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Tuple
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from smskit.models import State
+
+if TYPE_CHECKING:
+    from smskit.kit import SmsKit, WebhookReport
+
+__all__ = ["ServerMetrics", "StoreCollector"]
+
+log = logging.getLogger(__name__)
+
+
+def _state_label(state: object) -> str:
+    return state.value if isinstance(state, State) else str(state)
+
+
+class StoreCollector(Collector):
+    """A custom collector: message counts by provider and state, asked of the store per scrape."""
+
+    def __init__(self, kit: SmsKit) -> None:
+        self._kit = kit
+
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        messages = GaugeMetricFamily(
+            "smskit_messages", "Outbound messages by provider and state (from the store).",
+            labels=["provider", "state"])
+        up = GaugeMetricFamily("smskit_store_up", "1 if the store answered this scrape.")
+        return messages, up
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric names (without touching the store)."""
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        """Read ``store.count_by_state()`` now; a failing store reports ``smskit_store_up 0``."""
+        messages, up = self._families()
+        try:
+            counts = self._kit.store.count_by_state()
+        except Exception:  # a scrape must answer even when the store is down
+            log.exception("metrics: the store did not answer count_by_state()")
+            up.add_metric([], 0)
+            yield up
+            return
+        table: Dict[Tuple[str, str], int] = {}
+        for (provider, state), count in counts.items():
+            key = (str(provider or ""), _state_label(state))
+            table[key] = table.get(key, 0) + int(count)
+        for provider in sorted({p for p, _ in table}):
+            for state in State:
+                table.setdefault((provider, state.value), 0)
+        for (provider, state), count in sorted(table.items()):
+            messages.add_metric([provider, state], count)
+        up.add_metric([], 1)
+        yield messages
+        yield up
+
+
+class ServerMetrics:
+    """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
+
+    def __init__(self, kit: SmsKit) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StoreCollector(kit))
+        self.webhook_requests = Counter(
+            "smskit_webhook_requests", "Webhook requests by provider, kind and outcome.",
+            ["provider", "kind", "outcome"], registry=self.registry)
+        self.webhook_events = Counter(
+            "smskit_webhook_events", "Events received by webhook, by type and result.",
+            ["provider", "type", "result"], registry=self.registry)
+        self.webhook_latency = Histogram(
+            "smskit_webhook_duration_seconds", "Time to answer a webhook request.",
+            ["provider", "kind"], registry=self.registry)
+
+    def observe_request(self, provider: str, kind: str, outcome: str, seconds: float) -> None:
+        """Count one webhook request and its latency."""
+        self.webhook_requests.labels(provider, kind, outcome).inc()
+        self.webhook_latency.labels(provider, kind).observe(seconds)
+
+    def observe_report(self, provider: str, report: WebhookReport) -> None:
+        """Count the status events and replies a webhook carried, by what they did."""
+        for status in report.statuses:
+            if status.message is None:
+                result = "unknown"
+            else:
+                result = "applied" if status.applied else "ignored"
+            self.webhook_events.labels(provider, "status", result).inc()
+        for inbound in report.inbound:
+            result = "new" if inbound.created else "duplicate"
+            self.webhook_events.labels(provider, "reply", result).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this registry (asks the store; call off the loop)."""
+        return generate_latest(self.registry)
