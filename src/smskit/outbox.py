@@ -205,9 +205,9 @@ def dispatch(
                 report.ambiguous += len(to_send)
             log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
             break
-        except Exception:
+        except Exception as exc:
             # Unknown failure inside the provider: the request may have gone out.
-            store.mark_batch_ambiguous(batch.id, "provider raised an unexpected error")
+            store.mark_batch_ambiguous(batch.id, f"provider raised an unexpected error: {exc!r}")
             raise
         store.record_results(batch.id, canceled + list(results), now)
         report.sent += sum(1 for r in results if r.state is State.SENT)

@@ -47,6 +47,16 @@ def sample_messages(count: int, prefix: str = "Teste de conformidade") -> List[M
     return messages
 
 
+def expect(condition: object, message: str) -> None:
+    """Fail the running test with ``message`` unless ``condition`` holds.
+
+    Used instead of ``assert`` so the checks survive ``python -O`` and explain themselves
+    without pytest's assertion rewriting (this module is imported, not collected).
+    """
+    if not condition:
+        raise AssertionError(message)
+
+
 class ProviderConformance:
     """Mix into a pytest class; supply the ``provider`` fixture."""
 
@@ -62,28 +72,33 @@ class ProviderConformance:
 
     def test_declares_identity(self, provider: Provider) -> None:
         """A provider names itself, its batch limit and its capabilities."""
-        assert isinstance(provider, Provider)
-        assert isinstance(provider.name, str) and provider.name
-        assert isinstance(provider.max_batch, int) and provider.max_batch >= 1
-        assert isinstance(provider.capabilities, Capabilities)
+        expect(isinstance(provider, Provider), "does not implement smskit.provider.Provider")
+        expect(isinstance(provider.name, str) and provider.name, "name must be a non-empty str")
+        expect(isinstance(provider.max_batch, int) and provider.max_batch >= 1,
+               f"max_batch must be a positive int, got {provider.max_batch!r}")
+        expect(isinstance(provider.capabilities, Capabilities),
+               "capabilities must be a smskit.provider.Capabilities")
 
     def test_one_result_per_message(self, provider: Provider) -> None:
         """Every message of a batch gets exactly one result, matched by our id."""
         messages = sample_messages(min(3, provider.max_batch))
         results = provider.send_batch(messages, batch_id=new_id())
-        assert sorted(r.message_id for r in results) == sorted(m.id for m in messages)
-        assert all(r.state is State.SENT for r in results)
+        expect(sorted(r.message_id for r in results) == sorted(m.id for m in messages),
+               "send_batch must return exactly one result per message, keyed by our id")
+        expect(all(r.state is State.SENT for r in results),
+               f"valid messages must be sent, got {[r.state for r in results]}")
         provider_ids = [r.provider_message_id for r in results]
-        assert all(provider_ids), "accepted messages carry the provider's id"
-        assert len(set(provider_ids)) == len(provider_ids)
+        expect(all(provider_ids), "accepted messages must carry the provider's id")
+        expect(len(set(provider_ids)) == len(provider_ids), "provider ids must be distinct")
 
     def test_full_batch(self, provider: Provider) -> None:
         """A batch of exactly ``max_batch`` messages (capped at 1000 here) is accepted whole."""
         size = min(provider.max_batch, 1000)
         messages = sample_messages(size, prefix="Lote cheio")
         results = provider.send_batch(messages, batch_id=new_id())
-        assert len(results) == size
-        assert {r.message_id for r in results} == {m.id for m in messages}
+        expect(len(results) == size, f"{size} messages gave {len(results)} results")
+        expect({r.message_id for r in results} == {m.id for m in messages},
+               "results must name exactly the messages sent")
 
     def test_refused_number_is_rejected(self, provider: Provider,
                                         refused_phone: Optional[str]) -> None:
@@ -93,9 +108,10 @@ class ProviderConformance:
         good = sample_messages(1)[0]
         bad = Message(phone=refused_phone, body="Recusado", state=State.OUTGOING)
         results = {r.message_id: r for r in provider.send_batch([good, bad], batch_id=new_id())}
-        assert results[good.id].state is State.SENT
-        assert results[bad.id].state is State.REJECTED
-        assert results[bad.id].error_code or results[bad.id].error_text
+        expect(results[good.id].state is State.SENT, "the valid message must still be sent")
+        expect(results[bad.id].state is State.REJECTED, "the refused number must be rejected")
+        expect(results[bad.id].error_code or results[bad.id].error_text,
+               "a rejection must say why")
 
     def test_reconcile_knows_a_sent_batch(self, provider: Provider) -> None:
         """After a send, reconciling the batch returns the accepted messages."""
@@ -105,18 +121,20 @@ class ProviderConformance:
         batch_id = new_id()
         sent = provider.send_batch(messages, batch_id=batch_id)
         answer = provider.reconcile(batch_id, messages)
-        assert answer.known
-        assert {r.message_id for r in answer.results} == {r.message_id for r in sent}
+        expect(answer.known, "a batch that was sent must be known to reconcile()")
+        expect({r.message_id for r in answer.results} == {r.message_id for r in sent},
+               "reconcile() must report every accepted message")
         by_id = {r.message_id: r for r in answer.results}
         for result in sent:
-            assert by_id[result.message_id].provider_message_id == result.provider_message_id
+            expect(by_id[result.message_id].provider_message_id == result.provider_message_id,
+                   "reconcile() must report the same provider ids as send_batch()")
 
     def test_reconcile_unknown_batch(self, provider: Provider) -> None:
         """A batch the gateway never received is reported unknown (so it may be sent)."""
         if not provider.capabilities.reconcile:
             pytest.skip("provider cannot reconcile")
         answer = provider.reconcile(new_id(), sample_messages(1))
-        assert not answer.known
+        expect(not answer.known, "a batch never sent must be reported unknown")
 
     def test_malformed_webhook_is_a_validation_error(self, provider: Provider) -> None:
         """Garbage in a webhook raises ValidationError (the server answers 400), never crashes."""
@@ -130,4 +148,4 @@ class ProviderConformance:
         """The balance is an exact Decimal."""
         if not provider.capabilities.balance:
             pytest.skip("provider has no balance")
-        assert isinstance(provider.balance(), Decimal)
+        expect(isinstance(provider.balance(), Decimal), "balance() must return a Decimal")
