@@ -1,0 +1,230 @@
+"""The worker loop: what ``smskit worker`` runs (or an Odoo cron calls once per tick).
+
+Each cycle (:meth:`Worker.run_once`), in this order:
+
+1. **reconcile** batches whose outcome is unknown (``ambiguous``, or ``claimed`` for longer
+   than ``stale_after``: a worker died mid-send) *before* anything new is sent;
+2. **schedules**: :func:`smskit.scheduler.run_due` materialises due occurrences;
+3. **dispatch** every due ``outgoing`` message;
+4. **poll replies** when webhooks cannot reach us (the provider can poll and no
+   ``public_url`` is configured), remembering the last poll time in memory.
+
+:meth:`Worker.run` repeats that every ``interval`` seconds. SIGTERM or SIGINT lets the cycle in
+hand finish and then returns; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import attrs
+
+from smskit import scheduler
+from smskit.errors import ConfigurationError, ValidationError
+from smskit.kit import SmsKit
+from smskit.outbox import DispatchReport, ReconcileReport
+
+__all__ = ["POLL_OVERLAP", "Worker", "WorkerReport"]
+
+log = logging.getLogger(__name__)
+
+#: Each reply poll reaches this far before the previous poll started: a reply the gateway
+#: timestamps late, or a small clock difference, is not missed (repeats are de-duplicated by
+#: the store on the provider's reply id).
+POLL_OVERLAP = dt.timedelta(minutes=1)
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@attrs.define
+class WorkerReport:
+    """What one :meth:`Worker.run_once` did, per provider where it applies."""
+
+    reconciled: Dict[str, ReconcileReport] = attrs.field(factory=dict)
+    schedules: List[scheduler.ScheduleRun] = attrs.field(factory=list)
+    dispatched: Dict[str, DispatchReport] = attrs.field(factory=dict)
+    replies: Dict[str, int] = attrs.field(factory=dict)
+    repeated_replies: Dict[str, int] = attrs.field(factory=dict)
+
+    @property
+    def sent(self) -> int:
+        """Messages the providers accepted in this cycle."""
+        return sum(r.sent for r in self.dispatched.values())
+
+    @property
+    def empty(self) -> bool:
+        """Whether the cycle found nothing to do."""
+        return not (
+            any(r.batches for r in self.reconciled.values())
+            or self.schedules
+            or any(r.batches for r in self.dispatched.values())
+            or any(self.replies.values())
+        )
+
+    def describe(self) -> str:
+        """One log line: the non-zero counts."""
+        parts: List[str] = []
+        for name, rec in sorted(self.reconciled.items()):
+            if rec.batches:
+                parts.append(f"{name}: reconciled {rec.batches} batch(es) ({rec.confirmed} "
+                             f"confirmed, {rec.resendable} to resend, {rec.still_unknown} "
+                             "unknown)")
+        for run in self.schedules:
+            state = "error: " + run.error if run.error else ("ran" if run.won else "lost race")
+            parts.append(f"schedule {run.name} {run.occurrence.isoformat()} {state} "
+                         f"({run.created} new, {run.skipped} skipped)")
+        for name, sent in sorted(self.dispatched.items()):
+            if sent.batches:
+                parts.append(f"{name}: {sent.sent} sent, {sent.rejected} rejected, "
+                             f"{sent.canceled} canceled, {sent.released} released, "
+                             f"{sent.ambiguous} ambiguous")
+        for name, count in sorted(self.replies.items()):
+            if count:
+                parts.append(f"{name}: {count} new repl{'y' if count == 1 else 'ies'}")
+        return "; ".join(parts) or "nothing to do"
+
+
+class Worker:
+    """Reconcile, run schedules, dispatch and poll replies, in a loop.
+
+    ``poll_replies``: ``None`` polls each provider that can (``capabilities.reply_polling``)
+    when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
+    (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
+    ``providers`` defaults to the kit's default provider.
+    """
+
+    def __init__(
+        self,
+        kit: SmsKit,
+        *,
+        interval: float = 5.0,
+        stale_after: dt.timedelta = dt.timedelta(minutes=5),
+        poll_replies: Optional[bool] = None,
+        providers: Optional[Sequence[str]] = None,
+        catch_up: str = "latest",
+    ) -> None:
+        if not interval > 0:
+            raise ValidationError(f"worker interval must be positive seconds, got {interval!r}")
+        if catch_up not in scheduler.CATCH_UP_POLICIES:
+            raise ValidationError(f"catch_up must be one of "
+                                  f"{', '.join(scheduler.CATCH_UP_POLICIES)}, got {catch_up!r}")
+        self.kit = kit
+        self.interval = float(interval)
+        self.stale_after = stale_after
+        self.poll_replies = poll_replies
+        self.catch_up = catch_up
+        self._providers = tuple(providers) if providers else None
+        self._last_poll: Dict[str, dt.datetime] = {}
+        self._stop = threading.Event()
+        self._signals = 0
+
+    @property
+    def providers(self) -> Sequence[str]:
+        """The provider names this worker serves."""
+        if self._providers is None:
+            self._providers = (self.kit.provider().name,)
+        return self._providers
+
+    def _polls(self, name: str) -> bool:
+        provider = self.kit.provider(name)
+        can = provider.capabilities.reply_polling
+        if self.poll_replies is None:
+            return can and not self.kit.settings.public_url
+        if self.poll_replies and not can:
+            raise ConfigurationError(f"provider {name!r} cannot poll for replies; "
+                                     "configure its reply webhook instead")
+        return self.poll_replies
+
+    def run_once(self, now: Optional[dt.datetime] = None) -> WorkerReport:
+        """One cycle: reconcile, due schedules, dispatch, poll replies. Returns the counts.
+
+        ``now`` (default ``kit.clock()``) is the moment every step works at.
+        """
+        moment = now if now is not None else self.kit.clock()
+        report = WorkerReport()
+        for name in self.providers:
+            report.reconciled[name] = self.kit.reconcile(provider=name, now=moment,
+                                                         stale_after=self.stale_after)
+        report.schedules = scheduler.run_due(self.kit, moment, catch_up=self.catch_up)
+        for name in self.providers:
+            report.dispatched[name] = self.kit.dispatch(provider=name, now=moment)
+        for name in self.providers:
+            if self._polls(name):
+                self._poll(name, report)
+        return report
+
+    def _poll(self, name: str, report: WorkerReport) -> None:
+        since = self._last_poll.get(name)
+        started = self.kit.clock()
+        replies = self.kit.provider(name).poll_replies(
+            since=since - POLL_OVERLAP if since is not None else None)
+        new = repeated = 0
+        for inbound in replies:
+            if self.kit.receive(inbound).created:
+                new += 1
+            else:
+                repeated += 1
+        # Only after every reply is stored: a failure above polls the same window again.
+        self._last_poll[name] = started
+        report.replies[name] = new
+        report.repeated_replies[name] = repeated
+
+    # -- the loop ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask :meth:`run` to return once the cycle in hand has finished (thread-safe)."""
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: Optional[FrameType]) -> None:
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals > 1:
+            log.warning("%s again: exiting now", name)
+            raise SystemExit(128 + signum)
+        log.info("%s received: stopping after the current cycle", name)
+        self._stop.set()
+
+    def run(self, stop_event: Optional[threading.Event] = None) -> None:
+        """Run cycles every ``interval`` seconds until stopped.
+
+        Stops when ``stop_event`` (or :meth:`stop`) is set, or on SIGTERM/SIGINT (handlers are
+        installed only in the main thread): the cycle in hand finishes first; a second signal
+        exits at once. A failing cycle is logged and the loop goes on; a
+        :class:`~smskit.errors.ConfigurationError` ends it (raised to the caller).
+        """
+        if stop_event is not None:
+            self._stop = stop_event
+        elif self._stop.is_set():  # left over from an earlier run
+            self._stop = threading.Event()
+        self._signals = 0
+        previous: Dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            handler: Callable[[int, Optional[FrameType]], None] = self._on_signal
+            for signum in _SIGNALS:
+                previous[signum] = signal.signal(signum, handler)
+        log.info("worker started (providers: %s, every %.1fs)", ", ".join(self.providers),
+                 self.interval)
+        try:
+            while not self._stop.is_set():
+                self._cycle()
+                self._stop.wait(self.interval)
+        finally:
+            for number, old in previous.items():
+                signal.signal(number, old)
+        log.info("worker stopped")
+
+    def _cycle(self) -> None:
+        try:
+            report = self.run_once()
+        except ConfigurationError:
+            log.exception("worker configuration error; stopping")
+            raise
+        except Exception:  # one bad cycle must not stop the worker; the next one retries
+            log.exception("worker cycle failed; retrying in %.1fs", self.interval)
+            return
+        if not report.empty:
+            log.info("worker cycle: %s", report.describe())

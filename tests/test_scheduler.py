@@ -1,0 +1,451 @@
+"""Schedules: one-shot and recurring (wall clock, DST-safe), validation, and exactly-once runs
+(repeated calls, catch-up after downtime, a crash mid-run, two processes racing on SQLite)."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable, Iterator, List
+
+import pytest
+
+from smskit.config import Settings
+from smskit.errors import InvalidPhoneError, StoreError, TemplateError, ValidationError
+from smskit.kit import SmsKit
+from smskit.models import Message, State
+from smskit.plugins import Plugins
+from smskit.scheduler import (
+    SendRequest,
+    add_schedule,
+    next_occurrence,
+    run_due,
+    schedule_tag,
+    upcoming,
+)
+from smskit.store.base import Schedule, Store
+from smskit.store.memory import MemoryStore
+from smskit.testing.loopback import LoopbackProvider
+from smskit.timeutil import zone
+
+UTC = dt.timezone.utc
+SP = zone("America/Sao_Paulo")
+NY = zone("America/New_York")
+
+REQUEST = {
+    "text": "Olá {{ nome }}, sua fatura vence hoje.",
+    "recipients": [
+        {"phone": "(11) 98765-4321", "nome": "Ana"},
+        {"phone": "21 99876-5432", "nome": "Bruno"},
+        {"phone": "+55 31 98765-1234", "nome": "Carla"},
+    ],
+    "tags": ["cobranca"],
+    "campaign_id": "fatura-marco",
+}
+
+
+class Clock:
+    """A settable clock for the kit."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def make_kit(store: Store, clock: Callable[[], dt.datetime]) -> SmsKit:
+    settings = Settings(provider="loopback", database_url="memory://")
+    return SmsKit(settings, store=store, provider=LoopbackProvider(),
+                  plugins=Plugins(settings, entry_points=False), clock=clock)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(dt.datetime(2024, 3, 1, 10, 0, tzinfo=UTC))  # 07:00 in São Paulo
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    from smskit.store.sql import SqlStore
+
+    sql = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    yield sql
+    sql.close()
+
+
+@pytest.fixture
+def kit(store: Store, clock: Clock) -> SmsKit:
+    return make_kit(store, clock)
+
+
+def messages_of(kit: SmsKit, schedule_id: str) -> List[Message]:
+    return [m for m in kit.store.list_messages(limit=10_000) if schedule_tag(schedule_id) in m.tags]
+
+
+# -- creating ---------------------------------------------------------------------------------
+def test_one_shot_runs_once_at_its_local_time(kit: SmsKit, clock: Clock) -> None:
+    schedule = add_schedule(kit, "aviso", REQUEST, at=dt.datetime(2024, 3, 1, 15, 0))
+    assert schedule.next_run_at == dt.datetime(2024, 3, 1, 18, 0, tzinfo=UTC)  # 15:00 -03:00
+    assert schedule.rrule is None
+
+    assert run_due(kit, dt.datetime(2024, 3, 1, 17, 59, tzinfo=UTC)) == []
+    assert messages_of(kit, schedule.id) == []
+
+    clock.now = dt.datetime(2024, 3, 1, 18, 0, 5, tzinfo=UTC)
+    [run] = run_due(kit)
+    assert run.won and run.created == 3 and run.next_run_at is None
+    sent = messages_of(kit, schedule.id)
+    assert sorted(m.body for m in sent) == [
+        "Olá Ana, sua fatura vence hoje.",
+        "Olá Bruno, sua fatura vence hoje.",
+        "Olá Carla, sua fatura vence hoje.",
+    ]
+    assert {m.state for m in sent} == {State.OUTGOING}
+    assert all(m.campaign_id == "fatura-marco" and "cobranca" in m.tags for m in sent)
+
+    stored = kit.store.get_schedule(schedule.id)
+    assert stored is not None and stored.next_run_at is None and not stored.active
+    assert stored.runs == 1
+    clock.now += dt.timedelta(days=3)
+    assert run_due(kit) == []
+    assert len(messages_of(kit, schedule.id)) == 3
+
+
+def test_daily_at_nine_in_sao_paulo_is_noon_utc(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert schedule.next_run_at == dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    assert upcoming(schedule, 3) == [
+        dt.datetime(2024, 3, day, 12, 0, tzinfo=UTC) for day in (1, 2, 3)
+    ]
+    prefixed = add_schedule(kit, "bom-dia-2", REQUEST,
+                            rrule="RRULE:FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert prefixed.next_run_at == schedule.next_run_at
+    assert prefixed.rrule == "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
+
+
+def test_first_run_is_tomorrow_when_todays_time_has_passed(kit: SmsKit, clock: Clock) -> None:
+    clock.now = dt.datetime(2024, 3, 1, 13, 0, tzinfo=UTC)  # 10:00 in São Paulo
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert schedule.next_run_at == dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_weekly_business_days_with_dtstart_in_the_future(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "semana", REQUEST,
+                            rrule="FREQ=WEEKLY;BYDAY=MO,WE,FR;BYHOUR=8;BYMINUTE=30",
+                            dtstart=dt.datetime(2024, 3, 10, 0, 0))  # a Sunday, local
+    days = [d.astimezone(SP) for d in upcoming(schedule, 4)]
+    assert [(d.day, d.hour, d.minute) for d in days] == [
+        (11, 8, 30), (13, 8, 30), (15, 8, 30), (18, 8, 30)
+    ]
+
+
+def test_new_york_rule_keeps_nine_local_across_both_dst_changes(kit: SmsKit,
+                                                                clock: Clock) -> None:
+    schedule = add_schedule(kit, "ny", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0",
+                            tz="America/New_York")
+    march = upcoming(schedule, 12)  # 2024-03-10: clocks go forward
+    assert {d.astimezone(NY).hour for d in march} == {9}
+    assert march[8] == dt.datetime(2024, 3, 9, 14, 0, tzinfo=UTC)  # EST, -05:00
+    assert march[9] == dt.datetime(2024, 3, 10, 13, 0, tzinfo=UTC)  # EDT, -04:00
+
+    nov = upcoming(schedule, 3, after=dt.datetime(2024, 11, 2, 14, 0, tzinfo=UTC))
+    assert nov == [dt.datetime(2024, 11, 3, 14, 0, tzinfo=UTC),  # clocks went back: EST
+                   dt.datetime(2024, 11, 4, 14, 0, tzinfo=UTC),
+                   dt.datetime(2024, 11, 5, 14, 0, tzinfo=UTC)]
+
+
+def test_times_skipped_or_repeated_by_dst_run_exactly_once(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "madrugada", REQUEST, rrule="FREQ=DAILY;BYHOUR=2;BYMINUTE=30",
+                            tz="America/New_York")
+    # 02:30 does not exist on 2024-03-10: it runs once, an hour later on the wall clock.
+    gap = upcoming(schedule, 3, after=dt.datetime(2024, 3, 9, 8, 0, tzinfo=UTC))
+    assert gap == [dt.datetime(2024, 3, 10, 7, 30, tzinfo=UTC),
+                   dt.datetime(2024, 3, 11, 6, 30, tzinfo=UTC),
+                   dt.datetime(2024, 3, 12, 6, 30, tzinfo=UTC)]
+    assert gap[0].astimezone(NY).hour == 3
+
+    repeated = add_schedule(kit, "uma-e-meia", REQUEST, rrule="FREQ=DAILY;BYHOUR=1;BYMINUTE=30",
+                            tz="America/New_York")
+    # 01:30 happens twice on 2024-11-03: it runs once, at the first.
+    fall = upcoming(repeated, 2, after=dt.datetime(2024, 11, 3, 0, 0, tzinfo=UTC))
+    assert fall == [dt.datetime(2024, 11, 3, 5, 30, tzinfo=UTC),
+                    dt.datetime(2024, 11, 4, 6, 30, tzinfo=UTC)]
+
+
+def test_aware_and_naive_moments(kit: SmsKit) -> None:
+    aware = add_schedule(kit, "a", REQUEST, at=dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC))
+    naive = add_schedule(kit, "b", REQUEST, at=dt.datetime(2024, 3, 2, 9, 0))
+    assert aware.next_run_at == naive.next_run_at == dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
+    assert next_occurrence(naive, dt.datetime(2024, 3, 1, tzinfo=UTC)) == naive.next_run_at
+    assert next_occurrence(naive, dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC)) is None
+
+
+def test_utc_until_is_honoured(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "ate", REQUEST,
+                            rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0;UNTIL=20240303T120000Z")
+    assert upcoming(schedule, 10) == [
+        dt.datetime(2024, 3, day, 12, 0, tzinfo=UTC) for day in (1, 2, 3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "words"),
+    [
+        ({"rrule": "FREQ=DAILYX"}, ValidationError, "invalid rrule 'FREQ=DAILYX'"),
+        ({"rrule": "garbage"}, ValidationError, "invalid rrule 'garbage'"),
+        ({"rrule": "FREQ=DAILY;BYHOUR=25"}, ValidationError, "invalid rrule"),
+        ({"rrule": "FREQ=SECONDLY"}, ValidationError, "SECONDLY"),
+        ({"rrule": "DTSTART:20240101T090000\nRRULE:FREQ=DAILY"}, ValidationError, "dtstart"),
+        ({"rrule": "FREQ=DAILY;COUNT=2", "dtstart": dt.datetime(2023, 1, 1, 9, 0)},
+         ValidationError, "has no occurrence after"),
+        ({"rrule": "FREQ=DAILY;UNTIL=20240101T000000Z"}, ValidationError, "no occurrence"),
+        ({"rrule": "FREQ=DAILY", "tz": "Mars/Olympus_Mons"}, ValidationError,
+         "unknown time zone 'Mars/Olympus_Mons'"),
+        ({"at": dt.datetime(2024, 2, 29, 9, 0)}, ValidationError, "is in the past"),
+        ({"at": dt.datetime(2024, 3, 2, 9, 0), "rrule": "FREQ=DAILY"}, ValidationError,
+         "not both"),
+        ({}, ValidationError, "needs at="),
+        ({"at": dt.datetime(2024, 3, 2, 9, 0), "dtstart": dt.datetime(2024, 3, 2)},
+         ValidationError, "dtstart= only applies"),
+    ],
+)
+def test_bad_timing_is_refused_and_nothing_stored(kit: SmsKit, kwargs: dict, error: type,
+                                                  words: str) -> None:
+    with pytest.raises(error) as info:
+        add_schedule(kit, "x", REQUEST, **kwargs)
+    assert words in str(info.value)
+    assert kit.store.list_schedules() == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "error", "words"),
+    [
+        ({"recipients": ["11987654321"]}, ValidationError, "needs 'text' and 'recipients'"),
+        ({"text": "  ", "recipients": ["11987654321"]}, ValidationError, "text must be"),
+        ({"text": "oi", "recipients": []}, ValidationError, "recipients is empty"),
+        ({"text": "oi", "recipients": "11987654321"}, ValidationError, "must be a list"),
+        ({"text": "oi", "recipients": [{"nome": "Ana"}]}, ValidationError,
+         "recipient #0 has no 'phone'"),
+        ({"text": "oi", "recipients": ["11987654321", "123"]}, InvalidPhoneError, "'123'"),
+        ({"text": "oi {{ nome", "recipients": ["11987654321"]}, TemplateError, ""),
+        ({"text": "oi", "recipients": ["11987654321"], "variables": {"d": dt.date(2024, 1, 1)}},
+         ValidationError, "not JSON-serialisable"),
+        ({"text": "oi", "recipients": ["11987654321"], "tags": "vip"}, ValidationError,
+         "tags must be a list"),
+        ({"text": "oi", "recipients": ["11987654321"], "when": "amanhã"}, ValidationError,
+         "unknown key(s) when"),
+    ],
+)
+def test_bad_request_is_refused_when_the_schedule_is_created(
+    kit: SmsKit, request_: dict, error: type, words: str
+) -> None:
+    with pytest.raises(error) as info:
+        add_schedule(kit, "x", request_, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert words in str(info.value)
+    assert kit.store.list_schedules() == []
+
+
+def test_bad_name_is_refused(kit: SmsKit) -> None:
+    with pytest.raises(ValidationError, match="schedule name"):
+        add_schedule(kit, " ", REQUEST, rrule="FREQ=DAILY")
+
+
+def test_send_request_round_trips() -> None:
+    request = SendRequest.from_dict(dict(REQUEST, variables={"empresa": "ACME"},
+                                         provider="loopback"))
+    again = SendRequest.from_dict(json.loads(json.dumps(request.to_dict())))
+    assert again == request
+    assert again.recipients[0] == {"phone": "(11) 98765-4321", "nome": "Ana"}
+    assert SendRequest(text="oi", recipients=[11987654321]).recipients == ("11987654321",)
+
+
+# -- running ------------------------------------------------------------------------------------
+def test_run_due_twice_at_the_same_moment_materialises_once(kit: SmsKit, clock: Clock) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    now = dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
+    [run] = run_due(kit, now)
+    assert (run.won, run.created, run.duplicates, run.skipped) == (True, 3, 0, 0)
+    assert run.occurrence == dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+    assert run.next_run_at == dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
+    assert run_due(kit, now) == []
+    assert len(messages_of(kit, schedule.id)) == 3
+
+    [tomorrow] = run_due(kit, now + dt.timedelta(days=1))
+    assert tomorrow.won and tomorrow.created == 3
+    keys = [m.idempotency_key for m in messages_of(kit, schedule.id)]
+    assert len(keys) == len(set(keys)) == 6
+    assert f"schedule:{schedule.id}:2024-03-02T12:00:00+00:00:+5511987654321" in keys
+
+
+def test_materialised_messages_are_dispatched_once(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    run_due(kit, dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC))
+    report = kit.dispatch()
+    provider = kit.provider()
+    assert isinstance(provider, LoopbackProvider)
+    assert report.sent == 3
+    assert set(provider.accepted_counts().values()) == {1}
+    assert {m.state for m in messages_of(kit, schedule.id)} == {State.SENT}
+
+
+def test_catch_up_latest_sends_only_the_most_recent_missed_occurrence(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    # The worker was down from before 1 March 09:00 until 5 March 10:00 (local).
+    [run] = run_due(kit, dt.datetime(2024, 3, 5, 13, 0, tzinfo=UTC))
+    assert run.won and run.skipped == 4 and run.created == 3
+    assert run.occurrence == dt.datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
+    assert run.next_run_at == dt.datetime(2024, 3, 6, 12, 0, tzinfo=UTC)
+    keys = {m.idempotency_key for m in messages_of(kit, schedule.id)}
+    assert len(keys) == 3
+    assert all(":2024-03-05T12:00:00+00:00:" in str(k) for k in keys)
+
+
+def test_catch_up_all_sends_every_missed_occurrence_in_order(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    runs = run_due(kit, dt.datetime(2024, 3, 3, 13, 0, tzinfo=UTC), catch_up="all")
+    assert [r.occurrence.day for r in runs] == [1, 2, 3]
+    assert all(r.won and r.created == 3 and r.skipped == 0 for r in runs)
+    assert len(messages_of(kit, schedule.id)) == 9
+    stored = kit.store.get_schedule(schedule.id)
+    assert stored is not None and stored.runs == 3
+    with pytest.raises(ValidationError, match="catch_up must be one of"):
+        run_due(kit, catch_up="everything")
+
+
+def test_crash_between_materialise_and_advance_creates_no_duplicates(
+    kit: SmsKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    now = dt.datetime(2024, 3, 1, 12, 1, tzinfo=UTC)
+
+    def crash(*args: object, **kwargs: object) -> bool:
+        raise StoreError("power cut")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(kit.store, "advance_schedule", crash)
+        with pytest.raises(StoreError, match="power cut"):
+            run_due(kit, now)
+    assert len(messages_of(kit, schedule.id)) == 3
+    stored = kit.store.get_schedule(schedule.id)
+    assert stored is not None and stored.runs == 0  # the run did not count
+
+    [rerun] = run_due(kit, now + dt.timedelta(minutes=1))
+    assert (rerun.won, rerun.created, rerun.duplicates) == (True, 0, 3)
+    messages = messages_of(kit, schedule.id)
+    assert len(messages) == 3
+    assert len({m.idempotency_key for m in messages}) == 3
+
+
+def test_a_racing_worker_that_loses_adds_nothing(
+    kit: SmsKit, store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    other = make_kit(store, clock)
+    now = dt.datetime(2024, 3, 1, 12, 0, 1, tzinfo=UTC)
+    stale = store.due_schedules(now)  # the other worker read the schedule before we advanced it
+    [first] = run_due(kit, now)
+    with monkeypatch.context() as patch:
+        patch.setattr(other.store, "due_schedules", lambda moment: stale)
+        [second] = run_due(other, now)
+    assert first.won and not second.won
+    assert (second.created, second.duplicates) == (0, 3)
+    assert len(messages_of(kit, schedule.id)) == 3
+    stored = store.get_schedule(schedule.id)
+    assert stored is not None and stored.runs == 1
+
+
+def test_a_schedule_that_cannot_run_is_reported_and_kept(kit: SmsKit, clock: Clock) -> None:
+    broken = Schedule(id="broken", name="quebrado", request={"text": "oi"},
+                      next_run_at=dt.datetime(2024, 3, 1, 9, 0, tzinfo=UTC),
+                      created_at=clock.now)
+    kit.store.add_schedule(broken)
+    [run] = run_due(kit, dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC))
+    assert not run.won and run.error is not None and "recipients" in run.error
+    stored = kit.store.get_schedule("broken")
+    assert stored is not None and stored.next_run_at == broken.next_run_at and stored.runs == 0
+
+
+# -- two processes on one SQLite file ----------------------------------------------------------
+RACER = textwrap.dedent(
+    """
+    import datetime as dt, json, pathlib, sys, time
+    from smskit.config import Settings
+    from smskit.kit import SmsKit
+    from smskit.plugins import Plugins
+    from smskit.scheduler import run_due
+    from smskit.store.sql import SqlStore
+    from smskit.testing.loopback import LoopbackProvider
+
+    db, sync, me, other, rounds = sys.argv[1], pathlib.Path(sys.argv[2]), *sys.argv[3:6]
+    settings = Settings(provider="loopback")
+    kit = SmsKit(settings, store=SqlStore("sqlite:///" + db), provider=LoopbackProvider(),
+                 plugins=Plugins(settings, entry_points=False))
+    base = dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=dt.timezone.utc)
+    for i in range(int(rounds)):
+        (sync / f"{i}-{me}").touch()
+        deadline = time.monotonic() + 60
+        while not (sync / f"{i}-{other}").exists():  # a barrier: both call run_due together
+            if time.monotonic() > deadline:
+                sys.exit("the other racer never arrived")
+            time.sleep(0.0005)
+        for run in run_due(kit, base + dt.timedelta(days=i)):
+            print(json.dumps({"occurrence": run.occurrence.isoformat(), "won": run.won,
+                              "created": run.created, "error": run.error}), flush=True)
+    kit.close()
+    """
+)
+
+
+def test_two_processes_racing_on_sqlite_materialise_each_occurrence_once(
+    tmp_path: Path, clock: Clock
+) -> None:
+    from smskit.store.sql import SqlStore
+
+    db = tmp_path / "race.db"
+    store = SqlStore(f"sqlite:///{db}")
+    kit = make_kit(store, clock)
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    script = tmp_path / "racer.py"
+    script.write_text(RACER, encoding="utf-8")
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    rounds = 12
+    racers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(db), str(sync), me, other, str(rounds)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for me, other in (("a", "b"), ("b", "a"))
+    ]
+    outputs = [racer.communicate(timeout=120) for racer in racers]
+    for racer, (_, err) in zip(racers, outputs):
+        assert racer.returncode == 0, err
+
+    runs = [json.loads(line) for out, _ in outputs for line in out.splitlines()]
+    assert not [r for r in runs if r["error"]]
+    wins = collections.Counter(r["occurrence"] for r in runs if r["won"])
+    expected = {(dt.datetime(2024, 3, 1, 12, tzinfo=UTC) + dt.timedelta(days=i)).isoformat()
+                for i in range(rounds)}
+    assert set(wins) == expected
+    assert set(wins.values()) == {1}  # the compare-and-set was won once per occurrence
+    created = collections.Counter()
+    for r in runs:
+        created[r["occurrence"]] += r["created"]
+    assert set(created.values()) == {3}  # both raced; only one message per recipient stored
+
+    messages = messages_of(kit, schedule.id)
+    assert len(messages) == 3 * rounds
+    per_key = collections.Counter(m.idempotency_key for m in messages)
+    assert set(per_key.values()) == {1}
+    stored = store.get_schedule(schedule.id)
+    assert stored is not None and stored.runs == rounds
+    store.close()
+
