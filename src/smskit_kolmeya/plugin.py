@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Callable
 from smskit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
+    import click
+
     from smskit.config import Settings
     from smskit.provider import Provider, ProviderFactory
 
@@ -27,5 +29,9 @@ def register_providers(register: Callable[[str, ProviderFactory], None]) -> None
     register("kolmeya", _kolmeya)
 
 
-# register_commands(cli) belongs here too: the ``smskit kolmeya simulate`` command is added
-# with the simulator (src/smskit_kolmeya/simulator.py).
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add ``smskit kolmeya`` (``smskit kolmeya simulate``)."""
+    from smskit_kolmeya.commands import kolmeya
+
+    cli.add_command(kolmeya)

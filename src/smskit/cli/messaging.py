@@ -1,0 +1,352 @@
+"""``smskit send``, ``send-bulk``, ``status`` and ``balance``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+
+import attrs
+import click
+
+from smskit.cli._base import (
+    AppState,
+    CsvSource,
+    brl,
+    cells,
+    emit_json,
+    err_console,
+    local_time,
+    out_console,
+    parse_vars,
+    parse_when,
+    pass_state,
+)
+from smskit.errors import NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from smskit.kit import Outcome, SmsKit
+    from smskit.models import Message
+
+__all__ = ["COMMANDS"]
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+_VAR = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+                    help="A template variable (repeatable).")
+
+
+def _message_json(message: Message) -> Dict[str, Any]:
+    return {
+        "id": message.id,
+        "phone": message.phone,
+        "state": message.state.value,
+        "body": message.body,
+        "provider": message.provider,
+        "provider_message_id": message.provider_message_id,
+        "encoding": message.encoding,
+        "segments": message.segments,
+        "cost": message.cost,
+        "created_at": message.created_at,
+        "scheduled_at": message.scheduled_at,
+        "sent_at": message.sent_at,
+        "delivered_at": message.delivered_at,
+        "error_code": message.error_code,
+        "error_text": message.error_text,
+        "campaign_id": message.campaign_id,
+        "tags": list(message.tags),
+        "idempotency_key": message.idempotency_key,
+        "attempts": message.attempts,
+    }
+
+
+def _when(state: AppState, at: Optional[str], hint: str = "--at") -> Optional[dt.datetime]:
+    if at is None:
+        return None
+    try:
+        return parse_when(at, state.settings().timezone)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+
+
+# -- send ------------------------------------------------------------------------------------
+@click.command()
+@click.argument("phone")
+@click.argument("text")
+@_VAR
+@click.option("--at", "at", metavar="WHEN",
+              help="Send later: ISO 8601 (2026-11-27T09:00) or HH:MM (next such time).")
+@click.option("--idempotency-key", help="Send at most once per key (safe to re-run).")
+@click.option("--campaign", "campaign_id", help="Campaign id stored with the message.")
+@_JSON
+@pass_state
+def send(state: AppState, phone: str, text: str, variables: Tuple[str, ...], at: Optional[str],
+         idempotency_key: Optional[str], campaign_id: Optional[str], as_json: bool) -> None:
+    """Send one SMS. TEXT may use {{ placeholders }} filled by --var.
+
+    \b
+    Example:
+      smskit send "(11) 98765-4321" "Olá {{ nome }}, seu pedido saiu." --var nome=Ana
+    """
+    when = _when(state, at)
+    kit = state.kit()
+    outcome = kit.send(phone, text, variables=parse_vars(variables), at=when,
+                       idempotency_key=idempotency_key, campaign_id=campaign_id,
+                       dispatch=False)
+    errors: List[str] = []
+    if outcome.created and outcome.message_id and outcome.state.value == "outgoing":
+        errors = kit.dispatch().errors
+    message = kit.get(outcome.message_id) if outcome.message_id else None
+    _report_send(state, kit, outcome, message, errors, as_json)
+
+
+def _report_send(state: AppState, kit: SmsKit, outcome: Outcome,
+                 message: Optional[Message], errors: List[str], as_json: bool) -> None:
+    from smskit.models import State
+
+    tz = state.settings().timezone
+    current = message.state if message is not None else outcome.state
+    reason = (message.error_text if message is not None else None) or outcome.reason
+    if as_json:
+        data = _message_json(message) if message is not None else {"state": current.value}
+        data.update(created=outcome.created, reason=reason,
+                    deferred_until=outcome.deferred_until, dispatch_errors=errors)
+        emit_json(data)
+    if current in (State.REJECTED, State.CANCELED, State.ERROR, State.EXPIRED):
+        raise ValidationError(f"message to {outcome.recipient} was {current.value}: {reason}")
+    if current is State.OUTGOING and errors and outcome.deferred_until is None:
+        raise ValidationError(
+            f"the gateway call for message {outcome.message_id} failed: {errors[-1]} (the "
+            "message stays queued; `smskit worker` retries or reconciles it)")
+    if as_json or message is None:
+        return
+    console = out_console()
+    cost = f"{message.segments} segment(s), {message.encoding}, {brl(message.cost)}"
+    if not outcome.created:
+        console.print(f"already stored under this idempotency key: {message.id} "
+                      f"({current.value})", markup=False)
+    elif current is State.OUTGOING and outcome.deferred_until is not None:
+        console.print(f"deferred (quiet hours) {message.id} to {message.phone}: will go out at "
+                      f"{local_time(outcome.deferred_until, tz)} via `smskit worker` ({cost})",
+                      style="yellow", markup=False)
+    elif current is State.OUTGOING:
+        console.print(f"queued {message.id} to {message.phone} for "
+                      f"{local_time(message.scheduled_at, tz)}; `smskit worker` sends it "
+                      f"({cost})", markup=False)
+    else:
+        console.print(f"{current.value} {message.id} to {message.phone} ({cost})",
+                      style="green", markup=False)
+
+
+# -- send-bulk -------------------------------------------------------------------------------
+@click.command("send-bulk")
+@click.argument("csv_file", metavar="FILE.csv",
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--template", "-t", "template", required=True,
+              help="Message template; CSV columns are its variables.")
+@click.option("--phone-column", default="phone", show_default=True)
+@click.option("--idempotency-prefix",
+              help="Key messages as PREFIX:<phone> so a re-run skips numbers already stored.")
+@_VAR
+@click.option("--at", "at", metavar="WHEN", help="Send later (ISO 8601 or HH:MM).")
+@click.option("--campaign", "campaign_id", help="Campaign id stored with every message.")
+@click.option("--encoding", default="utf-8-sig", show_default=True,
+              help="File encoding (latin-1 for old Excel exports).")
+@click.option("--delimiter", default=None, help="Column separator (default: guessed).")
+@click.option("--show", "show", default=20, show_default=True, metavar="N",
+              help="List at most N rejected or canceled rows.")
+@_JSON
+@pass_state
+def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
+              idempotency_prefix: Optional[str], variables: Tuple[str, ...], at: Optional[str],
+              campaign_id: Optional[str], encoding: str, delimiter: Optional[str], show: int,
+              as_json: bool) -> None:
+    """Send TEMPLATE to every row of FILE.csv (streamed: any size).
+
+    \b
+    Example:
+      smskit send-bulk clientes.csv --phone-column telefone \\
+          --template "Olá {{ nome }}, sua fatura vence {{ vencimento }}." \\
+          --idempotency-prefix fatura-2026-11
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    when = _when(state, at)
+    kit = state.kit()
+    problems: List[Dict[str, Any]] = []
+    hidden = 0
+    console = err_console()
+    show_bar = not as_json and console.is_terminal
+    with CsvSource(csv_file, encoding=encoding, delimiter=delimiter) as source, Progress(
+        TextColumn("{task.description}"), BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+        console=console, disable=not show_bar, transient=False,
+    ) as progress:
+        source.require_column(phone_column)
+        task = progress.add_task("sending", total=max(source.size, 1))
+        rows = 0
+
+        def on_outcome(outcome: Outcome) -> None:
+            nonlocal rows, hidden
+            rows += 1
+            if outcome.state.value in ("rejected", "canceled") and outcome.created:
+                if len(problems) < show:
+                    problems.append({"row": outcome.index + 1, "recipient": outcome.recipient,
+                                     "state": outcome.state.value, "reason": outcome.reason})
+                else:
+                    hidden += 1
+            progress.update(task, completed=source.bytes_read, description=f"{rows} rows")
+
+        summary = kit.send_many(
+            source.rows(), template, variables=parse_vars(variables), phone_field=phone_column,
+            at=when, idempotency_prefix=idempotency_prefix, campaign_id=campaign_id,
+            on_outcome=on_outcome,
+        )
+        progress.update(task, completed=max(source.size, 1))
+    counts = attrs.asdict(summary)
+    if as_json:
+        emit_json({"file": str(csv_file), "summary": counts, "rejections": problems,
+                   "rejections_not_listed": hidden})
+    else:
+        _print_bulk(counts, problems, hidden)
+    if summary.failed_dispatch:
+        raise ValidationError(
+            f"{summary.failed_dispatch} message(s) could not be handed to the gateway yet; they "
+            "stay queued and `smskit worker` retries them")
+
+
+def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: int) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    table = Table(title="send-bulk", show_header=False)
+    table.add_column()
+    table.add_column(justify="right")
+    labels = (
+        ("total", "rows read"), ("queued", "queued in the outbox"),
+        ("sent", "sent to the gateway"), ("deferred", "deferred (quiet hours)"),
+        ("rejected", "rejected (invalid input)"), ("canceled", "canceled (blacklist/policy)"),
+        ("duplicates", "already stored (idempotency)"),
+        ("failed_dispatch", "not yet accepted by the gateway"),
+    )
+    for key, label in labels:
+        table.add_row(*cells(label, counts[key]))
+    console.print(table)
+    if problems:
+        listing = Table(title="not sent", show_header=True)
+        for name in ("row", "recipient", "state", "reason"):
+            listing.add_column(name)
+        for item in problems:
+            listing.add_row(*cells(item["row"], item["recipient"], item["state"],
+                                   item["reason"] or ""))
+        console.print(listing)
+        if hidden:
+            console.print(f"... and {hidden} more (raise --show to list them)", markup=False)
+
+
+# -- status ----------------------------------------------------------------------------------
+@click.command()
+@click.argument("message_id")
+@click.option("--refresh", is_flag=True, help="Ask the gateway for the current status first.")
+@_JSON
+@pass_state
+def status(state: AppState, message_id: str, refresh: bool, as_json: bool) -> None:
+    """Show a message and its history."""
+    kit = state.kit()
+    message = kit.get(message_id)
+    if message is None:
+        raise NotFoundError(f"no message with id {message_id!r}")
+    refreshed: Optional[str] = None
+    if refresh:
+        refreshed = _refresh(kit, message)
+        message = kit.get(message_id) or message
+    history = kit.history(message_id)
+    if as_json:
+        data = _message_json(message)
+        data["history"] = history
+        data["refresh"] = refreshed
+        emit_json(data)
+        return
+    _print_status(state, message, history, refreshed)
+
+
+def _refresh(kit: SmsKit, message: Message) -> str:
+    """Settle the message with the gateway; a short note of what happened."""
+    import attrs as _attrs
+
+    from smskit.models import State
+
+    if message.state.is_final:
+        return f"already final ({message.state.value}); nothing to ask"
+    provider = kit.provider(message.provider)
+    if message.state is State.OUTGOING:
+        report = kit.reconcile(provider=provider.name)
+        return f"reconciled {report.batches} batch(es): {report.confirmed} confirmed"
+    query = getattr(provider, "message_status", None)
+    if not callable(query) or not message.provider_message_id:
+        return f"provider {provider.name!r} cannot be asked about one message"
+    event = _attrs.evolve(query(message.provider_message_id), message_id=message.id)
+    outcome = kit.apply_status(event)
+    return f"gateway says {event.state.value}" + ("" if outcome.applied else
+                                                    f" ({outcome.reason})")
+
+
+def _print_status(state: AppState, message: Message, history: List[Any],
+                  refreshed: Optional[str]) -> None:
+    from rich.table import Table
+
+    tz = state.settings().timezone
+    console = out_console()
+    info = Table(show_header=False, box=None)
+    info.add_column(style="bold")
+    info.add_column()
+    rows = [
+        ("id", message.id), ("phone", message.phone), ("state", message.state.value),
+        ("provider", f"{message.provider} {message.provider_message_id or ''}".strip()),
+        ("body", message.body),
+        ("segments", f"{message.segments} ({message.encoding or '-'}), {brl(message.cost)}"),
+        ("created", local_time(message.created_at, tz)),
+        ("scheduled", local_time(message.scheduled_at, tz)),
+        ("sent", local_time(message.sent_at, tz)),
+        ("delivered", local_time(message.delivered_at, tz)),
+    ]
+    if message.error_code or message.error_text:
+        rows.append(("error", f"{message.error_code or ''} {message.error_text or ''}".strip()))
+    if refreshed:
+        rows.append(("refresh", refreshed))
+    for key, value in rows:
+        info.add_row(*cells(key, value))
+    console.print(info)
+    if not history:
+        console.print("no events recorded yet", markup=False)
+        return
+    table = Table(title="history", show_header=True)
+    for name in ("when", "event", "change", "detail"):
+        table.add_column(name)
+    for event in history:
+        change = f"{event.old_state or '-'} -> {event.new_state or '-'}"
+        if not event.applied:
+            change += " (ignored)"
+        table.add_row(*cells(local_time(event.created_at, tz), event.kind, change,
+                             event.detail))
+    console.print(table)
+
+
+# -- balance ---------------------------------------------------------------------------------
+@click.command()
+@_JSON
+@pass_state
+def balance(state: AppState, as_json: bool) -> None:
+    """Show the gateway account's balance."""
+    from smskit.errors import ConfigurationError
+
+    provider = state.kit().provider()
+    if not provider.capabilities.balance:
+        raise ConfigurationError(f"provider {provider.name!r} cannot report a balance")
+    amount = provider.balance()
+    if as_json:
+        emit_json({"provider": provider.name, "balance": amount})
+    else:
+        out_console().print(f"{provider.name}: {brl(amount)}", markup=False)
+
+
+COMMANDS = [send, send_bulk, status, balance]
