@@ -356,3 +356,17 @@ def test_request_level_rejection_reaches_every_message_of_the_batch(
                                  error_code="request_rejected", error_text="conteúdo proibido"))
     assert {(m.state, m.error_text) for m in all_messages(kit)} == {
         (State.REJECTED, "conteúdo proibido")}
+
+
+def test_rerun_records_a_rejection_once_and_sends_the_corrected_row(
+        kit: SmsKit, provider: LoopbackProvider) -> None:
+    rows = [{"phone": "11987650001", "nome": "Ana"}, {"phone": "11987650002"}]
+    first = kit.send_many(rows, "Oi {{ nome }}", idempotency_prefix="p")
+    again = kit.send_many(rows, "Oi {{ nome }}", idempotency_prefix="p")
+    assert (first.sent, first.rejected) == (1, 1)
+    assert (again.sent, again.rejected, again.duplicates) == (0, 0, 2)
+    fixed = kit.send_many([{"phone": "11987650002", "nome": "Bia"}], "Oi {{ nome }}",
+                          idempotency_prefix="p")
+    assert fixed.sent == 1
+    assert sorted(r.body for r in provider.sent) == ["Oi Ana", "Oi Bia"]
+    assert len(all_messages(kit)) == 3

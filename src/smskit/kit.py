@@ -210,6 +210,7 @@ class SmsKit:
         idempotency_prefix: Optional[str] = None,
         tags: Sequence[str] = (),
         campaign_id: Optional[str] = None,
+        schedule_id: Optional[str] = None,
         provider: Optional[str] = None,
         on_outcome: Optional[Callable[[Outcome], None]] = None,
         dispatch: bool = True,
@@ -221,7 +222,9 @@ class SmsKit:
         other keys are template variables (a CSV row). One bad recipient never aborts the
         batch: it becomes a ``rejected`` record and an outcome with the reason. With
         ``idempotency_prefix``, the key ``"<prefix>:<E.164>"`` makes a re-run (after a crash)
-        skip recipients already stored.
+        skip recipients already stored. A rejected record gets its own key
+        (``"<prefix>:<E.164 or input>:rejected"``), so re-running unchanged input does not
+        record it twice, while a corrected recipient is sent.
         """
         composer = self.composer(provider)
         template = Template(text)
@@ -229,7 +232,7 @@ class SmsKit:
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
                                  if dispatch else 1000)
         summary = BulkSummary()
-        fields = dict(tags=tuple(tags), campaign_id=campaign_id)
+        fields = dict(tags=tuple(tags), campaign_id=campaign_id, schedule_id=schedule_id)
         numbered = enumerate(recipients)
         while True:
             chunk = list(itertools.islice(numbered, size))
@@ -275,7 +278,9 @@ class SmsKit:
         try:
             e164 = composer.phone(raw)
         except ValidationError as exc:
-            message = composer.rejected(raw, template.source, exc, now=now, **fields)
+            key = f"{idempotency_prefix}:{label}:rejected" if idempotency_prefix else None
+            message = composer.rejected(raw, template.source, exc, now=now,
+                                        idempotency_key=key, **fields)
             return message, Outcome(index=index, recipient=label, message_id=message.id,
                                     state=State.REJECTED, reason=str(exc))
         extra = dict(fields)
@@ -310,9 +315,10 @@ class SmsKit:
         except ValidationError as exc:
             if strict:
                 raise
-            rejected = composer.rejected(e164, template.source, exc, now=now,
-                                         **{k: v for k, v in fields.items()
-                                            if k != "idempotency_key"})
+            # Its own key: an unchanged re-run finds it, a corrected recipient is sent.
+            key = fields.get("idempotency_key")
+            rejected = composer.rejected(e164, template.source, exc, now=now, **{
+                **fields, "idempotency_key": f"{key}:rejected" if key else None})
             return rejected, Outcome(index=index, recipient=label, message_id=rejected.id,
                                      state=State.REJECTED, reason=str(exc))
         reason = self._veto(message)
@@ -342,16 +348,18 @@ class SmsKit:
                        state=message.state, reason="idempotency key already used",
                        created=False)
 
-    def dispatch(self, *, provider: Optional[str] = None,
-                 max_batches: Optional[int] = None) -> outbox.DispatchReport:
-        """Send every due ``outgoing`` message of ``provider`` now (see :func:`outbox.dispatch`)."""
-        return outbox.dispatch(self.store, self.provider(provider), now=self.clock(),
+    def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
+                 now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+        """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
+        see :func:`outbox.dispatch`."""
+        return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
                                max_batches=max_batches, on_sent=self._on_sent)
 
     def reconcile(self, *, provider: Optional[str] = None,
-                  stale_after: dt.timedelta = dt.timedelta(minutes=5)) -> outbox.ReconcileReport:
+                  stale_after: dt.timedelta = dt.timedelta(minutes=5),
+                  now: Optional[dt.datetime] = None) -> outbox.ReconcileReport:
         """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
-        return outbox.reconcile(self.store, self.provider(provider), now=self.clock(),
+        return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
                                 stale_after=stale_after, on_sent=self._on_sent,
                                 on_status=self.apply_status)
 

@@ -92,7 +92,7 @@ class Provider(Protocol):
     def parse_webhook(
         self, kind: str, headers: Mapping[str, str], body: bytes
     ) -> WebhookPayload:
-        """Parse a callback (``kind``: ``"status"`` or ``"reply"``); ValidationError if malformed."""
+        """Parse a callback (``kind``: ``"status"``/``"reply"``); ValidationError if malformed."""
         ...
 
     def balance(self) -> Decimal:
