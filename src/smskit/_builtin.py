@@ -15,19 +15,19 @@ if TYPE_CHECKING:
     from smskit.store.base import Store
 
 
-def _loopback(settings: "Settings") -> "Provider":
+def _loopback(settings: Settings) -> Provider:
     from smskit.testing.loopback import LoopbackProvider
 
     return LoopbackProvider()
 
 
-def _memory_store(url: str, settings: "Settings") -> "Store":
+def _memory_store(url: str, settings: Settings) -> Store:
     from smskit.store.memory import MemoryStore
 
     return MemoryStore()
 
 
-def _sql_store(url: str, settings: "Settings") -> "Store":
+def _sql_store(url: str, settings: Settings) -> Store:
     from smskit.store.sql import SqlStore
 
     return SqlStore(url)

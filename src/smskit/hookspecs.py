@@ -20,10 +20,10 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from smskit.config import Settings
     from smskit.models import Message, State
     from smskit.provider import ProviderFactory
     from smskit.store.base import Store
-    from smskit.config import Settings
 
     StoreFactory = Callable[[str, Settings], Store]
 
@@ -34,7 +34,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def register_providers(register: "Callable[[str, ProviderFactory], None]") -> None:
+def register_providers(register: Callable[[str, ProviderFactory], None]) -> None:
     """Register provider factories: ``register("kolmeya", factory)``.
 
     ``factory(settings)`` returns a :class:`smskit.provider.Provider`. Registering a name that
@@ -44,7 +44,7 @@ def register_providers(register: "Callable[[str, ProviderFactory], None]") -> No
 
 
 @hookspec
-def register_stores(register: "Callable[[str, StoreFactory], None]") -> None:
+def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
     """Register store factories by URL scheme: ``register("odoo", factory)``.
 
     ``factory(url, settings)`` returns a :class:`smskit.store.base.Store`. Built-in schemes:
@@ -53,13 +53,13 @@ def register_stores(register: "Callable[[str, StoreFactory], None]") -> None:
 
 
 @hookspec
-def register_commands(cli: "click.Group") -> None:
+def register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``smskit`` command (``smskit kolmeya simulate``)."""
 
 
 @hookspec
 def prepare_message(
-    message: "Message", context: Mapping[str, Any]
+    message: Message, context: Mapping[str, Any]
 ) -> Optional[Dict[str, Any]]:
     """Return extra template variables for ``message`` (e.g. an Odoo partner's fields).
 
@@ -69,7 +69,7 @@ def prepare_message(
 
 
 @hookspec
-def check_message(message: "Message") -> Optional[str]:
+def check_message(message: Message) -> Optional[str]:
     """Veto a message before it is stored as ``outgoing``: return a reason string to cancel it.
 
     Every implementation is asked; the first reason found cancels the message. Return ``None``
@@ -78,7 +78,7 @@ def check_message(message: "Message") -> Optional[str]:
 
 
 @hookspec(firstresult=True)
-def route_inbound(message: "Message") -> Optional[str]:
+def route_inbound(message: Message) -> Optional[str]:
     """Route an inbound SMS somewhere (a ChatRoom conversation...). Return where it went.
 
     ``firstresult``: the first plugin to return a non-None destination wins.
@@ -86,17 +86,17 @@ def route_inbound(message: "Message") -> Optional[str]:
 
 
 @hookspec
-def message_sent(message: "Message") -> None:
+def message_sent(message: Message) -> None:
     """The provider accepted ``message`` (state ``sent``)."""
 
 
 @hookspec
-def message_status_changed(message: "Message", old: "State", new: "State") -> None:
+def message_status_changed(message: Message, old: State, new: State) -> None:
     """A status event moved ``message`` from ``old`` to ``new`` (forward only)."""
 
 
 @hookspec
-def message_received(message: "Message") -> None:
+def message_received(message: Message) -> None:
     """A new inbound message was stored (once per provider reply id)."""
 
 

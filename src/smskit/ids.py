@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Optional
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_id(now_ms: "int | None" = None) -> str:
+def new_id(now_ms: Optional[int] = None) -> str:
     """Return a new 26-character, time-sortable unique id."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")

@@ -52,14 +52,14 @@ class PluginStatus:
 class Plugins:
     """One plugin manager per :class:`smskit.SmsKit` (never a global singleton)."""
 
-    def __init__(self, settings: "Settings", *, entry_points: bool = True) -> None:
+    def __init__(self, settings: Settings, *, entry_points: bool = True) -> None:
         self.settings = settings
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._use_entry_points = entry_points
         self._loaded = False
         self._report: List[PluginStatus] = []
-        self._providers: Optional[Dict[str, "ProviderFactory"]] = None
+        self._providers: Optional[Dict[str, ProviderFactory]] = None
         self._stores: Optional[Dict[str, StoreFactory]] = None
 
     @property
@@ -113,7 +113,7 @@ class Plugins:
         return list(self._report)
 
     # -- registries built by the register_* hooks -------------------------------------------
-    def providers(self) -> Dict[str, "ProviderFactory"]:
+    def providers(self) -> Dict[str, ProviderFactory]:
         """Provider factories by name."""
         if self._providers is None:
             self._providers = self._collect("register_providers", "provider")
@@ -136,7 +136,7 @@ class Plugins:
         getattr(self.hook, hook_name)(register=register)
         return found
 
-    def create_provider(self, name: Optional[str] = None) -> "Provider":
+    def create_provider(self, name: Optional[str] = None) -> Provider:
         """Build the provider ``name`` (default: ``settings.provider``)."""
         name = name or self.settings.provider
         factories = self.providers()
@@ -146,7 +146,7 @@ class Plugins:
             raise ConfigurationError(f"unknown provider {name!r} (known: {known}){hint}")
         return factories[name](self.settings)
 
-    def create_store(self, url: Optional[str] = None) -> "Store":
+    def create_store(self, url: Optional[str] = None) -> Store:
         """Build the store for ``url`` (default: ``settings.database_url``), chosen by scheme."""
         url = url or self.settings.database_url
         scheme = url.split(":", 1)[0].split("+", 1)[0]

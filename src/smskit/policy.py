@@ -89,7 +89,7 @@ class QuietHours:
         days: Iterable[str] = (),
         holidays: Iterable[dt.date] = (),
         tz: str = DEFAULT_TZ,
-    ) -> "QuietHours":
+    ) -> QuietHours:
         """Build from ``"HH:MM-HH:MM"`` (or ``None`` for no daily window), day names and dates."""
         start = end = None
         if window:
@@ -102,7 +102,7 @@ class QuietHours:
                    tz=tz)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "QuietHours":
+    def from_settings(cls, settings: Settings) -> QuietHours:
         """The installation's quiet hours from ``SMSKIT_QUIET_HOURS``/``_DAYS``/``HOLIDAYS``."""
         return cls.parse(settings.quiet_hours, days=settings.quiet_days,
                          holidays=settings.holidays, tz=settings.timezone)
