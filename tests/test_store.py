@@ -774,3 +774,16 @@ def test_unreachable_database_is_a_store_error(tmp_path: Path) -> None:
     missing_dir = tmp_path / "no" / "such" / "dir" / "x.db"
     with pytest.raises(StoreError, match="opening"):
         SqlStore(f"sqlite:///{missing_dir}")
+
+
+def test_batch_records_the_gateway_request_id(store: Store) -> None:
+    now = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
+    (added,) = store.add_messages([Message(phone="+5511987654321", body="Oi",
+                                           state=State.OUTGOING, provider="loopback")])
+    batch = store.claim_batch("loopback", 10, now, "batch-req-id")
+    assert batch is not None
+    store.record_results(batch.id, [SendResult(message_id=added.message.id, state=State.SENT,
+                                               provider_message_id="pm-1",
+                                               provider_request_id="req-uuid")], now)
+    stored = store.get_batch(batch.id)
+    assert stored is not None and stored.provider_request_id == "req-uuid"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import attrs
 
@@ -217,3 +217,8 @@ def message_conflict(message: Message, what: str) -> StoreError:
 def evolve(message: Message, changes: Dict[str, Any]) -> Message:
     """``message`` with ``changes`` applied (no-op for an empty dict)."""
     return attrs.evolve(message, **changes) if changes else message
+
+
+def request_id_of(results: Sequence[SendResult]) -> Optional[str]:
+    """The gateway's request id reported by a batch's results (the first one given)."""
+    return next((r.provider_request_id for r in results if r.provider_request_id), None)

@@ -289,7 +289,9 @@ class MemoryStore:
                 self._put(message)
             for message_id, provider, detail in conflicts:
                 self._event(message_id, c.KIND_CONFLICT, detail, provider=provider)
-            self._batches[batch_id] = attrs.evolve(batch, status=c.BATCH_DONE, updated_at=now)
+            self._batches[batch_id] = attrs.evolve(
+                batch, status=c.BATCH_DONE, updated_at=now,
+                provider_request_id=c.request_id_of(results) or batch.provider_request_id)
 
     def release_batch(
         self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None

@@ -297,8 +297,11 @@ class SqlStore(SqlListsMixin):
             changed = [m for i, m in members.items() if m is not before[i]]
             self._write_status_fields(conn, changed)
             self._event_row(conn, conflicts)
-            conn.execute(sa.update(batches).where(batches.c.id == batch_id)
-                         .values(status=c.BATCH_DONE, updated_at=now))
+            done: Dict[str, Any] = {"status": c.BATCH_DONE, "updated_at": now}
+            request_id = c.request_id_of(results)
+            if request_id is not None:
+                done["provider_request_id"] = request_id
+            conn.execute(sa.update(batches).where(batches.c.id == batch_id).values(**done))
 
     def _write_status_fields(self, conn: Connection, changed: List[Message]) -> None:
         if not changed:
