@@ -1,0 +1,36 @@
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
+PYTHONS = ["3.8", "3.11"]
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The test suite (the same command as the README's)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff over sources, tests and benchmarks."""
+    session.install("ruff>=0.4")
+    session.run("ruff", "check", "src", "tests", "noxfile.py")
+
+
+@nox.session(python="3.8")
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on src/, run on Python 3.8 against 3.8's packages (the users' Odoo 15)."""
+    session.install("-e", ".[test,lint]")
+    session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (broken links and API refs fail)."""
+    session.install("-e", ".[docs,server]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
