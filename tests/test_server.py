@@ -487,8 +487,8 @@ def test_metrics(memory_kit: SmsKit) -> None:
     assert second_app.state.registry is not create_app(memory_kit).state.registry
 
 
-def test_token_never_appears_in_logs(memory_kit: SmsKit,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_token_never_appears_in_logs(memory_kit: SmsKit, caplog: pytest.LogCaptureFixture,
+                                     capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.WARNING, logger="httpx")  # the client logs its own URLs
     caplog.set_level(logging.INFO)  # last: it also sets the capture handler's level
     message_id = sent_message(memory_kit)
@@ -500,10 +500,18 @@ def test_token_never_appears_in_logs(memory_kit: SmsKit,
                      token=SECRET + "x")
     assert (ok.status_code, bad.status_code, wrong.status_code) == (200, 400, 403)
     access = [r for r in caplog.records if r.name in ("uvicorn.access", "smskit.server.access")]
-    assert {r.name for r in access} == {"uvicorn.access", "smskit.server.access"}
+    assert "smskit.server.access" in {r.name for r in access}
     assert any("token=********" in r.getMessage() for r in access)
     assert SECRET not in caplog.text
     assert all(SECRET not in r.getMessage() for r in caplog.records)
+    # Older uvicorn releases (the ones Python 3.8 gets) write their access log straight to the
+    # console instead of propagating it: it must be redacted there too.
+    out, err = capfd.readouterr()
+    uvicorn_lines = [line for line in (out + err).splitlines() if "POST /webhooks" in line]
+    uvicorn_lines += [r.getMessage() for r in access if r.name == "uvicorn.access"]
+    assert uvicorn_lines, "uvicorn's access log was switched on but logged nothing"
+    assert all("token=********" in line for line in uvicorn_lines)
+    assert SECRET not in out + err
 
 
 # -- helpers ------------------------------------------------------------------------------------
