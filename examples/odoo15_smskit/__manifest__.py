@@ -1,0 +1,18 @@
+# ruff: noqa: B018 - an Odoo manifest is one dict expression
+{
+    "name": "smskit bridge: SMS through Kolmeya, replies into ChatRoom",
+    "summary": "Sends SMS with smskit (Kolmeya), keeps sms.message, partners and chatter in "
+               "step, routes replies into the acrux ChatRoom and sends agents' replies as SMS.",
+    "version": "15.0.1.0.0",
+    "category": "Marketing/SMS",
+    "license": "LGPL-3",
+    "author": "smskit developers",
+    "depends": ["base", "mail", "phone_validation", "whatsapp_connector"],
+    "external_dependencies": {"python": ["smskit"]},
+    "data": [
+        "data/ir_config_parameter.xml",
+        "data/ir_cron.xml",
+    ],
+    "installable": True,
+    "application": False,
+}

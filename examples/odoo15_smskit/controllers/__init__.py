@@ -1,0 +1,1 @@
+from . import webhook  # noqa: F401 - loaded for its routes

@@ -1,0 +1,315 @@
+"""The Odoo bridge's own tables in the sidecar database: a durable journal of Odoo writes.
+
+Three tables live next to the SQL store's (same database URL, own names, created if absent):
+
+* ``smskit_odoo_ops``: Odoo writes not done yet (mirror a message, post a chatter note,
+  route a reply into the ChatRoom, mirror a blacklist change). An op is written *before* the
+  Odoo call it stands for and removed (or marked ``done``) after it, so a write that could
+  not happen because Odoo was down is replayed when Odoo is back; ``key`` makes an op unique
+  (one note per message and event, ever).
+* ``smskit_odoo_links``: our message id -> the Odoo record id, the idempotency key, the
+  provider's reply reference and the partner.
+* ``smskit_odoo_partners``: phone (E.164) -> partner id, also the claim that stops two
+  processes from creating two partners for one number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+
+import attrs
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from smskit.store._sqlengine import (
+    WRITE,
+    create_store_engine,
+    db_errors,
+    is_memory_sqlite,
+    normalise_url,
+)
+
+__all__ = ["Journal", "Link", "Op"]
+
+PENDING = "pending"
+DONE = "done"
+FAILED = "failed"
+
+_meta = sa.MetaData()
+ops = sa.Table(
+    "smskit_odoo_ops", _meta,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("key", sa.String(255), nullable=True, unique=True),
+    sa.Column("message_id", sa.String(40), nullable=True, index=True),
+    sa.Column("payload", sa.Text, nullable=False, default="{}"),
+    sa.Column("status", sa.String(10), nullable=False, default=PENDING, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+links = sa.Table(
+    "smskit_odoo_links", _meta,
+    sa.Column("message_id", sa.String(40), primary_key=True),
+    sa.Column("odoo_id", sa.Integer, nullable=True),
+    sa.Column("idempotency_key", sa.String(255), nullable=True, index=True),
+    sa.Column("reply_ref", sa.String(255), nullable=True),
+    sa.Column("partner_id", sa.Integer, nullable=True),
+    sa.Column("odoo_state", sa.String(20), nullable=True),
+)
+partners = sa.Table(
+    "smskit_odoo_partners", _meta,
+    sa.Column("phone", sa.String(32), primary_key=True),
+    sa.Column("partner_id", sa.Integer, nullable=True),
+    sa.Column("owner", sa.String(64), nullable=True),
+    sa.Column("claimed_at", sa.Float, nullable=False),
+)
+_CHUNK = 500
+
+
+@attrs.frozen(kw_only=True)
+class Op:
+    """One pending Odoo write."""
+
+    id: int
+    kind: str
+    key: Optional[str]
+    message_id: Optional[str]
+    payload: Mapping[str, Any]
+    attempts: int = 0
+    status: str = PENDING
+    last_error: Optional[str] = None
+
+
+@attrs.frozen(kw_only=True)
+class Link:
+    """Our message id and what it is in Odoo."""
+
+    message_id: str
+    odoo_id: Optional[int] = None
+    idempotency_key: Optional[str] = None
+    reply_ref: Optional[str] = None
+    partner_id: Optional[int] = None
+    odoo_state: Optional[str] = None
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start:start + _CHUNK]
+
+
+class Journal:
+    """The sidecar tables, on a SQLite file or PostgreSQL (``url``: a SQL store URL)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = normalise_url(url)
+        self._engine = create_store_engine(self._url)
+        self._pg = self._engine.dialect.name == "postgresql"
+        self._serial = threading.RLock() if is_memory_sqlite(self._url) else None
+        with db_errors("creating the Odoo bridge tables"):
+            _meta.create_all(self._engine, checkfirst=True)
+
+    def __repr__(self) -> str:
+        return f"Journal({self._url.render_as_string(hide_password=True)!r})"
+
+    @contextlib.contextmanager
+    def _tx(self, what: str, write: bool = False) -> Iterator[Connection]:
+        lock = self._serial if self._serial is not None else contextlib.nullcontext()
+        with lock, db_errors(what), self._engine.connect() as conn:
+            if write:
+                conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
+        return insert.on_conflict_do_nothing()
+
+    # -- ops ------------------------------------------------------------------------------
+    def enqueue(self, kind: str, payload: Mapping[str, Any], *, key: Optional[str] = None,
+                message_id: Optional[str] = None) -> bool:
+        """Add an op; ``False`` when an op with ``key`` already exists (pending or done)."""
+        return self.enqueue_many([(kind, payload, key, message_id)]) == 1
+
+    def enqueue_many(self, items: Iterable[Any]) -> int:
+        """Add ``(kind, payload, key, message_id)`` ops in one transaction; how many went in."""
+        rows = [{"kind": kind, "payload": json.dumps(dict(payload), sort_keys=True),
+                 "key": key, "message_id": message_id, "status": PENDING, "attempts": 0,
+                 "created_at": time.time()} for kind, payload, key, message_id in items]
+        if not rows:
+            return 0
+        added = 0
+        with self._tx("recording Odoo writes", write=True) as conn:
+            for row in rows:
+                stmt = self._insert_ignore(ops).values(row)
+                if self._pg:
+                    added += conn.execute(stmt.returning(ops.c.id)).first() is not None
+                else:
+                    result = conn.execute(stmt.execution_options(preserve_rowcount=True))
+                    added += result.rowcount == 1
+        return added
+
+    def pending(self, kinds: Optional[Sequence[str]] = None, limit: int = 5000) -> List[Op]:
+        """Pending ops, oldest first."""
+        query = sa.select(ops).where(ops.c.status == PENDING)
+        if kinds:
+            query = query.where(ops.c.kind.in_(list(kinds)))
+        with self._tx("reading pending Odoo writes") as conn:
+            rows = conn.execute(query.order_by(ops.c.id).limit(limit)).mappings().all()
+        return [_op(dict(r)) for r in rows]
+
+    def failed(self) -> List[Op]:
+        """Ops Odoo refused (kept for a person to look at; :meth:`retry` puts them back)."""
+        with self._tx("reading failed Odoo writes") as conn:
+            rows = conn.execute(sa.select(ops).where(ops.c.status == FAILED)
+                                .order_by(ops.c.id)).mappings().all()
+        return [_op(dict(r)) for r in rows]
+
+    def count(self, status: str = PENDING) -> int:
+        """How many ops have ``status``."""
+        with self._tx("counting Odoo writes") as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(ops)
+                                    .where(ops.c.status == status)).scalar_one())
+
+    def finish(self, done: Sequence[int], *, keep: Sequence[int] = ()) -> None:
+        """Ops written to Odoo: ``done`` are removed, ``keep`` stay as ``done`` (their key
+        keeps guarding against a repeat)."""
+        with self._tx("completing Odoo writes", write=True) as conn:
+            for chunk in _chunks(list(done)):
+                conn.execute(sa.delete(ops).where(ops.c.id.in_(chunk)))
+            for chunk in _chunks(list(keep)):
+                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk))
+                             .values(status=DONE, last_error=None))
+
+    def attempt(self, op_ids: Sequence[int], error: str, *, give_up: bool = False) -> None:
+        """Count a failed attempt; ``give_up`` marks the ops ``failed`` (not retried)."""
+        values: Dict[str, Any] = {"attempts": ops.c.attempts + 1, "last_error": error[:2000]}
+        if give_up:
+            values["status"] = FAILED
+        with self._tx("recording a failed Odoo write", write=True) as conn:
+            for chunk in _chunks(list(op_ids)):
+                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk)).values(**values))
+
+    def retry(self) -> int:
+        """Put every failed op back in the queue; how many."""
+        with self._tx("retrying failed Odoo writes", write=True) as conn:
+            result = conn.execute(sa.update(ops).where(ops.c.status == FAILED)
+                                  .values(status=PENDING)
+                                  .execution_options(preserve_rowcount=True))
+            return int(result.rowcount or 0)
+
+    # -- links ----------------------------------------------------------------------------
+    def links(self, message_ids: Iterable[str]) -> Dict[str, Link]:
+        """The links of these messages (missing ids are absent)."""
+        wanted = list(dict.fromkeys(message_ids))
+        found: Dict[str, Link] = {}
+        with self._tx("reading Odoo links") as conn:
+            for chunk in _chunks(wanted):
+                for row in conn.execute(sa.select(links).where(
+                        links.c.message_id.in_(chunk))).mappings():
+                    found[row["message_id"]] = Link(**dict(row))
+        return found
+
+    def by_keys(self, keys: Iterable[str]) -> Dict[str, str]:
+        """Idempotency key -> message id, for the keys already linked."""
+        wanted = [k for k in dict.fromkeys(keys) if k]
+        found: Dict[str, str] = {}
+        with self._tx("reading idempotency keys") as conn:
+            for chunk in _chunks(wanted):
+                for key, mid in conn.execute(sa.select(links.c.idempotency_key,
+                                                       links.c.message_id)
+                                             .where(links.c.idempotency_key.in_(chunk))):
+                    found[key] = mid
+        return found
+
+    def put_links(self, rows: Sequence[Link]) -> None:
+        """Insert or replace links."""
+        if not rows:
+            return
+        with self._tx("writing Odoo links", write=True) as conn:
+            ids = [r.message_id for r in rows]
+            for chunk in _chunks(ids):
+                conn.execute(sa.delete(links).where(links.c.message_id.in_(chunk)))
+            conn.execute(sa.insert(links), [attrs.asdict(r) for r in rows])
+
+    def delete_links(self, message_ids: Sequence[str]) -> None:
+        """Forget links (their Odoo rows were removed)."""
+        with self._tx("removing Odoo links", write=True) as conn:
+            for chunk in _chunks(list(message_ids)):
+                conn.execute(sa.delete(links).where(links.c.message_id.in_(chunk)))
+
+    # -- partner claims -------------------------------------------------------------------------
+    def partners(self, phones: Iterable[str]) -> Dict[str, Optional[int]]:
+        """Phone -> partner id (``None``: claimed, being created) for known phones."""
+        wanted = list(dict.fromkeys(phones))
+        found: Dict[str, Optional[int]] = {}
+        with self._tx("reading partner claims") as conn:
+            for chunk in _chunks(wanted):
+                for phone, pid in conn.execute(sa.select(partners.c.phone, partners.c.partner_id)
+                                               .where(partners.c.phone.in_(chunk))):
+                    found[phone] = pid
+        return found
+
+    def claim(self, phones: Sequence[str], owner: str, stale_after: float = 60.0) -> List[str]:
+        """Claim the right to create a partner for each phone; the phones this owner got.
+
+        A claim left without a partner for ``stale_after`` seconds (its process died) is
+        taken over.
+        """
+        now = time.time()
+        won: List[str] = []
+        with self._tx("claiming partner numbers", write=True) as conn:
+            conn.execute(sa.delete(partners).where(partners.c.partner_id.is_(None),
+                                                   partners.c.claimed_at < now - stale_after))
+            for phone in phones:
+                stmt = self._insert_ignore(partners).values(
+                    phone=phone, partner_id=None, owner=owner, claimed_at=now)
+                if self._pg:
+                    got = conn.execute(stmt.returning(partners.c.phone)).first() is not None
+                else:
+                    got = conn.execute(stmt.execution_options(
+                        preserve_rowcount=True)).rowcount == 1
+                if got:
+                    won.append(phone)
+        return won
+
+    def set_partners(self, found: Mapping[str, int], owner: str = "") -> None:
+        """Record phone -> partner id (creating or completing the claim)."""
+        if not found:
+            return
+        now = time.time()
+        with self._tx("recording partners", write=True) as conn:
+            for phone, pid in found.items():
+                conn.execute(sa.delete(partners).where(partners.c.phone == phone))
+                conn.execute(sa.insert(partners).values(phone=phone, partner_id=pid,
+                                                        owner=owner, claimed_at=now))
+
+    def release(self, phones: Sequence[str], owner: str) -> None:
+        """Drop this owner's unfinished claims (the partner could not be created)."""
+        with self._tx("releasing partner claims", write=True) as conn:
+            for chunk in _chunks(list(phones)):
+                conn.execute(sa.delete(partners).where(partners.c.phone.in_(chunk),
+                                                       partners.c.owner == owner,
+                                                       partners.c.partner_id.is_(None)))
+
+    def forget_partners(self, phones: Sequence[str]) -> None:
+        """Drop phone -> partner entries that turned out stale."""
+        with self._tx("forgetting partners", write=True) as conn:
+            for chunk in _chunks(list(phones)):
+                conn.execute(sa.delete(partners).where(partners.c.phone.in_(chunk)))
+
+    def close(self) -> None:
+        """Release connections."""
+        self._engine.dispose()
+
+
+def _op(row: Mapping[str, Any]) -> Op:
+    return Op(id=int(row["id"]), kind=row["kind"], key=row["key"],
+              message_id=row["message_id"], payload=json.loads(row["payload"] or "{}"),
+              attempts=int(row["attempts"]), status=row["status"],
+              last_error=row["last_error"])

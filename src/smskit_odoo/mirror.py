@@ -1,0 +1,339 @@
+"""The Odoo side of each message: its row in ``sms.message`` (or ``sms.sms``), kept in step.
+
+* New outbound rows are created in one ``create`` call with a list of values (all phones of
+  the call), before anything is sent. When Odoo refuses the batch, it is split until the
+  refused records are alone: the others are created, each refused one is reported.
+* Later changes (results, status events) are written with ``load``: one call updates many
+  records with different values (``.id`` names the record), with the user's time zone forced
+  to UTC. Before writing, one ``search_read`` reads what Odoo has for those records and for
+  the provider ids being written, so that a state never moves backwards in Odoo (a late
+  result, or a person's cancel, wins over nothing), a provider id is never overwritten and
+  never given to a second record.
+
+On Odoo's stock ``sms.sms`` rows are written only once the gateway answered: Odoo's own SMS
+queue (``sms.sms._process_queue``, the "SMS: SMS Queue Manager" cron and the composer) sends
+every ``outgoing`` ``sms.sms`` through IAP, so an ``outgoing`` row from smskit would be sent a
+second time by Odoo. The sidecar holds the message before the send.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+import attrs
+
+from smskit.models import Direction, Message, State
+from smskit.store.base import Store
+from smskit_odoo.adapter import to_odoo_datetime
+from smskit_odoo.journal import Link, Op
+from smskit_odoo.schema import OdooSchema
+from smskit_odoo.session import HandlerResult, OdooSession, isolate
+
+__all__ = ["Mirror"]
+
+log = logging.getLogger(__name__)
+
+#: Concepts a later write may change (the others are set once, at creation).
+MUTABLE = ("state", "provider_id", "request_id", "scheduled_at", "sent_at", "delivered_at",
+           "cost", "error_text", "error_code", "batch_id", "partner")
+_MANY2ONE = ("partner", "parent")
+_STOCK_ERRORS = {"blacklisted": "sms_blacklist", "policy": "sms_blacklist",
+                 "invalid_phone": "sms_number_format"}
+_MAX_LOAD_ROUNDS = 3
+
+
+def _m2o(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return value[0] if value else False
+    return value
+
+
+class Mirror:
+    """Builds Odoo values from :class:`~smskit.models.Message` and writes them in batches."""
+
+    def __init__(self, session: OdooSession, sidecar: Store, *,
+                 create_partners: str = "inbound") -> None:
+        if create_partners not in ("inbound", "always", "never"):
+            raise ValueError("create_partners must be 'inbound', 'always' or 'never', got "
+                             f"{create_partners!r}")
+        self.session = session
+        self.sidecar = sidecar
+        self.create_partners = create_partners
+
+    @property
+    def schema(self) -> OdooSchema:
+        """The session's schema."""
+        return self.session.schema
+
+    # -- values ------------------------------------------------------------------------------
+    def wants_row(self, message: Message) -> bool:
+        """Whether ``message`` has (or will have) a row in Odoo now."""
+        schema = self.schema
+        if message.direction is Direction.INBOUND:
+            return schema.has("direction") and schema.direction_value(True) is not None
+        # On sms.sms, Odoo's own queue would send an outgoing row (see the module docs).
+        return not (schema.model == "sms.sms" and message.state in (State.DRAFT,
+                                                                       State.OUTGOING))
+
+    def creates_partner_for(self, message: Message) -> bool:
+        """Whether a missing partner is created for ``message`` (``create_partners``)."""
+        if self.create_partners == "always":
+            return True
+        return self.create_partners == "inbound" and message.direction is Direction.INBOUND
+
+    def values(self, message: Message, link: Link, parent: Optional[int] = None
+               ) -> Dict[str, Any]:
+        """Concept -> Python value of everything smskit knows about ``message``."""
+        schema = self.schema
+        values: Dict[str, Any] = {
+            "phone": message.phone, "body": message.body,
+            "state": schema.states[message.state],
+            "direction": schema.direction_value(message.direction is Direction.INBOUND),
+            "partner": link.partner_id, "parent": parent,
+            "provider_id": message.provider_message_id,
+            "request_id": message.provider_request_id,
+            "scheduled_at": message.scheduled_at, "sent_at": message.sent_at,
+            "delivered_at": message.delivered_at,
+            "cost": message.cost if message.direction is Direction.OUTBOUND else None,
+            "error_text": message.error_text, "error_code": self._error_code(message),
+            "our_id": message.id, "batch_id": message.batch_id,
+        }
+        return {k: v for k, v in values.items() if schema.has(k)}
+
+    def _error_code(self, message: Message) -> Optional[str]:
+        schema = self.schema
+        if schema.field_types.get("error_code") != "selection":
+            return message.error_code
+        if not message.state.is_final or message.state is State.DELIVERED:
+            return None
+        wanted = _STOCK_ERRORS.get(message.error_code or "", "sms_server")
+        if schema.selection_has("error_code", wanted):
+            return wanted
+        return "sms_server" if schema.selection_has("error_code", "sms_server") else None
+
+    def create_vals(self, values: Mapping[str, Any]) -> Dict[str, Any]:
+        """Values for ``create`` (Odoo field names, Odoo shapes)."""
+        out: Dict[str, Any] = {}
+        for concept, value in values.items():
+            if value is None:
+                continue
+            out[self.schema.fields[concept]] = _odoo_value(value)
+        return out
+
+    # -- creation ----------------------------------------------------------------------------
+    def create(self, rows: Sequence[Tuple[Message, Link, Optional[int]]]
+               ) -> Tuple[Dict[str, int], Dict[str, str]]:
+        """Create the rows in one call (split only around refused records): our id -> Odoo
+        id, and our id -> Odoo's refusal."""
+        model = self.schema.model
+
+        def call(batch: Sequence[Tuple[Message, Link, Optional[int]]]) -> Sequence[Any]:
+            vals = [self.create_vals(self.values(m, link, parent)) for m, link, parent in batch]
+            return list(self.session.adapter.execute(model, "create", vals))
+
+        ok, bad = isolate(rows, call)
+        created = {row[0].id: int(odoo_id) for row, odoo_id in ok}
+        refused = {row[0].id: error for row, error in bad}
+        return created, refused
+
+    # -- the journal's "mirror" ops ---------------------------------------------------------------
+    def handle(self, ops: List[Op]) -> HandlerResult:
+        """Bring the Odoo rows of these messages up to the sidecar's state."""
+        result = HandlerResult()
+        ids = list(dict.fromkeys(op.message_id for op in ops if op.message_id))
+        op_of: Dict[str, List[int]] = {}
+        for op in ops:
+            op_of.setdefault(op.message_id or "", []).append(op.id)
+        messages = {m.id: m for m in self.sidecar.get_many(ids)}
+        links = self.session.journal.links(ids)
+        result.done.extend(op.id for op in ops if op.message_id not in messages)
+        to_create: List[Message] = []
+        to_update: List[Message] = []
+        for mid in ids:
+            message = messages.get(mid)
+            if message is None:
+                continue
+            link = links.get(mid) or Link(message_id=mid)
+            if link.odoo_id:
+                to_update.append(message)
+            elif self.wants_row(message):
+                to_create.append(message)
+            else:
+                result.done.extend(op_of[mid])
+        failed: Dict[str, str] = {}
+        if to_create:
+            failed.update(self._create_later(to_create, links))
+        if to_update:
+            failed.update(self._update(to_update, links))
+        for mid in ids:
+            if mid not in messages:
+                continue
+            if mid in failed:
+                first, *rest = op_of[mid]
+                result.failed[first] = failed[mid]
+                result.done.extend(rest)
+            else:
+                result.done.extend(op_of[mid])
+        return result
+
+    def _create_later(self, messages: List[Message], links: Dict[str, Link]) -> Dict[str, str]:
+        """Rows created from the journal: replies, and stock rows once sent."""
+        partner_less = [m for m in messages
+                        if not (links.get(m.id) and links[m.id].partner_id)]
+        partners: Dict[str, int] = {}
+        if partner_less:
+            partners = self.session.partners.find([m.phone for m in partner_less])
+            missing = [m.phone for m in partner_less if m.phone not in partners
+                       and self.creates_partner_for(m)]
+            if missing:
+                partners.update(self.session.partners.find_or_create(missing))
+        parents = self.session.journal.links(m.in_reply_to for m in messages if m.in_reply_to)
+        rows: List[Tuple[Message, Link, Optional[int]]] = []
+        for m in messages:
+            link = links.get(m.id) or Link(message_id=m.id)
+            if not link.partner_id and m.phone in partners:
+                link = attrs.evolve(link, partner_id=partners[m.phone])
+            parent = parents.get(m.in_reply_to or "")
+            rows.append((m, link, parent.odoo_id if parent else None))
+        created, refused = self.create(rows)
+        self.session.journal.put_links([
+            attrs.evolve(link, odoo_id=created[m.id], odoo_state=self.schema.states[m.state])
+            for m, link, _ in rows if m.id in created])
+        links.update({m.id: attrs.evolve(link, odoo_id=created.get(m.id)) for m, link, _ in rows})
+        return refused
+
+    def _update(self, messages: List[Message], links: Dict[str, Link]) -> Dict[str, str]:
+        """One read of what Odoo has, then ``load`` with the rows that change."""
+        schema = self.schema
+        model = schema.model
+        columns = [c for c in MUTABLE if schema.has(c)]
+        fields = [schema.fields[c] for c in columns]
+        odoo_ids = {m.id: int(links[m.id].odoo_id or 0) for m in messages}
+        pids = sorted({m.provider_message_id for m in messages if m.provider_message_id})
+        domain: List[Any] = [("id", "in", sorted(odoo_ids.values()))]
+        if pids and schema.has("provider_id"):
+            domain = ["|", *domain, (schema.fields["provider_id"], "in", pids)]
+        rows = self.session.adapter.execute(model, "search_read", domain, fields=fields)
+        current = {int(r["id"]): r for r in rows}
+        owners: Dict[str, int] = {}
+        if schema.has("provider_id"):
+            for r in rows:
+                pid = r.get(schema.fields["provider_id"])
+                if pid:
+                    owners.setdefault(str(pid), int(r["id"]))
+        targets: List[Tuple[Message, int, Dict[str, Any]]] = []
+        gone: Dict[str, str] = {}
+        for m in messages:
+            oid = odoo_ids[m.id]
+            if oid not in current:
+                gone[m.id] = f"{model} record {oid} no longer exists in Odoo"
+                continue
+            wanted = self._next_values(m, links[m.id], current[oid], owners, oid)
+            if wanted is not None:
+                targets.append((m, oid, wanted))
+        refused = self._load(columns, targets)
+        refused.update(gone)
+        self.session.journal.put_links([
+            attrs.evolve(links[m.id], odoo_state=str(values["state"]))
+            for m, _, values in targets if m.id not in refused and "state" in values])
+        return refused
+
+    def _next_values(self, message: Message, link: Link, row: Mapping[str, Any],
+                     owners: Mapping[str, int], oid: int) -> Optional[Dict[str, Any]]:
+        """The row's values after the write, or ``None`` when nothing changes."""
+        schema = self.schema
+        desired = self.values(message, link)
+        out: Dict[str, Any] = {}
+        changed = False
+        for concept in MUTABLE:
+            if not schema.has(concept):
+                continue
+            field = schema.fields[concept]
+            have = _m2o(row.get(field)) if concept in _MANY2ONE else row.get(field)
+            want = desired.get(concept)
+            value = have
+            if concept == "state":
+                # forward only: what Odoo shows is never moved back (a late result, a cancel)
+                if want != have and schema.rank(want) > schema.rank(have) \
+                        and schema.rank(have) < 3:
+                    value = want
+            elif concept == "provider_id":
+                owner = owners.get(str(want)) if want else None
+                if want and not have and owner in (None, oid):
+                    value = want
+                elif want and not have:
+                    log.warning("provider id %s is already on %s record %s; not written on %s",
+                                want, schema.model, owner, oid)
+            elif want not in (None, ""):
+                value = _odoo_value(want)
+                if concept == "cost" and have not in (None, False):
+                    value = float(value)
+            changed = changed or not _same(value, have)
+            out[concept] = value
+        return out if changed else None
+
+    def _load(self, columns: Sequence[str], targets: List[Tuple[Message, int, Dict[str, Any]]]
+              ) -> Dict[str, str]:
+        """``load`` the rows; a refused row is left out and the others loaded again."""
+        schema = self.schema
+        header = [".id"] + [schema.fields[c] + ("/.id" if c in _MANY2ONE else "")
+                            for c in columns]
+        refused: Dict[str, str] = {}
+        remaining = list(targets)
+        for _ in range(_MAX_LOAD_ROUNDS):
+            if not remaining:
+                return refused
+            data = [[str(oid)] + [_import_text(values.get(c)) for c in columns]
+                    for _, oid, values in remaining]
+            answer = self.session.adapter.execute(schema.model, "load", header, data,
+                                                  context={"tz": "UTC"})
+            if answer.get("ids"):
+                return refused
+            errors = [msg for msg in answer.get("messages") or [] if msg.get("type") == "error"]
+            bad: Set[int] = {int(msg["record"]) for msg in errors
+                             if isinstance(msg.get("record"), int)}
+            if not bad:  # Odoo named no row: every row is refused with its message
+                text = "; ".join(str(msg.get("message")) for msg in errors) or "load refused"
+                refused.update({m.id: text for m, _, _ in remaining})
+                return refused
+            for index in sorted(bad):
+                text = "; ".join(str(msg.get("message")) for msg in errors
+                                 if msg.get("record") == index)
+                refused[remaining[index][0].id] = text
+            remaining = [t for i, t in enumerate(remaining) if i not in bad]
+        refused.update({m.id: "Odoo kept refusing the rows" for m, _, _ in remaining})
+        return refused
+
+
+def _odoo_value(value: Any) -> Any:
+    import datetime as dt
+
+    if isinstance(value, dt.datetime):
+        return to_odoo_datetime(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def _import_text(value: Any) -> str:
+    """A value as ``load`` reads it (strings; empty clears)."""
+    if value is None or value is False:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a in (None, False, "") and b in (None, False, ""):
+        return True
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return abs(float(a) - float(b)) < 1e-9
+        except (TypeError, ValueError):
+            return False
+    return bool(a == b)
