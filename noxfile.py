@@ -11,7 +11,7 @@ PYTHONS = ["3.8", "3.11"]
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     """The test suite (the same command as the README's)."""
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test,browser]")
     session.run("pytest", *session.posargs)
 
 

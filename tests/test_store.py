@@ -34,6 +34,11 @@ NOW = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
 PG_URL = os.environ.get("SMSKIT_TEST_POSTGRES_URL")
 _NO_PG = "set SMSKIT_TEST_POSTGRES_URL=postgresql://user@127.0.0.1:5432/db to run on PostgreSQL"
 _TABLES = ("events", "messages", "batches", "blacklist", "schedules")
+# Migration 0002: contacts, campaigns, the blacklist audit and sync queue, key/value state.
+_TABLES += ("contacts", "contact_tags", "campaigns", "blacklist_audit", "blacklist_sync",
+            "kv_state")
+# Migration 0003: short links and their clicks (link tracking).
+_TABLES += ("links", "link_clicks")
 
 
 @pytest.fixture(params=[

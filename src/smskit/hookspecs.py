@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import click
 
     from smskit.config import Settings
+    from smskit.kit import SmsKit
     from smskit.models import Message, State
     from smskit.provider import ProviderFactory
     from smskit.store.base import Store
@@ -49,6 +50,16 @@ def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
 
     ``factory(url, settings)`` returns a :class:`smskit.store.base.Store`. Built-in schemes:
     ``memory``, ``sqlite``, ``postgresql``.
+    """
+
+
+@hookspec
+def kit_ready(kit: SmsKit) -> None:
+    """A :class:`smskit.SmsKit` is about to use its plugins for the first time.
+
+    Plugins that need per-kit state (an Odoo connection, a ChatRoom connector) register
+    their per-kit hook objects here with ``kit.plugins.register(obj, name=...)``. Called once
+    per kit; must not send anything.
     """
 
 

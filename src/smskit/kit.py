@@ -15,6 +15,7 @@ import datetime as dt
 import itertools
 import logging
 from typing import (
+    AbstractSet,
     Any,
     Callable,
     Dict,
@@ -29,15 +30,17 @@ from typing import (
 
 import attrs
 
-from smskit import outbox
+from smskit import contacts, links, outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
+from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
 from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider, WebhookPayload
 from smskit.store.base import AddOutcome, ApplyOutcome, EventRecord, InboundOutcome, Store
+from smskit.store.outreach import OutreachStore
 from smskit.template import Template
 
 __all__ = ["BulkSummary", "Outcome", "SmsKit", "WebhookReport"]
@@ -126,6 +129,7 @@ class SmsKit:
         self._default_provider = provider.name if provider is not None else self.settings.provider
         self.clock = clock
         self.quiet_hours = QuietHours.from_settings(self.settings)
+        self._ready = False
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> SmsKit:
@@ -140,6 +144,16 @@ class SmsKit:
             self._store = self.plugins.create_store()
         return self._store
 
+    @property
+    def hooks(self) -> Any:
+        """The plugin hook relay. Its first use loads the plugins and announces this kit to
+        them (``kit_ready``), so per-kit plugins (Odoo, ChatRoom) attach themselves."""
+        hook = self.plugins.hook
+        if not self._ready:
+            self._ready = True
+            hook.kit_ready(kit=self)
+        return hook
+
     def provider(self, name: Optional[str] = None) -> Provider:
         """A provider by name (default: the configured one), built once."""
         name = name or self._default_provider
@@ -147,8 +161,13 @@ class SmsKit:
             self._providers[name] = self.plugins.create_provider(name)
         return self._providers[name]
 
-    def composer(self, provider: Optional[str] = None) -> outbox.Composer:
-        """The message composer for ``provider`` with this instance's settings."""
+    def composer(self, provider: Optional[str] = None, *,
+                 track_links: Optional[bool] = None) -> outbox.Composer:
+        """The message composer for ``provider`` with this instance's settings.
+
+        ``track_links`` (default: the ``link_tracking`` setting) replaces URLs by short links
+        (:mod:`smskit.links`).
+        """
         return outbox.Composer(
             provider=provider or self._default_provider,
             region=self.settings.default_region,
@@ -156,6 +175,7 @@ class SmsKit:
             price_per_segment=self.settings.price_per_segment,
             max_segments=self.settings.max_segments,
             quiet_hours=self.quiet_hours,
+            links=links.shortener_for(self.settings, track_links),
         )
 
     # -- sending --------------------------------------------------------------------------
@@ -172,15 +192,17 @@ class SmsKit:
         partner_ref: Optional[str] = None,
         provider: Optional[str] = None,
         dispatch: bool = True,
+        track_links: Optional[bool] = None,
     ) -> Outcome:
         """Send one SMS. ``text`` is a template (``{{ name }}``) rendered with ``variables``.
 
         Invalid input raises (:class:`~smskit.errors.InvalidPhoneError`,
         :class:`~smskit.errors.MissingVariableError`...) and stores nothing. A policy veto
         returns a ``canceled`` outcome; quiet hours a deferred one. With ``dispatch`` the
-        message is handed to the provider before returning.
+        message is handed to the provider before returning. ``track_links`` (default: the
+        ``link_tracking`` setting) sends URLs as short links that count clicks.
         """
-        composer = self.composer(provider)
+        composer = self.composer(provider, track_links=track_links)
         template = Template(text)
         e164 = composer.phone(phone)
         message, outcome = self._prepare(
@@ -189,7 +211,8 @@ class SmsKit:
                         campaign_id=campaign_id, partner_ref=partner_ref),
             strict=True,
         )
-        stored = self.store.add_messages([message])[0]
+        ((message, outcome),) = self._defer_dnd([(message, outcome)])
+        stored = links.add_messages_with_links(self.store, composer.links, [message])[0]
         outcome = self._outcome(0, e164, stored, outcome)
         if dispatch and stored.created and stored.message.state is State.OUTGOING:
             self.dispatch(provider=composer.provider)
@@ -215,6 +238,7 @@ class SmsKit:
         on_outcome: Optional[Callable[[Outcome], None]] = None,
         dispatch: bool = True,
         chunk_size: Optional[int] = None,
+        track_links: Optional[bool] = None,
     ) -> BulkSummary:
         """Send ``text`` to every recipient, streaming: memory stays constant however many.
 
@@ -224,9 +248,10 @@ class SmsKit:
         ``idempotency_prefix``, the key ``"<prefix>:<E.164>"`` makes a re-run (after a crash)
         skip recipients already stored. A rejected record gets its own key
         (``"<prefix>:<E.164 or input>:rejected"``), so re-running unchanged input does not
-        record it twice, while a corrected recipient is sent.
+        record it twice, while a corrected recipient is sent. ``track_links``: as in
+        :meth:`send` (each recipient's URLs get their own codes, stored per chunk).
         """
-        composer = self.composer(provider)
+        composer = self.composer(provider, track_links=track_links)
         template = Template(text)
         shared = dict(variables or {})
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
@@ -238,12 +263,17 @@ class SmsKit:
             chunk = list(itertools.islice(numbered, size))
             if not chunk:
                 break
-            prepared: List[Tuple[Message, Outcome]] = []
-            for index, recipient in chunk:
-                prepared.append(self._prepare_recipient(
-                    index, recipient, template, shared, composer, phone_field, at,
-                    idempotency_prefix, fields))
-            stored = self.store.add_messages(m for m, _ in prepared)
+            parsed = [(index, *self._parse_recipient(recipient, shared, composer, phone_field))
+                      for index, recipient in chunk]
+            # One blacklist look-up per chunk, not one query per recipient.
+            blocked = self.store.blacklisted([p[3] for p in parsed if isinstance(p[3], str)])
+            prepared: List[Tuple[Message, Outcome]] = [
+                self._prepare_recipient(index, context, raw, e164, template, composer, at,
+                                        idempotency_prefix, fields, blocked)
+                for index, context, raw, e164 in parsed]
+            prepared = self._defer_dnd(prepared)
+            stored = links.add_messages_with_links(self.store, composer.links,
+                                                   [m for m, _ in prepared])
             for (_, draft), result in zip(prepared, stored):
                 outcome = self._outcome(draft.index, draft.recipient, result, draft)
                 summary.add(outcome)
@@ -255,39 +285,51 @@ class SmsKit:
                 summary.failed_dispatch += report.released + report.ambiguous
         return summary
 
-    def _prepare_recipient(
-        self,
-        index: int,
+    @staticmethod
+    def _parse_recipient(
         recipient: Recipient,
-        template: Template,
         shared: Mapping[str, Any],
         composer: outbox.Composer,
         phone_field: str,
-        at: Optional[dt.datetime],
-        idempotency_prefix: Optional[str],
-        fields: Mapping[str, Any],
-    ) -> Tuple[Message, Outcome]:
+    ) -> Tuple[Dict[str, Any], object, Union[str, ValidationError]]:
+        """The template context, the raw phone, and its E.164 form or why it is invalid."""
+        raw: object
         if isinstance(recipient, Mapping):
             context = dict(shared)
             context.update(recipient)
             raw = recipient.get(phone_field)
         else:
             context, raw = dict(shared), recipient
-        label = str(raw)
-        now = self.clock()
         try:
-            e164 = composer.phone(raw)
+            return context, raw, composer.phone(raw)
         except ValidationError as exc:
+            return context, raw, exc
+
+    def _prepare_recipient(
+        self,
+        index: int,
+        context: Dict[str, Any],
+        raw: object,
+        e164: Union[str, ValidationError],
+        template: Template,
+        composer: outbox.Composer,
+        at: Optional[dt.datetime],
+        idempotency_prefix: Optional[str],
+        fields: Mapping[str, Any],
+        blocked: AbstractSet[str],
+    ) -> Tuple[Message, Outcome]:
+        label = str(raw)
+        if isinstance(e164, ValidationError):
             key = f"{idempotency_prefix}:{label}:rejected" if idempotency_prefix else None
-            message = composer.rejected(raw, template.source, exc, now=now,
+            message = composer.rejected(raw, template.source, e164, now=self.clock(),
                                         idempotency_key=key, **fields)
             return message, Outcome(index=index, recipient=label, message_id=message.id,
-                                    state=State.REJECTED, reason=str(exc))
+                                    state=State.REJECTED, reason=str(e164))
         extra = dict(fields)
         if idempotency_prefix:
             extra["idempotency_key"] = f"{idempotency_prefix}:{e164}"
         return self._prepare(index, label, e164, template, context, composer, at=at,
-                             fields=extra)
+                             fields=extra, blocked=blocked)
 
     def _prepare(
         self,
@@ -301,17 +343,21 @@ class SmsKit:
         at: Optional[dt.datetime],
         fields: Mapping[str, Any],
         strict: bool = False,
+        blocked: Optional[AbstractSet[str]] = None,
     ) -> Tuple[Message, Outcome]:
         now = self.clock()
-        draft = Message(phone=e164, body="", provider=composer.provider, created_at=now,
-                        **fields)
-        for extra in self.plugins.hook.prepare_message(message=draft, context=context):
-            if extra:
-                for key, value in extra.items():
-                    context.setdefault(key, value)
+        message_id = new_id()
+        prepare = self.hooks.prepare_message
+        if prepare.get_hookimpls():  # the draft exists only for the plugins to look at
+            draft = Message(id=message_id, phone=e164, body="", provider=composer.provider,
+                            created_at=now, **fields)
+            for extra in prepare(message=draft, context=context):
+                if extra:
+                    for key, value in extra.items():
+                        context.setdefault(key, value)
         try:
             body = composer.body(template, context, recipient=label)
-            message = composer.compose(e164, body, now=now, at=at, id=draft.id, **fields)
+            message = composer.compose(e164, body, now=now, at=at, id=message_id, **fields)
         except ValidationError as exc:
             if strict:
                 raise
@@ -321,7 +367,7 @@ class SmsKit:
                 **fields, "idempotency_key": f"{key}:rejected" if key else None})
             return rejected, Outcome(index=index, recipient=label, message_id=rejected.id,
                                      state=State.REJECTED, reason=str(exc))
-        reason = self._veto(message)
+        reason = self._veto(message, blocked)
         if reason is not None:
             message = attrs.evolve(message, state=State.CANCELED, error_code="policy",
                                    error_text=reason, scheduled_at=None)
@@ -331,19 +377,42 @@ class SmsKit:
         return message, Outcome(index=index, recipient=label, message_id=message.id,
                                 state=State.OUTGOING, deferred_until=deferred)
 
-    def _veto(self, message: Message) -> Optional[str]:
-        if self.store.is_blacklisted(message.phone):
+    def _defer_dnd(self, prepared: List[Tuple[Message, Outcome]]
+                   ) -> List[Tuple[Message, Outcome]]:
+        """Defer messages whose recipient has a do-not-disturb rule (one store query per chunk;
+        see :mod:`smskit.contacts`)."""
+        out: List[Tuple[Message, Outcome]] = []
+        for message, later, outcome in contacts.defer_for_dnd(
+                self.store, prepared, self.clock(), tz=self.settings.timezone,
+                quiet_hours=self.quiet_hours):
+            if later is not None:
+                message = attrs.evolve(message, scheduled_at=later)
+                outcome = attrs.evolve(outcome, deferred_until=later)
+            out.append((message, outcome))
+        return out
+
+    def _veto(self, message: Message,
+              blocked: Optional[AbstractSet[str]] = None) -> Optional[str]:
+        """Why policy refuses ``message``; ``blocked``: the blacklisted numbers of its chunk,
+        looked up beforehand (``None``: ask the store)."""
+        listed = (message.phone in blocked if blocked is not None
+                  else self.store.is_blacklisted(message.phone))
+        if listed:
             return "number is on the blacklist"
-        for reason in self.plugins.hook.check_message(message=message):
+        for reason in self.hooks.check_message(message=message):
             if reason:
                 return str(reason)
         return None
 
     @staticmethod
     def _outcome(index: int, label: str, stored: AddOutcome, draft: Outcome) -> Outcome:
-        if stored.created:
-            return draft
         message = stored.message
+        if stored.created:
+            if message.state is draft.state:
+                return draft
+            # The store settled the message differently (an Odoo row refused): say so.
+            return attrs.evolve(draft, state=message.state, deferred_until=None,
+                                reason=message.error_text or draft.reason)
         return Outcome(index=index, recipient=label, message_id=message.id,
                        state=message.state, reason="idempotency key already used",
                        created=False)
@@ -353,14 +422,14 @@ class SmsKit:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
         see :func:`outbox.dispatch`."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
-                               max_batches=max_batches, on_sent=self._on_sent)
+                               max_batches=max_batches, on_sent=self._sent_listener())
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
                   now: Optional[dt.datetime] = None) -> outbox.ReconcileReport:
         """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
         return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
-                                stale_after=stale_after, on_sent=self._on_sent,
+                                stale_after=stale_after, on_sent=self._sent_listener(),
                                 on_status=self.apply_status)
 
     # -- status and inbound -----------------------------------------------------------------
@@ -396,8 +465,11 @@ class SmsKit:
             return outcome
         keyword = is_optout(inbound.body, self.settings.optout_keywords)
         if keyword is not None:
-            self.store.blacklist_add(phone, reason=f"opt-out keyword {keyword}",
-                                     source=f"inbound:{inbound.provider}")
+            answered = self.store.get(outcome.message.in_reply_to) \
+                if outcome.message.in_reply_to else None
+            self._blacklist_change(phone, "add", reason=f"opt-out keyword {keyword}",
+                                   source=f"inbound:{inbound.provider}",
+                                   campaign_id=answered.campaign_id if answered else None)
             self.store.record_event(outcome.message.id, "optout", f"keyword {keyword}",
                                     provider=inbound.provider)
         self._route(outcome.message)
@@ -414,7 +486,7 @@ class SmsKit:
 
     def _route(self, message: Message) -> None:
         try:
-            where = self.plugins.hook.route_inbound(message=message)
+            where = self.hooks.route_inbound(message=message)
         except Exception as exc:  # a plugin failure must not lose the stored reply
             log.exception("route_inbound failed for %s", message.id)
             self.store.record_event(message.id, "hook_error", f"route_inbound: {exc!r}")
@@ -424,13 +496,17 @@ class SmsKit:
 
     def _notify(self, hook: str, message: Message, **kwargs: Any) -> None:
         try:
-            getattr(self.plugins.hook, hook)(message=message, **kwargs)
+            getattr(self.hooks, hook)(message=message, **kwargs)
         except Exception as exc:  # logged and recorded; never loses or re-sends the message
             log.exception("%s hook failed for %s", hook, message.id)
             self.store.record_event(message.id, "hook_error", f"{hook}: {exc!r}")
 
     def _on_sent(self, message: Message) -> None:
         self._notify("message_sent", message)
+
+    def _sent_listener(self) -> Optional[Callable[[Message], None]]:
+        # Without a message_sent implementation the sent messages need not be read back.
+        return self._on_sent if self.hooks.message_sent.get_hookimpls() else None
 
     # -- look-ups and lists -------------------------------------------------------------------
     def get(self, message_id: str) -> Optional[Message]:
@@ -447,14 +523,39 @@ class SmsKit:
 
     def blacklist_add(self, phone: Union[str, int], reason: str = "",
                       source: str = "api") -> bool:
-        """Put a number on the local blacklist (authoritative); ``False`` if already there."""
-        e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
-        return self.store.blacklist_add(e164, reason, source)
+        """Put a number on the local blacklist (authoritative); ``False`` if already there.
 
-    def blacklist_remove(self, phone: Union[str, int]) -> bool:
-        """Take a number off the local blacklist; ``False`` if it was not there."""
+        The change is audited (``source``: who or what, ``reason``: why) and queued for the
+        gateways of :meth:`blacklist_sync_targets` (see :mod:`smskit.blacklist_sync`).
+        """
         e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
-        return self.store.blacklist_remove(e164)
+        return self._blacklist_change(e164, "add", reason=reason, source=source)
+
+    def blacklist_remove(self, phone: Union[str, int], reason: str = "",
+                         source: str = "api") -> bool:
+        """Take a number off the local blacklist; ``False`` if it was not there (audited and
+        queued for the gateways like :meth:`blacklist_add`)."""
+        e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
+        return self._blacklist_change(e164, "remove", reason=reason, source=source)
+
+    def blacklist_sync_targets(self) -> Tuple[str, ...]:
+        """The providers blacklist changes are pushed to: the ``blacklist_sync_providers``
+        setting (comma-separated; empty for none), else the default provider."""
+        names = self.settings.get("blacklist_sync_providers")
+        if names is None:
+            return (self._default_provider,)
+        return tuple(n.strip() for n in names.split(",") if n.strip())
+
+    def _blacklist_change(self, e164: str, action: str, *, reason: str, source: str,
+                          campaign_id: Optional[str] = None) -> bool:
+        store = self.store
+        if isinstance(store, OutreachStore):
+            return store.blacklist_change(e164, action, reason=reason, source=source,
+                                          sync_to=self.blacklist_sync_targets(),
+                                          campaign_id=campaign_id, now=self.clock())
+        if action == "add":  # a store without audit and sync: the plain list
+            return store.blacklist_add(e164, reason, source)
+        return store.blacklist_remove(e164)
 
     def close(self) -> None:
         """Close providers and the store."""

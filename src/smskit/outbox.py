@@ -32,11 +32,13 @@ from smskit.errors import (
     ValidationError,
 )
 from smskit.ids import new_id
+from smskit.links import LinkShortener
 from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.phone import Phone
 from smskit.policy import QuietHours
 from smskit.provider import Provider
 from smskit.segments import count_segments
+from smskit.store.analytics import Link
 from smskit.store.base import Store
 from smskit.template import Template
 
@@ -62,6 +64,8 @@ class Composer:
     price_per_segment: Decimal = Decimal("0.08")
     max_segments: int = 10
     quiet_hours: QuietHours = attrs.field(factory=QuietHours)
+    #: With link tracking: replaces URLs by short links before segments are counted.
+    links: Optional[LinkShortener] = None
 
     def phone(self, raw: object) -> str:
         """The E.164 form of ``raw`` or :class:`InvalidPhoneError`."""
@@ -83,10 +87,21 @@ class Composer:
         at: Optional[dt.datetime] = None,
         **fields: Any,
     ) -> Message:
-        """A persisted-ready ``outgoing`` message with encoding, segments, cost and schedule."""
+        """A persisted-ready ``outgoing`` message with encoding, segments, cost and schedule.
+
+        With :attr:`links`, URLs become short links first: segments and cost are those of the
+        short form, and the links wait in the shortener for the message to be stored.
+        """
+        pending: List[Link] = []
+        if self.links is not None:
+            fields.setdefault("id", new_id())
+            body, pending = self.links.shorten(body, message_id=fields["id"],
+                                               campaign_id=fields.get("campaign_id"), now=now)
         info = count_segments(body)
         if info.segments > self.max_segments:
             raise BodyTooLongError(info.segments, self.max_segments)
+        if self.links is not None:
+            self.links.keep(pending)
         when = at or now
         deferred = self.quiet_hours.next_allowed(when)
         scheduled = deferred or at

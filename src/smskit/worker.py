@@ -5,9 +5,18 @@ Each cycle (:meth:`Worker.run_once`), in this order:
 1. **reconcile** batches whose outcome is unknown (``ambiguous``, or ``claimed`` for longer
    than ``stale_after``: a worker died mid-send) *before* anything new is sent;
 2. **schedules**: :func:`smskit.scheduler.run_due` materialises due occurrences;
-3. **dispatch** every due ``outgoing`` message;
-4. **poll replies** when webhooks cannot reach us (the provider can poll and no
-   ``public_url`` is configured), remembering the last poll time in memory.
+3. **campaigns**: :meth:`smskit.campaigns.Campaigns.advance` starts due campaigns and stores
+   the next pages of running ones (a bounded number per cycle);
+4. **dispatch** every due ``outgoing`` message;
+5. **blacklist sync**: :func:`smskit.blacklist_sync.push_pending` pushes local blacklist
+   changes to the gateway (retried with back-off until acknowledged);
+6. **poll replies** when webhooks cannot reach us (the provider can poll and no
+   ``public_url`` is configured), remembering the last poll time in memory;
+7. **balance**: every ``balance_check_interval`` when ``balance_low_threshold`` is set
+   (:class:`smskit.balance.BalanceMonitor`: the ``balance_low`` hook once per crossing).
+
+Steps 3 and 5 need a store with campaigns and the audited blacklist
+(:class:`~smskit.store.outreach.OutreachStore`; the built-in ones are).
 
 :meth:`Worker.run` repeats that every ``interval`` seconds. SIGTERM or SIGINT lets the cycle in
 hand finish and then returns; a second signal exits at once.
@@ -24,10 +33,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import attrs
 
-from smskit import scheduler
+from smskit import blacklist_sync, scheduler
+from smskit.balance import BalanceMonitor, BalanceReading
+from smskit.campaigns import Campaigns, CampaignStep, merge_steps
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.kit import SmsKit
 from smskit.outbox import DispatchReport, ReconcileReport
+from smskit.store.outreach import OutreachStore
 
 __all__ = ["POLL_OVERLAP", "Worker", "WorkerReport"]
 
@@ -50,6 +62,9 @@ class WorkerReport:
     dispatched: Dict[str, DispatchReport] = attrs.field(factory=dict)
     replies: Dict[str, int] = attrs.field(factory=dict)
     repeated_replies: Dict[str, int] = attrs.field(factory=dict)
+    campaigns: List[CampaignStep] = attrs.field(factory=list)
+    blacklist: Dict[str, blacklist_sync.SyncReport] = attrs.field(factory=dict)
+    balances: Dict[str, BalanceReading] = attrs.field(factory=dict)
 
     @property
     def sent(self) -> int:
@@ -64,6 +79,10 @@ class WorkerReport:
             or self.schedules
             or any(r.batches for r in self.dispatched.values())
             or any(self.replies.values())
+            or any(step.chunks or step.started or step.finished or step.error
+                   for step in self.campaigns)
+            or any(r.busy for r in self.blacklist.values())
+            or any(r.alerted for r in self.balances.values())
         )
 
     def describe(self) -> str:
@@ -78,6 +97,13 @@ class WorkerReport:
             state = "error: " + run.error if run.error else ("ran" if run.won else "lost race")
             parts.append(f"schedule {run.name} {run.occurrence.isoformat()} {state} "
                          f"({run.created} new, {run.skipped} skipped)")
+        for step in self.campaigns:
+            if step.chunks or step.started or step.finished or step.error:
+                state = "started; " if step.started else ""
+                state += f"{step.created} new, {step.duplicates} already stored"
+                state += "; done" if step.finished else ""
+                state += f"; error: {step.error}" if step.error else ""
+                parts.append(f"campaign {step.name} {state}")
         for name, sent in sorted(self.dispatched.items()):
             if sent.batches:
                 parts.append(f"{name}: {sent.sent} sent, {sent.rejected} rejected, "
@@ -86,6 +112,14 @@ class WorkerReport:
         for name, count in sorted(self.replies.items()):
             if count:
                 parts.append(f"{name}: {count} new repl{'y' if count == 1 else 'ies'}")
+        for name, sync in sorted(self.blacklist.items()):
+            if sync.busy:
+                parts.append(f"{name}: blacklist sync {sync.acknowledged} acknowledged, "
+                             f"{sync.failed} to retry, {sync.refused} refused, "
+                             f"{sync.skipped} skipped")
+        for name, reading in sorted(self.balances.items()):
+            if reading.alerted:
+                parts.append(f"{name}: balance {reading.balance} below {reading.threshold}")
         return "; ".join(parts) or "nothing to do"
 
 
@@ -95,7 +129,10 @@ class Worker:
     ``poll_replies``: ``None`` polls each provider that can (``capabilities.reply_polling``)
     when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
     (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
-    ``providers`` defaults to the kit's default provider.
+    ``providers`` defaults to the kit's default provider. ``campaigns`` (default
+    ``Campaigns(kit)``) runs the campaign step: pass one with ``odoo=`` for Odoo segments.
+    ``balance`` defaults to :meth:`BalanceMonitor.from_settings`; ``sync_blacklist=False``
+    leaves the gateway blacklist alone.
     """
 
     def __init__(
@@ -107,6 +144,9 @@ class Worker:
         poll_replies: Optional[bool] = None,
         providers: Optional[Sequence[str]] = None,
         catch_up: str = "latest",
+        campaigns: Optional[Campaigns] = None,
+        balance: Optional[BalanceMonitor] = None,
+        sync_blacklist: bool = True,
     ) -> None:
         if not interval > 0:
             raise ValidationError(f"worker interval must be positive seconds, got {interval!r}")
@@ -119,6 +159,9 @@ class Worker:
         self.poll_replies = poll_replies
         self.catch_up = catch_up
         self._providers = tuple(providers) if providers else None
+        self.campaigns = campaigns if campaigns is not None else Campaigns(kit)
+        self.balance = balance if balance is not None else BalanceMonitor.from_settings(kit)
+        self.sync_blacklist = sync_blacklist
         self._last_poll: Dict[str, dt.datetime] = {}
         self._stop = threading.Event()
         self._signals = 0
@@ -141,7 +184,8 @@ class Worker:
         return self.poll_replies
 
     def run_once(self, now: Optional[dt.datetime] = None) -> WorkerReport:
-        """One cycle: reconcile, due schedules, dispatch, poll replies. Returns the counts.
+        """One cycle: reconcile, schedules, campaigns, dispatch, blacklist sync, replies and
+        balance (see the module docs). Returns the counts.
 
         ``now`` (default ``kit.clock()``) is the moment every step works at.
         """
@@ -151,11 +195,24 @@ class Worker:
             report.reconciled[name] = self.kit.reconcile(provider=name, now=moment,
                                                          stale_after=self.stale_after)
         report.schedules = scheduler.run_due(self.kit, moment, catch_up=self.catch_up)
+        outreach = isinstance(self.kit.store, OutreachStore)
+        if outreach:
+            report.campaigns = self.campaigns.advance(moment)
         for name in self.providers:
             report.dispatched[name] = self.kit.dispatch(provider=name, now=moment)
+        if outreach:
+            report.campaigns = merge_steps(report.campaigns, self.campaigns.finish(moment))
+        if outreach and self.sync_blacklist:
+            for name in self.providers:
+                report.blacklist[name] = blacklist_sync.push_pending(self.kit, name, moment)
         for name in self.providers:
             if self._polls(name):
                 self._poll(name, report)
+        if self.balance.enabled:
+            for name in self.providers:
+                reading = self.balance.check(name, moment)
+                if reading is not None:
+                    report.balances[name] = reading
         return report
 
     def _poll(self, name: str, report: WorkerReport) -> None:

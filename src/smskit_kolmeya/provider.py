@@ -142,6 +142,14 @@ class KolmeyaProvider:
         """Remove E.164 numbers from Kolmeya's blacklist."""
         self.client.blacklist_remove(phones)
 
+    def pause_job(self, job_id: int) -> Dict[str, Any]:
+        """Pause a Kolmeya job still sending (campaign pause; the job id comes from reports)."""
+        return self.client.pause_job(job_id)
+
+    def play_job(self, job_id: int) -> Dict[str, Any]:
+        """Resume a paused Kolmeya job (campaign resume)."""
+        return self.client.play_job(job_id)
+
     def poll_replies(self, since: Optional[dt.datetime] = None,
                      *, now: Optional[dt.datetime] = None) -> List[InboundMessage]:
         """Replies since ``since`` (whole hours, at most Kolmeya's 168; default the last 24 h).

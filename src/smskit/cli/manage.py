@@ -1,8 +1,8 @@
-"""``smskit blacklist``, ``schedule``, ``segments`` and ``plugins``."""
+"""``smskit blacklist`` (add, remove, list, import, export, audit, sync), ``schedule``,
+``segments`` and ``plugins``."""
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,13 +15,20 @@ from smskit.cli._base import (
     brl,
     cells,
     emit_json,
+    err_console,
     local_time,
     out_console,
     parse_vars,
     parse_when,
     pass_state,
 )
-from smskit.errors import ConfigurationError, NotFoundError, SmsKitError, ValidationError
+from smskit.errors import (
+    ConfigurationError,
+    NotFoundError,
+    ProviderError,
+    SmsKitError,
+    ValidationError,
+)
 
 __all__ = ["COMMANDS"]
 
@@ -34,28 +41,43 @@ def _e164(state: AppState, raw: str) -> str:
     return Phone.parse(raw, state.settings().default_region, allow_landlines=True).e164
 
 
-def _gateway_blacklist(state: AppState, phones: List[str], *, add: bool) -> str:
-    provider = state.kit().provider()
+def _who() -> str:
+    """``cli:<login>`` for the audit trail (``cli`` when the login is unknown)."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name in this environment
+        return "cli"
+
+
+def _gateway_blacklist(state: AppState) -> str:
+    """Push the queued blacklist changes to the gateway now (the worker would do it later)."""
+    from smskit.blacklist_sync import push_pending
+
+    kit = state.kit()
+    provider = kit.provider()
     if not provider.capabilities.blacklist:
         raise ConfigurationError(f"provider {provider.name!r} has no blacklist to update")
-    if add:
-        provider.blacklist_add(phones)
-    else:
-        provider.blacklist_remove(phones)
+    report = push_pending(kit, provider.name)
+    if report.errors:
+        raise ProviderError(f"saved locally, but the {provider.name} blacklist was not updated "
+                            f"({report.errors[-1]}); `smskit worker` retries it")
     return provider.name
 
 
 # -- blacklist -------------------------------------------------------------------------------
 @click.group()
 def blacklist() -> None:
-    """Numbers never to message. The local list is authoritative; --gateway also updates the
-    gateway's own list."""
+    """Numbers never to message. The local list is authoritative: every change is audited and
+    pushed to the gateway's own list by `smskit worker` (--gateway: now)."""
 
 
 @blacklist.command("add")
 @click.argument("phones", nargs=-1, required=True)
 @click.option("--reason", default="", help="Why (kept with the entry).")
-@click.option("--gateway", is_flag=True, help="Also add them to the gateway's blacklist.")
+@click.option("--gateway", is_flag=True,
+              help="Push to the gateway's blacklist now (else the worker does).")
 @_JSON
 @pass_state
 def blacklist_add(state: AppState, phones: Tuple[str, ...], reason: str, gateway: bool,
@@ -67,9 +89,9 @@ def blacklist_add(state: AppState, phones: Tuple[str, ...], reason: str, gateway
       smskit blacklist add "(11) 98765-4321" --reason "pediu para sair"
     """
     numbers = [_e164(state, raw) for raw in phones]
-    store = state.kit().store
-    added = [n for n in numbers if store.blacklist_add(n, reason, "cli")]
-    pushed = _gateway_blacklist(state, numbers, add=True) if gateway else None
+    kit, who = state.kit(), _who()
+    added = [n for n in numbers if kit.blacklist_add(n, reason=reason, source=who)]
+    pushed = _gateway_blacklist(state) if gateway else None
     if as_json:
         emit_json({"added": added, "already": [n for n in numbers if n not in added],
                    "gateway": pushed})
@@ -84,16 +106,18 @@ def blacklist_add(state: AppState, phones: Tuple[str, ...], reason: str, gateway
 
 @blacklist.command("remove")
 @click.argument("phones", nargs=-1, required=True)
-@click.option("--gateway", is_flag=True, help="Also remove them from the gateway's blacklist.")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@click.option("--gateway", is_flag=True,
+              help="Push to the gateway's blacklist now (else the worker does).")
 @_JSON
 @pass_state
-def blacklist_remove(state: AppState, phones: Tuple[str, ...], gateway: bool,
+def blacklist_remove(state: AppState, phones: Tuple[str, ...], reason: str, gateway: bool,
                      as_json: bool) -> None:
     """Remove PHONES from the blacklist."""
     numbers = [_e164(state, raw) for raw in phones]
-    store = state.kit().store
-    removed = [n for n in numbers if store.blacklist_remove(n)]
-    pushed = _gateway_blacklist(state, numbers, add=False) if gateway else None
+    kit, who = state.kit(), _who()
+    removed = [n for n in numbers if kit.blacklist_remove(n, reason=reason, source=who)]
+    pushed = _gateway_blacklist(state) if gateway else None
     if as_json:
         emit_json({"removed": removed, "absent": [n for n in numbers if n not in removed],
                    "gateway": pushed})
@@ -115,11 +139,9 @@ def blacklist_list(state: AppState, as_csv: bool, as_json: bool) -> None:
         emit_json(entries)
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["phone", "reason", "source", "created_at"])
-        for entry in entries:
-            writer.writerow([entry.phone, entry.reason, entry.source,
-                             entry.created_at.isoformat()])
+        from smskit.blacklist_sync import export_blacklist
+
+        export_blacklist(state.kit(), sys.stdout)
         return
     from rich.table import Table
 
@@ -145,31 +167,94 @@ def blacklist_list(state: AppState, as_csv: bool, as_json: bool) -> None:
 @pass_state
 def blacklist_import(state: AppState, csv_file: Path, phone_column: str, reason: str,
                      encoding: str, show: int, as_json: bool) -> None:
-    """Add every number of a CSV column to the blacklist (streamed; bad rows are listed)."""
-    store = state.kit().store
-    counts = {"added": 0, "already": 0, "invalid": 0}
-    invalid: List[Dict[str, Any]] = []
+    """Add every number of a CSV column to the blacklist (streamed; bad rows are listed).
+
+    A `reason` column (as `blacklist export` writes) wins over --reason. Each addition is
+    audited as import:FILE and pushed to the gateway by the worker.
+    """
+    from smskit.blacklist_sync import import_blacklist
+
     with CsvSource(csv_file, encoding=encoding) as source:
         source.require_column(phone_column)
-        for number, row in enumerate(source.rows(), 1):
-            raw = row.get(phone_column, "")
-            try:
-                phone = _e164(state, raw)
-            except ValidationError as exc:
-                counts["invalid"] += 1
-                if len(invalid) < show:
-                    invalid.append({"row": number, "phone": raw, "reason": str(exc)})
-                continue
-            added = store.blacklist_add(phone, reason, f"import:{csv_file.name}")
-            counts["added" if added else "already"] += 1
+        report = import_blacklist(state.kit(), source.rows(), source=f"import:{csv_file.name}",
+                                  phone_column=phone_column, reason=reason, show_invalid=show)
     if as_json:
-        emit_json({"file": str(csv_file), **counts, "invalid_rows": invalid})
+        emit_json({"file": str(csv_file), "added": report.added, "already": report.already,
+                   "invalid": report.invalid, "invalid_rows": report.invalid_rows})
         return
     console = out_console()
-    console.print(f"{counts['added']} added, {counts['already']} already listed, "
-                  f"{counts['invalid']} invalid", markup=False)
-    for item in invalid:
+    console.print(f"{report.added} added, {report.already} already listed, "
+                  f"{report.invalid} invalid", markup=False)
+    for item in report.invalid_rows:
         console.print(f"  row {item['row']}: {item['reason']}", style="yellow", markup=False)
+
+
+@blacklist.command("export")
+@click.argument("out_file", metavar="[FILE.csv]", required=False,
+                type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@pass_state
+def blacklist_export(state: AppState, out_file: Optional[Path]) -> None:
+    """Write the blacklist as CSV (phone,reason,source,created_at) to FILE or stdout; `blacklist
+    import` reads it back."""
+    from smskit.blacklist_sync import export_blacklist
+
+    if out_file is None:
+        export_blacklist(state.kit(), sys.stdout)
+        return
+    with open(out_file, "w", encoding="utf-8", newline="") as fh:
+        count = export_blacklist(state.kit(), fh)
+    err_console().print(f"{count} number(s) written to {out_file}", markup=False)
+
+
+@blacklist.command("audit")
+@click.argument("phone", required=False)
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Show the last N changes.")
+@_JSON
+@pass_state
+def blacklist_audit(state: AppState, phone: Optional[str], limit: int, as_json: bool) -> None:
+    """Who or what changed the blacklist, when and why (oldest first); PHONE: one number."""
+    from smskit.contacts import outreach_store
+
+    store = outreach_store(state.kit().store, "the blacklist audit")
+    entries = store.blacklist_audit(_e164(state, phone) if phone else None, limit=limit)
+    if as_json:
+        emit_json(entries)
+        return
+    from rich.table import Table
+
+    tz = state.settings().timezone
+    table = Table(title=f"blacklist audit ({len(entries)})")
+    for name in ("when", "phone", "action", "source", "reason", "campaign"):
+        table.add_column(name)
+    for entry in entries:
+        table.add_row(*cells(local_time(entry.created_at, tz), entry.phone, entry.action,
+                             entry.source, entry.reason or None, entry.campaign_id))
+    out_console().print(table)
+
+
+@blacklist.command("sync")
+@_JSON
+@pass_state
+def blacklist_sync_command(state: AppState, as_json: bool) -> None:
+    """Push pending blacklist changes to the gateway now and show what is left."""
+    from smskit.blacklist_sync import push_pending
+    from smskit.contacts import outreach_store
+
+    kit = state.kit()
+    store = outreach_store(kit.store, "blacklist sync")
+    report = push_pending(kit)
+    backlog = store.blacklist_sync_backlog()
+    if as_json:
+        emit_json({"provider": kit.provider().name, "report": report, "pending": backlog})
+        return
+    console = out_console()
+    console.print(f"{report.acknowledged} acknowledged, {report.refused} refused, "
+                  f"{report.skipped} skipped, {report.failed} to retry", markup=False)
+    for error in report.errors:
+        console.print(f"error: {error}", style="yellow", markup=False)
+    for provider, count in sorted(backlog.items()):
+        console.print(f"{provider}: {count} pending", markup=False)
 
 
 # -- schedule --------------------------------------------------------------------------------

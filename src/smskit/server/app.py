@@ -18,8 +18,11 @@ Routes:
   once every event is stored; ``503`` when the store failed (the gateway retries).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
 * ``GET /metrics``: Prometheus text from the app's own registry.
+* ``GET /dashboard``, ``GET /api/stats``, ``GET /l/{code}`` and ``/static/``: the dashboard and
+  link tracking (:mod:`smskit.server.dashboard`).
 
-Every error is JSON ``{"error": ..., "detail": ...}`` and never carries a traceback.
+Every error is JSON ``{"error": ..., "detail": ...}`` (an HTML page on the dashboard and short
+link routes, which people open in a browser) and never carries a traceback.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from smskit.server.auth import (
     WebhookPolicy,
     presented_tokens,
 )
+from smskit.server.dashboard import dashboard_routes
 from smskit.server.metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -308,6 +312,7 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None) -> Starlette
             Route("/webhooks/{provider}/{kind}", server.webhook, methods=["POST"]),
             Route("/healthz", server.healthz, methods=["GET"]),
             Route("/metrics", server.metrics_endpoint, methods=["GET"]),
+            *dashboard_routes(kit, settings or kit.settings),
         ],
         middleware=[Middleware(redactor)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},

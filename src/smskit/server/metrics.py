@@ -3,6 +3,11 @@
 * ``smskit_messages{provider,state}``: outbound messages by state, read from the store at
   scrape time (every state is reported, zeros included, for each provider seen);
 * ``smskit_store_up``: 1 when the store answered that scrape, 0 otherwise;
+* ``smskit_provider_balance{provider}``: the last balance the worker's periodic check read
+  (kept in the store, see :mod:`smskit.balance`), and ``smskit_provider_balance_low{provider}``
+  (1 below ``balance_low_threshold``);
+* ``smskit_blacklist_sync_pending{provider}``: blacklist changes not yet acknowledged by the
+  gateway;
 * ``smskit_webhook_requests_total{provider,kind,outcome}``: webhook requests by result
   (``ok``, ``unauthorized``, ``forbidden``, ``not_configured``, ``too_large``...);
 * ``smskit_webhook_events_total{provider,type,result}``: what those requests changed;
@@ -23,7 +28,7 @@ from smskit.models import State
 if TYPE_CHECKING:
     from smskit.kit import SmsKit, WebhookReport
 
-__all__ = ["ServerMetrics", "StoreCollector"]
+__all__ = ["OutreachCollector", "ServerMetrics", "StoreCollector"]
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +78,60 @@ class StoreCollector(Collector):
         yield up
 
 
+class OutreachCollector(Collector):
+    """Balances and the blacklist sync backlog, read from the store per scrape."""
+
+    def __init__(self, kit: SmsKit) -> None:
+        self._kit = kit
+
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        balance = GaugeMetricFamily(
+            "smskit_provider_balance", "Last balance read by the worker's check.",
+            labels=["provider"])
+        low = GaugeMetricFamily(
+            "smskit_provider_balance_low", "1 if that balance is below the threshold.",
+            labels=["provider"])
+        backlog = GaugeMetricFamily(
+            "smskit_blacklist_sync_pending",
+            "Blacklist changes not yet acknowledged by the gateway.", labels=["provider"])
+        return balance, low, backlog
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric names (without touching the store)."""
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the stored balances and the sync backlog (nothing when the store fails)."""
+        from smskit.balance import read_balances
+        from smskit.store.outreach import OutreachStore
+
+        balance, low, backlog = self._families()
+        store = self._kit.store
+        if not isinstance(store, OutreachStore):
+            return
+        try:
+            readings = read_balances(store)
+            pending = store.blacklist_sync_backlog()
+        except Exception:  # a scrape must answer even when the store is down
+            log.exception("metrics: the store did not answer the balance/backlog reads")
+            return
+        for name, reading in sorted(readings.items()):
+            balance.add_metric([name], float(reading.balance))
+            low.add_metric([name], 1 if reading.low else 0)
+        for name, count in sorted(pending.items()):
+            backlog.add_metric([name], count)
+        yield balance
+        yield low
+        yield backlog
+
+
 class ServerMetrics:
     """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
 
     def __init__(self, kit: SmsKit) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(kit))
+        self.registry.register(OutreachCollector(kit))
         self.webhook_requests = Counter(
             "smskit_webhook_requests", "Webhook requests by provider, kind and outcome.",
             ["provider", "kind", "outcome"], registry=self.registry)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +26,7 @@ __all__ = ["SqlBase", "chunks"]
 #: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
 _CHUNK = 500
 _m = messages.c
+_INSERT_EVENT = sa.insert(events)  # built once: its compiled form is reused
 
 
 def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -46,6 +47,11 @@ class SqlBase:
         self._serial: Optional[threading.RLock] = (
             threading.RLock() if is_memory_sqlite(self._url) else None
         )
+        # A SQLite file has one writer at a time: this process's writers queue here, handed
+        # over at once, instead of polling SQLite's lock with its busy handler's sleeps.
+        self._writers: Optional[threading.RLock] = (
+            threading.RLock() if self._serial is None and not self._pg else None
+        )
         try:
             with db_errors(f"opening {self!r}"):
                 migrate(self._engine)
@@ -60,8 +66,8 @@ class SqlBase:
     @contextlib.contextmanager
     def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
         """One transaction; ``write`` takes SQLite's write lock up front (BEGIN IMMEDIATE)."""
-        lock = self._serial if self._serial is not None else contextlib.nullcontext()
-        with lock, db_errors(what), self._engine.connect() as conn:
+        lock: Any = self._serial or (self._writers if write else None)
+        with lock or contextlib.nullcontext(), db_errors(what), self._engine.connect() as conn:
             if write:
                 conn.execution_options(**{WRITE: True})
             with conn.begin():
@@ -103,7 +109,7 @@ class SqlBase:
     def _event_row(self, conn: Connection, rows: List[Dict[str, Any]]) -> None:
         if rows:
             now = utcnow()
-            conn.execute(sa.insert(events), [
+            conn.execute(_INSERT_EVENT, [
                 {"message_id": None, "provider": None, "old_state": None, "new_state": None,
                  "applied": False, "provider_message_id": None, "created_at": now, **row}
                 for row in rows
@@ -112,12 +118,19 @@ class SqlBase:
     def _pid_owners(
         self, conn: Connection, pairs: Iterable[Tuple[Optional[str], Optional[str]]]
     ) -> Dict[Tuple[str, str], str]:
-        wanted = {(p, i) for p, i in pairs if p and i}
+        by_provider: Dict[str, Set[str]] = {}
+        for provider, pid in pairs:
+            if provider and pid:
+                by_provider.setdefault(provider, set()).add(pid)
         owners: Dict[Tuple[str, str], str] = {}
-        for m in self._where_in(conn, _m.provider_message_id, [i for _, i in wanted]):
-            key = (m.provider or "", m.provider_message_id or "")
-            if key in wanted:
-                owners[key] = m.id
+        # Filtered on the provider too, so the (provider, provider_message_id) unique index
+        # serves the look-up (a scan of the whole table otherwise); only the ids are read.
+        for provider, pids in by_provider.items():
+            for chunk in chunks(sorted(pids)):
+                found = conn.execute(sa.select(_m.id, _m.provider_message_id).where(
+                    _m.provider == provider, _m.provider_message_id.in_(chunk)))
+                for message_id, pid in found:
+                    owners[(provider, str(pid))] = message_id
         return owners
 
     def close(self) -> None:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
 from typing import Any, List, Optional, Sequence, Set
 
 import sqlalchemy as sa
 
 from smskit.errors import NotFoundError, StoreError
-from smskit.models import Direction, State, utcnow
 from smskit.store import _common as c
 from smskit.store._sqlbase import SqlBase, chunks
 from smskit.store._sqltables import (
@@ -22,7 +20,7 @@ from smskit.store._sqltables import (
     schedule_row,
     schedules,
 )
-from smskit.store.base import BlacklistEntry, DayStats, EventRecord, Schedule
+from smskit.store.base import BlacklistEntry, EventRecord, Schedule
 
 __all__ = ["SqlListsMixin"]
 
@@ -67,18 +65,6 @@ class SqlListsMixin(SqlBase):
                                     "kind": kind, "detail": detail}])
 
     # -- blacklist ----------------------------------------------------------------------------
-    def blacklist_add(self, phone: str, reason: str, source: str) -> bool:
-        """Add a number; ``False`` if it was already there."""
-        row = {"phone": phone, "reason": reason, "source": source, "created_at": utcnow()}
-        with self._tx("blacklist_add", write=True) as conn:
-            return self._insert_new(conn, blacklist, row)
-
-    def blacklist_remove(self, phone: str) -> bool:
-        """Remove a number; ``False`` if it was not there."""
-        with self._tx("blacklist_remove", write=True) as conn:
-            done = conn.execute(sa.delete(blacklist).where(blacklist.c.phone == phone))
-            return bool(done.rowcount == 1)
-
     def is_blacklisted(self, phone: str) -> bool:
         """Whether the E.164 number is on the list."""
         return bool(self.blacklisted([phone]))
@@ -160,52 +146,3 @@ class SqlListsMixin(SqlBase):
         )
         with self._tx("advance_schedule", write=True) as conn:
             return bool(conn.execute(stmt).rowcount == 1)
-
-    # -- stats ----------------------------------------------------------------------------------
-    def stats_by_day(
-        self, start: Optional[dt.date] = None, end: Optional[dt.date] = None
-    ) -> List[DayStats]:
-        """Per UTC day of creation and provider (``""`` when unset), by one aggregate query.
-
-        ``cost`` adds up the messages the provider accepted (``sent`` or later).
-        """
-        if self._pg:
-            utc = sa.func.timezone(sa.literal_column("'UTC'"), _m.created_at)
-            day: sa.ColumnElement[Any] = sa.cast(utc, sa.Date)
-        else:
-            day = sa.func.date(_m.created_at)
-        outbound = _m.direction == Direction.OUTBOUND.value
-
-        def hit(*states: State) -> sa.ColumnElement[bool]:
-            return sa.and_(outbound, _m.state.in_([s.value for s in states]))
-
-        def count(*states: State) -> sa.ColumnElement[Any]:
-            return sa.func.sum(sa.case((hit(*states), sa.literal_column("1")),
-                                       else_=sa.literal_column("0")))
-
-        inbound = sa.func.sum(sa.case((_m.direction == Direction.INBOUND.value,
-                                       sa.literal_column("1")), else_=sa.literal_column("0")))
-        query = (
-            sa.select(day, _m.provider, count(*c.SENT_OR_LATER), count(State.DELIVERED),
-                      count(*c.FAILED), count(State.REJECTED), count(State.CANCELED),
-                      inbound, sa.func.sum(sa.case((hit(*c.SENT_OR_LATER), _m.cost))))
-            .group_by(day, _m.provider)
-        )
-        lo, hi = c.day_range(start, end)
-        if lo is not None:
-            query = query.where(_m.created_at >= lo)
-        if hi is not None:
-            query = query.where(_m.created_at < hi)
-        with self._tx("stats_by_day") as conn:
-            rows = conn.execute(query).all()
-        stats = [
-            DayStats(
-                day=d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)),
-                provider=p or "", sent=int(sent), delivered=int(dlv), failed=int(failed),
-                rejected=int(rej), canceled=int(canc), inbound=int(inb),
-                cost=cost if cost is not None else Decimal(0),
-            )
-            for d, p, sent, dlv, failed, rej, canc, inb, cost in rows
-        ]
-        return sorted(stats, key=lambda s: (s.day, s.provider))
-

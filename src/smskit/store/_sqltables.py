@@ -24,7 +24,15 @@ __all__ = [
     "VERSION_TABLE",
     "batches",
     "blacklist",
+    "blacklist_audit",
+    "blacklist_sync",
+    "campaigns",
+    "contact_tags",
+    "contacts",
     "events",
+    "kv_state",
+    "link_clicks",
+    "links",
     "message_row",
     "messages",
     "metadata",
@@ -158,6 +166,7 @@ messages = sa.Table(
     sa.Index("ix_messages_created_at", "created_at"),
     sa.Index("ix_messages_campaign_id", "campaign_id"),
     sa.Index("ix_messages_phone", "phone"),
+    sa.Index("ix_messages_in_reply_to", "in_reply_to"),
 )
 
 events = sa.Table(
@@ -202,6 +211,128 @@ schedules = sa.Table(
     sa.Column("runs", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_schedules_due", "active", "next_run_at"),
+)
+
+# Migration 0003: the dashboard's covering index on messages (every aggregate over a date
+# range reads the index alone, never the rows), and the short links with their clicks.
+sa.Index("ix_messages_stats", messages.c.created_at, messages.c.direction, messages.c.state,
+         messages.c.provider, messages.c.campaign_id, messages.c.cost, messages.c.in_reply_to)
+
+# No foreign key from links to messages: a message's links are stored just before the message
+# itself (so no message ever goes out with a code the server does not know).
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("code", sa.String(), primary_key=True),
+    sa.Column("url", sa.Text(), nullable=False),
+    sa.Column("message_id", _Id(), nullable=False),
+    sa.Column("campaign_id", sa.String(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_links_message_id", "message_id"),
+    sa.Index("ix_links_campaign_id", "campaign_id"),
+)
+
+link_clicks = sa.Table(
+    "link_clicks",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("code", sa.String(), sa.ForeignKey("links.code", name="fk_link_clicks_code"),
+              nullable=False),
+    # copied from the link (which never changes) so the stats read one covering index
+    sa.Column("message_id", _Id(), nullable=False),
+    sa.Column("campaign_id", sa.String(), nullable=True),
+    sa.Column("clicked_at", UtcDateTime(), nullable=False),
+    sa.Column("user_agent", sa.String(), nullable=True),
+    sa.Index("ix_link_clicks_code", "code"),
+    sa.Index("ix_link_clicks_stats", "clicked_at", "campaign_id", "message_id", "code"),
+)
+
+# Contacts, campaigns, the blacklist audit and sync queue, key/value state (migration 0002).
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("phone", sa.String(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=True),
+    sa.Column("tags", JsonText(), nullable=False),
+    sa.Column("variables", JsonText(), nullable=False),
+    sa.Column("dnd_window", sa.String(), nullable=True),
+    sa.Column("dnd_days", JsonText(), nullable=False),
+    sa.Column("dnd_until", UtcDateTime(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# One row per (tag, phone): a tag segment is an index range scan, paged by phone.
+contact_tags = sa.Table(
+    "contact_tags",
+    metadata,
+    sa.Column("tag", sa.String(), primary_key=True),
+    sa.Column("phone", sa.String(), primary_key=True),
+    sa.Index("ix_contact_tags_phone", "phone"),
+)
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", _Id(), primary_key=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("template", sa.Text(), nullable=False),
+    sa.Column("segment", JsonText(), nullable=False),
+    sa.Column("variables", JsonText(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("provider", sa.String(), nullable=True),
+    sa.Column("scheduled_at", UtcDateTime(), nullable=True),
+    sa.Column("cursor", sa.Text(), nullable=True),
+    sa.Column("materialised", sa.Boolean(), nullable=False),
+    sa.Column("skipped", sa.Integer(), nullable=False),
+    sa.Column("job_ids", JsonText(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=True),
+    sa.Column("finished_at", UtcDateTime(), nullable=True),
+    sa.Index("ix_campaigns_status", "status"),
+)
+
+blacklist_audit = sa.Table(
+    "blacklist_audit",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("phone", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("source", sa.String(), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Column("campaign_id", sa.String(), nullable=True),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_blacklist_audit_phone", "phone", "id"),
+    sa.Index("ix_blacklist_audit_campaign_id", "campaign_id"),
+)
+
+blacklist_sync = sa.Table(
+    "blacklist_sync",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("phone", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    sa.Column("provider", sa.String(), nullable=False),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("next_attempt_at", UtcDateTime(), nullable=False),
+    sa.Column("acknowledged_at", UtcDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Index("ix_blacklist_sync_pending", "status", "provider", "next_attempt_at"),
+)
+
+kv_state = sa.Table(
+    "kv_state",
+    metadata,
+    sa.Column("key", sa.String(), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 

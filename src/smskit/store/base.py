@@ -355,11 +355,14 @@ class Store(Protocol):
 
     # -- stats ------------------------------------------------------------------------------
     def stats_by_day(
-        self, start: Optional[dt.date] = None, end: Optional[dt.date] = None
+        self, start: Optional[dt.date] = None, end: Optional[dt.date] = None,
+        *, tz: Optional[str] = None,
     ) -> List[DayStats]:
-        """Per day (UTC date of creation) and provider aggregates, by aggregate queries.
+        """Per day of creation and provider aggregates, by aggregate queries.
 
-        Days ``start``..``end`` inclusive, ordered by day then provider (``""`` when unset).
+        A day is the calendar date in the IANA time zone ``tz`` (``None``: UTC; the dashboard
+        passes ``Settings.timezone``). Days ``start``..``end`` inclusive, ordered by day then
+        provider (``""`` when unset).
         ``sent`` counts outbound messages that reached ``sent`` or later (delivered, error,
         expired); ``failed`` is error + expired; ``inbound`` counts replies; ``cost`` is the
         exact sum over the ``sent`` ones.

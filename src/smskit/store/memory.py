@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from decimal import Decimal
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import attrs
@@ -26,12 +25,14 @@ from smskit.models import (
     utcnow,
 )
 from smskit.store import _common as c
+from smskit.store._memanalytics import MemoryAnalyticsMixin
+from smskit.store._memoutreach import MemoryOutreachMixin
+from smskit.store.analytics import Link
 from smskit.store.base import (
     AddOutcome,
     ApplyOutcome,
     BatchInfo,
     BlacklistEntry,
-    DayStats,
     EventRecord,
     InboundOutcome,
     Schedule,
@@ -44,8 +45,11 @@ log = logging.getLogger(__name__)
 _PidKey = Tuple[str, str]
 
 
-class MemoryStore:
-    """A :class:`~smskit.store.base.Store` kept in dictionaries behind one lock."""
+class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin):
+    """A :class:`~smskit.store.base.Store` kept in dictionaries behind one lock.
+
+    Short links, clicks and the dashboard's aggregates: :class:`MemoryAnalyticsMixin`.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -57,6 +61,9 @@ class MemoryStore:
         self._events: List[EventRecord] = []
         self._blacklist: Dict[str, BlacklistEntry] = {}
         self._schedules: Dict[str, Schedule] = {}
+        self._init_outreach()
+        self._links: Dict[str, Link] = {}
+        self._clicks: List[Any] = []
 
     def __repr__(self) -> str:
         return f"MemoryStore(messages={len(self._messages)})"
@@ -229,6 +236,7 @@ class MemoryStore:
         if limit < 1:
             raise ValidationError(f"claim limit must be at least 1, got {limit!r}")
         with self._lock:
+            held = self._held_campaigns()
             due = [
                 m
                 for m in self._messages.values()
@@ -236,6 +244,7 @@ class MemoryStore:
                 and m.provider == provider
                 and m.batch_id is None
                 and (m.scheduled_at is None or m.scheduled_at <= now)
+                and (m.campaign_id is None or m.campaign_id not in held)
             ]
             if not due:
                 return None
@@ -420,21 +429,6 @@ class MemoryStore:
             self._event(message_id, kind, detail, provider=provider)
 
     # -- blacklist -----------------------------------------------------------------------------
-    def blacklist_add(self, phone: str, reason: str, source: str) -> bool:
-        """Add a number; ``False`` if it was already there."""
-        with self._lock:
-            if phone in self._blacklist:
-                return False
-            self._blacklist[phone] = BlacklistEntry(
-                phone=phone, reason=reason, source=source, created_at=utcnow()
-            )
-            return True
-
-    def blacklist_remove(self, phone: str) -> bool:
-        """Remove a number; ``False`` if it was not there."""
-        with self._lock:
-            return self._blacklist.pop(phone, None) is not None
-
     def is_blacklisted(self, phone: str) -> bool:
         """Whether the E.164 number is on the list."""
         with self._lock:
@@ -508,45 +502,8 @@ class MemoryStore:
             )
             return True
 
-    # -- stats ---------------------------------------------------------------------------------
-    def stats_by_day(
-        self, start: Optional[dt.date] = None, end: Optional[dt.date] = None
-    ) -> List[DayStats]:
-        """Per UTC day of creation and provider (``""`` when unset), oldest day first.
-
-        ``cost`` adds up the messages the provider accepted (``sent`` or later).
-        """
-        rows: Dict[Tuple[dt.date, str], Dict[str, Any]] = {}
-        with self._lock:
-            messages = list(self._messages.values())
-        for m in messages:
-            day = m.created_at.astimezone(dt.timezone.utc).date()
-            if (start is not None and day < start) or (end is not None and day > end):
-                continue
-            row = rows.setdefault((day, m.provider or ""), _empty_row())
-            if m.direction is Direction.INBOUND:
-                row["inbound"] += 1
-            else:
-                row["sent"] += m.state in c.SENT_OR_LATER
-                row["delivered"] += m.state is State.DELIVERED
-                row["failed"] += m.state in c.FAILED
-                row["rejected"] += m.state is State.REJECTED
-                row["canceled"] += m.state is State.CANCELED
-            if m.cost is not None and m.direction is Direction.OUTBOUND \
-                    and m.state in c.SENT_OR_LATER:
-                row["cost"] += m.cost
-        return [
-            DayStats(day=day, provider=provider, **row)
-            for (day, provider), row in sorted(rows.items())
-        ]
-
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _empty_row() -> Dict[str, Any]:
-    return {"sent": 0, "delivered": 0, "failed": 0, "rejected": 0, "canceled": 0, "inbound": 0,
-            "cost": Decimal(0)}
 
 
 def _check_page(limit: int, offset: int) -> None:

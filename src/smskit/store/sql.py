@@ -31,9 +31,11 @@ from smskit.models import (
     utcnow,
 )
 from smskit.store import _common as c
+from smskit.store._sqlanalytics import SqlAnalyticsMixin
 from smskit.store._sqlbase import chunks
 from smskit.store._sqlengine import create_store_engine, db_errors, migrate, normalise_url
 from smskit.store._sqllists import SqlListsMixin
+from smskit.store._sqloutreach import SqlOutreachMixin, held_campaigns
 from smskit.store._sqltables import (
     batches,
     message_row,
@@ -57,6 +59,17 @@ _STATUS_FIELDS = ("state", "provider_message_id", "provider_request_id", "sent_a
                   "delivered_at", "updated_at", "error_code", "error_text")
 _m = messages.c
 
+# Hot statements are built once: SQLAlchemy then reuses their compiled form and cache key, which
+# building them per call would recompute (most of the cost of a one-row statement).
+_SET_STATUS = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
+    {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS})
+_SET_STATUS_FROM = _SET_STATUS.where(_m.state == sa.bindparam("b_old_state"))
+_BY_ID = sa.select(messages).where(_m.id == sa.bindparam("m_id"))
+_BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provider"),
+                                            _m.provider_message_id == sa.bindparam("m_pid"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
+
 
 def upgrade(url: str) -> None:
     """Bring the database at ``url`` to the newest schema (what opening a store does)."""
@@ -68,8 +81,11 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-class SqlStore(SqlListsMixin):
-    """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs)."""
+class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
+    """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs).
+
+    Short links, clicks and the dashboard's aggregates: :class:`SqlAnalyticsMixin`.
+    """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         """Open the database at ``url`` (``echo`` logs every statement) and migrate it."""
@@ -230,7 +246,8 @@ class SqlStore(SqlListsMixin):
             sa.select(_m.id)
             .where(_m.state == State.OUTGOING.value, _m.provider == provider,
                    _m.batch_id.is_(None),
-                   sa.or_(_m.scheduled_at.is_(None), _m.scheduled_at <= now))
+                   sa.or_(_m.scheduled_at.is_(None), _m.scheduled_at <= now),
+                   sa.or_(_m.campaign_id.is_(None), _m.campaign_id.not_in(held_campaigns())))
             .order_by(_m.created_at, _m.id)
             .limit(limit)
         )
@@ -306,13 +323,7 @@ class SqlStore(SqlListsMixin):
     def _write_status_fields(self, conn: Connection, changed: List[Message]) -> None:
         if not changed:
             return
-        stmt = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
-            {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS}
-        )
-        conn.execute(stmt, [
-            {"b_id": m.id, **{f"b_{k}": v for k, v in _status_values(m).items()}}
-            for m in changed
-        ])
+        conn.execute(_SET_STATUS, [_status_params(m) for m in changed])
 
     def release_batch(
         self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None
@@ -398,10 +409,8 @@ class SqlStore(SqlListsMixin):
                                 "message_id": message.id, "provider": event.provider,
                                 "kind": c.KIND_CONFLICT,
                                 "detail": c.pid_conflict_detail(updated.provider, pid, owner)})
-                    done = conn.execute(
-                        sa.update(messages)
-                        .where(_m.id == message.id, _m.state == message.state.value)
-                        .values(_status_values(updated)))
+                    done = conn.execute(_SET_STATUS_FROM, {
+                        **_status_params(updated), "b_old_state": message.state.value})
                     if done.rowcount != 1:
                         continue
                 self._event_row(conn, [{
@@ -415,15 +424,15 @@ class SqlStore(SqlListsMixin):
         raise StoreError(f"apply_status: message {event.message_id!r} kept changing; try again")
 
     def _match(self, conn: Connection, event: StatusEvent) -> Optional[Message]:
-        message = None
+        row = None
         if event.message_id:
-            message = self._one(conn, self._locked(
-                sa.select(messages).where(_m.id == event.message_id)))
-        if message is None and event.provider_message_id:
-            message = self._one(conn, self._locked(sa.select(messages).where(
-                _m.provider == event.provider,
-                _m.provider_message_id == event.provider_message_id)))
-        return message
+            row = conn.execute(_BY_ID_LOCKED if self._pg else _BY_ID,
+                               {"m_id": event.message_id}).mappings().first()
+        if row is None and event.provider_message_id:
+            row = conn.execute(_BY_PROVIDER_ID_LOCKED if self._pg else _BY_PROVIDER_ID,
+                               {"m_provider": event.provider,
+                                "m_pid": event.provider_message_id}).mappings().first()
+        return row_message(row) if row is not None else None
 
     def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
         """Store a reply once per (provider, provider_reply_id)."""
@@ -449,6 +458,11 @@ class SqlStore(SqlListsMixin):
             if existing is None:
                 raise StoreError(f"inbound {inbound.provider_reply_id!r} could not be stored")
             return InboundOutcome(existing, False)
+
+
+def _status_params(m: Message) -> Dict[str, Any]:
+    """The bound values of :data:`_SET_STATUS` for ``m``."""
+    return {"b_id": m.id, **{f"b_{k}": v for k, v in _status_values(m).items()}}
 
 
 def _status_values(m: Message) -> Dict[str, Any]:
