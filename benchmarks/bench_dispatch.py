@@ -1,0 +1,177 @@
+"""``dispatch``: a bulk send through the whole pipeline, against the naive path.
+
+smskit: ``SmsKit.send_many`` over a generator of templated pt-BR rows (phones as people type
+them), idempotency prefix on, :class:`SqlStore` on a SQLite file, :class:`KolmeyaProvider` over
+httpx to the simulator (its own process, uvicorn on loopback). Everything is persisted as
+``outgoing`` before it is sent, and every result is recorded.
+
+Naive: what the users' Odoo modules do for a campaign: for each recipient, in turn, render the
+body, POST ``sms/store`` with that one message (``requests.post``, a new connection each time, as
+in the modules) and write the result to SQLite in its own transaction (same WAL settings as
+smskit's store). It runs on a smaller sample; rates are per message.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common
+from common import Figure
+
+FULL_N = 100_000
+QUICK_N = 5_000
+NAIVE_FULL_N = 2_000
+NAIVE_QUICK_N = 300
+PROFILE_N = 20_000
+#: The supplementary comparison: the gateway answers each request after this many seconds.
+WAN_DELAY = 0.03
+WAN_N = {False: 20_000, True: 2_000}
+WAN_NAIVE_N = {False: 150, True: 40}
+
+
+def smskit_child(args: Dict[str, Any]) -> Mapping[str, Any]:
+    """Send ``n`` rows with smskit; the time, the counts and this process's peak RSS."""
+    from smskit.config import Settings
+    from smskit.kit import SmsKit
+    from smskit.models import State
+    from smskit.store.sql import SqlStore
+    from smskit_kolmeya.provider import KolmeyaProvider
+
+    n = int(args["n"])
+    settings = Settings.load(environ={}, **common.kit_settings(args["sim"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqlStore(f"sqlite:///{Path(tmp) / 'smskit.db'}")
+        kit = SmsKit(settings, store=store, provider=KolmeyaProvider.from_settings(settings))
+        kit.send("(11) 98765-4321", "aquecimento")  # connections and caches warm, like a server
+        rss_ready = common.peak_rss_mb()
+        profiler = cProfile.Profile() if args.get("profile") else None
+        started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
+        summary = kit.send_many(common.rows(n), common.TEMPLATE, idempotency_prefix="bench-1",
+                                campaign_id="bench")
+        if profiler is not None:
+            profiler.disable()
+        elapsed = time.perf_counter() - started
+        counts = store.count_by_state("kolmeya")
+        kit.close()
+    out: Dict[str, Any] = {
+        "n": n, "seconds": elapsed, "sent": summary.sent, "queued": summary.queued,
+        "rejected": summary.rejected, "stored_sent": counts.get(("kolmeya", State.SENT), 0),
+        "rss_ready_mb": rss_ready, "peak_rss_mb": common.peak_rss_mb(),
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        stats = pstats.Stats(profiler, stream=text)
+        stats.sort_stats("tottime").print_stats(30)
+        stats.sort_stats("cumulative").print_stats(45)
+        out["profile"] = text.getvalue()
+    return out
+
+
+def naive_child(args: Dict[str, Any]) -> Mapping[str, Any]:
+    """One request and one committed write per recipient, in turn (the Odoo modules' way)."""
+    import requests
+
+    n = int(args["n"])
+    url = f"{args['sim']}/api/v1/sms/store"
+    headers = {"Authorization": f"Bearer {common.SIM_TOKEN}", "Content-Type": "application/json"}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(str(Path(tmp) / "naive.db"), isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("CREATE TABLE sms (id INTEGER PRIMARY KEY, phone TEXT, body TEXT, state TEXT,"
+                   " external_id TEXT, error TEXT)")
+        sent = failed = 0
+        started = time.perf_counter()
+        for row in common.rows(n):
+            digits = "".join(ch for ch in row["phone"] if ch.isdigit())
+            body = (common.TEMPLATE.replace("{{ nome }}", row["nome"])
+                    .replace("{{ valor }}", row["valor"])
+                    .replace("{{ vencimento }}", row["vencimento"]))
+            payload = {"messages": [{"phone": digits, "message": body}]}
+            response = requests.post(url, json=payload, headers=headers, timeout=30)
+            if response.status_code == 200 and response.json().get("valids"):
+                state, external, error = "sent", response.json()["id"], None
+                sent += 1
+            else:
+                state, external, error = "error", None, response.text[:200]
+                failed += 1
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO sms (phone, body, state, external_id, error) "
+                       "VALUES (?, ?, ?, ?, ?)", (digits, body, state, external, error))
+            db.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        db.close()
+    return {"n": n, "seconds": elapsed, "sent": sent, "failed": failed,
+            "peak_rss_mb": common.peak_rss_mb()}
+
+
+def profile(quick: bool = False) -> str:
+    """A cProfile of a smaller smskit send (the text of the top entries)."""
+    with common.simulator() as sim:
+        result = common.run_child("bench_dispatch.py", "smskit",
+                                  {"n": QUICK_N if quick else PROFILE_N, "sim": sim.base_url,
+                                   "profile": True})
+    return str(result["profile"])
+
+
+def _both(n: int, naive_n: int, **sim_config: Any) -> Dict[str, Any]:
+    """smskit over ``n`` messages and the naive path over ``naive_n``, each against its own
+    fresh simulator process (``sim_config``: simulator settings)."""
+    with common.simulator(**sim_config) as sim:
+        common.log(f"dispatch: smskit, {n:,} messages {_where(sim_config)}...")
+        ours = common.run_child("bench_dispatch.py", "smskit", {"n": n, "sim": sim.base_url})
+    with common.simulator(**sim_config) as sim:
+        common.log(f"dispatch: naive path, {naive_n:,} messages {_where(sim_config)}...")
+        naive = common.run_child("bench_dispatch.py", "naive", {"n": naive_n, "sim": sim.base_url})
+    if ours["sent"] != n or naive["sent"] != naive_n:
+        raise RuntimeError(f"dispatch: not everything was sent: smskit {ours}, naive {naive}")
+    rate, naive_rate = n / ours["seconds"], naive_n / naive["seconds"]
+    return {"ours": ours, "rate": rate, "naive_rate": naive_rate, "ratio": rate / naive_rate}
+
+
+def _where(sim_config: Mapping[str, Any]) -> str:
+    delay = sim_config.get("slow_seconds")
+    return f"(gateway answering after {delay * 1000:.0f} ms) " if delay else ""
+
+
+def run(quick: bool = False) -> List[Figure]:
+    """Both sides in this run, on this machine; the dispatch figures.
+
+    Also, as a supplement, the same comparison with the simulator answering each request after
+    :data:`WAN_DELAY` seconds, as a gateway across a network does (the loopback figure has no
+    network at all, which favours the path that makes one request per message).
+    """
+    n = QUICK_N if quick else FULL_N
+    naive_n = NAIVE_QUICK_N if quick else NAIVE_FULL_N
+    loopback = _both(n, naive_n)
+    wan = _both(WAN_N[quick], WAN_NAIVE_N[quick], slow_seconds=WAN_DELAY)
+    ours = loopback["ours"]
+    ratio = float(loopback["ratio"])
+    rss = float(ours["peak_rss_mb"])
+    return [
+        Figure("dispatch_msgs_per_s", loopback["rate"], "msg/s",
+               note=f"{n:,} messages in {ours['seconds']:.1f} s"),
+        Figure("dispatch_ratio_vs_naive", ratio, "x", goal=">= 30", met=ratio >= 30,
+               note=f"naive: {loopback['naive_rate']:.0f} msg/s over {naive_n:,} messages"),
+        Figure("dispatch_peak_rss_mb", rss, "MiB", goal="< 250", met=rss < 250,
+               note=f"{ours['rss_ready_mb']:.0f} MiB before the send"),
+        Figure(f"dispatch_ratio_vs_naive_rtt{WAN_DELAY * 1000:.0f}ms", wan["ratio"], "x",
+               note=f"supplement: gateway answers after {WAN_DELAY * 1000:.0f} ms; smskit "
+                    f"{wan['rate']:.0f} msg/s, naive {wan['naive_rate']:.1f} msg/s"),
+    ]
+
+
+if __name__ == "__main__":
+    common.child_main({"smskit": smskit_child, "naive": naive_child})
