@@ -19,7 +19,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff over sources, tests and benchmarks."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
 
 
 @nox.session(python="3.8")
