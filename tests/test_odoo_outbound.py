@@ -323,3 +323,15 @@ def test_in_process_env_takes_the_same_path(
         assert env.cr.commits >= 2  # the outgoing row was committed before the send
     finally:
         kit.close()
+
+
+def test_low_balance_leaves_a_note_for_the_operator_in_odoo(
+        kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
+    from decimal import Decimal
+
+    kit.hooks.balance_low(provider="kolmeya", balance=Decimal("12.50"),
+                          threshold=Decimal("50"))
+    (admin,) = [u for u in fake_odoo.records("res.users") if u["login"] == "admin"]
+    admin_partner = admin["partner_id"]
+    bodies = notes(fake_odoo, admin_partner)
+    assert bodies == ["Saldo baixo no provedor de SMS kolmeya: 12.50 (limite configurado: 50)."]

@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 from smskit.hookspecs import hookimpl
-from smskit.models import Message, State
+from smskit.models import Message, State, utcnow
 from smskit_odoo.variables import FieldCache, OdooRecordVars, parse_record_ref
 
 if TYPE_CHECKING:
@@ -111,6 +111,17 @@ class OdooPlugin:
         """A chatter note on a final status (the Odoo store already does it)."""
         if not self.store_backed and new.is_final:
             self._note(message, "final")
+
+    @hookimpl
+    def balance_low(self, provider: str, balance: Any, threshold: Any) -> None:
+        """A chatter note on the connected Odoo user's partner, so an operator sees it in
+        Odoo. Queued in the durable journal first: a down Odoo gets it once it is back."""
+        partner = self.session.user_partner_id()
+        text = (f"Saldo baixo no provedor de SMS {provider}: {balance} "
+                f"(limite configurado: {threshold}).")
+        key = f"balance:{provider}:{utcnow():%Y%m%dT%H%M%S}"
+        if self.session.note(key, "balance_low", partner, text):
+            self.session.flush(kinds=["note"], force=True)
 
     def _note(self, message: Message, event: str) -> None:
         from smskit_odoo.store import _note_text

@@ -253,6 +253,11 @@ class OdooSession:
         result.failed.update({op.id: error for op, error in bad})
         return result
 
+    def user_partner_id(self) -> Optional[int]:
+        """The partner of the Odoo user smskit connects as (where operator notes go)."""
+        author = self._author_id()
+        return int(author) if author else None
+
     def note(self, message_id: str, event: str, partner_id: Optional[int], text: str) -> bool:
         """Queue one chatter note for ``(message_id, event)``: ``False`` if one already was."""
         if not partner_id:
