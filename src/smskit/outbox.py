@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from decimal import Decimal
-from typing import Any, Callable, List, Mapping, Optional, Sequence
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
@@ -39,7 +39,7 @@ from smskit.policy import QuietHours
 from smskit.provider import Provider
 from smskit.segments import count_segments
 from smskit.store.analytics import Link
-from smskit.store.base import Store
+from smskit.store.base import BatchInfo, Store
 from smskit.template import Template
 
 __all__ = ["Composer", "DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
@@ -182,11 +182,11 @@ def dispatch(
     """
     report = DispatchReport()
     while max_batches is None or report.batches < max_batches:
-        batch = store.claim_batch(provider.name, provider.max_batch, now, new_id())
-        if batch is None:
+        claimed = _claim(store, provider, now)
+        if claimed is None:
             break
+        batch, messages = claimed
         report.batches += 1
-        messages = store.get_many(batch.message_ids)
         # The blacklist is checked again at the last moment: an opt-out that arrived after the
         # message was queued (a scheduled send, a deferred one) still wins.
         blocked = store.blacklisted([m.phone for m in messages])
@@ -230,6 +230,22 @@ def dispatch(
         report.canceled += len(canceled)
         _notify_sent(on_sent, store, results)
     return report
+
+
+def _claim(
+    store: Store, provider: Provider, now: dt.datetime
+) -> Optional[Tuple[BatchInfo, List[Message]]]:
+    """Claim a batch and read its messages: in one go when the store offers
+    ``claim_batch_messages`` (an optional method, same arguments as ``claim_batch``)."""
+    claim = getattr(store, "claim_batch_messages", None)
+    if claim is not None:
+        claimed: Optional[Tuple[BatchInfo, List[Message]]] = claim(
+            provider.name, provider.max_batch, now, new_id())
+        return claimed
+    batch = store.claim_batch(provider.name, provider.max_batch, now, new_id())
+    if batch is None:
+        return None
+    return batch, store.get_many(batch.message_ids)
 
 
 def _retry_delay(exc: ProviderError) -> dt.timedelta:

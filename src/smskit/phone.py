@@ -29,7 +29,7 @@ from typing import Union
 
 import attrs
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
+from phonenumbers import NumberParseException, PhoneNumberType
 
 from smskit.errors import ConfigurationError, InvalidPhoneError
 
@@ -170,11 +170,15 @@ def _parse_cached(text: str, region: str, allow_landlines: bool, raw: object) ->
         reason = _PARSE_ERRORS.get(exc.error_type, "not a phone number")
         raise InvalidPhoneError(raw, reason) from exc
     country_code = int(number.country_code or 0)  # always set once parse() succeeded
-    if not phonenumbers.is_valid_number(number):
+    # One type lookup serves both checks: ``is_valid_number`` is exactly "the type for the
+    # number's own region is not UNKNOWN" (that region always has the number's country code),
+    # and it would run the same pattern matching again.
+    number_kind = phonenumbers.number_type(number)
+    if number_kind == PhoneNumberType.UNKNOWN:
         number_region = phonenumbers.region_code_for_country_code(country_code)
         where = f"region {region}" if number_region == region else f"country code +{country_code}"
         raise InvalidPhoneError(raw, f"not a valid number for {where}{_why_invalid(number)}")
-    kind = _KINDS.get(phonenumbers.number_type(number), "unknown")
+    kind = _KINDS.get(number_kind, "unknown")
     if kind not in _MOBILE_KINDS:
         if kind == "fixed_line":
             if not allow_landlines:
@@ -183,10 +187,11 @@ def _parse_cached(text: str, region: str, allow_landlines: bool, raw: object) ->
             raise InvalidPhoneError(
                 raw, f"it is a {kind.replace('_', ' ')} number, which cannot receive SMS"
             )
+    national = phonenumbers.national_significant_number(number)
     return Phone(
-        e164=phonenumbers.format_number(number, PhoneNumberFormat.E164),
+        e164=f"+{country_code}{national}",  # what format_number(E164) builds for a valid number
         country_code=country_code,
-        national=phonenumbers.national_significant_number(number),
+        national=national,
         region=phonenumbers.region_code_for_number(number) or region,
         kind=kind,
     )

@@ -265,6 +265,19 @@ class OdooStore:
         self.session.flush()
         return self.sidecar.claim_batch(provider, limit, now, batch_id)
 
+    def claim_batch_messages(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
+        """:meth:`claim_batch` and the claimed messages (in one sidecar transaction when the
+        sidecar can); ``None`` when nothing is due."""
+        claim = getattr(self.sidecar, "claim_batch_messages", None)
+        if claim is None:
+            batch = self.claim_batch(provider, limit, now, batch_id)
+            return None if batch is None else (batch, self.sidecar.get_many(batch.message_ids))
+        self.session.flush()
+        result: Optional[Tuple[BatchInfo, List[Message]]] = claim(provider, limit, now, batch_id)
+        return result
+
     def record_results(self, batch_id: str, results: Sequence[SendResult],
                        now: dt.datetime) -> None:
         """Record the results, then move the Odoo rows forward in one ``load``; chatter notes

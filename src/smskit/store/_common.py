@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
 
 import attrs
 
@@ -155,7 +155,27 @@ def day_range(
     return lo, hi
 
 
-def merge_result(message: Message, result: SendResult, now: dt.datetime) -> Dict[str, Any]:
+class ResultTarget(Protocol):
+    """What :func:`merge_result` reads of a message (a :class:`Message`, or a store's row)."""
+
+    @property
+    def state(self) -> State:
+        """The message's state."""
+
+    @property
+    def provider_message_id(self) -> Optional[str]:
+        """The provider's id of the message, if any."""
+
+    @property
+    def provider_request_id(self) -> Optional[str]:
+        """The provider's id of the request that carried the message, if any."""
+
+    @property
+    def sent_at(self) -> Optional[dt.datetime]:
+        """When the message was sent, if it was."""
+
+
+def merge_result(message: ResultTarget, result: SendResult, now: dt.datetime) -> Dict[str, Any]:
     """The field changes a provider result makes to ``message``, forward only.
 
     Provider ids fill in only when the message has none. The state moves only forward

@@ -21,7 +21,7 @@ from smskit.store._sqlengine import (
 )
 from smskit.store._sqltables import events, messages, row_message
 
-__all__ = ["SqlBase", "chunks"]
+__all__ = ["DriverMany", "SqlBase", "chunks"]
 
 #: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
 _CHUNK = 500
@@ -33,6 +33,40 @@ def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
     """``values`` in slices small enough for one ``IN (...)`` list."""
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
+
+
+class DriverMany:
+    """An INSERT or UPDATE compiled once, run as one DBAPI ``executemany`` of plain tuples.
+
+    Each value still goes through its column type's own bind processor (the conversions
+    SQLAlchemy applies: aware UTC datetimes, exact costs, JSON), but without SQLAlchemy's
+    per-row parameter machinery, most of the cost of a large ``executemany``. Only for
+    dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None`` otherwise.
+    """
+
+    def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any]) -> None:
+        """``sql`` with positional parameters ``names``, converted by ``processors``."""
+        self.sql = sql
+        self._pairs = list(zip(names, processors))
+
+    @classmethod
+    def for_dialect(cls, stmt: Any, dialect: sa.engine.Dialect) -> Optional[DriverMany]:
+        """``stmt`` compiled for ``dialect``, or ``None`` if its parameters are not positional."""
+        compiled = stmt.compile(dialect=dialect)
+        names = compiled.positiontup
+        if not dialect.positional or not names:
+            return None
+        binds = compiled.binds
+        return cls(str(compiled), names,
+                   [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names])
+
+    def run(self, conn: Connection, rows: Sequence[Dict[str, Any]]) -> int:
+        """Execute once per row (a mapping of parameter name to value); the rows changed."""
+        pairs = self._pairs
+        params = [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
+        result = conn.exec_driver_sql(self.sql, params,
+                                      execution_options={"preserve_rowcount": True})
+        return int(result.rowcount)
 
 
 class SqlBase:

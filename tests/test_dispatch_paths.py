@@ -1,0 +1,160 @@
+"""The bulk send's fast paths give what the plain ones give.
+
+* ``claim_batch_messages`` (SQL and Odoo stores): the claim of ``claim_batch`` plus the claimed
+  messages, equal to ``get_many`` of the batch's ids right after.
+* The SQL store's driver-level bulk INSERT and status UPDATE store exactly the rows
+  SQLAlchemy's own ``executemany`` stores (the PostgreSQL path).
+* ``dispatch`` works the same on a store without ``claim_batch_messages`` (memory store).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
+from smskit import outbox
+from smskit.models import Message, SendResult, State
+from smskit.store.memory import MemoryStore
+from smskit.store.sql import SqlStore
+
+UTC = dt.timezone.utc
+NOW = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+
+
+def out(n: int, **fields: Any) -> Message:
+    """An outgoing kolmeya message created ``n`` minutes after a fixed moment."""
+    fields.setdefault("state", State.OUTGOING)
+    fields.setdefault("provider", "kolmeya")
+    fields.setdefault("created_at", NOW - dt.timedelta(minutes=100 - n))
+    return Message.new(f"+55119876{n:05d}", f"Olá {n}", **fields)
+
+
+@pytest.fixture(params=["sqlite", "odoo"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A SQLite file store, or an Odoo store (fake Odoo) on a SQLite sidecar."""
+    if request.param == "sqlite":
+        made: Any = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    else:
+        server = request.getfixturevalue("odoo_server")
+        request.getfixturevalue("fake_odoo")
+        made = make_store(server, tmp_path)
+    yield made
+    made.close()
+
+
+def test_claim_batch_messages_is_the_claim_and_its_messages(store: Any) -> None:
+    added = [o.message for o in store.add_messages([out(i) for i in range(5)])]
+    add_later = out(9, scheduled_at=NOW + dt.timedelta(hours=1))
+    store.add_messages([add_later])
+
+    claimed = store.claim_batch_messages("kolmeya", 3, NOW, "b1")
+    assert claimed is not None
+    batch, messages = claimed
+    assert batch.message_ids == tuple(m.id for m in added[:3])
+    assert (batch.id, batch.status, batch.created_at) == ("b1", "claimed", NOW)
+    assert messages == store.get_many(batch.message_ids)
+    assert all(m.batch_id == "b1" and m.updated_at == NOW for m in messages)
+    assert [m.body for m in messages] == [m.body for m in added[:3]]
+
+    rest = store.claim_batch_messages("kolmeya", 10, NOW, "b2")
+    assert rest is not None and [m.id for m in rest[1]] == [m.id for m in added[3:]]
+    assert store.claim_batch_messages("kolmeya", 10, NOW, "b3") is None
+    assert store.get_batch("b3") is None
+    # nothing was claimed twice, and the scheduled one is still waiting
+    assert store.get(add_later.id).batch_id is None
+
+
+def _raw_rows(path: Path) -> List[Any]:
+    db = sqlite3.connect(str(path))
+    try:
+        return [row[1:] for row in db.execute("SELECT * FROM messages ORDER BY created_at")]
+    finally:
+        db.close()
+
+
+def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    sp = dt.timezone(dt.timedelta(hours=-3))
+    given = [
+        out(1, cost=Decimal("0.123456"), tags=("promo", "maio"), campaign_id="c1",
+            schedule_id="s1", partner_ref="res.partner,7", idempotency_key="k-1",
+            encoding="UCS-2", segments=2,
+            scheduled_at=dt.datetime(2024, 5, 10, 8, 59, 59, 999999, tzinfo=sp),
+            updated_at=NOW),
+        out(2),
+        out(3, idempotency_key="k-3", cost=Decimal("0")),
+    ]
+    results = [
+        SendResult(message_id=given[0].id, state=State.SENT, provider_message_id="p-1",
+                   provider_request_id="r-1"),
+        SendResult(message_id=given[1].id, state=State.REJECTED, error_code="invalid",
+                   error_text="número inválido"),
+    ]
+    stores = {}
+    for name in ("driver", "sqlalchemy"):
+        stores[name] = SqlStore(f"sqlite:///{tmp_path / name}.db")
+        if name == "sqlalchemy":
+            stores[name]._insert_many = None
+            stores[name]._set_status_many = None
+    try:
+        for store in stores.values():
+            outcomes = store.add_messages(given)
+            assert [o.created for o in outcomes] == [True, True, True]
+            batch = store.claim_batch("kolmeya", 10, NOW, "b1")
+            assert batch is not None and len(batch.message_ids) == 3
+            store.record_results("b1", results, NOW)
+            again = store.add_messages([out(4, idempotency_key="k-3")])
+            assert [o.created for o in again] == [False]
+            assert again[0].message.id == given[2].id
+        fast = stores["driver"].get_many([m.id for m in given])
+        plain = stores["sqlalchemy"].get_many([m.id for m in given])
+        assert fast == plain
+        assert fast[0].scheduled_at == dt.datetime(2024, 5, 10, 11, 59, 59, 999999, tzinfo=UTC)
+        assert fast[0].cost == Decimal("0.123456") and fast[0].tags == ("promo", "maio")
+        assert (fast[0].state, fast[0].provider_message_id, fast[0].sent_at) == (
+            State.SENT, "p-1", NOW)
+        assert (fast[1].state, fast[1].error_text) == (State.REJECTED, "número inválido")
+        assert fast[2].state is State.OUTGOING
+    finally:
+        for store in stores.values():
+            store.close()
+    assert _raw_rows(tmp_path / "driver.db") == _raw_rows(tmp_path / "sqlalchemy.db")
+
+
+class _Accepting:
+    """A provider that accepts everything; it records what it was given."""
+
+    name = "kolmeya"
+    max_batch = 2
+
+    def __init__(self) -> None:
+        self.sent: List[str] = []
+
+    def send_batch(self, messages: List[Message], *, batch_id: str) -> List[SendResult]:
+        self.sent.extend(m.id for m in messages)
+        return [SendResult(message_id=m.id, state=State.SENT, provider_message_id=f"p-{m.id}")
+                for m in messages]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_dispatch_sends_each_message_once_with_or_without_the_fast_claim(
+        kind: str, tmp_path: Path) -> None:
+    store: Any = MemoryStore() if kind == "memory" else SqlStore(
+        f"sqlite:///{tmp_path / 'smskit.db'}")
+    assert hasattr(store, "claim_batch_messages") is (kind == "sqlite")
+    try:
+        ids = [o.message.id for o in store.add_messages([out(i) for i in range(5)])]
+        provider = _Accepting()
+        report = outbox.dispatch(store, provider, now=NOW)  # type: ignore[arg-type]
+        assert (report.batches, report.sent) == (3, 5)
+        assert provider.sent == ids
+        assert {m.state for m in store.get_many(ids)} == {State.SENT}
+        assert outbox.dispatch(store, provider, now=NOW).batches == 0
+    finally:
+        store.close()
+
