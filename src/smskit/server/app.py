@@ -13,9 +13,13 @@ Routes:
 
 * ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): authenticated by
   the webhook secret, JSON only, size-capped; the body goes to the provider plugin's
-  ``parse_webhook`` through :meth:`smskit.kit.SmsKit.handle_webhook`, in a thread pool. The
-  answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound", "new_inbound"}``
-  once every event is stored; ``503`` when the store failed (the gateway retries).
+  ``parse_webhook`` (on the event loop: it only decodes), its status events to the group
+  commit of :mod:`smskit.server.batcher` (callbacks arriving together share one store
+  transaction, :meth:`smskit.kit.SmsKit.apply_statuses`), its replies to
+  :meth:`smskit.kit.SmsKit.receive` in a thread pool; this is what
+  :meth:`smskit.kit.SmsKit.handle_webhook` does, request by request. The answer is
+  ``200 {"statuses", "applied", "ignored", "unknown", "inbound", "new_inbound"}`` once every
+  event of the request is committed; ``503`` when the store failed (the gateway retries).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
 * ``GET /metrics``: Prometheus text from the app's own registry.
 * ``GET /dashboard``, ``GET /api/stats``, ``GET /l/{code}`` and ``/static/``: the dashboard and
@@ -31,7 +35,7 @@ import copy
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Type
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Type, Union
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -50,6 +54,7 @@ from smskit.server.auth import (
     WebhookPolicy,
     presented_tokens,
 )
+from smskit.server.batcher import StatusBatcher
 from smskit.server.dashboard import dashboard_routes
 from smskit.server.metrics import ServerMetrics
 
@@ -110,6 +115,9 @@ class WebhookServer:
         self.metrics = metrics
         self._store_down = _store_down_errors()
         self._known: Set[str] = set()
+        self._providers: Dict[str, Provider] = {}
+        #: Group commit of status events (see :mod:`smskit.server.batcher`).
+        self.batcher = StatusBatcher(kit.apply_statuses)
         try:
             self._known.update(kit.plugins.providers())
         except SmsKitError as exc:  # a broken plugin must not stop the server from starting
@@ -137,9 +145,9 @@ class WebhookServer:
         denied = self._authenticate(request)
         if denied is not None:
             return denied
-        failure = await self._check_provider(name)
-        if failure is not None:
-            return failure
+        provider = await self._check_provider(name)
+        if isinstance(provider, tuple):  # refused: (outcome, response)
+            return provider
         if not _is_json(request.headers.get("content-type", "")):
             return "unsupported_media_type", _error(
                 415, "unsupported media type", "the body must be JSON (application/json)")
@@ -152,8 +160,7 @@ class WebhookServer:
             return "invalid", _error(400, "malformed JSON", str(exc))
         headers = {k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS}
         try:
-            report: WebhookReport = await run_in_threadpool(self.kit.handle_webhook, name,
-                                                            kind, headers, body)
+            report = await self._handle(provider, kind, headers, body)
         except ValidationError as exc:
             return "invalid", _error(400, "invalid payload", str(exc))
         except self._store_down:
@@ -190,21 +197,40 @@ class WebhookServer:
             return "forbidden", _error(403, "forbidden", "invalid webhook token")
         return None
 
-    async def _check_provider(self, name: str) -> Optional[Tuple[str, Response]]:
-        try:
-            provider: Provider = await run_in_threadpool(self.kit.provider, name)
-        except ConfigurationError as exc:
-            if name not in self._known:
-                return "not_found", _error(404, "not found", f"unknown provider {_short(name)}")
-            log.error("webhook: provider %s could not be built: %s", name, exc)
-            return "provider_error", _error(503, "provider unavailable",
-                                            f"provider {name!r} is not configured",
-                                            headers={"Retry-After": _RETRY_AFTER})
-        self._known.add(name)
+    async def _handle(self, provider: Provider, kind: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookReport:
+        """What :meth:`SmsKit.handle_webhook` does, with the status events group-committed.
+
+        The parse runs on the loop (a provider's ``parse_webhook`` only decodes the body);
+        the status events go to the batcher, replies to the thread pool once those are stored.
+        """
+        from smskit.kit import WebhookReport
+
+        payload = provider.parse_webhook(kind, headers, body)
+        statuses = await self.batcher.submit(payload.statuses) if payload.statuses else []
+        inbound = (await run_in_threadpool(lambda: [self.kit.receive(i) for i in payload.inbound])
+                   if payload.inbound else [])
+        return WebhookReport(statuses=statuses, inbound=inbound)
+
+    async def _check_provider(self, name: str) -> Union[Provider, Tuple[str, Response]]:
+        provider = self._providers.get(name)
+        if provider is None:
+            try:
+                provider = await run_in_threadpool(self.kit.provider, name)
+            except ConfigurationError as exc:
+                if name not in self._known:
+                    return "not_found", _error(404, "not found",
+                                               f"unknown provider {_short(name)}")
+                log.error("webhook: provider %s could not be built: %s", name, exc)
+                return "provider_error", _error(
+                    503, "provider unavailable", f"provider {name!r} is not configured",
+                    headers={"Retry-After": _RETRY_AFTER})
+            self._known.add(name)
+            self._providers[name] = provider  # SmsKit.provider builds each one once too
         if not provider.capabilities.webhooks:
             return "not_found", _error(404, "not found",
                                        f"provider {name!r} does not accept webhooks")
-        return None
+        return provider
 
     async def _read_body(self, request: Request) -> Tuple[bytes, Optional[Tuple[str, Response]]]:
         limit = self.policy.max_bytes

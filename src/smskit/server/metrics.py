@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -142,10 +142,30 @@ class ServerMetrics:
             "smskit_webhook_duration_seconds", "Time to answer a webhook request.",
             ["provider", "kind"], registry=self.registry)
 
+        # Labelled children by label values: ``labels()`` validates and locks on every call.
+        self._requests: Dict[Tuple[str, str, str], Any] = {}
+        self._latency: Dict[Tuple[str, str], Any] = {}
+        self._events: Dict[Tuple[str, str, str], Any] = {}
+
     def observe_request(self, provider: str, kind: str, outcome: str, seconds: float) -> None:
         """Count one webhook request and its latency."""
-        self.webhook_requests.labels(provider, kind, outcome).inc()
-        self.webhook_latency.labels(provider, kind).observe(seconds)
+        key = (provider, kind, outcome)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.webhook_requests.labels(*key)
+        counter.inc()
+        histogram = self._latency.get((provider, kind))
+        if histogram is None:
+            histogram = self._latency[(provider, kind)] = self.webhook_latency.labels(
+                provider, kind)
+        histogram.observe(seconds)
+
+    def _count_event(self, provider: str, type_: str, result: str) -> None:
+        key = (provider, type_, result)
+        counter = self._events.get(key)
+        if counter is None:
+            counter = self._events[key] = self.webhook_events.labels(*key)
+        counter.inc()
 
     def observe_report(self, provider: str, report: WebhookReport) -> None:
         """Count the status events and replies a webhook carried, by what they did."""
@@ -154,10 +174,10 @@ class ServerMetrics:
                 result = "unknown"
             else:
                 result = "applied" if status.applied else "ignored"
-            self.webhook_events.labels(provider, "status", result).inc()
+            self._count_event(provider, "status", result)
         for inbound in report.inbound:
             result = "new" if inbound.created else "duplicate"
-            self.webhook_events.labels(provider, "reply", result).inc()
+            self._count_event(provider, "reply", result)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this registry (asks the store; call off the loop)."""

@@ -386,6 +386,13 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin):
             return ApplyOutcome(updated, transition.applied, transition.old, transition.new,
                                 transition.reason)
 
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`apply_status` for each event in turn, under one hold of the lock (no other
+        caller sees the events half applied; there is no rollback, and nothing here fails
+        short of a bug)."""
+        with self._lock:
+            return [self.apply_status(event) for event in events]
+
     def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
         """Store a reply once per (provider, provider_reply_id)."""
         key = (inbound.provider, inbound.provider_reply_id)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,7 +32,7 @@ from smskit.models import (
 )
 from smskit.store import _common as c
 from smskit.store._sqlanalytics import SqlAnalyticsMixin
-from smskit.store._sqlbase import chunks
+from smskit.store._sqlbase import DriverMany, chunks
 from smskit.store._sqlengine import create_store_engine, db_errors, migrate, normalise_url
 from smskit.store._sqllists import SqlListsMixin
 from smskit.store._sqloutreach import SqlOutreachMixin, held_campaigns
@@ -64,6 +64,8 @@ _m = messages.c
 _SET_STATUS = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
     {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS})
 _SET_STATUS_FROM = _SET_STATUS.where(_m.state == sa.bindparam("b_old_state"))
+_STATUS_COLUMNS = (_m.id, _m.provider, _m.state, _m.provider_message_id, _m.provider_request_id,
+                   _m.sent_at, _m.delivered_at, _m.updated_at, _m.error_code, _m.error_text)
 _BY_ID = sa.select(messages).where(_m.id == sa.bindparam("m_id"))
 _BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provider"),
                                             _m.provider_message_id == sa.bindparam("m_pid"))
@@ -90,6 +92,12 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
     def __init__(self, url: str, *, echo: bool = False) -> None:
         """Open the database at ``url`` (``echo`` logs every statement) and migrate it."""
         super().__init__(url, echo=echo)
+        # The bulk insert of add_messages, at driver level where the dialect allows (SQLite).
+        self._insert_many = (None if self._pg else
+                             DriverMany.for_dialect(self._insert_ignore(messages),
+                                                    self._engine.dialect))
+        self._set_status_many = (None if self._pg else
+                                 DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
 
     # -- messages ---------------------------------------------------------------------------
     def add_messages(self, messages_: Iterable[Message]) -> List[AddOutcome]:
@@ -130,11 +138,16 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
                     fresh_keys[key] = m
                 outcomes.append(None)
             self._check_new(conn, list(fresh.values()))
-            if fresh:
-                conn.execute(self._insert_ignore(messages), [rows[i] for i in fresh])
             inserted: Set[str] = set()
-            for chunk in chunks(list(fresh)):
-                inserted.update(conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
+            if fresh and self._insert_many is not None:
+                if self._insert_many.run(conn, [rows[i] for i in fresh]) == len(fresh):
+                    inserted.update(fresh)  # every row went in: nothing to read back
+            elif fresh:
+                conn.execute(self._insert_ignore(messages), [rows[i] for i in fresh])
+            if len(inserted) != len(fresh):
+                for chunk in chunks(list(fresh)):
+                    inserted.update(
+                        conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
             lost = [m for m in fresh.values() if m.id not in inserted]
             raced = {
                 s.idempotency_key: s
@@ -239,6 +252,20 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
         self, provider: str, limit: int, now: dt.datetime, batch_id: str
     ) -> Optional[BatchInfo]:
         """Take up to ``limit`` due ``outgoing`` messages of ``provider``, oldest first."""
+        claimed = self._claim(provider, limit, now, batch_id, read=False)
+        return claimed[0] if claimed is not None else None
+
+    def claim_batch_messages(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
+        """:meth:`claim_batch`, and the claimed messages as stored once claimed (in the
+        batch's order), read in the claim's transaction: what ``get_many`` of the batch's ids
+        would give right after, without a second transaction."""
+        return self._claim(provider, limit, now, batch_id, read=True)
+
+    def _claim(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str, *, read: bool
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
         now = c.require_utc(now, "now")
         if limit < 1:
             raise ValidationError(f"claim limit must be at least 1, got {limit!r}")
@@ -268,8 +295,14 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
                     .where(_m.id.in_(chunk), _m.batch_id.is_(None))
                     .values(batch_id=batch_id, updated_at=now)
                 )
-        return BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
-                         updated_at=now, message_ids=tuple(ids))
+            claimed: List[Message] = []
+            if read:
+                rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id))
+                found = {m.id: m for m in map(row_message, rows.mappings())}
+                claimed = [found[i] for i in ids if i in found]
+        batch = BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
+                          updated_at=now, message_ids=tuple(ids))
+        return batch, claimed
 
     def _require_batch(self, conn: Connection, batch_id: str) -> None:
         query = self._locked(sa.select(batches.c.id).where(batches.c.id == batch_id))
@@ -287,15 +320,17 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
         now = c.require_utc(now, "now")
         with self._tx("record_results", write=True) as conn:
             self._require_batch(conn, batch_id)
-            query = self._locked(sa.select(messages).where(_m.batch_id == batch_id))
-            members = {r["id"]: row_message(r) for r in conn.execute(query).mappings()}
-            before = dict(members)
+            # Only the columns a result can read or change: no full Message per row.
+            query = self._locked(sa.select(*_STATUS_COLUMNS).where(_m.batch_id == batch_id))
+            members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
+                       for r in conn.execute(query)}
             owners = self._pid_owners(
                 conn, [(members[r.message_id].provider, r.provider_message_id)
                        for r in results if r.message_id in members])
             conflicts: List[Dict[str, Any]] = []
+            changed: Dict[str, _StatusRow] = {}
             for result in results:
-                message = members.get(result.message_id)
+                message = changed.get(result.message_id) or members.get(result.message_id)
                 if message is None:
                     log.warning("result for message %s ignored: not in batch %s",
                                 result.message_id, batch_id)
@@ -310,20 +345,25 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
                             "message_id": message.id, "provider": message.provider,
                             "kind": c.KIND_CONFLICT,
                             "detail": c.pid_conflict_detail(message.provider, pid, owner)})
-                members[message.id] = c.evolve(message, changes)
-            changed = [m for i, m in members.items() if m is not before[i]]
-            self._write_status_fields(conn, changed)
+                if changes:
+                    changed[message.id] = message._replace(**changes)
+            params = [
+                {"b_id": m.id, "b_state": m.state.value,
+                 "b_provider_message_id": m.provider_message_id,
+                 "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
+                 "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
+                 "b_error_code": m.error_code, "b_error_text": m.error_text}
+                for m in changed.values()]
+            if params and self._set_status_many is not None:
+                self._set_status_many.run(conn, params)
+            elif params:
+                conn.execute(_SET_STATUS, params)
             self._event_row(conn, conflicts)
             done: Dict[str, Any] = {"status": c.BATCH_DONE, "updated_at": now}
             request_id = c.request_id_of(results)
             if request_id is not None:
                 done["provider_request_id"] = request_id
             conn.execute(sa.update(batches).where(batches.c.id == batch_id).values(**done))
-
-    def _write_status_fields(self, conn: Connection, changed: List[Message]) -> None:
-        if not changed:
-            return
-        conn.execute(_SET_STATUS, [_status_params(m) for m in changed])
 
     def release_batch(
         self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None
@@ -386,41 +426,122 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
         """Match the event (our id first, then provider id), apply it forward only, record it."""
         with self._tx("apply_status", write=True) as conn:
-            for _attempt in range(5):
-                message = self._match(conn, event)
-                if message is None:
-                    self._event_row(conn, [{
-                        "provider": event.provider, "kind": c.KIND_STATUS,
-                        "new_state": event.state.value, "detail": c.orphan_detail(event),
-                        "provider_message_id": event.provider_message_id}])
-                    return ApplyOutcome(None, False, None, None, c.UNKNOWN_REASON)
-                transition = apply_status(message, event)
-                updated = transition.message
-                extra: List[Dict[str, Any]] = []
-                if transition.applied:
-                    pid = updated.provider_message_id
-                    if pid and pid != message.provider_message_id:
-                        owner = self._pid_owners(conn, [(updated.provider, pid)]).get(
-                            (updated.provider or "", pid))
-                        if owner is not None and owner != message.id:
-                            updated = c.evolve(updated, {
-                                "provider_message_id": message.provider_message_id})
-                            extra.append({
-                                "message_id": message.id, "provider": event.provider,
-                                "kind": c.KIND_CONFLICT,
-                                "detail": c.pid_conflict_detail(updated.provider, pid, owner)})
-                    done = conn.execute(_SET_STATUS_FROM, {
-                        **_status_params(updated), "b_old_state": message.state.value})
-                    if done.rowcount != 1:
-                        continue
+            return self._apply_one(conn, event)
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`apply_status` for each event in turn, all in ONE transaction (group commit).
+
+        The outcomes are in the order of ``events``; a later event sees what an earlier one
+        changed. All or nothing: if one event fails, none of the call is stored and the error
+        is raised (apply them one by one to isolate it).
+        """
+        if not events:
+            return []
+        with self._tx("apply_statuses", write=True) as conn:
+            return self._apply_many(conn, events)
+
+    def _apply_many(self, conn: Connection, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`_apply_one` for each event, with the statements shared by the whole list.
+
+        The messages named by our id are read in one query, the events applied to them in
+        memory in order (a later event sees what an earlier one did), then every changed
+        message is written with one ``executemany`` UPDATE (guarded by the state read) and
+        every history line with one INSERT. An event that needs more (no message under that
+        id, or an applied change of provider id, which must be checked for conflicts) first
+        writes what is pending and then goes through :meth:`_apply_one`.
+        """
+        ids = [e.message_id for e in events if e.message_id]
+        current: Dict[str, Message] = {}
+        for chunk in chunks(list(dict.fromkeys(ids))):
+            query = sa.select(messages).where(_m.id.in_(chunk))
+            for row in conn.execute(self._locked(query)).mappings():
+                current[row["id"]] = row_message(row)
+        read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
+        changed: Dict[str, Message] = {}
+        history: List[Dict[str, Any]] = []
+
+        def flush() -> None:
+            if changed:
+                done = conn.execute(_SET_STATUS_FROM, [
+                    {**_status_params(m), "b_old_state": read_state[mid]}
+                    for mid, m in changed.items()])
+                if done.rowcount != len(changed):
+                    raise StoreError("apply_statuses: a message changed meanwhile; try again")
+                for mid, m in changed.items():
+                    read_state[mid] = m.state.value
+                changed.clear()
+            self._event_row(conn, history)
+            history.clear()
+
+        def one_by_one(event: StatusEvent) -> ApplyOutcome:
+            flush()
+            outcome = self._apply_one(conn, event)
+            if outcome.message is not None and outcome.message.id in current:
+                current[outcome.message.id] = outcome.message
+                read_state[outcome.message.id] = outcome.message.state.value
+            return outcome
+
+        outcomes: List[ApplyOutcome] = []
+        for event in events:
+            message = current.get(event.message_id) if event.message_id else None
+            if message is None:
+                outcomes.append(one_by_one(event))
+                continue
+            transition = apply_status(message, event)
+            if transition.applied and (transition.message.provider_message_id
+                                       != message.provider_message_id):
+                outcomes.append(one_by_one(event))
+                continue
+            if transition.applied:
+                current[message.id] = changed[message.id] = transition.message
+            history.append({
+                "message_id": message.id, "provider": event.provider,
+                "kind": c.KIND_STATUS, "old_state": transition.old.value,
+                "new_state": event.state.value, "applied": transition.applied,
+                "detail": transition.reason, "provider_message_id": event.provider_message_id})
+            outcomes.append(ApplyOutcome(c.normalise_message(transition.message),
+                                         transition.applied, transition.old, transition.new,
+                                         transition.reason))
+        flush()
+        return outcomes
+
+    def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyOutcome:
+        """Apply one status event inside the caller's write transaction."""
+        for _attempt in range(5):
+            message = self._match(conn, event)
+            if message is None:
                 self._event_row(conn, [{
-                    "message_id": message.id, "provider": event.provider,
-                    "kind": c.KIND_STATUS, "old_state": transition.old.value,
-                    "new_state": event.state.value, "applied": transition.applied,
-                    "detail": transition.reason,
-                    "provider_message_id": event.provider_message_id}, *extra])
-                return ApplyOutcome(c.normalise_message(updated), transition.applied,
-                                    transition.old, transition.new, transition.reason)
+                    "provider": event.provider, "kind": c.KIND_STATUS,
+                    "new_state": event.state.value, "detail": c.orphan_detail(event),
+                    "provider_message_id": event.provider_message_id}])
+                return ApplyOutcome(None, False, None, None, c.UNKNOWN_REASON)
+            transition = apply_status(message, event)
+            updated = transition.message
+            extra: List[Dict[str, Any]] = []
+            if transition.applied:
+                pid = updated.provider_message_id
+                if pid and pid != message.provider_message_id:
+                    owner = self._pid_owners(conn, [(updated.provider, pid)]).get(
+                        (updated.provider or "", pid))
+                    if owner is not None and owner != message.id:
+                        updated = c.evolve(updated, {
+                            "provider_message_id": message.provider_message_id})
+                        extra.append({
+                            "message_id": message.id, "provider": event.provider,
+                            "kind": c.KIND_CONFLICT,
+                            "detail": c.pid_conflict_detail(updated.provider, pid, owner)})
+                done = conn.execute(_SET_STATUS_FROM, {
+                    **_status_params(updated), "b_old_state": message.state.value})
+                if done.rowcount != 1:
+                    continue
+            self._event_row(conn, [{
+                "message_id": message.id, "provider": event.provider,
+                "kind": c.KIND_STATUS, "old_state": transition.old.value,
+                "new_state": event.state.value, "applied": transition.applied,
+                "detail": transition.reason,
+                "provider_message_id": event.provider_message_id}, *extra])
+            return ApplyOutcome(c.normalise_message(updated), transition.applied,
+                                transition.old, transition.new, transition.reason)
         raise StoreError(f"apply_status: message {event.message_id!r} kept changing; try again")
 
     def _match(self, conn: Connection, event: StatusEvent) -> Optional[Message]:
@@ -458,6 +579,21 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
             if existing is None:
                 raise StoreError(f"inbound {inbound.provider_reply_id!r} could not be stored")
             return InboundOutcome(existing, False)
+
+
+class _StatusRow(NamedTuple):
+    """What :meth:`SqlStore.record_results` reads of a message: its status columns."""
+
+    id: str
+    provider: Optional[str]
+    state: State
+    provider_message_id: Optional[str]
+    provider_request_id: Optional[str]
+    sent_at: Optional[dt.datetime]
+    delivered_at: Optional[dt.datetime]
+    updated_at: Optional[dt.datetime]
+    error_code: Optional[str]
+    error_text: Optional[str]
 
 
 def _status_params(m: Message) -> Dict[str, Any]:
