@@ -35,7 +35,7 @@ import copy
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Union
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, SmsKitError, StoreError, ValidationError
+from smskit.errors import ConfigurationError, SmsKitError, ValidationError
 from smskit.server.access import TokenRedactingMiddleware, query_token
 from smskit.server.auth import (
     TOKEN_HEADER,
@@ -56,6 +56,9 @@ from smskit.server.auth import (
 )
 from smskit.server.batcher import StatusBatcher
 from smskit.server.dashboard import dashboard_routes
+
+# The framework-neutral handler (used by the example Odoo addon) owns the shared rules.
+from smskit.server.handler import _is_json, _short, _store_down_errors, summary
 from smskit.server.metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -74,32 +77,12 @@ _RETRY_AFTER = "30"
 _HIDDEN_HEADERS = frozenset({TOKEN_HEADER, "authorization", "cookie"})
 
 
-def _store_down_errors() -> Tuple[Type[BaseException], ...]:
-    """Errors meaning "the store is unreachable": answer 503 so the gateway retries."""
-    errors: Tuple[Type[BaseException], ...] = (StoreError, OSError)
-    try:
-        from sqlalchemy.exc import OperationalError
-    except ImportError:  # pragma: no cover - SQLAlchemy is a core dependency
-        return errors
-    return (*errors, OperationalError)
-
-
 def _error(status: int, error: str, detail: Optional[str] = None,
            headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
     body: Dict[str, str] = {"error": error}
     if detail is not None:
         body["detail"] = detail
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _short(value: str, limit: int = 64) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/")
-                                           and media.endswith("+json"))
 
 
 class _TooLarge(Exception):
@@ -172,7 +155,7 @@ class WebhookServer:
             log.exception("webhook %s/%s: unexpected error", name, kind)
             return "error", _error(500, "internal error")
         self.metrics.observe_report(name, report)
-        return "ok", JSONResponse(self._summary(report))
+        return "ok", JSONResponse(summary(report))
 
     def _authenticate(self, request: Request) -> Optional[Tuple[str, Response]]:
         policy = self.policy
@@ -261,20 +244,6 @@ class WebhookServer:
             if len(body) > limit:
                 raise _TooLarge()
         return bytes(body)
-
-    @staticmethod
-    def _summary(report: WebhookReport) -> Dict[str, int]:
-        statuses = len(report.statuses)
-        applied = sum(1 for s in report.statuses if s.applied)
-        unknown = sum(1 for s in report.statuses if s.message is None)
-        return {
-            "statuses": statuses,
-            "applied": applied,
-            "ignored": statuses - applied - unknown,
-            "unknown": unknown,
-            "inbound": len(report.inbound),
-            "new_inbound": sum(1 for i in report.inbound if i.created),
-        }
 
     # -- /healthz and /metrics -------------------------------------------------------------
     def _ping_store(self) -> None:
