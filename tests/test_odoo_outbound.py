@@ -335,3 +335,40 @@ def test_low_balance_leaves_a_note_for_the_operator_in_odoo(
     admin_partner = admin["partner_id"]
     bodies = notes(fake_odoo, admin_partner)
     assert bodies == ["Saldo baixo no provedor de SMS kolmeya: 12.50 (limite configurado: 50)."]
+
+
+def test_an_odoo_domain_campaign_finds_the_kits_odoo_by_itself(
+        kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
+    from smskit.campaigns import Campaigns
+    from smskit.worker import Worker
+
+    for i, street in enumerate(["Recife", "Olinda", "Recife"]):
+        fake_odoo.add("res.partner", {"name": f"Parceiro {i}", "mobile": f"8199876543{i}",
+                                      "comment": street})
+    campaigns = Campaigns(kit)  # no adapter given: the Odoo plugin supplies the kit's own
+    created = campaigns.create("recife", "Oi {{ name }}", {
+        "type": "odoo", "model": "res.partner", "domain": [["comment", "=", "Recife"]],
+        "phone_field": "mobile", "fields": ["name"]})
+    campaigns.start(created.id)
+    worker = Worker(kit, poll_replies=False, campaigns=campaigns)
+    for _ in range(5):
+        worker.run_once()
+        if campaigns.get(created.id).status == "done":
+            break
+    provider = kit.provider()
+    assert isinstance(provider, LoopbackProvider)
+    assert sorted(r.body for r in provider.sent) == ["Oi Parceiro 0", "Oi Parceiro 2"]
+    assert campaigns.get(created.id).status == "done"
+
+
+def test_kit_blacklist_changes_are_audited_and_mirrored_into_phone_blacklist(
+        kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
+    assert kit.blacklist_add(PHONE, reason="pediu", source="cli:ana") is True
+    assert [(r["number"], r["active"]) for r in fake_odoo.records("phone.blacklist")] == [
+        (PHONE, True)]
+    store = kit.store
+    audit = store.blacklist_audit(PHONE)  # type: ignore[attr-defined]
+    assert [(a.action, a.source) for a in audit] == [("add", "cli:ana")]
+    assert kit.blacklist_remove(PHONE) is True
+    assert [(r["number"], r["active"]) for r in fake_odoo.records("phone.blacklist")] == [
+        (PHONE, False)]

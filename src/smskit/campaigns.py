@@ -89,8 +89,10 @@ class Campaigns:
     """Create, start, pause, resume, cancel and advance campaigns of one :class:`SmsKit`.
 
     ``odoo`` resolves Odoo segments (any object with ``execute(model, method, *args,
-    **kwargs)``). ``chunk_size`` recipients are stored per page; :meth:`advance` stores at most
-    ``max_chunks`` pages per call, so one worker cycle stays short.
+    **kwargs)``); by default the kit's Odoo plugin provides it (``odoo_executor`` hook) when an
+    Odoo is configured (an ``odoo://`` store or ``SMSKIT_ODOO_URL``). ``chunk_size``
+    recipients are stored per page; :meth:`advance` stores at most ``max_chunks`` pages per
+    call, so one worker cycle stays short.
     """
 
     def __init__(self, kit: SmsKit, *, odoo: Optional[audience.OdooExecutor] = None,
@@ -102,6 +104,12 @@ class Campaigns:
         self.odoo = odoo
         self.chunk_size = chunk_size
         self.max_chunks = max_chunks
+
+    def _odoo(self, segment: audience.Segment) -> Optional[audience.OdooExecutor]:
+        """The executor for an Odoo segment: the one given, else the kit's Odoo plugin's."""
+        if self.odoo is None and isinstance(segment, audience.OdooSegment):
+            self.odoo = self.kit.hooks.odoo_executor(kit=self.kit)
+        return self.odoo
 
     @property
     def store(self) -> OutreachStore:
@@ -294,7 +302,7 @@ class Campaigns:
             segment = audience.parse_segment(campaign.segment)
             for _ in range(budget):
                 page = audience.read_page(segment, self.kit.store, cursor, self.chunk_size,
-                                          odoo=self.odoo)
+                                          odoo=self._odoo(segment))
                 summary = self.kit.send_many(
                     page.recipients, campaign.template, variables=campaign.variables,
                     phone_field=page.phone_field, idempotency_prefix=f"campaign:{campaign.id}",

@@ -63,6 +63,12 @@ def kit_ready(kit: SmsKit) -> None:
     """
 
 
+@hookspec(firstresult=True)
+def odoo_executor(kit: SmsKit) -> Optional[Any]:
+    """An object with ``execute(model, method, *args, **kwargs)`` reaching this kit's Odoo, used
+    to resolve Odoo campaign segments; ``None`` when the plugin has no Odoo for the kit."""
+
+
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the ``smskit`` command (``smskit kolmeya simulate``)."""

@@ -167,6 +167,13 @@ def attach(kit: SmsKit) -> Optional[OdooPlugin]:
 
 
 @hookimpl
+def odoo_executor(kit: SmsKit) -> Optional[Any]:
+    """The kit's Odoo adapter (for Odoo campaign segments), ``None`` without Odoo."""
+    plugin = attach(kit)
+    return plugin.session.adapter if plugin is not None else None
+
+
+@hookimpl
 def kit_ready(kit: SmsKit) -> None:
     """Attach the per-kit hooks when the core announces a new kit (``kit_ready``)."""
     attach(kit)

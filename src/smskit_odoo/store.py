@@ -32,6 +32,7 @@ from smskit.config import Settings
 from smskit.errors import ConfigurationError, StoreError
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.store import _common as c
+from smskit.store.analytics import LinkStore, StatsStore
 from smskit.store.base import (
     AddOutcome,
     ApplyOutcome,
@@ -43,6 +44,7 @@ from smskit.store.base import (
     Schedule,
     Store,
 )
+from smskit.store.outreach import OutreachStore
 from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
@@ -372,6 +374,19 @@ class OdooStore:
         self.session.request_flush()
         return removed
 
+    def blacklist_change(self, phone: str, action: str, *, reason: str, source: str,
+                         sync_to: Sequence[str] = (), campaign_id: Optional[str] = None,
+                         now: Optional[dt.datetime] = None) -> bool:
+        """The sidecar's audited, synced change, mirrored into ``phone.blacklist`` like
+        :meth:`blacklist_add` / :meth:`blacklist_remove` (what :class:`SmsKit` calls)."""
+        self.journal.enqueue("blacklist", {"phone": phone, "active": action == "add"})
+        changed = bool(self.sidecar.blacklist_change(  # type: ignore[attr-defined]
+            phone, action, reason=reason, source=source, sync_to=sync_to,
+            campaign_id=campaign_id, now=now))
+        self.session.forget_blacklist()
+        self.session.request_flush()
+        return changed
+
     def is_blacklisted(self, phone: str) -> bool:
         """On smskit's list or on Odoo's ``phone.blacklist`` (cached a minute)."""
         return self.sidecar.is_blacklisted(phone) or phone in self.session.odoo_blacklist()
@@ -480,6 +495,34 @@ def open_session(url: str, settings: Settings, *, adapter: Optional[OdooAdapter]
                        region=settings.default_region, model=settings.get("odoo_model"),
                        id_field=settings.get("odoo_id_field"),
                        flush_mode=settings.get("odoo_flush") or "sync")
+
+
+def _forwarder(name: str) -> Any:
+    def forward(self: OdooStore, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.sidecar, name)(*args, **kwargs)
+
+    forward.__name__ = name
+    forward.__doc__ = f"The sidecar store's ``{name}`` (campaigns, contacts, links, stats)."
+    return forward
+
+
+def _protocol_methods(*protocols: type) -> List[str]:
+    names: List[str] = []
+    for protocol in protocols:
+        for klass in protocol.__mro__:
+            if klass.__module__.startswith("smskit."):
+                names.extend(n for n, v in vars(klass).items()
+                             if callable(v) and not n.startswith("_"))
+    return names
+
+
+# The optional store protocols (campaigns and contacts, link tracking, dashboard stats) live in
+# the sidecar. They are forwarded by real methods, not only by __getattr__, so that
+# isinstance(store, OutreachStore) and friends (runtime-checkable protocols look the methods up
+# statically) see an Odoo store as having them.
+for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore):
+    if _name not in vars(OdooStore):
+        setattr(OdooStore, _name, _forwarder(_name))
 
 
 def open_store(url: str, settings: Settings, *,
