@@ -260,6 +260,21 @@ def test_malformed_json_is_400_without_traceback(memory_kit: SmsKit) -> None:
     assert "Traceback" not in response.text
 
 
+def test_text_that_is_not_unicode_is_400_and_writes_nothing(kit: SmsKit) -> None:
+    # Found by the webhook fuzz: a lone surrogate escape decodes but can never be stored.
+    message_id = sent_message(kit)
+    with serve(kit) as base:
+        response = httpx.post(
+            f"{base}{STATUS}", params={"token": SECRET},
+            content=b'{"message_id": "' + message_id.encode() + b'", "state": "delivered",'
+                    b' "note": "\\ud800"}',
+            headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert "not valid Unicode" in response.json()["detail"]
+    message = kit.get(message_id)
+    assert message is not None and message.state is State.SENT
+
+
 @pytest.mark.parametrize("payload", [{"unexpected": True}, [1, 2], {"message_id": "x",
                                                                       "state": "teleported"}])
 def test_unknown_shape_is_400(memory_kit: SmsKit, payload: Any) -> None:

@@ -32,7 +32,6 @@ link routes, which people open in a browser) and never carries a traceback.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Union
@@ -58,7 +57,7 @@ from smskit.server.batcher import StatusBatcher
 from smskit.server.dashboard import dashboard_routes
 
 # The framework-neutral handler (used by the example Odoo addon) owns the shared rules.
-from smskit.server.handler import _is_json, _short, _store_down_errors, summary
+from smskit.server.handler import _is_json, _short, _store_down_errors, parse_json, summary
 from smskit.server.metrics import ServerMetrics
 
 if TYPE_CHECKING:
@@ -138,8 +137,8 @@ class WebhookServer:
         if failure is not None:
             return failure
         try:
-            json.loads(body)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            parse_json(body)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
             return "invalid", _error(400, "malformed JSON", str(exc))
         headers = {k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS}
         try:

@@ -72,6 +72,20 @@ def _store_down_errors() -> Tuple[Type[BaseException], ...]:
     return (*errors, OperationalError)
 
 
+def parse_json(body: bytes) -> Any:
+    """The JSON of a webhook body, or ``ValueError`` for malformed JSON, including text that is
+    not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be
+    stored: it must be a 400, not a failed write)."""
+    data = json.loads(body)
+    if b"\\ud" in body or b"\\uD" in body:  # only escapes can smuggle a lone surrogate in
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"the body holds text that is not valid Unicode: {exc.reason} "
+                             f"(a lone surrogate escape)") from exc
+    return data
+
+
 def summary(report: WebhookReport) -> Dict[str, int]:
     """The counts the server answers with."""
     statuses = len(report.statuses)
@@ -157,7 +171,7 @@ def handle_webhook_request(
         return _error(413, "payload too large",
                       f"the body exceeds the limit of {policy.max_bytes} bytes")
     try:
-        json.loads(body)
+        parse_json(body)
     except ValueError as exc:
         return _error(400, "malformed JSON", str(exc))
     visible = {k: v for k, v in lowered.items() if k not in _HIDDEN_HEADERS}
