@@ -370,3 +370,19 @@ def test_rerun_records_a_rejection_once_and_sends_the_corrected_row(
     assert fixed.sent == 1
     assert sorted(r.body for r in provider.sent) == ["Oi Ana", "Oi Bia"]
     assert len(all_messages(kit)) == 3
+
+
+def test_a_reply_with_a_lone_surrogate_is_kept_not_lost(provider: LoopbackProvider,
+                                                         clock: Clock, tmp_path: Any) -> None:
+    from smskit.store.sql import SqlStore
+
+    kit = SmsKit(Settings.load(environ={}, provider="loopback"),
+                 store=SqlStore(f"sqlite:///{tmp_path / 'r.db'}"), provider=provider, clock=clock)
+    try:
+        outcome = kit.receive(InboundMessage(provider="loopback", provider_reply_id="s-1",
+                                             phone="+5511987654321", body="ok \ud800 \U0001f600"))
+        assert outcome.created
+        stored = kit.get(outcome.message.id)
+        assert stored is not None and stored.body == "ok \ufffd \U0001f600"
+    finally:
+        kit.close()

@@ -104,6 +104,16 @@ class WebhookReport:
     inbound: Sequence[InboundOutcome] = ()
 
 
+def _storable(text: str) -> str:
+    """``text`` itself, or with lone UTF-16 surrogates (which no store can encode, and which a
+    gateway's JSON can smuggle in as escapes) replaced by U+FFFD, so a reply is kept, not lost."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 class SmsKit:
     """Send, receive and track SMS. One instance per application (no global state).
 
@@ -486,6 +496,9 @@ class SmsKit:
             phone = inbound.phone
         if phone != inbound.phone:
             inbound = attrs.evolve(inbound, phone=phone)
+        body = _storable(inbound.body)
+        if body is not inbound.body:
+            inbound = attrs.evolve(inbound, body=body)
         outcome = self.store.record_inbound(inbound)
         if not outcome.created:
             return outcome
