@@ -7,15 +7,14 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
-from click.testing import CliRunner
 
 import smskit
+from cli_helpers import cli, cli_env  # noqa: F401
 from smskit.balance import BalanceMonitor, read_balances
 from smskit.blacklist_sync import backoff, export_blacklist, import_blacklist, push_pending
 from smskit.config import Settings
@@ -231,30 +230,9 @@ def test_csv_export_and_import_round_trip(store: Any) -> None:
     assert {e.source for e in copied.values()} == {"import:bl.csv"}
 
 
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-    for key in list(os.environ):
-        if key.startswith("SMSKIT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    values = {"SMSKIT_PROVIDER": "loopback",
-              "SMSKIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
 
 
-def cli(*args: str) -> Any:
-    from smskit.cli import build_cli
-
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(build_cli(), list(args), catch_exceptions=False)
-
-
-def test_blacklist_commands_export_import_audit_and_sync(cli_env: Dict[str, str],
+def test_blacklist_commands_export_import_audit_and_sync(cli_env: Dict[str, str],  # noqa: F811
                                                          tmp_path: Path) -> None:
     assert cli("blacklist", "add", "11910000001", "--reason", "pediu").exit_code == 0
     assert cli("blacklist", "add", "11910000002", "--gateway").exit_code == 0

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import pytest
-from click.testing import CliRunner
 
+from cli_helpers import cli, cli_env  # noqa: F401
 from smskit.audience import validate_domain
 from smskit.campaigns import Campaigns
 from smskit.config import Settings
@@ -508,30 +507,9 @@ def test_do_not_disturb_and_quiet_hours_combine(store: Any) -> None:
 
 
 # -- the command line ---------------------------------------------------------------------------
-@pytest.fixture
-def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Dict[str, str]:
-    for key in list(os.environ):
-        if key.startswith("SMSKIT_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
-    values = {"SMSKIT_PROVIDER": "loopback",
-              "SMSKIT_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    return values
 
 
-def cli(*args: str) -> Any:
-    from smskit.cli import build_cli
-
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(build_cli(), list(args), catch_exceptions=False)
-
-
-def test_campaign_commands(cli_env: Dict[str, str], tmp_path: Path) -> None:
+def test_campaign_commands(cli_env: Dict[str, str], tmp_path: Path) -> None:  # noqa: F811
     path = write_csv(tmp_path / "contatos.csv",
                      "phone,name,tags\n11910000000,Ana,vip\n11910000001,Bia,vip|sp\n"
                      "11910000002,Caio,sp\n")
