@@ -41,8 +41,8 @@ def seed(store: Any, n: int, now: dt.datetime) -> None:
     import sqlalchemy as sa
 
     from smskit.models import Direction, Message, State
-    from smskit.store._sqltables import link_clicks, messages
     from smskit.store.analytics import Link, local_bounds, local_day
+    from smskit.store.sql.tables import link_clicks, messages
 
     rnd = random.Random(7)
     end = local_day(now, TZ)

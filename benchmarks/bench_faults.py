@@ -198,7 +198,7 @@ class Answers:
 
 def _lane(lane: int, seeds: List[int], n: int, kill_within: float) -> List[Dict[str, Any]]:
     from smskit.testing.servers import serve_in_thread
-    from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig
+    from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
     simulator = KolmeyaSimulator(SimulatorConfig(token=common.SIM_TOKEN, seed=lane))
     answers = Answers(simulator.app)
@@ -222,7 +222,7 @@ def _lane(lane: int, seeds: List[int], n: int, kill_within: float) -> List[Dict[
 def calibrate(n: int) -> float:
     """Seconds an undisturbed send of ``n`` messages takes under the faults."""
     from smskit.testing.servers import serve_in_thread
-    from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig
+    from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
     simulator = KolmeyaSimulator(SimulatorConfig(token=common.SIM_TOKEN, seed=999, **FAULTS))
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(simulator.app) as base:

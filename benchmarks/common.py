@@ -217,7 +217,7 @@ def simulator(**config: Any) -> Iterator[Process]:
     port = free_port()
     settings = {"token": SIM_TOKEN, "auto_progress": False, **config}
     code = ("import json, sys\n"
-            "from smskit_kolmeya.simulator import main\n"
+            "from smskit_kolmeya.testing.simulator import main\n"
             "main('127.0.0.1', int(sys.argv[1]), log_level='warning', "
             "**json.loads(sys.argv[2]))\n")
     with server_process([PYTHON, "-c", code, str(port), json.dumps(settings)], "/_sim/stats",

@@ -11,7 +11,7 @@ from typing import Iterator, Tuple
 import pytest
 
 from smskit.testing.servers import serve_in_thread
-from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
 #: The Bearer token the default simulator accepts.
 KOLMEYA_SIM_TOKEN = "sim-test-token"

@@ -16,8 +16,8 @@ from smskit.config import Settings
 from smskit.errors import ConfigurationError
 from smskit.kit import SmsKit
 from smskit.plugins import Plugins
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit_acrux.router import ChatRoomRouter
 from smskit_odoo.store import OdooStore
 from smskit_odoo.testing import FakeError, FakeOdoo

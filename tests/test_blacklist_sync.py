@@ -15,16 +15,16 @@ import pytest
 
 import smskit
 from cli_helpers import cli, cli_env  # noqa: F401
-from smskit.balance import BalanceMonitor, read_balances
-from smskit.blacklist_sync import backoff, export_blacklist, import_blacklist, push_pending
 from smskit.config import Settings
 from smskit.errors import InvalidPhoneError, TransientProviderError
 from smskit.kit import SmsKit
 from smskit.models import InboundMessage, State
+from smskit.outreach.balance import BalanceMonitor, read_balances
+from smskit.outreach.blacklist_sync import backoff, export_blacklist, import_blacklist, push_pending
 from smskit.plugins import Plugins
 from smskit.provider import Capabilities
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.worker import Worker
 
 UTC = dt.timezone.utc

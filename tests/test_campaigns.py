@@ -12,17 +12,17 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 import pytest
 
 from cli_helpers import cli, cli_env  # noqa: F401
-from smskit.audience import validate_domain
-from smskit.campaigns import Campaigns
 from smskit.config import Settings
-from smskit.contacts import import_contacts, make_contact
 from smskit.errors import ProviderError, ValidationError
 from smskit.kit import SmsKit
 from smskit.models import InboundMessage, Message, State
+from smskit.outreach.audience import validate_domain
+from smskit.outreach.campaigns import Campaigns
+from smskit.outreach.contacts import import_contacts, make_contact
 from smskit.plugins import Plugins
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
 from smskit.store.outreach import OutreachStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.timeutil import zone
 from smskit.worker import Worker
 

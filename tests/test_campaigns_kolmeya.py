@@ -7,17 +7,17 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
-from smskit.campaigns import Campaigns
 from smskit.config import Settings
-from smskit.contacts import make_contact
 from smskit.kit import SmsKit
 from smskit.models import State
+from smskit.outreach.campaigns import Campaigns
+from smskit.outreach.contacts import make_contact
 from smskit.plugins import Plugins
 from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.worker import Worker
 from smskit_kolmeya.provider import KolmeyaProvider
-from smskit_kolmeya.simulator import KolmeyaSimulator
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
 SimServer = Tuple[KolmeyaSimulator, str]
 

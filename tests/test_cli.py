@@ -427,7 +427,7 @@ def test_parse_when() -> None:
 def test_send_and_refresh_through_the_kolmeya_simulator(env: Dict[str, str],
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from smskit.testing.servers import serve_in_thread
-    from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig
+    from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
     sim = KolmeyaSimulator(SimulatorConfig(token="t0ken", forced_outcomes={"11987654321": 4}))
     try:

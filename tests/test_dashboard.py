@@ -21,13 +21,13 @@ from smskit.config import Settings
 from smskit.errors import StoreError
 from smskit.kit import SmsKit
 from smskit.models import InboundMessage, Message, State
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
-from smskit.store._sqltables import VERSION_TABLE
 from smskit.store.analytics import Link, local_bounds, offset_spans
 from smskit.store.base import DayStats
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
-from smskit.testing.loopback import LoopbackProvider
+from smskit.store.sql.tables import VERSION_TABLE
 from smskit.testing.servers import serve_in_thread
 from smskit.timeutil import zone
 

@@ -22,10 +22,10 @@ import pytest
 from smskit.config import Settings
 from smskit.kit import SmsKit
 from smskit.models import InboundMessage, Message, State
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
 from smskit.store.analytics import Link
 from smskit.store.sql import SqlStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
 
 CHROMIUM = os.environ.get("SMSKIT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"

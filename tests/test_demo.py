@@ -12,7 +12,7 @@ from typing import Dict
 
 import pytest
 
-from smskit.demo import BLACKLISTED, DEFERRED, LANDLINE, OPTOUT, _quiet_window, contacts
+from smskit.cli.scenario import BLACKLISTED, DEFERRED, LANDLINE, OPTOUT, _quiet_window, contacts
 from smskit.errors import InvalidPhoneError
 from smskit.phone import Phone
 from smskit.policy import QuietHours

@@ -26,7 +26,7 @@ import pytest
 from smskit.models import State
 from smskit.store.sql import SqlStore
 from smskit.testing.servers import serve_in_thread
-from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
 TOKEN = "faults-token"
 READY = "FAULT-WORKER-SENDING"

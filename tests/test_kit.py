@@ -21,8 +21,8 @@ from smskit.errors import (
 )
 from smskit.kit import Outcome, SmsKit
 from smskit.models import Direction, InboundMessage, Message, State, StatusEvent
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 
 NOON = dt.datetime(2026, 11, 26, 15, 0, tzinfo=dt.timezone.utc)  # 12:00 in São Paulo
 

@@ -9,7 +9,7 @@ import pytest
 from smskit.config import Settings
 from smskit.testing.conformance import ProviderConformance
 from smskit_kolmeya.provider import KolmeyaProvider
-from smskit_kolmeya.simulator import KolmeyaSimulator
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
 REFUSED = "+5511999990000"  # on the simulator's blacklist
 

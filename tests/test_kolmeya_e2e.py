@@ -23,7 +23,7 @@ from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.testing.servers import serve_in_thread
 from smskit_kolmeya.provider import KolmeyaProvider
-from smskit_kolmeya.simulator import KolmeyaSimulator
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
 SimServer = Tuple[KolmeyaSimulator, str]
 SECRET = "webhook-secret-e2e"

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from smskit.errors import ConfigurationError, NotFoundError
 from smskit.testing.servers import serve_in_thread
-from smskit_kolmeya.simulator import KolmeyaSimulator, SimulatorConfig, create_app
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig, create_app
 
 TOKEN = "test-token-123"
 PHONE = 48991234567

@@ -14,17 +14,23 @@ from typing import Any, Iterator, List
 
 import pytest
 
-import smskit.links as links_module
+import smskit.outbox.links as links_module
 from smskit.config import Settings
 from smskit.errors import BodyTooLongError, ConfigurationError
 from smskit.kit import SmsKit
-from smskit.links import LinkShortener, add_messages_with_links, find_urls, shortener_for, to_uri
 from smskit.models import Message, State
-from smskit.outbox import Composer
+from smskit.outbox.links import (
+    LinkShortener,
+    add_messages_with_links,
+    find_urls,
+    shortener_for,
+    to_uri,
+)
+from smskit.outbox.pipeline import Composer
+from smskit.providers.loopback import LoopbackProvider
 from smskit.segments import count_segments
 from smskit.store.analytics import Link, LinkStore
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 5, 10, 15, 0, tzinfo=UTC)
@@ -46,8 +52,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryStore()
         return
-    from smskit.store._sqltables import VERSION_TABLE
     from smskit.store.sql import SqlStore
+    from smskit.store.sql.tables import VERSION_TABLE
 
     made = SqlStore(PG_URL if request.param == "postgresql" else
                     f"sqlite:///{tmp_path / 'smskit.db'}")

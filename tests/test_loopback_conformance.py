@@ -6,8 +6,8 @@ from typing import Iterator, Optional
 
 import pytest
 
+from smskit.providers.loopback import LoopbackProvider
 from smskit.testing.conformance import ProviderConformance
-from smskit.testing.loopback import LoopbackProvider
 
 
 class TestLoopbackConformance(ProviderConformance):

@@ -20,11 +20,11 @@ import pytest
 
 from smskit.config import Settings
 from smskit.kit import SmsKit
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server.app import create_app
-from smskit.server.handler import handle_webhook_request
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
+from smskit.webhooks.gate import handle_webhook_request
 from smskit_odoo.testing import FakeOdoo
 from smskit_odoo.testing.env import FakeCursor, FakeEnv, fake_call_kw
 

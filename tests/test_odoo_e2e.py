@@ -21,7 +21,7 @@ from smskit.models import State
 from smskit.server.app import create_app
 from smskit.testing.servers import serve_in_thread
 from smskit_kolmeya.provider import KolmeyaProvider
-from smskit_kolmeya.simulator import KolmeyaSimulator
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 from smskit_odoo.testing import FakeOdoo
 
 SECRET = "e2e-odoo-secret"

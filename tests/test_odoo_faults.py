@@ -17,8 +17,8 @@ from smskit.config import Settings
 from smskit.errors import ConfigurationError, StoreError
 from smskit.kit import SmsKit
 from smskit.models import Direction, SendResult, State
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server.app import create_app
-from smskit.testing.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
 from smskit_odoo.errors import (
     OdooAccessError,

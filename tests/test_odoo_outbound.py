@@ -14,7 +14,7 @@ from odoo_fake import OdooServer, fake_odoo, make_store, odoo_server, odoo_store
 from smskit.config import Settings
 from smskit.kit import SmsKit
 from smskit.models import Message, SendResult, State, StatusEvent
-from smskit.testing.loopback import LoopbackProvider
+from smskit.providers.loopback import LoopbackProvider
 from smskit_odoo import attach
 from smskit_odoo.adapter import OdooUrl, RpcAdapter
 from smskit_odoo.bench import measure_bulk_rpc
@@ -339,7 +339,7 @@ def test_low_balance_leaves_a_note_for_the_operator_in_odoo(
 
 def test_an_odoo_domain_campaign_finds_the_kits_odoo_by_itself(
         kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
-    from smskit.campaigns import Campaigns
+    from smskit.outreach.campaigns import Campaigns
     from smskit.worker import Worker
 
     for i, street in enumerate(["Recife", "Olinda", "Recife"]):

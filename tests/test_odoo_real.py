@@ -20,7 +20,7 @@ import pytest
 from smskit.config import Settings
 from smskit.kit import SmsKit
 from smskit.models import Direction, Message, State
-from smskit.testing.loopback import LoopbackProvider
+from smskit.providers.loopback import LoopbackProvider
 from smskit_acrux.router import ChatRoomRouter
 from smskit_odoo.adapter import OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooSchemaError

@@ -10,7 +10,7 @@ import smskit
 from smskit.config import Settings
 from smskit.errors import ConfigurationError, DuplicateProviderError
 from smskit.plugins import Plugins
-from smskit.testing.loopback import LoopbackProvider
+from smskit.providers.loopback import LoopbackProvider
 
 
 def names(plugins: Plugins, status: str) -> set:

@@ -18,8 +18,7 @@ from smskit.config import Settings
 from smskit.errors import InvalidPhoneError, StoreError, TemplateError, ValidationError
 from smskit.kit import SmsKit
 from smskit.models import Message, State
-from smskit.plugins import Plugins
-from smskit.scheduler import (
+from smskit.outreach.scheduler import (
     SendRequest,
     add_schedule,
     next_occurrence,
@@ -27,9 +26,10 @@ from smskit.scheduler import (
     schedule_tag,
     upcoming,
 )
+from smskit.plugins import Plugins
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.base import Schedule, Store
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.timeutil import zone
 
 UTC = dt.timezone.utc
@@ -380,9 +380,9 @@ RACER = textwrap.dedent(
     from smskit.config import Settings
     from smskit.kit import SmsKit
     from smskit.plugins import Plugins
-    from smskit.scheduler import run_due
+    from smskit.outreach.scheduler import run_due
     from smskit.store.sql import SqlStore
-    from smskit.testing.loopback import LoopbackProvider
+    from smskit.providers.loopback import LoopbackProvider
 
     db, sync, me, other, rounds = sys.argv[1], pathlib.Path(sys.argv[2]), *sys.argv[3:6]
     settings = Settings(provider="loopback")

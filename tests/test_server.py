@@ -15,11 +15,11 @@ from smskit.config import Settings
 from smskit.errors import ConfigurationError, StoreError
 from smskit.kit import SmsKit
 from smskit.models import State
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
-from smskit.server.auth import split_query_token
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
+from smskit.webhooks.auth import split_query_token
 
 SECRET = "s3cr3t-Tok_en"
 PHONE = "+5511987654321"

@@ -692,8 +692,8 @@ def test_migrations_build_the_schema_and_reopening_is_a_no_op(tmp_path: Path) ->
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from smskit.store._sqlengine import head_revision
-    from smskit.store._sqltables import VERSION_TABLE, metadata
+    from smskit.store.sql.engine import head_revision
+    from smskit.store.sql.tables import VERSION_TABLE, metadata
 
     path = tmp_path / "ops.db"
     upgrade(f"sqlite:///{path}")
@@ -756,7 +756,7 @@ def test_in_memory_sqlite_is_shared_by_threads() -> None:
 
 
 def test_store_urls() -> None:
-    from smskit.store._sqlengine import normalise_url
+    from smskit.store.sql.engine import normalise_url
 
     assert normalise_url("postgresql://u:pw@127.0.0.1/db").drivername == "postgresql+psycopg"
     assert normalise_url("postgresql+psycopg://u@h/db").drivername == "postgresql+psycopg"

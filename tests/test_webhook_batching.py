@@ -15,12 +15,12 @@ from smskit.config import Settings
 from smskit.errors import StoreError
 from smskit.kit import SmsKit
 from smskit.models import Message, State, StatusEvent, utcnow
+from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
 from smskit.server.batcher import StatusBatcher
 from smskit.store.base import ApplyOutcome
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
 
 SECRET = "batch-s3cret"
@@ -113,7 +113,7 @@ def test_apply_statuses_is_one_transaction_and_all_or_nothing(
             raise StoreError("MSG0002: simulated failure")
         return real(message, ev)
 
-    monkeypatch.setattr("smskit.store.sql.apply_status", failing)
+    monkeypatch.setattr("smskit.store.sql.store.apply_status", failing)
     sql_store.add_messages([sent(i) for i in range(3, 5)])
     with pytest.raises(StoreError, match="MSG0002: simulated failure"):
         sql_store.apply_statuses([event("MSG0003", State.ERROR), event("MSG0002", State.ERROR),

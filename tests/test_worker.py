@@ -20,11 +20,11 @@ from smskit.config import Settings
 from smskit.errors import AmbiguousSendError, ConfigurationError, ValidationError
 from smskit.kit import SmsKit
 from smskit.models import Direction, State
+from smskit.outreach.scheduler import add_schedule, schedule_tag
 from smskit.plugins import Plugins
 from smskit.provider import Capabilities
-from smskit.scheduler import add_schedule, schedule_tag
+from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
-from smskit.testing.loopback import LoopbackProvider
 from smskit.worker import Worker, WorkerReport
 
 UTC = dt.timezone.utc
@@ -264,7 +264,7 @@ RUNNER = textwrap.dedent(
     from smskit.kit import SmsKit
     from smskit.plugins import Plugins
     from smskit.store.sql import SqlStore
-    from smskit.testing.loopback import LoopbackProvider
+    from smskit.providers.loopback import LoopbackProvider
     from smskit.worker import Worker
 
     db, markers = sys.argv[1], pathlib.Path(sys.argv[2])

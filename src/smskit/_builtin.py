@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _loopback(settings: Settings) -> Provider:
-    from smskit.testing.loopback import LoopbackProvider
+    from smskit.providers.loopback import LoopbackProvider
 
     return LoopbackProvider()
 

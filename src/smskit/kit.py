@@ -30,11 +30,13 @@ from typing import (
 
 import attrs
 
-from smskit import contacts, links, outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
 from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
+from smskit.outbox import links
+from smskit.outbox import pipeline as outbox
+from smskit.outreach import contacts
 from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
@@ -176,7 +178,7 @@ class SmsKit:
         """The message composer for ``provider`` with this instance's settings.
 
         ``track_links`` (default: the ``link_tracking`` setting) replaces URLs by short links
-        (:mod:`smskit.links`).
+        (:mod:`smskit.outbox.links`).
         """
         return outbox.Composer(
             provider=provider or self._default_provider,
@@ -390,7 +392,7 @@ class SmsKit:
     def _defer_dnd(self, prepared: List[Tuple[Message, Outcome]]
                    ) -> List[Tuple[Message, Outcome]]:
         """Defer messages whose recipient has a do-not-disturb rule (one store query per chunk;
-        see :mod:`smskit.contacts`)."""
+        see :mod:`smskit.outreach.contacts`)."""
         out: List[Tuple[Message, Outcome]] = []
         for message, later, outcome in contacts.defer_for_dnd(
                 self.store, prepared, self.clock(), tz=self.settings.timezone,
@@ -565,7 +567,7 @@ class SmsKit:
         """Put a number on the local blacklist (authoritative); ``False`` if already there.
 
         The change is audited (``source``: who or what, ``reason``: why) and queued for the
-        gateways of :meth:`blacklist_sync_targets` (see :mod:`smskit.blacklist_sync`).
+        gateways of :meth:`blacklist_sync_targets` (see :mod:`smskit.outreach.blacklist_sync`).
         """
         e164 = Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
         return self._blacklist_change(e164, "add", reason=reason, source=source)

@@ -4,16 +4,16 @@ Each cycle (:meth:`Worker.run_once`), in this order:
 
 1. **reconcile** batches whose outcome is unknown (``ambiguous``, or ``claimed`` for longer
    than ``stale_after``: a worker died mid-send) *before* anything new is sent;
-2. **schedules**: :func:`smskit.scheduler.run_due` materialises due occurrences;
-3. **campaigns**: :meth:`smskit.campaigns.Campaigns.advance` starts due campaigns and stores
-   the next pages of running ones (a bounded number per cycle);
+2. **schedules**: :func:`smskit.outreach.scheduler.run_due` materialises due occurrences;
+3. **campaigns**: :meth:`smskit.outreach.campaigns.Campaigns.advance` starts due campaigns and
+   stores the next pages of running ones (a bounded number per cycle);
 4. **dispatch** every due ``outgoing`` message;
-5. **blacklist sync**: :func:`smskit.blacklist_sync.push_pending` pushes local blacklist
+5. **blacklist sync**: :func:`smskit.outreach.blacklist_sync.push_pending` pushes local blacklist
    changes to the gateway (retried with back-off until acknowledged);
 6. **poll replies** when webhooks cannot reach us (the provider can poll and no
    ``public_url`` is configured), remembering the last poll time in memory;
 7. **balance**: every ``balance_check_interval`` when ``balance_low_threshold`` is set
-   (:class:`smskit.balance.BalanceMonitor`: the ``balance_low`` hook once per crossing).
+   (:class:`smskit.outreach.balance.BalanceMonitor`: the ``balance_low`` hook once per crossing).
 
 Steps 3 and 5 need a store with campaigns and the audited blacklist
 (:class:`~smskit.store.outreach.OutreachStore`; the built-in ones are).
@@ -33,12 +33,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import attrs
 
-from smskit import blacklist_sync, scheduler
-from smskit.balance import BalanceMonitor, BalanceReading
-from smskit.campaigns import Campaigns, CampaignStep, merge_steps
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.kit import SmsKit
-from smskit.outbox import DispatchReport, ReconcileReport
+from smskit.outbox.pipeline import DispatchReport, ReconcileReport
+from smskit.outreach import blacklist_sync, scheduler
+from smskit.outreach.balance import BalanceMonitor, BalanceReading
+from smskit.outreach.campaigns import Campaigns, CampaignStep, merge_steps
 from smskit.store.outreach import OutreachStore
 
 __all__ = ["POLL_OVERLAP", "Worker", "WorkerReport"]

@@ -76,7 +76,7 @@ def simulate(host: str, port: int, token: str, seed: int, auto_progress: bool,
     Example:
       smskit kolmeya simulate --port 8025 --token dev-token --outcome 3=0.9 --outcome 4=0.1
     """
-    from smskit_kolmeya.simulator import main as run_simulator
+    from smskit_kolmeya.testing.simulator import main as run_simulator
 
     config: Dict[str, Any] = {
         "token": token, "seed": seed, "auto_progress": auto_progress,

@@ -17,7 +17,7 @@ import attrs
 
 from smskit.config import Settings
 from smskit.kit import SmsKit
-from smskit.testing.loopback import LoopbackProvider
+from smskit.providers.loopback import LoopbackProvider
 from smskit.testing.servers import serve_in_thread
 
 __all__ = ["RpcCount", "measure_bulk_rpc", "odoo_rpc_per_1000"]

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from smskit.store._sqlengine import (
+from smskit.store.sql.engine import (
     WRITE,
     create_store_engine,
     db_errors,

@@ -31,7 +31,7 @@ import attrs
 from smskit.config import Settings
 from smskit.errors import ConfigurationError, StoreError
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
-from smskit.store import _common as c
+from smskit.store import rules as c
 from smskit.store.analytics import LinkStore, StatsStore
 from smskit.store.base import (
     AddOutcome,

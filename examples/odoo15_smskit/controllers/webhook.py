@@ -23,8 +23,8 @@ class SmskitWebhookController(http.Controller):
     @http.route("/smskit/webhooks/<string:provider>/<string:kind>", type="http", auth="none",
                 methods=["POST"], csrf=False)
     def smskit_webhook(self, provider, kind, **query):
-        from smskit.server.auth import WebhookPolicy
-        from smskit.server.handler import authenticate, handle_webhook_request
+        from smskit.webhooks.auth import WebhookPolicy
+        from smskit.webhooks.gate import authenticate, handle_webhook_request
 
         root = api.Environment(request.cr, SUPERUSER_ID, {})
         settings = root["smskit.bridge"]._smskit_settings()

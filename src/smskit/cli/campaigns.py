@@ -24,7 +24,7 @@ from smskit.cli._base import (
 from smskit.errors import ValidationError
 
 if TYPE_CHECKING:
-    from smskit.campaigns import CampaignControl, Campaigns
+    from smskit.outreach.campaigns import CampaignControl, Campaigns
     from smskit.store.outreach import Campaign, CampaignTotals, Contact
 
 __all__ = ["COMMANDS"]
@@ -35,7 +35,7 @@ _TOTALS = ("total", "queued", "sent", "delivered", "failed", "rejected", "cancel
 
 
 def _campaigns(state: AppState) -> Campaigns:
-    from smskit.campaigns import Campaigns
+    from smskit.outreach.campaigns import Campaigns
 
     return Campaigns(state.kit())
 
@@ -235,7 +235,7 @@ def campaign_status(state: AppState, campaign_id: Optional[str], as_json: bool) 
         return
     from rich.table import Table
 
-    from smskit.audience import describe, parse_segment
+    from smskit.outreach.audience import describe, parse_segment
 
     console = out_console()
     tz = state.settings().timezone
@@ -308,7 +308,7 @@ def contacts_import(state: AppState, csv_file: Path, phone_column: str, name_col
                     as_json: bool) -> None:
     """Insert or update contacts from a CSV (other columns become template variables;
     dnd_window, dnd_days and dnd_until columns set do-not-disturb)."""
-    from smskit.contacts import import_contacts
+    from smskit.outreach.contacts import import_contacts
 
     settings = state.settings()
     with CsvSource(csv_file, encoding=encoding) as source:
@@ -334,7 +334,7 @@ def contacts_import(state: AppState, csv_file: Path, phone_column: str, name_col
 @pass_state
 def contacts_list(state: AppState, tag: Optional[str], limit: int, as_json: bool) -> None:
     """List contacts by phone."""
-    from smskit.contacts import outreach_store
+    from smskit.outreach.contacts import outreach_store
 
     found = outreach_store(state.kit().store, "contacts").list_contacts(tag=tag, limit=limit)
     if as_json:
@@ -368,7 +368,7 @@ def contacts_dnd(state: AppState, phone: str, window: Optional[str], days: Optio
     them are deferred to the next allowed moment, never dropped."""
     import attrs
 
-    from smskit.contacts import make_contact, outreach_store
+    from smskit.outreach.contacts import make_contact, outreach_store
 
     if clear == any(x is not None for x in (window, days, until)):
         raise click.UsageError("give --window/--days/--until, or --clear")

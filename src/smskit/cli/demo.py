@@ -1,4 +1,4 @@
-"""``smskit demo``: the whole product on loopback (see :mod:`smskit.demo`)."""
+"""``smskit demo``: the whole product on loopback (see :mod:`smskit.cli.scenario`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from smskit.cli._base import (
 from smskit.errors import SmsKitError
 
 if TYPE_CHECKING:
-    from smskit.demo import DemoReport
+    from smskit.cli.scenario import DemoReport
 
 __all__ = ["COMMANDS"]
 
@@ -52,7 +52,7 @@ def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
       smskit demo
       smskit demo --json
     """
-    from smskit.demo import run_demo
+    from smskit.cli.scenario import run_demo
 
     require_server_extra("smskit demo")
     console = err_console()

@@ -53,7 +53,7 @@ def _who() -> str:
 
 def _gateway_blacklist(state: AppState) -> str:
     """Push the queued blacklist changes to the gateway now (the worker would do it later)."""
-    from smskit.blacklist_sync import push_pending
+    from smskit.outreach.blacklist_sync import push_pending
 
     kit = state.kit()
     provider = kit.provider()
@@ -139,7 +139,7 @@ def blacklist_list(state: AppState, as_csv: bool, as_json: bool) -> None:
         emit_json(entries)
         return
     if as_csv:
-        from smskit.blacklist_sync import export_blacklist
+        from smskit.outreach.blacklist_sync import export_blacklist
 
         export_blacklist(state.kit(), sys.stdout)
         return
@@ -172,7 +172,7 @@ def blacklist_import(state: AppState, csv_file: Path, phone_column: str, reason:
     A `reason` column (as `blacklist export` writes) wins over --reason. Each addition is
     audited as import:FILE and pushed to the gateway by the worker.
     """
-    from smskit.blacklist_sync import import_blacklist
+    from smskit.outreach.blacklist_sync import import_blacklist
 
     with CsvSource(csv_file, encoding=encoding) as source:
         source.require_column(phone_column)
@@ -196,7 +196,7 @@ def blacklist_import(state: AppState, csv_file: Path, phone_column: str, reason:
 def blacklist_export(state: AppState, out_file: Optional[Path]) -> None:
     """Write the blacklist as CSV (phone,reason,source,created_at) to FILE or stdout; `blacklist
     import` reads it back."""
-    from smskit.blacklist_sync import export_blacklist
+    from smskit.outreach.blacklist_sync import export_blacklist
 
     if out_file is None:
         export_blacklist(state.kit(), sys.stdout)
@@ -214,7 +214,7 @@ def blacklist_export(state: AppState, out_file: Optional[Path]) -> None:
 @pass_state
 def blacklist_audit(state: AppState, phone: Optional[str], limit: int, as_json: bool) -> None:
     """Who or what changed the blacklist, when and why (oldest first); PHONE: one number."""
-    from smskit.contacts import outreach_store
+    from smskit.outreach.contacts import outreach_store
 
     store = outreach_store(state.kit().store, "the blacklist audit")
     entries = store.blacklist_audit(_e164(state, phone) if phone else None, limit=limit)
@@ -238,8 +238,8 @@ def blacklist_audit(state: AppState, phone: Optional[str], limit: int, as_json: 
 @pass_state
 def blacklist_sync_command(state: AppState, as_json: bool) -> None:
     """Push pending blacklist changes to the gateway now and show what is left."""
-    from smskit.blacklist_sync import push_pending
-    from smskit.contacts import outreach_store
+    from smskit.outreach.blacklist_sync import push_pending
+    from smskit.outreach.contacts import outreach_store
 
     kit = state.kit()
     store = outreach_store(kit.store, "blacklist sync")
@@ -291,7 +291,7 @@ def schedule_add(state: AppState, name: str, text: str, to: Tuple[str, ...],
       smskit schedule add lembrete --text "Bom dia {{ nome }}!" --var nome=Ana \\
           --to 11987654321 --rrule "FREQ=DAILY;BYHOUR=9;BYMINUTE=0"
     """
-    from smskit.scheduler import add_schedule
+    from smskit.outreach.scheduler import add_schedule
 
     if (at is None) == (rrule is None):
         raise click.UsageError("give exactly one of --at (once) or --rrule (recurring)")
@@ -353,7 +353,7 @@ def schedule_remove(state: AppState, schedule_id: str, as_json: bool) -> None:
 @pass_state
 def schedule_run(state: AppState, as_json: bool) -> None:
     """Materialise every due occurrence now (exactly once; `smskit worker` also does this)."""
-    from smskit.scheduler import run_due
+    from smskit.outreach.scheduler import run_due
 
     runs = run_due(state.kit())
     if as_json:

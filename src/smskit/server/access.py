@@ -15,7 +15,7 @@ from typing import List, Optional
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from smskit.server.auth import split_query_token
+from smskit.webhooks.auth import split_query_token
 
 __all__ = ["QUERY_TOKEN_KEY", "TokenRedactingMiddleware", "query_token"]
 

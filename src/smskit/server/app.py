@@ -47,18 +47,18 @@ from starlette.routing import Route
 from smskit.config import Settings
 from smskit.errors import ConfigurationError, SmsKitError, ValidationError
 from smskit.server.access import TokenRedactingMiddleware, query_token
-from smskit.server.auth import (
+from smskit.server.batcher import StatusBatcher
+from smskit.server.dashboard import dashboard_routes
+from smskit.server.metrics import ServerMetrics
+from smskit.webhooks.auth import (
     TOKEN_HEADER,
     AuthResult,
     WebhookPolicy,
     presented_tokens,
 )
-from smskit.server.batcher import StatusBatcher
-from smskit.server.dashboard import dashboard_routes
 
 # The framework-neutral handler (used by the example Odoo addon) owns the shared rules.
-from smskit.server.handler import _is_json, _short, _store_down_errors, parse_json, summary
-from smskit.server.metrics import ServerMetrics
+from smskit.webhooks.gate import _is_json, _short, _store_down_errors, parse_json, summary
 
 if TYPE_CHECKING:
     from smskit.kit import SmsKit, WebhookReport

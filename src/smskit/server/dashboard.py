@@ -32,7 +32,7 @@ from starlette.staticfiles import StaticFiles
 
 from smskit.config import Secret, Settings
 from smskit.errors import SmsKitError, ValidationError
-from smskit.links import CODE_PATTERN, to_uri
+from smskit.outbox.links import CODE_PATTERN, to_uri
 from smskit.server import _dashboard_html as page
 from smskit.store.analytics import LinkStore, StatsReport, StatsStore, local_day
 from smskit.timeutil import zone

@@ -4,7 +4,8 @@
   scrape time (every state is reported, zeros included, for each provider seen);
 * ``smskit_store_up``: 1 when the store answered that scrape, 0 otherwise;
 * ``smskit_provider_balance{provider}``: the last balance the worker's periodic check read
-  (kept in the store, see :mod:`smskit.balance`), and ``smskit_provider_balance_low{provider}``
+  (kept in the store, see :mod:`smskit.outreach.balance`),
+  and ``smskit_provider_balance_low{provider}``
   (1 below ``balance_low_threshold``);
 * ``smskit_blacklist_sync_pending{provider}``: blacklist changes not yet acknowledged by the
   gateway;
@@ -102,7 +103,7 @@ class OutreachCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read the stored balances and the sync backlog (nothing when the store fails)."""
-        from smskit.balance import read_balances
+        from smskit.outreach.balance import read_balances
         from smskit.store.outreach import OutreachStore
 
         balance, low, backlog = self._families()

@@ -129,7 +129,7 @@ class Schedule:
     """A send request to run at ``next_run_at``: once (``rrule`` None) or by RFC 5545 rule.
 
     ``request`` is the JSON-able description of what to send (phones/template/variables),
-    interpreted by :mod:`smskit.scheduler`.
+    interpreted by :mod:`smskit.outreach.scheduler`.
     """
 
     id: str

@@ -96,7 +96,7 @@ class Contact:
 
 @attrs.frozen(kw_only=True)
 class Campaign:
-    """A named send of one template to a segment (see :mod:`smskit.campaigns`).
+    """A named send of one template to a segment (see :mod:`smskit.outreach.campaigns`).
 
     ``cursor`` is where materialisation stopped (its meaning depends on the segment);
     ``materialised`` says every recipient has a message; ``skipped`` counts segment rows that

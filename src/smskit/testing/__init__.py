@@ -1,2 +1,8 @@
-"""Testing helpers for users and plugin authors: a loopback provider, a provider conformance
-suite, and a way to run any ASGI app under a real uvicorn on loopback."""
+"""Testing helpers for users and plugin authors: the loopback provider, the provider
+conformance suite, and a way to run any ASGI app under a real uvicorn on loopback."""
+
+from __future__ import annotations
+
+from smskit.providers.loopback import LoopbackProvider
+
+__all__ = ["LoopbackProvider"]

@@ -1,0 +1,1 @@
+"""Providers built into the core: :class:`~smskit.providers.loopback.LoopbackProvider`."""

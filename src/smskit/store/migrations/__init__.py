@@ -1,1 +1,0 @@
-"""Alembic migrations of the SQL store (run by :func:`smskit.store.sql.upgrade`)."""

@@ -1,0 +1,7 @@
+"""The SQL store on SQLAlchemy Core (SQLite, PostgreSQL) with its Alembic migrations."""
+
+from __future__ import annotations
+
+from smskit.store.sql.store import SqlStore, upgrade
+
+__all__ = ["SqlStore", "upgrade"]

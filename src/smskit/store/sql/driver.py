@@ -1,0 +1,173 @@
+"""Plumbing of the SQL store: the engine, transactions and the queries every part shares."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from smskit.models import Message, utcnow
+from smskit.store.sql.engine import (
+    WRITE,
+    create_store_engine,
+    db_errors,
+    is_memory_sqlite,
+    migrate,
+    normalise_url,
+)
+from smskit.store.sql.tables import events, messages, row_message
+
+__all__ = ["DriverMany", "SqlBase", "chunks"]
+
+#: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
+_CHUNK = 500
+_m = messages.c
+_INSERT_EVENT = sa.insert(events)  # built once: its compiled form is reused
+
+
+def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``values`` in slices small enough for one ``IN (...)`` list."""
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+class DriverMany:
+    """An INSERT or UPDATE compiled once, run as one DBAPI ``executemany`` of plain tuples.
+
+    Each value still goes through its column type's own bind processor (the conversions
+    SQLAlchemy applies: aware UTC datetimes, exact costs, JSON), but without SQLAlchemy's
+    per-row parameter machinery, most of the cost of a large ``executemany``. Only for
+    dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None`` otherwise.
+    """
+
+    def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any]) -> None:
+        """``sql`` with positional parameters ``names``, converted by ``processors``."""
+        self.sql = sql
+        self._pairs = list(zip(names, processors))
+
+    @classmethod
+    def for_dialect(cls, stmt: Any, dialect: sa.engine.Dialect) -> Optional[DriverMany]:
+        """``stmt`` compiled for ``dialect``, or ``None`` if its parameters are not positional."""
+        compiled = stmt.compile(dialect=dialect)
+        names = compiled.positiontup
+        if not dialect.positional or not names:
+            return None
+        binds = compiled.binds
+        return cls(str(compiled), names,
+                   [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names])
+
+    def run(self, conn: Connection, rows: Sequence[Dict[str, Any]]) -> int:
+        """Execute once per row (a mapping of parameter name to value); the rows changed."""
+        pairs = self._pairs
+        params = [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
+        result = conn.exec_driver_sql(self.sql, params,
+                                      execution_options={"preserve_rowcount": True})
+        return int(result.rowcount)
+
+
+class SqlBase:
+    """An open database with the schema at the newest migration, and shared helpers."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        """Open ``url`` and bring its schema to the newest migration."""
+        self._url = normalise_url(url)
+        self._engine = create_store_engine(self._url, echo=echo)
+        self._pg = self._engine.dialect.name == "postgresql"
+        # sqlite:// is one connection (StaticPool): callers must take turns on it.
+        self._serial: Optional[threading.RLock] = (
+            threading.RLock() if is_memory_sqlite(self._url) else None
+        )
+        # A SQLite file has one writer at a time: this process's writers queue here, handed
+        # over at once, instead of polling SQLite's lock with its busy handler's sleeps.
+        self._writers: Optional[threading.RLock] = (
+            threading.RLock() if self._serial is None and not self._pg else None
+        )
+        try:
+            with db_errors(f"opening {self!r}"):
+                migrate(self._engine)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction; ``write`` takes SQLite's write lock up front (BEGIN IMMEDIATE)."""
+        lock: Any = self._serial or (self._writers if write else None)
+        with lock or contextlib.nullcontext(), db_errors(what), self._engine.connect() as conn:
+            if write:
+                conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                yield conn
+
+    def _locked(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        return query.with_for_update() if self._pg else query
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        """``INSERT ... ON CONFLICT DO NOTHING`` for the store's dialect."""
+        insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
+        return insert.on_conflict_do_nothing()
+
+    def _insert_new(self, conn: Connection, table: sa.Table, row: Dict[str, Any]) -> bool:
+        """Insert ``row`` unless it breaks a unique constraint; whether it went in."""
+        stmt = self._insert_ignore(table).values(row)
+        if self._pg:  # psycopg gives no rowcount for INSERT once the cursor is closed
+            stmt = stmt.returning(*table.primary_key.columns)
+            return conn.execute(stmt).first() is not None
+        stmt = stmt.execution_options(preserve_rowcount=True)
+        return bool(conn.execute(stmt).rowcount == 1)
+
+    @staticmethod
+    def _one(conn: Connection, query: sa.Select[Any]) -> Optional[Message]:
+        row = conn.execute(query).mappings().first()
+        return row_message(row) if row is not None else None
+
+    @staticmethod
+    def _where_in(
+        conn: Connection, column: sa.ColumnElement[Any], values: Iterable[Any]
+    ) -> List[Message]:
+        unique = list(dict.fromkeys(values))
+        found: List[Message] = []
+        for chunk in chunks(unique):
+            rows = conn.execute(sa.select(messages).where(column.in_(chunk))).mappings()
+            found.extend(row_message(row) for row in rows)
+        return found
+
+    def _event_row(self, conn: Connection, rows: List[Dict[str, Any]]) -> None:
+        if rows:
+            now = utcnow()
+            conn.execute(_INSERT_EVENT, [
+                {"message_id": None, "provider": None, "old_state": None, "new_state": None,
+                 "applied": False, "provider_message_id": None, "created_at": now, **row}
+                for row in rows
+            ])
+
+    def _pid_owners(
+        self, conn: Connection, pairs: Iterable[Tuple[Optional[str], Optional[str]]]
+    ) -> Dict[Tuple[str, str], str]:
+        by_provider: Dict[str, Set[str]] = {}
+        for provider, pid in pairs:
+            if provider and pid:
+                by_provider.setdefault(provider, set()).add(pid)
+        owners: Dict[Tuple[str, str], str] = {}
+        # Filtered on the provider too, so the (provider, provider_message_id) unique index
+        # serves the look-up (a scan of the whole table otherwise); only the ids are read.
+        for provider, pids in by_provider.items():
+            for chunk in chunks(sorted(pids)):
+                found = conn.execute(sa.select(_m.id, _m.provider_message_id).where(
+                    _m.provider == provider, _m.provider_message_id.in_(chunk)))
+                for message_id, pid in found:
+                    owners[(provider, str(pid))] = message_id
+        return owners
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+

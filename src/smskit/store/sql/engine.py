@@ -1,0 +1,189 @@
+"""Engines for the SQL store: URL rules, SQLite connection set-up, and schema migrations.
+
+SQLite connections run in WAL mode with a 30 s busy timeout, ``synchronous=NORMAL`` and
+foreign keys on. pysqlite's own transaction handling is switched off (``isolation_level =
+None``) and the ``begin`` event emits ``BEGIN IMMEDIATE`` for a connection marked with the
+:data:`WRITE` execution option (plain ``BEGIN`` otherwise): a write transaction takes SQLite's
+write lock up front, so two processes can never read the same state and both act on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event, exc
+from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+from smskit.errors import ConfigurationError, SmsKitError, StoreError
+from smskit.store.sql.tables import VERSION_TABLE
+
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "MIGRATIONS_DIR",
+    "WRITE",
+    "alembic_config",
+    "create_store_engine",
+    "current_revision",
+    "db_errors",
+    "head_revision",
+    "is_memory_sqlite",
+    "migrate",
+    "normalise_url",
+    "redact_url",
+]
+
+#: Execution option that makes the SQLite ``begin`` event emit ``BEGIN IMMEDIATE``.
+WRITE = "smskit_write"
+#: How long a SQLite connection waits for another writer before giving up.
+BUSY_TIMEOUT_MS = 30_000
+#: The Alembic script directory shipped inside the package.
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: Key of the PostgreSQL advisory lock that serialises concurrent migrations ("smskit").
+_PG_MIGRATION_LOCK = 0x736D736B6974
+
+_USERINFO = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for error messages)."""
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a store URL; a plain ``postgresql://`` URL means psycopg 3."""
+    try:
+        parsed = sa.make_url(url)
+    except exc.ArgumentError as error:
+        raise ConfigurationError(f"invalid database URL {redact_url(url)!r}") from error
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return parsed
+    if backend == "sqlite":
+        return parsed
+    raise ConfigurationError(
+        f"unsupported database URL {redact_url(url)!r}: use sqlite:///path.db or "
+        "postgresql://user:password@host/db"
+    )
+
+
+def is_memory_sqlite(url: URL) -> bool:
+    """Whether ``url`` is a private in-memory SQLite database (``sqlite://``)."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+
+def create_store_engine(url: URL, *, echo: bool = False) -> Engine:
+    """An engine for ``url`` with smskit's connection settings."""
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, echo)
+    try:
+        return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    except ImportError as error:
+        raise ConfigurationError(
+            f"the PostgreSQL driver is not installed ({error}); pip install 'smskit[postgres]'"
+        ) from error
+
+
+def _sqlite_engine(url: URL, echo: bool) -> Engine:
+    memory = is_memory_sqlite(url)
+    if memory:
+        engine = sa.create_engine(
+            url, echo=echo, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        engine = sa.create_engine(
+            url, echo=echo, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
+        )
+
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if not memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    def on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    return engine
+
+
+@contextlib.contextmanager
+def db_errors(what: str) -> Iterator[None]:
+    """Turn a database failure into a :class:`StoreError` naming the operation."""
+    try:
+        yield
+    except exc.StatementError as error:
+        if isinstance(error.orig, SmsKitError):
+            raise error.orig from error
+        raise StoreError(f"{what} failed: {_describe(error)}") from error
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"{what} failed: {_describe(error)}") from error
+
+
+def _describe(error: exc.SQLAlchemyError) -> str:
+    orig = getattr(error, "orig", None)
+    text = str(orig) if orig is not None else str(error)
+    return f"{type(orig or error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def alembic_config(connection: Optional[Connection] = None) -> Config:
+    """An Alembic config for the packaged migrations (no ``alembic.ini`` needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@functools.lru_cache(maxsize=1)
+def head_revision() -> Optional[str]:
+    """The newest migration shipped with this version of smskit."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(conn: Connection) -> Optional[str]:
+    """The schema revision of the database behind ``conn`` (``None`` when empty)."""
+    context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it is there already.
+
+    The upgrade runs in one write transaction (``BEGIN IMMEDIATE`` on SQLite, an advisory
+    lock on PostgreSQL), so processes opening the same fresh database at once take turns and
+    the later ones find the schema done.
+    """
+    with engine.connect() as conn:
+        is_current = current_revision(conn) == head_revision()
+        conn.rollback()
+        if is_current:
+            return
+        conn.execution_options(**{WRITE: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"),
+                             {"key": _PG_MIGRATION_LOCK})
+            command.upgrade(alembic_config(conn), "head")

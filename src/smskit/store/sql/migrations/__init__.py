@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store (run by :func:`smskit.store.sql.store.upgrade`)."""

@@ -1,0 +1,611 @@
+"""The SQL :class:`~smskit.store.base.Store` on SQLAlchemy Core: SQLite and PostgreSQL.
+
+``SqlStore("sqlite:///smskit.db")`` (the default), ``SqlStore("sqlite://")`` (in memory, one
+connection shared under a lock) or ``SqlStore("postgresql://user:pw@host/db")`` (psycopg 3).
+Opening a store brings its schema to the newest migration; :func:`upgrade` does only that.
+
+Concurrency: on SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (one writer at
+a time across processes; readers are never blocked in WAL mode). On PostgreSQL a claim takes
+rows with ``FOR UPDATE SKIP LOCKED``, a status update locks its row, and inserts rely on the
+unique constraints (``ON CONFLICT DO NOTHING``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from smskit.errors import NotFoundError, StoreError, ValidationError
+from smskit.models import (
+    Direction,
+    InboundMessage,
+    Message,
+    SendResult,
+    State,
+    StatusEvent,
+    apply_status,
+    utcnow,
+)
+from smskit.store import rules as c
+from smskit.store.base import (
+    AddOutcome,
+    ApplyOutcome,
+    BatchInfo,
+    InboundOutcome,
+)
+from smskit.store.sql.analytics import SqlAnalyticsMixin
+from smskit.store.sql.driver import DriverMany, chunks
+from smskit.store.sql.engine import create_store_engine, db_errors, migrate, normalise_url
+from smskit.store.sql.lists import SqlListsMixin
+from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
+from smskit.store.sql.tables import (
+    batches,
+    message_row,
+    messages,
+    row_batch,
+    row_message,
+)
+
+__all__ = ["SqlStore", "upgrade"]
+
+log = logging.getLogger(__name__)
+
+#: Mutable columns a status event or a send result may change.
+_STATUS_FIELDS = ("state", "provider_message_id", "provider_request_id", "sent_at",
+                  "delivered_at", "updated_at", "error_code", "error_text")
+_m = messages.c
+
+# Hot statements are built once: SQLAlchemy then reuses their compiled form and cache key, which
+# building them per call would recompute (most of the cost of a one-row statement).
+_SET_STATUS = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
+    {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS})
+_SET_STATUS_FROM = _SET_STATUS.where(_m.state == sa.bindparam("b_old_state"))
+_STATUS_COLUMNS = (_m.id, _m.provider, _m.state, _m.provider_message_id, _m.provider_request_id,
+                   _m.sent_at, _m.delivered_at, _m.updated_at, _m.error_code, _m.error_text)
+_BY_ID = sa.select(messages).where(_m.id == sa.bindparam("m_id"))
+_BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provider"),
+                                            _m.provider_message_id == sa.bindparam("m_pid"))
+_BY_ID_LOCKED = _BY_ID.with_for_update()
+_BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
+
+
+def upgrade(url: str) -> None:
+    """Bring the database at ``url`` to the newest schema (what opening a store does)."""
+    engine = create_store_engine(normalise_url(url))
+    try:
+        with db_errors("upgrading the schema"):
+            migrate(engine)
+    finally:
+        engine.dispose()
+
+
+class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
+    """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs).
+
+    Short links, clicks and the dashboard's aggregates: :class:`SqlAnalyticsMixin`.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        """Open the database at ``url`` (``echo`` logs every statement) and migrate it."""
+        super().__init__(url, echo=echo)
+        # The bulk insert of add_messages, at driver level where the dialect allows (SQLite).
+        self._insert_many = (None if self._pg else
+                             DriverMany.for_dialect(self._insert_ignore(messages),
+                                                    self._engine.dialect))
+        self._set_status_many = (None if self._pg else
+                                 DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
+
+    # -- messages ---------------------------------------------------------------------------
+    def add_messages(self, messages_: Iterable[Message]) -> List[AddOutcome]:
+        """Insert messages all or nothing, idempotent on ``idempotency_key``.
+
+        A message whose id, or (provider, provider_message_id), is already stored raises
+        :class:`StoreError` and nothing of the call is stored.
+        """
+        given = [c.normalise_message(m) for m in messages_]
+        if not given:
+            return []
+        rows = {m.id: message_row(m) for m in given}
+        with self._tx("add_messages", write=True) as conn:
+            stored_keys = {
+                m.idempotency_key: m
+                for m in self._where_in(conn, _m.idempotency_key,
+                                        [g.idempotency_key for g in given if g.idempotency_key])
+            }
+            outcomes: List[Optional[AddOutcome]] = []
+            fresh: Dict[str, Message] = {}
+            fresh_keys: Dict[str, Message] = {}
+            fresh_pids: Set[Tuple[str, str]] = set()
+            for m in given:
+                key = m.idempotency_key
+                known = stored_keys.get(key) or fresh_keys.get(key) if key else None
+                if known is not None:
+                    outcomes.append(AddOutcome(known, False))
+                    continue
+                if m.id in fresh:
+                    raise c.message_conflict(m, "the id appears twice in the call")
+                if m.provider and m.provider_message_id:
+                    if (m.provider, m.provider_message_id) in fresh_pids:
+                        raise c.message_conflict(
+                            m, f"provider id {m.provider_message_id!r} appears twice")
+                    fresh_pids.add((m.provider, m.provider_message_id))
+                fresh[m.id] = m
+                if key:
+                    fresh_keys[key] = m
+                outcomes.append(None)
+            self._check_new(conn, list(fresh.values()))
+            inserted: Set[str] = set()
+            if fresh and self._insert_many is not None:
+                if self._insert_many.run(conn, [rows[i] for i in fresh]) == len(fresh):
+                    inserted.update(fresh)  # every row went in: nothing to read back
+            elif fresh:
+                conn.execute(self._insert_ignore(messages), [rows[i] for i in fresh])
+            if len(inserted) != len(fresh):
+                for chunk in chunks(list(fresh)):
+                    inserted.update(
+                        conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
+            lost = [m for m in fresh.values() if m.id not in inserted]
+            raced = {
+                s.idempotency_key: s
+                for s in self._where_in(conn, _m.idempotency_key,
+                                        [m.idempotency_key for m in lost if m.idempotency_key])
+            }
+            for m in lost:
+                if m.idempotency_key not in raced:
+                    raise c.message_conflict(m, "it conflicts with a stored message")
+            result: List[AddOutcome] = []
+            for m, outcome in zip(given, outcomes):
+                if outcome is not None:
+                    result.append(outcome)
+                elif m.id in inserted:
+                    result.append(AddOutcome(m, True))
+                else:
+                    result.append(AddOutcome(raced[m.idempotency_key], False))
+            return result
+
+    def _check_new(self, conn: Connection, fresh: List[Message]) -> None:
+        """Refuse new messages whose id or provider id is already stored."""
+        taken = self._where_in(conn, _m.id, [m.id for m in fresh])
+        if taken:
+            raise c.message_conflict(taken[0], "a message with this id exists")
+        owners = self._pid_owners(conn, [(m.provider, m.provider_message_id) for m in fresh])
+        for m in fresh:
+            if (m.provider or "", m.provider_message_id or "") in owners:
+                raise c.message_conflict(m, f"provider id {m.provider_message_id!r} is taken")
+
+    def get(self, message_id: str) -> Optional[Message]:
+        """A message by our id, or ``None``."""
+        with self._tx("get") as conn:
+            return self._one(conn, sa.select(messages).where(_m.id == message_id))
+
+    def get_many(self, message_ids: Sequence[str]) -> List[Message]:
+        """The messages with these ids that exist, in the given order."""
+        with self._tx("get_many") as conn:
+            found = {m.id: m for m in self._where_in(conn, _m.id, message_ids)}
+        return [found[i] for i in message_ids if i in found]
+
+    def find_by_provider_id(self, provider: str, provider_message_id: str) -> Optional[Message]:
+        """A message by the provider's id, or ``None``."""
+        with self._tx("find_by_provider_id") as conn:
+            return self._one(conn, sa.select(messages).where(
+                _m.provider == provider, _m.provider_message_id == provider_message_id))
+
+    def list_messages(
+        self,
+        *,
+        state: Optional[State] = None,
+        phone: Optional[str] = None,
+        campaign_id: Optional[str] = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> List[Message]:
+        """Messages, newest first, filtered."""
+        if limit < 0 or offset < 0:
+            raise ValidationError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
+        query = sa.select(messages).order_by(_m.created_at.desc(), _m.id.desc())
+        if state is not None:
+            query = query.where(_m.state == State(state).value)
+        if phone is not None:
+            query = query.where(_m.phone == phone)
+        if campaign_id is not None:
+            query = query.where(_m.campaign_id == campaign_id)
+        with self._tx("list_messages") as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).mappings()
+            return [row_message(row) for row in rows]
+
+    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+        """``{(provider, state): count}`` over outbound messages (provider ``""`` when unset)."""
+        query = (
+            sa.select(_m.provider, _m.state, sa.func.count())
+            .where(_m.direction == Direction.OUTBOUND.value)
+            .group_by(_m.provider, _m.state)
+        )
+        if provider is not None:
+            query = query.where(_m.provider == provider)
+        with self._tx("count_by_state") as conn:
+            return {(p or "", State(s)): int(n) for p, s, n in conn.execute(query)}
+
+    def cancel(self, message_id: str, reason: str) -> Optional[Message]:
+        """Cancel a draft/outgoing message not yet claimed; ``None`` when it is too late."""
+        now = utcnow()
+        with self._tx("cancel", write=True) as conn:
+            message = self._one(conn, self._locked(sa.select(messages).where(_m.id == message_id)))
+            if message is None:
+                raise NotFoundError(f"no message {message_id!r}")
+            done = conn.execute(
+                sa.update(messages)
+                .where(_m.id == message_id, _m.batch_id.is_(None),
+                       _m.state.in_([s.value for s in c.CANCELABLE]))
+                .values(state=State.CANCELED.value, error_text=reason, updated_at=now)
+            )
+            if done.rowcount != 1:
+                return None
+            return c.evolve(message, {"state": State.CANCELED, "error_text": reason,
+                                      "updated_at": now})
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def claim_batch(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[BatchInfo]:
+        """Take up to ``limit`` due ``outgoing`` messages of ``provider``, oldest first."""
+        claimed = self._claim(provider, limit, now, batch_id, read=False)
+        return claimed[0] if claimed is not None else None
+
+    def claim_batch_messages(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
+        """:meth:`claim_batch`, and the claimed messages as stored once claimed (in the
+        batch's order), read in the claim's transaction: what ``get_many`` of the batch's ids
+        would give right after, without a second transaction."""
+        return self._claim(provider, limit, now, batch_id, read=True)
+
+    def _claim(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str, *, read: bool
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
+        now = c.require_utc(now, "now")
+        if limit < 1:
+            raise ValidationError(f"claim limit must be at least 1, got {limit!r}")
+        query = (
+            sa.select(_m.id)
+            .where(_m.state == State.OUTGOING.value, _m.provider == provider,
+                   _m.batch_id.is_(None),
+                   sa.or_(_m.scheduled_at.is_(None), _m.scheduled_at <= now),
+                   sa.or_(_m.campaign_id.is_(None), _m.campaign_id.not_in(held_campaigns())))
+            .order_by(_m.created_at, _m.id)
+            .limit(limit)
+        )
+        if self._pg:
+            query = query.with_for_update(skip_locked=True)
+        with self._tx("claim_batch", write=True) as conn:
+            ids = list(conn.execute(query).scalars())
+            if not ids:
+                return None
+            if conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id)).first():
+                raise StoreError(f"batch {batch_id!r} already exists")
+            conn.execute(sa.insert(batches).values(
+                id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
+                updated_at=now))
+            for chunk in chunks(ids):
+                conn.execute(
+                    sa.update(messages)
+                    .where(_m.id.in_(chunk), _m.batch_id.is_(None))
+                    .values(batch_id=batch_id, updated_at=now)
+                )
+            claimed: List[Message] = []
+            if read:
+                rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id))
+                found = {m.id: m for m in map(row_message, rows.mappings())}
+                claimed = [found[i] for i in ids if i in found]
+        batch = BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
+                          updated_at=now, message_ids=tuple(ids))
+        return batch, claimed
+
+    def _require_batch(self, conn: Connection, batch_id: str) -> None:
+        query = self._locked(sa.select(batches.c.id).where(batches.c.id == batch_id))
+        if conn.execute(query).first() is None:
+            raise NotFoundError(f"no batch {batch_id!r}")
+
+    def record_results(
+        self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
+    ) -> None:
+        """Write per-message results forward only, and mark the batch ``done``.
+
+        A provider id another message already owns is not stored (a ``conflict`` event says
+        so in the message's history); a result for a message outside the batch is ignored.
+        """
+        now = c.require_utc(now, "now")
+        with self._tx("record_results", write=True) as conn:
+            self._require_batch(conn, batch_id)
+            # Only the columns a result can read or change: no full Message per row.
+            query = self._locked(sa.select(*_STATUS_COLUMNS).where(_m.batch_id == batch_id))
+            members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
+                       for r in conn.execute(query)}
+            owners = self._pid_owners(
+                conn, [(members[r.message_id].provider, r.provider_message_id)
+                       for r in results if r.message_id in members])
+            conflicts: List[Dict[str, Any]] = []
+            changed: Dict[str, _StatusRow] = {}
+            for result in results:
+                message = changed.get(result.message_id) or members.get(result.message_id)
+                if message is None:
+                    log.warning("result for message %s ignored: not in batch %s",
+                                result.message_id, batch_id)
+                    continue
+                changes = c.merge_result(message, result, now)
+                pid = changes.get("provider_message_id")
+                if pid and message.provider:
+                    owner = owners.setdefault((message.provider, pid), message.id)
+                    if owner != message.id:
+                        del changes["provider_message_id"]
+                        conflicts.append({
+                            "message_id": message.id, "provider": message.provider,
+                            "kind": c.KIND_CONFLICT,
+                            "detail": c.pid_conflict_detail(message.provider, pid, owner)})
+                if changes:
+                    changed[message.id] = message._replace(**changes)
+            params = [
+                {"b_id": m.id, "b_state": m.state.value,
+                 "b_provider_message_id": m.provider_message_id,
+                 "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
+                 "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
+                 "b_error_code": m.error_code, "b_error_text": m.error_text}
+                for m in changed.values()]
+            if params and self._set_status_many is not None:
+                self._set_status_many.run(conn, params)
+            elif params:
+                conn.execute(_SET_STATUS, params)
+            self._event_row(conn, conflicts)
+            done: Dict[str, Any] = {"status": c.BATCH_DONE, "updated_at": now}
+            request_id = c.request_id_of(results)
+            if request_id is not None:
+                done["provider_request_id"] = request_id
+            conn.execute(sa.update(batches).where(batches.c.id == batch_id).values(**done))
+
+    def release_batch(
+        self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None
+    ) -> None:
+        """Put the batch's still-outgoing messages back in the queue, one attempt more each."""
+        retry_at = c.require_aware(retry_at, "retry_at")
+        now = utcnow()
+        values: Dict[str, Any] = {"batch_id": None, "attempts": _m.attempts + 1, "updated_at": now}
+        if retry_at is not None:
+            values["scheduled_at"] = retry_at
+        with self._tx("release_batch", write=True) as conn:
+            self._require_batch(conn, batch_id)
+            conn.execute(sa.update(messages)
+                         .where(_m.batch_id == batch_id, _m.state == State.OUTGOING.value)
+                         .values(values))
+            conn.execute(sa.update(batches).where(batches.c.id == batch_id).values(
+                status=c.BATCH_RELEASED, error_text=error_text, updated_at=now))
+
+    def mark_batch_ambiguous(self, batch_id: str, error_text: str) -> None:
+        """The request may have arrived: the batch waits for reconciliation."""
+        with self._tx("mark_batch_ambiguous", write=True) as conn:
+            done = conn.execute(sa.update(batches).where(batches.c.id == batch_id).values(
+                status=c.BATCH_AMBIGUOUS, error_text=error_text, updated_at=utcnow()))
+            if done.rowcount != 1:
+                raise NotFoundError(f"no batch {batch_id!r}")
+
+    def batches(
+        self, *, status: Optional[str] = None, older_than: Optional[dt.datetime] = None
+    ) -> List[BatchInfo]:
+        """Batches by status, oldest first; ``older_than`` compares the claim time."""
+        older_than = c.require_aware(older_than, "older_than")
+        query = sa.select(batches).order_by(batches.c.created_at, batches.c.id)
+        if status is not None:
+            query = query.where(batches.c.status == status)
+        if older_than is not None:
+            query = query.where(batches.c.created_at < older_than)
+        with self._tx("batches") as conn:
+            rows = list(conn.execute(query).mappings())
+            members: Dict[str, List[str]] = {r["id"]: [] for r in rows}
+            for chunk in chunks(list(members)):
+                found = conn.execute(
+                    sa.select(_m.id, _m.batch_id).where(_m.batch_id.in_(chunk))
+                    .order_by(_m.created_at, _m.id))
+                for message_id, owner in found:
+                    members[owner].append(message_id)
+        return [row_batch(r, members[r["id"]]) for r in rows]
+
+    def get_batch(self, batch_id: str) -> Optional[BatchInfo]:
+        """One batch with its message ids, or ``None``."""
+        with self._tx("get_batch") as conn:
+            row = conn.execute(sa.select(batches).where(batches.c.id == batch_id)).mappings()
+            found = row.first()
+            if found is None:
+                return None
+            ids = conn.execute(sa.select(_m.id).where(_m.batch_id == batch_id)
+                               .order_by(_m.created_at, _m.id)).scalars()
+            return row_batch(found, list(ids))
+
+    # -- status and inbound -----------------------------------------------------------------
+    def apply_status(self, event: StatusEvent) -> ApplyOutcome:
+        """Match the event (our id first, then provider id), apply it forward only, record it."""
+        with self._tx("apply_status", write=True) as conn:
+            return self._apply_one(conn, event)
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`apply_status` for each event in turn, all in ONE transaction (group commit).
+
+        The outcomes are in the order of ``events``; a later event sees what an earlier one
+        changed. All or nothing: if one event fails, none of the call is stored and the error
+        is raised (apply them one by one to isolate it).
+        """
+        if not events:
+            return []
+        with self._tx("apply_statuses", write=True) as conn:
+            return self._apply_many(conn, events)
+
+    def _apply_many(self, conn: Connection, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`_apply_one` for each event, with the statements shared by the whole list.
+
+        The messages named by our id are read in one query, the events applied to them in
+        memory in order (a later event sees what an earlier one did), then every changed
+        message is written with one ``executemany`` UPDATE (guarded by the state read) and
+        every history line with one INSERT. An event that needs more (no message under that
+        id, or an applied change of provider id, which must be checked for conflicts) first
+        writes what is pending and then goes through :meth:`_apply_one`.
+        """
+        ids = [e.message_id for e in events if e.message_id]
+        current: Dict[str, Message] = {}
+        for chunk in chunks(list(dict.fromkeys(ids))):
+            query = sa.select(messages).where(_m.id.in_(chunk))
+            for row in conn.execute(self._locked(query)).mappings():
+                current[row["id"]] = row_message(row)
+        read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
+        changed: Dict[str, Message] = {}
+        history: List[Dict[str, Any]] = []
+
+        def flush() -> None:
+            if changed:
+                done = conn.execute(_SET_STATUS_FROM, [
+                    {**_status_params(m), "b_old_state": read_state[mid]}
+                    for mid, m in changed.items()])
+                if done.rowcount != len(changed):
+                    raise StoreError("apply_statuses: a message changed meanwhile; try again")
+                for mid, m in changed.items():
+                    read_state[mid] = m.state.value
+                changed.clear()
+            self._event_row(conn, history)
+            history.clear()
+
+        def one_by_one(event: StatusEvent) -> ApplyOutcome:
+            flush()
+            outcome = self._apply_one(conn, event)
+            if outcome.message is not None and outcome.message.id in current:
+                current[outcome.message.id] = outcome.message
+                read_state[outcome.message.id] = outcome.message.state.value
+            return outcome
+
+        outcomes: List[ApplyOutcome] = []
+        for event in events:
+            message = current.get(event.message_id) if event.message_id else None
+            if message is None:
+                outcomes.append(one_by_one(event))
+                continue
+            transition = apply_status(message, event)
+            if transition.applied and (transition.message.provider_message_id
+                                       != message.provider_message_id):
+                outcomes.append(one_by_one(event))
+                continue
+            if transition.applied:
+                current[message.id] = changed[message.id] = transition.message
+            history.append({
+                "message_id": message.id, "provider": event.provider,
+                "kind": c.KIND_STATUS, "old_state": transition.old.value,
+                "new_state": event.state.value, "applied": transition.applied,
+                "detail": transition.reason, "provider_message_id": event.provider_message_id})
+            outcomes.append(ApplyOutcome(c.normalise_message(transition.message),
+                                         transition.applied, transition.old, transition.new,
+                                         transition.reason))
+        flush()
+        return outcomes
+
+    def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyOutcome:
+        """Apply one status event inside the caller's write transaction."""
+        for _attempt in range(5):
+            message = self._match(conn, event)
+            if message is None:
+                self._event_row(conn, [{
+                    "provider": event.provider, "kind": c.KIND_STATUS,
+                    "new_state": event.state.value, "detail": c.orphan_detail(event),
+                    "provider_message_id": event.provider_message_id}])
+                return ApplyOutcome(None, False, None, None, c.UNKNOWN_REASON)
+            transition = apply_status(message, event)
+            updated = transition.message
+            extra: List[Dict[str, Any]] = []
+            if transition.applied:
+                pid = updated.provider_message_id
+                if pid and pid != message.provider_message_id:
+                    owner = self._pid_owners(conn, [(updated.provider, pid)]).get(
+                        (updated.provider or "", pid))
+                    if owner is not None and owner != message.id:
+                        updated = c.evolve(updated, {
+                            "provider_message_id": message.provider_message_id})
+                        extra.append({
+                            "message_id": message.id, "provider": event.provider,
+                            "kind": c.KIND_CONFLICT,
+                            "detail": c.pid_conflict_detail(updated.provider, pid, owner)})
+                done = conn.execute(_SET_STATUS_FROM, {
+                    **_status_params(updated), "b_old_state": message.state.value})
+                if done.rowcount != 1:
+                    continue
+            self._event_row(conn, [{
+                "message_id": message.id, "provider": event.provider,
+                "kind": c.KIND_STATUS, "old_state": transition.old.value,
+                "new_state": event.state.value, "applied": transition.applied,
+                "detail": transition.reason,
+                "provider_message_id": event.provider_message_id}, *extra])
+            return ApplyOutcome(c.normalise_message(updated), transition.applied,
+                                transition.old, transition.new, transition.reason)
+        raise StoreError(f"apply_status: message {event.message_id!r} kept changing; try again")
+
+    def _match(self, conn: Connection, event: StatusEvent) -> Optional[Message]:
+        row = None
+        if event.message_id:
+            row = conn.execute(_BY_ID_LOCKED if self._pg else _BY_ID,
+                               {"m_id": event.message_id}).mappings().first()
+        if row is None and event.provider_message_id:
+            row = conn.execute(_BY_PROVIDER_ID_LOCKED if self._pg else _BY_PROVIDER_ID,
+                               {"m_provider": event.provider,
+                                "m_pid": event.provider_message_id}).mappings().first()
+        return row_message(row) if row is not None else None
+
+    def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
+        """Store a reply once per (provider, provider_reply_id)."""
+        by_reply = sa.select(messages).where(
+            _m.provider == inbound.provider, _m.provider_reply_id == inbound.provider_reply_id)
+        with self._tx("record_inbound", write=True) as conn:
+            existing = self._one(conn, by_reply)
+            if existing is not None:
+                return InboundOutcome(existing, False)
+            reply_to: Optional[str] = None
+            if inbound.in_reply_to_message_id:
+                reply_to = conn.execute(sa.select(_m.id).where(
+                    _m.id == inbound.in_reply_to_message_id)).scalar()
+            if reply_to is None and inbound.in_reply_to_provider_id:
+                reply_to = self._pid_owners(
+                    conn, [(inbound.provider, inbound.in_reply_to_provider_id)]
+                ).get((inbound.provider, inbound.in_reply_to_provider_id))
+            message = c.inbound_to_message(inbound, reply_to)
+            row = dict(message_row(message), provider_reply_id=inbound.provider_reply_id)
+            if self._insert_new(conn, messages, row):
+                return InboundOutcome(message, True)
+            existing = self._one(conn, by_reply)
+            if existing is None:
+                raise StoreError(f"inbound {inbound.provider_reply_id!r} could not be stored")
+            return InboundOutcome(existing, False)
+
+
+class _StatusRow(NamedTuple):
+    """What :meth:`SqlStore.record_results` reads of a message: its status columns."""
+
+    id: str
+    provider: Optional[str]
+    state: State
+    provider_message_id: Optional[str]
+    provider_request_id: Optional[str]
+    sent_at: Optional[dt.datetime]
+    delivered_at: Optional[dt.datetime]
+    updated_at: Optional[dt.datetime]
+    error_code: Optional[str]
+    error_text: Optional[str]
+
+
+def _status_params(m: Message) -> Dict[str, Any]:
+    """The bound values of :data:`_SET_STATUS` for ``m``."""
+    return {"b_id": m.id, **{f"b_{k}": v for k, v in _status_values(m).items()}}
+
+
+def _status_values(m: Message) -> Dict[str, Any]:
+    return {
+        "state": m.state.value, "provider_message_id": m.provider_message_id,
+        "provider_request_id": m.provider_request_id, "sent_at": m.sent_at,
+        "delivered_at": m.delivered_at, "updated_at": m.updated_at,
+        "error_code": m.error_code, "error_text": m.error_text,
+    }
+

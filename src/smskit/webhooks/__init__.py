@@ -1,0 +1,1 @@
+"""Receiving provider callbacks: the one webhook gate and its authentication."""

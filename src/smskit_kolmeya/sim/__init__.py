@@ -1,1 +1,0 @@
-"""The Kolmeya simulator's parts; import the public names from :mod:`smskit_kolmeya.simulator`."""

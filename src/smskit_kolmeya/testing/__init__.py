@@ -1,0 +1,1 @@
+"""Testing aids shipped with the Kolmeya plugin: the local Kolmeya simulator."""

@@ -1,0 +1,272 @@
+"""The simulator's settings: every confirmed behaviour is fixed, every unknown is a knob here.
+
+Settings are validated when set (``SimulatorConfig(...)`` or ``simulator.configure(...)``); a bad
+value raises :class:`smskit.errors.ConfigurationError` naming the setting.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+
+import attrs
+
+from smskit.errors import ConfigurationError
+from smskit.timeutil import zone
+from smskit_kolmeya.testing.sim.rules import national_digits
+
+__all__ = ["FINAL_CODES", "STATUS_TEXT", "SimulatorConfig"]
+
+#: Message status codes (kolmeya-api.md §6). Only 2 and 3 are confirmed strings.
+STATUS_TEXT: Dict[int, str] = {
+    1: "tentando enviar",
+    2: "enviado",
+    3: "entregue",
+    4: "não entregue",
+    5: "rejeitado",
+    6: "expirada",
+}
+FINAL_CODES: FrozenSet[int] = frozenset({3, 4, 5, 6})
+
+
+def _to_phone_set(value: Any) -> FrozenSet[str]:
+    if isinstance(value, (str, int)):
+        value = [value]
+    if not isinstance(value, Iterable):
+        raise ConfigurationError(f"expected a list of phone numbers, got {value!r}")
+    out = set()
+    for item in value:
+        digits = national_digits(item)
+        if digits is None:
+            raise ConfigurationError(f"not a phone number (digits only): {item!r}")
+        out.add(digits)
+    return frozenset(out)
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"expected a decimal number, got {value!r}")
+    try:
+        return value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation as exc:
+        raise ConfigurationError(f"expected a decimal number, got {value!r}") from exc
+
+
+def _to_outcomes(value: Any) -> Dict[int, float]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"outcomes: expected a mapping code -> share, got {value!r}")
+    out: Dict[int, float] = {}
+    for key, share in value.items():
+        try:
+            code, weight = int(key), float(share)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"outcomes: bad entry {key!r}: {share!r}") from exc
+        if code not in FINAL_CODES or weight < 0:
+            raise ConfigurationError(
+                f"outcomes: {key!r} must be a final status code (3-6) with a share >= 0"
+            )
+        out[code] = weight
+    if sum(out.values()) <= 0:
+        raise ConfigurationError("outcomes: the shares must not all be zero")
+    return out
+
+
+def _to_forced(value: Any) -> Dict[str, int]:
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"forced_outcomes: expected a mapping phone -> code: {value!r}")
+    out: Dict[str, int] = {}
+    for phone, code in value.items():
+        digits = national_digits(phone)
+        if digits is None or not isinstance(code, int) or code not in FINAL_CODES:
+            raise ConfigurationError(f"forced_outcomes: bad entry {phone!r}: {code!r}")
+        out[digits] = code
+    return out
+
+
+def _to_segments(value: Any) -> Tuple[Tuple[int, str], ...]:
+    out = []
+    for item in value:
+        if isinstance(item, Mapping):
+            item = (item.get("id"), item.get("name"))
+        seg_id, name = item
+        if not isinstance(seg_id, int) or not isinstance(name, str):
+            raise ConfigurationError(f"segments: expected (int id, str name), got {item!r}")
+        out.append((seg_id, name))
+    if not out:
+        raise ConfigurationError("segments: at least one cost centre is needed")
+    return tuple(out)
+
+
+def _to_str_set(value: Any) -> FrozenSet[str]:
+    if isinstance(value, str):
+        value = [value]
+    return frozenset(str(v).strip("/") for v in value)
+
+
+def _rate(_inst: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigurationError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value < 0:
+        raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value <= 0:
+        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_empty(_inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{attribute.name} must be a non-empty string")
+
+
+def _known_zone(_inst: Any, _attribute: attrs.Attribute[str], value: str) -> None:
+    zone(value)
+
+
+def _one_of(*choices: str) -> Any:
+    def check(_inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
+        if value not in choices:
+            raise ConfigurationError(f"{attribute.name} must be one of {choices}, got {value!r}")
+
+    return check
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no",
+                                                    "off"):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ConfigurationError(f"expected a boolean, got {value!r}")
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"expected a number, got {value!r}") from exc
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ConfigurationError(f"expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"expected an integer, got {value!r}") from exc
+
+
+def _to_opt_int(value: Any) -> Optional[int]:
+    return None if value is None else _to_int(value)
+
+
+def _rate_field() -> float:
+    value: float = attrs.field(default=0.0, converter=_to_float, validator=_rate)
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class SimulatorConfig:
+    """Everything the simulator can be told (frozen: change it with ``simulator.configure``).
+
+    Confirmed Kolmeya behaviour is not configurable; the unknowns are.
+    """
+
+    #: The one Bearer token the API accepts.
+    token: str = attrs.field(default="sim-token", repr=False, validator=_non_empty)
+    #: Seed of the one RNG behind outcomes and faults (``None``: not reproducible).
+    seed: Optional[int] = attrs.field(default=0, converter=_to_opt_int)
+    #: National numbers (``"48991234567"``) answered in ``blacklist`` / ``not_disturb`` /
+    #: ``invalids``.
+    blacklist: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_phone_set)
+    not_disturb: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_phone_set)
+    invalid: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_phone_set)
+    invalid_error: str = "Número de telefone inválido."
+    #: Accept 10-digit national numbers (no mobile "9") as valid (Kolmeya's rule is unknown).
+    allow_ten_digits: bool = attrs.field(default=False, converter=_to_bool)
+    #: Final status code -> share; drawn with the seeded RNG when a message becomes final.
+    outcomes: Dict[int, float] = attrs.field(
+        factory=lambda: {3: 0.90, 4: 0.05, 5: 0.03, 6: 0.02}, converter=_to_outcomes
+    )
+    #: National number -> final status code, overriding the draw.
+    forced_outcomes: Dict[str, int] = attrs.field(factory=dict, converter=_to_forced)
+    #: Seconds from acceptance to status 2 ("enviado") and to the final status.
+    sent_delay: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
+    delivery_delay: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
+    #: A background thread runs :meth:`KolmeyaSimulator.advance` every ``tick`` seconds.
+    auto_progress: bool = attrs.field(default=False, converter=_to_bool)
+    tick: float = attrs.field(default=0.05, converter=_to_float, validator=_positive)
+    #: ``"nested"`` (§7.1 transcription) or ``"flat"`` (one callback per message).
+    callback_shape: str = attrs.field(default="nested", validator=_one_of("nested", "flat"))
+    #: ``"final"`` (§7: only final statuses) or ``"all"`` (status 2 as well).
+    callbacks_on: str = attrs.field(default="final", validator=_one_of("final", "all"))
+    callback_timeout: float = attrs.field(default=5.0, converter=_to_float, validator=_positive)
+    #: Attempts per callback on a non-2xx answer or a connection error (Kolmeya's policy: unknown).
+    callback_max_attempts: int = attrs.field(default=3, converter=_to_int, validator=_positive)
+    #: Seconds before the first retry; doubled for each later one.
+    callback_backoff: float = attrs.field(default=0.5, converter=_to_float,
+                                          validator=_non_negative)
+    callback_drop_rate: float = _rate_field()
+    callback_duplicate_rate: float = _rate_field()
+    callback_shuffle: bool = attrs.field(default=False, converter=_to_bool)
+    balance: Decimal = attrs.field(default=Decimal("1000"), converter=_to_decimal)
+    price_per_segment: Decimal = attrs.field(default=Decimal("0.08"), converter=_to_decimal)
+    #: ``"brl"`` (``"R$9.397,30"``, observed) or ``"plain"`` (``"9397.30"``).
+    balance_format: str = attrs.field(default="brl", validator=_one_of("brl", "plain"))
+    #: Refuse (422) a send that costs more than the balance; the real behaviour is unknown.
+    enforce_balance: bool = attrs.field(default=False, converter=_to_bool)
+    #: Cost centres listed by ``sms/segments``; ``tenant_segment_id`` must be one of them.
+    segments: Tuple[Tuple[int, str], ...] = attrs.field(
+        default=((1, "Corporativo"),), converter=_to_segments
+    )
+    replies_per_page: int = attrs.field(default=1000, converter=_to_int, validator=_positive)
+    timezone: str = attrs.field(default="America/Sao_Paulo", validator=_known_zone)
+    #: Faults. Each rate is a probability per request, drawn with the seeded RNG.
+    fail_429_rate: float = _rate_field()
+    retry_after: int = attrs.field(default=1, converter=_to_int, validator=_non_negative)
+    fail_500_rate: float = _rate_field()
+    #: Send endpoints only: accept the request, then answer 500 anyway.
+    error_after_accept_rate: float = _rate_field()
+    #: Send endpoints only: accept the request, then hold the answer ``hang_seconds``.
+    timeout_after_accept_rate: float = _rate_field()
+    hang_seconds: float = attrs.field(default=30.0, converter=_to_float, validator=_non_negative)
+    #: Delay before every API response.
+    slow_seconds: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
+    #: Endpoints the faults apply to (``"sms/store"``...); empty means all of them.
+    fault_endpoints: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_str_set)
+
+    def changed(self, **changes: Any) -> SimulatorConfig:
+        """A validated copy with ``changes``; an unknown name is a ConfigurationError."""
+        names = {a.name for a in attrs.fields(SimulatorConfig)}
+        unknown = sorted(set(changes) - names)
+        if unknown:
+            raise ConfigurationError(f"unknown simulator setting(s): {', '.join(unknown)}")
+        try:
+            return attrs.evolve(self, **changes)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"bad simulator setting: {exc}") from exc
+
+    def as_json(self) -> Dict[str, Any]:
+        """The settings as JSON-friendly values, with the token hidden."""
+        out: Dict[str, Any] = {}
+        for field in attrs.fields(SimulatorConfig):
+            value = getattr(self, field.name)
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, Decimal):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = [{"id": i, "name": n} for i, n in value]
+            elif isinstance(value, dict):
+                value = {str(k): v for k, v in value.items()}
+            out[field.name] = value
+        out["token"] = "********"  # noqa: S105 - a mask, not a password
+        return out
