@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+import attrs
 import pytest
 
 from cli_helpers import cli, cli_env  # noqa: F401
@@ -314,6 +315,8 @@ def test_a_crash_mid_materialisation_resumes_without_double_sends(store: Any) ->
 class JobGateway(LoopbackProvider):
     """A loopback gateway with job control (as Kolmeya's pause/play)."""
 
+    capabilities = attrs.evolve(LoopbackProvider.capabilities, job_control=True)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.job_calls: List[Any] = []
@@ -358,6 +361,19 @@ def test_pause_holds_the_campaign_and_resume_releases_it(store: Any) -> None:
     run_until_done(Worker(kit, poll_replies=False, campaigns=campaigns), campaigns, created.id)
     assert {m.state for m in campaign_messages(kit, created.id)} == {State.SENT}
     assert_sent_once(kit, campaign_messages(kit, created.id))
+
+
+def test_pausing_on_a_gateway_without_job_control_holds_locally_and_says_so(
+        store: Any) -> None:
+    kit = make_kit(store)  # the loopback gateway has no jobs (capabilities.job_control off)
+    seed_contacts(store, 3)
+    campaigns = Campaigns(kit)
+    created = campaigns.create("sem jobs", "Oi", {"type": "tags", "tags": ["vip"]})
+    campaigns.start(created.id)
+    campaigns.record_jobs(created.id, [7])
+    control = campaigns.pause(created.id)
+    assert control.campaign.status == "paused"
+    assert control.jobs == {7: "provider 'loopback' cannot pause jobs"}
 
 
 def test_a_paused_campaign_stores_nothing_more_until_resumed(store: Any) -> None:

@@ -5,13 +5,14 @@ Registered through the same hooks as any third-party plugin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Callable
 
 from smskit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from smskit.config import Settings
-    from smskit.provider import Provider
+    from smskit.plugins import StoreFactory
+    from smskit.provider import Provider, ProviderFactory
     from smskit.store.base import Store
 
 
@@ -34,13 +35,13 @@ def _sql_store(url: str, settings: Settings) -> Store:
 
 
 @hookimpl
-def register_providers(register: Callable[[str, Any], None]) -> None:
-    """Register the loopback provider."""
+def register_providers(register: Callable[[str, ProviderFactory], None]) -> None:
+    """Register the loopback provider (it names itself ``loopback``)."""
     register("loopback", _loopback)
 
 
 @hookimpl
-def register_stores(register: Callable[[str, Any], None]) -> None:
+def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
     """Register the memory, SQLite and PostgreSQL stores."""
     register("memory", _memory_store)
     register("sqlite", _sql_store)

@@ -38,8 +38,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_providers(register: Callable[[str, ProviderFactory], None]) -> None:
     """Register provider factories: ``register("kolmeya", factory)``.
 
-    ``factory(settings)`` returns a :class:`smskit.provider.Provider`. Registering a name that
-    another plugin already registered raises :class:`smskit.errors.DuplicateProviderError`.
+    ``factory(settings)`` returns a :class:`smskit.provider.Provider` whose ``name`` is the
+    registered name (messages are queued under it; a mismatch raises
+    :class:`smskit.errors.ConfigurationError` when the provider is built). Registering a name
+    that another plugin already registered raises :class:`smskit.errors.DuplicateProviderError`.
     Import heavy dependencies inside the factory, not at module import.
     """
 

@@ -157,6 +157,15 @@ class SmsKit:
         return self._store
 
     @property
+    def has_store(self) -> bool:
+        """Whether the store exists already (handed to the kit, or built by :attr:`store`).
+
+        Reading it builds nothing: a plugin can tell whether :attr:`store` would be built
+        from ``settings.database_url`` (see :func:`smskit.plugins.store_scheme`) first.
+        """
+        return self._store is not None
+
+    @property
     def hooks(self) -> Any:
         """The plugin hook relay. Its first use loads the plugins and announces this kit to
         them (``kit_ready``), so per-kit plugins (Odoo, ChatRoom) attach themselves."""
@@ -464,23 +473,19 @@ class SmsKit:
         return outcome
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
-        """:meth:`apply_status` for each event in turn, in one store transaction when the store
-        has ``apply_statuses`` (group commit; the SQL and memory stores do), one by one
-        otherwise. Outcomes are in the order of ``events``.
+        """:meth:`apply_status` for each event in turn, through the store's
+        :meth:`~smskit.store.base.Store.apply_statuses` (one transaction in the SQL store:
+        group commit). Outcomes are in the order of ``events``.
 
         ``message_status_changed`` fires for each applied change once the whole call is
         stored. With a transactional store a failure stores nothing of the call and raises;
         apply fewer events to isolate it. An event naming only a batch makes the call go one
         event at a time (:meth:`apply_status` expands it).
         """
-        # Looked up on the class: a store that forwards unknown names to another (the Odoo
-        # store's sidecar) must not have its own apply_status bypassed.
-        batched = getattr(type(self.store), "apply_statuses", None)
-        if batched is None or any(
-                e.message_id is None and e.provider_message_id is None and e.batch_id
-                for e in events):
+        if any(e.message_id is None and e.provider_message_id is None and e.batch_id
+               for e in events):
             return [self.apply_status(event) for event in events]
-        outcomes: List[ApplyOutcome] = list(batched(self.store, events))
+        outcomes = self.store.apply_statuses(events)
         if not self.hooks.message_status_changed.get_hookimpls():
             return outcomes
         for outcome in outcomes:

@@ -24,7 +24,7 @@ from smskit.errors import (
     ValidationError,
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
-from smskit.provider import Capabilities, ReconcileResult, WebhookPayload
+from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
 from smskit_kolmeya import wire
 from smskit_kolmeya.client import KolmeyaClient
 from smskit_kolmeya.webhooks import parse_webhook
@@ -34,14 +34,15 @@ __all__ = ["KolmeyaProvider"]
 log = logging.getLogger(__name__)
 
 
-class KolmeyaProvider:
-    """Sends through Kolmeya and answers reconciliation, balance, blacklist, webhooks and
-    reply polling. Build it with :meth:`from_settings` or around your own client."""
+class KolmeyaProvider(Provider):
+    """Sends through Kolmeya and answers reconciliation, status queries, balance, blacklist,
+    webhooks, reply polling and job pause/resume. Build it with :meth:`from_settings` or
+    around your own client."""
 
     name = "kolmeya"
     max_batch = wire.MAX_BATCH
     capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
-                                webhooks=True, reply_polling=True)
+                                webhooks=True, reply_polling=True, job_control=True)
 
     def __init__(self, client: KolmeyaClient, *, owns_client: bool = True) -> None:
         self.client = client

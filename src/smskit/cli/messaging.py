@@ -281,10 +281,10 @@ def _refresh(kit: SmsKit, message: Message) -> str:
     if message.state is State.OUTGOING:
         report = kit.reconcile(provider=provider.name)
         return f"reconciled {report.batches} batch(es): {report.confirmed} confirmed"
-    query = getattr(provider, "message_status", None)
-    if not callable(query) or not message.provider_message_id:
+    if not provider.capabilities.status_query or not message.provider_message_id:
         return f"provider {provider.name!r} cannot be asked about one message"
-    event = _attrs.evolve(query(message.provider_message_id), message_id=message.id)
+    event = _attrs.evolve(provider.message_status(message.provider_message_id),
+                          message_id=message.id)
     outcome = kit.apply_status(event)
     return f"gateway says {event.state.value}" + ("" if outcome.applied else
                                                     f" ({outcome.reason})")

@@ -235,17 +235,9 @@ def dispatch(
 def _claim(
     store: Store, provider: Provider, now: dt.datetime
 ) -> Optional[Tuple[BatchInfo, List[Message]]]:
-    """Claim a batch and read its messages: in one go when the store offers
-    ``claim_batch_messages`` (an optional method, same arguments as ``claim_batch``)."""
-    claim = getattr(store, "claim_batch_messages", None)
-    if claim is not None:
-        claimed: Optional[Tuple[BatchInfo, List[Message]]] = claim(
-            provider.name, provider.max_batch, now, new_id())
-        return claimed
-    batch = store.claim_batch(provider.name, provider.max_batch, now, new_id())
-    if batch is None:
-        return None
-    return batch, store.get_many(batch.message_ids)
+    """Claim a batch and read its messages (in one transaction when the store can: see
+    :meth:`~smskit.store.base.Store.claim_batch_messages`)."""
+    return store.claim_batch_messages(provider.name, provider.max_batch, now, new_id())
 
 
 def _retry_delay(exc: ProviderError) -> dt.timedelta:

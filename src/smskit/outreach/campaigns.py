@@ -236,10 +236,10 @@ class Campaigns:
         if not campaign.job_ids:
             return {}
         provider = self.kit.provider(campaign.provider)
-        control = getattr(provider, f"{action}_job", None)
-        if not callable(control):
+        if not provider.capabilities.job_control:
             note = f"provider {provider.name!r} cannot {action} jobs"
             return dict.fromkeys(campaign.job_ids, note)
+        control = provider.pause_job if action == "pause" else provider.play_job
         answers: Dict[int, str] = {}
         for job in campaign.job_ids:
             try:

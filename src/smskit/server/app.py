@@ -246,12 +246,7 @@ class WebhookServer:
 
     # -- /healthz and /metrics -------------------------------------------------------------
     def _ping_store(self) -> None:
-        store = self.kit.store
-        ping = getattr(store, "ping", None)
-        if callable(ping):
-            ping()
-        else:
-            store.get("smskit-healthz-probe")
+        self.kit.store.ping()
 
     async def healthz(self, request: Request) -> Response:
         """``200`` when the store answers, ``503`` otherwise; says how webhooks are guarded."""

@@ -26,8 +26,8 @@ import pytest
 
 from smskit.errors import ValidationError
 from smskit.ids import new_id
-from smskit.models import Message, State
-from smskit.provider import Capabilities, Provider
+from smskit.models import Message, State, StatusEvent
+from smskit.provider import Provider, contract_problems
 
 __all__ = ["ProviderConformance", "sample_messages"]
 
@@ -71,13 +71,10 @@ class ProviderConformance:
         return None
 
     def test_declares_identity(self, provider: Provider) -> None:
-        """A provider names itself, its batch limit and its capabilities."""
-        expect(isinstance(provider, Provider), "does not implement smskit.provider.Provider")
-        expect(isinstance(provider.name, str) and provider.name, "name must be a non-empty str")
-        expect(isinstance(provider.max_batch, int) and provider.max_batch >= 1,
-               f"max_batch must be a positive int, got {provider.max_batch!r}")
-        expect(isinstance(provider.capabilities, Capabilities),
-               "capabilities must be a smskit.provider.Capabilities")
+        """A provider subclasses :class:`~smskit.provider.Provider`, names itself, its batch
+        limit and its capabilities, and implements every operation a capability claims."""
+        problems = contract_problems(provider)
+        expect(not problems, f"breaks the provider contract: {'; '.join(problems)}")
 
     def test_one_result_per_message(self, provider: Provider) -> None:
         """Every message of a batch gets exactly one result, matched by our id."""
@@ -135,6 +132,19 @@ class ProviderConformance:
             pytest.skip("provider cannot reconcile")
         answer = provider.reconcile(new_id(), sample_messages(1))
         expect(not answer.known, "a batch never sent must be reported unknown")
+
+    def test_status_query_answers_for_a_sent_message(self, provider: Provider) -> None:
+        """``message_status`` reports a message just sent by its provider id, as sent or
+        later."""
+        if not provider.capabilities.status_query:
+            pytest.skip("provider cannot be asked about one message")
+        (result,) = provider.send_batch(sample_messages(1), batch_id=new_id())
+        expect(result.provider_message_id, "an accepted message must carry the provider's id")
+        event = provider.message_status(str(result.provider_message_id))
+        expect(isinstance(event, StatusEvent), "message_status() must return a StatusEvent")
+        expect(event.provider == provider.name, "the event must name the provider")
+        expect(event.state.rank >= State.SENT.rank,
+               f"a message just sent cannot be {event.state.value}")
 
     def test_malformed_webhook_is_a_validation_error(self, provider: Provider) -> None:
         """Garbage in a webhook raises ValidationError (the server answers 400), never crashes."""
