@@ -163,16 +163,19 @@ def test_parts_a_store_lacks_are_skipped_unless_it_claims_them() -> None:
         "claim_batch_messages_is_the_claim_and_its_messages", "ping_answers",
         "apply_statuses_equals_applying_one_by_one"}
     skipped = {r.name: r.detail for r in detected.skipped}
-    assert skipped["key_value_state_is_shared"] == "not a OutreachStore (no save_contacts)"
-    assert skipped["dashboard_stats_on_a_seeded_store"] == "not a StatsStore (no dashboard_stats)"
-    assert "links" in detected.result("link_codes_are_unique_and_clicks_counted").parts
+    assert skipped["key_value_state_is_shared"] == (
+        "does not implement OutreachStore (no save_contacts)")
+    assert skipped["dashboard_stats_on_a_seeded_store"] == (
+        "does not implement StatsStore (no dashboard_stats)")
+    assert skipped["link_codes_are_unique_and_clicks_counted"] == (
+        "does not implement LinkStore (no add_links)")
 
     claimed = check_store(CoreOnlyStore, parts=["outreach"])
     failed = {r.name: r.detail for r in claimed.failed}
     assert set(failed) == {c.name for c in all_checks(["outreach"])
                            if "outreach" in c.parts and set(c.parts) <= {"store", "outreach"}}
-    assert "has the 'outreach' part (OutreachStore) but lacks save_contacts" in (
-        failed["key_value_state_is_shared"])
+    assert failed["key_value_state_is_shared"].startswith("the store lacks save_contacts, ")
+    assert failed["key_value_state_is_shared"].endswith(" of the 'outreach' part (OutreachStore)")
     assert claimed.result("link_codes_are_unique_and_clicks_counted").detail == (
         "the store does not declare the 'links' part")
 

@@ -143,9 +143,9 @@ def skip_reason(item: StoreCheck, store: object,
             continue
         missing = ", ".join(missing_methods(store, part)) or "a method"
         if chosen is not None or part == "store":
-            raise AssertionError(f"the store has the {part!r} part "
-                                 f"({PARTS[part].__name__}) but lacks {missing}")
-        return f"not a {PARTS[part].__name__} (no {missing.split(', ')[0]})"
+            raise AssertionError(f"the store lacks {missing} of the {part!r} part "
+                                 f"({PARTS[part].__name__})")
+        return f"does not implement {PARTS[part].__name__} (no {missing.split(', ')[0]})"
     if item.needs is not None and not callable(getattr(type(store), item.needs, None)):
         return f"the store has no {item.needs}()"
     return None
