@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import attrs
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, StoreError
+from smskit.errors import ConfigurationError, StoreError, ValidationError
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.store import rules as c
 from smskit.store.analytics import LinkStore, StatsStore
@@ -44,7 +44,7 @@ from smskit.store.base import (
     Schedule,
     Store,
 )
-from smskit.store.outreach import OutreachStore
+from smskit.store.outreach import ACTIONS, OutreachStore
 from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
@@ -381,6 +381,9 @@ class OdooStore(Store):
                          now: Optional[dt.datetime] = None) -> bool:
         """The sidecar's audited, synced change, mirrored into ``phone.blacklist`` like
         :meth:`blacklist_add` / :meth:`blacklist_remove` (what :class:`SmsKit` calls)."""
+        if action not in ACTIONS:
+            # before the journal: a refused call must leave no Odoo write behind
+            raise ValidationError(f"blacklist action must be 'add' or 'remove', got {action!r}")
         self.journal.enqueue("blacklist", {"phone": phone, "active": action == "add"})
         changed = bool(self.sidecar.blacklist_change(  # type: ignore[attr-defined]
             phone, action, reason=reason, source=source, sync_to=sync_to,

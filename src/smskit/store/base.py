@@ -1,6 +1,7 @@
 """The Store protocol: everything the pipeline, the server and the scheduler persist.
 
-Guarantees every implementation gives (the shared store test suite checks them):
+Guarantees every implementation gives (the store conformance suite,
+:mod:`smskit.testing.stores`, checks them):
 
 * :meth:`Store.add_messages` is idempotent: a second message with the same
   ``idempotency_key`` is not inserted; the stored one is returned with ``created=False``.

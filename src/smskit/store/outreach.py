@@ -5,8 +5,8 @@ built-in stores (memory, SQLite, PostgreSQL) implement both. A third-party store
 implements ``Store`` still sends and receives; the features here are then unavailable
 (:class:`smskit.SmsKit` falls back to the plain blacklist, without audit or sync).
 
-Guarantees both built-in stores give (tests/test_campaigns.py and tests/test_blacklist_sync.py
-check them on each):
+Guarantees both built-in stores give (the ``outreach`` part of the store conformance suite,
+:mod:`smskit.testing.stores`, checks them on each):
 
 * :meth:`OutreachStore.blacklist_change` changes the local list, appends an audit line and
   queues one gateway sync item per provider named, all in **one transaction**; a change that
