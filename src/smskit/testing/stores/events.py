@@ -147,7 +147,7 @@ def concurrent_status_events_stay_monotonic(store: Store) -> None:
                  "outcomes and history agree on what was applied")
 
 
-@check(needs="apply_statuses")
+@check()
 def apply_statuses_equals_applying_one_by_one(store: Any) -> None:
     """apply_statuses gives the outcomes, messages and history of apply_status in turn."""
 
@@ -403,7 +403,7 @@ def stats_by_day_uses_local_days_across_midnight_and_dst(store: Store) -> None:
                  "local days across the DST change")
 
 
-@check(needs="ping")
+@check()
 def ping_answers(store: Any) -> None:
     """ping() returns without error on a working store."""
     store.ping()

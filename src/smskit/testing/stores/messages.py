@@ -258,7 +258,7 @@ def concurrent_claims_never_overlap(store: Store) -> None:
     expect_equal(set(flat), ids, "every message must be claimed")
 
 
-@check(needs="claim_batch_messages")
+@check()
 def claim_batch_messages_is_the_claim_and_its_messages(store: Any) -> None:
     """claim_batch_messages claims as claim_batch does and returns the claimed messages."""
     added = [o.message for o in store.add_messages([outgoing(i) for i in range(5)])]

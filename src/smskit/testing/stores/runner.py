@@ -80,7 +80,6 @@ class StoreCheck:
     name: str
     parts: Tuple[str, ...]
     func: Callable[[Any], None]
-    needs: Optional[str] = None
 
     @property
     def doc(self) -> str:
@@ -91,9 +90,9 @@ class StoreCheck:
 _CHECKS: Dict[str, StoreCheck] = {}
 
 
-def check(*parts: str, needs: Optional[str] = None) -> Callable[[_F], _F]:
+def check(*parts: str) -> Callable[[_F], _F]:
     """Register the decorated function as a check of ``parts`` (default ``store``), named
-    after the function; ``needs`` names an optional store method it exercises."""
+    after the function."""
     wanted = parts or ("store",)
     for part in wanted:
         if part not in PARTS:
@@ -103,7 +102,7 @@ def check(*parts: str, needs: Optional[str] = None) -> Callable[[_F], _F]:
         name = func.__name__
         if name in _CHECKS:
             raise ValidationError(f"store check {name!r} is registered twice")
-        _CHECKS[name] = StoreCheck(name=name, parts=tuple(wanted), func=func, needs=needs)
+        _CHECKS[name] = StoreCheck(name=name, parts=tuple(wanted), func=func)
         return func
 
     return register
@@ -146,8 +145,6 @@ def skip_reason(item: StoreCheck, store: object,
             raise AssertionError(f"the store lacks {missing} of the {part!r} part "
                                  f"({PARTS[part].__name__})")
         return f"does not implement {PARTS[part].__name__} (no {missing.split(', ')[0]})"
-    if item.needs is not None and not callable(getattr(type(store), item.needs, None)):
-        return f"the store has no {item.needs}()"
     return None
 
 
