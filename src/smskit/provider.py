@@ -13,13 +13,32 @@ Error contract of :meth:`Provider.send_batch` (the pipeline relies on it to neve
   message can have reached the gateway; the pipeline then dispatches the batch again later;
 * raise one with ``sent_nothing=False`` (e.g. :class:`~smskit.errors.AmbiguousSendError`) when
   the request may have arrived; the pipeline then calls :meth:`Provider.reconcile`.
+
+Receiving webhooks (``capabilities.webhooks``): the gate of :mod:`smskit.webhooks.gate` checks
+every callback (the smskit token, IP allow list, size cap, media type) and decodes its body
+once; the provider then only reads it:
+
+* :meth:`Provider.parse_webhook` receives the :class:`~smskit.webhooks.request.WebhookRequest`
+  with its body already decoded in ``request.data`` and returns the events in it, or raises
+  :class:`~smskit.errors.ValidationError` (the gate answers 400). It must not decode
+  ``request.body`` again, and must not do I/O (the server calls it on its event loop);
+* optional attribute ``webhook_media_types``: the media types the gateway posts, among
+  :data:`smskit.webhooks.media.MEDIA_TYPES` (default ``("application/json",)``; a form-posting
+  gateway declares ``("application/x-www-form-urlencoded",)`` and reads ``request.data`` as
+  ``(name, value)`` pairs). Any other ``Content-Type`` is refused with 415 before the body is
+  read;
+* optional method ``verify_webhook(request) -> AuthResult``: the gateway's own authentication
+  (a signature header over ``request.url``, the public URL called, and ``request.data``),
+  checked after the smskit token and before ``parse_webhook``. ``AuthResult.OK`` lets the
+  request through, ``MISSING`` is a 401 and ``WRONG`` a 403
+  (:class:`~smskit.webhooks.auth.AuthResult`). Without the method only the token is checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, Callable, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 import attrs
 from typing_extensions import Protocol, runtime_checkable
@@ -28,6 +47,7 @@ from smskit.models import InboundMessage, Message, SendResult, StatusEvent
 
 if TYPE_CHECKING:
     from smskit.config import Settings
+    from smskit.webhooks.request import WebhookRequest
 
 __all__ = [
     "Capabilities",
@@ -89,10 +109,9 @@ class Provider(Protocol):
         """Ask the gateway what became of an earlier request whose outcome is unknown."""
         ...
 
-    def parse_webhook(
-        self, kind: str, headers: Mapping[str, str], body: bytes
-    ) -> WebhookPayload:
-        """Parse a callback (``kind``: ``"status"``/``"reply"``); ValidationError if malformed."""
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """The events of a callback the gate accepted (``request.kind``: ``"status"`` or
+        ``"reply"``; ``request.data``: the decoded body); ValidationError if malformed."""
         ...
 
     def balance(self) -> Decimal:
