@@ -255,7 +255,8 @@ def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResp
 def read_payload(provider: Provider, request: WebhookRequest) -> WebhookPayload:
     """Decode and parse a callback without the gate's checks, for a caller that trusts it
     (:meth:`smskit.kit.SmsKit.handle_webhook`): a body without ``Content-Type`` is read as the
-    provider's first media type. Every failure is a :class:`ValidationError`."""
+    provider's first media type. A body of another media type, one that does not decode or
+    one the provider does not recognise raises :class:`ValidationError`."""
     accepted = media_types(provider)
     media_type = (media.match(accepted, request.headers["content-type"])
                   if request.media_type else accepted[0])
