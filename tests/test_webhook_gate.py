@@ -402,24 +402,14 @@ def test_parse_query_keeps_repeated_parameters() -> None:
 # -- the synchronous path answers as the server does ----------------------------------------------
 
 
-class FlakyStore:
-    """A memory store that raises StoreError on every call while ``down``."""
+class DownStore(MemoryStore):
+    """A memory store whose status writes fail: the database went away."""
 
-    def __init__(self) -> None:
-        self.inner = MemoryStore()
-        self.down = False
+    def apply_status(self, event: StatusEvent) -> Any:
+        raise StoreError("apply_status: database is unreachable")
 
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
-                raise StoreError(f"{name}: database is unreachable")
-            return attr(*args, **kwargs)
-
-        return call
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> Any:
+        raise StoreError("apply_statuses: database is unreachable")
 
 
 class QuietPlugin:
@@ -434,11 +424,9 @@ def make_kit(store_down: bool) -> SmsKit:
     settings = Settings.load(environ={}, webhook_secret=SECRET, webhook_max_bytes="1024")
     plugins = Plugins(settings, entry_points=False)
     plugins.register(QuietPlugin(), name="quiet-plugin")
-    store = FlakyStore()
-    store.inner.add_messages([sent_message()])
-    store.down = store_down
-    return SmsKit(settings, store=store, provider=LoopbackProvider(),  # type: ignore[arg-type]
-                  plugins=plugins)
+    store = DownStore() if store_down else MemoryStore()
+    store.add_messages([sent_message()])
+    return SmsKit(settings, store=store, provider=LoopbackProvider(), plugins=plugins)
 
 
 def like_the_odoo_controller(kit: SmsKit, provider: str, kind: str, query: Dict[str, str],
