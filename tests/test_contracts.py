@@ -40,6 +40,7 @@ from smskit.providers.loopback import LoopbackProvider
 from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.store.outreach import OutreachStore
+from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya.client import KolmeyaClient
 from smskit_kolmeya.provider import KolmeyaProvider
 from smskit_odoo.store import OdooStore
@@ -82,7 +83,8 @@ def plugins_with(**factories: Callable[[Settings], Any]) -> Plugins:
 OPTIONAL_CALLS: Dict[str, Callable[[Provider], object]] = {
     "reconcile": lambda p: p.reconcile("b1", []),
     "message_status": lambda p: p.message_status("p-1"),
-    "parse_webhook": lambda p: p.parse_webhook("status", {}, b"{}"),
+    "parse_webhook": lambda p: p.parse_webhook(
+        WebhookRequest(provider="p", kind="status", body=b"{}")),
     "balance": lambda p: p.balance(),
     "blacklist_add": lambda p: p.blacklist_add([PHONE]),
     "blacklist_remove": lambda p: p.blacklist_remove([PHONE]),

@@ -33,6 +33,7 @@ from smskit.errors import (
 from smskit.models import Message, State
 from smskit.plugins import Plugins
 from smskit.provider import Provider
+from smskit.webhooks import WebhookRequest
 from smskit_kolmeya import plugin
 from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
 from smskit_kolmeya.provider import KolmeyaProvider
@@ -647,8 +648,9 @@ def test_provider_other_capabilities(router: respx.MockRouter, provider: Kolmeya
     assert body_of(replies) == {"period": 24}
     event = provider.message_status("u1")
     assert (event.state, event.message_id, event.status_code) == (State.ERROR, "M1", 4)
-    payload = provider.parse_webhook("status", {}, json.dumps(
-        {"id": "r", "messages": [{"id": "u1", "reference": "M1", "status_code": 3}]}).encode())
+    payload = provider.parse_webhook(WebhookRequest(
+        provider="kolmeya", kind="status",
+        data={"id": "r", "messages": [{"id": "u1", "reference": "M1", "status_code": 3}]}))
     assert payload.statuses[0].state is State.DELIVERED
 
 

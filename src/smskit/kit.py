@@ -40,10 +40,13 @@ from smskit.outreach import contacts
 from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
-from smskit.provider import Provider, WebhookPayload
+from smskit.provider import Provider
 from smskit.store.base import AddOutcome, ApplyOutcome, EventRecord, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
+from smskit.webhooks.apply import WebhookReport, apply_payload
+from smskit.webhooks.gate import read_payload
+from smskit.webhooks.request import WebhookRequest
 
 __all__ = ["BulkSummary", "Outcome", "SmsKit", "WebhookReport"]
 
@@ -96,14 +99,6 @@ class BulkSummary:
             self.deferred += 1
         else:
             self.queued += 1
-
-
-@attrs.frozen(kw_only=True)
-class WebhookReport:
-    """What a webhook request changed: one outcome per status event and per inbound message."""
-
-    statuses: Sequence[ApplyOutcome] = ()
-    inbound: Sequence[InboundOutcome] = ()
 
 
 def _storable(text: str) -> str:
@@ -524,11 +519,12 @@ class SmsKit:
 
     def handle_webhook(self, provider: str, kind: str, headers: Mapping[str, str],
                        body: bytes) -> WebhookReport:
-        """Parse a provider callback and apply everything in it (used by the server)."""
-        payload: WebhookPayload = self.provider(provider).parse_webhook(kind, headers, body)
-        statuses = [self.apply_status(event) for event in payload.statuses]
-        inbound = [self.receive(item) for item in payload.inbound]
-        return WebhookReport(statuses=statuses, inbound=inbound)
+        """Decode, parse and apply a provider callback you trust, with none of the gate's
+        checks (token, size...): a receiver of untrusted requests uses
+        :func:`smskit.webhooks.receive` instead. Raises :class:`ValidationError` for a body the
+        provider does not recognise."""
+        request = WebhookRequest(provider=provider, kind=kind, headers=headers, body=body)
+        return apply_payload(self, read_payload(self.provider(provider), request))
 
     def _route(self, message: Message) -> None:
         try:

@@ -27,6 +27,25 @@ Error contract of :meth:`Provider.send_batch` (the pipeline relies on it to neve
   message can have reached the gateway; the pipeline then dispatches the batch again later;
 * raise one with ``sent_nothing=False`` (e.g. :class:`~smskit.errors.AmbiguousSendError`) when
   the request may have arrived; the pipeline then calls :meth:`Provider.reconcile`.
+
+Receiving webhooks (``capabilities.webhooks``): the gate of :mod:`smskit.webhooks.gate` checks
+every callback (the smskit token, IP allow list, size cap, media type) and decodes its body
+once; the provider then only reads it:
+
+* :meth:`Provider.parse_webhook` receives the :class:`~smskit.webhooks.request.WebhookRequest`
+  with its body already decoded in ``request.data`` and returns the events in it, or raises
+  :class:`~smskit.errors.ValidationError` (the gate answers 400). It must not decode
+  ``request.body`` again, and must not do I/O (the server calls it on its event loop);
+* ``webhook_media_types``: the media types the gateway posts, among
+  :data:`smskit.webhooks.media.MEDIA_TYPES` (default ``("application/json",)``; a form-posting
+  gateway declares ``("application/x-www-form-urlencoded",)`` and reads ``request.data`` as
+  ``(name, value)`` pairs). Any other ``Content-Type`` is refused with 415 before the body is
+  read;
+* ``verify_webhook(request) -> AuthResult``: the gateway's own authentication
+  (a signature header over ``request.url``, the public URL called, and ``request.data``),
+  checked after the smskit token and before ``parse_webhook``. ``AuthResult.OK`` lets the
+  request through, ``MISSING`` is a 401 and ``WRONG`` a 403
+  (:class:`~smskit.webhooks.auth.AuthResult`). By default only the token is checked.
 """
 
 from __future__ import annotations
@@ -41,9 +60,12 @@ import attrs
 
 from smskit.errors import NotSupportedError
 from smskit.models import InboundMessage, Message, SendResult, StatusEvent
+from smskit.webhooks.auth import AuthResult
+from smskit.webhooks.media import DEFAULT_MEDIA_TYPES
 
 if TYPE_CHECKING:
     from smskit.config import Settings
+    from smskit.webhooks.request import WebhookRequest
 
 __all__ = [
     "CAPABILITY_METHODS",
@@ -138,12 +160,21 @@ class Provider(abc.ABC):
         (``capabilities.status_query``; ``smskit status --refresh``)."""
         raise NotSupportedError(self.name, "message_status")
 
-    def parse_webhook(
-        self, kind: str, headers: Mapping[str, str], body: bytes
-    ) -> WebhookPayload:
-        """Parse a callback (``kind``: ``"status"``/``"reply"``); ValidationError if malformed
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """The events of a callback the gate accepted (``request.kind``: ``"status"`` or
+        ``"reply"``; ``request.data``: the decoded body); ValidationError if malformed
         (``capabilities.webhooks``)."""
         raise NotSupportedError(self.name, "parse_webhook")
+
+    #: The media types the gate accepts for this provider's callbacks (any of
+    #: :data:`smskit.webhooks.media.MEDIA_TYPES`; default JSON only).
+    webhook_media_types: Tuple[str, ...] = DEFAULT_MEDIA_TYPES
+
+    def verify_webhook(self, request: WebhookRequest) -> AuthResult:
+        """The provider's own check of a callback (a signature), run by the gate after the
+        smskit token and before :meth:`parse_webhook`: ``MISSING`` answers 401, ``WRONG``
+        403. ``request.url`` is the URL the gateway called. Default: nothing more to check."""
+        return AuthResult.OK
 
     def balance(self) -> Decimal:
         """The account balance in the account's currency (``capabilities.balance``)."""

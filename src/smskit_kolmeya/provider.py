@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import math
 from decimal import Decimal
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import attrs
 
@@ -25,9 +25,10 @@ from smskit.errors import (
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya import wire
 from smskit_kolmeya.client import KolmeyaClient
-from smskit_kolmeya.webhooks import parse_webhook
+from smskit_kolmeya.webhooks import parse_webhook_data
 
 __all__ = ["KolmeyaProvider"]
 
@@ -126,10 +127,10 @@ class KolmeyaProvider(Provider):
         """The current status of one message as a status event (status query)."""
         return self.client.message_status(provider_message_id).to_event()
 
-    def parse_webhook(self, kind: str, headers: Mapping[str, str],
-                      body: bytes) -> WebhookPayload:
-        """Parse a callback; the body decides whether it holds statuses or replies."""
-        return parse_webhook(body, kind, self.client.timezone)
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """The events of a callback the gate decoded; the body decides whether it holds
+        statuses or replies."""
+        return parse_webhook_data(request.data, self.client.timezone, request.kind)
 
     def balance(self) -> Decimal:
         """The account balance in BRL."""

@@ -13,11 +13,10 @@ it produces the status events and replies a real gateway would::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from collections import Counter
 from decimal import Decimal
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
@@ -25,6 +24,7 @@ from smskit.errors import ProviderError, ProviderNotFoundError, ValidationError
 from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks.request import WebhookRequest
 
 __all__ = ["LoopbackProvider", "SentRecord"]
 
@@ -138,12 +138,9 @@ class LoopbackProvider(Provider):
         return StatusEvent(provider=self.name, state=State.SENT, message_id=record.message_id,
                            provider_message_id=provider_message_id)
 
-    def parse_webhook(self, kind: str, headers: Mapping[str, str], body: bytes) -> WebhookPayload:
-        """Parse ``{"message_id", "state"}`` (status) or ``{"id", "phone", "text"}`` (reply)."""
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ValidationError(f"loopback webhook: body is not JSON: {exc}") from exc
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """Read ``{"message_id", "state"}`` (status) or ``{"id", "phone", "text"}`` (reply)."""
+        data, kind = request.data, request.kind
         if not isinstance(data, dict):
             raise ValidationError("loopback webhook: expected a JSON object")
         try:
