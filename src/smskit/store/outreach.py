@@ -74,7 +74,7 @@ def _ints(value: Iterable[int]) -> Tuple[int, ...]:
 
 @attrs.frozen(kw_only=True)
 class Contact:
-    """A person we may message: E.164 ``phone`` (the key), tags for segments, template
+    """A person we may message: E.164 ``phone`` (the key), tags for campaign audiences, template
     ``variables``, and per-recipient do-not-disturb (``dnd_window`` ``"20:00-09:00"`` in the
     installation's time zone, ``dnd_days`` such as ``("sun",)``, and/or ``dnd_until``)."""
 
@@ -96,10 +96,11 @@ class Contact:
 
 @attrs.frozen(kw_only=True)
 class Campaign:
-    """A named send of one template to a segment (see :mod:`smskit.outreach.campaigns`).
+    """A named send of one template to an audience (see :mod:`smskit.outreach.campaigns`).
 
-    ``cursor`` is where materialisation stopped (its meaning depends on the segment);
-    ``materialised`` says every recipient has a message; ``skipped`` counts segment rows that
+    ``audience`` is JSON data (:mod:`smskit.outreach.audience`); ``cursor`` is where
+    materialisation stopped (its meaning depends on the audience's source); ``materialised``
+    says every recipient has a message; ``skipped`` counts audience rows that
     had no phone. ``job_ids`` are gateway job ids (Kolmeya's integers) recorded by hand or by
     an integration, used to pause and play the job on the gateway.
     """
@@ -107,7 +108,7 @@ class Campaign:
     id: str
     name: str
     template: str
-    segment: Dict[str, Any] = attrs.field(converter=_mapping)
+    audience: Dict[str, Any] = attrs.field(converter=_mapping)
     variables: Dict[str, Any] = attrs.field(factory=dict, converter=_mapping)
     status: str = "draft"
     provider: Optional[str] = None
