@@ -61,11 +61,11 @@ __all__ = [
     "MAX_REPORT_LIMIT",
     "MAX_REPORT_WINDOW",
     "PROVIDER",
+    "CostCentre",
     "MessageStatus",
     "RepliesPage",
     "ReportRow",
     "RequestStatus",
-    "Segment",
     "StoreOutcome",
     "build_blacklist_request",
     "build_job_request",
@@ -83,13 +83,13 @@ __all__ = [
     "national_digits",
     "parse_balance",
     "parse_balance_value",
+    "parse_cost_centres",
     "parse_datetime",
     "parse_message_status",
     "parse_replies_page",
     "parse_reply_item",
     "parse_report_statuses",
     "parse_request_status",
-    "parse_segments",
     "parse_status_code",
     "parse_status_item",
     "parse_store_response",
@@ -282,11 +282,11 @@ def _message_item(message: Message) -> Dict[str, Any]:
 
 
 def _send_options(body: Dict[str, Any], webhook_url: Optional[str],
-                  tenant_segment_id: Optional[int], sms_api_id: Optional[int]) -> Dict[str, Any]:
+                  cost_centre_id: Optional[int], sms_api_id: Optional[int]) -> Dict[str, Any]:
     if webhook_url:
         body["webhook_url"] = webhook_url
-    if tenant_segment_id is not None:
-        body["tenant_segment_id"] = int(tenant_segment_id)
+    if cost_centre_id is not None:
+        body["tenant_segment_id"] = int(cost_centre_id)  # Kolmeya's name for a cost centre
     if sms_api_id is not None:
         body["sms_api_id"] = int(sms_api_id)
     return body
@@ -297,13 +297,14 @@ def build_store_request(
     *,
     batch_id: str,
     webhook_url: Optional[str] = None,
-    tenant_segment_id: Optional[int] = None,
+    cost_centre_id: Optional[int] = None,
     sms_api_id: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The ``POST /sms/store`` body for 1..1000 messages.
 
     ``{"messages": [{"phone", "message", "reference"}], "reference": batch_id}`` plus
-    ``webhook_url``, ``tenant_segment_id`` and ``sms_api_id`` only when given. Each message's
+    ``webhook_url``, ``tenant_segment_id`` (``cost_centre_id``) and ``sms_api_id`` only when
+    given. Each message's
     ``reference`` is our message id, the top ``reference`` our batch id.
     """
     if not messages:
@@ -315,7 +316,7 @@ def build_store_request(
         raise ValidationError("batch_id (the Kolmeya request reference) must not be empty")
     body: Dict[str, Any] = {"messages": [_message_item(m) for m in messages],
                             "reference": batch_id}
-    return _send_options(body, webhook_url, tenant_segment_id, sms_api_id)
+    return _send_options(body, webhook_url, cost_centre_id, sms_api_id)
 
 
 def build_store_token_request(
@@ -323,14 +324,14 @@ def build_store_token_request(
     *,
     reference: Optional[str] = None,
     webhook_url: Optional[str] = None,
-    tenant_segment_id: Optional[int] = None,
+    cost_centre_id: Optional[int] = None,
     sms_api_id: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The ``POST /sms/store-token`` body: the same shape as sms/store with exactly one message."""
     body: Dict[str, Any] = {"messages": [_message_item(message)]}
     if reference:
         body["reference"] = reference
-    return _send_options(body, webhook_url, tenant_segment_id, sms_api_id)
+    return _send_options(body, webhook_url, cost_centre_id, sms_api_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -541,7 +542,7 @@ def parse_message_status(data: Any) -> MessageStatus:
     return parse_status_item(data)
 
 
-# -- balance and segments --------------------------------------------------------------------
+# -- balance and cost centres ----------------------------------------------------------------
 
 def parse_balance_value(value: Any) -> Decimal:
     """``"R$9.397,30"``, ``"R$ 9.397,30"``, ``"9397.30"``, ``"9397,30"``, ``9397.3`` -> Decimal.
@@ -597,15 +598,17 @@ def parse_balance(data: Any) -> Decimal:
 
 
 @attrs.frozen
-class Segment:
-    """A Kolmeya cost centre (``tenant_segment_id`` and its name)."""
+class CostCentre:
+    """A Kolmeya cost centre (Kolmeya calls them segments: ``tenant_segment_id``) and its
+    name."""
 
     id: int
     name: str
 
 
-def parse_segments(data: Any) -> List[Segment]:
-    """The ``sms/segments`` answer ``{"segments": [{"id", "name"}]}`` (a bare list is accepted)."""
+def parse_cost_centres(data: Any) -> List[CostCentre]:
+    """The ``sms/segments`` answer ``{"segments": [{"id", "name"}]}`` (a bare list is accepted):
+    the account's cost centres."""
     items = data.get("segments") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise _response_error("sms/segments answered without a 'segments' list")
@@ -613,8 +616,8 @@ def parse_segments(data: Any) -> List[Segment]:
     for item in items:
         code = parse_status_code(item.get("id")) if isinstance(item, dict) else None
         if code is None:
-            raise _response_error(f"segment {item!r} has no integer 'id'")
-        out.append(Segment(code, str(item.get("name") or "")))
+            raise _response_error(f"cost centre {item!r} has no integer 'id'")
+        out.append(CostCentre(code, str(item.get("name") or "")))
     return out
 
 
@@ -737,7 +740,7 @@ class ReportRow:
     text: Optional[str]
     job: Optional[int]
     batch: Optional[int]
-    segment: Optional[str]
+    cost_centre: Optional[str]
     raw: Mapping[str, Any] = attrs.field(eq=False, repr=False)
 
 
@@ -755,7 +758,7 @@ def parse_report_statuses(data: Any, tz: str = DEFAULT_TZ) -> List[ReportRow]:
             sent_at=parse_datetime(item.get("enviada_em"), tz),
             text=text_or_none(item.get("mensagem")), job=parse_status_code(item.get("job")),
             batch=parse_status_code(item.get("lote")),
-            segment=text_or_none(item.get("centro_custo")), raw=item,
+            cost_centre=text_or_none(item.get("centro_custo")), raw=item,
         ))
     return rows
 
