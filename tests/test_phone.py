@@ -221,6 +221,13 @@ def test_national_digits_accepts_e164_and_raw_forms() -> None:
         national_digits("12345")
 
 
+def test_national_digits_can_be_held_to_one_country() -> None:
+    assert national_digits("+5511987654321", country_code=55) == "11987654321"
+    assert national_digits("+14155550123") == "4155550123"
+    with pytest.raises(InvalidPhoneError, match=r"only \+55 numbers"):
+        national_digits("+14155550123", country_code=55)
+
+
 @pytest.mark.parametrize(
     "echo", [11987654321, "11987654321", 5511987654321, "5511987654321", "+5511987654321"]
 )

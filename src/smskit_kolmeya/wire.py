@@ -126,30 +126,27 @@ def chunk(items: Sequence[T], size: int = MAX_BATCH) -> Iterator[Sequence[T]]:
 # -- phones ----------------------------------------------------------------------------------
 
 def national_digits(phone: str) -> str:
-    """A Brazilian number (E.164 or national, with any punctuation) as DDD + number digits.
+    """A Brazilian number (E.164 or national, with any punctuation) as DDD + number digits
+    (:func:`smskit.phone.national_digits` restricted to +55: Kolmeya only sends to Brazil).
 
-    Raises :class:`~smskit.errors.InvalidPhoneError` for anything that is not 10 or 11 national
-    digits, or an international number outside Brazil (Kolmeya only sends to +55).
+    Raises :class:`~smskit.errors.InvalidPhoneError` for a number that is not valid, or not
+    Brazilian.
     """
-    text = str(phone).strip()
-    digits = re.sub(r"\D", "", text)
-    if text.startswith("+") and not digits.startswith("55"):
-        raise InvalidPhoneError(phone, "Kolmeya only sends to Brazilian (+55) numbers")
-    if len(digits) in (12, 13) and digits.startswith("55"):
-        digits = digits[2:]
-    if len(digits) not in (10, 11):
-        raise InvalidPhoneError(phone, "expected a Brazilian number: DDD + 8 or 9 digits")
-    return digits
+    return phone_rules.national_digits(phone, "BR", country_code=55)
 
 
 def _phone_key(value: Any) -> Optional[str]:
-    """National digits of an echoed phone (int or string, with or without 55), for matching."""
+    """National digits of an echoed phone (int or string, with or without 55), for matching;
+    digits Kolmeya echoes that are not a valid number are matched as they are."""
     if value is None or isinstance(value, bool):
         return None
     digits = re.sub(r"\D", "", str(value))
-    if len(digits) in (12, 13) and digits.startswith("55"):
-        digits = digits[2:]
-    return digits or None
+    if not digits:
+        return None
+    try:
+        return phone_rules.national_digits(digits, "BR")
+    except InvalidPhoneError:
+        return digits
 
 
 def e164_from_kolmeya(value: Any) -> Optional[str]:
