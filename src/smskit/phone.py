@@ -121,11 +121,6 @@ class Phone:
         text = _as_text(raw)
         return _parse_cached(text, _check_region(region), allow_landlines, raw)
 
-    @property
-    def is_mobile(self) -> bool:
-        """True for mobile numbers (including ``fixed_line_or_mobile``)."""
-        return self.kind in _MOBILE_KINDS
-
     def __str__(self) -> str:
         """The E.164 form."""
         return self.e164

@@ -88,11 +88,6 @@ class Contact:
     created_at: dt.datetime = attrs.field(factory=utcnow)
     updated_at: dt.datetime = attrs.field(factory=utcnow)
 
-    @property
-    def has_dnd(self) -> bool:
-        """Whether any do-not-disturb rule is set."""
-        return bool(self.dnd_window or self.dnd_days or self.dnd_until)
-
 
 @attrs.frozen(kw_only=True)
 class Campaign:
@@ -198,10 +193,6 @@ class OutreachStore(Protocol):
     def list_contacts(self, *, tag: Optional[str] = None, limit: int = 100,
                       offset: int = 0) -> List[Contact]:
         """Contacts by phone, optionally only those with ``tag``."""
-        ...
-
-    def remove_contact(self, phone: str) -> bool:
-        """Delete a contact; ``False`` if unknown."""
         ...
 
     def contacts_by_tags(self, tags: Sequence[str], *, match: str = "any",

@@ -28,7 +28,6 @@ _STOCK_ERRORS = [("sms_number_missing", "Missing Number"), ("sms_number_format",
                  ("sms_duplicate", "Duplicate")]
 _VARIANTS = ("sms_base_sr", "sms_core_unified", "stock", "none")
 ADMIN_UID = 2
-ADMIN_PARTNER = 3
 
 
 def _digits(text: Any) -> str:

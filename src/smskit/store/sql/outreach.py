@@ -151,13 +151,6 @@ class SqlOutreachMixin(SqlBase):
         with self._tx("list_contacts") as conn:
             return [_row_contact(row) for row in conn.execute(query).mappings()]
 
-    def remove_contact(self, phone: str) -> bool:
-        """Delete a contact and its tags; ``False`` if unknown."""
-        with self._tx("remove_contact", write=True) as conn:
-            conn.execute(sa.delete(contact_tags).where(_ct.phone == phone))
-            done = conn.execute(sa.delete(contacts).where(contacts.c.phone == phone))
-            return bool(done.rowcount == 1)
-
     def contacts_by_tags(self, tags: Sequence[str], *, match: str = "any",
                          after: Optional[str] = None, limit: int = 1000) -> List[Contact]:
         """Keyset page of contacts with any/all of ``tags``: an index range scan by phone."""
