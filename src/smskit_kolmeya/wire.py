@@ -1,11 +1,11 @@
 """Kolmeya's wire format: pure request builders and response parsers (no I/O).
 
-Everything here follows ``kolmeya-api.md``: strict in what it builds (exactly the request shapes
-production code is known to send), liberal in what it parses (integer or string phones, both
-balance formats, status codes as numbers or digit strings). Parsers of gateway responses raise
-:class:`~smskit.errors.ProviderError` on an unexpected shape; the client turns that into
-:class:`~smskit.errors.AmbiguousSendError` for sends. :func:`error_for_response` maps an HTTP
-error answer to the matching smskit exception.
+Everything here follows what ``docs/kolmeya.md`` records of the API: strict in what it builds
+(exactly the request shapes production code is known to send), liberal in what it parses (integer
+or string phones, both balance formats, status codes as numbers or digit strings). Parsers of
+gateway responses raise :class:`~smskit.errors.ProviderError` on an unexpected shape; the client
+turns that into :class:`~smskit.errors.AmbiguousSendError` for sends. :func:`error_for_response`
+maps an HTTP error answer to the matching smskit exception.
 
 Phones are sent as JSON **integers** holding the national number (DDD + number, no ``55``): that
 is what the independent production senders do (a Laravel app that strips ``55``, a Python CSV

@@ -1,4 +1,4 @@
-"""A fake Odoo 15 holding the models of smskit's Odoo and acrux contract.
+"""A fake Odoo 15 holding the models smskit reads and writes (``docs/odoo.md``, ``docs/acrux.md``).
 
 ``FakeOdoo(variant="sms_base_sr")`` installs one of the three message schemas
 (``sms_base_sr``, ``sms_core_unified``, ``stock``), the partner, mail and blacklist models, and,

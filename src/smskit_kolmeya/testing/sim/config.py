@@ -17,7 +17,7 @@ from smskit_kolmeya.testing.sim.rules import national_digits
 
 __all__ = ["FINAL_CODES", "STATUS_TEXT", "SimulatorConfig"]
 
-#: Message status codes (kolmeya-api.md §6). Only 2 and 3 are confirmed strings.
+#: Message status codes (docs/kolmeya.md, "What is sent"). Only 2 and 3 are confirmed strings.
 STATUS_TEXT: Dict[int, str] = {
     1: "tentando enviar",
     2: "enviado",
@@ -204,9 +204,10 @@ class SimulatorConfig:
     #: A background thread runs :meth:`KolmeyaSimulator.advance` every ``tick`` seconds.
     auto_progress: bool = attrs.field(default=False, converter=_to_bool)
     tick: float = attrs.field(default=0.05, converter=_to_float, validator=_positive)
-    #: ``"nested"`` (§7.1 transcription) or ``"flat"`` (one callback per message).
+    #: ``"nested"`` (the API docs' transcription, docs/kolmeya.md "Webhooks") or ``"flat"``
+    #: (one callback per message).
     callback_shape: str = attrs.field(default="nested", validator=_one_of("nested", "flat"))
-    #: ``"final"`` (§7: only final statuses) or ``"all"`` (status 2 as well).
+    #: ``"final"`` (only final statuses, as the API docs say) or ``"all"`` (status 2 as well).
     callbacks_on: str = attrs.field(default="final", validator=_one_of("final", "all"))
     callback_timeout: float = attrs.field(default=5.0, converter=_to_float, validator=_positive)
     #: Attempts per callback on a non-2xx answer or a connection error (Kolmeya's policy: unknown).
