@@ -83,17 +83,17 @@ def _to_forced(value: Any) -> Dict[str, int]:
     return out
 
 
-def _to_segments(value: Any) -> Tuple[Tuple[int, str], ...]:
+def _to_cost_centres(value: Any) -> Tuple[Tuple[int, str], ...]:
     out = []
     for item in value:
         if isinstance(item, Mapping):
             item = (item.get("id"), item.get("name"))
-        seg_id, name = item
-        if not isinstance(seg_id, int) or not isinstance(name, str):
-            raise ConfigurationError(f"segments: expected (int id, str name), got {item!r}")
-        out.append((seg_id, name))
+        centre_id, name = item
+        if not isinstance(centre_id, int) or not isinstance(name, str):
+            raise ConfigurationError(f"cost_centres: expected (int id, str name), got {item!r}")
+        out.append((centre_id, name))
     if not out:
-        raise ConfigurationError("segments: at least one cost centre is needed")
+        raise ConfigurationError("cost_centres: at least one cost centre is needed")
     return tuple(out)
 
 
@@ -225,8 +225,8 @@ class SimulatorConfig:
     #: Refuse (422) a send that costs more than the balance; the real behaviour is unknown.
     enforce_balance: bool = attrs.field(default=False, converter=_to_bool)
     #: Cost centres listed by ``sms/segments``; ``tenant_segment_id`` must be one of them.
-    segments: Tuple[Tuple[int, str], ...] = attrs.field(
-        default=((1, "Corporativo"),), converter=_to_segments
+    cost_centres: Tuple[Tuple[int, str], ...] = attrs.field(
+        default=((1, "Corporativo"),), converter=_to_cost_centres
     )
     replies_per_page: int = attrs.field(default=1000, converter=_to_int, validator=_positive)
     timezone: str = attrs.field(default="America/Sao_Paulo", validator=_known_zone)
