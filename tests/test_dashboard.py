@@ -190,7 +190,7 @@ def test_campaign_names_come_from_the_campaigns_table(store: Any) -> None:
         pytest.skip("this store keeps no campaigns")
     seed(store)
     store.add_campaign(Campaign(id="promo", name="Promoção de maio", template="x",
-                                segment={"phones": []}))
+                                audience={"phones": []}))
     with serve_in_thread(create_app(make_kit(store))) as base:
         stats = get_stats(base)
     assert {c["campaign_id"]: c["name"] for c in stats["campaigns"]} == {
@@ -217,7 +217,7 @@ def test_dashboard_page_shows_the_numbers_and_embeds_the_same_data(store: Any) -
 
     if isinstance(store, OutreachStore):
         store.add_campaign(Campaign(id="promo", name="<b>Promo</b> & cia", template="x",
-                                    segment={"phones": []}))
+                                    audience={"phones": []}))
     with serve_in_thread(create_app(make_kit(store))) as base:
         response = httpx.get(f"{base}/dashboard", auth=("qualquer", TOKEN))
         stats = get_stats(base)

@@ -1,4 +1,5 @@
-"""The built-in plugin: the loopback provider and the memory/SQLite/PostgreSQL stores.
+"""The built-in plugin: the loopback provider, the memory/SQLite/PostgreSQL stores and the CSV
+and contact-tags campaign audiences.
 
 Registered through the same hooks as any third-party plugin.
 """
@@ -46,3 +47,12 @@ def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
     register("memory", _memory_store)
     register("sqlite", _sql_store)
     register("postgresql", _sql_store)
+
+
+@hookimpl(tryfirst=True)  # first, so `smskit campaign create --help` lists them first
+def register_audience_sources(register: Callable[[str, Any], None]) -> None:
+    """Register the ``csv`` (a CSV file) and ``tags`` (stored contacts) audiences."""
+    from smskit.outreach.audience import CsvSource, TagSource
+
+    register("csv", CsvSource())
+    register("tags", TagSource())

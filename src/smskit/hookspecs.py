@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from smskit.config import Settings
     from smskit.kit import SmsKit
     from smskit.models import Message, State
+    from smskit.outreach.audience import AudienceSource
     from smskit.provider import ProviderFactory
     from smskit.store.base import Store
 
@@ -65,10 +66,15 @@ def kit_ready(kit: SmsKit) -> None:
     """
 
 
-@hookspec(firstresult=True)
-def odoo_executor(kit: SmsKit) -> Optional[Any]:
-    """An object with ``execute(model, method, *args, **kwargs)`` reaching this kit's Odoo, used
-    to resolve Odoo campaign segments; ``None`` when the plugin has no Odoo for the kit."""
+@hookspec
+def register_audience_sources(register: Callable[[str, AudienceSource[Any]], None]) -> None:
+    """Register campaign audience sources by type: ``register("csv", CsvSource())``.
+
+    A campaign stores its audience as JSON data whose ``"type"`` names the source; the source
+    (:class:`smskit.outreach.audience.AudienceSource`) validates that data and reads pages of
+    recipients after a cursor, given the kit. Built-in types: ``csv``, ``tags``. A type
+    registered twice raises :class:`smskit.errors.ConfigurationError`.
+    """
 
 
 @hookspec

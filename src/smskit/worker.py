@@ -130,7 +130,8 @@ class Worker:
     when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
     (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
     ``providers`` defaults to the kit's default provider. ``campaigns`` (default
-    ``Campaigns(kit)``) runs the campaign step: pass one with ``odoo=`` for Odoo segments.
+    ``Campaigns(kit)``) runs the campaign step: pass one with ``sources=`` for audience
+    sources configured by hand.
     ``balance`` defaults to :meth:`BalanceMonitor.from_settings`; ``sync_blacklist=False``
     leaves the gateway blacklist alone.
     """

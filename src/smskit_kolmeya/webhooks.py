@@ -1,8 +1,9 @@
 """Parse Kolmeya callbacks into a :class:`~smskit.provider.WebhookPayload`.
 
-No real callback has ever been captured (``kolmeya-api.md`` §7), so every plausible shape is
-accepted and the kind is read from the body, not from the URL. Kolmeya takes one
-``webhook_url`` per request, so statuses and replies of a request arrive at the same URL:
+No real callback has ever been captured (``docs/kolmeya.md``, "Webhooks" and "What is not
+confirmed"), so every plausible shape is accepted and the kind is read from the body, not from
+the URL. Kolmeya takes one ``webhook_url`` per request, so statuses and replies of a request
+arrive at the same URL:
 
 * wrapped status (docs transcription, the default)::
 

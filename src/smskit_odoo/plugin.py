@@ -1,7 +1,8 @@
 """The ``odoo`` plugin: the ``odoo://`` store scheme, and per-kit Odoo hooks.
 
 Loaded through the ``smskit`` entry point. With no Odoo configured it registers only the
-store scheme, which does nothing until a URL names it.
+store scheme and the ``odoo`` campaign audience (:mod:`smskit_odoo.audience`), which do
+nothing until a URL or a campaign names them.
 
 The per-kit hooks (:class:`OdooPlugin`) need the kit's Odoo connection, which module-level
 hook functions cannot reach, so they are registered on a kit by :func:`attach` (the
@@ -32,8 +33,8 @@ if TYPE_CHECKING:
     from smskit.store.base import Store
     from smskit_odoo.session import OdooSession
 
-__all__ = ["PLUGIN_NAME", "OdooPlugin", "attach", "kit_ready", "register_stores",
-           "session_for"]
+__all__ = ["PLUGIN_NAME", "OdooPlugin", "attach", "kit_ready", "register_audience_sources",
+           "register_stores", "session_for"]
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,11 @@ def attach(kit: SmsKit) -> Optional[OdooPlugin]:
 
 
 @hookimpl
-def odoo_executor(kit: SmsKit) -> Optional[Any]:
-    """The kit's Odoo adapter (for Odoo campaign segments), ``None`` without Odoo."""
-    plugin = attach(kit)
-    return plugin.session.adapter if plugin is not None else None
+def register_audience_sources(register: Callable[[str, Any], None]) -> None:
+    """Register the ``odoo`` campaign audience (the records of an Odoo domain)."""
+    from smskit_odoo.audience import OdooDomainSource
+
+    register("odoo", OdooDomainSource())
 
 
 @hookimpl

@@ -1,7 +1,7 @@
-"""Contacts: the people a tag segment reaches, and per-recipient do-not-disturb.
+"""Contacts: the people a tags audience reaches, and per-recipient do-not-disturb.
 
 A :class:`~smskit.store.outreach.Contact` is keyed by its E.164 phone and carries a name,
-tags (for campaign segments), template variables and an optional do-not-disturb rule:
+tags (for campaign audiences), template variables and an optional do-not-disturb rule:
 
 * ``dnd_window``: a daily window ``"HH:MM-HH:MM"`` (may cross midnight) in the installation's
   time zone during which this person is not messaged;
