@@ -6,7 +6,7 @@ Registered through the same hooks as any third-party plugin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from smskit.hookspecs import hookimpl
 

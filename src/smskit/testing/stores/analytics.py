@@ -222,7 +222,7 @@ def dashboard_stats_names_campaigns_and_counts_their_opt_outs(store: Any) -> Non
     blacklist audit."""
     made = _seed(store)
     store.add_campaign(Campaign(id="promo", name="Promoção de maio", template="x",
-                                segment={"phones": []}))
+                                audience={"phones": []}))
     store.blacklist_change(made["promo"][0].phone, "add", reason="opt-out keyword SAIR",
                            source="inbound:kolmeya", campaign_id="promo", now=D10)
     report = store.dashboard_stats(START, END, TZ)

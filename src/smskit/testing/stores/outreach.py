@@ -32,7 +32,7 @@ def campaign(cid: str, status: str = "draft", **fields: Any) -> Campaign:
     fields.setdefault("created_at", NOW - DAY)
     fields.setdefault("updated_at", NOW - DAY)
     return Campaign(id=cid, name=f"campanha {cid}", template="Oi {{ name }}",
-                    segment={"type": "tags", "tags": ["vip"]}, status=status, **fields)
+                    audience={"type": "tags", "tags": ["vip"]}, status=status, **fields)
 
 
 # -- contacts ---------------------------------------------------------------------------------
