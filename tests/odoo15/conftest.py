@@ -9,10 +9,14 @@ missing prerequisite fails them instead.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Tuple
 
 import pytest
 from odoo15_harness import Odoo15, Server, Unavailable
+from odoo15_smskit import SIM_TOKEN
+
+from smskit.testing.servers import serve_in_thread
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig
 
 
 def _required() -> bool:
@@ -83,3 +87,14 @@ odoo_sr = pytest.fixture(scope="module", name="odoo_sr")(_module_server("sr"))
 odoo_stock = pytest.fixture(scope="module", name="odoo_stock")(_module_server("stock"))
 odoo_sr_workers = pytest.fixture(scope="module", name="odoo_sr_workers")(
     _module_server("sr", workers=True))
+
+
+@pytest.fixture(scope="module")
+def kolmeya_for_odoo() -> Iterator[Tuple[KolmeyaSimulator, str]]:
+    """A Kolmeya simulator on loopback (every message delivered) and its API base URL."""
+    simulator = KolmeyaSimulator(SimulatorConfig(token=SIM_TOKEN, seed=1, outcomes={3: 1.0}))
+    with serve_in_thread(simulator.app) as base_url:
+        try:
+            yield simulator, f"{base_url}/api/v1"
+        finally:
+            simulator.close()

@@ -100,7 +100,10 @@ class Odoo15:
     def __init__(self, script: Path, directory: Path, environ: Mapping[str, str]) -> None:
         self.script = script
         self.directory = directory
-        self.environ = dict(environ)
+        # Odoo's Python must import the smskit pip installed into its venv, never this tree
+        # (a developer's PYTHONPATH=src would otherwise leak into it)
+        self.environ = {k: v for k, v in environ.items()
+                        if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
         self.pg_host = self.environ.get("ODOO15_PG_HOST", "127.0.0.1")
         self.pg_port = self.environ.get("ODOO15_PG_PORT", "5432")
         self.pg_superuser = self.environ.get("ODOO15_PG_SUPERUSER", "postgres")
@@ -151,7 +154,7 @@ class Odoo15:
         result = subprocess.run(
             [str(self.directory / "venv" / "bin" / "pip"), "install", "-q",
              "--disable-pip-version-check", f"{REPO}[{SMSKIT_EXTRAS}]"],
-            capture_output=True, text=True, timeout=900, check=False)
+            capture_output=True, text=True, timeout=900, check=False, env=self.environ)
         if result.returncode != 0:
             raise RuntimeError(f"pip install of smskit into Odoo's venv failed: {_tail(result)}")
         stamp.write_text(wanted)
