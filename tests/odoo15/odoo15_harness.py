@@ -200,11 +200,13 @@ class Odoo15:
         digest = tree_digest(list(ADDON_PATHS), ",".join(modules), self.script.read_text(),
                              str(self.script.with_name("odoo15-community-trimmed.tgz")
                                  .stat().st_size))
-        name = f"odoo_tpl_{variant}_{digest[:10]}"
+        # one set of templates per installation: the filestore they need lives in it
+        prefix = f"odoo_tpl_{variant}_{hashlib.sha256(bytes(self.directory)).hexdigest()[:6]}_"
+        name = prefix + digest[:10]
         with self.lock():
             if self.databases(name):
                 return name
-            for old in self.databases(f"odoo_tpl_{variant}_%"):
+            for old in self.databases(prefix.replace("_", "\\_") + "%"):
                 self.drop_database(old)
             building = name + "_new"
             result = self.run("init", str(self.directory), building, ",".join(modules),
