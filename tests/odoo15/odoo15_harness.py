@@ -79,6 +79,14 @@ def tree_digest(paths: Sequence[Path], *extra: str) -> str:
     return digest.hexdigest()
 
 
+def _copy_of_a_gone_session(db: str) -> bool:
+    """Whether ``db`` is a copy made by a test session whose process is gone."""
+    match = re.match(r"odoo_t_\w+?_(\d+)_\d+$", db)
+    if match is None:
+        return False
+    return not _alive(int(match.group(1)))
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie left for a parent that does not reap it counts as gone)."""
     try:
@@ -249,11 +257,23 @@ class Odoo15:
         return self.directory / "data" / "smskit" / f"{db}.db"
 
     def _drop_stale_copies(self) -> None:
-        """Copies left behind by test sessions that are gone."""
+        """Servers and copies left behind by test sessions that are gone (killed, say)."""
+        for pid_file in self.directory.glob("serve-*.pid"):
+            try:
+                pid = int(pid_file.read_text().strip())
+                args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            db = args[args.index(b"-d") + 1].decode() if b"-d" in args[:-1] else ""
+            if _copy_of_a_gone_session(db):
+                _stop_pid(pid)
         for name in self.databases("odoo\\_t\\_%"):
-            match = re.match(r"odoo_t_\w+?_(\d+)_\d+$", name)
-            if match and not _alive(int(match.group(1))):
+            if _copy_of_a_gone_session(name):
                 self.drop_database(name)
+        day_ago = time.time() - 86400
+        for log in self.directory.glob("serve-*.log"):
+            if log.stat().st_mtime < day_ago:
+                log.unlink()
 
     # -- running Odoo ------------------------------------------------------------------------
     def serve(self, db: str, *, workers: bool = False) -> Server:
@@ -277,13 +297,15 @@ class Odoo15:
 
     def shell(self, db: str, code: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``odoo-bin shell`` on ``db`` running ``code`` (``env`` is bound)."""
-        return self.run("shell", str(self.directory), db, *self.addons_args(), stdin=code,
-                        timeout=timeout)
+        with self.lock():  # the script's shell/test/init share one config file
+            return self.run("shell", str(self.directory), db, *self.addons_args(), stdin=code,
+                            timeout=timeout)
 
     def test(self, db: str, modules: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """``odoo15 test``: install ``modules`` into a new ``db`` and run their Odoo tests."""
-        return self.run("test", str(self.directory), db, ",".join(modules),
-                        *self.addons_args(), timeout=_INIT_TIMEOUT)
+        with self.lock():  # the script's shell/test/init share one config file
+            return self.run("test", str(self.directory), db, ",".join(modules),
+                            *self.addons_args(), timeout=_INIT_TIMEOUT)
 
 
 class Server:
@@ -307,8 +329,10 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        """Stop Odoo (and its workers) and wait until the port is free."""
+        """Stop Odoo (and its workers) and wait until the port is free; the log stays (a day)."""
         _stop_pid(self.pid)
+        for leftover in (f"serve-{self.port}.pid", f"odoo-{self.port}.conf"):
+            (self.odoo.directory / leftover).unlink(missing_ok=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             with socket.socket() as sock:
