@@ -4,7 +4,9 @@ conversation, ``phone.blacklist`` edited in Odoo, and what it costs per request.
 
 Issue 12: RPC-callable methods must return marshallable values (no ``None`` over XML-RPC) and
 accept dates as strings; agent-facing errors must be ``UserError`` s; a ``phone.blacklist``
-row archived in Odoo must lift smskit's block; the kit must not be rebuilt on every request.
+row archived in Odoo must lift smskit's block; the kit must not be rebuilt on every request;
+where the users' sms_base_sr already posts a chatter note for a new message, smskit must not
+post a second one.
 """
 
 from __future__ import annotations
@@ -133,3 +135,19 @@ def test_the_kit_is_not_rebuilt_per_request(odoo: Server) -> None:
     detections = odoo.log_since(mark).count("smskit_odoo.session: Odoo schema ")
     assert detections <= 1, f"the schema was detected {detections} times for 3 sends"
 
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 12 (item 5): sms_base_sr already posts a note for the new "
+                          "sms.message and smskit posts a second one")
+def test_one_message_one_note(odoo: Server) -> None:
+    phone = unique_phone()
+    partner = odoo.xmlrpc("res.partner", "create", {"name": "Nota Única", "mobile": phone})
+    text = f"Uma nota só {random.randint(1000, 9999)}"
+    client = odoo.odoorpc()
+    assert client.execute_kw("smskit.bridge", "smskit_send", [phone, text], {})["state"] == "sent"
+    notes = odoo.xmlrpc("mail.message", "search_read",
+                        [("model", "=", "res.partner"), ("res_id", "=", partner),
+                         ("message_type", "=", "comment")], fields=["body"])
+    about = [n["body"] for n in notes if text in n["body"]]
+    assert len(about) == 1, about
