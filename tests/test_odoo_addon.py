@@ -1,8 +1,8 @@
-"""The example Odoo 15 addon: its files are valid for Odoo and Python 3.8, and its code runs
-(against stand-ins for the ``odoo`` package and the fake Odoo): the cron sends, the webhook
-controller refuses callers without the secret and applies the others through smskit's webhook
-gate, and an agent's ChatRoom reply goes out through smskit. (That the gate's synchronous path
-answers as the reference server does is tested in ``test_webhook_gate.py``.)"""
+"""The Odoo 15 addon ``addons/sms_smskit``: its files are valid for Odoo and Python 3.8, and
+its code runs (against stand-ins for the ``odoo`` package and the fake Odoo): the cron sends,
+the webhook controller refuses callers without the secret and applies the others through
+smskit's webhook gate, and an agent's ChatRoom reply goes out through smskit. (That the gate's
+synchronous path answers as the reference server does is tested in ``test_webhook_gate.py``.)"""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 from smskit_odoo.testing import FakeOdoo
 from smskit_odoo.testing.env import FakeCursor, FakeEnv, fake_call_kw
 
-ADDON = Path(__file__).resolve().parent.parent / "examples" / "odoo15_smskit"
+ADDON = Path(__file__).resolve().parent.parent / "addons" / "sms_smskit"
 SECRET = "addon-secret"
 PHONE = "+5511987654321"
 
@@ -132,13 +132,13 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         setattr(odoo, name, module)
         monkeypatch.setitem(sys.modules, f"odoo.{name}", module)
     monkeypatch.setitem(sys.modules, "odoo", odoo)
-    for name in [n for n in sys.modules if n.startswith("odoo15_smskit")]:
+    for name in [n for n in sys.modules if n.startswith("sms_smskit")]:
         del sys.modules[name]  # each test imports the addon against its own stand-ins
-    spec = importlib.util.spec_from_file_location("odoo15_smskit", ADDON / "__init__.py",
+    spec = importlib.util.spec_from_file_location("sms_smskit", ADDON / "__init__.py",
                                                   submodule_search_locations=[str(ADDON)])
     assert spec is not None and spec.loader is not None
     package = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "odoo15_smskit", package)
+    monkeypatch.setitem(sys.modules, "sms_smskit", package)
     spec.loader.exec_module(package)
     AddonEnv.bridge_class = package.models.smskit_bridge.SmskitBridge
     for key, value in [("smskit.provider", "loopback"), ("smskit.webhook_secret", SECRET),
@@ -146,7 +146,7 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         fake.add("ir.config_parameter", {"key": key, "value": value})
     yield types.SimpleNamespace(package=package, fake=fake, http=http,
                                 env=AddonEnv(fake, 1))
-    for name in [n for n in sys.modules if n.startswith("odoo15_smskit.")]:
+    for name in [n for n in sys.modules if n.startswith("sms_smskit.")]:
         del sys.modules[name]
 
 

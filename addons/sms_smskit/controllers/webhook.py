@@ -13,8 +13,9 @@ gate as the reference server (``smskit.webhooks``): the same rules, the same JSO
 import json
 import logging
 
-from odoo import SUPERUSER_ID, api, http
 from odoo.http import request
+
+from odoo import SUPERUSER_ID, api, http
 
 _logger = logging.getLogger(__name__)
 
