@@ -31,14 +31,16 @@ def look_up(store: Store, phones: Sequence[str], now: dt.datetime) -> c.Facts:
     do-not-disturb query (a store without contacts has no rules)."""
     if not phones:
         return c.Facts()
+    blocked = store.blacklisted(phones)
     rules = store.dnd_contacts(phones, now) if isinstance(store, OutreachStore) else {}
-    return c.Facts(blocked=store.blacklisted(phones), dnd=rules)
+    return c.Facts(blocked=blocked, dnd=rules)
 
 
 def _look_up_one(store: Store, phone: str, now: dt.datetime) -> c.Facts:
     # One number: is_blacklisted, which a store may answer from a cache (the Odoo store does).
+    blocked = {phone} if store.is_blacklisted(phone) else frozenset()
     rules = store.dnd_contacts([phone], now) if isinstance(store, OutreachStore) else {}
-    return c.Facts(blocked={phone} if store.is_blacklisted(phone) else frozenset(), dnd=rules)
+    return c.Facts(blocked=blocked, dnd=rules)
 
 
 def send_one(
