@@ -21,7 +21,7 @@ from smskit import outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
 from smskit.models import InboundMessage, Message, StatusEvent, utcnow
-from smskit.outbox import compose, send
+from smskit.outbox import compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
 from smskit.phone import Phone
 from smskit.plugins import Plugins
@@ -151,7 +151,7 @@ class SmsKit:
                                             campaign_id=campaign_id, partner_ref=partner_ref))
         # An invalid number raises before the store or the plugins are touched.
         recipient = compose.parse_phone(phone, spec, composer)
-        return send.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
+        return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
                              dispatch=self._dispatcher(composer.provider) if dispatch else None)
 
     def send_many(
@@ -190,7 +190,7 @@ class SmsKit:
                                 idempotency_prefix=idempotency_prefix, phone_field=phone_field)
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
                                  if dispatch else 1000)
-        return send.send_many(self.store, self.hooks, composer, recipients, spec,
+        return sending.send_many(self.store, self.hooks, composer, recipients, spec,
                               clock=self.clock, chunk_size=size, on_outcome=on_outcome,
                               dispatch=self._dispatcher(composer.provider) if dispatch else None)
 

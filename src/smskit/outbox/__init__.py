@@ -24,8 +24,8 @@ the clock); :class:`smskit.SmsKit` is the facade that hands them its own.
 
 Where each step lives: :mod:`smskit.outbox.compose` (1 to 4, without any I/O: the store's
 answers for a chunk of recipients are looked up beforehand), :mod:`smskit.outbox.links`
-(short links), :mod:`smskit.outbox.send` (a send from end to end: look-ups, 5, outcomes, 6 per
-chunk), :mod:`smskit.outbox.dispatching` (6 and 7).
+(short links), :mod:`smskit.outbox.sending` (a send from end to end: the look-ups, 5, the
+outcomes, 6 after each chunk), :mod:`smskit.outbox.dispatching` (6 and 7).
 """
 
 from __future__ import annotations

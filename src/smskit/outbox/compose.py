@@ -5,8 +5,8 @@ Nothing here reads or writes the store or the network. What the store knows abou
 recipients (which numbers are blacklisted, who has a do-not-disturb rule) is looked up before
 composing and comes in as :class:`Facts`; the plugin hooks come in as plain callables
 (:class:`ComposeHooks`); the drafts go out to be stored by the caller, and :func:`settle`
-turns the store's answer into each recipient's :class:`Outcome`. :mod:`smskit.outbox.send` is
-the caller that does that I/O synchronously::
+turns the store's answer into each recipient's :class:`Outcome`. The caller that does that
+I/O, synchronously, is :mod:`smskit.outbox.sending`::
 
     parsed = parse_recipients(chunk, spec, composer)              # step 1
     facts = look_up(store, phones_of(parsed), now)                # I/O: one query each
