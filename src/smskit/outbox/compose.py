@@ -239,7 +239,7 @@ class SendSpec:
     phone_field: str = "phone"
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is made per recipient, and frozen attrs classes are slower to make
 class Parsed:
     """One recipient with its phone checked (step 1)."""
 
