@@ -23,6 +23,7 @@ import pytest
 
 import smskit
 from odoo_fake import fake_odoo, odoo_server, odoo_store  # noqa: F401 - fixtures
+from smskit import outbox
 from smskit.config import Settings
 from smskit.errors import (
     ConfigurationError,
@@ -33,7 +34,6 @@ from smskit.errors import (
 )
 from smskit.kit import SmsKit
 from smskit.models import Message, SendResult, State, StatusEvent
-from smskit.outbox import pipeline as outbox
 from smskit.plugins import Plugins, store_scheme
 from smskit.provider import CAPABILITY_METHODS, Capabilities, Provider, contract_problems
 from smskit.providers.loopback import LoopbackProvider

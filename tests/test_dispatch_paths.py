@@ -19,8 +19,8 @@ from typing import Any, Iterator, List
 import pytest
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
+from smskit import outbox
 from smskit.models import Message, SendResult, State
-from smskit.outbox import pipeline as outbox
 from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore

@@ -19,6 +19,7 @@ from smskit.config import Settings
 from smskit.errors import BodyTooLongError, ConfigurationError
 from smskit.kit import SmsKit
 from smskit.models import Message, State
+from smskit.outbox import Composer
 from smskit.outbox.links import (
     LinkShortener,
     add_messages_with_links,
@@ -26,7 +27,6 @@ from smskit.outbox.links import (
     shortener_for,
     to_uri,
 )
-from smskit.outbox.pipeline import Composer
 from smskit.providers.loopback import LoopbackProvider
 from smskit.segments import count_segments
 from smskit.store.analytics import Link

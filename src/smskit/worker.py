@@ -35,7 +35,7 @@ import attrs
 
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.kit import SmsKit
-from smskit.outbox.pipeline import DispatchReport, ReconcileReport
+from smskit.outbox import DispatchReport, ReconcileReport
 from smskit.outreach import blacklist_sync, scheduler
 from smskit.outreach.balance import BalanceMonitor, BalanceReading
 from smskit.outreach.campaigns import Campaigns, CampaignStep, merge_steps
