@@ -39,10 +39,10 @@ _TOTALS = ("total", "queued", "sent", "delivered", "failed", "rejected", "cancel
            "optouts")
 
 
-def _campaigns(state: AppState) -> Campaigns:
+def _campaigns(state: AppState, *, existing: bool = False) -> Campaigns:
     from smskit.outreach.campaigns import Campaigns
 
-    return Campaigns(state.kit())
+    return Campaigns(state.kit(existing=existing))
 
 
 def _campaign_json(campaign: Campaign, totals: Optional[CampaignTotals] = None) -> Dict[str, Any]:
@@ -198,7 +198,7 @@ def _print_control(state: AppState, control: CampaignControl, as_json: bool) -> 
 @pass_state
 def campaign_start(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Start a draft campaign (scheduled until its --at time); the worker sends it."""
-    started = _campaigns(state).start(campaign_id)
+    started = _campaigns(state, existing=True).start(campaign_id)
     if as_json:
         emit_json(_campaign_json(started))
         return
@@ -216,7 +216,7 @@ def campaign_start(state: AppState, campaign_id: str, as_json: bool) -> None:
 def campaign_pause(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Hold a campaign: messages not yet handed to the gateway wait (known gateway jobs are
     paused too)."""
-    _print_control(state, _campaigns(state).pause(campaign_id), as_json)
+    _print_control(state, _campaigns(state, existing=True).pause(campaign_id), as_json)
 
 
 @campaign.command("resume")
@@ -225,7 +225,7 @@ def campaign_pause(state: AppState, campaign_id: str, as_json: bool) -> None:
 @pass_state
 def campaign_resume(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Release a paused campaign (known gateway jobs are played)."""
-    _print_control(state, _campaigns(state).resume(campaign_id), as_json)
+    _print_control(state, _campaigns(state, existing=True).resume(campaign_id), as_json)
 
 
 @campaign.command("cancel")
@@ -234,7 +234,7 @@ def campaign_resume(state: AppState, campaign_id: str, as_json: bool) -> None:
 @pass_state
 def campaign_cancel(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Stop a campaign for good: its messages not yet sent are canceled."""
-    canceled = _campaigns(state).cancel(campaign_id)
+    canceled = _campaigns(state, existing=True).cancel(campaign_id)
     if as_json:
         emit_json(_campaign_json(canceled))
         return
@@ -250,7 +250,7 @@ def campaign_jobs(state: AppState, campaign_id: str, job_ids: Tuple[int, ...],
                   as_json: bool) -> None:
     """Record the gateway job ids of a campaign (Kolmeya's reports show them), so pause and
     resume also pause and play those jobs."""
-    updated = _campaigns(state).record_jobs(campaign_id, list(job_ids))
+    updated = _campaigns(state, existing=True).record_jobs(campaign_id, list(job_ids))
     if as_json:
         emit_json(_campaign_json(updated))
         return

@@ -106,7 +106,7 @@ def schedule_list(state: AppState, active_only: bool, as_json: bool) -> None:
 @pass_state
 def schedule_remove(state: AppState, schedule_id: str, as_json: bool) -> None:
     """Delete a schedule (messages it already created are kept)."""
-    if not state.kit().store.remove_schedule(schedule_id):
+    if not state.kit(existing=True).store.remove_schedule(schedule_id):
         raise NotFoundError(f"no schedule with id {schedule_id!r}")
     if as_json:
         emit_json({"removed": schedule_id})
