@@ -59,8 +59,8 @@ def test_failing_commands_create_no_database_file(tmp_path: Path, command: List[
 
 def test_status_names_the_missing_database(tmp_path: Path) -> None:
     proc = smskit(tmp_path, "--database", "elsewhere.db", "status", "0000")
-    assert proc.stderr.strip() == ("Error: no smskit database at elsewhere.db: nothing was "
-                                   "stored there yet (choose one with --database or "
+    assert proc.stderr.strip() == ("Error: no message with id '0000': there is no smskit "
+                                   "database at elsewhere.db (choose one with --database or "
                                    "SMSKIT_DATABASE_URL)")
 
 

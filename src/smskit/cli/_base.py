@@ -79,18 +79,19 @@ class AppState:
                                            provider=self.provider)
         return self._settings
 
-    def kit(self, *, existing: bool = False) -> SmsKit:
+    def kit(self, *, looking_for: Optional[str] = None) -> SmsKit:
         """The :class:`~smskit.kit.SmsKit` for these settings (closed when the command ends).
 
-        ``existing``: the command only reads or changes what is stored (a message by id), so a
-        SQLite file that does not exist is an error, and is not created.
+        ``looking_for`` (``"message 'X'"``): the command reads or changes something stored, so
+        a SQLite file that does not exist means it is not there; that is the error, and the
+        file is not created.
         """
-        if existing:
+        if looking_for is not None:
             missing = missing_sqlite_file(self.settings().database_url)
             if missing is not None:
                 raise NotFoundError(
-                    f"no smskit database at {missing}: nothing was stored there yet (choose "
-                    "one with --database or SMSKIT_DATABASE_URL)")
+                    f"no {looking_for}: there is no smskit database at {missing} (choose one "
+                    "with --database or SMSKIT_DATABASE_URL)")
         if self._kit is None:
             from smskit.kit import SmsKit
 

@@ -253,7 +253,7 @@ def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: 
 @pass_state
 def status(state: AppState, message_id: str, refresh: bool, as_json: bool) -> None:
     """Show a message and its history."""
-    kit = state.kit(existing=True)
+    kit = state.kit(looking_for=f"message with id {message_id!r}")
     message = kit.get(message_id)
     if message is None:
         raise NotFoundError(f"no message with id {message_id!r}")
