@@ -1,8 +1,10 @@
 """The code blocks of the documentation pages, run as written.
 
-``tests/test_docs.py`` runs them under pytest; ``.ci/run`` runs
-``python tests/docs_blocks.py docs/getting-started.md`` in a virtualenv that holds only the
-built wheel (no checkout on ``sys.path``), twice, in an empty directory. Standard library only.
+``tests/test_docs.py`` and ``tests/test_deploy_docs.py`` run them under pytest; ``.ci/run``
+runs ``python tests/docs_blocks.py docs/getting-started.md`` in a virtualenv that holds only the
+built wheel (no checkout on ``sys.path``), twice, in an empty directory, and
+``python tests/docs_blocks.py --shell wheel --replace ... docs/deploy.md`` (the install and
+upgrade commands, on the wheel). Standard library only.
 
 A block may be preceded by an HTML comment that says what a test does with it (invisible on
 the site): ``<!-- docs-test: run -->`` (run as a shell script), ``<!-- docs-test: check NAME -->``
@@ -13,6 +15,7 @@ by ``.ci/run`` against the built wheel). Python blocks of a page run in order in
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional
@@ -56,7 +59,44 @@ def run_python(page: Path) -> Dict[str, Any]:
     return namespace
 
 
+def run_shell(page: Path, tag: str, replacements: Dict[str, str]) -> int:
+    """Run the page's shell blocks tagged ``tag`` with bash (``-euo pipefail``), each text
+    replacement applied first; how many ran (a failing one exits with its status)."""
+    ran = 0
+    for block in blocks(page):
+        if block.tag != tag:
+            continue
+        script = block.text
+        for old, new in replacements.items():
+            script = script.replace(old, new)
+        print(f"$ {script.strip()}", flush=True)
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False)
+        if done.returncode:
+            sys.exit(done.returncode)
+        ran += 1
+    return ran
+
+
+def main(argv: List[str]) -> None:
+    """``docs_blocks.py PAGE...`` runs the pages' python blocks; ``docs_blocks.py --shell TAG
+    [--replace OLD=NEW]... PAGE`` runs the shell blocks tagged TAG."""
+    if argv[:1] != ["--shell"]:
+        for name in argv:
+            run_python(Path(name))
+            print(f"{name}: {len(python_blocks(Path(name)))} python blocks ran")
+        return
+    tag, rest = argv[1], argv[2:]
+    replacements: Dict[str, str] = {}
+    while rest[:1] == ["--replace"]:
+        old, _, new = rest[1].partition("=")
+        replacements[old] = new
+        rest = rest[2:]
+    for name in rest:
+        ran = run_shell(Path(name), tag, replacements)
+        if not ran:
+            sys.exit(f"{name}: no shell block tagged {tag!r}")
+        print(f"{name}: {ran} shell blocks tagged {tag!r} ran")
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        run_python(Path(name))
-        print(f"{name}: {len(python_blocks(Path(name)))} python blocks ran")
+    main(sys.argv[1:])
