@@ -102,6 +102,7 @@ def test_keywords_win_over_environment_over_toml_over_defaults(
     assert kit.settings.default_region == "BR"                   # the default
     assert SmsKit().settings.provider == "from-env"              # SmsKit() reads them too
     assert SmsKit.from_env().settings.max_segments == 4
+    assert SmsKit.from_env(provider="loopback").settings.provider == "loopback"
 
 
 def test_a_settings_value_is_used_as_given(clean_env: Path,

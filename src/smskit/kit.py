@@ -94,8 +94,9 @@ class SmsKit:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> SmsKit:
-        """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml``."""
-        return cls(Settings.load(), **kwargs)
+        """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml`` (what
+        ``SmsKit(**kwargs)`` does without a ``Settings`` value; keywords win)."""
+        return cls(**kwargs)
 
     # -- parts ----------------------------------------------------------------------------
     @property
