@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -361,12 +362,20 @@ def test_the_worker_logs_what_the_page_shows(tmp_path: Path) -> None:
                              "--at", soon], env=env, capture_output=True, text=True, timeout=60)
     assert queued.returncode == 0, queued.stderr
     proc = subprocess.Popen([sys.executable, "-m", "smskit", "worker", "--interval", "0.2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: List[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(proc.stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    try:  # until the scheduled message went out (a loaded machine starts Python slowly)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(" sent" in line for line in seen):
+            time.sleep(0.1)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    err = "".join(seen)
     lines = [line for line in err.splitlines() if re.match(r"^\d{4}-", line)]
     assert [WORKER_LINE.match(line) is not None for line in lines] == [True] * len(lines), lines
     assert any("worker cycle: loopback: 1 sent" in line for line in lines), err
