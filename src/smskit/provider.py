@@ -28,6 +28,11 @@ Error contract of :meth:`Provider.send_batch` (the pipeline relies on it to neve
 * raise one with ``sent_nothing=False`` (e.g. :class:`~smskit.errors.AmbiguousSendError`) when
   the request may have arrived; the pipeline then calls :meth:`Provider.reconcile`.
 
+A provider that cannot ask its gateway about an earlier request (no
+``Capabilities(reconcile=True)``) says so with ``ambiguous_sends_need_a_person = True``: its
+ambiguous batches are never sent twice, but stay ``ambiguous`` until a person settles them.
+The conformance suite (:mod:`smskit.testing.conformance`) refuses a provider that does neither.
+
 Receiving webhooks (``capabilities.webhooks``): the gate of :mod:`smskit.webhooks.gate` checks
 every callback (the smskit token, IP allow list, size cap, media type) and decodes its body
 once; the provider then only reads it:
@@ -145,6 +150,9 @@ class Provider(abc.ABC):
     max_batch: int
     #: What the provider can do besides sending (default: nothing).
     capabilities: Capabilities = Capabilities()
+    #: Set to ``True`` by a provider that cannot reconcile (no ``capabilities.reconcile``):
+    #: its ambiguous batches wait for a person. The conformance suite requires one or the other.
+    ambiguous_sends_need_a_person: bool = False
 
     @abc.abstractmethod
     def send_batch(self, messages: Sequence[Message], *, batch_id: str) -> List[SendResult]:
