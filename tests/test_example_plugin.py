@@ -17,6 +17,8 @@ from typing import Any, Dict
 
 import pytest
 
+from docs_blocks import blocks
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.8 CI
@@ -38,6 +40,16 @@ def test_the_example_depends_on_smskit_sdk_and_announces_its_plugin() -> None:
     assert not any(dep.split(">")[0].split("=")[0].strip() == "smskit"
                    for dep in project["dependencies"])  # the unrelated project on the index
     assert project["entry-points"]["smskit"] == {"acme": "smskit_acme.plugin"}
+
+
+def test_the_tutorials_excerpts_are_the_examples_own_code() -> None:
+    # docs/plugins.md quotes the example; each quoted block is tagged with the file it is from.
+    excerpts = [b for b in blocks(ROOT / "docs" / "plugins.md")
+                if b.tag is not None and b.tag.startswith("excerpt ")]
+    assert len(excerpts) >= 8
+    for block in excerpts:
+        path = ROOT / str(block.tag).split(None, 1)[1]
+        assert block.text in path.read_text(encoding="utf-8"), (path, block.text)
 
 
 @pytest.fixture
