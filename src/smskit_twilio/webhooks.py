@@ -200,6 +200,7 @@ def parse_webhook(kind: str, headers: Mapping[str, str], body: bytes, *,
     params = decode_form(body)
     if check is not None:
         if url is None:
-            raise WebhookSignatureError("cannot check the signature: the request URL is unknown")
+            raise WebhookSignatureError("cannot check the signature: the URL Twilio called is "
+                                        "unknown (set SMSKIT_PUBLIC_URL)")
         check.check(url, headers, params)
     return parse_params(params, kind)

@@ -424,9 +424,10 @@ def error_for_response(status_code: int, data: Any, headers: Mapping[str, str], 
     :class:`ProviderError` otherwise. Texts quote Twilio's message with ``secrets`` masked.
     """
     code, message, more_info = parse_error_body(data)
-    detail = ""
-    if code is not None or message:
-        detail = f": {redact(message or '', *secrets)}" + (f" (error {code})" if code else "")
+    said = [redact(message, *secrets)] if message else []
+    if code is not None:
+        said.append(f"(error {code})")
+    detail = f": {' '.join(said)}" if said else ""
     text = f"Twilio {what} answered HTTP {status_code}{detail}"
     errors = [redact(message, *secrets)] if message else []
     lowered = {k.lower(): v for k, v in headers.items()}

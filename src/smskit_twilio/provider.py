@@ -1,0 +1,323 @@
+"""The Twilio provider: :class:`smskit.provider.Provider` over :class:`TwilioClient`.
+
+Twilio takes one message per request, so ``send_batch`` sends the batch's messages one after
+the other and returns one result per message. When a request fails part-way, the messages
+already sent must not go out again, so the provider follows the contract strictly:
+
+* a refusal about one recipient (invalid number 21211, opted out 21610, not reachable...) is that
+  message's ``rejected`` result, and the batch goes on;
+* any other failure before anything of the batch was sent is raised as it is (a "sent nothing"
+  error lets the pipeline send the batch later);
+* any failure after something was sent, and any ambiguous failure (a timeout after the create
+  may have arrived), raises :class:`PartialSendError` (an
+  :class:`~smskit.errors.AmbiguousSendError`) carrying what is known: the batch is reconciled,
+  never resent blindly.
+
+:meth:`TwilioProvider.reconcile` answers from an in-process journal of the batch (messages sent,
+refused, never attempted) and, for the rest (the ambiguous one, or every message after a
+restart), lists Twilio's messages to each number and matches them (:mod:`smskit_twilio.reconcile`).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from decimal import Decimal
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+
+import attrs
+
+from smskit.config import Settings
+from smskit.errors import (
+    AmbiguousSendError,
+    ConfigurationError,
+    EmptyBodyError,
+    InvalidPhoneError,
+    ProviderError,
+    ValidationError,
+)
+from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
+from smskit.provider import Capabilities, ReconcileResult, WebhookPayload
+from smskit_twilio import reconcile as matching
+from smskit_twilio import wire
+from smskit_twilio.client import TwilioClient
+from smskit_twilio.settings import TwilioSettings, webhook_url
+from smskit_twilio.webhooks import SignatureCheck, parse_params, parse_webhook
+
+__all__ = ["PartialSendError", "TwilioProvider"]
+
+log = logging.getLogger(__name__)
+_JOURNAL_SIZE = 512
+
+
+class PartialSendError(AmbiguousSendError):
+    """A batch stopped part-way: reconcile it, never resend it blindly.
+
+    ``results`` are the results of the messages handled before the stop, ``ambiguous`` the id
+    of the message whose create may have arrived (``None`` when the stop sent nothing) and
+    ``unsent`` the ids never sent.
+    """
+
+    def __init__(self, message: str, *, results: Sequence[SendResult] = (),
+                 ambiguous: Optional[str] = None, unsent: Sequence[str] = (),
+                 status_code: Optional[int] = None) -> None:
+        self.results = tuple(results)
+        self.ambiguous = ambiguous
+        self.unsent = tuple(unsent)
+        super().__init__(message, status_code=status_code)
+
+
+@attrs.define
+class _Journal:
+    """What this process knows of one batch it sent."""
+
+    results: Dict[str, SendResult] = attrs.field(factory=dict)
+    attempted: Dict[str, dt.datetime] = attrs.field(factory=dict)
+    unsent: Set[str] = attrs.field(factory=set)
+
+
+def _rejected(message: Message, code: str, text: str) -> SendResult:
+    return SendResult(message_id=message.id, state=State.REJECTED, error_code=code,
+                      error_text=text)
+
+
+class TwilioProvider:
+    """Sends through Twilio's Messages API and answers reconciliation, status queries,
+    balance, webhooks and reply polling. Build it with :meth:`from_settings`."""
+
+    name = wire.PROVIDER
+    #: The media types of Twilio's webhooks (for the webhook gate).
+    webhook_media_types: Tuple[str, ...] = ("application/x-www-form-urlencoded",)
+
+    def __init__(self, client: TwilioClient, settings: TwilioSettings, *,
+                 owns_client: bool = True,
+                 clock: Optional[Callable[[], dt.datetime]] = None) -> None:
+        self.client = client
+        self.settings = settings
+        self.max_batch = settings.max_batch
+        self.capabilities = Capabilities(
+            status_query=True, reconcile=True, balance=True, blacklist=False, webhooks=True,
+            reply_polling=bool(settings.from_ and wire.is_e164(settings.from_)))
+        self._owns_client = owns_client
+        self._clock = clock or utcnow
+        self._journal: collections.OrderedDict[str, _Journal] = collections.OrderedDict()
+        self._check = (SignatureCheck(settings.auth_token, settings.webhook_shared_key)
+                       if settings.verify_signatures else None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **client_options: Any) -> TwilioProvider:
+        """A provider reading the ``twilio_*`` settings (``client_options`` such as ``http=``
+        go to :class:`TwilioClient`)."""
+        return cls(TwilioClient.from_settings(settings, **client_options),
+                   TwilioSettings.from_settings(settings))
+
+    def __repr__(self) -> str:
+        return f"TwilioProvider(client={self.client!r})"
+
+    # -- sending ----------------------------------------------------------------------------
+    def _remember(self, batch_id: str, journal: _Journal) -> None:
+        self._journal[batch_id] = journal
+        while len(self._journal) > _JOURNAL_SIZE:
+            self._journal.popitem(last=False)
+
+    def send_batch(self, messages: Sequence[Message], *, batch_id: str) -> List[SendResult]:
+        """Send each message with its own request; one result per message (see the module
+        docstring for what a failure part-way raises)."""
+        if len(messages) > self.max_batch:
+            raise ValidationError(
+                f"twilio batches hold at most {self.max_batch} messages, got {len(messages)}")
+        journal = _Journal()
+        self._remember(batch_id, journal)
+        results: List[SendResult] = []
+        for index, message in enumerate(messages):
+            started = self._clock()
+            try:
+                created = self.client.send_message(message)
+            except (InvalidPhoneError, EmptyBodyError) as exc:
+                result = _rejected(message, "invalid_phone" if isinstance(
+                    exc, InvalidPhoneError) else "empty_body", str(exc))
+            except wire.TwilioRequestError as exc:
+                if not exc.about_recipient:
+                    self._stop(journal, results, messages, index, exc, started)
+                code = exc.code or 0
+                result = _rejected(message, str(code), wire.ERROR_TEXT.get(code, str(exc)))
+            except ProviderError as exc:
+                self._stop(journal, results, messages, index, exc, started)
+            else:
+                result = SendResult(message_id=message.id, state=State.SENT,
+                                    provider_message_id=created.sid)
+            journal.results[message.id] = result
+            results.append(result)
+        return results
+
+    def _stop(self, journal: _Journal, results: List[SendResult], messages: Sequence[Message],
+              index: int, exc: ProviderError, started: dt.datetime) -> None:
+        """Raise for a failure at ``messages[index]`` (see the module docstring)."""
+        current = messages[index]
+        later = [m.id for m in messages[index + 1:]]
+        if exc.sent_nothing:
+            journal.unsent.update([current.id, *later])
+            if not any(r.state is State.SENT for r in results):
+                raise exc
+            raise PartialSendError(
+                f"{exc}; stopped after {index} of {len(messages)} messages, some of which were "
+                "sent: reconcile the batch", results=results, unsent=[current.id, *later],
+                status_code=exc.status_code) from exc
+        journal.attempted[current.id] = started
+        journal.unsent.update(later)
+        raise PartialSendError(
+            f"{exc} (message {index + 1} of {len(messages)}, {current.id})", results=results,
+            ambiguous=current.id, unsent=later, status_code=exc.status_code) from exc
+
+    # -- reconciliation ---------------------------------------------------------------------
+    def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
+        """What became of ``messages`` of batch ``batch_id``.
+
+        Results come from this process's journal when it has the batch; every other message is
+        looked up by listing (module :mod:`smskit_twilio.reconcile`). ``known`` is ``False``
+        when nothing of the batch reached Twilio. Raises
+        :class:`~smskit.errors.AmbiguousSendError` when it cannot decide yet (too soon after
+        the failed request, a hidden body, a list too long to read): never resend then.
+        """
+        journal = self._journal.get(batch_id)
+        results: Dict[str, SendResult] = {}
+        lookups: List[matching.Lookup] = []
+        for message in messages:
+            if journal is not None and message.id in journal.results:
+                results[message.id] = journal.results[message.id]
+            elif journal is not None and message.id in journal.unsent:
+                continue
+            else:
+                attempted = journal.attempted.get(message.id) if journal is not None else None
+                lookups.append(matching.Lookup(message, attempted))
+        statuses: List[StatusEvent] = []
+        if lookups:
+            taken = matching.owned_sids(list(results.values())) | {
+                m.provider_message_id for m in messages if m.provider_message_id}
+            found = self._look_up(lookups, taken)
+            for result in found.results:
+                results[result.message_id] = result
+            statuses = found.statuses
+        ordered = [results[m.id] for m in messages if m.id in results]
+        return ReconcileResult(known=bool(ordered), results=ordered, statuses=statuses)
+
+    def _is_ours(self, candidate: wire.TwilioMessage) -> bool:
+        ts = self.settings
+        return bool((ts.from_ and candidate.from_ == ts.from_) or (
+            ts.messaging_service_sid
+            and candidate.messaging_service_sid == ts.messaging_service_sid))
+
+    def _too_soon(self, lookup: matching.Lookup, now: dt.datetime) -> bool:
+        # Only this process knows when it sent a create; a batch another process marked
+        # ambiguous failed at least a read timeout (or a full 5xx answer) after its request.
+        if lookup.attempted_at is None:
+            return False
+        return now - lookup.attempted_at < dt.timedelta(seconds=self.settings.reconcile_grace)
+
+    def _look_up(self, lookups: Sequence[matching.Lookup], taken: Set[str]) -> matching.Match:
+        ts = self.settings
+        now = self._clock()
+        early = [lk.message.id for lk in lookups if self._too_soon(lk, now)]
+        if early:
+            raise AmbiguousSendError(
+                f"too soon to tell whether Twilio created {', '.join(early[:3])}: a request "
+                f"may still be processed; reconcile again after {ts.reconcile_grace:g} s")
+        skew = dt.timedelta(seconds=ts.reconcile_skew)
+        near = dt.timedelta(seconds=ts.reconcile_skew + ts.timeout)
+        sender = ts.from_ if ts.from_ and not ts.messaging_service_sid else None
+        outcome = matching.Match()
+        for phone, group in matching.by_phone(lookups).items():
+            listed = self.client.list_messages(to=phone, from_=sender,
+                                               page_size=wire.MAX_PAGE_SIZE,
+                                               max_pages=ts.reconcile_max_pages)
+            if not listed.complete:
+                raise AmbiguousSendError(
+                    f"Twilio lists more than {ts.reconcile_max_pages * wire.MAX_PAGE_SIZE} "
+                    f"messages to {phone}: cannot be sure what became of "
+                    f"{', '.join(lk.message.id for lk in group[:3])}")
+            found = matching.match_sent(group, listed.messages, is_ours=self._is_ours,
+                                        skew=skew, near=near, taken=taken)
+            outcome.results.extend(found.results)
+            outcome.statuses.extend(found.statuses)
+            outcome.undecided.extend(found.undecided)
+        if outcome.undecided:
+            raise AmbiguousSendError("cannot settle the batch yet: " + "; ".join(
+                outcome.undecided[:3]))
+        return outcome
+
+    # -- queries ----------------------------------------------------------------------------
+    def message_status(self, provider_message_id: str) -> StatusEvent:
+        """The current status of one message (by its SID) as a status event."""
+        return self.client.fetch_message(provider_message_id).to_event()
+
+    def balance(self) -> Decimal:
+        """The account balance in the account's currency (``settings``: ``USD`` usually)."""
+        return self.client.balance().amount
+
+    def poll_replies(self, since: Optional[dt.datetime] = None) -> List[InboundMessage]:
+        """Messages received on ``twilio_from`` since ``since`` (default: the last 24 h)."""
+        number = self.settings.from_
+        if not number or not wire.is_e164(number):
+            raise ConfigurationError("polling replies needs twilio_from to be a phone number")
+        since = since or self._clock() - dt.timedelta(hours=24)
+        listed = self.client.list_messages(to=number, date_sent_after=since.date(),
+                                           page_size=wire.MAX_PAGE_SIZE,
+                                           max_pages=self.settings.reconcile_max_pages)
+        replies = []
+        for item in listed.messages:
+            when = item.date_sent or item.date_created
+            if item.outbound or not item.from_ or (when is not None and when < since):
+                continue
+            replies.append(InboundMessage(provider=self.name, provider_reply_id=item.sid,
+                                          phone=item.from_, body=item.body or "",
+                                          received_at=when or self._clock(), raw=item.raw))
+        return replies
+
+    def blacklist_add(self, phones: Sequence[str]) -> None:
+        """Not available: Twilio keeps its own opt-out list, changed only by STOP/START."""
+        raise ConfigurationError("Twilio has no API to block numbers: recipients opt out by "
+                                 "texting STOP; smskit's own blacklist still applies")
+
+    def blacklist_remove(self, phones: Sequence[str]) -> None:
+        """Not available: a recipient opts back in by texting START."""
+        raise ConfigurationError("Twilio has no API to unblock numbers: the recipient texts "
+                                 "START to opt back in")
+
+    # -- webhooks ---------------------------------------------------------------------------
+    def webhook_url(self, kind: str, query: Optional[str] = None) -> str:
+        """The URL Twilio calls for ``kind`` (what its signature covers): ``public_url`` +
+        ``/webhooks/twilio/<kind>`` + ``query`` (default ``token=<webhook_secret>``)."""
+        if not self.settings.public_url:
+            raise ValidationError("cannot check X-Twilio-Signature: SMSKIT_PUBLIC_URL is not "
+                                  "set, so the URL Twilio signed is unknown")
+        return webhook_url(self.settings.public_url, kind, self.settings.webhook_secret, query)
+
+    def authenticate_webhook(self, kind: str, url: str, headers: Mapping[str, str],
+                             params: Sequence[Tuple[str, str]]) -> None:
+        """The webhook gate's authentication hook: raise
+        :class:`~smskit_twilio.webhooks.WebhookSignatureError` unless the request carries
+        Twilio's signature. The request's query is kept, its scheme/host/path replaced by
+        ``public_url`` (a proxy in front of the server changes what the server sees)."""
+        if self._check is None:
+            return
+        query = url.split("?", 1)[1] if "?" in url else ""
+        self._check.check(self.webhook_url(kind, query), headers, params)
+
+    def parse_webhook_params(self, kind: str,
+                             params: Sequence[Tuple[str, str]]) -> WebhookPayload:
+        """Parse already decoded (and authenticated) form fields."""
+        return parse_params(params, kind)
+
+    def parse_webhook(self, kind: str, headers: Mapping[str, str],
+                      body: bytes) -> WebhookPayload:
+        """Check the signature (against :meth:`webhook_url`) and parse one webhook body."""
+        url = None
+        if self._check is not None and self.settings.public_url:
+            url = self.webhook_url(kind)
+        return parse_webhook(kind, headers, body, url=url, check=self._check)
+
+    def close(self) -> None:
+        """Close the client (when this provider created it)."""
+        if self._owns_client:
+            self.client.close()
