@@ -1,39 +1,16 @@
-"""Fixtures and helpers of the Twilio tests: a Twilio simulator served by a real uvicorn on
-127.0.0.1, and settings pointing smskit at it.
-
-Import the fixtures into a test module (``from twilio_helpers import twilio_sim  # noqa: F401``)
-and override ``twilio_sim_config`` there to start the simulator with other settings.
-"""
+"""Helpers of the Twilio tests (the ``twilio_sim`` and ``receiver`` fixtures are in
+``conftest.py``): settings pointing smskit at the simulator, and a web app recording the
+callbacks it receives."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Tuple
-
-import pytest
+from typing import Any, Dict, List, Tuple
+from urllib.parse import parse_qsl
 
 from smskit.config import Settings
-from smskit.testing.servers import serve_in_thread
-from smskit_twilio.testing.simulator import DEFAULT_NUMBER, SimulatorConfig, TwilioSimulator
+from smskit_twilio.testing.simulator import DEFAULT_NUMBER, TwilioSimulator
 
 SimServer = Tuple[TwilioSimulator, str]
-
-
-@pytest.fixture
-def twilio_sim_config() -> SimulatorConfig:
-    """The simulator's starting settings (seeded, no faults, no auto-progress)."""
-    return SimulatorConfig(seed=1)
-
-
-@pytest.fixture
-def twilio_sim(twilio_sim_config: SimulatorConfig) -> Iterator[SimServer]:
-    """A running simulator and its server's base URL (the API is at the root)."""
-    simulator = TwilioSimulator(twilio_sim_config)
-    with serve_in_thread(simulator.app) as base_url:
-        try:
-            yield simulator, base_url
-        finally:
-            # Closed before the server stops, so a request held by a fault lets go at once.
-            simulator.close()
 
 
 def twilio_settings(sim: TwilioSimulator, base_url: str, **extra: Any) -> Settings:
@@ -44,3 +21,30 @@ def twilio_settings(sim: TwilioSimulator, base_url: str, **extra: Any) -> Settin
               "twilio_reconcile_grace": "0"}
     values.update({k: str(v) for k, v in extra.items() if v is not None})
     return Settings.load(environ={}, **values)
+
+
+class Receiver:
+    """A web app that records every request it gets (callbacks from the simulator)."""
+
+    def __init__(self) -> None:
+        self.requests: List[Dict[str, Any]] = []
+
+    def app(self) -> Any:
+        """The Starlette app (answers 204 to any POST)."""
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import Response
+        from starlette.routing import Route
+
+        async def record(request: Request) -> Response:
+            self.requests.append({"url": str(request.url), "headers": dict(request.headers),
+                                  "body": await request.body()})
+            return Response(status_code=204)
+
+        return Starlette(routes=[Route("/{path:path}", record, methods=["POST"])])
+
+    def forms(self) -> List[Dict[str, str]]:
+        """The form fields of every recorded request."""
+        return [dict(parse_qsl(r["body"].decode(), keep_blank_values=True))
+                for r in self.requests]
+

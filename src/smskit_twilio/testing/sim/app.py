@@ -57,6 +57,8 @@ async def _api(request: Request, sim: TwilioSimulator) -> Answer:
     path = request.url.path
     endpoint = endpoint_of(request.method, path)
     faulty = endpoint is not None and (not cfg.fault_endpoints or endpoint in cfg.fault_endpoints)
+    if faulty and endpoint == "messages.create" and cfg.fault_numbers:
+        faulty = form.get("To", "") in cfg.fault_numbers
     if faulty and sim.roll(cfg.fail_429_rate):
         headers = {} if cfg.retry_after is None else {"Retry-After": str(cfg.retry_after)}
         return _fault(429, 20429, "Too Many Requests", headers)

@@ -213,6 +213,8 @@ class SimulatorConfig:
     slow_seconds: float = _seconds(0.0)
     #: Endpoints the faults apply to (see :data:`ENDPOINTS`); empty means all of them.
     fault_endpoints: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_names)
+    #: Creates are faulty only when their ``To`` is one of these (empty: any ``To``).
+    fault_numbers: FrozenSet[str] = attrs.field(factory=frozenset, converter=_phones)
 
     def __attrs_post_init__(self) -> None:
         unknown = sorted(self.fault_endpoints - ENDPOINTS)
