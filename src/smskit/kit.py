@@ -33,7 +33,7 @@ import attrs
 from smskit.config import Settings
 from smskit.errors import ValidationError
 from smskit.ids import new_id
-from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
+from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
 from smskit.outbox import links
 from smskit.outbox import pipeline as outbox
 from smskit.outreach import contacts
@@ -434,7 +434,8 @@ class SmsKit:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
         see :func:`outbox.dispatch`."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
-                               max_batches=max_batches, on_sent=self._sent_listener())
+                               max_batches=max_batches, on_sent=self._sent_listener(),
+                               on_opted_out=self._on_opted_out)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
@@ -504,7 +505,7 @@ class SmsKit:
         outcome = self.store.record_inbound(inbound)
         if not outcome.created:
             return outcome
-        keyword = is_optout(inbound.body, self.settings.optout_keywords)
+        keyword = inbound.opt_out or is_optout(inbound.body, self.settings.optout_keywords)
         if keyword is not None:
             answered = self.store.get(outcome.message.in_reply_to) \
                 if outcome.message.in_reply_to else None
@@ -544,6 +545,14 @@ class SmsKit:
 
     def _on_sent(self, message: Message) -> None:
         self._notify("message_sent", message)
+
+    def _on_opted_out(self, message: Message, result: SendResult) -> None:
+        # The gateway will refuse this number from now on: stop sending to it everywhere.
+        why = f"recipient opted out at the gateway ({result.error_code or 'opted out'})"
+        self._blacklist_change(message.phone, "add", reason=why,
+                               source=f"gateway:{message.provider or self._default_provider}",
+                               campaign_id=message.campaign_id)
+        self.store.record_event(message.id, "optout", why, provider=message.provider)
 
     def _sent_listener(self) -> Optional[Callable[[Message], None]]:
         # Without a message_sent implementation the sent messages need not be read back.

@@ -143,7 +143,8 @@ class SendResult:
 
     ``state`` is :attr:`State.SENT` (accepted) or :attr:`State.REJECTED` (refused, with
     ``error_code``/``error_text``). ``duplicate`` is set when the gateway reported the number
-    as a duplicate inside the request.
+    as a duplicate inside the request; ``opted_out`` when it refused because the recipient
+    opted out with it (Twilio's error 21610): the core then blacklists the number too.
     """
 
     message_id: str
@@ -153,6 +154,7 @@ class SendResult:
     error_code: Optional[str] = None
     error_text: Optional[str] = None
     duplicate: bool = False
+    opted_out: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -181,7 +183,12 @@ class StatusEvent:
 
 @attrs.frozen(kw_only=True)
 class InboundMessage:
-    """A customer's SMS to us. ``provider_reply_id`` de-duplicates repeated deliveries."""
+    """A customer's SMS to us. ``provider_reply_id`` de-duplicates repeated deliveries.
+
+    ``opt_out`` is the keyword when the gateway itself took the message as an opt-out (Twilio
+    handles STOP, STOPALL, QUIT...): the core blacklists the sender even when that keyword is
+    not one of its own ``optout_keywords``.
+    """
 
     provider: str
     provider_reply_id: str
@@ -190,6 +197,7 @@ class InboundMessage:
     received_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
     in_reply_to_provider_id: Optional[str] = None
     in_reply_to_message_id: Optional[str] = None
+    opt_out: Optional[str] = None
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 

@@ -166,6 +166,16 @@ def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
         on_sent(message)
 
 
+def _notify_opted_out(on_opted_out: Optional[Callable[[Message, SendResult], None]],
+                      messages: Sequence[Message], results: Sequence[SendResult]) -> None:
+    if on_opted_out is None:
+        return
+    by_id = {m.id: m for m in messages}
+    for result in results:
+        if result.opted_out and result.message_id in by_id:
+            on_opted_out(by_id[result.message_id], result)
+
+
 def dispatch(
     store: Store,
     provider: Provider,
@@ -173,12 +183,14 @@ def dispatch(
     now: dt.datetime,
     max_batches: Optional[int] = None,
     on_sent: Optional[Callable[[Message], None]] = None,
+    on_opted_out: Optional[Callable[[Message, SendResult], None]] = None,
 ) -> DispatchReport:
     """Send due ``outgoing`` messages in batches of ``provider.max_batch`` until none is due.
 
     Stops early when the gateway is unavailable (the batch goes back to the queue, due at
     ``report.retry_at``) or the outcome of a request is unknown (the batch is left for
-    :func:`reconcile`).
+    :func:`reconcile`). ``on_opted_out`` hears of each message the gateway refused because its
+    recipient opted out (:attr:`SendResult.opted_out`).
     """
     report = DispatchReport()
     while max_batches is None or report.batches < max_batches:
@@ -229,6 +241,7 @@ def dispatch(
         report.rejected += sum(1 for r in results if r.state is State.REJECTED)
         report.canceled += len(canceled)
         _notify_sent(on_sent, store, results)
+        _notify_opted_out(on_opted_out, to_send, results)
     return report
 
 
