@@ -145,7 +145,8 @@ def test_recipient_refusals_are_per_message(twilio_sim: SimServer,
     results = {r.message_id: r for r in provider.send_batch(messages, batch_id=new_id())}
     assert [results[m.id].state for m in messages] == [State.SENT, State.REJECTED,
                                                        State.REJECTED, State.SENT]
-    assert results[messages[1].id].error_code == "21610"
+    assert results[messages[1].id].error_code == "21610" and results[messages[1].id].opted_out
+    assert not results[messages[2].id].opted_out
     assert "opted out" in (results[messages[1].id].error_text or "")
     assert results[messages[2].id].error_code == "21614"
     assert provider.send_batch([Message(phone="5511987654321", body="x")],
@@ -228,7 +229,9 @@ def test_status_callbacks_and_a_stop_reply_reach_the_kit(
                 provider=TwilioProvider.from_settings(settings)) as kit:
         kit.send("+5511987654321", "Olá!")
         sim.advance()
-        sim.add_inbound("+5511987654321", "STOP")
+        # STOPALL is Twilio's keyword, not one of smskit's: Twilio's word is enough.
+        assert "STOPALL" not in settings.optout_keywords
+        sim.add_inbound("+5511987654321", "stopall")
         # What the webhook gate will do with each request Twilio made:
         for request in found.requests:
             kind = request["url"].split("/webhooks/twilio/")[1].split("?")[0]
@@ -239,7 +242,26 @@ def test_status_callbacks_and_a_stop_reply_reach_the_kit(
         assert kit.store.is_blacklisted("+5511987654321")
         replies = [m for m in kit.store.list_messages(limit=10)
                    if m.direction is Direction.INBOUND]
-        assert [r.body for r in replies] == ["STOP"]
+        assert [r.body for r in replies] == ["stopall"]
+        assert "optout" in [e.kind for e in kit.history(replies[0].id)]
+
+
+def test_a_21610_refusal_blacklists_the_number_in_smskit(twilio_sim: SimServer) -> None:
+    sim, base = twilio_sim
+    sim.configure(opted_out=["+5511987654321"])
+    settings = twilio_settings(sim, base)
+    with SmsKit(settings, store=MemoryStore(),
+                provider=TwilioProvider.from_settings(settings)) as kit:
+        outcome = kit.send("+5511987654321", "Promoção")
+        message = kit.get(outcome.message_id)
+        assert message is not None and message.state is State.REJECTED
+        assert message.error_code == "21610"
+        assert kit.store.is_blacklisted("+5511987654321")
+        assert "optout" in [e.kind for e in kit.history(message.id)]
+        # The next message is canceled by smskit itself, without asking Twilio.
+        again = kit.get(kit.send("+5511987654321", "De novo").message_id)
+        assert again is not None and again.state is State.CANCELED
+    assert sim.stats()["rejected"] == {"21610": 1}
 
 
 # -- queries ------------------------------------------------------------------------------------

@@ -281,6 +281,19 @@ def test_json_is_not_twilios_webhook_format() -> None:
         parse_webhook("other", FORM, urlencode(STATUS_FORM).encode())
 
 
+@pytest.mark.parametrize(("body", "opt_out_type", "expected"), [
+    ("STOPALL", None, "STOPALL"), (" quit ", None, "QUIT"), ("PARE", "STOP", "STOP"),
+    ("START", None, None), ("stop please", None, None), ("STOP", "HELP", None),
+])
+def test_an_opt_out_reaches_the_kit_as_opt_out(body: str, opt_out_type: Optional[str],
+                                               expected: Optional[str]) -> None:
+    form = [(k, v) for k, v in INBOUND_FORM if k != "Body"] + [("Body", body)]
+    if opt_out_type:
+        form.append(("OptOutType", opt_out_type))
+    (inbound,) = parse_webhook("reply", FORM, urlencode(form).encode()).inbound
+    assert inbound.opt_out == expected
+
+
 def test_decode_form_keeps_repeated_and_blank_fields() -> None:
     assert decode_form(b"Body=&MediaUrl0=a&MediaUrl0=b") == [
         ("Body", ""), ("MediaUrl0", "a"), ("MediaUrl0", "b")]

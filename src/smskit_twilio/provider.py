@@ -43,7 +43,7 @@ from smskit_twilio import reconcile as matching
 from smskit_twilio import wire
 from smskit_twilio.client import TwilioClient
 from smskit_twilio.settings import TwilioSettings, webhook_url
-from smskit_twilio.webhooks import SignatureCheck, parse_params, parse_webhook
+from smskit_twilio.webhooks import SignatureCheck, opt_out_keyword, parse_params, parse_webhook
 
 __all__ = ["PartialSendError", "TwilioProvider"]
 
@@ -141,7 +141,9 @@ class TwilioProvider:
                 if not exc.about_recipient:
                     self._stop(journal, results, messages, index, exc, started)
                 code = exc.code or 0
-                result = _rejected(message, str(code), wire.ERROR_TEXT.get(code, str(exc)))
+                result = attrs.evolve(
+                    _rejected(message, str(code), wire.ERROR_TEXT.get(code, str(exc))),
+                    opted_out=code == wire.OPTED_OUT)
             except ProviderError as exc:
                 self._stop(journal, results, messages, index, exc, started)
             else:
@@ -269,9 +271,11 @@ class TwilioProvider:
             when = item.date_sent or item.date_created
             if item.outbound or not item.from_ or (when is not None and when < since):
                 continue
+            body = item.body or ""
             replies.append(InboundMessage(provider=self.name, provider_reply_id=item.sid,
-                                          phone=item.from_, body=item.body or "",
-                                          received_at=when or self._clock(), raw=item.raw))
+                                          phone=item.from_, body=body,
+                                          received_at=when or self._clock(),
+                                          opt_out=opt_out_keyword(body), raw=item.raw))
         return replies
 
     def blacklist_add(self, phones: Sequence[str]) -> None:

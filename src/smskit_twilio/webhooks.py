@@ -12,7 +12,9 @@ Twilio POSTs ``application/x-www-form-urlencoded`` bodies and signs each request
   :class:`~smskit.models.InboundMessage` recorded once per ``MessageSid``. Twilio handles the
   opt-out keywords itself (:data:`OPT_OUT_WORDS` block the sender, :data:`OPT_IN_WORDS` lift
   the block) and still forwards the message; with Advanced Opt-Out it adds ``OptOutType``
-  (``STOP``, ``START``, ``HELP``). :func:`keyword_kind` reads either.
+  (``STOP``, ``START``, ``HELP``). :func:`keyword_kind` reads either, and an opt-out is
+  reported as :attr:`~smskit.models.InboundMessage.opt_out` so smskit blacklists the sender
+  too (an opt-in is only recorded: smskit never takes a number off its blacklist on its own).
 
 The body decides the kind (``MessageStatus`` other than ``received`` means a status), so a
 misconfigured URL still parses. Anything malformed raises
@@ -48,6 +50,7 @@ __all__ = [
     "WebhookSignatureError",
     "decode_form",
     "keyword_kind",
+    "opt_out_keyword",
     "parse_params",
     "parse_webhook",
 ]
@@ -105,6 +108,14 @@ def keyword_kind(body: str, opt_out_type: Optional[str] = None) -> Optional[str]
     return None
 
 
+def opt_out_keyword(body: str, opt_out_type: Optional[str] = None) -> Optional[str]:
+    """The keyword to report as :attr:`InboundMessage.opt_out` when Twilio took the message
+    as an opt-out (``OptOutType`` ``STOP``, or a default opt-out word), else ``None``."""
+    if keyword_kind(body, opt_out_type) != "opt_out":
+        return None
+    return (opt_out_type or body).strip().upper()
+
+
 def _required(params: Mapping[str, str], *names: str) -> str:
     for name in names:
         value = params.get(name, "").strip()
@@ -126,8 +137,10 @@ def _status(params: Mapping[str, str]) -> StatusEvent:
 def _inbound(params: Mapping[str, str]) -> InboundMessage:
     sid = _required(params, "MessageSid", "SmsMessageSid", "SmsSid")
     sender = _required(params, "From")
+    body = params.get("Body", "")
     return InboundMessage(provider=wire.PROVIDER, provider_reply_id=sid, phone=sender,
-                          body=params.get("Body", ""), raw=dict(params))
+                          body=body, opt_out=opt_out_keyword(body, params.get("OptOutType")),
+                          raw=dict(params))
 
 
 def parse_params(params: Sequence[Tuple[str, str]], kind: str = "status") -> WebhookPayload:
