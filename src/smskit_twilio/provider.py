@@ -24,7 +24,18 @@ import collections
 import datetime as dt
 import logging
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
+)
 
 import attrs
 
@@ -154,7 +165,7 @@ class TwilioProvider:
         return results
 
     def _stop(self, journal: _Journal, results: List[SendResult], messages: Sequence[Message],
-              index: int, exc: ProviderError, started: dt.datetime) -> None:
+              index: int, exc: ProviderError, started: dt.datetime) -> NoReturn:
         """Raise for a failure at ``messages[index]`` (see the module docstring)."""
         current = messages[index]
         later = [m.id for m in messages[index + 1:]]
