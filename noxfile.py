@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``."""
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``docs``; ``odoo`` (not run by
+default) runs the tests against a real Odoo 15."""
 
 from __future__ import annotations
 
@@ -16,10 +17,17 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def odoo(session: nox.Session) -> None:
+    """The real_odoo tests: a real Odoo 15 on Python 3.8 from ../shared/odoo15 (docs/odoo.md)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "real_odoo", *session.posargs)
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff over sources, tests and benchmarks."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "addons")
 
 
 @nox.session(python="3.8")

@@ -251,6 +251,20 @@ def test_blacklist_commands_export_import_audit_and_sync(cli_env: Dict[str, str]
     assert synced["report"]["acknowledged"] == 2 and synced["pending"] == {}  # --gateway did 2
 
 
+def test_blacklist_add_and_remove_report_the_gateway_push_alike(
+        cli_env: Dict[str, str]) -> None:  # noqa: F811
+    added = cli("blacklist", "add", "11910000001", "--gateway")
+    assert added.stdout.splitlines() == ["+5511910000001: added",
+                                         "also sent to the loopback blacklist"]
+    removed = cli("blacklist", "remove", "11910000001", "11910000002", "--gateway")
+    assert removed.stdout.splitlines() == ["+5511910000001: removed",
+                                           "+5511910000002: was not on the blacklist",
+                                           "also sent to the loopback blacklist"]
+    as_json = json.loads(cli("blacklist", "remove", "11910000001", "--gateway",
+                             "--json").stdout)
+    assert as_json == {"removed": [], "absent": ["+5511910000001"], "gateway": "loopback"}
+
+
 # -- low balance ----------------------------------------------------------------------------------
 class Alerts:
     def __init__(self) -> None:

@@ -1,5 +1,6 @@
-"""Campaigns (CSV, tags, Odoo domain as data), resumable and pausable with live totals; contacts
-and per-recipient do-not-disturb. Every test runs on the memory store and on a SQLite file."""
+"""Campaigns (CSV, tags, Odoo domain as data, a plugin's audience), resumable and pausable with
+live totals; contacts and per-recipient do-not-disturb. Every test runs on the memory store and
+on a SQLite file."""
 
 from __future__ import annotations
 
@@ -7,24 +8,27 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
+import attrs
 import pytest
 
 from cli_helpers import cli, cli_env  # noqa: F401
 from smskit.config import Settings
-from smskit.errors import ProviderError, ValidationError
+from smskit.errors import ConfigurationError, ProviderError, ValidationError
+from smskit.hookspecs import hookimpl
 from smskit.kit import SmsKit
 from smskit.models import InboundMessage, Message, State
-from smskit.outreach.audience import validate_domain
+from smskit.outreach.audience import Audience, AudienceSource, Page
 from smskit.outreach.campaigns import Campaigns
 from smskit.outreach.contacts import import_contacts, make_contact
 from smskit.plugins import Plugins
 from smskit.providers.loopback import LoopbackProvider
 from smskit.store.memory import MemoryStore
-from smskit.store.outreach import OutreachStore
+from smskit.store.outreach import Campaign, OutreachStore
 from smskit.timeutil import zone
 from smskit.worker import Worker
+from smskit_odoo.audience import OdooDomainSource, validate_domain
 
 UTC = dt.timezone.utc
 SP = zone("America/Sao_Paulo")
@@ -65,6 +69,15 @@ def make_kit(store: Any, clock: Optional[Clock] = None,
                   plugins=Plugins(settings, entry_points=False), clock=clock or Clock())
 
 
+def odoo_kit(store: Any) -> SmsKit:
+    """A kit with the Odoo plugin (its ``odoo`` audience) and no Odoo configured."""
+    import smskit_odoo.plugin
+
+    kit = make_kit(store)
+    kit.plugins.register(smskit_odoo.plugin, name="odoo")
+    return kit
+
+
 def phone(i: int) -> str:
     return f"+55119{10_000_000 + i:08d}"
 
@@ -102,7 +115,7 @@ def assert_sent_once(kit: SmsKit, messages: Sequence[Message]) -> None:
     assert {m.id for m in messages if m.sent_at is not None} <= set(counts)
 
 
-# -- segments -----------------------------------------------------------------------------------
+# -- audiences ----------------------------------------------------------------------------------
 def test_tags_campaign_is_stored_in_pages_and_sent_once_by_the_worker(store: Any) -> None:
     kit = make_kit(store)
     seed_contacts(store, 130, tags=("vip",))
@@ -191,7 +204,7 @@ def test_a_csv_file_changed_after_creation_is_refused(store: Any, tmp_path: Path
     campaigns = Campaigns(kit)
     created = campaigns.create("csv", "Oi", {"type": "csv", "path": str(path)})
     write_csv(path, "phone\n11910000001\n")
-    with pytest.raises(ValidationError, match="changed since campaign"):
+    with pytest.raises(ValidationError, match="changed since the campaign was created"):
         campaigns.start(created.id)
     assert campaigns.get(created.id).status == "draft"
     assert kit.store.list_messages() == []
@@ -219,13 +232,14 @@ class FakeOdoo:
         return [{f: r.get(f, False) for f in kwargs["fields"]} for r in found][:kwargs["limit"]]
 
 
-def test_odoo_segment_is_read_through_execute_with_the_domain_as_data(store: Any) -> None:
+def test_odoo_audience_is_read_through_execute_with_the_domain_as_data(store: Any) -> None:
     kit = make_kit(store)
     records = [{"id": i, "name": f"Parceiro {i}", "mobile": f"119{10_000_000 + i:08d}",
                 "city": "Recife" if i % 3 else "Olinda"} for i in range(1, 13)]
     records[3]["mobile"] = False  # no phone: skipped, counted
     odoo = FakeOdoo(records)
-    campaigns = Campaigns(kit, odoo=odoo, chunk_size=3, max_chunks=10)
+    campaigns = Campaigns(kit, sources={"odoo": OdooDomainSource(odoo)}, chunk_size=3,
+                          max_chunks=10)
     created = campaigns.create("recife", "Oi {{ name }}", {
         "type": "odoo", "model": "res.partner", "domain": [["city", "=", "Recife"]],
         "phone_field": "mobile", "fields": ["name"]})
@@ -244,7 +258,7 @@ def test_odoo_segment_is_read_through_execute_with_the_domain_as_data(store: Any
 
 
 def test_an_odoo_campaign_without_a_connection_is_paused_with_the_reason(store: Any) -> None:
-    kit = make_kit(store)
+    kit = odoo_kit(store)
     campaigns = Campaigns(kit)
     created = campaigns.create("x", "Oi", {"type": "odoo", "domain": []})
     campaigns.start(created.id)
@@ -267,7 +281,7 @@ def test_an_odoo_campaign_without_a_connection_is_paused_with_the_reason(store: 
 ])
 def test_domain_is_validated_as_data_and_never_evaluated(store: Any, domain: Any,
                                                          fragment: str) -> None:
-    kit = make_kit(store)
+    kit = odoo_kit(store)
     with pytest.raises(ValidationError) as caught:
         Campaigns(kit).create("bad", "Oi", {"type": "odoo", "domain": domain})
     assert fragment in str(caught.value)
@@ -279,6 +293,99 @@ def test_a_valid_prefix_domain_is_kept_as_data() -> None:
               ["customer_rank", ">", 0], ["category_id", "in", [1, 2]]]
     assert validate_domain(domain) == domain
     assert validate_domain([]) == []
+
+
+class ListAudience(Audience):
+    """A third-party audience for the tests: phones given in the data."""
+
+    def __init__(self, phones: Sequence[str]) -> None:
+        self.phones = list(phones)
+
+    def to_data(self) -> Dict[str, Any]:
+        return {"type": "list", "phones": self.phones}
+
+    def describe(self) -> str:
+        return f"list of {len(self.phones)}"
+
+
+class ListSource(AudienceSource[ListAudience]):
+    """Reads ``{"type": "list", "phones": [...]}``, two phones a page, the cursor an index."""
+
+    def __init__(self) -> None:
+        self.kits: List[SmsKit] = []
+
+    def parse(self, data: Mapping[str, Any]) -> ListAudience:
+        phones = data.get("phones")
+        if not isinstance(phones, list) or not phones:
+            raise ValidationError("a list audience needs 'phones'")
+        return ListAudience(phones)
+
+    def read_page(self, kit: SmsKit, audience: ListAudience, cursor: Optional[str],
+                  limit: int) -> Page:
+        self.kits.append(kit)
+        start = int(cursor or 0)
+        end = min(start + min(limit, 2), len(audience.phones))
+        return Page(recipients=[{"phone": p} for p in audience.phones[start:end]],
+                    cursor=str(end), done=end >= len(audience.phones))
+
+
+class ListPlugin:
+    """A plugin that registers the ``list`` audience, as a third-party one would."""
+
+    def __init__(self) -> None:
+        self.source = ListSource()
+
+    @hookimpl
+    def register_audience_sources(self, register: Any) -> None:
+        register("list", self.source)
+
+
+def test_a_plugin_registers_an_audience_source_that_campaigns_read(store: Any) -> None:
+    kit = make_kit(store)
+    plugin = ListPlugin()
+    kit.plugins.register(plugin, name="list-audience")
+    campaigns = Campaigns(kit)
+    assert sorted(campaigns.sources) == ["csv", "list", "tags"]
+    created = campaigns.create("lista", "Oi", {"type": "list",
+                                               "phones": [phone(1), phone(2), phone(3)]})
+    assert created.audience == {"type": "list", "phones": [phone(1), phone(2), phone(3)]}
+    assert campaigns.describe(created) == "list of 3"
+    campaigns.start(created.id)
+    run_until_done(Worker(kit, poll_replies=False, campaigns=campaigns), campaigns, created.id)
+    assert {m.phone for m in campaign_messages(kit, created.id)} == {phone(1), phone(2),
+                                                                     phone(3)}
+    assert plugin.source.kits and all(k is kit for k in plugin.source.kits)  # given the kit
+    with pytest.raises(ValidationError, match="needs 'phones'"):
+        campaigns.create("vazia", "Oi", {"type": "list", "phones": []})
+
+
+def test_an_audience_type_registered_twice_or_unknown_is_an_error(store: Any) -> None:
+    kit = make_kit(store)
+    kit.plugins.register(ListPlugin(), name="one")
+    kit.plugins.register(ListPlugin(), name="two")
+    with pytest.raises(ConfigurationError, match="'list' is registered by two plugins"):
+        Campaigns(kit).create("x", "Oi", {"type": "list", "phones": [phone(1)]})
+    campaigns = Campaigns(make_kit(store))
+    with pytest.raises(ValidationError, match=r"unknown audience type 'odoo' \(known: csv, tags"):
+        campaigns.create("x", "Oi", {"type": "odoo", "domain": []})
+
+
+def test_campaigns_stored_before_the_rename_still_run(store: Any, tmp_path: Path) -> None:
+    """Audience data as earlier releases stored it (the ``segment`` column) parses as is."""
+    kit = make_kit(store)
+    path = write_csv(tmp_path / "lista.csv", "phone\n11910000000\n11910000001\n")
+    old = {"type": "csv", "path": str(path), "phone_column": "phone", "encoding": "utf-8-sig",
+           "sha256": None, "size": None}
+    store.add_campaign(Campaign(id="old-csv", name="antiga", template="Oi", audience=old,
+                                status="running", created_at=NOW, updated_at=NOW))
+    store.add_campaign(Campaign(id="old-odoo", name="odoo", template="Oi", audience={
+        "type": "odoo", "domain": [["id", ">", 0]], "model": "res.partner",
+        "phone_field": "mobile", "fields": ["name"]}, created_at=NOW, updated_at=NOW))
+    campaigns = Campaigns(kit, sources={"odoo": OdooDomainSource(FakeOdoo([]))})
+    run_until_done(Worker(kit, poll_replies=False, campaigns=campaigns), campaigns, "old-csv")
+    assert {m.phone for m in campaign_messages(kit, "old-csv")} == {phone(0), phone(1)}
+    assert campaigns.describe(campaigns.get("old-odoo")) == "odoo res.partner (1 term)"
+    assert campaigns.describe(campaigns.get("old-csv")) == f"csv {path}"
 
 
 # -- crash and pause ----------------------------------------------------------------------------
@@ -313,6 +420,8 @@ def test_a_crash_mid_materialisation_resumes_without_double_sends(store: Any) ->
 
 class JobGateway(LoopbackProvider):
     """A loopback gateway with job control (as Kolmeya's pause/play)."""
+
+    capabilities = attrs.evolve(LoopbackProvider.capabilities, job_control=True)
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -358,6 +467,19 @@ def test_pause_holds_the_campaign_and_resume_releases_it(store: Any) -> None:
     run_until_done(Worker(kit, poll_replies=False, campaigns=campaigns), campaigns, created.id)
     assert {m.state for m in campaign_messages(kit, created.id)} == {State.SENT}
     assert_sent_once(kit, campaign_messages(kit, created.id))
+
+
+def test_pausing_on_a_gateway_without_job_control_holds_locally_and_says_so(
+        store: Any) -> None:
+    kit = make_kit(store)  # the loopback gateway has no jobs (capabilities.job_control off)
+    seed_contacts(store, 3)
+    campaigns = Campaigns(kit)
+    created = campaigns.create("sem jobs", "Oi", {"type": "tags", "tags": ["vip"]})
+    campaigns.start(created.id)
+    campaigns.record_jobs(created.id, [7])
+    control = campaigns.pause(created.id)
+    assert control.campaign.status == "paused"
+    assert control.jobs == {7: "provider 'loopback' cannot pause jobs"}
 
 
 def test_a_paused_campaign_stores_nothing_more_until_resumed(store: Any) -> None:
@@ -543,3 +665,29 @@ def test_campaign_commands(cli_env: Dict[str, str], tmp_path: Path) -> None:  # 
     assert json.loads(dnd.stdout)["dnd_window"] == "20:00-08:00"
     listed = json.loads(cli("contacts", "list", "--tag", "sp", "--json").stdout)
     assert [c["phone"] for c in listed] == ["+5511910000001", "+5511910000002"]
+
+
+def test_campaign_create_takes_audience_json_and_the_plugins_options(
+        cli_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    help_text = cli("campaign", "create", "--help").stdout
+    for option in ("--csv", "--tags", "--odoo-domain", "--field", "--audience"):
+        assert option in help_text  # the built-in sources and the Odoo plugin's
+    created = cli("campaign", "create", "vip", "-t", "Oi", "--audience",
+                  '{"type": "tags", "tags": ["vip"], "match": "all"}', "--json")
+    assert created.exit_code == 0, created.stderr
+    data = json.loads(created.stdout)
+    assert data["audience"] == {"type": "tags", "tags": ["vip"], "match": "all"}
+    assert data["segment"] == data["audience"]  # the former key, kept for scripts
+    both = cli("campaign", "create", "x", "-t", "Oi", "--tags", "a", "--audience", "{}")
+    assert both.exit_code == 2 and "give exactly one audience: --csv FILE, --tags A,B, " \
+        "--odoo-domain JSON or --audience JSON" in both.stderr
+    odoo = cli("campaign", "create", "recife", "-t", "Oi", "--odoo-domain",
+               '[["city", "=", "Recife"]]', "--field", "name", "--json")
+    assert json.loads(odoo.stdout)["audience"]["domain"] == [["city", "=", "Recife"]]
+    odoo_id = json.loads(odoo.stdout)["id"]
+
+    monkeypatch.setenv("SMSKIT_DISABLE_PLUGINS", "odoo")  # its audience type goes with it
+    gone = cli("campaign", "create", "x", "-t", "Oi", "--odoo-domain", "[]")
+    assert gone.exit_code == 2 and "No such option" in gone.stderr
+    status = cli("campaign", "status", odoo_id)
+    assert status.exit_code == 0 and "odoo (no source can read it)" in status.stdout

@@ -22,11 +22,11 @@ def test_defaults_are_the_embedded_ones() -> None:
 def test_env_overrides_toml(tmp_path: Path) -> None:
     cfg = tmp_path / "smskit.toml"
     cfg.write_text('[smskit]\nprice_per_segment = "0.09"\nprovider = "loopback"\n'
-                   '[smskit.kolmeya]\nsegment_id = 12\n', encoding="utf-8")
+                   '[smskit.kolmeya]\ncost_centre_id = 12\n', encoding="utf-8")
     s = Settings.load(environ={"SMSKIT_PROVIDER": "kolmeya"}, config_file=cfg)
     assert s.provider == "kolmeya"
     assert s.price_per_segment == Decimal("0.09")
-    assert s.get("kolmeya_segment_id") == "12"
+    assert s.get("kolmeya_cost_centre_id") == "12"
 
 
 def test_secrets_are_redacted(caplog: pytest.LogCaptureFixture) -> None:

@@ -88,7 +88,7 @@ def seed(store: SqlStore) -> None:
 
         for campaign, name in CAMPAIGNS:
             if campaign is not None:
-                add_campaign(Campaign(id=campaign, name=name, template="x", segment={}))
+                add_campaign(Campaign(id=campaign, name=name, template="x", audience={}))
 
 
 @pytest.fixture

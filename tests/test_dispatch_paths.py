@@ -1,10 +1,11 @@
 """The bulk send's fast paths give what the plain ones give.
 
-* ``claim_batch_messages`` (SQL and Odoo stores): the claim of ``claim_batch`` plus the claimed
-  messages, equal to ``get_many`` of the batch's ids right after.
+* ``claim_batch_messages`` (SQL and Odoo stores, and ``Store``'s default in the memory store):
+  the claim of ``claim_batch`` plus the claimed messages, equal to ``get_many`` of the batch's
+  ids right after.
 * The SQL store's driver-level bulk INSERT and status UPDATE store exactly the rows
   SQLAlchemy's own ``executemany`` stores (the PostgreSQL path).
-* ``dispatch`` works the same on a store without ``claim_batch_messages`` (memory store).
+* ``dispatch`` works the same on a store with the default ``claim_batch_messages`` (memory).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any, Iterator, List
 import pytest
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
+from smskit import outbox
 from smskit.models import Message, SendResult, State
-from smskit.outbox import pipeline as outbox
+from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
 
@@ -35,11 +37,14 @@ def out(n: int, **fields: Any) -> Message:
     return Message.new(f"+55119876{n:05d}", f"Olá {n}", **fields)
 
 
-@pytest.fixture(params=["sqlite", "odoo"])
+@pytest.fixture(params=["memory", "sqlite", "odoo"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    """A SQLite file store, or an Odoo store (fake Odoo) on a SQLite sidecar."""
-    if request.param == "sqlite":
-        made: Any = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    """A memory store (Store's default claim_batch_messages), a SQLite file store, or an Odoo
+    store (fake Odoo) on a SQLite sidecar."""
+    if request.param == "memory":
+        made: Any = MemoryStore()
+    elif request.param == "sqlite":
+        made = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
     else:
         server = request.getfixturevalue("odoo_server")
         request.getfixturevalue("fake_odoo")
@@ -146,7 +151,9 @@ def test_dispatch_sends_each_message_once_with_or_without_the_fast_claim(
         kind: str, tmp_path: Path) -> None:
     store: Any = MemoryStore() if kind == "memory" else SqlStore(
         f"sqlite:///{tmp_path / 'smskit.db'}")
-    assert hasattr(store, "claim_batch_messages") is (kind == "sqlite")
+    # memory keeps Store's default (claim, then read); SQL claims and reads in one transaction
+    overridden = type(store).claim_batch_messages is not Store.claim_batch_messages
+    assert overridden is (kind == "sqlite")
     try:
         ids = [o.message.id for o in store.add_messages([out(i) for i in range(5)])]
         provider = _Accepting()

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import logging
 from decimal import Decimal
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import httpx
 import pytest
@@ -33,6 +33,7 @@ from smskit.errors import (
 from smskit.models import Message, State
 from smskit.plugins import Plugins
 from smskit.provider import Provider
+from smskit.webhooks import WebhookRequest
 from smskit_kolmeya import plugin
 from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
 from smskit_kolmeya.provider import KolmeyaProvider
@@ -95,7 +96,7 @@ STORE_OK = {"id": "req-1", "reference": "B1",
 def test_store(router: respx.MockRouter, client: KolmeyaClient) -> None:
     route = router.post("/sms/store").respond(200, json=STORE_OK)
     (outcome,) = client.send_batch([msg()], batch_id="B1", webhook_url=HOOK,
-                                   tenant_segment_id=3)
+                                   cost_centre_id=3)
     assert_request(route, "/sms/store", {
         "messages": [{"phone": 48991234567, "message": "Olá", "reference": "M1"}],
         "reference": "B1", "webhook_url": HOOK, "tenant_segment_id": 3})
@@ -107,7 +108,7 @@ def test_store(router: respx.MockRouter, client: KolmeyaClient) -> None:
 
 def test_store_uses_client_defaults(router: respx.MockRouter) -> None:
     route = router.post("/sms/store").respond(200, json=STORE_OK)
-    with KolmeyaClient(TOKEN, base_url=BASE, webhook_url=HOOK, tenant_segment_id=9,
+    with KolmeyaClient(TOKEN, base_url=BASE, webhook_url=HOOK, cost_centre_id=9,
                        sms_api_id=2) as c:
         c.send_batch([msg()], batch_id="B1")
         c.send_batch([msg()], batch_id="B1", webhook_url="")
@@ -179,11 +180,11 @@ def test_balance(router: respx.MockRouter, client: KolmeyaClient, raw: Any, amou
     assert_request(route, "/sms/balance", {})
 
 
-def test_segments(router: respx.MockRouter, client: KolmeyaClient) -> None:
+def test_cost_centres(router: respx.MockRouter, client: KolmeyaClient) -> None:
     route = router.post("/sms/segments").respond(200, json={
         "segments": [{"id": 1, "name": "Corporativo"}]})
-    (segment,) = client.segments()
-    assert (segment.id, segment.name) == (1, "Corporativo")
+    (centre,) = client.cost_centres()
+    assert (centre.id, centre.name) == (1, "Corporativo")
     assert_request(route, "/sms/segments", {})
 
 
@@ -326,7 +327,7 @@ def test_read_5xx_and_timeout(router: respx.MockRouter, client: KolmeyaClient,
     assert type(info.value) is ProviderError
     route = router.post("/sms/segments").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(TransientProviderError):
-        client.segments()
+        client.cost_centres()
     assert route.call_count == 1
     assert sleeps == []
 
@@ -501,7 +502,7 @@ def test_async_other_endpoints(router: respx.MockRouter) -> None:
         async with AsyncKolmeyaClient(TOKEN, base_url=BASE) as c:
             assert (await c.request_status(reference="B1")).request_id == "r"
             assert (await c.message_status("u1")).state is State.DELIVERED
-            assert await c.segments() == []
+            assert await c.cost_centres() == []
             await c.blacklist_add(["+5548991234567"])
             await c.blacklist_remove(["+5548991234567"])
             assert await c.play_job(5) == {"ok": True}
@@ -525,7 +526,7 @@ def settings(**values: str) -> Settings:
 
 @pytest.fixture
 def provider(router: respx.MockRouter) -> Iterator[KolmeyaProvider]:
-    p = KolmeyaProvider.from_settings(settings(kolmeya_segment_id="12"))
+    p = KolmeyaProvider.from_settings(settings(kolmeya_cost_centre_id="12"))
     yield p
     p.close()
 
@@ -545,8 +546,8 @@ def test_provider_contract_and_plugin(router: respx.MockRouter) -> None:
     provider.close()
 
 
-def test_provider_send_batch_sends_webhook_and_segment(router: respx.MockRouter,
-                                                       provider: KolmeyaProvider) -> None:
+def test_provider_send_batch_sends_webhook_and_cost_centre(router: respx.MockRouter,
+                                                           provider: KolmeyaProvider) -> None:
     route = router.post("/sms/store").respond(200, json={
         "id": "req-1", "valids": [{"id": "u1", "phone": 48991234567, "reference": "M1"}],
         "blacklist": [{"phone": 11987654321}]})
@@ -647,8 +648,9 @@ def test_provider_other_capabilities(router: respx.MockRouter, provider: Kolmeya
     assert body_of(replies) == {"period": 24}
     event = provider.message_status("u1")
     assert (event.state, event.message_id, event.status_code) == (State.ERROR, "M1", 4)
-    payload = provider.parse_webhook("status", {}, json.dumps(
-        {"id": "r", "messages": [{"id": "u1", "reference": "M1", "status_code": 3}]}).encode())
+    payload = provider.parse_webhook(WebhookRequest(
+        provider="kolmeya", kind="status",
+        data={"id": "r", "messages": [{"id": "u1", "reference": "M1", "status_code": 3}]}))
     assert payload.statuses[0].state is State.DELIVERED
 
 
@@ -660,14 +662,32 @@ def test_provider_blacklist_bad_phone_sends_nothing(router: respx.MockRouter,
     assert route.call_count == 0
 
 
+def test_the_cost_centre_setting_keeps_its_former_name() -> None:
+    from smskit_kolmeya.settings import KolmeyaSettings
+
+    def centre(**environ: str) -> Optional[int]:
+        loaded = Settings.load(environ={"SMSKIT_KOLMEYA_TOKEN": TOKEN, **environ})
+        return KolmeyaSettings.from_settings(loaded).cost_centre_id
+
+    assert centre(SMSKIT_KOLMEYA_COST_CENTRE_ID="12") == 12
+    assert centre(SMSKIT_KOLMEYA_SEGMENT_ID="13") == 13  # the name before the rename
+    assert centre(SMSKIT_KOLMEYA_COST_CENTRE_ID="12", SMSKIT_KOLMEYA_SEGMENT_ID="12") == 12
+    assert centre() is None
+
+
 def test_settings_errors() -> None:
     with pytest.raises(ConfigurationError, match="SMSKIT_KOLMEYA_TOKEN"):
         KolmeyaProvider.from_settings(Settings(values={}))
     with pytest.raises(ConfigurationError, match="webhook_secret"):
         KolmeyaProvider.from_settings(Settings(values={"kolmeya_token": TOKEN},
                                                public_url="https://x.example"))
+    with pytest.raises(ConfigurationError, match="kolmeya_cost_centre_id"):
+        KolmeyaProvider.from_settings(settings(kolmeya_cost_centre_id="abc"))
     with pytest.raises(ConfigurationError, match="kolmeya_segment_id"):
         KolmeyaProvider.from_settings(settings(kolmeya_segment_id="abc"))
+    with pytest.raises(ConfigurationError, match="differ"):
+        KolmeyaProvider.from_settings(settings(kolmeya_cost_centre_id="12",
+                                               kolmeya_segment_id="13"))
     with pytest.raises(ConfigurationError, match="kolmeya_timeout"):
         KolmeyaProvider.from_settings(settings(kolmeya_timeout="-1"))
     with pytest.raises(ConfigurationError, match="kolmeya_job_control"):

@@ -46,7 +46,7 @@ def test_store_request_has_exactly_the_confirmed_shape() -> None:
 
 def test_store_request_optional_fields_only_when_set() -> None:
     body = wire.build_store_request([msg()], batch_id="B1", webhook_url="https://h/w?token=t",
-                                    tenant_segment_id=7, sms_api_id=0)
+                                    cost_centre_id=7, sms_api_id=0)
     assert body["webhook_url"] == "https://h/w?token=t"
     assert body["tenant_segment_id"] == 7
     assert body["sms_api_id"] == 0
@@ -258,12 +258,12 @@ def test_balance_brazilian_currency_roundtrip(amount: Decimal) -> None:
     assert wire.parse_balance_value(text) == amount
 
 
-def test_segments() -> None:
-    out = wire.parse_segments({"segments": [{"id": 12, "name": "Corporativo"},
-                                            {"id": "13", "name": "Cobrança"}]})
-    assert out == [wire.Segment(12, "Corporativo"), wire.Segment(13, "Cobrança")]
+def test_cost_centres() -> None:
+    out = wire.parse_cost_centres({"segments": [{"id": 12, "name": "Corporativo"},
+                                                {"id": "13", "name": "Cobrança"}]})
+    assert out == [wire.CostCentre(12, "Corporativo"), wire.CostCentre(13, "Cobrança")]
     with pytest.raises(ProviderError):
-        wire.parse_segments({"segments": [{"name": "no id"}]})
+        wire.parse_cost_centres({"segments": [{"name": "no id"}]})
 
 
 # -- replies ---------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def test_report_rows() -> None:
         "enviada_em": "15/11/2025 10:30", "parametros": [], "lote": 55, "job": 1234567,
         "centro_custo": "Corporativo"}]})
     (row,) = rows
-    assert (row.phone, row.state, row.job, row.batch, row.segment) == (
+    assert (row.phone, row.state, row.job, row.batch, row.cost_centre) == (
         "+5548991234567", State.DELIVERED, 1234567, 55, "Corporativo")
     assert row.sent_at == dt.datetime(2025, 11, 15, 13, 30, tzinfo=UTC)
 

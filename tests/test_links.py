@@ -19,6 +19,7 @@ from smskit.config import Settings
 from smskit.errors import BodyTooLongError, ConfigurationError
 from smskit.kit import SmsKit
 from smskit.models import Message, State
+from smskit.outbox import Composer
 from smskit.outbox.links import (
     LinkShortener,
     add_messages_with_links,
@@ -26,10 +27,9 @@ from smskit.outbox.links import (
     shortener_for,
     to_uri,
 )
-from smskit.outbox.pipeline import Composer
 from smskit.providers.loopback import LoopbackProvider
 from smskit.segments import count_segments
-from smskit.store.analytics import Link, LinkStore
+from smskit.store.analytics import Link
 from smskit.store.memory import MemoryStore
 
 UTC = dt.timezone.utc
@@ -267,27 +267,7 @@ def test_links_are_only_kept_for_messages_that_were_stored(store: Any) -> None:
     assert store.get_link(made[0].code) is not None
 
 
-# -- the store's part -------------------------------------------------------------------------
-def test_link_store_contract(store: Any) -> None:
-    assert isinstance(store, LinkStore)
-    link = Link(code="Abc12345", url="https://a.com.br/x", message_id="M1", campaign_id="c",
-                created_at=NOW)
-    assert store.add_links([link]) == []
-    assert store.add_links([link]) == []  # the same link again: a no-op, not a clash
-    assert store.add_links([Link(code="Abc12345", url="https://evil.example/", message_id="M2",
-                                 created_at=NOW)]) == ["Abc12345"]
-    assert store.get_link("Abc12345") == link
-    assert store.get_link("abc12345") is None  # codes are case-sensitive
-    assert store.record_click("Nope0000", NOW) is None
-    assert store.record_click("Abc12345", NOW, "Mozilla/5.0 " + "x" * 500) == link
-    assert store.record_click("Abc12345", NOW + dt.timedelta(seconds=1)) == link
-    assert store.click_count("Abc12345") == 2
-    assert store.click_count("Nope0000") == 0
-    assert store.links_of("M1") == [link]
-    assert store.discard_links(["M1", "M9"]) == 1
-    assert store.get_link("Abc12345") is None and store.click_count("Abc12345") == 0
-
-
+# -- the store's part (the LinkStore checks of smskit.testing.stores run in test_store.py) -------
 def test_the_user_agent_is_cut_and_no_address_is_kept(tmp_path: Path) -> None:
     import sqlalchemy as sa
 

@@ -64,7 +64,6 @@ def test_brazilian_mobile_forms_normalise_to_one_e164(raw: object) -> None:
     assert phone.national == "11987654321"
     assert phone.region == "BR"
     assert phone.kind == "mobile"
-    assert phone.is_mobile
 
 
 def test_foreign_mobile_with_plus_is_accepted() -> None:
@@ -100,7 +99,6 @@ def test_landline_accepted_when_allowed() -> None:
     assert phone.e164 == "+551133334444"
     assert phone.national == "1133334444"
     assert phone.kind == "fixed_line"
-    assert not phone.is_mobile
     assert normalize("551133334444", allow_landlines=True) == "+551133334444"
 
 
@@ -221,6 +219,13 @@ def test_national_digits_accepts_e164_and_raw_forms() -> None:
         national_digits("12345")
 
 
+def test_national_digits_can_be_held_to_one_country() -> None:
+    assert national_digits("+5511987654321", country_code=55) == "11987654321"
+    assert national_digits("+14155550123") == "4155550123"
+    with pytest.raises(InvalidPhoneError, match=r"only \+55 numbers"):
+        national_digits("+14155550123", country_code=55)
+
+
 @pytest.mark.parametrize(
     "echo", [11987654321, "11987654321", 5511987654321, "5511987654321", "+5511987654321"]
 )
@@ -288,5 +293,5 @@ def test_every_format_of_a_valid_mobile_gives_the_same_e164(ddd: str, rest: str)
         phone = Phone.parse(variant)
         assert phone.e164 == expected, variant
         assert phone.national == ddd + subscriber
-        assert phone.is_mobile
+        assert phone.kind in ("mobile", "fixed_line_or_mobile")
         assert from_kolmeya(int(ddd + subscriber)) == phone

@@ -306,7 +306,7 @@ def test_unknown_provider_kind_and_route_are_json_404(memory_kit: SmsKit) -> Non
 class ExplodingProvider(LoopbackProvider):
     """A provider whose parser fails in an unexpected way."""
 
-    def parse_webhook(self, kind: str, headers: Any, body: bytes) -> Any:
+    def parse_webhook(self, request: Any) -> Any:
         raise RuntimeError("parser bug with internal detail")
 
 
@@ -325,9 +325,9 @@ def test_provider_never_sees_the_token_headers() -> None:
     seen: List[Dict[str, str]] = []
 
     class Recording(LoopbackProvider):
-        def parse_webhook(self, kind: str, headers: Any, body: bytes) -> Any:
-            seen.append(dict(headers))
-            return super().parse_webhook(kind, headers, body)
+        def parse_webhook(self, request: Any) -> Any:
+            seen.append(dict(request.headers))
+            return super().parse_webhook(request)
 
     kit = SmsKit(make_settings(), store=MemoryStore(), provider=Recording())
     message_id = sent_message(kit)

@@ -46,7 +46,7 @@ def test_mapping_key_wins_over_attribute() -> None:
     assert render("{{ x.name }}", {"x": Both()}) == "attribute"
 
 
-def test_integer_segments_on_sequences_strings_and_mappings() -> None:
+def test_integer_steps_on_sequences_strings_and_mappings() -> None:
     context = {"codes": ("a", "b"), "word": "Brasil", "by_int": {0: "zero"}, "by_str": {"1": "um"}}
     assert render("{{ codes.0 }}{{ word.0 }}.", context) == "aB."
     assert render("{{ by_int.0 }} {{ by_str.1 }}", context) == "zero um"

@@ -18,7 +18,7 @@ from smskit.models import Message, State, StatusEvent, utcnow
 from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
 from smskit.server.batcher import StatusBatcher
-from smskit.store.base import ApplyOutcome
+from smskit.store.base import ApplyOutcome, Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
 from smskit.testing.servers import serve_in_thread
@@ -235,8 +235,9 @@ def test_server_answers_each_callback_only_after_its_group_is_committed(
                for i in range(total))
 
 
-class ForwardingStore:
-    """Like the Odoo store: its own apply_status, every other name forwarded to an inner store."""
+class ForwardingStore(Store):
+    """Like the Odoo store: its own apply_status and no apply_statuses (it inherits Store's
+    default); for brevity every other name is forwarded to an inner store."""
 
     def __init__(self, inner: MemoryStore) -> None:
         self.inner = inner
@@ -250,7 +251,7 @@ class ForwardingStore:
         return self.inner.apply_status(event)
 
 
-def test_kit_applies_one_by_one_through_a_store_without_apply_statuses() -> None:
+def test_kit_applies_one_by_one_through_a_store_with_the_default_apply_statuses() -> None:
     inner = MemoryStore()
     inner.add_messages(sent(i) for i in range(2))
     store = ForwardingStore(inner)

@@ -1,4 +1,5 @@
-"""The built-in plugin: the loopback provider and the memory/SQLite/PostgreSQL stores.
+"""The built-in plugin: the loopback provider, the memory/SQLite/PostgreSQL stores and the CSV
+and contact-tags campaign audiences.
 
 Registered through the same hooks as any third-party plugin.
 """
@@ -11,7 +12,8 @@ from smskit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from smskit.config import Settings
-    from smskit.provider import Provider
+    from smskit.plugins import StoreFactory
+    from smskit.provider import Provider, ProviderFactory
     from smskit.store.base import Store
 
 
@@ -34,14 +36,23 @@ def _sql_store(url: str, settings: Settings) -> Store:
 
 
 @hookimpl
-def register_providers(register: Callable[[str, Any], None]) -> None:
-    """Register the loopback provider."""
+def register_providers(register: Callable[[str, ProviderFactory], None]) -> None:
+    """Register the loopback provider (it names itself ``loopback``)."""
     register("loopback", _loopback)
 
 
 @hookimpl
-def register_stores(register: Callable[[str, Any], None]) -> None:
+def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
     """Register the memory, SQLite and PostgreSQL stores."""
     register("memory", _memory_store)
     register("sqlite", _sql_store)
     register("postgresql", _sql_store)
+
+
+@hookimpl(tryfirst=True)  # first, so `smskit campaign create --help` lists them first
+def register_audience_sources(register: Callable[[str, Any], None]) -> None:
+    """Register the ``csv`` (a CSV file) and ``tags`` (stored contacts) audiences."""
+    from smskit.outreach.audience import CsvSource, TagSource
+
+    register("csv", CsvSource())
+    register("tags", TagSource())

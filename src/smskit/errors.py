@@ -22,10 +22,16 @@ secrets::
         ├── AmbiguousSendError      the request may have arrived: reconcile, never resend blindly
         ├── AuthenticationError     bad or missing credentials (HTTP 401/403)
         ├── RequestRejectedError    the gateway refused the request as invalid (HTTP 422 and kin)
-        └── ProviderNotFoundError   the gateway does not know the resource (HTTP 404)
+        ├── ProviderNotFoundError   the gateway does not know the resource (HTTP 404)
+        └── NotSupportedError       the provider does not offer the operation (its capabilities)
 
 ``ProviderError.sent_nothing`` tells the pipeline whether the messages may be dispatched again
 (``True``) or must be reconciled first (``False``).
+
+:class:`NotSupportedError` is a :class:`ProviderError` (with ``sent_nothing=True``) so that code
+already handling a gateway that cannot answer handles one that never can: a batch whose
+provider cannot reconcile stays ``ambiguous`` (for a person to settle) instead of crashing the
+worker, and a campaign pause reports the operation as failed for that gateway.
 """
 
 from __future__ import annotations
@@ -161,3 +167,18 @@ class ProviderNotFoundError(ProviderError):
     """The gateway does not know the resource (HTTP 404)."""
 
     sent_nothing = True
+
+
+class NotSupportedError(ProviderError):
+    """The provider does not offer ``operation`` (its :class:`~smskit.provider.Capabilities`
+    say so): the default of every optional :class:`~smskit.provider.Provider` method.
+
+    Nothing was sent. Callers that can do without the operation check the capability first.
+    """
+
+    sent_nothing = True
+
+    def __init__(self, provider: str, operation: str) -> None:
+        self.provider = provider
+        self.operation = operation
+        super().__init__(f"provider {provider!r} does not support {operation}")

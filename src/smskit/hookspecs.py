@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from smskit.config import Settings
     from smskit.kit import SmsKit
     from smskit.models import Message, State
+    from smskit.outreach.audience import AudienceSource
     from smskit.provider import ProviderFactory
     from smskit.store.base import Store
 
@@ -38,8 +39,10 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_providers(register: Callable[[str, ProviderFactory], None]) -> None:
     """Register provider factories: ``register("kolmeya", factory)``.
 
-    ``factory(settings)`` returns a :class:`smskit.provider.Provider`. Registering a name that
-    another plugin already registered raises :class:`smskit.errors.DuplicateProviderError`.
+    ``factory(settings)`` returns a :class:`smskit.provider.Provider` whose ``name`` is the
+    registered name (messages are queued under it; a mismatch raises
+    :class:`smskit.errors.ConfigurationError` when the provider is built). Registering a name
+    that another plugin already registered raises :class:`smskit.errors.DuplicateProviderError`.
     Import heavy dependencies inside the factory, not at module import.
     """
 
@@ -63,10 +66,15 @@ def kit_ready(kit: SmsKit) -> None:
     """
 
 
-@hookspec(firstresult=True)
-def odoo_executor(kit: SmsKit) -> Optional[Any]:
-    """An object with ``execute(model, method, *args, **kwargs)`` reaching this kit's Odoo, used
-    to resolve Odoo campaign segments; ``None`` when the plugin has no Odoo for the kit."""
+@hookspec
+def register_audience_sources(register: Callable[[str, AudienceSource[Any]], None]) -> None:
+    """Register campaign audience sources by type: ``register("csv", CsvSource())``.
+
+    A campaign stores its audience as JSON data whose ``"type"`` names the source; the source
+    (:class:`smskit.outreach.audience.AudienceSource`) validates that data and reads pages of
+    recipients after a cursor, given the kit. Built-in types: ``csv``, ``tags``. A type
+    registered twice raises :class:`smskit.errors.ConfigurationError`.
+    """
 
 
 @hookspec

@@ -12,98 +12,32 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import logging
-from typing import (
-    AbstractSet,
-    Any,
-    Callable,
-    Dict,
-    Iterable,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
-)
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import attrs
 
+from smskit import outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
-from smskit.ids import new_id
-from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
-from smskit.outbox import links
-from smskit.outbox import pipeline as outbox
-from smskit.outreach import contacts
+from smskit.models import InboundMessage, Message, SendResult, StatusEvent, utcnow
+from smskit.outbox import compose, sending
+from smskit.outbox.compose import BulkSummary, Outcome, Recipient
 from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
-from smskit.provider import Provider, WebhookPayload
-from smskit.store.base import AddOutcome, ApplyOutcome, EventRecord, InboundOutcome, Store
+from smskit.provider import Provider
+from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
+from smskit.webhooks.apply import WebhookReport, apply_payload
+from smskit.webhooks.gate import read_payload
+from smskit.webhooks.request import WebhookRequest
 
 __all__ = ["BulkSummary", "Outcome", "SmsKit", "WebhookReport"]
 
 log = logging.getLogger(__name__)
 
-Recipient = Union[str, int, Mapping[str, Any]]
-
-
-@attrs.frozen(kw_only=True)
-class Outcome:
-    """What happened to one recipient of a send.
-
-    ``state`` is the message's state after the call (``rejected`` for invalid input,
-    ``canceled`` for a policy veto, ``outgoing`` while queued or deferred, ``sent``...).
-    ``created`` is ``False`` when an idempotency key matched an earlier message.
-    """
-
-    index: int
-    recipient: str
-    message_id: Optional[str]
-    state: State
-    reason: Optional[str] = None
-    deferred_until: Optional[dt.datetime] = None
-    created: bool = True
-
-
-@attrs.define
-class BulkSummary:
-    """Counts for a bulk send (per-recipient details go to ``on_outcome``)."""
-
-    total: int = 0
-    queued: int = 0
-    sent: int = 0
-    rejected: int = 0
-    canceled: int = 0
-    deferred: int = 0
-    duplicates: int = 0
-    failed_dispatch: int = 0
-
-    def add(self, outcome: Outcome) -> None:
-        """Count one outcome."""
-        self.total += 1
-        if not outcome.created:
-            self.duplicates += 1
-        elif outcome.state is State.REJECTED:
-            self.rejected += 1
-        elif outcome.state is State.CANCELED:
-            self.canceled += 1
-        elif outcome.deferred_until is not None:
-            self.deferred += 1
-        else:
-            self.queued += 1
-
-
-@attrs.frozen(kw_only=True)
-class WebhookReport:
-    """What a webhook request changed: one outcome per status event and per inbound message."""
-
-    statuses: Sequence[ApplyOutcome] = ()
-    inbound: Sequence[InboundOutcome] = ()
 
 
 def _storable(text: str) -> str:
@@ -157,6 +91,15 @@ class SmsKit:
         return self._store
 
     @property
+    def has_store(self) -> bool:
+        """Whether the store exists already (handed to the kit, or built by :attr:`store`).
+
+        Reading it builds nothing: a plugin can tell whether :attr:`store` would be built
+        from ``settings.database_url`` (see :func:`smskit.plugins.store_scheme`) first.
+        """
+        return self._store is not None
+
+    @property
     def hooks(self) -> Any:
         """The plugin hook relay. Its first use loads the plugins and announces this kit to
         them (``kit_ready``), so per-kit plugins (Odoo, ChatRoom) attach themselves."""
@@ -180,15 +123,9 @@ class SmsKit:
         ``track_links`` (default: the ``link_tracking`` setting) replaces URLs by short links
         (:mod:`smskit.outbox.links`).
         """
-        return outbox.Composer(
-            provider=provider or self._default_provider,
-            region=self.settings.default_region,
-            allow_landlines=self.settings.allow_landlines,
-            price_per_segment=self.settings.price_per_segment,
-            max_segments=self.settings.max_segments,
-            quiet_hours=self.quiet_hours,
-            links=links.shortener_for(self.settings, track_links),
-        )
+        return outbox.Composer.from_settings(
+            self.settings, provider or self._default_provider, quiet_hours=self.quiet_hours,
+            track_links=track_links)
 
     # -- sending --------------------------------------------------------------------------
     def send(
@@ -215,24 +152,13 @@ class SmsKit:
         ``link_tracking`` setting) sends URLs as short links that count clicks.
         """
         composer = self.composer(provider, track_links=track_links)
-        template = Template(text)
-        e164 = composer.phone(phone)
-        message, outcome = self._prepare(
-            0, e164, e164, template, dict(variables or {}), composer, at=at,
-            fields=dict(idempotency_key=idempotency_key, tags=tuple(tags),
-                        campaign_id=campaign_id, partner_ref=partner_ref),
-            strict=True,
-        )
-        ((message, outcome),) = self._defer_dnd([(message, outcome)])
-        stored = links.add_messages_with_links(self.store, composer.links, [message])[0]
-        outcome = self._outcome(0, e164, stored, outcome)
-        if dispatch and stored.created and stored.message.state is State.OUTGOING:
-            self.dispatch(provider=composer.provider)
-            current = self.store.get(stored.message.id)
-            if current is not None:
-                outcome = attrs.evolve(outcome, state=current.state,
-                                       reason=current.error_text or outcome.reason)
-        return outcome
+        spec = compose.SendSpec(template=Template(text), variables=dict(variables or {}), at=at,
+                                fields=dict(idempotency_key=idempotency_key, tags=tuple(tags),
+                                            campaign_id=campaign_id, partner_ref=partner_ref))
+        # An invalid number raises before the store or the plugins are touched.
+        recipient = compose.parse_phone(phone, spec, composer)
+        return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
+                             dispatch=self._dispatcher(composer.provider) if dispatch else None)
 
     def send_many(
         self,
@@ -264,170 +190,18 @@ class SmsKit:
         :meth:`send` (each recipient's URLs get their own codes, stored per chunk).
         """
         composer = self.composer(provider, track_links=track_links)
-        template = Template(text)
-        shared = dict(variables or {})
+        spec = compose.SendSpec(template=Template(text), variables=dict(variables or {}), at=at,
+                                fields=dict(tags=tuple(tags), campaign_id=campaign_id,
+                                            schedule_id=schedule_id),
+                                idempotency_prefix=idempotency_prefix, phone_field=phone_field)
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
                                  if dispatch else 1000)
-        summary = BulkSummary()
-        fields = dict(tags=tuple(tags), campaign_id=campaign_id, schedule_id=schedule_id)
-        numbered = enumerate(recipients)
-        while True:
-            chunk = list(itertools.islice(numbered, size))
-            if not chunk:
-                break
-            parsed = [(index, *self._parse_recipient(recipient, shared, composer, phone_field))
-                      for index, recipient in chunk]
-            # One blacklist look-up per chunk, not one query per recipient.
-            blocked = self.store.blacklisted([p[3] for p in parsed if isinstance(p[3], str)])
-            prepared: List[Tuple[Message, Outcome]] = [
-                self._prepare_recipient(index, context, raw, e164, template, composer, at,
-                                        idempotency_prefix, fields, blocked)
-                for index, context, raw, e164 in parsed]
-            prepared = self._defer_dnd(prepared)
-            stored = links.add_messages_with_links(self.store, composer.links,
-                                                   [m for m, _ in prepared])
-            for (_, draft), result in zip(prepared, stored):
-                outcome = self._outcome(draft.index, draft.recipient, result, draft)
-                summary.add(outcome)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-            if dispatch:
-                report = self.dispatch(provider=composer.provider)
-                summary.sent += report.sent
-                summary.failed_dispatch += report.released + report.ambiguous
-        return summary
+        return sending.send_many(self.store, self.hooks, composer, recipients, spec,
+                              clock=self.clock, chunk_size=size, on_outcome=on_outcome,
+                              dispatch=self._dispatcher(composer.provider) if dispatch else None)
 
-    @staticmethod
-    def _parse_recipient(
-        recipient: Recipient,
-        shared: Mapping[str, Any],
-        composer: outbox.Composer,
-        phone_field: str,
-    ) -> Tuple[Dict[str, Any], object, Union[str, ValidationError]]:
-        """The template context, the raw phone, and its E.164 form or why it is invalid."""
-        raw: object
-        if isinstance(recipient, Mapping):
-            context = dict(shared)
-            context.update(recipient)
-            raw = recipient.get(phone_field)
-        else:
-            context, raw = dict(shared), recipient
-        try:
-            return context, raw, composer.phone(raw)
-        except ValidationError as exc:
-            return context, raw, exc
-
-    def _prepare_recipient(
-        self,
-        index: int,
-        context: Dict[str, Any],
-        raw: object,
-        e164: Union[str, ValidationError],
-        template: Template,
-        composer: outbox.Composer,
-        at: Optional[dt.datetime],
-        idempotency_prefix: Optional[str],
-        fields: Mapping[str, Any],
-        blocked: AbstractSet[str],
-    ) -> Tuple[Message, Outcome]:
-        label = str(raw)
-        if isinstance(e164, ValidationError):
-            key = f"{idempotency_prefix}:{label}:rejected" if idempotency_prefix else None
-            message = composer.rejected(raw, template.source, e164, now=self.clock(),
-                                        idempotency_key=key, **fields)
-            return message, Outcome(index=index, recipient=label, message_id=message.id,
-                                    state=State.REJECTED, reason=str(e164))
-        extra = dict(fields)
-        if idempotency_prefix:
-            extra["idempotency_key"] = f"{idempotency_prefix}:{e164}"
-        return self._prepare(index, label, e164, template, context, composer, at=at,
-                             fields=extra, blocked=blocked)
-
-    def _prepare(
-        self,
-        index: int,
-        label: str,
-        e164: str,
-        template: Template,
-        context: Dict[str, Any],
-        composer: outbox.Composer,
-        *,
-        at: Optional[dt.datetime],
-        fields: Mapping[str, Any],
-        strict: bool = False,
-        blocked: Optional[AbstractSet[str]] = None,
-    ) -> Tuple[Message, Outcome]:
-        now = self.clock()
-        message_id = new_id()
-        prepare = self.hooks.prepare_message
-        if prepare.get_hookimpls():  # the draft exists only for the plugins to look at
-            draft = Message(id=message_id, phone=e164, body="", provider=composer.provider,
-                            created_at=now, **fields)
-            for extra in prepare(message=draft, context=context):
-                if extra:
-                    for key, value in extra.items():
-                        context.setdefault(key, value)
-        try:
-            body = composer.body(template, context, recipient=label)
-            message = composer.compose(e164, body, now=now, at=at, id=message_id, **fields)
-        except ValidationError as exc:
-            if strict:
-                raise
-            # Its own key: an unchanged re-run finds it, a corrected recipient is sent.
-            key = fields.get("idempotency_key")
-            rejected = composer.rejected(e164, template.source, exc, now=now, **{
-                **fields, "idempotency_key": f"{key}:rejected" if key else None})
-            return rejected, Outcome(index=index, recipient=label, message_id=rejected.id,
-                                     state=State.REJECTED, reason=str(exc))
-        reason = self._veto(message, blocked)
-        if reason is not None:
-            message = attrs.evolve(message, state=State.CANCELED, error_code="policy",
-                                   error_text=reason, scheduled_at=None)
-            return message, Outcome(index=index, recipient=label, message_id=message.id,
-                                    state=State.CANCELED, reason=reason)
-        deferred = message.scheduled_at if message.scheduled_at != at else None
-        return message, Outcome(index=index, recipient=label, message_id=message.id,
-                                state=State.OUTGOING, deferred_until=deferred)
-
-    def _defer_dnd(self, prepared: List[Tuple[Message, Outcome]]
-                   ) -> List[Tuple[Message, Outcome]]:
-        """Defer messages whose recipient has a do-not-disturb rule (one store query per chunk;
-        see :mod:`smskit.outreach.contacts`)."""
-        out: List[Tuple[Message, Outcome]] = []
-        for message, later, outcome in contacts.defer_for_dnd(
-                self.store, prepared, self.clock(), tz=self.settings.timezone,
-                quiet_hours=self.quiet_hours):
-            if later is not None:
-                message = attrs.evolve(message, scheduled_at=later)
-                outcome = attrs.evolve(outcome, deferred_until=later)
-            out.append((message, outcome))
-        return out
-
-    def _veto(self, message: Message,
-              blocked: Optional[AbstractSet[str]] = None) -> Optional[str]:
-        """Why policy refuses ``message``; ``blocked``: the blacklisted numbers of its chunk,
-        looked up beforehand (``None``: ask the store)."""
-        listed = (message.phone in blocked if blocked is not None
-                  else self.store.is_blacklisted(message.phone))
-        if listed:
-            return "number is on the blacklist"
-        for reason in self.hooks.check_message(message=message):
-            if reason:
-                return str(reason)
-        return None
-
-    @staticmethod
-    def _outcome(index: int, label: str, stored: AddOutcome, draft: Outcome) -> Outcome:
-        message = stored.message
-        if stored.created:
-            if message.state is draft.state:
-                return draft
-            # The store settled the message differently (an Odoo row refused): say so.
-            return attrs.evolve(draft, state=message.state, deferred_until=None,
-                                reason=message.error_text or draft.reason)
-        return Outcome(index=index, recipient=label, message_id=message.id,
-                       state=message.state, reason="idempotency key already used",
-                       created=False)
+    def _dispatcher(self, provider: str) -> Callable[[], outbox.DispatchReport]:
+        return lambda: self.dispatch(provider=provider)
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
                  now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
@@ -465,23 +239,19 @@ class SmsKit:
         return outcome
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
-        """:meth:`apply_status` for each event in turn, in one store transaction when the store
-        has ``apply_statuses`` (group commit; the SQL and memory stores do), one by one
-        otherwise. Outcomes are in the order of ``events``.
+        """:meth:`apply_status` for each event in turn, through the store's
+        :meth:`~smskit.store.base.Store.apply_statuses` (one transaction in the SQL store:
+        group commit). Outcomes are in the order of ``events``.
 
         ``message_status_changed`` fires for each applied change once the whole call is
         stored. With a transactional store a failure stores nothing of the call and raises;
         apply fewer events to isolate it. An event naming only a batch makes the call go one
         event at a time (:meth:`apply_status` expands it).
         """
-        # Looked up on the class: a store that forwards unknown names to another (the Odoo
-        # store's sidecar) must not have its own apply_status bypassed.
-        batched = getattr(type(self.store), "apply_statuses", None)
-        if batched is None or any(
-                e.message_id is None and e.provider_message_id is None and e.batch_id
-                for e in events):
+        if any(e.message_id is None and e.provider_message_id is None and e.batch_id
+               for e in events):
             return [self.apply_status(event) for event in events]
-        outcomes: List[ApplyOutcome] = list(batched(self.store, events))
+        outcomes = self.store.apply_statuses(events)
         if not self.hooks.message_status_changed.get_hookimpls():
             return outcomes
         for outcome in outcomes:
@@ -520,11 +290,12 @@ class SmsKit:
 
     def handle_webhook(self, provider: str, kind: str, headers: Mapping[str, str],
                        body: bytes) -> WebhookReport:
-        """Parse a provider callback and apply everything in it (used by the server)."""
-        payload: WebhookPayload = self.provider(provider).parse_webhook(kind, headers, body)
-        statuses = [self.apply_status(event) for event in payload.statuses]
-        inbound = [self.receive(item) for item in payload.inbound]
-        return WebhookReport(statuses=statuses, inbound=inbound)
+        """Decode, parse and apply a provider callback you trust, with none of the gate's
+        checks (token, size...): a receiver of untrusted requests uses
+        :func:`smskit.webhooks.receive` instead. Raises :class:`ValidationError` for a body the
+        provider does not recognise."""
+        request = WebhookRequest(provider=provider, kind=kind, headers=headers, body=body)
+        return apply_payload(self, read_payload(self.provider(provider), request))
 
     def _route(self, message: Message) -> None:
         try:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Union
+from typing import Optional, Union
 
 import attrs
 import phonenumbers
@@ -121,11 +121,6 @@ class Phone:
         text = _as_text(raw)
         return _parse_cached(text, _check_region(region), allow_landlines, raw)
 
-    @property
-    def is_mobile(self) -> bool:
-        """True for mobile numbers (including ``fixed_line_or_mobile``)."""
-        return self.kind in _MOBILE_KINDS
-
     def __str__(self) -> str:
         """The E.164 form."""
         return self.e164
@@ -213,12 +208,18 @@ def normalize(raw: object, region: str = DEFAULT_REGION, allow_landlines: bool =
     return Phone.parse(raw, region, allow_landlines=allow_landlines).e164
 
 
-def national_digits(e164_or_raw: object, region: str = DEFAULT_REGION) -> str:
+def national_digits(e164_or_raw: object, region: str = DEFAULT_REGION, *,
+                    country_code: Optional[int] = None) -> str:
     """The national digits (``"11987654321"`` for ``"+5511987654321"``), as Kolmeya takes them.
 
-    The number must be valid; its kind is not checked (landlines pass).
+    The number must be valid; its kind is not checked (landlines pass). With ``country_code``
+    (a gateway that reaches one country), a number of another country is an
+    :class:`~smskit.errors.InvalidPhoneError` too.
     """
-    return Phone.parse(e164_or_raw, region, allow_landlines=True).national
+    phone = Phone.parse(e164_or_raw, region, allow_landlines=True)
+    if country_code is not None and phone.country_code != country_code:
+        raise InvalidPhoneError(e164_or_raw, f"only +{country_code} numbers are allowed here")
+    return phone.national
 
 
 def from_kolmeya(value: Union[int, str]) -> Phone:

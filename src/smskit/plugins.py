@@ -17,7 +17,7 @@ import attrs
 import pluggy
 
 from smskit import hookspecs
-from smskit.errors import ConfigurationError, DuplicateProviderError
+from smskit.errors import ConfigurationError, DuplicateProviderError, PluginError
 
 if TYPE_CHECKING:
     from smskit.config import Settings
@@ -29,12 +29,18 @@ if sys.version_info >= (3, 10):
 else:  # pragma: no cover - exercised on 3.8/3.9
     import importlib.metadata as importlib_metadata
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginStatus", "Plugins"]
+__all__ = ["ENTRY_POINT_GROUP", "PluginStatus", "Plugins", "store_scheme"]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "smskit"
 StoreFactory = Callable[[str, "Settings"], "Store"]
+
+
+def store_scheme(url: str) -> str:
+    """The scheme that chooses the store for ``url``: ``"postgresql"`` for
+    ``postgresql+psycopg://...``, ``"odoo"`` for ``odoo://...`` (nothing is imported or built)."""
+    return url.split(":", 1)[0].split("+", 1)[0]
 
 
 @attrs.frozen(kw_only=True)
@@ -73,6 +79,13 @@ class Plugins:
         self.pm.register(plugin, name=name)
         self._providers = None
         self._stores = None
+
+    def get(self, name: str) -> Optional[object]:
+        """The plugin object registered under ``name`` (an entry-point name, or the name given
+        to :meth:`register`), or ``None``. Loads the plugins first."""
+        self.load()
+        plugin: Optional[object] = self.pm.get_plugin(name)
+        return plugin
 
     def load(self) -> None:
         """Register the built-ins and the entry-point plugins, once."""
@@ -137,19 +150,43 @@ class Plugins:
         return found
 
     def create_provider(self, name: Optional[str] = None) -> Provider:
-        """Build the provider ``name`` (default: ``settings.provider``)."""
+        """Build the provider ``name`` (default: ``settings.provider``).
+
+        The factory must return a :class:`~smskit.provider.Provider` keeping the contract
+        (:class:`~smskit.errors.PluginError` otherwise) whose ``name`` is ``name``
+        (:class:`~smskit.errors.ConfigurationError` otherwise: its messages would be queued
+        under one name and claimed under the other, and never sent).
+        """
+        from smskit.provider import contract_problems
+
         name = name or self.settings.provider
         factories = self.providers()
         if name not in factories:
             hint = self._hint_for(name)
             known = ", ".join(sorted(factories)) or "none"
             raise ConfigurationError(f"unknown provider {name!r} (known: {known}){hint}")
-        return factories[name](self.settings)
+        provider = factories[name](self.settings)
+        problems = contract_problems(provider)
+        if problems:
+            raise PluginError(f"the provider registered as {name!r} breaks the provider "
+                              f"contract: {'; '.join(problems)}")
+        if provider.name != name:
+            raise ConfigurationError(
+                f"the provider registered as {name!r} names itself {provider.name!r}; "
+                "register it under its own name (messages are queued under it)")
+        return provider
 
     def create_store(self, url: Optional[str] = None) -> Store:
-        """Build the store for ``url`` (default: ``settings.database_url``), chosen by scheme."""
+        """Build the store for ``url`` (default: ``settings.database_url``), chosen by scheme.
+
+        The factory must return an object with every method of
+        :class:`~smskit.store.base.Store` (subclass it to inherit the optional ones);
+        :class:`~smskit.errors.PluginError` otherwise.
+        """
+        from smskit.store.base import Store
+
         url = url or self.settings.database_url
-        scheme = url.split(":", 1)[0].split("+", 1)[0]
+        scheme = store_scheme(url)
         factories = self.stores()
         if scheme not in factories:
             hint = self._hint_for(scheme)
@@ -157,7 +194,15 @@ class Plugins:
             raise ConfigurationError(
                 f"no store for URL scheme {scheme!r} (known: {known}){hint}"
             )
-        return factories[scheme](url, self.settings)
+        store: object = factories[scheme](url, self.settings)  # a plugin's: checked
+        if not isinstance(store, Store):
+            has = set(dir(store))
+            missing = sorted(n for n in vars(Store) if not n.startswith("_") and n not in has)
+            raise PluginError(
+                f"the store for URL scheme {scheme!r} ({type(store).__qualname__}) does not "
+                f"implement smskit.store.base.Store (missing: {', '.join(missing) or '?'}); "
+                "subclass it to inherit the optional methods")
+        return store
 
     def _hint_for(self, name: str) -> str:
         for status in self.report():

@@ -6,6 +6,9 @@
   blacklist.
 * Quiet hours defer a message to the next allowed moment in the installation's time zone
   (default America/Sao_Paulo); a deferred message is never dropped.
+* A person's do-not-disturb rule (a daily window, whole days, a "not before" moment; kept on
+  their :class:`~smskit.store.outreach.Contact`) defers a message to them to the next moment
+  both it and the quiet hours allow (:func:`dnd_next_allowed`), like quiet hours.
 """
 
 from __future__ import annotations
@@ -16,12 +19,20 @@ import unicodedata
 from typing import FrozenSet, Iterable, Optional, Sequence
 
 import attrs
+from typing_extensions import Protocol
 
 from smskit.config import DEFAULT_OPTOUT_KEYWORDS, Settings
-from smskit.errors import ConfigurationError
+from smskit.errors import ConfigurationError, ValidationError
 from smskit.timeutil import DEFAULT_TZ, zone
 
-__all__ = ["QuietHours", "is_optout", "normalize_keyword"]
+__all__ = [
+    "DndRule",
+    "QuietHours",
+    "check_dnd",
+    "dnd_next_allowed",
+    "is_optout",
+    "normalize_keyword",
+]
 
 _DAY_NAMES = {
     "mon": 0, "seg": 0, "tue": 1, "ter": 1, "wed": 2, "qua": 2, "thu": 3, "qui": 3,
@@ -150,3 +161,55 @@ class QuietHours:
             raise ConfigurationError("quiet hours leave no allowed time in the next 400 days")
         return local.astimezone(dt.timezone.utc) if moved else None
 
+
+
+class DndRule(Protocol):
+    """Whom a do-not-disturb rule protects, and the rule (a
+    :class:`~smskit.store.outreach.Contact` is one)."""
+
+    @property
+    def phone(self) -> str:
+        """The E.164 number (named in errors)."""
+
+    @property
+    def dnd_window(self) -> Optional[str]:
+        """A daily window ``"HH:MM-HH:MM"`` (may cross midnight), or ``None``."""
+
+    @property
+    def dnd_days(self) -> Sequence[str]:
+        """Whole days (``mon``..``sun`` or ``seg``..``dom``)."""
+
+    @property
+    def dnd_until(self) -> Optional[dt.datetime]:
+        """A moment (aware) before which nothing is sent, or ``None``."""
+
+
+def check_dnd(window: Optional[str], days: Sequence[str], tz: str) -> QuietHours:
+    """The rule as :class:`QuietHours`; a :class:`ValidationError` names a bad window or day."""
+    try:
+        return QuietHours.parse(window or None, days=days, tz=tz)
+    except ConfigurationError as exc:
+        raise ValidationError(f"do-not-disturb: {exc}") from exc
+
+
+def dnd_next_allowed(contact: DndRule, when: dt.datetime, *, tz: str,
+                     quiet_hours: Optional[QuietHours] = None) -> Optional[dt.datetime]:
+    """``None`` if ``contact`` may be messaged at ``when``; else the next moment allowed by
+    both their rule and the installation's ``quiet_hours`` (UTC)."""
+    rule = check_dnd(contact.dnd_window, contact.dnd_days, tz)
+    moment = when
+    moved = False
+    for _ in range(50):  # each rule only moves forward; a few rounds settle them all
+        changed = False
+        if contact.dnd_until is not None and moment < contact.dnd_until:
+            moment, changed = contact.dnd_until, True
+        for quiet in (rule, quiet_hours):
+            later = quiet.next_allowed(moment) if quiet is not None else None
+            if later is not None:
+                moment, changed = later, True
+        if not changed:
+            break
+        moved = True
+    else:
+        raise ValidationError(f"do-not-disturb of {contact.phone} leaves no time to send")
+    return moment if moved else None

@@ -41,7 +41,7 @@ _INDEX = re.compile(r"\d+")
 _SPACES = re.compile(r"\s*")
 _ESCAPABLE = frozenset("\"'\\")
 
-Segment = Union[str, int]
+Step = Union[str, int]  # one step of a dotted path: a name or an index
 _MISSING = object()
 
 
@@ -51,7 +51,7 @@ class _Placeholder:
     __slots__ = ("default", "path", "rest", "root")
 
     def __init__(
-        self, path: str, root: str, rest: Tuple[Segment, ...], default: Optional[str]
+        self, path: str, root: str, rest: Tuple[Step, ...], default: Optional[str]
     ) -> None:
         self.path = path
         self.root = root
@@ -119,39 +119,39 @@ class Template:
 def _resolve(context: Mapping[str, Any], placeholder: _Placeholder) -> Any:
     """The value of the placeholder's path, or ``_MISSING``."""
     value = _checked(context.get(placeholder.root, _MISSING), placeholder, placeholder.root)
-    for segment in placeholder.rest:
+    for step in placeholder.rest:
         if value is _MISSING:
             break
-        value = _checked(_step(value, segment), placeholder, segment)
+        value = _checked(_follow(value, step), placeholder, step)
     return value
 
 
-def _checked(value: Any, placeholder: _Placeholder, segment: Segment) -> Any:
+def _checked(value: Any, placeholder: _Placeholder, step: Step) -> Any:
     """``value``, or ``_MISSING`` for None/False; a callable is an error (nothing is called)."""
     if value is None or value is False:
         return _MISSING
     if value is not _MISSING and callable(value):
         raise TemplateError(
-            f"template variable {placeholder.path!r}: {segment!r} is a callable;"
+            f"template variable {placeholder.path!r}: {step!r} is a callable;"
             " templates never call anything"
         )
     return value
 
 
-def _step(value: Any, segment: Segment) -> Any:
+def _follow(value: Any, step: Step) -> Any:
     """One step of a path: a mapping key, then an attribute; an integer indexes a sequence."""
-    if isinstance(segment, int):
+    if isinstance(step, int):
         if isinstance(value, Mapping):
-            for key in (segment, str(segment)):
+            for key in (step, str(step)):
                 if key in value:
                     return value[key]
             return _MISSING
         if isinstance(value, Sequence):
-            return value[segment] if segment < len(value) else _MISSING
+            return value[step] if step < len(value) else _MISSING
         return _MISSING
-    if isinstance(value, Mapping) and segment in value:
-        return value[segment]
-    return getattr(value, segment, _MISSING)
+    if isinstance(value, Mapping) and step in value:
+        return value[step]
+    return getattr(value, step, _MISSING)
 
 
 class _Parser:
@@ -200,18 +200,18 @@ class _Parser:
         self.pos += len(_CLOSE)
         return _Placeholder(path, root, rest, default)
 
-    def _path(self) -> Tuple[str, Tuple[Segment, ...]]:
+    def _path(self) -> Tuple[str, Tuple[Step, ...]]:
         root = self._name(first=True)
-        segments: List[Segment] = []
+        steps: List[Step] = []
         while self.source.startswith(".", self.pos):
             self.pos += 1
             index = _INDEX.match(self.source, self.pos)
             if index:
                 self.pos = index.end()
-                segments.append(int(index.group()))
+                steps.append(int(index.group()))
             else:
-                segments.append(self._name(first=False))
-        return root, tuple(segments)
+                steps.append(self._name(first=False))
+        return root, tuple(steps)
 
     def _name(self, *, first: bool) -> str:
         match = _NAME.match(self.source, self.pos)

@@ -35,7 +35,7 @@ import attrs
 
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.kit import SmsKit
-from smskit.outbox.pipeline import DispatchReport, ReconcileReport
+from smskit.outbox import DispatchReport, ReconcileReport
 from smskit.outreach import blacklist_sync, scheduler
 from smskit.outreach.balance import BalanceMonitor, BalanceReading
 from smskit.outreach.campaigns import Campaigns, CampaignStep, merge_steps
@@ -130,7 +130,8 @@ class Worker:
     when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
     (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
     ``providers`` defaults to the kit's default provider. ``campaigns`` (default
-    ``Campaigns(kit)``) runs the campaign step: pass one with ``odoo=`` for Odoo segments.
+    ``Campaigns(kit)``) runs the campaign step: pass one with ``sources=`` for audience
+    sources configured by hand.
     ``balance`` defaults to :meth:`BalanceMonitor.from_settings`; ``sync_blacklist=False``
     leaves the gateway blacklist alone.
     """

@@ -59,16 +59,18 @@ class ChatRoomPlugin:
 
 def attach(kit: SmsKit, *, connector_id: Optional[int] = None) -> Optional[ChatRoomPlugin]:
     """Register :class:`ChatRoomPlugin` on ``kit`` (once); ``None`` without Odoo."""
-    existing = kit.plugins.pm.get_plugin(PLUGIN_NAME)
+    existing = kit.plugins.get(PLUGIN_NAME)
     if isinstance(existing, ChatRoomPlugin):
         return existing
-    from smskit_acrux.router import ChatRoomRouter
     from smskit_odoo.plugin import attach as attach_odoo
-    from smskit_odoo.store import OdooStore
 
     odoo = attach_odoo(kit)
     if odoo is None:
         return None
+    # Imported only with an Odoo configured: they bring SQLAlchemy (the Odoo journal).
+    from smskit_acrux.router import ChatRoomRouter
+    from smskit_odoo.store import OdooStore
+
     settings = kit.settings
     configured = settings.get("acrux_connector_id")
     create = (settings.get("acrux_create_partners") or "true").strip().lower()

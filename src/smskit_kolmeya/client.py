@@ -104,7 +104,7 @@ class _ClientBase:
     Options: ``token`` (default ``$SMSKIT_KOLMEYA_TOKEN``), ``base_url`` (default
     ``$SMSKIT_KOLMEYA_BASE_URL`` or Kolmeya's), ``timeout`` (read/write seconds),
     ``connect_timeout``, ``max_attempts`` (for retryable failures), ``max_retry_wait`` (longest
-    ``Retry-After`` honoured in-process), default send options ``tenant_segment_id``,
+    ``Retry-After`` honoured in-process), default send options ``cost_centre_id``,
     ``sms_api_id`` and ``webhook_url``, ``job_control`` (``"path"`` or ``"body"``, see
     :func:`wire.build_job_request`), ``timezone`` of Kolmeya's timestamps and ``allow_http``.
     """
@@ -118,7 +118,7 @@ class _ClientBase:
         connect_timeout: float = 10.0,
         max_attempts: int = 4,
         max_retry_wait: float = 60.0,
-        tenant_segment_id: Optional[int] = None,
+        cost_centre_id: Optional[int] = None,
         sms_api_id: Optional[int] = None,
         webhook_url: Optional[SecretLike] = None,
         job_control: str = "path",
@@ -140,7 +140,7 @@ class _ClientBase:
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self.max_attempts = max_attempts
         self.max_retry_wait = max_retry_wait
-        self.tenant_segment_id = tenant_segment_id
+        self.cost_centre_id = cost_centre_id
         self.sms_api_id = sms_api_id
         self._webhook_url = _secret(webhook_url)
         self.job_control = job_control
@@ -157,7 +157,7 @@ class _ClientBase:
         return cls(
             ks.token, base_url=ks.base_url, timeout=ks.timeout,
             connect_timeout=ks.connect_timeout, max_attempts=ks.max_attempts,
-            max_retry_wait=ks.max_retry_wait, tenant_segment_id=ks.tenant_segment_id,
+            max_retry_wait=ks.max_retry_wait, cost_centre_id=ks.cost_centre_id,
             sms_api_id=ks.sms_api_id, webhook_url=ks.webhook_url, job_control=ks.job_control,
             timezone=ks.timezone, allow_http=True, **extra,
         )
@@ -179,13 +179,13 @@ class _ClientBase:
     def _redact(self, text: str) -> str:
         return redact(text, *self._secrets())
 
-    def _send_options(self, webhook_url: Optional[SecretLike], tenant_segment_id: Optional[int],
+    def _send_options(self, webhook_url: Optional[SecretLike], cost_centre_id: Optional[int],
                       sms_api_id: Optional[int]) -> Dict[str, Any]:
         hook = self._webhook_url if webhook_url is None else _secret(webhook_url)
         return {
             "webhook_url": hook.reveal() if hook else None,
-            "tenant_segment_id": (self.tenant_segment_id if tenant_segment_id is None
-                                  else tenant_segment_id),
+            "cost_centre_id": (self.cost_centre_id if cost_centre_id is None
+                               else cost_centre_id),
             "sms_api_id": self.sms_api_id if sms_api_id is None else sms_api_id,
         }
 
@@ -365,7 +365,7 @@ class KolmeyaClient(_ClientBase):
 
     def iter_send_batch(self, messages: Sequence[Message], *, batch_id: str,
                         webhook_url: Optional[SecretLike] = None,
-                        tenant_segment_id: Optional[int] = None,
+                        cost_centre_id: Optional[int] = None,
                         sms_api_id: Optional[int] = None) -> Iterator[wire.StoreOutcome]:
         """Send ``messages`` in requests of at most 1000, yielding each request's outcome.
 
@@ -373,26 +373,26 @@ class KolmeyaClient(_ClientBase):
         ``f"{batch_id}-{n}"``. Every body is built (and every phone checked) before the first
         request, so a bad phone sends nothing.
         """
-        options = self._send_options(webhook_url, tenant_segment_id, sms_api_id)
+        options = self._send_options(webhook_url, cost_centre_id, sms_api_id)
         for call in self._store_calls(messages, batch_id, options):
             yield self._execute(call)
 
     def send_batch(self, messages: Sequence[Message], *, batch_id: str,
                    webhook_url: Optional[SecretLike] = None,
-                   tenant_segment_id: Optional[int] = None,
+                   cost_centre_id: Optional[int] = None,
                    sms_api_id: Optional[int] = None) -> List[wire.StoreOutcome]:
         """All outcomes of :meth:`iter_send_batch` (use that to keep earlier outcomes if a
         later request fails)."""
         return list(self.iter_send_batch(messages, batch_id=batch_id, webhook_url=webhook_url,
-                                         tenant_segment_id=tenant_segment_id,
+                                         cost_centre_id=cost_centre_id,
                                          sms_api_id=sms_api_id))
 
     def send_token(self, message: Message, *, reference: Optional[str] = None,
                    webhook_url: Optional[SecretLike] = None,
-                   tenant_segment_id: Optional[int] = None,
+                   cost_centre_id: Optional[int] = None,
                    sms_api_id: Optional[int] = None) -> wire.StoreOutcome:
         """Send one OTP/token SMS through ``sms/store-token`` (no links, no 0800 numbers)."""
-        options = self._send_options(webhook_url, tenant_segment_id, sms_api_id)
+        options = self._send_options(webhook_url, cost_centre_id, sms_api_id)
         return self._execute(self._token_call(message, reference, options))
 
     def request_status(self, id: Optional[str] = None,
@@ -409,9 +409,9 @@ class KolmeyaClient(_ClientBase):
         """The account balance (BRL) as an exact Decimal."""
         return self._execute(_Call("/sms/balance", {}, wire.parse_balance))
 
-    def segments(self) -> List[wire.Segment]:
-        """The account's cost centres (``tenant_segment_id`` values)."""
-        return self._execute(_Call("/sms/segments", {}, wire.parse_segments))
+    def cost_centres(self) -> List[wire.CostCentre]:
+        """The account's cost centres (``cost_centre_id`` values; Kolmeya's ``sms/segments``)."""
+        return self._execute(_Call("/sms/segments", {}, wire.parse_cost_centres))
 
     def replies(self, period_hours: int = 24, *, max_pages: int = 100) -> List[InboundMessage]:
         """Replies of the last ``period_hours`` (clamped to 1..168), following every page."""
@@ -499,19 +499,19 @@ class AsyncKolmeyaClient(_ClientBase):
 
     async def send_batch(self, messages: Sequence[Message], *, batch_id: str,
                          webhook_url: Optional[SecretLike] = None,
-                         tenant_segment_id: Optional[int] = None,
+                         cost_centre_id: Optional[int] = None,
                          sms_api_id: Optional[int] = None) -> List[wire.StoreOutcome]:
         """Send in requests of at most 1000 (see :meth:`KolmeyaClient.iter_send_batch`)."""
-        options = self._send_options(webhook_url, tenant_segment_id, sms_api_id)
+        options = self._send_options(webhook_url, cost_centre_id, sms_api_id)
         return [await self._execute(call)
                 for call in self._store_calls(messages, batch_id, options)]
 
     async def send_token(self, message: Message, *, reference: Optional[str] = None,
                          webhook_url: Optional[SecretLike] = None,
-                         tenant_segment_id: Optional[int] = None,
+                         cost_centre_id: Optional[int] = None,
                          sms_api_id: Optional[int] = None) -> wire.StoreOutcome:
         """Send one OTP/token SMS through ``sms/store-token``."""
-        options = self._send_options(webhook_url, tenant_segment_id, sms_api_id)
+        options = self._send_options(webhook_url, cost_centre_id, sms_api_id)
         return await self._execute(self._token_call(message, reference, options))
 
     async def request_status(self, id: Optional[str] = None,
@@ -529,9 +529,9 @@ class AsyncKolmeyaClient(_ClientBase):
         """The account balance (BRL) as an exact Decimal."""
         return await self._execute(_Call("/sms/balance", {}, wire.parse_balance))
 
-    async def segments(self) -> List[wire.Segment]:
-        """The account's cost centres."""
-        return await self._execute(_Call("/sms/segments", {}, wire.parse_segments))
+    async def cost_centres(self) -> List[wire.CostCentre]:
+        """The account's cost centres (Kolmeya's ``sms/segments``)."""
+        return await self._execute(_Call("/sms/segments", {}, wire.parse_cost_centres))
 
     async def replies(self, period_hours: int = 24, *,
                       max_pages: int = 100) -> List[InboundMessage]:

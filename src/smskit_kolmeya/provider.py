@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import math
 from decimal import Decimal
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import attrs
 
@@ -24,24 +24,26 @@ from smskit.errors import (
     ValidationError,
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
-from smskit.provider import Capabilities, ReconcileResult, WebhookPayload
+from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya import wire
 from smskit_kolmeya.client import KolmeyaClient
-from smskit_kolmeya.webhooks import parse_webhook
+from smskit_kolmeya.webhooks import parse_webhook_data
 
 __all__ = ["KolmeyaProvider"]
 
 log = logging.getLogger(__name__)
 
 
-class KolmeyaProvider:
-    """Sends through Kolmeya and answers reconciliation, balance, blacklist, webhooks and
-    reply polling. Build it with :meth:`from_settings` or around your own client."""
+class KolmeyaProvider(Provider):
+    """Sends through Kolmeya and answers reconciliation, status queries, balance, blacklist,
+    webhooks, reply polling and job pause/resume. Build it with :meth:`from_settings` or
+    around your own client."""
 
     name = "kolmeya"
     max_batch = wire.MAX_BATCH
     capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
-                                webhooks=True, reply_polling=True)
+                                webhooks=True, reply_polling=True, job_control=True)
 
     def __init__(self, client: KolmeyaClient, *, owns_client: bool = True) -> None:
         self.client = client
@@ -125,10 +127,10 @@ class KolmeyaProvider:
         """The current status of one message as a status event (status query)."""
         return self.client.message_status(provider_message_id).to_event()
 
-    def parse_webhook(self, kind: str, headers: Mapping[str, str],
-                      body: bytes) -> WebhookPayload:
-        """Parse a callback; the body decides whether it holds statuses or replies."""
-        return parse_webhook(body, kind, self.client.timezone)
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """The events of a callback the gate decoded; the body decides whether it holds
+        statuses or replies."""
+        return parse_webhook_data(request.data, self.client.timezone, request.kind)
 
     def balance(self) -> Decimal:
         """The account balance in BRL."""

@@ -5,7 +5,7 @@ Key (``SMSKIT_`` + upper case)  Meaning                                         
 =============================  ====================================================  ===========
 ``kolmeya_token``              API token (Bearer), kept as a :class:`Secret`          required
 ``kolmeya_base_url``           API root                                              Kolmeya's
-``kolmeya_segment_id``         ``tenant_segment_id`` (cost centre) sent with sends    not sent
+``kolmeya_cost_centre_id``     cost centre (``tenant_segment_id``) sent with sends    not sent
 ``kolmeya_sms_api_id``         ``sms_api_id`` sent with sends                         not sent
 ``kolmeya_timeout``            read/write timeout in seconds                         60
 ``kolmeya_connect_timeout``    connect timeout in seconds                            10
@@ -15,6 +15,9 @@ Key (``SMSKIT_`` + upper case)  Meaning                                         
 ``kolmeya_allow_http``         allow plain ``http://`` to a non-loopback host        false
 ``kolmeya_timezone``           zone of Kolmeya's timestamps (not documented)         São Paulo
 =============================  ====================================================  ===========
+
+``kolmeya_segment_id``, the cost centre's former name, is still read when
+``kolmeya_cost_centre_id`` is not set.
 
 The callback URL given to Kolmeya is ``public_url + "/webhooks/kolmeya/status?token=" +
 webhook_secret`` when ``public_url`` is set.
@@ -82,13 +85,25 @@ def _optional_int(settings: Settings, key: str) -> Optional[int]:
         raise ConfigurationError(f"{key}: not an integer: {raw!r}") from exc
 
 
+def _cost_centre_id(settings: Settings) -> Optional[int]:
+    """``kolmeya_cost_centre_id``, else its former name ``kolmeya_segment_id``; both set to
+    different values is an error (which one was meant?)."""
+    new = _optional_int(settings, "kolmeya_cost_centre_id")
+    old = _optional_int(settings, "kolmeya_segment_id")
+    if new is not None and old is not None and new != old:
+        raise ConfigurationError(
+            f"kolmeya_cost_centre_id ({new}) and its former name kolmeya_segment_id ({old}) "
+            "differ; set only SMSKIT_KOLMEYA_COST_CENTRE_ID")
+    return new if new is not None else old
+
+
 @attrs.frozen(kw_only=True)
 class KolmeyaSettings:
     """Everything the Kolmeya client and provider need, validated."""
 
     token: Secret
     base_url: str = DEFAULT_BASE_URL
-    tenant_segment_id: Optional[int] = None
+    cost_centre_id: Optional[int] = None
     sms_api_id: Optional[int] = None
     webhook_url: Optional[Secret] = None
     timeout: float = 60.0
@@ -127,7 +142,7 @@ class KolmeyaSettings:
             raise ConfigurationError(f"kolmeya_max_attempts must be at least 1, got {attempts}")
         return cls(
             token=token, base_url=base_url,
-            tenant_segment_id=_optional_int(settings, "kolmeya_segment_id"),
+            cost_centre_id=_cost_centre_id(settings),
             sms_api_id=_optional_int(settings, "kolmeya_sms_api_id"),
             webhook_url=webhook_url,
             timeout=_number(settings, "kolmeya_timeout", 60.0),

@@ -1,8 +1,9 @@
 """Parse Kolmeya callbacks into a :class:`~smskit.provider.WebhookPayload`.
 
-No real callback has ever been captured (``kolmeya-api.md`` §7), so every plausible shape is
-accepted and the kind is read from the body, not from the URL. Kolmeya takes one
-``webhook_url`` per request, so statuses and replies of a request arrive at the same URL:
+No real callback has ever been captured (``docs/kolmeya.md``, "Webhooks" and "What is not
+confirmed"), so every plausible shape is accepted and the kind is read from the body, not from
+the URL. Kolmeya takes one ``webhook_url`` per request, so statuses and replies of a request
+arrive at the same URL:
 
 * wrapped status (docs transcription, the default)::
 
@@ -25,9 +26,13 @@ accepted and the kind is read from the body, not from the URL. Kolmeya takes one
   derived from its content (``sha256:...``) and a repeated delivery is still recorded once.
 
 A JSON list of any of these is accepted. Status codes may be numbers or digit strings; a code
-outside 1..6 maps to SENT (see :func:`smskit_kolmeya.wire.state_for`). Malformed JSON, wrong
-types or missing ids raise :class:`~smskit.errors.ValidationError` naming the problem; a
-missing or unreadable timestamp does not (the event is kept, timed at arrival).
+outside 1..6 maps to SENT (see :func:`smskit_kolmeya.wire.state_for`). Wrong types or missing
+ids raise :class:`~smskit.errors.ValidationError` naming the problem; a missing or unreadable
+timestamp does not (the event is kept, timed at arrival).
+
+The webhook gate (:mod:`smskit.webhooks.gate`) decodes the JSON and the provider hands the
+decoded value to :func:`parse_webhook_data`; :func:`parse_webhook` reads raw bytes with the
+gate's decoder, for tests and tools that hold a body.
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ from smskit.errors import ValidationError
 from smskit.models import InboundMessage, State, StatusEvent, utcnow
 from smskit.provider import WebhookPayload
 from smskit.timeutil import DEFAULT_TZ
+from smskit.webhooks.gate import KINDS
+from smskit.webhooks.media import parse_json
 from smskit_kolmeya import wire
 
 __all__ = ["KINDS", "parse_webhook", "parse_webhook_data"]
 
-KINDS = ("status", "reply")
 _REJECTED_WORDS = ("rejected", "rejeitado", "rejeitada", "reprovado", "reprovada")
 
 
@@ -54,20 +60,21 @@ def _fail(text: str) -> Exception:
 
 def parse_webhook(body: Union[bytes, str], kind: str = "status",
                   tz: str = DEFAULT_TZ) -> WebhookPayload:
-    """Parse a callback body. ``kind`` (``"status"`` or ``"reply"``, from the URL) is checked
-    but the body decides what it holds."""
+    """Parse a raw callback body (decoded as the gate decodes it), then
+    :func:`parse_webhook_data`."""
+    try:
+        data = parse_json(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
+                          else body)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
+        raise _fail(f"the body is not valid JSON ({exc})") from exc
+    return parse_webhook_data(data, tz, kind)
+
+
+def parse_webhook_data(data: Any, tz: str = DEFAULT_TZ, kind: str = "status") -> WebhookPayload:
+    """Parse a decoded callback (an object, or a list of objects). ``kind`` (``"status"`` or
+    ``"reply"``, from the URL) is checked but the body decides what it holds."""
     if kind not in KINDS:
         raise ValidationError(f"unknown Kolmeya webhook kind {kind!r} (expected status or reply)")
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _fail(f"the body is not valid JSON ({exc})") from exc
-    return parse_webhook_data(data, tz)
-
-
-def parse_webhook_data(data: Any, tz: str = DEFAULT_TZ) -> WebhookPayload:
-    """Parse an already decoded callback (an object, or a list of objects)."""
     objects = data if isinstance(data, list) else [data]
     if not objects:
         raise _fail("the body is an empty list")

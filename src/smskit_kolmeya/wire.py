@@ -1,11 +1,11 @@
 """Kolmeya's wire format: pure request builders and response parsers (no I/O).
 
-Everything here follows ``kolmeya-api.md``: strict in what it builds (exactly the request shapes
-production code is known to send), liberal in what it parses (integer or string phones, both
-balance formats, status codes as numbers or digit strings). Parsers of gateway responses raise
-:class:`~smskit.errors.ProviderError` on an unexpected shape; the client turns that into
-:class:`~smskit.errors.AmbiguousSendError` for sends. :func:`error_for_response` maps an HTTP
-error answer to the matching smskit exception.
+Everything here follows what ``docs/kolmeya.md`` records of the API: strict in what it builds
+(exactly the request shapes production code is known to send), liberal in what it parses (integer
+or string phones, both balance formats, status codes as numbers or digit strings). Parsers of
+gateway responses raise :class:`~smskit.errors.ProviderError` on an unexpected shape; the client
+turns that into :class:`~smskit.errors.AmbiguousSendError` for sends. :func:`error_for_response`
+maps an HTTP error answer to the matching smskit exception.
 
 Phones are sent as JSON **integers** holding the national number (DDD + number, no ``55``): that
 is what the independent production senders do (a Laravel app that strips ``55``, a Python CSV
@@ -61,11 +61,11 @@ __all__ = [
     "MAX_REPORT_LIMIT",
     "MAX_REPORT_WINDOW",
     "PROVIDER",
+    "CostCentre",
     "MessageStatus",
     "RepliesPage",
     "ReportRow",
     "RequestStatus",
-    "Segment",
     "StoreOutcome",
     "build_blacklist_request",
     "build_job_request",
@@ -83,13 +83,13 @@ __all__ = [
     "national_digits",
     "parse_balance",
     "parse_balance_value",
+    "parse_cost_centres",
     "parse_datetime",
     "parse_message_status",
     "parse_replies_page",
     "parse_reply_item",
     "parse_report_statuses",
     "parse_request_status",
-    "parse_segments",
     "parse_status_code",
     "parse_status_item",
     "parse_store_response",
@@ -126,30 +126,27 @@ def chunk(items: Sequence[T], size: int = MAX_BATCH) -> Iterator[Sequence[T]]:
 # -- phones ----------------------------------------------------------------------------------
 
 def national_digits(phone: str) -> str:
-    """A Brazilian number (E.164 or national, with any punctuation) as DDD + number digits.
+    """A Brazilian number (E.164 or national, with any punctuation) as DDD + number digits
+    (:func:`smskit.phone.national_digits` restricted to +55: Kolmeya only sends to Brazil).
 
-    Raises :class:`~smskit.errors.InvalidPhoneError` for anything that is not 10 or 11 national
-    digits, or an international number outside Brazil (Kolmeya only sends to +55).
+    Raises :class:`~smskit.errors.InvalidPhoneError` for a number that is not valid, or not
+    Brazilian.
     """
-    text = str(phone).strip()
-    digits = re.sub(r"\D", "", text)
-    if text.startswith("+") and not digits.startswith("55"):
-        raise InvalidPhoneError(phone, "Kolmeya only sends to Brazilian (+55) numbers")
-    if len(digits) in (12, 13) and digits.startswith("55"):
-        digits = digits[2:]
-    if len(digits) not in (10, 11):
-        raise InvalidPhoneError(phone, "expected a Brazilian number: DDD + 8 or 9 digits")
-    return digits
+    return phone_rules.national_digits(phone, "BR", country_code=55)
 
 
 def _phone_key(value: Any) -> Optional[str]:
-    """National digits of an echoed phone (int or string, with or without 55), for matching."""
+    """National digits of an echoed phone (int or string, with or without 55), for matching;
+    digits Kolmeya echoes that are not a valid number are matched as they are."""
     if value is None or isinstance(value, bool):
         return None
     digits = re.sub(r"\D", "", str(value))
-    if len(digits) in (12, 13) and digits.startswith("55"):
-        digits = digits[2:]
-    return digits or None
+    if not digits:
+        return None
+    try:
+        return phone_rules.national_digits(digits, "BR")
+    except InvalidPhoneError:
+        return digits
 
 
 def e164_from_kolmeya(value: Any) -> Optional[str]:
@@ -282,11 +279,11 @@ def _message_item(message: Message) -> Dict[str, Any]:
 
 
 def _send_options(body: Dict[str, Any], webhook_url: Optional[str],
-                  tenant_segment_id: Optional[int], sms_api_id: Optional[int]) -> Dict[str, Any]:
+                  cost_centre_id: Optional[int], sms_api_id: Optional[int]) -> Dict[str, Any]:
     if webhook_url:
         body["webhook_url"] = webhook_url
-    if tenant_segment_id is not None:
-        body["tenant_segment_id"] = int(tenant_segment_id)
+    if cost_centre_id is not None:
+        body["tenant_segment_id"] = int(cost_centre_id)  # Kolmeya's name for a cost centre
     if sms_api_id is not None:
         body["sms_api_id"] = int(sms_api_id)
     return body
@@ -297,13 +294,14 @@ def build_store_request(
     *,
     batch_id: str,
     webhook_url: Optional[str] = None,
-    tenant_segment_id: Optional[int] = None,
+    cost_centre_id: Optional[int] = None,
     sms_api_id: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The ``POST /sms/store`` body for 1..1000 messages.
 
     ``{"messages": [{"phone", "message", "reference"}], "reference": batch_id}`` plus
-    ``webhook_url``, ``tenant_segment_id`` and ``sms_api_id`` only when given. Each message's
+    ``webhook_url``, ``tenant_segment_id`` (``cost_centre_id``) and ``sms_api_id`` only when
+    given. Each message's
     ``reference`` is our message id, the top ``reference`` our batch id.
     """
     if not messages:
@@ -315,7 +313,7 @@ def build_store_request(
         raise ValidationError("batch_id (the Kolmeya request reference) must not be empty")
     body: Dict[str, Any] = {"messages": [_message_item(m) for m in messages],
                             "reference": batch_id}
-    return _send_options(body, webhook_url, tenant_segment_id, sms_api_id)
+    return _send_options(body, webhook_url, cost_centre_id, sms_api_id)
 
 
 def build_store_token_request(
@@ -323,14 +321,14 @@ def build_store_token_request(
     *,
     reference: Optional[str] = None,
     webhook_url: Optional[str] = None,
-    tenant_segment_id: Optional[int] = None,
+    cost_centre_id: Optional[int] = None,
     sms_api_id: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The ``POST /sms/store-token`` body: the same shape as sms/store with exactly one message."""
     body: Dict[str, Any] = {"messages": [_message_item(message)]}
     if reference:
         body["reference"] = reference
-    return _send_options(body, webhook_url, tenant_segment_id, sms_api_id)
+    return _send_options(body, webhook_url, cost_centre_id, sms_api_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -541,7 +539,7 @@ def parse_message_status(data: Any) -> MessageStatus:
     return parse_status_item(data)
 
 
-# -- balance and segments --------------------------------------------------------------------
+# -- balance and cost centres ----------------------------------------------------------------
 
 def parse_balance_value(value: Any) -> Decimal:
     """``"R$9.397,30"``, ``"R$ 9.397,30"``, ``"9397.30"``, ``"9397,30"``, ``9397.3`` -> Decimal.
@@ -597,15 +595,17 @@ def parse_balance(data: Any) -> Decimal:
 
 
 @attrs.frozen
-class Segment:
-    """A Kolmeya cost centre (``tenant_segment_id`` and its name)."""
+class CostCentre:
+    """A Kolmeya cost centre (Kolmeya calls them segments: ``tenant_segment_id``) and its
+    name."""
 
     id: int
     name: str
 
 
-def parse_segments(data: Any) -> List[Segment]:
-    """The ``sms/segments`` answer ``{"segments": [{"id", "name"}]}`` (a bare list is accepted)."""
+def parse_cost_centres(data: Any) -> List[CostCentre]:
+    """The ``sms/segments`` answer ``{"segments": [{"id", "name"}]}`` (a bare list is accepted):
+    the account's cost centres."""
     items = data.get("segments") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise _response_error("sms/segments answered without a 'segments' list")
@@ -613,8 +613,8 @@ def parse_segments(data: Any) -> List[Segment]:
     for item in items:
         code = parse_status_code(item.get("id")) if isinstance(item, dict) else None
         if code is None:
-            raise _response_error(f"segment {item!r} has no integer 'id'")
-        out.append(Segment(code, str(item.get("name") or "")))
+            raise _response_error(f"cost centre {item!r} has no integer 'id'")
+        out.append(CostCentre(code, str(item.get("name") or "")))
     return out
 
 
@@ -737,7 +737,7 @@ class ReportRow:
     text: Optional[str]
     job: Optional[int]
     batch: Optional[int]
-    segment: Optional[str]
+    cost_centre: Optional[str]
     raw: Mapping[str, Any] = attrs.field(eq=False, repr=False)
 
 
@@ -755,7 +755,7 @@ def parse_report_statuses(data: Any, tz: str = DEFAULT_TZ) -> List[ReportRow]:
             sent_at=parse_datetime(item.get("enviada_em"), tz),
             text=text_or_none(item.get("mensagem")), job=parse_status_code(item.get("job")),
             batch=parse_status_code(item.get("lote")),
-            segment=text_or_none(item.get("centro_custo")), raw=item,
+            cost_centre=text_or_none(item.get("centro_custo")), raw=item,
         ))
     return rows
 

@@ -27,7 +27,6 @@ from typing import (
     Any,
     Callable,
     Dict,
-    Iterator,
     List,
     Mapping,
     Optional,
@@ -433,9 +432,3 @@ class EnvAdapter:
 
     def close(self) -> None:
         """Nothing to release: the environment belongs to Odoo."""
-
-
-def iter_chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """``values`` in slices of at most ``size``."""
-    for start in range(0, len(values), size):
-        yield values[start:start + size]

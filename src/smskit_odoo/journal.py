@@ -237,12 +237,6 @@ class Journal:
                 conn.execute(sa.delete(links).where(links.c.message_id.in_(chunk)))
             conn.execute(sa.insert(links), [attrs.asdict(r) for r in rows])
 
-    def delete_links(self, message_ids: Sequence[str]) -> None:
-        """Forget links (their Odoo rows were removed)."""
-        with self._tx("removing Odoo links", write=True) as conn:
-            for chunk in _chunks(list(message_ids)):
-                conn.execute(sa.delete(links).where(links.c.message_id.in_(chunk)))
-
     # -- partner claims -------------------------------------------------------------------------
     def partners(self, phones: Iterable[str]) -> Dict[str, Optional[int]]:
         """Phone -> partner id (``None``: claimed, being created) for known phones."""

@@ -1,7 +1,8 @@
 """The ``odoo`` plugin: the ``odoo://`` store scheme, and per-kit Odoo hooks.
 
 Loaded through the ``smskit`` entry point. With no Odoo configured it registers only the
-store scheme, which does nothing until a URL names it.
+store scheme and the ``odoo`` campaign audience (:mod:`smskit_odoo.audience`), which do
+nothing until a URL or a campaign names them.
 
 The per-kit hooks (:class:`OdooPlugin`) need the kit's Odoo connection, which module-level
 hook functions cannot reach, so they are registered on a kit by :func:`attach` (the
@@ -18,10 +19,12 @@ hook functions cannot reach, so they are registered on a kit by :func:`attach` (
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 from smskit.hookspecs import hookimpl
 from smskit.models import Message, State, utcnow
+from smskit.plugins import store_scheme
 from smskit_odoo.variables import FieldCache, OdooRecordVars, parse_record_ref
 
 if TYPE_CHECKING:
@@ -30,8 +33,8 @@ if TYPE_CHECKING:
     from smskit.store.base import Store
     from smskit_odoo.session import OdooSession
 
-__all__ = ["PLUGIN_NAME", "OdooPlugin", "attach", "kit_ready", "register_stores",
-           "session_for"]
+__all__ = ["PLUGIN_NAME", "OdooPlugin", "attach", "kit_ready", "register_audience_sources",
+           "register_stores", "session_for"]
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +138,14 @@ class OdooPlugin:
 def session_for(kit: SmsKit) -> Tuple[Optional[OdooSession], bool]:
     """The Odoo session a kit should use and whether its store is Odoo-backed: the Odoo
     store's session, else a new one for ``odoo_url``; ``(None, False)`` when no Odoo is
-    configured (nothing is built or called then)."""
-    from smskit_odoo.store import OdooStore
-
+    configured (nothing is built, called or imported then: the store module brings
+    SQLAlchemy)."""
     settings = kit.settings
-    given = getattr(kit, "_store", None)  # a store handed to the kit; not built here
-    if isinstance(given, OdooStore) or (
-            given is None and settings.database_url.split(":", 1)[0].split("+", 1)[0] == "odoo"):
-        store = kit.store
+    if (_is_odoo_store(kit.store) if kit.has_store
+            else store_scheme(settings.database_url) == "odoo"):
+        from smskit_odoo.store import OdooStore
+
+        store = kit.store  # built here when the settings name an Odoo store
         if isinstance(store, OdooStore):
             return store.session, True
     url = settings.get("odoo_url")
@@ -153,9 +156,16 @@ def session_for(kit: SmsKit) -> Tuple[Optional[OdooSession], bool]:
     return open_session(url, settings), False
 
 
+def _is_odoo_store(store: object) -> bool:
+    """Whether ``store`` is an :class:`~smskit_odoo.store.OdooStore`, without importing that
+    module: an instance can only exist once it was imported."""
+    module = sys.modules.get("smskit_odoo.store")
+    return module is not None and isinstance(store, module.OdooStore)
+
+
 def attach(kit: SmsKit) -> Optional[OdooPlugin]:
     """Register :class:`OdooPlugin` on ``kit`` (once); ``None`` when no Odoo is configured."""
-    existing = kit.plugins.pm.get_plugin(PLUGIN_NAME)
+    existing = kit.plugins.get(PLUGIN_NAME)
     if isinstance(existing, OdooPlugin):
         return existing
     session, store_backed = session_for(kit)
@@ -167,10 +177,11 @@ def attach(kit: SmsKit) -> Optional[OdooPlugin]:
 
 
 @hookimpl
-def odoo_executor(kit: SmsKit) -> Optional[Any]:
-    """The kit's Odoo adapter (for Odoo campaign segments), ``None`` without Odoo."""
-    plugin = attach(kit)
-    return plugin.session.adapter if plugin is not None else None
+def register_audience_sources(register: Callable[[str, Any], None]) -> None:
+    """Register the ``odoo`` campaign audience (the records of an Odoo domain)."""
+    from smskit_odoo.audience import OdooDomainSource
+
+    register("odoo", OdooDomainSource())
 
 
 @hookimpl

@@ -29,7 +29,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import attrs
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, StoreError
+from smskit.errors import ConfigurationError, StoreError, ValidationError
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.store import rules as c
 from smskit.store.analytics import LinkStore, StatsStore
@@ -44,7 +44,7 @@ from smskit.store.base import (
     Schedule,
     Store,
 )
-from smskit.store.outreach import OutreachStore
+from smskit.store.outreach import ACTIONS, OutreachStore
 from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
@@ -68,9 +68,16 @@ def _partner_ref(ref: Optional[str]) -> Optional[int]:
     return int(rid) if model.strip() == "res.partner" and rid.strip().isdigit() else None
 
 
-class OdooStore:
+class OdooStore(Store):
     """A :class:`~smskit.store.base.Store` keeping smskit's state in a sidecar and the
-    users' view in Odoo (see the module docs)."""
+    users' view in Odoo (see the module docs).
+
+    Every method of the Store protocol is defined here (or inherited: ``apply_statuses``
+    applies events one by one through :meth:`apply_status`, so each reaches Odoo). The
+    optional protocols (campaigns and contacts, link tracking, dashboard stats) are the
+    sidecar's, forwarded by methods generated from those protocols (see the end of the
+    module); nothing else is forwarded.
+    """
 
     def __init__(self, session: OdooSession, sidecar: Store, *,
                  create_partners: str = "inbound") -> None:
@@ -248,7 +255,7 @@ class OdooStore:
         return self.sidecar.list_messages(state=state, phone=phone, campaign_id=campaign_id,
                                           limit=limit, offset=offset)
 
-    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+    def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over outbound messages."""
         return self.sidecar.count_by_state(provider)
 
@@ -271,14 +278,9 @@ class OdooStore:
         self, provider: str, limit: int, now: dt.datetime, batch_id: str
     ) -> Optional[Tuple[BatchInfo, List[Message]]]:
         """:meth:`claim_batch` and the claimed messages (in one sidecar transaction when the
-        sidecar can); ``None`` when nothing is due."""
-        claim = getattr(self.sidecar, "claim_batch_messages", None)
-        if claim is None:
-            batch = self.claim_batch(provider, limit, now, batch_id)
-            return None if batch is None else (batch, self.sidecar.get_many(batch.message_ids))
+        sidecar can); ``None`` when nothing is due. Pending Odoo writes are replayed first."""
         self.session.flush()
-        result: Optional[Tuple[BatchInfo, List[Message]]] = claim(provider, limit, now, batch_id)
-        return result
+        return self.sidecar.claim_batch_messages(provider, limit, now, batch_id)
 
     def record_results(self, batch_id: str, results: Sequence[SendResult],
                        now: dt.datetime) -> None:
@@ -379,6 +381,9 @@ class OdooStore:
                          now: Optional[dt.datetime] = None) -> bool:
         """The sidecar's audited, synced change, mirrored into ``phone.blacklist`` like
         :meth:`blacklist_add` / :meth:`blacklist_remove` (what :class:`SmsKit` calls)."""
+        if action not in ACTIONS:
+            # before the journal: a refused call must leave no Odoo write behind
+            raise ValidationError(f"blacklist action must be 'add' or 'remove', got {action!r}")
         self.journal.enqueue("blacklist", {"phone": phone, "active": action == "add"})
         changed = bool(self.sidecar.blacklist_change(  # type: ignore[attr-defined]
             phone, action, reason=reason, source=source, sync_to=sync_to,
@@ -391,7 +396,7 @@ class OdooStore:
         """On smskit's list or on Odoo's ``phone.blacklist`` (cached a minute)."""
         return self.sidecar.is_blacklisted(phone) or phone in self.session.odoo_blacklist()
 
-    def blacklisted(self, phones: Sequence[str]) -> set:  # type: ignore[type-arg]
+    def blacklisted(self, phones: Sequence[str]) -> Set[str]:
         """The subset on either list (Odoo asked afresh: the last check before sending)."""
         return set(self.sidecar.blacklisted(phones)) | self.session.odoo_blacklisted(phones)
 
@@ -432,19 +437,9 @@ class OdooStore:
             return self.sidecar.stats_by_day(start, end)
         return self.sidecar.stats_by_day(start, end, tz=tz)
 
-    def __getattr__(self, name: str) -> Any:
-        """What the Store protocol does not name (campaigns, analytics...) is the sidecar's."""
-        if name.startswith("_") or name in ("session", "sidecar", "mirror"):
-            raise AttributeError(name)
-        return getattr(self.sidecar, name)
-
     def ping(self) -> None:
         """Health: the sidecar answers (webhooks are accepted with Odoo down)."""
-        ping = getattr(self.sidecar, "ping", None)
-        if callable(ping):
-            ping()
-        else:
-            self.sidecar.get("smskit-healthz-probe")
+        self.sidecar.ping()
 
     def close(self) -> None:
         """Close the sidecar, the journal and the Odoo connection."""
@@ -517,9 +512,9 @@ def _protocol_methods(*protocols: type) -> List[str]:
 
 
 # The optional store protocols (campaigns and contacts, link tracking, dashboard stats) live in
-# the sidecar. They are forwarded by real methods, not only by __getattr__, so that
-# isinstance(store, OutreachStore) and friends (runtime-checkable protocols look the methods up
-# statically) see an Odoo store as having them.
+# the sidecar. They are forwarded by real methods, generated from the protocols so that they
+# follow them, and so that isinstance(store, OutreachStore) and friends (runtime-checkable
+# protocols look the methods up statically) see an Odoo store as having them.
 for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore):
     if _name not in vars(OdooStore):
         setattr(OdooStore, _name, _forwarder(_name))

@@ -150,9 +150,9 @@ def build_cli() -> click.Group:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from smskit.cli import campaigns, demo, manage, messaging, run
+    from smskit.cli import blacklist, campaigns, demo, messaging, plugins, run, schedules
 
-    for module in (messaging, manage, campaigns, run, demo):
+    for module in (messaging, blacklist, schedules, plugins, campaigns, run, demo):
         for command in module.COMMANDS:
             group.add_command(command)
     return group

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import click
 
@@ -15,19 +17,22 @@ from smskit.cli._base import (
     brl,
     cells,
     emit_json,
+    err_console,
     local_time,
     out_console,
     parse_vars,
     parse_when,
     pass_state,
 )
-from smskit.errors import ValidationError
+from smskit.errors import ConfigurationError, ValidationError
 
 if TYPE_CHECKING:
     from smskit.outreach.campaigns import CampaignControl, Campaigns
     from smskit.store.outreach import Campaign, CampaignTotals, Contact
 
 __all__ = ["COMMANDS"]
+
+log = logging.getLogger(__name__)
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 _TOTALS = ("total", "queued", "sent", "delivered", "failed", "rejected", "canceled", "replies",
@@ -43,7 +48,8 @@ def _campaigns(state: AppState) -> Campaigns:
 def _campaign_json(campaign: Campaign, totals: Optional[CampaignTotals] = None) -> Dict[str, Any]:
     data: Dict[str, Any] = {
         "id": campaign.id, "name": campaign.name, "status": campaign.status,
-        "template": campaign.template, "segment": campaign.segment,
+        "template": campaign.template, "audience": campaign.audience,
+        "segment": campaign.audience,  # the audience's former name, kept for scripts
         "scheduled_at": campaign.scheduled_at, "started_at": campaign.started_at,
         "finished_at": campaign.finished_at, "materialised": campaign.materialised,
         "skipped": campaign.skipped, "job_ids": list(campaign.job_ids),
@@ -54,65 +60,98 @@ def _campaign_json(campaign: Campaign, totals: Optional[CampaignTotals] = None) 
     return data
 
 
-def _segment(csv_file: Optional[Path], phone_column: str, tags: Optional[str], match: str,
-             odoo_domain: Optional[str], odoo_model: str, phone_field: str,
-             fields: Tuple[str, ...]) -> Dict[str, Any]:
-    given = [x for x in (csv_file, tags, odoo_domain) if x is not None]
+def _audience(runner: Campaigns, audience_json: Optional[str],
+              options: Mapping[str, Any]) -> Dict[str, Any]:
+    """The one audience the options name: a source's own options or ``--audience JSON``."""
+    given = [data for data in (source.from_cli(options) for source in runner.sources.values())
+             if data is not None]
+    if audience_json is not None:
+        try:
+            data = json.loads(audience_json)
+        except ValueError as exc:
+            raise ValidationError(f"--audience is not JSON ({exc}): write the audience as "
+                                  "data, for example '{\"type\": \"tags\", \"tags\": "
+                                  "[\"vip\"]}'") from exc
+        if not isinstance(data, dict):
+            raise ValidationError(f"--audience must be a JSON object with a \"type\", got "
+                                  f"{audience_json!r}")
+        given.append(data)
     if len(given) != 1:
-        raise click.UsageError("give exactly one segment: --csv FILE, --tags a,b or "
-                               "--odoo-domain JSON")
-    if csv_file is not None:
-        return {"type": "csv", "path": str(csv_file.resolve()), "phone_column": phone_column}
-    if tags is not None:
-        return {"type": "tags", "tags": [t for t in tags.split(",") if t.strip()],
-                "match": match}
-    try:
-        domain = json.loads(odoo_domain or "")
-    except ValueError as exc:
-        raise ValidationError(
-            f"--odoo-domain is not JSON ({exc}): write it as data, for example "
-            "'[[\"customer_rank\", \">\", 0]]' (smskit never evaluates code)") from exc
-    return {"type": "odoo", "model": odoo_model, "domain": domain, "phone_field": phone_field,
-            "fields": list(fields) or ["name"]}
+        ways = [_usage(source.cli_options()[0]) for source in runner.sources.values()
+                if source.cli_options()] + ["--audience JSON"]
+        raise click.UsageError(f"give exactly one audience: {', '.join(ways[:-1])} or "
+                               f"{ways[-1]}")
+    return given[0]
+
+
+def _usage(option: click.Option) -> str:
+    return f"{option.opts[0]} {option.metavar}" if option.metavar else option.opts[0]
+
+
+class _CampaignGroup(click.Group):
+    """``smskit campaign``: its ``create`` command also takes the options of every registered
+    audience source (``--csv``, ``--tags``, a plugin's own), read when it is looked up."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        """The command; ``create`` with the audience sources' options added."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not campaign_create:
+            return command
+        try:
+            options = _source_options(ctx.ensure_object(AppState))
+        except Exception as exc:  # a broken plugin must not take `campaign create` down
+            log.debug("audience source options failed to load", exc_info=True)
+            err_console().print(f"warning: audience options could not be loaded: {exc}",
+                                style="yellow", markup=False, soft_wrap=True)
+            return command
+        # A copy per lookup: the options depend on the plugins these settings load.
+        create = copy.copy(campaign_create)
+        head = create.params[:2]  # NAME and --template first, as they always were
+        create.params = [*head, *options, *create.params[2:]]
+        return create
+
+
+def _source_options(state: AppState) -> List[click.Parameter]:
+    from smskit.outreach.audience import audience_sources
+    from smskit.plugins import Plugins
+
+    options: List[click.Parameter] = []
+    seen: Dict[str, str] = {}
+    for kind, source in audience_sources(Plugins(state.settings()).hook).items():
+        for option in source.cli_options():
+            for name in [option.name or "", *option.opts]:
+                if name in seen:
+                    raise ConfigurationError(f"audience type {kind!r} repeats the option "
+                                             f"{name!r} of {seen[name]!r}")
+                seen[name] = kind
+            options.append(option)
+    return options
 
 
 # -- campaign ----------------------------------------------------------------------------------
-@click.group()
+@click.group(cls=_CampaignGroup)
 def campaign() -> None:
-    """Named sends to a segment (CSV, contact tags or an Odoo domain), run by `smskit worker`:
-    resumable, pausable, with live totals."""
+    """Named sends to an audience (a CSV file, contact tags, or a plugin's source such as an
+    Odoo domain), run by `smskit worker`: resumable, pausable, with live totals."""
 
 
 @campaign.command("create")
 @click.argument("name")
 @click.option("--template", "-t", "template", required=True, help="Message template.")
-@click.option("--csv", "csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Segment: the rows of a CSV file.")
-@click.option("--phone-column", default="phone", show_default=True,
-              help="With --csv: the phone column.")
-@click.option("--tags", help="Segment: contacts with these tags (comma-separated).")
-@click.option("--match", type=click.Choice(["any", "all"]), default="any", show_default=True,
-              help="With --tags: any or all of them.")
-@click.option("--odoo-domain", metavar="JSON",
-              help='Segment: Odoo records matching a domain, as JSON data '
-                   '(\'[["customer_rank", ">", 0]]\').')
-@click.option("--odoo-model", default="res.partner", show_default=True)
-@click.option("--phone-field", default="mobile", show_default=True,
-              help="With --odoo-domain: the phone field.")
-@click.option("--field", "fields", multiple=True, metavar="NAME",
-              help="With --odoo-domain: a field to read as a template variable (repeatable).")
+@click.option("--audience", "audience_json", metavar="JSON",
+              help='Audience as JSON data of any registered type '
+                   '(\'{"type": "tags", "tags": ["vip"]}\').')
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="A template variable shared by every recipient (repeatable).")
 @click.option("--at", "at", metavar="WHEN", help="Not before this moment (ISO 8601 or HH:MM).")
 @click.option("--start", "start_now", is_flag=True, help="Start it right away.")
 @_JSON
 @pass_state
-def campaign_create(state: AppState, name: str, template: str, csv_file: Optional[Path],
-                    phone_column: str, tags: Optional[str], match: str,
-                    odoo_domain: Optional[str], odoo_model: str, phone_field: str,
-                    fields: Tuple[str, ...], variables: Tuple[str, ...], at: Optional[str],
-                    start_now: bool, as_json: bool) -> None:
-    """Create campaign NAME (a draft until `campaign start`).
+def campaign_create(state: AppState, /, name: str, template: str,
+                    audience_json: Optional[str], variables: Tuple[str, ...], at: Optional[str],
+                    start_now: bool, as_json: bool, **options: Any) -> None:
+    """Create campaign NAME (a draft until `campaign start`) for one audience: the options of
+    a source (--csv, --tags, a plugin's, such as --odoo-domain) or --audience JSON.
 
     \b
     Examples:
@@ -121,8 +160,6 @@ def campaign_create(state: AppState, name: str, template: str, csv_file: Optiona
       smskit campaign create recife -t "Oi {{ name }}" \\
           --odoo-domain '[["city", "=", "Recife"], ["mobile", "!=", false]]'
     """
-    segment = _segment(csv_file, phone_column, tags, match, odoo_domain, odoo_model,
-                       phone_field, fields)
     when = None
     if at is not None:
         try:
@@ -130,7 +167,8 @@ def campaign_create(state: AppState, name: str, template: str, csv_file: Optiona
         except ValidationError as exc:
             raise click.BadParameter(str(exc), param_hint="--at") from exc
     runner = _campaigns(state)
-    created = runner.create(name, template, segment, variables=parse_vars(variables), at=when)
+    data = _audience(runner, audience_json, options)
+    created = runner.create(name, template, data, variables=parse_vars(variables), at=when)
     if start_now:
         created = runner.start(created.id)
     if as_json:
@@ -235,8 +273,6 @@ def campaign_status(state: AppState, campaign_id: Optional[str], as_json: bool) 
         return
     from rich.table import Table
 
-    from smskit.outreach.audience import describe, parse_segment
-
     console = out_console()
     tz = state.settings().timezone
     if campaign_id:
@@ -247,7 +283,7 @@ def campaign_status(state: AppState, campaign_id: Optional[str], as_json: bool) 
         table.add_column("value", overflow="fold")
         rows: List[Tuple[str, Any]] = [
             ("id", item.id), ("status", item.status),
-            ("segment", describe(parse_segment(item.segment))),
+            ("audience", runner.describe(item)),
             ("scheduled", local_time(item.scheduled_at, tz)),
             ("started", local_time(item.started_at, tz)),
             ("finished", local_time(item.finished_at, tz)),
@@ -282,7 +318,7 @@ def campaign_status(state: AppState, campaign_id: Optional[str], as_json: bool) 
 # -- contacts ----------------------------------------------------------------------------------
 @click.group()
 def contacts() -> None:
-    """The people tag segments reach, with their per-recipient do-not-disturb."""
+    """The people tags audiences reach, with their per-recipient do-not-disturb."""
 
 
 def _contact_json(contact: Contact) -> Dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import click
 
@@ -72,7 +72,7 @@ def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
                          + "; ".join(report.problems))
 
 
-def _fields(report: DemoReport) -> dict:  # type: ignore[type-arg]
+def _fields(report: DemoReport) -> Dict[str, Any]:
     from smskit.cli._base import to_jsonable
 
     data = to_jsonable(report)

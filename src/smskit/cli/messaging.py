@@ -1,8 +1,9 @@
-"""``smskit send``, ``send-bulk``, ``status`` and ``balance``."""
+"""``smskit send``, ``send-bulk``, ``status``, ``balance`` and ``segments``."""
 
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
@@ -281,10 +282,10 @@ def _refresh(kit: SmsKit, message: Message) -> str:
     if message.state is State.OUTGOING:
         report = kit.reconcile(provider=provider.name)
         return f"reconciled {report.batches} batch(es): {report.confirmed} confirmed"
-    query = getattr(provider, "message_status", None)
-    if not callable(query) or not message.provider_message_id:
+    if not provider.capabilities.status_query or not message.provider_message_id:
         return f"provider {provider.name!r} cannot be asked about one message"
-    event = _attrs.evolve(query(message.provider_message_id), message_id=message.id)
+    event = _attrs.evolve(provider.message_status(message.provider_message_id),
+                          message_id=message.id)
     outcome = kit.apply_status(event)
     return f"gateway says {event.state.value}" + ("" if outcome.applied else
                                                     f" ({outcome.reason})")
@@ -349,4 +350,50 @@ def balance(state: AppState, as_json: bool) -> None:
         out_console().print(f"{provider.name}: {brl(amount)}", markup=False)
 
 
-COMMANDS = [send, send_bulk, status, balance]
+@click.command()
+@click.argument("text")
+@click.option("--transliterate", "-t", "translit", is_flag=True,
+              help="Also show the GSM-7 look-alike text and the segments it saves.")
+@_JSON
+@pass_state
+def segments(state: AppState, text: str, translit: bool, as_json: bool) -> None:
+    """Count encoding, segments and cost of TEXT ("-" reads stdin).
+
+    \b
+    Example:
+      smskit segments "Olá, sua fatura vence amanhã" --transliterate
+    """
+    from smskit.segments import count_segments, transliterate
+
+    if text == "-":
+        text = sys.stdin.read().rstrip("\n")
+    price = state.settings().price_per_segment
+    info = count_segments(text)
+    data: Dict[str, Any] = {
+        "encoding": info.encoding, "segments": info.segments, "characters": info.characters,
+        "code_units": info.code_units, "non_gsm_characters": list(info.non_gsm_characters),
+        "price_per_segment": price, "cost": info.cost(price),
+    }
+    result = transliterate(text) if translit else None
+    if result is not None:
+        after = count_segments(result.text)
+        data["transliteration"] = {
+            "text": result.text, "changes": [list(c) for c in result.changes],
+            "segments_before": result.segments_before, "segments_after": result.segments_after,
+            "saved": result.saved, "encoding": after.encoding, "cost": after.cost(price)}
+    if as_json:
+        emit_json(data)
+        return
+    console = out_console()
+    console.print(f"{info.encoding}, {info.segments} segment(s), {info.characters} characters "
+                  f"({info.code_units} code units), {brl(data['cost'])}", markup=False)
+    if info.non_gsm_characters:
+        console.print("not in GSM-7: " + " ".join(info.non_gsm_characters), markup=False)
+    if result is not None:
+        changes = ", ".join(f"{a}->{b} x{n}" for a, b, n in result.changes) or "none"
+        console.print(f"transliterated: {result.text}", markup=False)
+        console.print(f"changes: {changes}; {result.segments_before} -> "
+                      f"{result.segments_after} segment(s), saves {result.saved}", markup=False)
+
+
+COMMANDS = [send, send_bulk, status, balance, segments]

@@ -255,9 +255,9 @@ class _Scenario:
                 kit.close()
 
     def _national(self, index: int) -> str:
-        from smskit.phone import Phone
+        from smskit.phone import national_digits
 
-        return Phone.parse(self.people[index].phone).national
+        return national_digits(self.people[index].phone)
 
     # -- steps ---------------------------------------------------------------------------------
     def _send(self) -> None:

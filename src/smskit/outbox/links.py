@@ -124,7 +124,7 @@ def _without_slash(url: object) -> str:
 class LinkShortener:
     """Replaces the URLs of bodies with ``{base_url}/l/{code}`` and keeps the new links until
     :func:`add_messages_with_links` stores them (one per
-    :class:`~smskit.outbox.pipeline.Composer`)."""
+    :class:`~smskit.outbox.compose.Composer`)."""
 
     base_url: str = attrs.field(converter=_without_slash)
     code_length: int = CODE_LENGTH

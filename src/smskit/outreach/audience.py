@@ -1,118 +1,92 @@
-"""Campaign segments: who a campaign reaches, read in resumable pages.
+"""Campaign audiences: who a campaign reaches, read in resumable pages.
 
-A segment is JSON data, never code::
+An audience is JSON data, never code, stored with the campaign. Its ``"type"`` names the
+*audience source* that validates and reads it; plugins register sources through the
+``register_audience_sources`` hook, and the built-in ones (:mod:`smskit._builtin`) register the
+same way::
 
     {"type": "csv", "path": "clientes.csv", "phone_column": "telefone"}
     {"type": "tags", "tags": ["vip", "sp"], "match": "all"}          # contacts in the store
-    {"type": "odoo", "model": "res.partner", "phone_field": "mobile",
-     "domain": [["customer_rank", ">", 0], "|", ["city", "=", "Recife"], ["city", "=", "Olinda"]],
-     "fields": ["name"]}
 
-:func:`parse_segment` validates one (an Odoo domain is checked as data: a list of
-``[field, operator, value]`` triples and the prefix operators ``"&"``, ``"|"``, ``"!"``; field
-names must be identifiers and operators come from a fixed list, so a domain given as the string
-``"[('id', '>', 0)]"`` is refused and nothing is ever evaluated). :func:`read_page` returns the
+(the ``smskit_odoo`` plugin adds ``{"type": "odoo", ...}``, the records of an Odoo domain).
+
+A source (:class:`AudienceSource`) parses the stored data into an :class:`Audience` value,
+may check it when the campaign is created and started, and reads a :class:`Page`: the
 recipients after a cursor and the cursor after them, so a campaign resumes where it stopped:
 
 * csv: the cursor is ``"<rows read>:<byte offset>"``, the file is read from that offset;
-* tags: the last phone (contacts are paged by phone);
-* odoo: the last record id (``search_read`` ordered by id with ``("id", ">", cursor)``).
+* tags: the last phone (contacts are paged by phone).
 """
 
 from __future__ import annotations
 
+import abc
 import csv
 import hashlib
 import os
-import re
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    BinaryIO,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    TypeVar,
+)
 
 import attrs
-from typing_extensions import Protocol, runtime_checkable
 
 from smskit.errors import ConfigurationError, ValidationError
-from smskit.store.base import Store
+
+if TYPE_CHECKING:
+    from smskit.kit import SmsKit
 
 __all__ = [
-    "CsvSegment",
-    "check_phone_column",
-    "describe",
-    "segment_data",
-    "DOMAIN_OPERATORS",
-    "OdooExecutor",
-    "OdooSegment",
+    "Audience",
+    "AudienceSource",
+    "CsvAudience",
+    "CsvSource",
     "Page",
-    "Segment",
-    "TagSegment",
+    "TagAudience",
+    "TagSource",
+    "audience_sources",
+    "check_phone_column",
     "file_digest",
-    "parse_segment",
-    "read_page",
-    "validate_domain",
+    "parse_audience",
+    "source_for",
+    "text_list",
 ]
 
-#: Comparison operators an Odoo domain leaf may use.
-DOMAIN_OPERATORS = frozenset({
-    "=", "!=", "<>", ">", ">=", "<", "<=", "=?", "like", "not like", "ilike", "not ilike",
-    "=like", "=ilike", "in", "not in", "child_of", "parent_of",
-})
-_LOGIC = {"&": 2, "|": 2, "!": 1}
-_FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_MODEL = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z0-9_]+)*$")
-_SCALARS = (str, int, float, bool, type(None))
 _DELIMITERS = (",", ";", "\t", "|")
 
 
-@runtime_checkable
-class OdooExecutor(Protocol):
-    """What an Odoo segment is resolved through: ``execute(model, method, *args, **kwargs)``
-    (the ``smskit_odoo`` adapters, remote or in-process, have it)."""
+class Audience(abc.ABC):
+    """Who a campaign reaches, validated; made by an :class:`AudienceSource`."""
 
-    def execute(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Call ``method`` of ``model`` and return its result."""
-        ...
+    __slots__ = ()
 
+    @abc.abstractmethod
+    def to_data(self) -> Dict[str, Any]:
+        """The JSON data stored with the campaign; its ``"type"`` names the source."""
 
-@attrs.frozen(kw_only=True)
-class CsvSegment:
-    """Rows of a CSV file (read at run time; ``sha256`` of the file when it was chosen)."""
-
-    path: str
-    phone_column: str = "phone"
-    encoding: str = "utf-8-sig"
-    sha256: Optional[str] = None
-    size: Optional[int] = None
-    type: str = "csv"
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """One line for people: ``csv a.csv``, ``tags vip+sp``."""
 
 
-@attrs.frozen(kw_only=True)
-class TagSegment:
-    """Stored contacts with any (or all) of ``tags``."""
-
-    tags: Tuple[str, ...]
-    match: str = "any"
-    type: str = "tags"
-
-
-@attrs.frozen(kw_only=True)
-class OdooSegment:
-    """Records of an Odoo model matching a domain (data), read through an executor."""
-
-    domain: Tuple[Any, ...]
-    model: str = "res.partner"
-    phone_field: str = "mobile"
-    fields: Tuple[str, ...] = ("name",)
-    type: str = "odoo"
-
-
-Segment = Union[CsvSegment, TagSegment, OdooSegment]
+A = TypeVar("A", bound=Audience)
 
 
 @attrs.frozen(kw_only=True)
 class Page:
     """Recipients (mappings with a ``phone_field``) after a cursor, and the cursor after them.
 
-    ``done``: the segment has nothing after ``cursor``; ``skipped``: rows without a phone.
+    ``done``: the audience has nothing after ``cursor``; ``skipped``: rows without a phone.
     """
 
     recipients: List[Dict[str, Any]]
@@ -122,66 +96,86 @@ class Page:
     skipped: int = 0
 
 
-# -- validation ----------------------------------------------------------------------------------
-def _field(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _FIELD.match(value):
-        raise ValidationError(f"{what} must be a field name (letters, digits, _ and dots), "
-                              f"got {value!r}")
-    return value
+class AudienceSource(abc.ABC, Generic[A]):
+    """One type of audience: registered by a plugin with ``register(type, source)`` in its
+    ``register_audience_sources`` hook.
 
-
-def _value(value: object, where: str) -> Any:
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
-        return list(value)
-    raise ValidationError(f"{where}: a value must be a string, number, boolean, null or a list "
-                          f"of those, got {value!r}")
-
-
-def validate_domain(domain: object) -> List[Any]:
-    """An Odoo domain checked as data (see the module docs), as a JSON-able list.
-
-    A string (``"[('id', '>', 0)]"``) is refused: smskit never evaluates a domain.
+    :meth:`parse` and :meth:`read_page` are required; the other methods have defaults.
     """
-    if isinstance(domain, (str, bytes)):
-        raise ValidationError(
-            f"an Odoo domain must be JSON data (a list such as [[\"id\", \">\", 0]]), not a "
-            f"string: {domain!r} (smskit never evaluates code)")
-    if not isinstance(domain, (list, tuple)):
-        raise ValidationError(f"an Odoo domain must be a list, got {type(domain).__name__}")
-    out: List[Any] = []
-    operands = 0
-    for index in range(len(domain) - 1, -1, -1):  # prefix notation: read it backwards
-        item = domain[index]
-        where = f"domain item #{index}"
-        if isinstance(item, str):
-            if item not in _LOGIC:
-                raise ValidationError(f"{where}: unknown logical operator {item!r} "
-                                      "(use '&', '|' or '!')")
-            if operands < _LOGIC[item]:
-                raise ValidationError(f"{where}: {item!r} needs {_LOGIC[item]} operand(s) "
-                                      "after it")
-            operands -= _LOGIC[item] - 1
-            out.append(item)
-            continue
-        if not isinstance(item, (list, tuple)) or len(item) != 3:
-            raise ValidationError(f"{where}: expected [field, operator, value] or '&', '|', "
-                                  f"'!', got {item!r}")
-        name, operator, value = item
-        _field(name, f"{where}: the field")
-        if not isinstance(operator, str) or operator.lower() not in DOMAIN_OPERATORS:
-            raise ValidationError(f"{where}: operator {operator!r} is not allowed (one of "
-                                  f"{', '.join(sorted(DOMAIN_OPERATORS))})")
-        checked = _value(value, where)
-        if operator.lower() in ("in", "not in") and not isinstance(checked, list):
-            raise ValidationError(f"{where}: {operator!r} needs a list value, got {value!r}")
-        out.append([name, operator.lower(), checked])
-        operands += 1
-    return list(reversed(out))
+
+    @abc.abstractmethod
+    def parse(self, data: Mapping[str, Any]) -> A:
+        """Validate stored JSON data (with its ``"type"``) into an audience; a
+        :class:`~smskit.errors.ValidationError` names the fault. Never evaluates code."""
+
+    def prepare(self, audience: A) -> A:
+        """When a campaign is created: check what can be checked now and return the audience
+        to store (the CSV source records the file's digest). Default: ``audience`` as is."""
+        return audience
+
+    def check(self, audience: A) -> None:
+        """When a campaign starts: raise :class:`~smskit.errors.ValidationError` if the
+        audience can no longer be read as it was created. Default: nothing to check."""
+
+    @abc.abstractmethod
+    def read_page(self, kit: SmsKit, audience: A, cursor: Optional[str], limit: int) -> Page:
+        """Up to ``limit`` recipients after ``cursor`` (``None``: the start), in a stable
+        order. A :class:`~smskit.errors.ValidationError` or
+        :class:`~smskit.errors.ConfigurationError` pauses the campaign with the reason; any
+        other error is retried on the next worker cycle."""
+
+    def cli_options(self) -> List[Any]:
+        """``click`` options this source adds to ``smskit campaign create`` (import click
+        inside). Default: none; the generic ``--audience JSON`` still reaches the source."""
+        return []
+
+    def from_cli(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """Audience data from the values of :meth:`cli_options` (by parameter name), or
+        ``None`` when the user gave none of this source's options. Default: ``None``."""
+        return None
 
 
-def _text_list(value: object, what: str) -> Tuple[str, ...]:
+# -- the registry ----------------------------------------------------------------------------
+def audience_sources(hooks: Any) -> Dict[str, AudienceSource[Any]]:
+    """The sources every plugin registers through ``hooks.register_audience_sources``
+    (a type registered twice is a :class:`~smskit.errors.ConfigurationError`)."""
+    found: Dict[str, AudienceSource[Any]] = {}
+
+    def register(kind: str, source: AudienceSource[Any]) -> None:
+        if kind in found:
+            raise ConfigurationError(f"audience type {kind!r} is registered by two plugins")
+        if not isinstance(source, AudienceSource):
+            raise ConfigurationError(f"audience type {kind!r}: {source!r} is not an "
+                                     "AudienceSource")
+        found[kind] = source
+
+    hooks.register_audience_sources(register=register)
+    return found
+
+
+def source_for(data: Mapping[str, Any],
+               sources: Mapping[str, AudienceSource[Any]]) -> AudienceSource[Any]:
+    """The source of audience ``data`` (by its ``"type"``)."""
+    if not isinstance(data, Mapping):
+        raise ValidationError(f"an audience must be a mapping with a 'type', got {data!r}")
+    kind = data.get("type")
+    if not isinstance(kind, str) or kind not in sources:
+        known = ", ".join(sorted(sources)) or "none"
+        raise ValidationError(f"unknown audience type {kind!r} (known: {known}; a plugin "
+                              "registers the others)")
+    return sources[kind]
+
+
+def parse_audience(data: Mapping[str, Any],
+                   sources: Mapping[str, AudienceSource[Any]]) -> Audience:
+    """Validate audience data (JSON) with its source."""
+    parsed: Audience = source_for(data, sources).parse(data)
+    return parsed
+
+
+# -- shared validation -----------------------------------------------------------------------
+def text_list(value: object, what: str) -> Tuple[str, ...]:
+    """A non-empty list of non-blank strings (stripped), for a source's own fields."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ValidationError(f"{what} must be a list of strings, got {value!r}")
     items = tuple(str(v).strip() for v in value if str(v).strip())
@@ -200,87 +194,122 @@ def file_digest(path: Path) -> Tuple[str, int]:
                 digest.update(block)
                 size += len(block)
     except OSError as exc:
-        raise ValidationError(f"cannot read the segment file {str(path)!r}: {exc}") from exc
+        raise ValidationError(f"cannot read the audience file {str(path)!r}: {exc}") from exc
     return digest.hexdigest(), size
 
 
-def parse_segment(data: Mapping[str, Any]) -> Segment:
-    """Validate segment data (JSON) into a segment; :class:`ValidationError` names the fault."""
-    if not isinstance(data, Mapping):
-        raise ValidationError(f"a segment must be a mapping with a 'type', got {data!r}")
-    kind = data.get("type")
-    if kind == "csv":
+# -- CSV file ----------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class CsvAudience(Audience):
+    """Rows of a CSV file (read at run time; ``sha256`` of the file when it was chosen)."""
+
+    path: str
+    phone_column: str = "phone"
+    encoding: str = "utf-8-sig"
+    sha256: Optional[str] = None
+    size: Optional[int] = None
+
+    def to_data(self) -> Dict[str, Any]:
+        """``{"type": "csv", "path", "phone_column", "encoding", "sha256", "size"}``."""
+        return {"type": "csv", **attrs.asdict(self)}
+
+    def describe(self) -> str:
+        """``csv <path>``."""
+        return f"csv {self.path}"
+
+
+class CsvSource(AudienceSource[CsvAudience]):
+    """The rows of a CSV file; the other columns are template variables (``--csv FILE``)."""
+
+    def parse(self, data: Mapping[str, Any]) -> CsvAudience:
+        """``path`` (required), ``phone_column``, ``encoding``, ``sha256``, ``size``."""
         path = data.get("path")
         if not isinstance(path, str) or not path:
-            raise ValidationError("a csv segment needs a 'path'")
+            raise ValidationError("a csv audience needs a 'path'")
         column = data.get("phone_column") or "phone"
-        return CsvSegment(path=path, phone_column=str(column),
-                          encoding=str(data.get("encoding") or "utf-8-sig"),
-                          sha256=data.get("sha256"), size=data.get("size"))
-    if kind == "tags":
-        match = data.get("match") or "any"
-        if match not in ("any", "all"):
-            raise ValidationError(f"a tags segment's match must be 'any' or 'all', got {match!r}")
-        return TagSegment(tags=_text_list(data.get("tags"), "the segment's tags"), match=match)
-    if kind == "odoo":
-        model = data.get("model") or "res.partner"
-        if not isinstance(model, str) or not _MODEL.match(model):
-            raise ValidationError(f"an Odoo model name looks like 'res.partner', got {model!r}")
-        fields = data.get("fields", ["name"])
-        return OdooSegment(
-            model=model, domain=tuple(validate_domain(data.get("domain", []))),
-            phone_field=_field(data.get("phone_field") or "mobile", "phone_field"),
-            fields=tuple(_field(f, "a field") for f in _text_list(fields, "fields"))
-            if fields else ())
-    raise ValidationError(f"unknown segment type {kind!r} (csv, tags or odoo)")
+        return CsvAudience(path=path, phone_column=str(column),
+                           encoding=str(data.get("encoding") or "utf-8-sig"),
+                           sha256=data.get("sha256"), size=data.get("size"))
+
+    def prepare(self, audience: CsvAudience) -> CsvAudience:
+        """The file must have its phone column; its SHA-256 and size are recorded."""
+        check_phone_column(audience)
+        digest, size = file_digest(Path(audience.path))
+        return attrs.evolve(audience, sha256=digest, size=size)
+
+    def check(self, audience: CsvAudience) -> None:
+        """A file changed since the campaign was created is refused."""
+        if audience.sha256:
+            digest, _ = file_digest(Path(audience.path))
+            if digest != audience.sha256:
+                raise ValidationError(f"the audience file {audience.path} changed since the "
+                                      "campaign was created; create a new campaign")
+
+    def read_page(self, kit: SmsKit, audience: CsvAudience, cursor: Optional[str],
+                  limit: int) -> Page:
+        """Rows after ``"<rows read>:<byte offset>"``, read from that offset."""
+        rows_read, offset = 0, 0
+        if cursor:
+            left, _, right = cursor.partition(":")
+            rows_read, offset = int(left), int(right)
+        recipients: List[Dict[str, Any]] = []
+        for row, position in _csv_rows(audience, offset):
+            recipients.append(row)
+            rows_read, offset = rows_read + 1, position
+            if len(recipients) >= limit:
+                break
+        done = len(recipients) < limit
+        return Page(recipients=recipients, cursor=f"{rows_read}:{offset}", done=done,
+                    phone_field=audience.phone_column)
+
+    def cli_options(self) -> List[Any]:
+        """``--csv FILE`` and ``--phone-column``."""
+        import click
+
+        return [
+            click.Option(["--csv", "csv_file"], metavar="FILE",
+                         type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                         help="Audience: the rows of a CSV file."),
+            click.Option(["--phone-column"], default="phone", show_default=True,
+                         help="With --csv: the phone column."),
+        ]
+
+    def from_cli(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """``--csv FILE`` (made absolute: the worker may run elsewhere)."""
+        path = options.get("csv_file")
+        if path is None:
+            return None
+        return {"type": "csv", "path": str(Path(path).resolve()),
+                "phone_column": options.get("phone_column") or "phone"}
 
 
-def segment_data(segment: Segment) -> Dict[str, Any]:
-    """The JSON form of a segment (what a campaign stores)."""
-    data = attrs.asdict(segment)
-    for key in ("tags", "domain", "fields"):
-        if key in data:
-            data[key] = list(data[key])
-    return data
-
-
-def describe(segment: Segment) -> str:
-    """One line for people: ``csv a.csv``, ``tags vip+sp``, ``odoo res.partner (2 terms)``."""
-    if isinstance(segment, CsvSegment):
-        return f"csv {segment.path}"
-    if isinstance(segment, TagSegment):
-        return f"tags {('+' if segment.match == 'all' else ',').join(segment.tags)}"
-    leaves = sum(1 for item in segment.domain if not isinstance(item, str))
-    return f"odoo {segment.model} ({leaves} term{'s' if leaves != 1 else ''})"
-
-
-# -- reading pages -------------------------------------------------------------------------------
-def _csv_rows(segment: CsvSegment, offset: int) -> Iterator[Tuple[Dict[str, Any], int]]:
+def _csv_rows(audience: CsvAudience, offset: int) -> Iterator[Tuple[Dict[str, Any], int]]:
     """``(row, byte offset after it)`` from ``offset`` (0: the first data row)."""
     try:
-        with open(Path(segment.path), "rb") as fh:
-            yield from _csv_read(segment, fh, offset)
+        with open(Path(audience.path), "rb") as fh:
+            yield from _csv_read(audience, fh, offset)
     except OSError as exc:
-        raise ValidationError(f"cannot read the segment file {segment.path!r}: {exc}") from exc
+        raise ValidationError(f"cannot read the audience file {audience.path!r}: "
+                              f"{exc}") from exc
 
 
-def _csv_read(segment: CsvSegment, fh: BinaryIO,
+def _csv_read(audience: CsvAudience, fh: BinaryIO,
               offset: int) -> Iterator[Tuple[Dict[str, Any], int]]:
-    if segment.size is not None and os.fstat(fh.fileno()).st_size != segment.size:
-        raise ValidationError(f"the segment file {segment.path} changed since the campaign "
+    if audience.size is not None and os.fstat(fh.fileno()).st_size != audience.size:
+        raise ValidationError(f"the audience file {audience.path} changed since the campaign "
                               "was created; create a new campaign for the new file")
     header = fh.readline()
     position = max(offset, len(header))
     try:
-        text = header.decode(segment.encoding)
+        text = header.decode(audience.encoding)
     except (UnicodeDecodeError, LookupError) as exc:
-        raise ValidationError(f"{segment.path}: header is not {segment.encoding}") from exc
+        raise ValidationError(f"{audience.path}: header is not {audience.encoding}") from exc
     delimiter = max(_DELIMITERS, key=text.count)
     if delimiter not in text:
         delimiter = ","
     names = [n.strip() for n in next(csv.reader([text], delimiter=delimiter), [])]
-    if segment.phone_column not in names:
-        raise ValidationError(f"{segment.path} has no column {segment.phone_column!r} "
+    if audience.phone_column not in names:
+        raise ValidationError(f"{audience.path} has no column {audience.phone_column!r} "
                               f"(columns: {', '.join(names) or 'none'})")
     fh.seek(position)
 
@@ -289,83 +318,76 @@ def _csv_read(segment: CsvSegment, fh: BinaryIO,
         for raw in fh:
             position += len(raw)
             try:
-                yield raw.decode(segment.encoding)
+                yield raw.decode(audience.encoding)
             except UnicodeDecodeError as exc:
-                raise ValidationError(f"{segment.path}: a line before byte {position} is not "
-                                      f"{segment.encoding}") from exc
+                raise ValidationError(f"{audience.path}: a line before byte {position} is not "
+                                      f"{audience.encoding}") from exc
 
     for row in csv.DictReader(lines(), fieldnames=names, delimiter=delimiter):
         yield {k: v for k, v in row.items() if k is not None and v is not None}, position
 
 
-def _csv_page(segment: CsvSegment, cursor: Optional[str], limit: int) -> Page:
-    rows_read, offset = 0, 0
-    if cursor:
-        left, _, right = cursor.partition(":")
-        rows_read, offset = int(left), int(right)
-    recipients: List[Dict[str, Any]] = []
-    for row, position in _csv_rows(segment, offset):
-        recipients.append(row)
-        rows_read, offset = rows_read + 1, position
-        if len(recipients) >= limit:
-            break
-    done = len(recipients) < limit
-    return Page(recipients=recipients, cursor=f"{rows_read}:{offset}", done=done,
-                phone_field=segment.phone_column)
-
-
-def _tags_page(segment: TagSegment, store: Store, cursor: Optional[str], limit: int) -> Page:
-    from smskit.outreach.contacts import outreach_store
-
-    contacts = outreach_store(store, "a tags segment").contacts_by_tags(
-        segment.tags, match=segment.match, after=cursor, limit=limit)
-    recipients = [{**c.variables, "name": c.name or "", "phone": c.phone} for c in contacts]
-    return Page(recipients=recipients, cursor=contacts[-1].phone if contacts else cursor,
-                done=len(contacts) < limit)
-
-
-def _odoo_page(segment: OdooSegment, odoo: Optional[OdooExecutor], cursor: Optional[str],
-               limit: int) -> Page:
-    if odoo is None:
-        raise ConfigurationError("an Odoo segment needs an Odoo connection: give the campaign "
-                                 "runner (and the worker) odoo=<an object with execute()>")
-    after = int(cursor or 0)
-    domain = [*segment.domain, ["id", ">", after]]
-    fields = list(dict.fromkeys([segment.phone_field, *segment.fields, "id"]))
-    rows = odoo.execute(segment.model, "search_read", domain, fields=fields, order="id asc",
-                        limit=limit)
-    if not isinstance(rows, list):
-        raise ValidationError(f"Odoo search_read on {segment.model} answered "
-                              f"{type(rows).__name__}, not a list")
-    recipients: List[Dict[str, Any]] = []
-    skipped = 0
-    last = after
-    for row in rows:
-        last = max(last, int(row["id"]))
-        phone = row.get(segment.phone_field)
-        if not phone:  # Odoo says False for an empty field
-            skipped += 1
-            continue
-        values = {f: row.get(f) for f in segment.fields if row.get(f) not in (None, False)}
-        recipients.append({**values, "phone": phone})
-    return Page(recipients=recipients, cursor=str(last) if rows else cursor,
-                done=len(rows) < limit, skipped=skipped)
-
-
-def read_page(segment: Segment, store: Store, cursor: Optional[str], limit: int, *,
-              odoo: Optional[OdooExecutor] = None) -> Page:
-    """Up to ``limit`` recipients of ``segment`` after ``cursor`` (``None``: the start)."""
-    if limit < 1:
-        raise ValidationError(f"page size must be at least 1, got {limit!r}")
-    if isinstance(segment, CsvSegment):
-        return _csv_page(segment, cursor, limit)
-    if isinstance(segment, TagSegment):
-        return _tags_page(segment, store, cursor, limit)
-    return _odoo_page(segment, odoo, cursor, limit)
-
-
-def check_phone_column(segment: CsvSegment) -> None:
+def check_phone_column(audience: CsvAudience) -> None:
     """Open the file and check its header (before a campaign is stored)."""
-    for _ in _csv_rows(segment, 0):
+    for _ in _csv_rows(audience, 0):
         break
 
+
+# -- contact tags --------------------------------------------------------------------------------
+@attrs.frozen(kw_only=True)
+class TagAudience(Audience):
+    """Stored contacts with any (or all) of ``tags``."""
+
+    tags: Tuple[str, ...]
+    match: str = "any"
+
+    def to_data(self) -> Dict[str, Any]:
+        """``{"type": "tags", "tags": [...], "match": "any" | "all"}``."""
+        return {"type": "tags", "tags": list(self.tags), "match": self.match}
+
+    def describe(self) -> str:
+        """``tags vip,sp`` (any) or ``tags vip+sp`` (all)."""
+        return f"tags {('+' if self.match == 'all' else ',').join(self.tags)}"
+
+
+class TagSource(AudienceSource[TagAudience]):
+    """Contacts in the store with any or all of some tags (``--tags a,b``)."""
+
+    def parse(self, data: Mapping[str, Any]) -> TagAudience:
+        """``tags`` (a non-empty list) and ``match`` (``any`` or ``all``)."""
+        match = data.get("match") or "any"
+        if match not in ("any", "all"):
+            raise ValidationError(f"a tags audience's match must be 'any' or 'all', got "
+                                  f"{match!r}")
+        return TagAudience(tags=text_list(data.get("tags"), "the audience's tags"), match=match)
+
+    def read_page(self, kit: SmsKit, audience: TagAudience, cursor: Optional[str],
+                  limit: int) -> Page:
+        """Contacts after the last phone read, with their name and variables."""
+        from smskit.outreach.contacts import outreach_store
+
+        contacts = outreach_store(kit.store, "a tags audience").contacts_by_tags(
+            audience.tags, match=audience.match, after=cursor, limit=limit)
+        recipients = [{**c.variables, "name": c.name or "", "phone": c.phone}
+                      for c in contacts]
+        return Page(recipients=recipients, cursor=contacts[-1].phone if contacts else cursor,
+                    done=len(contacts) < limit)
+
+    def cli_options(self) -> List[Any]:
+        """``--tags a,b`` and ``--match any|all``."""
+        import click
+
+        return [
+            click.Option(["--tags"], metavar="A,B",
+                         help="Audience: contacts with these tags (comma-separated)."),
+            click.Option(["--match"], type=click.Choice(["any", "all"]), default="any",
+                         show_default=True, help="With --tags: any or all of them."),
+        ]
+
+    def from_cli(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """``--tags a,b`` and ``--match``."""
+        tags = options.get("tags")
+        if tags is None:
+            return None
+        return {"type": "tags", "tags": [t for t in str(tags).split(",") if t.strip()],
+                "match": options.get("match") or "any"}

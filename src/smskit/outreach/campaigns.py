@@ -1,24 +1,24 @@
-"""Campaigns: a named send of one template to a segment, resumable, pausable, with live totals.
+"""Campaigns: a named send of one template to an audience, resumable, pausable, with live totals.
 
 ::
 
     from smskit.outreach.campaigns import Campaigns
 
-    campaigns = Campaigns(kit)                     # odoo=adapter for Odoo segments
+    campaigns = Campaigns(kit)                     # audiences by the plugins' sources
     c = campaigns.create("black-friday", "Olá {{ name }}, 20% hoje!",
                          {"type": "tags", "tags": ["vip"]})
     campaigns.start(c.id)                          # the worker does the rest
     campaigns.status(c.id).totals                  # queued, sent, delivered, replies...
 
 How it cannot send twice: :meth:`Campaigns.advance` (called by each worker cycle) reads the
-segment a page at a time after the campaign's persisted cursor and stores each page as
+audience a page at a time after the campaign's persisted cursor and stores each page as
 ``outgoing`` messages through :meth:`SmsKit.send_many` with the idempotency prefix
 ``campaign:<id>`` (one message per phone and campaign), and only then moves the cursor with a
 compare-and-set. A crash in between re-reads the same page and every key is already taken.
 The worker's dispatch step then sends the messages in provider-sized batches.
 
 Pause holds the campaign's messages that were not claimed yet (the store's ``claim_batch``
-skips a paused campaign) and stops reading the segment; resume releases them. When the gateway
+skips a paused campaign) and stops reading the audience; resume releases them. When the gateway
 job ids of the campaign are known (:meth:`Campaigns.record_jobs`: Kolmeya does not say which
 job a request became, so they come from its reports or an integration), pause and resume also
 pause and play those jobs on the gateway.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import attrs
@@ -88,28 +87,43 @@ class CampaignStep:
 class Campaigns:
     """Create, start, pause, resume, cancel and advance campaigns of one :class:`SmsKit`.
 
-    ``odoo`` resolves Odoo segments (any object with ``execute(model, method, *args,
-    **kwargs)``); by default the kit's Odoo plugin provides it (``odoo_executor`` hook) when an
-    Odoo is configured (an ``odoo://`` store or ``SMSKIT_ODOO_URL``). ``chunk_size``
-    recipients are stored per page; :meth:`advance` stores at most ``max_chunks`` pages per
-    call, so one worker cycle stays short.
+    Audiences are read by the sources the plugins register (``register_audience_sources``:
+    ``csv`` and ``tags`` built in, others from plugins); ``sources`` adds to or replaces them by
+    type (a source configured by hand, a test's fake). ``chunk_size`` recipients are stored per
+    page; :meth:`advance` stores at most ``max_chunks`` pages per call, so one worker cycle
+    stays short.
     """
 
-    def __init__(self, kit: SmsKit, *, odoo: Optional[audience.OdooExecutor] = None,
+    def __init__(self, kit: SmsKit, *,
+                 sources: Optional[Mapping[str, audience.AudienceSource[Any]]] = None,
                  chunk_size: int = CHUNK_SIZE, max_chunks: int = MAX_CHUNKS) -> None:
         if chunk_size < 1 or max_chunks < 1:
             raise ValidationError(f"chunk_size and max_chunks must be at least 1, got "
                                   f"{chunk_size!r} and {max_chunks!r}")
         self.kit = kit
-        self.odoo = odoo
         self.chunk_size = chunk_size
         self.max_chunks = max_chunks
+        self._given = dict(sources or {})
+        self._sources: Optional[Dict[str, audience.AudienceSource[Any]]] = None
 
-    def _odoo(self, segment: audience.Segment) -> Optional[audience.OdooExecutor]:
-        """The executor for an Odoo segment: the one given, else the kit's Odoo plugin's."""
-        if self.odoo is None and isinstance(segment, audience.OdooSegment):
-            self.odoo = self.kit.hooks.odoo_executor(kit=self.kit)
-        return self.odoo
+    @property
+    def sources(self) -> Dict[str, audience.AudienceSource[Any]]:
+        """The audience sources by type: the plugins' (collected on first use), then those
+        given to the constructor."""
+        if self._sources is None:
+            self._sources = {**audience.audience_sources(self.kit.hooks), **self._given}
+        return self._sources
+
+    def audience(self, campaign: Campaign) -> audience.Audience:
+        """The campaign's audience, validated by its source."""
+        return audience.parse_audience(campaign.audience, self.sources)
+
+    def describe(self, campaign: Campaign) -> str:
+        """The campaign's audience in one line (its type alone when no source can read it)."""
+        try:
+            return self.audience(campaign).describe()
+        except ValidationError:
+            return f"{campaign.audience.get('type')} (no source can read it)"
 
     @property
     def store(self) -> OutreachStore:
@@ -120,29 +134,26 @@ class Campaigns:
         return (now or self.kit.clock()).astimezone(dt.timezone.utc)
 
     # -- definition ---------------------------------------------------------------------------
-    def create(self, name: str, template: str, segment: Mapping[str, Any], *,
+    def create(self, name: str, template: str, audience_data: Mapping[str, Any], *,
                variables: Optional[Mapping[str, Any]] = None,
                at: Optional[dt.datetime] = None, provider: Optional[str] = None) -> Campaign:
         """Store a ``draft`` campaign after checking everything that can be checked now.
 
-        The segment is validated as data (:func:`smskit.outreach.audience.parse_segment`); a CSV
-        file
-        must exist and have its phone column (its SHA-256 and size are recorded: a file changed
-        later is refused); the template must parse. ``at`` is when :meth:`start` lets it begin.
+        The audience is validated as data by its source, which also checks what it can (a CSV
+        file must exist and have its phone column; its SHA-256 and size are recorded, so a file
+        changed later is refused); the template must parse. ``at`` is when :meth:`start` lets
+        it begin.
         """
         if not isinstance(name, str) or not name.strip():
             raise ValidationError(f"campaign name must be a non-empty string, got {name!r}")
         Template(template)
-        parsed = audience.parse_segment(segment)
-        if isinstance(parsed, audience.CsvSegment):
-            audience.check_phone_column(parsed)
-            digest, size = audience.file_digest(Path(parsed.path))
-            parsed = attrs.evolve(parsed, sha256=digest, size=size)
+        source = audience.source_for(audience_data, self.sources)
+        parsed = source.prepare(source.parse(audience_data))
         if at is not None and at.tzinfo is None:
             raise ValidationError(f"at={at!r} is naive; give a timezone-aware moment")
         now = self._now()
         campaign = Campaign(id=new_id(), name=name.strip(), template=template,
-                            segment=audience.segment_data(parsed), variables=dict(variables or {}),
+                            audience=parsed.to_data(), variables=dict(variables or {}),
                             provider=provider, scheduled_at=at, created_at=now, updated_at=now)
         return self.store.add_campaign(campaign)
 
@@ -189,15 +200,12 @@ class Campaigns:
 
     def start(self, campaign_id: str, now: Optional[dt.datetime] = None) -> Campaign:
         """Arm a draft: ``scheduled`` until its ``scheduled_at``, else ``running`` at once (the
-        worker stores and sends its messages). A CSV file that changed is refused now."""
+        worker stores and sends its messages). An audience its source can no longer read as
+        it was created (a CSV file that changed) is refused now."""
         moment = self._now(now)
         campaign = self.get(campaign_id)
-        segment = audience.parse_segment(campaign.segment)
-        if isinstance(segment, audience.CsvSegment) and segment.sha256:
-            digest, _ = audience.file_digest(Path(segment.path))
-            if digest != segment.sha256:
-                raise ValidationError(f"the segment file {segment.path} changed since campaign "
-                                      f"{campaign_id} was created; create a new campaign")
+        source = audience.source_for(campaign.audience, self.sources)
+        source.check(source.parse(campaign.audience))
         later = campaign.scheduled_at is not None and campaign.scheduled_at > moment
         return self._move(campaign_id, "scheduled" if later else "running", ("draft",),
                           "started", moment, error="")
@@ -236,10 +244,10 @@ class Campaigns:
         if not campaign.job_ids:
             return {}
         provider = self.kit.provider(campaign.provider)
-        control = getattr(provider, f"{action}_job", None)
-        if not callable(control):
+        if not provider.capabilities.job_control:
             note = f"provider {provider.name!r} cannot {action} jobs"
             return dict.fromkeys(campaign.job_ids, note)
+        control = provider.pause_job if action == "pause" else provider.play_job
         answers: Dict[int, str] = {}
         for job in campaign.job_ids:
             try:
@@ -300,10 +308,10 @@ class Campaigns:
                                   "canceled": 0, "skipped": 0}
         error: Optional[str] = None
         try:
-            segment = audience.parse_segment(campaign.segment)
+            source = audience.source_for(campaign.audience, self.sources)
+            parsed = source.parse(campaign.audience)
             for _ in range(budget):
-                page = audience.read_page(segment, self.kit.store, cursor, self.chunk_size,
-                                          odoo=self._odoo(segment))
+                page = source.read_page(self.kit, parsed, cursor, self.chunk_size)
                 summary = self.kit.send_many(
                     page.recipients, campaign.template, variables=campaign.variables,
                     phone_field=page.phone_field, idempotency_prefix=f"campaign:{campaign.id}",
@@ -329,7 +337,7 @@ class Campaigns:
             log.error("campaign %s (%s) paused: %s", campaign.id, campaign.name, exc)
             self.store.set_campaign_status(campaign.id, "paused", expected=("running",), now=now,
                                            error=error)
-        except Exception as exc:  # an Odoo or store outage: noted, retried next cycle
+        except Exception as exc:  # a source or store outage: noted, retried next cycle
             error = f"{type(exc).__name__}: {exc}"
             log.exception("campaign %s (%s): storing a page failed; retrying next cycle",
                           campaign.id, campaign.name)

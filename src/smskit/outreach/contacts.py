@@ -1,7 +1,7 @@
-"""Contacts: the people a tag segment reaches, and per-recipient do-not-disturb.
+"""Contacts: the people a tags audience reaches, and per-recipient do-not-disturb.
 
 A :class:`~smskit.store.outreach.Contact` is keyed by its E.164 phone and carries a name,
-tags (for campaign segments), template variables and an optional do-not-disturb rule:
+tags (for campaign audiences), template variables and an optional do-not-disturb rule:
 
 * ``dnd_window``: a daily window ``"HH:MM-HH:MM"`` (may cross midnight) in the installation's
   time zone during which this person is not messaged;
@@ -9,8 +9,9 @@ tags (for campaign segments), template variables and an optional do-not-disturb 
 * ``dnd_until``: a moment before which nothing is sent ("not before Monday 9:00").
 
 A message to such a person is deferred to the next moment allowed by both the installation's
-quiet hours and the person's rule, like quiet hours: never dropped. The rule is looked up once
-per chunk of a bulk send (:func:`defer_for_dnd`), not once per recipient.
+quiet hours and the person's rule, like quiet hours: never dropped. The rule itself is
+:func:`smskit.policy.dnd_next_allowed`; a send looks the rules up once per chunk of recipients
+(:mod:`smskit.outbox`), not once per recipient.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import attrs
 
 from smskit.errors import ConfigurationError, ValidationError
-from smskit.models import Message, State, utcnow
+from smskit.models import utcnow
 from smskit.phone import Phone
-from smskit.policy import QuietHours
+from smskit.policy import check_dnd, dnd_next_allowed
 from smskit.store.base import Store
 from smskit.store.outreach import Contact, OutreachStore
 from smskit.timeutil import ensure_aware
@@ -33,7 +34,6 @@ from smskit.timeutil import ensure_aware
 __all__ = [
     "ContactImport",
     "check_dnd",
-    "defer_for_dnd",
     "dnd_next_allowed",
     "import_contacts",
     "make_contact",
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 _SPLIT = re.compile(r"[,;|]")
 _DND_COLUMNS = ("dnd_window", "dnd_days", "dnd_until")
 _CHUNK = 1000
-T = TypeVar("T")
 
 
 def outreach_store(store: Store, what: str) -> OutreachStore:
@@ -55,14 +54,6 @@ def outreach_store(store: Store, what: str) -> OutreachStore:
                                  f"built-in memory, SQLite and PostgreSQL stores); "
                                  f"{type(store).__name__} has none")
     return store
-
-
-def check_dnd(window: Optional[str], days: Sequence[str], tz: str) -> QuietHours:
-    """The rule as :class:`QuietHours`; a :class:`ValidationError` names a bad window or day."""
-    try:
-        return QuietHours.parse(window or None, days=days, tz=tz)
-    except ConfigurationError as exc:
-        raise ValidationError(f"do-not-disturb: {exc}") from exc
 
 
 def make_contact(
@@ -89,50 +80,6 @@ def make_contact(
     return Contact(phone=e164, name=name or None, tags=clean, variables=dict(variables or {}),
                    dnd_window=dnd_window or None, dnd_days=tuple(dnd_days),
                    dnd_until=ensure_aware(dnd_until, tz) if dnd_until else None, **fields)
-
-
-def dnd_next_allowed(contact: Contact, when: dt.datetime, *, tz: str,
-                     quiet_hours: Optional[QuietHours] = None) -> Optional[dt.datetime]:
-    """``None`` if ``contact`` may be messaged at ``when``; else the next moment allowed by
-    both their rule and the installation's ``quiet_hours`` (UTC)."""
-    rule = check_dnd(contact.dnd_window, contact.dnd_days, tz)
-    moment = when
-    moved = False
-    for _ in range(50):  # each rule only moves forward; a few rounds settle them all
-        changed = False
-        if contact.dnd_until is not None and moment < contact.dnd_until:
-            moment, changed = contact.dnd_until, True
-        for quiet in (rule, quiet_hours):
-            later = quiet.next_allowed(moment) if quiet is not None else None
-            if later is not None:
-                moment, changed = later, True
-        if not changed:
-            break
-        moved = True
-    else:
-        raise ValidationError(f"do-not-disturb of {contact.phone} leaves no time to send")
-    return moment if moved else None
-
-
-def defer_for_dnd(store: Store, prepared: List[Tuple[Message, T]], now: dt.datetime, *,
-                  tz: str, quiet_hours: Optional[QuietHours] = None
-                  ) -> List[Tuple[Message, Optional[dt.datetime], T]]:
-    """For a chunk of prepared messages: each with the moment its recipient's do-not-disturb
-    defers it to (``None``: unchanged). One store query for the whole chunk; a store without
-    contacts defers nothing."""
-    if not isinstance(store, OutreachStore):
-        return [(m, None, extra) for m, extra in prepared]
-    phones = [m.phone for m, _ in prepared if m.state is State.OUTGOING]
-    rules = store.dnd_contacts(phones, now) if phones else {}
-    out: List[Tuple[Message, Optional[dt.datetime], T]] = []
-    for message, extra in prepared:
-        contact = rules.get(message.phone)
-        later = None
-        if contact is not None and message.state is State.OUTGOING:
-            later = dnd_next_allowed(contact, message.scheduled_at or now, tz=tz,
-                                     quiet_hours=quiet_hours)
-        out.append((message, later, extra))
-    return out
 
 
 @attrs.define

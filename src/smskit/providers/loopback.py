@@ -13,18 +13,18 @@ it produces the status events and replies a real gateway would::
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from collections import Counter
 from decimal import Decimal
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import attrs
 
-from smskit.errors import ProviderError, ValidationError
+from smskit.errors import ProviderError, ProviderNotFoundError, ValidationError
 from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
-from smskit.provider import Capabilities, ReconcileResult, WebhookPayload
+from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks.request import WebhookRequest
 
 __all__ = ["LoopbackProvider", "SentRecord"]
 
@@ -40,8 +40,9 @@ class SentRecord:
     provider_message_id: str
 
 
-class LoopbackProvider:
-    """An in-memory provider implementing the whole :class:`smskit.provider.Provider` contract."""
+class LoopbackProvider(Provider):
+    """An in-memory provider implementing the :class:`smskit.provider.Provider` contract: every
+    operation but gateway job control (it has no jobs)."""
 
     capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
                                 webhooks=True, reply_polling=True)
@@ -58,7 +59,7 @@ class LoopbackProvider:
         self._refused: Dict[str, str] = {}
         self._failures: List[Tuple[ProviderError, bool]] = []
         self._replies: List[InboundMessage] = []
-        self.gateway_blacklist: set = set()  # type: ignore[type-arg]
+        self.gateway_blacklist: Set[str] = set()
 
     # -- test controls -------------------------------------------------------------------
     def refuse(self, phone: str, reason: str = "invalid") -> None:
@@ -125,12 +126,21 @@ class LoopbackProvider:
             return ReconcileResult(known=False)
         return ReconcileResult(known=True, results=tuple(results))
 
-    def parse_webhook(self, kind: str, headers: Mapping[str, str], body: bytes) -> WebhookPayload:
-        """Parse ``{"message_id", "state"}`` (status) or ``{"id", "phone", "text"}`` (reply)."""
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ValidationError(f"loopback webhook: body is not JSON: {exc}") from exc
+    def message_status(self, provider_message_id: str) -> StatusEvent:
+        """``sent`` for a message this provider accepted (it delivers nothing by itself);
+        :class:`~smskit.errors.ProviderNotFoundError` for an id it never gave out."""
+        with self._lock:
+            record = next((r for r in self.sent if r.provider_message_id == provider_message_id),
+                          None)
+        if record is None:
+            raise ProviderNotFoundError(f"loopback knows no message {provider_message_id!r}",
+                                        status_code=404)
+        return StatusEvent(provider=self.name, state=State.SENT, message_id=record.message_id,
+                           provider_message_id=provider_message_id)
+
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """Read ``{"message_id", "state"}`` (status) or ``{"id", "phone", "text"}`` (reply)."""
+        data, kind = request.data, request.kind
         if not isinstance(data, dict):
             raise ValidationError("loopback webhook: expected a JSON object")
         try:

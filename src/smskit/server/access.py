@@ -1,8 +1,9 @@
 """An ASGI middleware that takes the webhook token out of the URL before anything logs it.
 
 uvicorn's access log prints the query string, and Kolmeya calls ``...?token=<secret>``. This
-middleware runs first: it reads the ``token`` parameter into ``scope["smskit.query_token"]``,
-rewrites ``scope["query_string"]`` in place with the value replaced by ``********`` (so
+middleware runs first: it keeps the query string as sent in ``scope["smskit.query_string"]``
+(read back with :func:`original_query`, for the webhook gate only), rewrites
+``scope["query_string"]`` in place with every ``token`` value replaced by ``********`` (so
 uvicorn's access log, Starlette's ``request.url`` and every error log see the redacted form),
 and writes its own access log line to the ``smskit.server.access`` logger.
 """
@@ -11,24 +12,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import List, Optional
+from typing import List
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from smskit.webhooks.auth import split_query_token
 
-__all__ = ["QUERY_TOKEN_KEY", "TokenRedactingMiddleware", "query_token"]
+__all__ = ["ORIGINAL_QUERY_KEY", "TokenRedactingMiddleware", "original_query"]
 
-#: The scope key holding the ``token`` query parameter taken out of the URL.
-QUERY_TOKEN_KEY = "smskit.query_token"  # noqa: S105 - a name, not a secret
+#: The scope key holding the query string as sent, ``token`` included.
+ORIGINAL_QUERY_KEY = "smskit.query_string"
 
 access_log = logging.getLogger("smskit.server.access")
 
 
-def query_token(scope: Scope) -> Optional[str]:
-    """The ``token`` query parameter the middleware took out of this request, if any."""
-    value = scope.get(QUERY_TOKEN_KEY)
-    return value if isinstance(value, str) else None
+def original_query(scope: Scope) -> bytes:
+    """The query string of this request as sent (the scope's own is redacted)."""
+    value = scope.get(ORIGINAL_QUERY_KEY)
+    return value if isinstance(value, bytes) else bytes(scope.get("query_string", b""))
 
 
 class TokenRedactingMiddleware:
@@ -42,10 +43,11 @@ class TokenRedactingMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        token, redacted = split_query_token(scope.get("query_string", b""))
+        original = scope.get("query_string", b"")
+        _, redacted = split_query_token(original)
         # the same dict uvicorn holds: its access log now sees the redacted query string
         scope["query_string"] = redacted
-        scope[QUERY_TOKEN_KEY] = token
+        scope[ORIGINAL_QUERY_KEY] = original
         started = time.perf_counter()
         status: List[int] = [500]
 

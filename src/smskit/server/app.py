@@ -11,15 +11,16 @@
 
 Routes:
 
-* ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): authenticated by
-  the webhook secret, JSON only, size-capped; the body goes to the provider plugin's
-  ``parse_webhook`` (on the event loop: it only decodes), its status events to the group
-  commit of :mod:`smskit.server.batcher` (callbacks arriving together share one store
-  transaction, :meth:`smskit.kit.SmsKit.apply_statuses`), its replies to
-  :meth:`smskit.kit.SmsKit.receive` in a thread pool; this is what
-  :meth:`smskit.kit.SmsKit.handle_webhook` does, request by request. The answer is
-  ``200 {"statuses", "applied", "ignored", "unknown", "inbound", "new_inbound"}`` once every
-  event of the request is committed; ``503`` when the store failed (the gateway retries).
+* ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): a thin adapter
+  over the webhook gate (:mod:`smskit.webhooks.gate`, which holds every rule and every answer):
+  it asks the gate about the request head, streams the body under ``webhook_max_bytes``, asks
+  the gate again with the body, and applies the accepted events: status events through the
+  group commit of :mod:`smskit.server.batcher` (callbacks arriving together share one store
+  transaction), replies through :meth:`smskit.kit.SmsKit.receive` in a thread pool. The gate
+  (decoding and the provider's parser) runs on the event loop; a provider is built on first
+  use. The answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound",
+  "new_inbound"}`` once every event of the request is committed; ``503`` when the store failed
+  (the gateway retries).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
 * ``GET /metrics``: Prometheus text from the app's own registry.
 * ``GET /dashboard``, ``GET /api/stats``, ``GET /l/{code}`` and ``/static/``: the dashboard and
@@ -34,7 +35,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -45,47 +46,58 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, SmsKitError, ValidationError
-from smskit.server.access import TokenRedactingMiddleware, query_token
+from smskit.server.access import TokenRedactingMiddleware, original_query
 from smskit.server.batcher import StatusBatcher
 from smskit.server.dashboard import dashboard_routes
 from smskit.server.metrics import ServerMetrics
-from smskit.webhooks.auth import (
-    TOKEN_HEADER,
-    AuthResult,
-    WebhookPolicy,
-    presented_tokens,
+from smskit.webhooks.apply import WebhookReport
+from smskit.webhooks.auth import WebhookPolicy
+from smskit.webhooks.gate import (
+    KINDS,
+    Accepted,
+    WebhookGate,
+    WebhookResponse,
+    answer,
+    client_disconnected,
+    failure,
+    http_error,
+    internal_error,
 )
-
-# The framework-neutral handler (used by the example Odoo addon) owns the shared rules.
-from smskit.webhooks.gate import _is_json, _short, _store_down_errors, parse_json, summary
+from smskit.webhooks.request import WebhookRequest, parse_query
 
 if TYPE_CHECKING:
-    from smskit.kit import SmsKit, WebhookReport
-    from smskit.provider import Provider
+    from smskit.kit import SmsKit
 
-__all__ = ["KINDS", "WebhookServer", "create_app", "serve"]
+__all__ = ["WebhookServer", "create_app", "serve"]
 
 log = logging.getLogger(__name__)
 
-#: The webhook kinds a provider may receive.
-KINDS = ("status", "reply")
-
 _UNKNOWN_LABEL = "unknown"
-_RETRY_AFTER = "30"
-_HIDDEN_HEADERS = frozenset({TOKEN_HEADER, "authorization", "cookie"})
 
 
-def _error(status: int, error: str, detail: Optional[str] = None,
-           headers: Optional[Mapping[str, str]] = None) -> JSONResponse:
-    body: Dict[str, str] = {"error": error}
-    if detail is not None:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, headers=headers)
+def _json(response: WebhookResponse) -> JSONResponse:
+    return JSONResponse(response.body, status_code=response.status, headers=response.headers)
 
 
-class _TooLarge(Exception):
-    """The body went over the cap while streaming."""
+def _webhook_request(request: Request) -> WebhookRequest:
+    """The gate's view of a request, without its body; the query and URL as sent (the
+    middleware redacted the scope's copy)."""
+    query = original_query(request.scope)
+    return WebhookRequest(
+        provider=str(request.path_params["provider"]), kind=str(request.path_params["kind"]),
+        method=request.method, headers=request.headers.items(), query=parse_query(query),
+        client_host=request.client.host if request.client is not None else None,
+        url=str(request.url.replace(query=query.decode("latin-1"))))
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, or its first bytes once it went over ``limit`` (the gate refuses it then)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            break
+    return bytes(body)
 
 
 class WebhookServer:
@@ -95,163 +107,52 @@ class WebhookServer:
         self.kit = kit
         self.policy = policy
         self.metrics = metrics
-        self._store_down = _store_down_errors()
-        self._known: Set[str] = set()
-        self._providers: Dict[str, Provider] = {}
+        self.gate = WebhookGate.for_kit(kit, policy=policy)
         #: Group commit of status events (see :mod:`smskit.server.batcher`).
         self.batcher = StatusBatcher(kit.apply_statuses)
-        try:
-            self._known.update(kit.plugins.providers())
-        except SmsKitError as exc:  # a broken plugin must not stop the server from starting
-            log.warning("could not list provider plugins: %s", exc)
 
     # -- /webhooks/{provider}/{kind} ------------------------------------------------------
     async def webhook(self, request: Request) -> Response:
-        """Authenticate, bound and parse one provider callback, then store its events."""
-        name = str(request.path_params["provider"])
-        kind = str(request.path_params["kind"])
+        """Check one provider callback with the gate, then store its events."""
         started = time.perf_counter()
-        outcome, response = await self._webhook(request, name, kind)
+        head = _webhook_request(request)
+        response = await self._webhook(head, request)
         self.metrics.observe_request(
-            name if name in self._known else _UNKNOWN_LABEL,
-            kind if kind in KINDS else _UNKNOWN_LABEL,
-            outcome, time.perf_counter() - started)
-        return response
+            head.provider if self.gate.is_known(head.provider) else _UNKNOWN_LABEL,
+            head.kind if head.kind in KINDS else _UNKNOWN_LABEL,
+            response.outcome, time.perf_counter() - started)
+        return _json(response)
 
-    async def _webhook(self, request: Request, name: str,
-                       kind: str) -> Tuple[str, Response]:
-        if kind not in KINDS:
-            return "not_found", _error(404, "not found",
-                                       f"unknown webhook kind {_short(kind)}; "
-                                       "expected 'status' or 'reply'")
-        denied = self._authenticate(request)
-        if denied is not None:
-            return denied
-        provider = await self._check_provider(name)
-        if isinstance(provider, tuple):  # refused: (outcome, response)
-            return provider
-        if not _is_json(request.headers.get("content-type", "")):
-            return "unsupported_media_type", _error(
-                415, "unsupported media type", "the body must be JSON (application/json)")
-        body, failure = await self._read_body(request)
-        if failure is not None:
-            return failure
+    async def _webhook(self, head: WebhookRequest, request: Request) -> WebhookResponse:
+        refused = self.gate.check_head(head)  # no body read for a refused caller
+        if refused is not None:
+            return refused
         try:
-            parse_json(body)
-        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
-            return "invalid", _error(400, "malformed JSON", str(exc))
-        headers = {k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS}
+            body = await _read_body(request, self.policy.max_bytes)
+        except ClientDisconnect:
+            return client_disconnected()
+        decision = self.gate.check(head.with_body(body))
+        if isinstance(decision, WebhookResponse):
+            return decision
         try:
-            report = await self._handle(provider, kind, headers, body)
-        except ValidationError as exc:
-            return "invalid", _error(400, "invalid payload", str(exc))
-        except self._store_down:
-            log.exception("webhook %s/%s: the store failed; answering 503", name, kind)
-            return "store_error", _error(503, "store unavailable",
-                                         "the events were not stored; retry later",
-                                         headers={"Retry-After": _RETRY_AFTER})
-        except Exception:  # the body never carries the error; the log has the traceback
-            log.exception("webhook %s/%s: unexpected error", name, kind)
-            return "error", _error(500, "internal error")
-        self.metrics.observe_report(name, report)
-        return "ok", JSONResponse(summary(report))
+            report = await self._apply(decision)
+        except Exception as exc:  # mapped (and logged) by the gate
+            return failure(exc, decision.provider, decision.kind)
+        self.metrics.observe_report(decision.provider, report)
+        return answer(report)
 
-    def _authenticate(self, request: Request) -> Optional[Tuple[str, Response]]:
-        policy = self.policy
-        if policy.mode == "disabled":
-            return "not_configured", _error(
-                503, "webhook secret not configured",
-                "set SMSKIT_WEBHOOK_SECRET (or SMSKIT_ALLOW_INSECURE_WEBHOOKS=true for a "
-                "local demo); no webhook is accepted until then")
-        host = request.client.host if request.client is not None else None
-        if not policy.ip_allowed(host):
-            log.warning("webhook refused: client address %s is not in webhook_allow_ips", host)
-            return "forbidden", _error(403, "forbidden", "client address not allowed")
-        result = policy.check_tokens(presented_tokens(request.headers,
-                                                      query_token(request.scope)))
-        if result is AuthResult.MISSING:
-            return "unauthorized", _error(
-                401, "unauthorized",
-                "missing webhook token (?token=, X-Smskit-Token or Authorization: Bearer)",
-                headers={"WWW-Authenticate": "Bearer"})
-        if result is not AuthResult.OK:
-            log.warning("webhook refused: wrong token from %s", host)
-            return "forbidden", _error(403, "forbidden", "invalid webhook token")
-        return None
-
-    async def _handle(self, provider: Provider, kind: str, headers: Mapping[str, str],
-                      body: bytes) -> WebhookReport:
-        """What :meth:`SmsKit.handle_webhook` does, with the status events group-committed.
-
-        The parse runs on the loop (a provider's ``parse_webhook`` only decodes the body);
-        the status events go to the batcher, replies to the thread pool once those are stored.
-        """
-        from smskit.kit import WebhookReport
-
-        payload = provider.parse_webhook(kind, headers, body)
+    async def _apply(self, accepted: Accepted) -> WebhookReport:
+        """:func:`smskit.webhooks.apply.apply_payload` with the status events group-committed
+        with those of concurrent requests, replies in the thread pool once those are stored."""
+        payload = accepted.payload
         statuses = await self.batcher.submit(payload.statuses) if payload.statuses else []
         inbound = (await run_in_threadpool(lambda: [self.kit.receive(i) for i in payload.inbound])
                    if payload.inbound else [])
         return WebhookReport(statuses=statuses, inbound=inbound)
 
-    async def _check_provider(self, name: str) -> Union[Provider, Tuple[str, Response]]:
-        provider = self._providers.get(name)
-        if provider is None:
-            try:
-                provider = await run_in_threadpool(self.kit.provider, name)
-            except ConfigurationError as exc:
-                if name not in self._known:
-                    return "not_found", _error(404, "not found",
-                                               f"unknown provider {_short(name)}")
-                log.error("webhook: provider %s could not be built: %s", name, exc)
-                return "provider_error", _error(
-                    503, "provider unavailable", f"provider {name!r} is not configured",
-                    headers={"Retry-After": _RETRY_AFTER})
-            self._known.add(name)
-            self._providers[name] = provider  # SmsKit.provider builds each one once too
-        if not provider.capabilities.webhooks:
-            return "not_found", _error(404, "not found",
-                                       f"provider {name!r} does not accept webhooks")
-        return provider
-
-    async def _read_body(self, request: Request) -> Tuple[bytes, Optional[Tuple[str, Response]]]:
-        limit = self.policy.max_bytes
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                return b"", ("invalid", _error(400, "bad request",
-                                               f"invalid Content-Length {_short(declared)}"))
-            if size > limit:
-                return b"", ("too_large", _error(
-                    413, "payload too large",
-                    f"Content-Length {size} exceeds the limit of {limit} bytes"))
-        try:
-            return await self._stream(request, limit), None
-        except _TooLarge:
-            return b"", ("too_large", _error(
-                413, "payload too large", f"the body exceeds the limit of {limit} bytes"))
-        except ClientDisconnect:
-            return b"", ("disconnected", _error(400, "bad request", "client disconnected"))
-
-    @staticmethod
-    async def _stream(request: Request, limit: int) -> bytes:
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise _TooLarge()
-        return bytes(body)
-
     # -- /healthz and /metrics -------------------------------------------------------------
     def _ping_store(self) -> None:
-        store = self.kit.store
-        ping = getattr(store, "ping", None)
-        if callable(ping):
-            ping()
-        else:
-            store.get("smskit-healthz-probe")
+        self.kit.store.ping()
 
     async def healthz(self, request: Request) -> Response:
         """``200`` when the store answers, ``503`` otherwise; says how webhooks are guarded."""
@@ -273,13 +174,12 @@ class WebhookServer:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     if isinstance(exc, HTTPException):
-        error = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "error")
-        return _error(exc.status_code, error, exc.detail, headers=exc.headers)
-    return _error(500, "internal error")
+        return _json(http_error(exc.status_code, exc.detail, exc.headers))
+    return _json(internal_error())
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    return _error(500, "internal error")
+    return _json(internal_error())
 
 
 def create_app(kit: SmsKit, *, settings: Optional[Settings] = None) -> Starlette:

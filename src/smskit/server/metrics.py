@@ -72,8 +72,8 @@ class StoreCollector(Collector):
         for provider in sorted({p for p, _ in table}):
             for state in State:
                 table.setdefault((provider, state.value), 0)
-        for (provider, state), count in sorted(table.items()):
-            messages.add_metric([provider, state], count)
+        for (provider, label), count in sorted(table.items()):
+            messages.add_metric([provider, label], count)
         up.add_metric([], 1)
         yield messages
         yield up

@@ -1,6 +1,7 @@
 """The Store protocol: everything the pipeline, the server and the scheduler persist.
 
-Guarantees every implementation gives (the shared store test suite checks them):
+Guarantees every implementation gives (the store conformance suite,
+:mod:`smskit.testing.stores`, checks them):
 
 * :meth:`Store.add_messages` is idempotent: a second message with the same
   ``idempotency_key`` is not inserted; the stored one is returned with ``created=False``.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import attrs
 from typing_extensions import Protocol, runtime_checkable
@@ -134,7 +135,7 @@ class Schedule:
 
     id: str
     name: str
-    request: dict  # type: ignore[type-arg]
+    request: Dict[str, Any]
     next_run_at: Optional[dt.datetime]
     timezone: str = "America/Sao_Paulo"
     rrule: Optional[str] = None
@@ -162,7 +163,15 @@ class DayStats:
 
 @runtime_checkable
 class Store(Protocol):
-    """Persistence for messages, events, inbound messages, blacklist and schedules."""
+    """Persistence for messages, events, inbound messages, blacklist and schedules.
+
+    Every method the core calls on a store is declared here. The ones at the end
+    (:meth:`claim_batch_messages`, :meth:`apply_statuses`, :meth:`ping`) are optional: they
+    have a default built on the others, which a store gets by subclassing ``Store``
+    (``class MyStore(Store): ...``) and may override to do better. A store that does not
+    subclass must define them all; one that lacks any is refused when it is built
+    (``isinstance(store, Store)`` is the check).
+    """
 
     # -- messages ----------------------------------------------------------------------
     def add_messages(self, messages: Iterable[Message]) -> List[AddOutcome]:
@@ -198,7 +207,7 @@ class Store(Protocol):
         """Messages, newest first, filtered."""
         ...
 
-    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+    def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over all outbound messages (for metrics).
 
         ``provider`` is ``""`` for messages without one; ``state`` is a :class:`State`.
@@ -313,7 +322,7 @@ class Store(Protocol):
         """Whether the E.164 number is on the list."""
         ...
 
-    def blacklisted(self, phones: Sequence[str]) -> set:  # type: ignore[type-arg]
+    def blacklisted(self, phones: Sequence[str]) -> Set[str]:
         """The subset of ``phones`` on the list (one query for a whole batch)."""
         ...
 
@@ -372,3 +381,37 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+    # -- optional, with defaults (inherited by subclasses) ------------------------------------
+    def claim_batch_messages(
+        self, provider: str, limit: int, now: dt.datetime, batch_id: str
+    ) -> Optional[Tuple[BatchInfo, List[Message]]]:
+        """:meth:`claim_batch`, and the claimed messages as stored once claimed (in the
+        batch's order); ``None`` when nothing is due. What the dispatcher calls.
+
+        Default: :meth:`claim_batch`, then :meth:`get_many` of the batch's ids. A store
+        overrides it to read the messages in the claim's own transaction.
+        """
+        batch = self.claim_batch(provider, limit, now, batch_id)
+        if batch is None:
+            return None
+        return batch, self.get_many(batch.message_ids)
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
+        """:meth:`apply_status` for each event in turn; the outcomes in the order of
+        ``events`` (a later event sees what an earlier one changed). What
+        :meth:`smskit.SmsKit.apply_statuses` and the server's status batching call.
+
+        Default: one :meth:`apply_status` call per event, so a failure raises with the events
+        before it stored. A store overrides it to apply the whole call in one transaction
+        (group commit; the SQL store does): then a failure stores nothing of the call.
+        """
+        return [self.apply_status(event) for event in events]
+
+    def ping(self) -> None:
+        """Return when the store answers, raise when it cannot (``/healthz``).
+
+        Default: a :meth:`get` of an id no message has. A store overrides it with something
+        cheaper or more telling (the Odoo store asks its sidecar).
+        """
+        self.get("smskit-healthz-probe")

@@ -5,8 +5,8 @@ built-in stores (memory, SQLite, PostgreSQL) implement both. A third-party store
 implements ``Store`` still sends and receives; the features here are then unavailable
 (:class:`smskit.SmsKit` falls back to the plain blacklist, without audit or sync).
 
-Guarantees both built-in stores give (tests/test_campaigns.py and tests/test_blacklist_sync.py
-check them on each):
+Guarantees both built-in stores give (the ``outreach`` part of the store conformance suite,
+:mod:`smskit.testing.stores`, checks them on each):
 
 * :meth:`OutreachStore.blacklist_change` changes the local list, appends an audit line and
   queues one gateway sync item per provider named, all in **one transaction**; a change that
@@ -74,7 +74,7 @@ def _ints(value: Iterable[int]) -> Tuple[int, ...]:
 
 @attrs.frozen(kw_only=True)
 class Contact:
-    """A person we may message: E.164 ``phone`` (the key), tags for segments, template
+    """A person we may message: E.164 ``phone`` (the key), tags for campaign audiences, template
     ``variables``, and per-recipient do-not-disturb (``dnd_window`` ``"20:00-09:00"`` in the
     installation's time zone, ``dnd_days`` such as ``("sun",)``, and/or ``dnd_until``)."""
 
@@ -88,18 +88,14 @@ class Contact:
     created_at: dt.datetime = attrs.field(factory=utcnow)
     updated_at: dt.datetime = attrs.field(factory=utcnow)
 
-    @property
-    def has_dnd(self) -> bool:
-        """Whether any do-not-disturb rule is set."""
-        return bool(self.dnd_window or self.dnd_days or self.dnd_until)
-
 
 @attrs.frozen(kw_only=True)
 class Campaign:
-    """A named send of one template to a segment (see :mod:`smskit.outreach.campaigns`).
+    """A named send of one template to an audience (see :mod:`smskit.outreach.campaigns`).
 
-    ``cursor`` is where materialisation stopped (its meaning depends on the segment);
-    ``materialised`` says every recipient has a message; ``skipped`` counts segment rows that
+    ``audience`` is JSON data (:mod:`smskit.outreach.audience`); ``cursor`` is where
+    materialisation stopped (its meaning depends on the audience's source); ``materialised``
+    says every recipient has a message; ``skipped`` counts audience rows that
     had no phone. ``job_ids`` are gateway job ids (Kolmeya's integers) recorded by hand or by
     an integration, used to pause and play the job on the gateway.
     """
@@ -107,7 +103,7 @@ class Campaign:
     id: str
     name: str
     template: str
-    segment: Dict[str, Any] = attrs.field(converter=_mapping)
+    audience: Dict[str, Any] = attrs.field(converter=_mapping)
     variables: Dict[str, Any] = attrs.field(factory=dict, converter=_mapping)
     status: str = "draft"
     provider: Optional[str] = None
@@ -197,10 +193,6 @@ class OutreachStore(Protocol):
     def list_contacts(self, *, tag: Optional[str] = None, limit: int = 100,
                       offset: int = 0) -> List[Contact]:
         """Contacts by phone, optionally only those with ``tag``."""
-        ...
-
-    def remove_contact(self, phone: str) -> bool:
-        """Delete a contact; ``False`` if unknown."""
         ...
 
     def contacts_by_tags(self, tags: Sequence[str], *, match: str = "any",

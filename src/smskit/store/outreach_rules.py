@@ -89,7 +89,7 @@ def normalise_campaign(campaign: Campaign) -> Campaign:
     check_status(campaign.status)
     return attrs.evolve(
         campaign,
-        segment=_json_copy(campaign.segment, f"campaign {campaign.id} segment"),
+        audience=_json_copy(campaign.audience, f"campaign {campaign.id} audience"),
         variables=_json_copy(campaign.variables, f"campaign {campaign.id} variables"),
         scheduled_at=c.require_aware(campaign.scheduled_at, "scheduled_at"),
         created_at=c.require_utc(campaign.created_at, "created_at"),

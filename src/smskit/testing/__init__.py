@@ -1,5 +1,7 @@
 """Testing helpers for users and plugin authors: the loopback provider, the provider
-conformance suite, and a way to run any ASGI app under a real uvicorn on loopback."""
+conformance suite (:mod:`smskit.testing.conformance`), the store conformance suite
+(:mod:`smskit.testing.stores`), and a way to run any ASGI app under a real uvicorn on
+loopback."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ fixture (and optionally ``refused_phone``)::
 
 The suite checks the parts of :mod:`smskit.provider` the send pipeline relies on to never lose
 or double-send a message: one result per message, ids matched back by our message id,
-reconciliation that knows what was sent and what was not, and clean errors on bad webhooks.
+reconciliation that knows what was sent and what was not, webhook media types the gate can
+decode, and clean errors on webhook bodies the provider does not recognise.
 """
 
 from __future__ import annotations
@@ -24,13 +25,21 @@ from typing import Iterator, List, Optional
 
 import pytest
 
-from smskit.errors import ValidationError
+from smskit.errors import ConfigurationError, ValidationError
 from smskit.ids import new_id
-from smskit.models import Message, State
-from smskit.provider import Capabilities, Provider
+from smskit.models import Message, State, StatusEvent
+from smskit.provider import Provider, contract_problems
+from smskit.webhooks.gate import KINDS, media_types, read_payload
+from smskit.webhooks.media import FORM, JSON
+from smskit.webhooks.request import WebhookRequest
 
 __all__ = ["ProviderConformance", "sample_messages"]
 
+#: Bodies that decode as their media type but hold no callback any gateway sends.
+_UNRECOGNISED = {
+    JSON: (b"[]", b"{}", b'{"messages": "x"}', b"42", b'"text"', b"null"),
+    FORM: (b"", b"unexpected=1"),
+}
 _SAMPLE_PHONES = ["+5511987654321", "+5521998765432", "+5531991234567", "+5548991234567",
                   "+5561981234567", "+5571987651234", "+5585998761234", "+5541996543210"]
 
@@ -71,13 +80,10 @@ class ProviderConformance:
         return None
 
     def test_declares_identity(self, provider: Provider) -> None:
-        """A provider names itself, its batch limit and its capabilities."""
-        expect(isinstance(provider, Provider), "does not implement smskit.provider.Provider")
-        expect(isinstance(provider.name, str) and provider.name, "name must be a non-empty str")
-        expect(isinstance(provider.max_batch, int) and provider.max_batch >= 1,
-               f"max_batch must be a positive int, got {provider.max_batch!r}")
-        expect(isinstance(provider.capabilities, Capabilities),
-               "capabilities must be a smskit.provider.Capabilities")
+        """A provider subclasses :class:`~smskit.provider.Provider`, names itself, its batch
+        limit and its capabilities, and implements every operation a capability claims."""
+        problems = contract_problems(provider)
+        expect(not problems, f"breaks the provider contract: {'; '.join(problems)}")
 
     def test_one_result_per_message(self, provider: Provider) -> None:
         """Every message of a batch gets exactly one result, matched by our id."""
@@ -136,13 +142,40 @@ class ProviderConformance:
         answer = provider.reconcile(new_id(), sample_messages(1))
         expect(not answer.known, "a batch never sent must be reported unknown")
 
-    def test_malformed_webhook_is_a_validation_error(self, provider: Provider) -> None:
-        """Garbage in a webhook raises ValidationError (the server answers 400), never crashes."""
+    def test_status_query_answers_for_a_sent_message(self, provider: Provider) -> None:
+        """``message_status`` reports a message just sent by its provider id, as sent or
+        later."""
+        if not provider.capabilities.status_query:
+            pytest.skip("provider cannot be asked about one message")
+        (result,) = provider.send_batch(sample_messages(1), batch_id=new_id())
+        expect(result.provider_message_id, "an accepted message must carry the provider's id")
+        event = provider.message_status(str(result.provider_message_id))
+        expect(isinstance(event, StatusEvent), "message_status() must return a StatusEvent")
+        expect(event.provider == provider.name, "the event must name the provider")
+        expect(event.state.rank >= State.SENT.rank,
+               f"a message just sent cannot be {event.state.value}")
+
+    def test_webhook_media_types_are_decodable(self, provider: Provider) -> None:
+        """A provider taking webhooks declares only media types the gate decodes."""
         if not provider.capabilities.webhooks:
             pytest.skip("provider has no webhooks")
-        for body in (b"not json", b"[]", b"{}", b'{"messages": "x"}'):
-            with pytest.raises(ValidationError):
-                provider.parse_webhook("status", {"content-type": "application/json"}, body)
+        try:
+            media_types(provider)
+        except ConfigurationError as exc:
+            raise AssertionError(str(exc)) from exc
+
+    def test_malformed_webhook_is_a_validation_error(self, provider: Provider) -> None:
+        """A well-encoded body the provider does not recognise raises ValidationError (the gate
+        answers 400), never crashes."""
+        if not provider.capabilities.webhooks:
+            pytest.skip("provider has no webhooks")
+        for media_type in media_types(provider):
+            for kind in KINDS:
+                for body in _UNRECOGNISED[media_type]:
+                    request = WebhookRequest(provider=provider.name, kind=kind, body=body,
+                                             headers={"content-type": media_type})
+                    with pytest.raises(ValidationError):
+                        read_payload(provider, request)  # decoded as the gate decodes
 
     def test_balance_is_decimal(self, provider: Provider) -> None:
         """The balance is an exact Decimal."""

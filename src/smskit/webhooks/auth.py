@@ -2,8 +2,9 @@
 
 Kolmeya does not sign its callbacks, so the webhook URL we hand it carries a secret token.
 The token is accepted from the ``token`` query parameter, an ``X-Smskit-Token`` header or an
-``Authorization: Bearer <secret>`` header. Every presented token must match; none at all is
-*missing* (401), a wrong one is *wrong* (403).
+``Authorization: Bearer <secret>`` header. Every presented token must match (each value of a
+repeated ``token`` parameter too); none at all is *missing* (401), a wrong one is *wrong* (403).
+The answers to each case are the gate's (:mod:`smskit.webhooks.gate`).
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ class WebhookPolicy:
         return AuthResult.OK if good else AuthResult.WRONG
 
 
-def presented_tokens(headers: Mapping[str, str], query_token: Optional[str]) -> List[str]:
-    """The tokens a request presents: ``X-Smskit-Token``, ``Authorization: Bearer``, ``?token=``.
+def presented_tokens(headers: Mapping[str, str], query_tokens: Sequence[str]) -> List[str]:
+    """The tokens a request presents: ``X-Smskit-Token``, ``Authorization: Bearer``, and every
+    ``?token=`` value (``query_tokens``; a repeated parameter presents each of its values).
 
     ``headers`` must have lower-case keys (Starlette's ``Headers`` do). An ``Authorization``
     header with another scheme (``Basic`` from a proxy) is not a token and is ignored.
@@ -162,8 +164,7 @@ def presented_tokens(headers: Mapping[str, str], query_token: Optional[str]) -> 
         scheme, _, value = authorization.strip().partition(" ")
         if scheme.lower() == "bearer":
             tokens.append(value.strip())
-    if query_token is not None:
-        tokens.append(query_token)
+    tokens.extend(query_tokens)
     return tokens
 
 

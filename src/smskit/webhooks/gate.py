@@ -1,21 +1,55 @@
-"""The webhook request handler without a web framework: what an Odoo controller calls.
+"""The webhook gate: every rule a provider callback must pass, in one place, with no web framework.
 
-:func:`handle_webhook_request` applies the same rules as the reference server
-(:mod:`smskit.server.app`) to a request already read by some other framework: the webhook
-kind, the secret token (constant time) and the IP allow list first, then the provider, JSON
-only, the size cap, and :meth:`smskit.kit.SmsKit.handle_webhook`. It answers
-``(status, body, headers)`` with the same JSON bodies as the server; nothing but the token
-check touches the kit's store before the caller is authenticated. It imports no Starlette.
+A receiver (the Starlette app of :mod:`smskit.server.app`, an Odoo controller, a Flask view...)
+builds a :class:`~smskit.webhooks.request.WebhookRequest` and asks :meth:`WebhookGate.check`,
+which answers a :data:`Decision`: either a :class:`WebhookResponse` to send as it is (a
+refusal), or :class:`Accepted`, the parsed events to apply (synchronously with
+:func:`smskit.webhooks.apply.respond`, or through the server's group commit), after which
+:func:`answer` builds the ``200`` and :func:`failure` maps what went wrong. The rules, in order:
+
+1. the method is ``POST`` (405) and the kind one of :data:`KINDS` (404), before anything else;
+2. :func:`authenticate`: the webhook secret (503 while none is set), the IP allow list (403),
+   the token in constant time (401 missing, 403 wrong). Nothing else is looked at, and no
+   provider is built, for a caller that fails it;
+3. the provider exists (404), can be built (503 + ``Retry-After``) and takes webhooks (404);
+4. the ``Content-Type`` is one the provider declares (415, see :mod:`smskit.webhooks.media`);
+   a ``Content-Length`` is a number (400) within ``webhook_max_bytes`` (413);
+5. the body is within the cap (413) and decodes (400 ``malformed JSON``), once, here;
+6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403);
+7. the provider's ``parse_webhook`` (400 ``invalid payload`` for a
+   :class:`~smskit.errors.ValidationError`).
+
+Steps 1 to 4 need no body (:meth:`WebhookGate.check_head`), so a receiver that streams can
+refuse before reading it. Errors after acceptance: a store outage is ``503`` with
+``Retry-After`` (the gateway retries), anything unexpected ``500`` without detail (the traceback
+goes to the log only). Every answer is JSON ``{"error", "detail"}``.
+
+The provider side of the contract (``webhook_media_types``, ``verify_webhook``,
+``parse_webhook``) is described in :mod:`smskit.provider`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Mapping, NamedTuple, Optional, Tuple, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Set,
+    Tuple,
+    Type,
+    Union,
+)
+
+import attrs
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, StoreError, ValidationError
+from smskit.errors import ConfigurationError, SmsKitError, StoreError, ValidationError
+from smskit.webhooks import media
 from smskit.webhooks.auth import (
     TOKEN_HEADER,
     TOKEN_PARAM,
@@ -23,44 +57,109 @@ from smskit.webhooks.auth import (
     WebhookPolicy,
     presented_tokens,
 )
+from smskit.webhooks.request import WebhookRequest
 
 if TYPE_CHECKING:
-    from smskit.kit import SmsKit, WebhookReport
+    from smskit.kit import SmsKit
+    from smskit.provider import Provider, WebhookPayload
+    from smskit.webhooks.apply import WebhookReport
 
-__all__ = ["KINDS", "WebhookResponse", "authenticate", "handle_webhook_request", "summary"]
+__all__ = [
+    "KINDS",
+    "RETRY_AFTER",
+    "Accepted",
+    "Decision",
+    "WebhookGate",
+    "WebhookResponse",
+    "answer",
+    "authenticate",
+    "client_disconnected",
+    "failure",
+    "http_error",
+    "internal_error",
+    "media_types",
+    "read_payload",
+]
 
 log = logging.getLogger(__name__)
 
 #: The webhook kinds a provider may receive.
 KINDS = ("status", "reply")
-_RETRY_AFTER = "30"
+#: Seconds a gateway is asked to wait before retrying a 503.
+RETRY_AFTER = "30"
+#: Request headers a provider never sees (they carry the smskit secret or the caller's session).
 _HIDDEN_HEADERS = frozenset({TOKEN_HEADER, "authorization", "cookie"})
+_METHOD = "POST"
 
 
-class WebhookResponse(NamedTuple):
-    """What to answer: HTTP status, JSON body, extra headers."""
+@attrs.frozen(kw_only=True)
+class WebhookResponse:
+    """What to answer: HTTP status, JSON body, extra headers, and ``outcome``, the label the
+    server's metrics count it under (``ok``, ``unauthorized``, ``too_large``...)."""
 
     status: int
     body: Dict[str, Any]
-    headers: Dict[str, str]
+    headers: Dict[str, str] = attrs.field(factory=dict)
+    outcome: str = "ok"
 
 
-def _error(status: int, error: str, detail: Optional[str] = None,
-           headers: Optional[Mapping[str, str]] = None) -> WebhookResponse:
+@attrs.frozen(kw_only=True)
+class Accepted:
+    """A callback that passed every check: the events ``provider`` parsed, to apply."""
+
+    provider: str
+    kind: str
+    payload: WebhookPayload
+
+
+#: What :meth:`WebhookGate.check` answers.
+Decision = Union[WebhookResponse, Accepted]
+
+
+def _refuse(status: int, error: str, detail: Optional[str] = None, *, outcome: str,
+            headers: Optional[Mapping[str, str]] = None) -> WebhookResponse:
     body: Dict[str, Any] = {"error": error}
     if detail is not None:
         body["detail"] = detail
-    return WebhookResponse(status, body, dict(headers or {}))
+    return WebhookResponse(status=status, body=body, headers=dict(headers or {}),
+                           outcome=outcome)
 
 
 def _short(value: str, limit: int = 64) -> str:
     return repr(value if len(value) <= limit else value[:limit] + "...")
 
 
-def _is_json(content_type: str) -> bool:
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/")
-                                           and media.endswith("+json"))
+def http_error(status: int, detail: Optional[str] = None,
+               headers: Optional[Mapping[str, str]] = None) -> WebhookResponse:
+    """The JSON answer to a routing error (a path that names no route, a method it refuses)."""
+    error, outcome = {404: ("not found", "not_found"),
+                      405: ("method not allowed", "not_allowed")}.get(status, ("error", "error"))
+    return _refuse(status, error, detail, outcome=outcome, headers=headers)
+
+
+def internal_error() -> WebhookResponse:
+    """``500 {"error": "internal error"}``: never a detail, the log has the traceback."""
+    return _refuse(500, "internal error", outcome="error")
+
+
+def client_disconnected() -> WebhookResponse:
+    """The answer (nobody reads it) when the caller went away while sending the body."""
+    return _refuse(400, "bad request", "client disconnected", outcome="disconnected")
+
+
+def answer(report: WebhookReport) -> WebhookResponse:
+    """The ``200`` of an applied callback: what its events changed."""
+    statuses = len(report.statuses)
+    applied = sum(1 for s in report.statuses if s.applied)
+    unknown = sum(1 for s in report.statuses if s.message is None)
+    return WebhookResponse(status=200, body={
+        "statuses": statuses,
+        "applied": applied,
+        "ignored": statuses - applied - unknown,
+        "unknown": unknown,
+        "inbound": len(report.inbound),
+        "new_inbound": sum(1 for i in report.inbound if i.created),
+    })
 
 
 def _store_down_errors() -> Tuple[Type[BaseException], ...]:
@@ -72,118 +171,195 @@ def _store_down_errors() -> Tuple[Type[BaseException], ...]:
     return (*errors, OperationalError)
 
 
-def parse_json(body: bytes) -> Any:
-    """The JSON of a webhook body, or ``ValueError`` for malformed JSON, including text that is
-    not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be
-    stored: it must be a 400, not a failed write)."""
-    data = json.loads(body)
-    if b"\\ud" in body or b"\\uD" in body:  # only escapes can smuggle a lone surrogate in
-        try:
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ValueError(f"the body holds text that is not valid Unicode: {exc.reason} "
-                             f"(a lone surrogate escape)") from exc
-    return data
+def failure(exc: Exception, provider: str, kind: str) -> WebhookResponse:
+    """The answer to an error raised while parsing or applying a callback (logged here)."""
+    if isinstance(exc, ValidationError):
+        return _refuse(400, "invalid payload", str(exc), outcome="invalid")
+    if isinstance(exc, _store_down_errors()):
+        log.error("webhook %s/%s: the store failed; answering 503", provider, kind,
+                  exc_info=exc)
+        return _refuse(503, "store unavailable", "the events were not stored; retry later",
+                       outcome="store_error", headers={"Retry-After": RETRY_AFTER})
+    log.error("webhook %s/%s: unexpected error", provider, kind, exc_info=exc)
+    return internal_error()
 
 
-def summary(report: WebhookReport) -> Dict[str, int]:
-    """The counts the server answers with."""
-    statuses = len(report.statuses)
-    applied = sum(1 for s in report.statuses if s.applied)
-    unknown = sum(1 for s in report.statuses if s.message is None)
-    return {
-        "statuses": statuses,
-        "applied": applied,
-        "ignored": statuses - applied - unknown,
-        "unknown": unknown,
-        "inbound": len(report.inbound),
-        "new_inbound": sum(1 for i in report.inbound if i.created),
-    }
-
-
-def authenticate(policy: WebhookPolicy, headers: Mapping[str, str], query: Mapping[str, str],
-                 client_host: Optional[str] = None) -> Optional[WebhookResponse]:
-    """The refusal for a caller without the webhook secret (or from a refused address), or
-    ``None`` when the request may go on. Call it before building anything for the request."""
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+def authenticate(policy: WebhookPolicy, request: WebhookRequest) -> Optional[WebhookResponse]:
+    """Steps 1 and 2: the refusal for a request that names no webhook or whose caller lacks the
+    secret (or comes from a refused address), or ``None``. It needs no provider and no store,
+    so a receiver may call it before building anything; :meth:`WebhookGate.check` calls it
+    again anyway."""
+    if request.method.upper() != _METHOD:
+        return http_error(405, "Method Not Allowed", {"Allow": _METHOD})
+    if request.kind not in KINDS:
+        return _refuse(404, "not found",
+                       f"unknown webhook kind {_short(request.kind)}; expected 'status' or "
+                       "'reply'", outcome="not_found")
     if policy.mode == "disabled":
-        return _error(503, "webhook secret not configured",
-                      "set SMSKIT_WEBHOOK_SECRET (or SMSKIT_ALLOW_INSECURE_WEBHOOKS=true for a "
-                      "local demo); no webhook is accepted until then")
-    if not policy.ip_allowed(client_host):
-        log.warning("webhook refused: client address %s is not in webhook_allow_ips",
-                    client_host)
-        return _error(403, "forbidden", "client address not allowed")
-    result = policy.check_tokens(presented_tokens(lowered, query.get(TOKEN_PARAM)))
+        return _refuse(503, "webhook secret not configured",
+                       "set SMSKIT_WEBHOOK_SECRET (or SMSKIT_ALLOW_INSECURE_WEBHOOKS=true for a "
+                       "local demo); no webhook is accepted until then", outcome="not_configured")
+    host = request.client_host
+    if not policy.ip_allowed(host):
+        log.warning("webhook refused: client address %s is not in webhook_allow_ips", host)
+        return _refuse(403, "forbidden", "client address not allowed", outcome="forbidden")
+    result = policy.check_tokens(presented_tokens(request.headers, request.params(TOKEN_PARAM)))
     if result is AuthResult.MISSING:
-        return _error(401, "unauthorized",
-                      "missing webhook token (?token=, X-Smskit-Token or Authorization: Bearer)",
-                      headers={"WWW-Authenticate": "Bearer"})
+        return _refuse(401, "unauthorized",
+                       "missing webhook token (?token=, X-Smskit-Token or Authorization: Bearer)",
+                       outcome="unauthorized", headers={"WWW-Authenticate": "Bearer"})
     if result is not AuthResult.OK:
-        log.warning("webhook refused: wrong token from %s", client_host)
-        return _error(403, "forbidden", "invalid webhook token")
+        log.warning("webhook refused: wrong token from %s", host)
+        return _refuse(403, "forbidden", "invalid webhook token", outcome="forbidden")
     return None
 
 
-def handle_webhook_request(
-    kit: SmsKit,
-    settings: Optional[Settings],
-    provider: str,
-    kind: str,
-    headers: Mapping[str, str],
-    query: Mapping[str, str],
-    body: bytes,
-    *,
-    client_host: Optional[str] = None,
-    policy: Optional[WebhookPolicy] = None,
-) -> WebhookResponse:
-    """Check and apply one provider callback; the response to send.
+def media_types(provider: Provider) -> Tuple[str, ...]:
+    """The media types ``provider`` takes webhooks in (``webhook_media_types``, default JSON);
+    :class:`ConfigurationError` when it names one the gate cannot decode."""
+    declared = tuple(provider.webhook_media_types)
+    unknown = [m for m in declared if m not in media.MEDIA_TYPES]
+    if unknown or not declared:
+        raise ConfigurationError(
+            f"provider {provider.name!r}: webhook_media_types must name some of "
+            f"{', '.join(media.MEDIA_TYPES)}, got {declared!r}")
+    return declared
 
-    ``settings`` default to ``kit.settings``; ``headers`` may have any case; ``query`` holds
-    the query parameters (``token`` among them); ``client_host`` is checked against
-    ``webhook_allow_ips``.
-    """
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    if kind not in KINDS:
-        return _error(404, "not found",
-                      f"unknown webhook kind {_short(kind)}; expected 'status' or 'reply'")
-    policy = policy or WebhookPolicy.from_settings(settings or kit.settings)
-    refused = authenticate(policy, lowered, query, client_host)
-    if refused is not None:
-        return refused
+
+def _for_provider(request: WebhookRequest, data: Any) -> WebhookRequest:
+    """The request a provider sees: its decoded body, and no smskit token or session."""
+    return attrs.evolve(
+        request, data=data,
+        headers={k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS},
+        query=tuple((k, v) for k, v in request.query if k != TOKEN_PARAM))
+
+
+def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResponse]:
+    """Step 6: the provider's own check (a signature), when it declares one."""
+    result = provider.verify_webhook(request)
+    if result is AuthResult.OK:
+        return None
+    name = request.provider
+    if result is AuthResult.MISSING:
+        return _refuse(401, "unauthorized", f"missing the {name!r} webhook signature",
+                       outcome="unauthorized")
+    log.warning("webhook refused: the %s signature check failed for %s", name,
+                request.client_host)
+    return _refuse(403, "forbidden", f"invalid {name!r} webhook signature", outcome="forbidden")
+
+
+def read_payload(provider: Provider, request: WebhookRequest) -> WebhookPayload:
+    """Decode and parse a callback without the gate's checks, for a caller that trusts it
+    (:meth:`smskit.kit.SmsKit.handle_webhook`): a body without ``Content-Type`` is read as the
+    provider's first media type. A body of another media type, one that does not decode or
+    one the provider does not recognise raises :class:`ValidationError`."""
+    accepted = media_types(provider)
+    media_type = (media.match(accepted, request.headers["content-type"])
+                  if request.media_type else accepted[0])
+    if media_type is None:
+        raise ValidationError(media.expectation(accepted))
     try:
-        known = set(kit.plugins.providers())
-    except ConfigurationError:
-        known = set()
-    try:
-        gateway = kit.provider(provider)
-    except ConfigurationError as exc:
-        if provider not in known:
-            return _error(404, "not found", f"unknown provider {_short(provider)}")
-        log.error("webhook: provider %s could not be built: %s", provider, exc)
-        return _error(503, "provider unavailable", f"provider {provider!r} is not configured",
-                      headers={"Retry-After": _RETRY_AFTER})
-    if not gateway.capabilities.webhooks:
-        return _error(404, "not found", f"provider {provider!r} does not accept webhooks")
-    if not _is_json(lowered.get("content-type", "")):
-        return _error(415, "unsupported media type", "the body must be JSON (application/json)")
-    if len(body) > policy.max_bytes:
-        return _error(413, "payload too large",
-                      f"the body exceeds the limit of {policy.max_bytes} bytes")
-    try:
-        parse_json(body)
+        data = media.decode(media_type, request.body)
     except ValueError as exc:
-        return _error(400, "malformed JSON", str(exc))
-    visible = {k: v for k, v in lowered.items() if k not in _HIDDEN_HEADERS}
-    try:
-        report = kit.handle_webhook(provider, kind, visible, body)
-    except ValidationError as exc:
-        return _error(400, "invalid payload", str(exc))
-    except _store_down_errors():
-        log.exception("webhook %s/%s: the store failed; answering 503", provider, kind)
-        return _error(503, "store unavailable", "the events were not stored; retry later",
-                      headers={"Retry-After": _RETRY_AFTER})
-    except Exception:  # the body never carries the error; the log has the traceback
-        log.exception("webhook %s/%s: unexpected error", provider, kind)
-        return _error(500, "internal error")
-    return WebhookResponse(200, dict(summary(report)), {})
+        raise ValidationError(f"{media.malformed(media_type)}: {exc}") from exc
+    return provider.parse_webhook(_for_provider(request, data))
+
+
+class WebhookGate:
+    """The rules of the module, bound to a policy and a way to find providers.
+
+    ``providers(name)`` builds or returns the provider called ``name``, raising
+    :class:`ConfigurationError` when it cannot; ``known`` are the provider names that exist
+    (a name outside them is a 404, a known one that fails to build a 503). Build it with
+    :meth:`for_kit`.
+    """
+
+    def __init__(self, policy: WebhookPolicy, providers: Callable[[str], Provider],
+                 known: Iterable[str] = ()) -> None:
+        self.policy = policy
+        self._providers = providers
+        self._known: Set[str] = set(known)
+
+    @classmethod
+    def for_kit(cls, kit: SmsKit, *, settings: Optional[Settings] = None,
+                policy: Optional[WebhookPolicy] = None) -> WebhookGate:
+        """The gate of ``kit``: its providers, and ``policy`` (default: read from ``settings``,
+        default ``kit.settings``; a malformed setting raises :class:`ConfigurationError`)."""
+        policy = policy or WebhookPolicy.from_settings(settings or kit.settings)
+        try:
+            known: Iterable[str] = kit.plugins.providers()
+        except SmsKitError as exc:  # a broken plugin must not stop the receiver from starting
+            log.warning("could not list provider plugins: %s", exc)
+            known = ()
+        return cls(policy, kit.provider, known)
+
+    def is_known(self, name: str) -> bool:
+        """Whether ``name`` is a provider (safe to use as a metrics label)."""
+        return name in self._known
+
+    def _head(self, request: WebhookRequest) -> Union[WebhookResponse, Tuple[Provider, str]]:
+        refused = authenticate(self.policy, request)
+        if refused is not None:
+            return refused
+        name = request.provider
+        try:
+            if not name:  # never the kit's default provider
+                raise ConfigurationError("a webhook names no provider")
+            provider = self._providers(name)
+            accepted = media_types(provider)
+        except ConfigurationError as exc:
+            if name not in self._known:
+                return _refuse(404, "not found", f"unknown provider {_short(name)}",
+                               outcome="not_found")
+            log.error("webhook: provider %s could not be built: %s", name, exc)
+            return _refuse(503, "provider unavailable", f"provider {name!r} is not configured",
+                           outcome="provider_error", headers={"Retry-After": RETRY_AFTER})
+        self._known.add(name)
+        if not provider.capabilities.webhooks:
+            return _refuse(404, "not found", f"provider {name!r} does not accept webhooks",
+                           outcome="not_found")
+        media_type = media.match(accepted, request.headers.get("content-type", ""))
+        if media_type is None:
+            return _refuse(415, "unsupported media type", media.expectation(accepted),
+                           outcome="unsupported_media_type")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                return _refuse(400, "bad request", f"invalid Content-Length {_short(declared)}",
+                               outcome="invalid")
+            if size > self.policy.max_bytes:
+                return _refuse(413, "payload too large", f"Content-Length {size} exceeds the "
+                               f"limit of {self.policy.max_bytes} bytes", outcome="too_large")
+        return provider, media_type
+
+    def check_head(self, request: WebhookRequest) -> Optional[WebhookResponse]:
+        """Steps 1 to 4, which need no body: the refusal, or ``None`` (then read the body, at
+        most ``policy.max_bytes`` plus one byte of it, and call :meth:`check`)."""
+        head = self._head(request)
+        return head if isinstance(head, WebhookResponse) else None
+
+    def check(self, request: WebhookRequest) -> Decision:
+        """Every step: the refusal to send, or the accepted events to apply."""
+        head = self._head(request)
+        if isinstance(head, WebhookResponse):
+            return head
+        provider, media_type = head
+        limit = self.policy.max_bytes
+        if len(request.body) > limit:
+            return _refuse(413, "payload too large", f"the body exceeds the limit of {limit} "
+                           "bytes", outcome="too_large")
+        try:
+            data = media.decode(media_type, request.body)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
+            return _refuse(400, media.malformed(media_type), str(exc), outcome="invalid")
+        seen = _for_provider(request, data)
+        try:
+            refused = _verify(provider, seen)
+            if refused is not None:
+                return refused
+            payload = provider.parse_webhook(seen)
+        except Exception as exc:  # mapped (and logged) in one place
+            return failure(exc, request.provider, request.kind)
+        return Accepted(provider=request.provider, kind=request.kind, payload=payload)

@@ -1,11 +1,12 @@
 """A faithful local Kolmeya SMS gateway, for tests, the demo and the benchmarks.
 
-It behaves like the confirmed facts of ``kolmeya-api.md`` (POST-only JSON API under ``/api/v1``,
-Bearer token, ``{"errors": [...]}`` bodies, request and message UUIDs, per-number rejections in
-``invalids`` / ``duplicates`` / ``blacklist`` / ``not_disturb``, national phone numbers without
-55, status codes 1-6) and makes every unknown a setting of :class:`SimulatorConfig`: webhook
-shape and retry policy, balance format, delays, and fault switches (429, 500, slow answers, a
-request accepted whose answer never arrives in time, dropped / duplicated / shuffled callbacks).
+It behaves like the confirmed facts of the API (``docs/kolmeya.md``: POST-only JSON API under
+``/api/v1``, Bearer token, ``{"errors": [...]}`` bodies, request and message UUIDs, per-number
+rejections in ``invalids`` / ``duplicates`` / ``blacklist`` / ``not_disturb``, national phone
+numbers without 55, status codes 1-6) and makes every unknown a setting of
+:class:`SimulatorConfig`: webhook shape and retry policy, balance format, delays, and fault
+switches (429, 500, slow answers, a request accepted whose answer never arrives in time, dropped /
+duplicated / shuffled callbacks).
 
 In a test::
 

@@ -1,4 +1,4 @@
-"""A fake Odoo 15 holding the models of smskit's Odoo and acrux contract.
+"""A fake Odoo 15 holding the models smskit reads and writes (``docs/odoo.md``, ``docs/acrux.md``).
 
 ``FakeOdoo(variant="sms_base_sr")`` installs one of the three message schemas
 (``sms_base_sr``, ``sms_core_unified``, ``stock``), the partner, mail and blacklist models, and,
@@ -28,7 +28,6 @@ _STOCK_ERRORS = [("sms_number_missing", "Missing Number"), ("sms_number_format",
                  ("sms_duplicate", "Duplicate")]
 _VARIANTS = ("sms_base_sr", "sms_core_unified", "stock", "none")
 ADMIN_UID = 2
-ADMIN_PARTNER = 3
 
 
 def _digits(text: Any) -> str:

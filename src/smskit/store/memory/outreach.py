@@ -75,11 +75,6 @@ class MemoryOutreachMixin:
         found.sort(key=lambda x: x.phone)
         return found[offset:offset + limit]
 
-    def remove_contact(self, phone: str) -> bool:
-        """Delete a contact; ``False`` if unknown."""
-        with self._lock:
-            return self._contacts.pop(phone, None) is not None
-
     def contacts_by_tags(self, tags: Sequence[str], *, match: str = "any",
                          after: Optional[str] = None, limit: int = 1000) -> List[Contact]:
         """Keyset page of contacts with any/all of ``tags``, by phone."""

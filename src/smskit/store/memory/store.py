@@ -34,6 +34,7 @@ from smskit.store.base import (
     EventRecord,
     InboundOutcome,
     Schedule,
+    Store,
 )
 from smskit.store.memory.analytics import MemoryAnalyticsMixin
 from smskit.store.memory.outreach import MemoryOutreachMixin
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 _PidKey = Tuple[str, str]
 
 
-class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin):
+class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
     """A :class:`~smskit.store.base.Store` kept in dictionaries behind one lock.
 
     Short links, clicks and the dashboard's aggregates: :class:`MemoryAnalyticsMixin`.
@@ -202,7 +203,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin):
         found.sort(key=lambda m: (m.created_at, m.id), reverse=True)
         return found[offset : offset + limit]
 
-    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+    def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over outbound messages (provider ``""`` when unset)."""
         counts: Dict[Tuple[str, State], int] = {}
         with self._lock:
@@ -441,7 +442,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin):
         with self._lock:
             return phone in self._blacklist
 
-    def blacklisted(self, phones: Sequence[str]) -> set:  # type: ignore[type-arg]
+    def blacklisted(self, phones: Sequence[str]) -> Set[str]:
         """The subset of ``phones`` on the list."""
         with self._lock:
             return {p for p in phones if p in self._blacklist}

@@ -69,7 +69,7 @@ class SqlListsMixin(SqlBase):
         """Whether the E.164 number is on the list."""
         return bool(self.blacklisted([phone]))
 
-    def blacklisted(self, phones: Sequence[str]) -> set:  # type: ignore[type-arg]
+    def blacklisted(self, phones: Sequence[str]) -> Set[str]:
         """The subset of ``phones`` on the list (one query per 500 numbers)."""
         found: Set[str] = set()
         with self._tx("blacklisted") as conn:

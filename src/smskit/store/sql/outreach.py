@@ -64,7 +64,9 @@ def _row_contact(row: Mapping[Any, Any]) -> Contact:
 
 
 def _campaign_row(x: Campaign) -> Dict[str, Any]:
-    return {"id": x.id, "name": x.name, "template": x.template, "segment": x.segment,
+    # The audience lives in the column "segment", its first name (renaming the column would
+    # need a migration and gain nothing).
+    return {"id": x.id, "name": x.name, "template": x.template, "segment": x.audience,
             "variables": x.variables, "status": x.status, "provider": x.provider,
             "scheduled_at": x.scheduled_at, "cursor": x.cursor, "materialised": x.materialised,
             "skipped": x.skipped, "job_ids": list(x.job_ids), "last_error": x.last_error,
@@ -76,7 +78,7 @@ def _row_campaign(row: Mapping[Any, Any]) -> Campaign:
     fields = {k: row[k] for k in ("id", "name", "template", "status", "provider",
                                   "scheduled_at", "cursor", "last_error", "created_at",
                                   "updated_at", "started_at", "finished_at")}
-    return Campaign(segment=row["segment"], variables=row["variables"] or {},
+    return Campaign(audience=row["segment"], variables=row["variables"] or {},
                     materialised=bool(row["materialised"]), skipped=int(row["skipped"]),
                     job_ids=row["job_ids"] or (), **fields)
 
@@ -148,13 +150,6 @@ class SqlOutreachMixin(SqlBase):
                 sa.select(_ct.phone).where(_ct.tag == tag)))
         with self._tx("list_contacts") as conn:
             return [_row_contact(row) for row in conn.execute(query).mappings()]
-
-    def remove_contact(self, phone: str) -> bool:
-        """Delete a contact and its tags; ``False`` if unknown."""
-        with self._tx("remove_contact", write=True) as conn:
-            conn.execute(sa.delete(contact_tags).where(_ct.phone == phone))
-            done = conn.execute(sa.delete(contacts).where(contacts.c.phone == phone))
-            return bool(done.rowcount == 1)
 
     def contacts_by_tags(self, tags: Sequence[str], *, match: str = "any",
                          after: Optional[str] = None, limit: int = 1000) -> List[Contact]:

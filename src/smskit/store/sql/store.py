@@ -36,6 +36,7 @@ from smskit.store.base import (
     ApplyOutcome,
     BatchInfo,
     InboundOutcome,
+    Store,
 )
 from smskit.store.sql.analytics import SqlAnalyticsMixin
 from smskit.store.sql.driver import DriverMany, chunks
@@ -83,7 +84,7 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
+class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, Store):
     """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs).
 
     Short links, clicks and the dashboard's aggregates: :class:`SqlAnalyticsMixin`.
@@ -217,7 +218,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin):
             rows = conn.execute(query.limit(limit).offset(offset)).mappings()
             return [row_message(row) for row in rows]
 
-    def count_by_state(self, provider: Optional[str] = None) -> dict:  # type: ignore[type-arg]
+    def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over outbound messages (provider ``""`` when unset)."""
         query = (
             sa.select(_m.provider, _m.state, sa.func.count())

@@ -263,7 +263,7 @@ contacts = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
 )
 
-# One row per (tag, phone): a tag segment is an index range scan, paged by phone.
+# One row per (tag, phone): a tags audience is an index range scan, paged by phone.
 contact_tags = sa.Table(
     "contact_tags",
     metadata,
@@ -278,7 +278,7 @@ campaigns = sa.Table(
     sa.Column("id", _Id(), primary_key=True),
     sa.Column("name", sa.String(), nullable=False),
     sa.Column("template", sa.Text(), nullable=False),
-    sa.Column("segment", JsonText(), nullable=False),
+    sa.Column("segment", JsonText(), nullable=False),  # the audience (Campaign.audience)
     sa.Column("variables", JsonText(), nullable=False),
     sa.Column("status", sa.String(), nullable=False),
     sa.Column("provider", sa.String(), nullable=True),

@@ -95,9 +95,9 @@ def _send(sim: KolmeyaSimulator, body: Any, *, token: bool) -> Answer:
     if webhook is not None and not (isinstance(webhook, str)
                                     and re.match(r"^https?://[^\s/]+", webhook)):
         errors.append("The webhook url field must be a valid URL.")
-    segment = data.get("tenant_segment_id")
-    known = {seg_id for seg_id, _ in sim.config.segments}
-    if segment is not None and _int(segment) not in known:
+    centre = data.get("tenant_segment_id")  # the cost centre
+    known = {centre_id for centre_id, _ in sim.config.cost_centres}
+    if centre is not None and _int(centre) not in known:
         errors.append("The selected tenant segment id is invalid.")
     reference = data.get("reference")
     if reference is not None and not isinstance(reference, (str, int)):
@@ -105,7 +105,7 @@ def _send(sim: KolmeyaSimulator, body: Any, *, token: bool) -> Answer:
     if errors:
         raise _Reject(422, *errors)
     body_out = sim.accept("store-token" if token else "store", items, reference=reference,
-                          webhook_url=webhook, segment_id=_int(segment),
+                          webhook_url=webhook, cost_centre_id=_int(centre),
                           check_not_disturb=not token)
     return Answer(200, body_out)
 
@@ -137,8 +137,8 @@ def _balance(sim: KolmeyaSimulator, _body: Any, _url: str) -> Answer:
     return Answer(200, {"balance": format_balance(sim.balance, sim.config.balance_format)})
 
 
-def _segments(sim: KolmeyaSimulator, _body: Any, _url: str) -> Answer:
-    return Answer(200, {"segments": [{"id": i, "name": n} for i, n in sim.config.segments]})
+def _cost_centres(sim: KolmeyaSimulator, _body: Any, _url: str) -> Answer:
+    return Answer(200, {"segments": [{"id": i, "name": n} for i, n in sim.config.cost_centres]})
 
 
 def _apis(_sim: KolmeyaSimulator, _body: Any, _url: str) -> Answer:
@@ -258,7 +258,7 @@ _ROUTES: Dict[str, Handler] = {
     "sms/status/request": _status_request,
     "sms/status/message": _status_message,
     "sms/balance": _balance,
-    "sms/segments": _segments,
+    "sms/segments": _cost_centres,
     "sms/apis": _apis,
     "sms/layouts": _layouts,
     "sms/replys": _replys,

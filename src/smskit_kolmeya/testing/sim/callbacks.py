@@ -1,8 +1,9 @@
 """Webhook delivery of the simulator: a queue of due callbacks, POSTed with httpx.
 
-Kolmeya's retry policy, timeout and ordering are unknown (kolmeya-api.md §7.4), so they are
-settings: retries with a doubling backoff on a non-2xx answer or a connection error, and the
-chaos switches ``callback_drop_rate``, ``callback_duplicate_rate`` and ``callback_shuffle``.
+Kolmeya's retry policy, timeout and ordering are unknown (docs/kolmeya.md, "What is not
+confirmed"), so they are settings: retries with a doubling backoff on a non-2xx answer or a
+connection error, and the chaos switches ``callback_drop_rate``, ``callback_duplicate_rate`` and
+``callback_shuffle``.
 """
 
 from __future__ import annotations

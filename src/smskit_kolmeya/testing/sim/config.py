@@ -17,7 +17,7 @@ from smskit_kolmeya.testing.sim.rules import national_digits
 
 __all__ = ["FINAL_CODES", "STATUS_TEXT", "SimulatorConfig"]
 
-#: Message status codes (kolmeya-api.md §6). Only 2 and 3 are confirmed strings.
+#: Message status codes (docs/kolmeya.md, "What is sent"). Only 2 and 3 are confirmed strings.
 STATUS_TEXT: Dict[int, str] = {
     1: "tentando enviar",
     2: "enviado",
@@ -83,17 +83,17 @@ def _to_forced(value: Any) -> Dict[str, int]:
     return out
 
 
-def _to_segments(value: Any) -> Tuple[Tuple[int, str], ...]:
+def _to_cost_centres(value: Any) -> Tuple[Tuple[int, str], ...]:
     out = []
     for item in value:
         if isinstance(item, Mapping):
             item = (item.get("id"), item.get("name"))
-        seg_id, name = item
-        if not isinstance(seg_id, int) or not isinstance(name, str):
-            raise ConfigurationError(f"segments: expected (int id, str name), got {item!r}")
-        out.append((seg_id, name))
+        centre_id, name = item
+        if not isinstance(centre_id, int) or not isinstance(name, str):
+            raise ConfigurationError(f"cost_centres: expected (int id, str name), got {item!r}")
+        out.append((centre_id, name))
     if not out:
-        raise ConfigurationError("segments: at least one cost centre is needed")
+        raise ConfigurationError("cost_centres: at least one cost centre is needed")
     return tuple(out)
 
 
@@ -204,9 +204,10 @@ class SimulatorConfig:
     #: A background thread runs :meth:`KolmeyaSimulator.advance` every ``tick`` seconds.
     auto_progress: bool = attrs.field(default=False, converter=_to_bool)
     tick: float = attrs.field(default=0.05, converter=_to_float, validator=_positive)
-    #: ``"nested"`` (§7.1 transcription) or ``"flat"`` (one callback per message).
+    #: ``"nested"`` (the API docs' transcription, docs/kolmeya.md "Webhooks") or ``"flat"``
+    #: (one callback per message).
     callback_shape: str = attrs.field(default="nested", validator=_one_of("nested", "flat"))
-    #: ``"final"`` (§7: only final statuses) or ``"all"`` (status 2 as well).
+    #: ``"final"`` (only final statuses, as the API docs say) or ``"all"`` (status 2 as well).
     callbacks_on: str = attrs.field(default="final", validator=_one_of("final", "all"))
     callback_timeout: float = attrs.field(default=5.0, converter=_to_float, validator=_positive)
     #: Attempts per callback on a non-2xx answer or a connection error (Kolmeya's policy: unknown).
@@ -224,8 +225,8 @@ class SimulatorConfig:
     #: Refuse (422) a send that costs more than the balance; the real behaviour is unknown.
     enforce_balance: bool = attrs.field(default=False, converter=_to_bool)
     #: Cost centres listed by ``sms/segments``; ``tenant_segment_id`` must be one of them.
-    segments: Tuple[Tuple[int, str], ...] = attrs.field(
-        default=((1, "Corporativo"),), converter=_to_segments
+    cost_centres: Tuple[Tuple[int, str], ...] = attrs.field(
+        default=((1, "Corporativo"),), converter=_to_cost_centres
     )
     replies_per_page: int = attrs.field(default=1000, converter=_to_int, validator=_positive)
     timezone: str = attrs.field(default="America/Sao_Paulo", validator=_known_zone)

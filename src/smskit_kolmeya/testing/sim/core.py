@@ -139,7 +139,7 @@ class KolmeyaSimulator:
         return self._chance.roll(rate)
 
     def accept(self, kind: str, items: Sequence[Dict[str, Any]], *, reference: Any = None,
-               webhook_url: Optional[str] = None, segment_id: Optional[int] = None,
+               webhook_url: Optional[str] = None, cost_centre_id: Optional[int] = None,
                check_not_disturb: bool = True) -> Dict[str, Any]:
         """Sort validated ``items`` ({phone, message, reference}) into valids and the four
         rejection lists, store the valids at status 1 and charge the balance."""
@@ -178,9 +178,9 @@ class KolmeyaSimulator:
             cost = cfg.price_per_segment * sum(segs for _, _, segs in accepted)
             if cfg.enforce_balance and cost > state.balance:
                 raise ValidationError(f"insufficient balance for a send costing {cost}")
-            segment = segment_id if segment_id is not None else cfg.segments[0][0]
+            centre = cost_centre_id if cost_centre_id is not None else cfg.cost_centres[0][0]
             request = state.new_request(str(uuid.uuid4()), reference, kind, webhook_url,
-                                        segment, now)
+                                        centre, now)
             for item, digits, segs in accepted:
                 msg = SimMessage(str(uuid.uuid4()), request.id, digits, item["message"],
                                  item.get("reference"), segs, cfg.price_per_segment * segs, now)
@@ -306,7 +306,7 @@ class KolmeyaSimulator:
             if job is not None and not any(r.job == job for r in self._state.requests.values()):
                 raise NotFoundError(f"no job {job}")
             return self._state.report_rows(start, end, limit, job, zone(cfg.timezone),
-                                           dict(cfg.segments))
+                                           dict(cfg.cost_centres))
 
     def jobs(self, since: dt.datetime) -> List[Dict[str, Any]]:
         """``sms/reports/jobs`` rows for requests created since ``since``."""

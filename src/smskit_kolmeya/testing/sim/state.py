@@ -34,7 +34,7 @@ class SimRequest:
     lote: int
     kind: str
     webhook_url: Optional[str]
-    segment_id: int
+    cost_centre_id: int
     created_at: dt.datetime
     message_ids: List[str] = attrs.field(factory=list)
     rejected: Dict[str, int] = attrs.field(factory=dict)
@@ -95,11 +95,11 @@ class SimState:
     # -- writing ----------------------------------------------------------------------------
 
     def new_request(self, request_id: str, reference: Any, kind: str,
-                    webhook_url: Optional[str], segment_id: int,
+                    webhook_url: Optional[str], cost_centre_id: int,
                     now: dt.datetime) -> SimRequest:
         """Record a request and give it the next job and lote numbers."""
         request = SimRequest(request_id, reference, self._next_job, self._next_lote, kind,
-                             webhook_url, segment_id, now)
+                             webhook_url, cost_centre_id, now)
         self._next_job += 1
         self._next_lote += 1
         self.requests[request.id] = request
@@ -204,7 +204,7 @@ class SimState:
         return msg
 
     def report_rows(self, start: dt.datetime, end: dt.datetime, limit: int, job: Optional[int],
-                    tz: dt.tzinfo, segment_names: Dict[int, str]) -> List[Dict[str, Any]]:
+                    tz: dt.tzinfo, cost_centres: Dict[int, str]) -> List[Dict[str, Any]]:
         """``sms/reports/statuses`` rows: messages sent in [start, end], or all of one job."""
         rows: List[Dict[str, Any]] = []
         for msg in self.messages.values():
@@ -218,7 +218,7 @@ class SimState:
                 "status": msg.status,
                 "enviada_em": brazilian(msg.accepted_at, tz, seconds=False),
                 "parametros": [], "lote": request.lote, "job": request.job,
-                "centro_custo": segment_names.get(request.segment_id, ""),
+                "centro_custo": cost_centres.get(request.cost_centre_id, ""),
                 "api": "API Simulador", "broker": "Simulador", "produto": "SMS"})
             if len(rows) >= limit:
                 break

@@ -11,7 +11,7 @@ BIGINT micro-units, tags and schedule requests JSON text.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, nullable: bool = True) -> sa.Column:  # type: ignore[type-arg]
+def _ts(name: str, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 

@@ -18,7 +18,7 @@ out here, as in 0001.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import sqlalchemy as sa
 from alembic import op
@@ -29,11 +29,11 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, nullable: bool = True) -> sa.Column:  # type: ignore[type-arg]
+def _ts(name: str, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
-def _serial() -> sa.Column:  # type: ignore[type-arg]
+def _serial() -> sa.Column[Any]:
     return sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
                      primary_key=True, autoincrement=True)
 

@@ -1,12 +1,7 @@
-"""The send pipeline, and why it cannot send twice.
+"""Steps 6 and 7 of the send pipeline (:mod:`smskit.outbox`), and why they cannot send twice.
 
-1. normalise the phone (an invalid one becomes a ``rejected`` record with the reason);
-2. render the template (a missing variable names the variable and the recipient);
-3. policy: blacklisted -> ``canceled``; a ``check_message`` veto -> ``canceled``; inside quiet
-   hours -> deferred (``scheduled_at`` moved to the next allowed moment, never dropped);
-4. count encoding, segments and cost;
-5. **persist as ``outgoing`` before any network call** (:meth:`Store.add_messages`);
-6. :func:`dispatch`: claim due messages in provider-sized batches, send, record each result;
+6. :func:`dispatch`: claim due messages in provider-sized batches, check the blacklist once
+   more, send, record each result forward only;
 7. a failure where the request may have arrived (timeout, reset, 5xx) marks the batch
    ``ambiguous``; :func:`reconcile` asks the gateway about it by our batch reference and only a
    request the gateway never saw is sent again. A worker restarted after a crash reconciles
@@ -17,120 +12,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from decimal import Decimal
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import attrs
 
-from smskit.errors import (
-    BodyTooLongError,
-    EmptyBodyError,
-    InvalidPhoneError,
-    ProviderError,
-    RateLimitedError,
-    RequestRejectedError,
-    ValidationError,
-)
+from smskit.errors import ProviderError, RateLimitedError, RequestRejectedError
 from smskit.ids import new_id
 from smskit.models import Message, SendResult, State, StatusEvent
-from smskit.outbox.links import LinkShortener
-from smskit.phone import Phone
-from smskit.policy import QuietHours
 from smskit.provider import Provider
-from smskit.segments import count_segments
-from smskit.store.analytics import Link
 from smskit.store.base import BatchInfo, Store
-from smskit.template import Template
 
-__all__ = ["Composer", "DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
+__all__ = ["DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
 
 log = logging.getLogger(__name__)
 
 # Default wait before a batch that sent nothing is tried again (the gateway's Retry-After wins).
 RETRY_DELAY = dt.timedelta(seconds=30)
-
-
-@attrs.frozen(kw_only=True)
-class Composer:
-    """Turns one recipient into a :class:`Message` ready to persist (steps 1-4).
-
-    Raises :class:`~smskit.errors.ValidationError` subclasses for input the caller can fix;
-    the bulk path turns them into ``rejected`` records instead.
-    """
-
-    provider: str
-    region: str = "BR"
-    allow_landlines: bool = False
-    price_per_segment: Decimal = Decimal("0.08")
-    max_segments: int = 10
-    quiet_hours: QuietHours = attrs.field(factory=QuietHours)
-    #: With link tracking: replaces URLs by short links before segments are counted.
-    links: Optional[LinkShortener] = None
-
-    def phone(self, raw: object) -> str:
-        """The E.164 form of ``raw`` or :class:`InvalidPhoneError`."""
-        return Phone.parse(raw, self.region, allow_landlines=self.allow_landlines).e164
-
-    def body(self, template: Template, context: Mapping[str, Any], recipient: str) -> str:
-        """Render and check the body (empty, over the segment cap)."""
-        text = template.render(context, recipient=recipient)
-        if not text.strip():
-            raise EmptyBodyError(f"message to {recipient} is empty")
-        return text
-
-    def compose(
-        self,
-        phone: str,
-        body: str,
-        *,
-        now: dt.datetime,
-        at: Optional[dt.datetime] = None,
-        **fields: Any,
-    ) -> Message:
-        """A persisted-ready ``outgoing`` message with encoding, segments, cost and schedule.
-
-        With :attr:`links`, URLs become short links first: segments and cost are those of the
-        short form, and the links wait in the shortener for the message to be stored.
-        """
-        pending: List[Link] = []
-        if self.links is not None:
-            fields.setdefault("id", new_id())
-            body, pending = self.links.shorten(body, message_id=fields["id"],
-                                               campaign_id=fields.get("campaign_id"), now=now)
-        info = count_segments(body)
-        if info.segments > self.max_segments:
-            raise BodyTooLongError(info.segments, self.max_segments)
-        if self.links is not None:
-            self.links.keep(pending)
-        when = at or now
-        deferred = self.quiet_hours.next_allowed(when)
-        scheduled = deferred or at
-        return Message(
-            phone=phone,
-            body=body,
-            state=State.OUTGOING,
-            provider=self.provider,
-            encoding=info.encoding,
-            segments=info.segments,
-            cost=info.cost(self.price_per_segment),
-            created_at=now,
-            scheduled_at=scheduled,
-            **fields,
-        )
-
-    def rejected(self, raw_phone: object, body: str, error: ValidationError, *,
-                 now: dt.datetime, **fields: Any) -> Message:
-        """A ``rejected`` record for a recipient that failed validation (kept for audit)."""
-        code = {
-            InvalidPhoneError: "invalid_phone",
-            EmptyBodyError: "empty_body",
-            BodyTooLongError: "too_long",
-        }.get(type(error), "invalid")
-        if code == "invalid" and type(error).__name__ == "MissingVariableError":
-            code = "missing_variable"
-        return Message(phone=str(raw_phone if raw_phone is not None else ""), body=body,
-                       state=State.REJECTED, provider=self.provider, created_at=now,
-                       error_code=code, error_text=str(error), **fields)
 
 
 @attrs.define
@@ -248,17 +145,9 @@ def dispatch(
 def _claim(
     store: Store, provider: Provider, now: dt.datetime
 ) -> Optional[Tuple[BatchInfo, List[Message]]]:
-    """Claim a batch and read its messages: in one go when the store offers
-    ``claim_batch_messages`` (an optional method, same arguments as ``claim_batch``)."""
-    claim = getattr(store, "claim_batch_messages", None)
-    if claim is not None:
-        claimed: Optional[Tuple[BatchInfo, List[Message]]] = claim(
-            provider.name, provider.max_batch, now, new_id())
-        return claimed
-    batch = store.claim_batch(provider.name, provider.max_batch, now, new_id())
-    if batch is None:
-        return None
-    return batch, store.get_many(batch.message_ids)
+    """Claim a batch and read its messages (in one transaction when the store can: see
+    :meth:`~smskit.store.base.Store.claim_batch_messages`)."""
+    return store.claim_batch_messages(provider.name, provider.max_batch, now, new_id())
 
 
 def _retry_delay(exc: ProviderError) -> dt.timedelta:

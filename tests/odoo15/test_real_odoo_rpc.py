@@ -1,5 +1,7 @@
-"""Against a real Odoo 15: run when SMSKIT_ODOO_URL (``http://localhost:8069``), SMSKIT_ODOO_DB,
-SMSKIT_ODOO_USER and SMSKIT_ODOO_PASSWORD are set, skipped otherwise.
+"""smskit's Odoo store and ChatRoom router over RPC against a real Odoo 15: the databases the
+harness serves (both schema variants: the users' ``sms.message`` and stock ``sms.sms``), or,
+when SMSKIT_ODOO_URL (``http://localhost:8069``), SMSKIT_ODOO_DB, SMSKIT_ODOO_USER and
+SMSKIT_ODOO_PASSWORD are set, that Odoo instead (a staging copy of production, say).
 
 They install nothing: they use whatever SMS schema the database has (and skip what it lacks),
 create their own partners and ChatRoom connector with unique names, send only through the
@@ -16,6 +18,7 @@ from typing import Any, Callable, Iterator, List, Tuple
 from urllib.parse import quote, urlsplit
 
 import pytest
+from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD
 
 from smskit.config import Settings
 from smskit.kit import SmsKit
@@ -29,17 +32,13 @@ from smskit_odoo.partners import PartnerDirectory
 from smskit_odoo.schema import detect_schema
 from smskit_odoo.store import OdooStore, open_session, open_store
 
+pytestmark = pytest.mark.real_odoo
+
 _VARIABLES = ("SMSKIT_ODOO_URL", "SMSKIT_ODOO_DB", "SMSKIT_ODOO_USER", "SMSKIT_ODOO_PASSWORD")
-_MISSING = [name for name in _VARIABLES if not os.environ.get(name)]
-
-pytestmark = [
-    pytest.mark.real_odoo,
-    pytest.mark.skipif(bool(_MISSING), reason=(
-        f"real Odoo 15 tests: set {', '.join(_MISSING)} (they install nothing and clean up)")),
-]
+_EXTERNAL = all(os.environ.get(name) for name in _VARIABLES)
 
 
-def odoo_url() -> str:
+def _external_url() -> str:
     parts = urlsplit(os.environ["SMSKIT_ODOO_URL"])
     scheme = "odoo+ssl" if parts.scheme == "https" else "odoo"
     port = parts.port or (443 if parts.scheme == "https" else 8069)
@@ -48,13 +47,27 @@ def odoo_url() -> str:
     return f"{scheme}://{user}:{password}@{parts.hostname}:{port}/{os.environ['SMSKIT_ODOO_DB']}"
 
 
+@pytest.fixture(scope="module", params=["external"] if _EXTERNAL else ["sr", "stock"])
+def url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``odoo://`` URL of the Odoo under test."""
+    if request.param == "external":
+        yield _external_url()
+        return
+    servers = request.getfixturevalue("odoo_servers")
+    server = servers.start(request.param)
+    try:
+        yield f"odoo://{ADMIN_LOGIN}:{ADMIN_PASSWORD}@127.0.0.1:{server.port}/{server.db}"
+    finally:
+        servers.stop(server)
+
+
 def unique_phone() -> str:
     return f"+55119{random.randint(10_000_000, 99_999_999)}"
 
 
 @pytest.fixture
-def adapter() -> RpcAdapter:
-    return RpcAdapter(OdooUrl.parse(odoo_url()))
+def adapter(url: str) -> RpcAdapter:
+    return RpcAdapter(OdooUrl.parse(url))
 
 
 @pytest.fixture
@@ -79,7 +92,7 @@ def test_the_schema_is_detected(adapter: RpcAdapter) -> None:
     assert schema.describe().startswith("Odoo schema ")
 
 
-def test_partners_by_phone_never_twice(adapter: RpcAdapter, tmp_path: Path,
+def test_partners_by_phone_never_twice(adapter: RpcAdapter, url: str, tmp_path: Path,
                                        cleanup: Callable[[str, List[int]], None]) -> None:
     phone = unique_phone()
     journal = Journal(f"sqlite:///{tmp_path / 'journal.db'}")
@@ -89,7 +102,7 @@ def test_partners_by_phone_never_twice(adapter: RpcAdapter, tmp_path: Path,
         first = directory.find_or_create([phone])
         cleanup("res.partner", list(first.values()))
         assert directory.find_or_create([phone]) == first
-        other = PartnerDirectory(RpcAdapter(OdooUrl.parse(odoo_url())), journal)
+        other = PartnerDirectory(RpcAdapter(OdooUrl.parse(url)), journal)
         assert other.find_or_create([phone]) == first
         formatted = f"({phone[3:5]}) {phone[5:10]}-{phone[10:]}"
         [extra] = adapter.execute("res.partner", "create",
@@ -100,10 +113,10 @@ def test_partners_by_phone_never_twice(adapter: RpcAdapter, tmp_path: Path,
         journal.close()
 
 
-def test_a_send_is_mirrored_with_notes(adapter: RpcAdapter, tmp_path: Path,
+def test_a_send_is_mirrored_with_notes(adapter: RpcAdapter, url: str, tmp_path: Path,
                                        cleanup: Callable[[str, List[int]], None]) -> None:
     settings = Settings.load(environ={}, odoo_sidecar_url=f"sqlite:///{tmp_path / 'side.db'}")
-    store = open_store(odoo_url(), settings)
+    store = open_store(url, settings)
     try:
         schema = store.session.schema
     except OdooSchemaError as exc:
@@ -141,12 +154,12 @@ def _rows_of(adapter: RpcAdapter, store: OdooStore, ids: List[str]) -> List[Any]
     return list(adapter.execute(schema.model, "read", odoo_ids, [schema.fields["state"]]))
 
 
-def test_a_reply_reaches_the_chatroom_once(adapter: RpcAdapter, tmp_path: Path,
+def test_a_reply_reaches_the_chatroom_once(adapter: RpcAdapter, url: str, tmp_path: Path,
                                            cleanup: Callable[[str, List[int]], None]) -> None:
     if not adapter.execute("ir.model", "search", [("model", "=", "acrux.chat.conversation")]):
         pytest.skip("the acrux ChatRoom (whatsapp_connector) is not installed")
     settings = Settings.load(environ={}, odoo_sidecar_url=f"sqlite:///{tmp_path / 'side.db'}")
-    session = open_session(odoo_url(), settings)
+    session = open_session(url, settings)
     try:
         kinds = adapter.execute("acrux.chat.connector", "fields_get", ["connector_type"],
                                 attributes=["selection"])

@@ -1,8 +1,9 @@
 # ruff: noqa: B018 - an Odoo manifest is one dict expression
 {
-    "name": "smskit bridge: SMS through Kolmeya, replies into ChatRoom",
-    "summary": "Sends SMS with smskit (Kolmeya), keeps sms.message, partners and chatter in "
-               "step, routes replies into the acrux ChatRoom and sends agents' replies as SMS.",
+    "name": "SMS through smskit (Kolmeya) with ChatRoom replies",
+    "summary": "Sends SMS with smskit through Kolmeya, receives its delivery and reply "
+               "webhooks, keeps sms.message, partners and chatter in step, routes replies "
+               "into the acrux ChatRoom and sends agents' replies as SMS.",
     "version": "15.0.1.0.0",
     "category": "Marketing/SMS",
     "license": "LGPL-3",

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import os
 
-from odoo import _, api, models, tools
 from odoo.exceptions import UserError
+
+from odoo import _, api, models, tools
 
 _logger = logging.getLogger(__name__)
 

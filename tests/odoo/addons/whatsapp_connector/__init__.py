@@ -1,0 +1,2 @@
+# A ChatRoom stand-in for smskit's tests: see __manifest__.py.
+from . import models  # noqa: F401 - Odoo loads it for its models

@@ -1,0 +1,1 @@
+from . import connector, conversation, message  # noqa: F401 - loaded for their models

@@ -1,0 +1,74 @@
+"""What the ``real_odoo`` tests do to and read from a served Odoo's smskit: its settings (the
+``smskit.*`` system parameters), Kolmeya-shaped callbacks, posts to the addon's webhook URL,
+and the records and sidecar the addon keeps."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Dict, List, Optional
+
+import httpx
+from odoo15_harness import Server
+
+from smskit_odoo.journal import Journal
+
+#: What the served Odoo's smskit uses as Kolmeya (the simulator) and its webhook secret.
+SIM_TOKEN = "odoo-sim-token"
+WEBHOOK_SECRET = "odoo-webhook-secret"
+WEBHOOK_PATH = "/smskit/webhooks/kolmeya/{kind}"
+#: A JSON media type Odoo 15 does not take for JSON-RPC: the tests that reproduce what
+#: happens *after* the addon got a callback post with it, so they do not depend on the
+#: addon coping with plain ``application/json`` (which tests of their own cover).
+VENDOR_JSON = "application/vnd.kolmeya+json"
+
+
+def configure_kolmeya(server: Server, api_url: str, **extra: Optional[str]) -> None:
+    """Point the served Odoo's smskit at a Kolmeya (simulator) API, with webhooks coming back
+    to that Odoo's own URL."""
+    server.set_params({
+        "smskit.provider": "kolmeya",
+        "smskit.kolmeya_token": SIM_TOKEN,
+        "smskit.kolmeya_base_url": api_url,
+        "smskit.public_url": f"{server.url}/smskit",
+        "smskit.webhook_secret": WEBHOOK_SECRET,
+        **{f"smskit.{key}": value for key, value in extra.items()},
+    })
+
+
+def unique_phone() -> str:
+    """A São Paulo mobile number no other test uses."""
+    return f"+55119{random.randint(10_000_000, 99_999_999)}"
+
+
+def post_webhook(server: Server, kind: str, body: Any, *, token: Optional[str] = WEBHOOK_SECRET,
+                 content_type: str = "application/json",
+                 client: Optional[httpx.Client] = None) -> httpx.Response:
+    """POST a callback to the addon's webhook URL as Kolmeya does (``body`` bytes are sent as
+    they are, anything else as JSON)."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    params = {"token": token} if token is not None else {}
+    url = f"{server.url}{WEBHOOK_PATH.format(kind=kind)}"
+    headers = {"Content-Type": content_type}
+    if client is not None:
+        return client.post(url, content=data, params=params, headers=headers)
+    return httpx.post(url, content=data, params=params, headers=headers, timeout=120)
+
+
+def reply_callback(reply_id: int, phone: str, text: str) -> Dict[str, Any]:
+    """Kolmeya's reply callback (``phone`` E.164; Kolmeya names it without the 55)."""
+    national = phone[3:] if phone.startswith("+55") else phone.lstrip("+")
+    return {"reply": {"id": reply_id, "reply": text, "received_at": "04/12/2026 10:00:00",
+                      "message": {"id": f"sim-msg-{reply_id}", "reference": None,
+                                  "phone": national, "content": "Oferta"}}}
+
+
+def journal(server: Server) -> Journal:
+    """The addon's default sidecar (the journal of pending Odoo writes) of this server."""
+    return Journal(f"sqlite:///{server.odoo.sidecar(server.db)}")
+
+
+def sms_rows(server: Server, phone: str, fields: List[str]) -> List[Dict[str, Any]]:
+    """The ``sms.message`` rows of a phone, oldest first."""
+    return list(server.xmlrpc("sms.message", "search_read", [("phone", "=", phone)],
+                              fields=fields, order="id"))

@@ -1,0 +1,87 @@
+"""The addon inside Odoo 15 itself: its own Odoo tests (``TransactionCase`` and ``HttpCase``,
+run by ``odoo15 test``), its cron on a database nobody configured yet, and smskit installed
+into Odoo's virtualenv the way addons/sms_smskit/README.md says."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from typing import Iterator
+
+import pytest
+from odoo15_harness import Odoo15
+
+pytestmark = pytest.mark.real_odoo
+
+
+def test_the_addons_own_odoo_tests_pass(odoo15: Odoo15) -> None:
+    db = f"odoo_t_addontests_{os.getpid()}_1"
+    odoo15.drop_database(db)
+    try:
+        # sms_base_sr (the stand-in) gives the tests the users' sms.message; it has no tests
+        result = odoo15.test(db, ["sms_base_sr", "sms_smskit"])
+    finally:
+        odoo15.drop_database(db)
+        odoo15.sidecar(db).unlink(missing_ok=True)
+    log = (odoo15.directory / f"test-{db}.log").read_text(errors="replace")
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    ran = re.search(r"0 failed, 0 error\(s\) of (\d+) tests", log)
+    assert ran and int(ran.group(1)) >= 9, "the addon's Odoo tests did not run"
+    for case in ("TestBridge", "TestWebhook"):
+        assert f"Starting {case}." in log, f"{case} did not run"
+
+
+@pytest.fixture
+def fresh_db(odoo15: Odoo15) -> Iterator[str]:
+    """A copy of the users' template nobody configured smskit on (no server)."""
+    db = odoo15.new_database("sr")
+    yield db
+    odoo15.drop_database(db)
+
+
+CRON = """
+import logging
+for name in ("odoo.addons.sms_smskit", "smskit", "smskit_odoo", "smskit_acrux"):
+    logging.getLogger(name).setLevel(logging.INFO)
+cron = env.ref("sms_smskit.ir_cron_smskit_run")
+for minute in range(2):
+    # what Odoo's cron runner does every minute (it logs an exception with a traceback)
+    env["ir.cron"]._callback(cron.cron_name, cron.ir_actions_server_id.id, cron.id)
+print("cron ran")
+"""
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12: until configured the cron logs a traceback "
+                                       "every minute naming SMSKIT_* environment variables")
+def test_the_cron_is_quiet_until_configured(odoo15: Odoo15, fresh_db: str) -> None:
+    result = odoo15.shell(fresh_db, CRON)
+    out = result.stdout + result.stderr
+    assert "cron ran" in out, out[-2000:]
+    assert "Traceback" not in out and " ERROR " not in out, out[-3000:]
+    assert "SMSKIT_" not in out, "the addon reads system parameters, not the environment"
+    info = [line for line in out.splitlines() if " INFO " in line and "smskit." in line]
+    assert len(info) <= 2 and all("smskit.kolmeya_token" in line for line in info), info
+
+
+def test_smskit_installs_next_to_odoos_pins(odoo15: Odoo15) -> None:
+    pip = odoo15.directory / "venv" / "bin" / "pip"
+    result = subprocess.run([str(pip), "check"], capture_output=True, text=True, check=False,
+                            env=odoo15.environ)
+    assert result.returncode == 0, result.stdout + result.stderr
+    python = odoo15.directory / "venv" / "bin" / "python"
+    imported = subprocess.run(
+        [str(python), "-c", "import smskit, smskit_odoo, smskit_acrux; print(smskit.__file__)"],
+        capture_output=True, text=True, check=False, env=odoo15.environ)
+    assert imported.returncode == 0, imported.stderr
+    assert "site-packages" in imported.stdout, "Odoo must use the smskit pip installed"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 12 (found here): smskit's SQLAlchemy 2 pulls "
+                                       "greenlet>=1 into Odoo's venv; Odoo 15's gevent 20.9 "
+                                       "(the --workers longpolling process) then fails to import")
+def test_odoos_gevent_still_imports(odoo15: Odoo15) -> None:
+    python = odoo15.directory / "venv" / "bin" / "python"
+    result = subprocess.run([str(python), "-c", "import gevent, gevent.monkey"],
+                            capture_output=True, text=True, check=False, env=odoo15.environ)
+    assert result.returncode == 0, result.stderr[-1500:]

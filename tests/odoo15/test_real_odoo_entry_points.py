@@ -1,0 +1,153 @@
+"""The addon's entry points as operators and integrations call them on a served Odoo 15:
+``smskit.bridge.smskit_send`` over XML-RPC and JSON-RPC, an agent's reply in an SMS ChatRoom
+conversation, ``phone.blacklist`` edited in Odoo, and what it costs per request.
+
+Issue 12: RPC-callable methods must return marshallable values (no ``None`` over XML-RPC) and
+accept dates as strings; agent-facing errors must be ``UserError`` s; a ``phone.blacklist``
+row archived in Odoo must lift smskit's block; the kit must not be rebuilt on every request;
+where the users' sms_base_sr already posts a chatter note for a new message, smskit must not
+post a second one.
+"""
+
+from __future__ import annotations
+
+import random
+import xmlrpc.client
+from typing import Any, Dict, Tuple
+
+import odoorpc.error
+import pytest
+from odoo15_harness import Server
+from odoo15_smskit import (
+    VENDOR_JSON,
+    configure_kolmeya,
+    post_webhook,
+    reply_callback,
+    sms_rows,
+    unique_phone,
+)
+
+from smskit_kolmeya.testing.simulator import KolmeyaSimulator
+
+pytestmark = pytest.mark.real_odoo
+
+
+@pytest.fixture(scope="module")
+def odoo(odoo_sr: Server, kolmeya_for_odoo: Tuple[KolmeyaSimulator, str]) -> Server:
+    """The served Odoo, its smskit sending through the simulator, one SMS connector."""
+    connector = odoo_sr.xmlrpc("acrux.chat.connector", "create",
+                               {"name": "SMS", "connector_type": "sms"})
+    configure_kolmeya(odoo_sr, kolmeya_for_odoo[1], acrux_connector_id=str(connector))
+    return odoo_sr
+
+
+@pytest.fixture(scope="module")
+def connector(odoo: Server) -> int:
+    """The SMS connector's id."""
+    return int(odoo.xmlrpc("ir.config_parameter", "get_param", "smskit.acrux_connector_id"))
+
+
+def _rpc_error(exc: Exception) -> Dict[str, Any]:
+    """``data`` of an odoorpc JSON-RPC error (``name``: the Odoo exception class)."""
+    info = getattr(exc, "info", None) or {}
+    return dict(info.get("data") or {})
+
+
+@pytest.mark.xfail(strict=True, raises=xmlrpc.client.Fault,
+                   reason="issue 12: smskit_send over XML-RPC fails with 'cannot marshal None' "
+                          "after the SMS went out")
+def test_smskit_send_over_xmlrpc(odoo: Server) -> None:
+    phone = unique_phone()
+    try:
+        result = odoo.xmlrpc("smskit.bridge", "smskit_send", phone, "Olá pelo XML-RPC")
+    finally:
+        # sent exactly once, whatever the call answered: a caller retrying on the error
+        # would send it a second time
+        assert [r["state"] for r in sms_rows(odoo, phone, ["state"])] == ["sent"]
+    assert result["state"] == "sent" and result["message_id"]
+
+
+@pytest.mark.xfail(strict=True, raises=odoorpc.error.RPCError,
+                   reason="issue 12: a scheduled send over RPC fails on a string date")
+def test_a_scheduled_send_with_a_string_date(odoo: Server) -> None:
+    phone = unique_phone()
+    client = odoo.odoorpc()
+    result = client.execute_kw("smskit.bridge", "smskit_send",
+                               [phone, "Lembrete"], {"at": "2030-01-01 12:00:00"})
+    assert result["state"] == "outgoing"
+    assert [r["state"] for r in sms_rows(odoo, phone, ["state"])] in ([], ["outgoing"])
+
+
+def test_a_blacklisted_number_is_not_sent(odoo: Server) -> None:
+    phone = unique_phone()
+    odoo.xmlrpc("phone.blacklist", "create", {"number": phone})
+    result = odoo.odoorpc().execute_kw("smskit.bridge", "smskit_send", [phone, "Oferta"], {})
+    assert result["state"] in ("canceled", "rejected")
+    assert "sent" not in [r["state"] for r in sms_rows(odoo, phone, ["state"])]
+
+
+@pytest.mark.parametrize("lift", ["archive", "unlink"])
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 12: archiving (or deleting) a phone.blacklist row does not "
+                          "lift smskit's block")
+def test_lifting_a_blacklist_row_in_odoo_lifts_the_block(odoo: Server, lift: str) -> None:
+    phone = unique_phone()
+    client = odoo.odoorpc()
+    # the customer answers SAIR: smskit blocks the number and adds it to phone.blacklist
+    optout = post_webhook(odoo, "reply", reply_callback(random.randint(10**6, 10**7), phone,
+                                                        "SAIR"), content_type=VENDOR_JSON)
+    assert optout.status_code == 200, optout.text
+    rows = odoo.xmlrpc("phone.blacklist", "search", [("number", "=", phone)])
+    assert len(rows) == 1
+    assert client.execute_kw("smskit.bridge", "smskit_send",
+                             [phone, "Oferta"], {})["state"] != "sent"
+    # the customer asks to hear from us again; an operator lifts the row in Odoo
+    if lift == "archive":
+        odoo.xmlrpc("phone.blacklist", "write", rows, {"active": False})
+    else:
+        odoo.xmlrpc("phone.blacklist", "unlink", rows)
+    result = client.execute_kw("smskit.bridge", "smskit_send", [phone, "Oferta de novo"], {})
+    assert result["state"] == "sent", result
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 12: a bad number typed by an agent raises a raw smskit "
+                          "error instead of a UserError")
+def test_a_bad_number_in_an_agent_reply_is_a_user_error(odoo: Server, connector: int) -> None:
+    client = odoo.odoorpc()
+    with pytest.raises(odoorpc.error.RPCError) as caught:
+        client.execute_kw("acrux.chat.connector", "ca_request",
+                          [[connector], "send", {"number": "12ab", "text": "Oi",
+                                                 "msgid": "agent-bad-number"}], {})
+    error = _rpc_error(caught.value)
+    assert error.get("name") == "odoo.exceptions.UserError", error.get("name")
+    assert "Traceback" not in str(error.get("message"))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 12: the kit (schema detection, sidecar migration check) is "
+                          "rebuilt on every request")
+def test_the_kit_is_not_rebuilt_per_request(odoo: Server) -> None:
+    client = odoo.odoorpc()
+    mark = odoo.log_mark()
+    for n in range(3):
+        client.execute_kw("smskit.bridge", "smskit_send", [unique_phone(), f"Olá {n}"], {})
+    detections = odoo.log_since(mark).count("smskit_odoo.session: Odoo schema ")
+    assert detections <= 1, f"the schema was detected {detections} times for 3 sends"
+
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 12 (item 5): sms_base_sr already posts a note for the new "
+                          "sms.message and smskit posts a second one")
+def test_one_message_one_note(odoo: Server) -> None:
+    phone = unique_phone()
+    partner = odoo.xmlrpc("res.partner", "create", {"name": "Nota Única", "mobile": phone})
+    text = f"Uma nota só {random.randint(1000, 9999)}"
+    client = odoo.odoorpc()
+    assert client.execute_kw("smskit.bridge", "smskit_send", [phone, text], {})["state"] == "sent"
+    notes = odoo.xmlrpc("mail.message", "search_read",
+                        [("model", "=", "res.partner"), ("res_id", "=", partner),
+                         ("message_type", "=", "comment")], fields=["body"])
+    about = [n["body"] for n in notes if text in n["body"]]
+    assert len(about) == 1, about
