@@ -81,7 +81,8 @@ def compute_signature(secret: str, url: str, params: Optional[Params],
 
 def _with_netloc(parts: SplitResult, host_port: str) -> str:
     userinfo, at, _ = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{userinfo}{at}{host_port}"))
+    return urlunsplit((parts.scheme, f"{userinfo}{at}{host_port}", parts.path, parts.query,
+                       parts.fragment))
 
 
 def url_variants(url: str) -> List[str]:
