@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 from urllib.parse import urlencode
 
+import attrs
 import pytest
 
 from smskit.errors import AmbiguousSendError, RateLimitedError, RequestRejectedError
@@ -17,9 +18,10 @@ from smskit.kit import SmsKit
 from smskit.models import Direction, Message, State, utcnow
 from smskit.store.memory import MemoryStore
 from smskit.testing.conformance import sample_messages
+from smskit.webhooks import WebhookRequest, parse_query, receive
+from smskit.webhooks.auth import AuthResult
 from smskit_twilio.provider import PartialSendError, TwilioProvider
 from smskit_twilio.signature import compute_signature
-from smskit_twilio.webhooks import WebhookSignatureError
 from twilio_helpers import Receiver, SimServer, twilio_settings
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -192,30 +194,68 @@ def status_form(sid: str) -> List[Tuple[str, str]]:
             ("From", "+15005550006"), ("AccountSid", "AC" + "5f1a" * 8)]
 
 
-def test_parse_webhook_checks_the_signature_for_the_public_url(twilio_sim: SimServer) -> None:
+def signed_request(sim: Any, url: str, params: List[Tuple[str, str]], *,
+                   called: str, **headers: str) -> WebhookRequest:
+    """A status callback Twilio signed for ``url``, as a receiver saw it at ``called``."""
+    signature = compute_signature(sim.config.auth_token, url, params)
+    return WebhookRequest(provider="twilio", kind="status", url=called,
+                          headers={**FORM, "X-Twilio-Signature": signature, **headers},
+                          query=parse_query(called.partition("?")[2]),
+                          body=urlencode(params).encode(), client_host="127.0.0.1")
+
+
+def test_the_signature_covers_the_public_url_and_the_query_as_called(
+        twilio_sim: SimServer) -> None:
     sim, _ = twilio_sim
-    hooked = make_provider(twilio_sim, public_url="https://sms.example.com",
+    hooked = make_provider(twilio_sim, public_url="https://sms.example.com/base",
                            webhook_secret="s3cret")
-    url = "https://sms.example.com/webhooks/twilio/status?token=s3cret"
-    assert hooked.webhook_url("status") == url
     params = status_form("SM1")
-    body = urlencode(params).encode()
-    headers = {**FORM, "X-Twilio-Signature": compute_signature(sim.config.auth_token, url,
-                                                               params)}
-    (event,) = hooked.parse_webhook("status", headers, body).statuses
+    public = "https://sms.example.com/base/webhooks/twilio/status?token=s3cret"
+    # Behind a proxy: the server sees its own host, and the path without the prefix.
+    seen = "http://10.0.0.5:8000/webhooks/twilio/status?token=s3cret"
+    request = attrs.evolve(signed_request(sim, public, params, called=seen),
+                           data=tuple(params))
+    assert hooked.signed_url(request) == public
+    assert hooked.verify_webhook(request) is AuthResult.OK
+    (event,) = hooked.parse_webhook(request).statuses
     assert event.state is State.DELIVERED and event.provider_message_id == "SM1"
-    with pytest.raises(WebhookSignatureError):
-        hooked.parse_webhook("status", {**headers, "X-Twilio-Signature": "AAAA"}, body)
-    # The gate's hook: the request's query is kept, the rest comes from public_url.
-    hooked.authenticate_webhook("status", "http://10.0.0.5:8000/webhooks/twilio/status"
-                                "?token=s3cret", headers, params)
-    with pytest.raises(WebhookSignatureError):
-        hooked.authenticate_webhook("status", "http://10.0.0.5:8000/webhooks/twilio/status",
-                                    headers, params)
+    # Another query, a tampered field, another token, no header:
+    assert hooked.verify_webhook(attrs.evolve(request, url=seen.split("?")[0])) \
+        is AuthResult.WRONG
+    tampered = attrs.evolve(request, data=(*params[:-1], ("AccountSid", "AC" + "0" * 32)))
+    assert hooked.verify_webhook(tampered) is AuthResult.WRONG
+    other = compute_signature("not-the-token", public, params)
+    assert hooked.verify_webhook(attrs.evolve(
+        request, headers={**FORM, "X-Twilio-Signature": other})) is AuthResult.WRONG
+    assert hooked.verify_webhook(attrs.evolve(request, headers=FORM)) is AuthResult.MISSING
     hooked.close()
+    # Without public_url the URL as called is what Twilio signed.
+    direct = make_provider(twilio_sim)
+    assert direct.verify_webhook(attrs.evolve(request, url=public)) is AuthResult.OK
+    assert direct.verify_webhook(request) is AuthResult.WRONG
+    direct.close()
     unsigned = make_provider(twilio_sim, twilio_verify_signatures="false")
-    assert unsigned.parse_webhook("status", FORM, body).statuses
+    assert unsigned.verify_webhook(attrs.evolve(request, headers=FORM)) is AuthResult.OK
     unsigned.close()
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({}, 200), ({"X-Twilio-Signature": "AAAA"}, 403), ({"X-Twilio-Signature": ""}, 401)])
+def test_the_webhook_gate_checks_the_twilio_signature(
+        twilio_sim: SimServer, headers: Dict[str, str], expected: int) -> None:
+    sim, base = twilio_sim
+    settings = twilio_settings(sim, base, public_url="https://sms.example.com",
+                               webhook_secret="s3cret")
+    params = status_form("SM404")
+    public = "https://sms.example.com/webhooks/twilio/status?token=s3cret"
+    request = signed_request(sim, public, params, called="http://127.0.0.1:8000"
+                             "/webhooks/twilio/status?token=s3cret", **headers)
+    with SmsKit(settings, store=MemoryStore(),
+                provider=TwilioProvider.from_settings(settings)) as kit:
+        response = receive(kit, request)
+    assert response.status == expected, response.body
+    if expected == 200:  # accepted: a status for a SID we never sent is reported unknown
+        assert response.body["unknown"] == 1
 
 
 def test_status_callbacks_and_a_stop_reply_reach_the_kit(
@@ -232,10 +272,14 @@ def test_status_callbacks_and_a_stop_reply_reach_the_kit(
         # STOPALL is Twilio's keyword, not one of smskit's: Twilio's word is enough.
         assert "STOPALL" not in settings.optout_keywords
         sim.add_inbound("+5511987654321", "stopall")
-        # What the webhook gate will do with each request Twilio made:
+        # Each request Twilio made, through the webhook gate (token, then signature):
         for request in found.requests:
-            kind = request["url"].split("/webhooks/twilio/")[1].split("?")[0]
-            kit.handle_webhook("twilio", kind, request["headers"], request["body"])
+            url = request["url"]
+            kind = url.split("/webhooks/twilio/")[1].split("?")[0]
+            response = receive(kit, WebhookRequest(
+                provider="twilio", kind=kind, headers=request["headers"], url=url,
+                query=parse_query(url.partition("?")[2]), body=request["body"]))
+            assert response.status == 200, response.body
         (message,) = [m for m in kit.store.list_messages(limit=10)
                       if m.direction is Direction.OUTBOUND]
         assert message.state is State.DELIVERED

@@ -29,13 +29,13 @@ from typing import (
     Callable,
     Dict,
     List,
-    Mapping,
     NoReturn,
     Optional,
     Sequence,
     Set,
     Tuple,
 )
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -49,12 +49,15 @@ from smskit.errors import (
     ValidationError,
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
-from smskit.provider import Capabilities, ReconcileResult, WebhookPayload
+from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks.auth import AuthResult
+from smskit.webhooks.media import FORM
+from smskit.webhooks.request import WebhookRequest
 from smskit_twilio import reconcile as matching
 from smskit_twilio import wire
 from smskit_twilio.client import TwilioClient
 from smskit_twilio.settings import TwilioSettings, webhook_url
-from smskit_twilio.webhooks import SignatureCheck, opt_out_keyword, parse_params, parse_webhook
+from smskit_twilio.webhooks import SignatureCheck, opt_out_keyword, parse_params
 
 __all__ = ["PartialSendError", "TwilioProvider"]
 
@@ -93,13 +96,23 @@ def _rejected(message: Message, code: str, text: str) -> SendResult:
                       error_text=text)
 
 
-class TwilioProvider:
+def _pairs(data: object) -> Tuple[Tuple[str, str], ...]:
+    """The form fields the gate decoded; ValidationError for anything else (a caller that
+    hands the provider another body)."""
+    if not isinstance(data, (list, tuple)) or not all(
+            isinstance(p, tuple) and len(p) == 2 and all(isinstance(v, str) for v in p)
+            for p in data):
+        raise ValidationError("malformed Twilio webhook: the body is not a decoded form")
+    return tuple(data)
+
+
+class TwilioProvider(Provider):
     """Sends through Twilio's Messages API and answers reconciliation, status queries,
     balance, webhooks and reply polling. Build it with :meth:`from_settings`."""
 
     name = wire.PROVIDER
     #: The media types of Twilio's webhooks (for the webhook gate).
-    webhook_media_types: Tuple[str, ...] = ("application/x-www-form-urlencoded",)
+    webhook_media_types: Tuple[str, ...] = (FORM,)
 
     def __init__(self, client: TwilioClient, settings: TwilioSettings, *,
                  owns_client: bool = True,
@@ -289,48 +302,42 @@ class TwilioProvider:
                                           opt_out=opt_out_keyword(body), raw=item.raw))
         return replies
 
-    def blacklist_add(self, phones: Sequence[str]) -> None:
-        """Not available: Twilio keeps its own opt-out list, changed only by STOP/START."""
-        raise ConfigurationError("Twilio has no API to block numbers: recipients opt out by "
-                                 "texting STOP; smskit's own blacklist still applies")
-
-    def blacklist_remove(self, phones: Sequence[str]) -> None:
-        """Not available: a recipient opts back in by texting START."""
-        raise ConfigurationError("Twilio has no API to unblock numbers: the recipient texts "
-                                 "START to opt back in")
-
     # -- webhooks ---------------------------------------------------------------------------
-    def webhook_url(self, kind: str, query: Optional[str] = None) -> str:
-        """The URL Twilio calls for ``kind`` (what its signature covers): ``public_url`` +
-        ``/webhooks/twilio/<kind>`` + ``query`` (default ``token=<webhook_secret>``)."""
+    def signed_url(self, request: WebhookRequest) -> Optional[str]:
+        """The URL Twilio signed for ``request``: with ``public_url``, its scheme, host and
+        path prefix followed by the path and query the request arrived with (a proxy in
+        front of the server changes the host, and may strip a prefix); without it, the URL
+        as called. ``None`` when neither is known."""
+        if request.url is None:
+            if not self.settings.public_url:
+                return None
+            # A receiver that does not say what was called: the URL we gave Twilio.
+            return webhook_url(self.settings.public_url, request.kind,
+                               self.settings.webhook_secret)
         if not self.settings.public_url:
-            raise ValidationError("cannot check X-Twilio-Signature: SMSKIT_PUBLIC_URL is not "
-                                  "set, so the URL Twilio signed is unknown")
-        return webhook_url(self.settings.public_url, kind, self.settings.webhook_secret, query)
+            return request.url
+        called = urlsplit(request.url)
+        base = self.settings.public_url.strip().rstrip("/")
+        return f"{base}{called.path}" + (f"?{called.query}" if called.query else "")
 
-    def authenticate_webhook(self, kind: str, url: str, headers: Mapping[str, str],
-                             params: Sequence[Tuple[str, str]]) -> None:
-        """The webhook gate's authentication hook: raise
-        :class:`~smskit_twilio.webhooks.WebhookSignatureError` unless the request carries
-        Twilio's signature. The request's query is kept, its scheme/host/path replaced by
-        ``public_url`` (a proxy in front of the server changes what the server sees)."""
+    def verify_webhook(self, request: WebhookRequest) -> AuthResult:
+        """Check ``X-Twilio-Signature`` over :meth:`signed_url` and the form fields (the
+        gate calls this after the smskit token): no header is ``MISSING`` (401), a signature
+        that does not match ``WRONG`` (403). With ``twilio_verify_signatures=false``
+        everything passes."""
         if self._check is None:
-            return
-        query = url.split("?", 1)[1] if "?" in url else ""
-        self._check.check(self.webhook_url(kind, query), headers, params)
+            return AuthResult.OK
+        url = self.signed_url(request)
+        if url is None:
+            log.warning("Twilio webhook refused: the URL Twilio signed is unknown (set "
+                        "SMSKIT_PUBLIC_URL)")
+            return AuthResult.WRONG
+        return self._check.verify(url, request.headers, _pairs(request.data))
 
-    def parse_webhook_params(self, kind: str,
-                             params: Sequence[Tuple[str, str]]) -> WebhookPayload:
-        """Parse already decoded (and authenticated) form fields."""
-        return parse_params(params, kind)
-
-    def parse_webhook(self, kind: str, headers: Mapping[str, str],
-                      body: bytes) -> WebhookPayload:
-        """Check the signature (against :meth:`webhook_url`) and parse one webhook body."""
-        url = None
-        if self._check is not None and self.settings.public_url:
-            url = self.webhook_url(kind)
-        return parse_webhook(kind, headers, body, url=url, check=self._check)
+    def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+        """The events of a callback the gate decoded (``request.data``: the form's
+        ``(name, value)`` pairs); the fields decide whether it is a status or a reply."""
+        return parse_params(_pairs(request.data), request.kind)
 
     def close(self) -> None:
         """Close the client (when this provider created it)."""

@@ -24,6 +24,7 @@ misconfigured URL still parses. Anything malformed raises
 
 from __future__ import annotations
 
+import logging
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl
 
@@ -31,6 +32,7 @@ from smskit.config import Secret
 from smskit.errors import ValidationError
 from smskit.models import InboundMessage, StatusEvent
 from smskit.provider import WebhookPayload
+from smskit.webhooks.auth import AuthResult
 from smskit_twilio import wire
 from smskit_twilio.signature import (
     SETTINGS_HEADER,
@@ -55,6 +57,8 @@ __all__ = [
     "parse_webhook",
 ]
 
+log = logging.getLogger(__name__)
+
 KINDS = ("status", "reply")
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 #: Twilio's default opt-out keywords: a one-word message blocks the sender for that number.
@@ -69,6 +73,10 @@ _MAX_FIELDS = 1000
 
 class WebhookSignatureError(ValidationError):
     """The request does not carry a valid ``X-Twilio-Signature``: refuse it (HTTP 403)."""
+
+
+class _MissingSignature(WebhookSignatureError):
+    """No ``X-Twilio-Signature`` at all (HTTP 401)."""
 
 
 def _fail(text: str) -> ValidationError:
@@ -174,13 +182,26 @@ class SignatureCheck:
     def __repr__(self) -> str:
         return "SignatureCheck(auth_token=Secret('********'))"
 
+    def verify(self, url: str, headers: Mapping[str, str], params: Params) -> AuthResult:
+        """The webhook gate's answer for a request to ``url`` (the URL Twilio called, query
+        included) with form ``params``: ``MISSING`` without the header (401), ``WRONG`` when it
+        does not match or cannot be checked (403), else ``OK``."""
+        try:
+            self.check(url, headers, params)
+        except _MissingSignature:
+            return AuthResult.MISSING
+        except WebhookSignatureError as exc:
+            log.warning("Twilio webhook refused: %s", exc)
+            return AuthResult.WRONG
+        return AuthResult.OK
+
     def check(self, url: str, headers: Mapping[str, str], params: Params) -> None:
         """Raise :class:`WebhookSignatureError` unless the request to ``url`` (the URL Twilio
         called, query included) with form ``params`` carries Twilio's signature."""
         lowered = {str(k).lower(): str(v) for k, v in headers.items()}
         signature = lowered.get(SIGNATURE_HEADER.lower())
         if not signature:
-            raise WebhookSignatureError(f"the request has no {SIGNATURE_HEADER} header")
+            raise _MissingSignature(f"the request has no {SIGNATURE_HEADER} header")
         settings = lowered.get(SETTINGS_HEADER.lower())
         secret = self._shared_key if settings else self._auth_token
         if secret is None:
