@@ -43,6 +43,7 @@ from smskit.store.sql.driver import DriverMany, chunks
 from smskit.store.sql.engine import create_store_engine, db_errors, migrate, normalise_url
 from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
+from smskit.store.sql.routing import SqlRoutingMixin
 from smskit.store.sql.tables import (
     batches,
     message_row,
@@ -84,7 +85,7 @@ def upgrade(url: str) -> None:
         engine.dispose()
 
 
-class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, Store):
+class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMixin, Store):
     """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs).
 
     Short links, clicks and the dashboard's aggregates: :class:`SqlAnalyticsMixin`.
