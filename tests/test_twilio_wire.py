@@ -121,6 +121,8 @@ def test_error_code_is_kept_only_with_a_failure() -> None:
     assert failed.state is State.REJECTED and failed.error_code == "30008"
     unknown = wire.status_event(SID, "undelivered", 39999, error_message="odd")
     assert unknown.error_text == "odd"
+    assert not failed.opted_out
+    assert wire.status_event(SID, "failed", 21610).opted_out  # the core blacklists then
 
 
 def test_page_and_balance() -> None:

@@ -217,7 +217,7 @@ class SmsKit:
         """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
         return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
                                 stale_after=stale_after, on_sent=self._sent_listener(),
-                                on_status=self.apply_status)
+                                on_status=self.apply_status, on_opted_out=self._on_opted_out)
 
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
@@ -233,10 +233,15 @@ class SmsKit:
                             for mid in batch.message_ids]
                 return outcomes[-1]
         outcome = self.store.apply_status(event)
+        self._after_status(event, outcome)
+        return outcome
+
+    def _after_status(self, event: StatusEvent, outcome: ApplyOutcome) -> None:
+        if outcome.applied and outcome.message is not None and event.opted_out:
+            self._opted_out_at_gateway(outcome.message, event.error_code)
         if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
             self._notify("message_status_changed", outcome.message,
                          old=outcome.old, new=outcome.new)
-        return outcome
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
         """:meth:`apply_status` for each event in turn, through the store's
@@ -252,12 +257,11 @@ class SmsKit:
                for e in events):
             return [self.apply_status(event) for event in events]
         outcomes = self.store.apply_statuses(events)
-        if not self.hooks.message_status_changed.get_hookimpls():
+        if not self.hooks.message_status_changed.get_hookimpls() and not any(
+                e.opted_out for e in events):
             return outcomes
-        for outcome in outcomes:
-            if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
-                self._notify("message_status_changed", outcome.message,
-                             old=outcome.old, new=outcome.new)
+        for event, outcome in zip(events, outcomes):
+            self._after_status(event, outcome)
         return outcomes
 
     def receive(self, inbound: InboundMessage) -> InboundOutcome:
@@ -318,8 +322,11 @@ class SmsKit:
         self._notify("message_sent", message)
 
     def _on_opted_out(self, message: Message, result: SendResult) -> None:
+        self._opted_out_at_gateway(message, result.error_code)
+
+    def _opted_out_at_gateway(self, message: Message, code: Optional[str]) -> None:
         # The gateway will refuse this number from now on: stop sending to it everywhere.
-        why = f"recipient opted out at the gateway ({result.error_code or 'opted out'})"
+        why = f"recipient opted out at the gateway ({code or 'opted out'})"
         self._blacklist_change(message.phone, "add", reason=why,
                                source=f"gateway:{message.provider or self._default_provider}",
                                campaign_id=message.campaign_id)

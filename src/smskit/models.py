@@ -165,6 +165,8 @@ class StatusEvent:
     and/or by the provider's id; stores match on ours first. An event about a whole request
     (Kolmeya rejecting a request at homologation) names no message but our ``batch_id``:
     :meth:`smskit.SmsKit.apply_status` applies it to every message of that batch.
+    ``opted_out`` says the gateway failed the message because its recipient opted out with it
+    (Twilio's error 21610 in a status callback): the core then blacklists the number too.
     """
 
     provider: str
@@ -178,6 +180,7 @@ class StatusEvent:
     error_code: Optional[str] = None
     error_text: Optional[str] = None
     occurred_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
+    opted_out: bool = False
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 

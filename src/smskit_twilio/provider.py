@@ -9,9 +9,10 @@ already sent must not go out again, so the provider follows the contract strictl
 * any other failure before anything of the batch was sent is raised as it is (a "sent nothing"
   error lets the pipeline send the batch later);
 * any failure after something was sent, and any ambiguous failure (a timeout after the create
-  may have arrived), raises :class:`PartialSendError` (an
-  :class:`~smskit.errors.AmbiguousSendError`) carrying what is known: the batch is reconciled,
-  never resent blindly.
+  may have arrived), raises :class:`~smskit.errors.PartialSendError` (an
+  :class:`~smskit.errors.AmbiguousSendError`) carrying what is known: the pipeline records the
+  results, puts the messages never sent back in the queue and reconciles only the one whose
+  create may have arrived, never resending it blindly.
 
 :meth:`TwilioProvider.reconcile` answers from an in-process journal of the batch (messages sent,
 refused, never attempted) and, for the rest (the ambiguous one, or every message after a
@@ -45,6 +46,7 @@ from smskit.errors import (
     ConfigurationError,
     EmptyBodyError,
     InvalidPhoneError,
+    PartialSendError,
     ProviderError,
     ValidationError,
 )
@@ -63,23 +65,6 @@ __all__ = ["PartialSendError", "TwilioProvider"]
 
 log = logging.getLogger(__name__)
 _JOURNAL_SIZE = 512
-
-
-class PartialSendError(AmbiguousSendError):
-    """A batch stopped part-way: reconcile it, never resend it blindly.
-
-    ``results`` are the results of the messages handled before the stop, ``ambiguous`` the id
-    of the message whose create may have arrived (``None`` when the stop sent nothing) and
-    ``unsent`` the ids never sent.
-    """
-
-    def __init__(self, message: str, *, results: Sequence[SendResult] = (),
-                 ambiguous: Optional[str] = None, unsent: Sequence[str] = (),
-                 status_code: Optional[int] = None) -> None:
-        self.results = tuple(results)
-        self.ambiguous = ambiguous
-        self.unsent = tuple(unsent)
-        super().__init__(message, status_code=status_code)
 
 
 @attrs.define
@@ -194,7 +179,7 @@ class TwilioProvider(Provider):
         journal.unsent.update(later)
         raise PartialSendError(
             f"{exc} (message {index + 1} of {len(messages)}, {current.id})", results=results,
-            ambiguous=current.id, unsent=later, status_code=exc.status_code) from exc
+            ambiguous=[current.id], unsent=later, status_code=exc.status_code) from exc
 
     # -- reconciliation ---------------------------------------------------------------------
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:

@@ -305,6 +305,7 @@ def status_event(sid: str, status: str, error_code: Optional[int], *,
         provider=PROVIDER, state=state, message_id=message_id, provider_message_id=sid,
         status_text=status, error_code=str(code) if code is not None else None,
         error_text=text, occurred_at=occurred_at or utcnow(), raw=raw,
+        opted_out=code == OPTED_OUT,
     )
 
 
