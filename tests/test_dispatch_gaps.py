@@ -206,3 +206,19 @@ def test_an_opt_out_found_by_reconciliation_is_reported(store: Store) -> None:
                      on_opted_out=lambda m, r: heard.append((m.id, r.error_code)))
     assert heard == [(message.id, "21610")]
     assert not [e for e in store.history(message.id) if e.kind == KIND_REROUTED]
+
+
+def test_reconciling_one_provider_leaves_another_providers_batches_alone(store: Store) -> None:
+    class Other(Gateway):
+        name = "other"
+
+    gateway, other = Gateway(), Other()
+    messages = queue(store, 2)
+    gateway.scripts.append(lambda batch: [gateway.take(m) for m in batch][:0])
+    outbox.dispatch(store, gateway, now=NOW)
+    # "other" never saw the batch: were it asked, its "unknown" would send it again.
+    report = outbox.reconcile(store, other, now=NOW)
+    assert report.batches == 0 and len(store.batches(status="ambiguous")) == 1
+    reconciled, dispatched = settle(store, gateway)
+    assert (reconciled.confirmed, dispatched.batches) == (2, 0)
+    assert gateway.taken == {m.id: 1 for m in messages} and not other.taken

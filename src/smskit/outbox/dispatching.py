@@ -88,6 +88,26 @@ class DispatchReport:
     errors: List[str] = attrs.field(factory=list)
     moved: Dict[str, int] = attrs.field(factory=dict)
 
+    @classmethod
+    def merge(cls, reports: Sequence[DispatchReport]) -> DispatchReport:
+        """The sum of several calls (one per provider): counts added, the earliest
+        ``retry_at``."""
+        total = cls()
+        for report in reports:
+            total.batches += report.batches
+            total.sent += report.sent
+            total.rejected += report.rejected
+            total.canceled += report.canceled
+            total.released += report.released
+            total.ambiguous += report.ambiguous
+            total.errors.extend(report.errors)
+            for name, count in report.moved.items():
+                total.moved[name] = total.moved.get(name, 0) + count
+            if report.retry_at is not None and (total.retry_at is None
+                                                or report.retry_at < total.retry_at):
+                total.retry_at = report.retry_at
+        return total
+
 
 @attrs.define
 class ReconcileReport:
@@ -366,8 +386,8 @@ def reconcile(
     on_status: Optional[Callable[[StatusEvent], object]] = None,
     on_opted_out: Optional[OptedOut] = None,
 ) -> ReconcileReport:
-    """Settle batches whose outcome is unknown: ``ambiguous`` ones, and ``claimed`` ones older
-    than ``stale_after`` (a worker died mid-send).
+    """Settle ``provider``'s batches whose outcome is unknown: ``ambiguous`` ones, and
+    ``claimed`` ones older than ``stale_after`` (a worker died mid-send).
 
     Messages the gateway knows become ``sent`` (or ``rejected``); a request it never saw, and
     messages of a known request it has no trace of, go back to the queue to be sent. Status
@@ -376,7 +396,10 @@ def reconcile(
     """
     report = ReconcileReport()
     stale = store.batches(status="claimed", older_than=now - stale_after)
-    for batch in store.batches(status="ambiguous") + stale:
+    # Only this provider's batches: another gateway does not know them, and its "never
+    # seen" would send them again.
+    for batch in [b for b in store.batches(status="ambiguous") + stale
+                  if b.provider == provider.name]:
         report.batches += 1
         messages = [m for m in store.get_many(batch.message_ids) if m.state is State.OUTGOING]
         if not messages:
