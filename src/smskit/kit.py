@@ -27,6 +27,7 @@ from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
+from smskit.routing import ProviderPolicies, Router
 from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
@@ -75,6 +76,9 @@ class SmsKit:
         self._default_provider = provider.name if provider is not None else self.settings.provider
         self.clock = clock
         self.quiet_hours = QuietHours.from_settings(self.settings)
+        #: Each provider's prices, rate limit, quiet hours and balance threshold.
+        self.policies = ProviderPolicies(self.settings, self.quiet_hours)
+        self._router: Optional[Router] = None
         self._ready = False
 
     @classmethod
@@ -116,16 +120,36 @@ class SmsKit:
             self._providers[name] = self.plugins.create_provider(name)
         return self._providers[name]
 
+    @property
+    def router(self) -> Router:
+        """Routes, circuits and pacing (:mod:`smskit.routing`), built on first use."""
+        if self._router is None:
+            self._router = Router(self.settings, self._default_provider,
+                                  policies=self.policies, hooks=lambda: self.hooks,
+                                  store=lambda: self.store)
+        return self._router
+
+    def routed_providers(self) -> Tuple[str, ...]:
+        """The providers messages may be queued under: the default one, then those the
+        routes name (just the default one without routing)."""
+        router = self.router
+        return router.providers() if router.active else (self._default_provider,)
+
     def composer(self, provider: Optional[str] = None, *,
                  track_links: Optional[bool] = None) -> outbox.Composer:
         """The message composer for ``provider`` with this instance's settings.
 
-        ``track_links`` (default: the ``link_tracking`` setting) replaces URLs by short links
-        (:mod:`smskit.outbox.links`).
+        Without ``provider`` and with routing configured, each message gets the provider its
+        route chooses (:meth:`smskit.routing.Router.choose`). ``track_links`` (default: the
+        ``link_tracking`` setting) replaces URLs by short links (:mod:`smskit.outbox.links`).
         """
+        route: Optional[Callable[[Message], str]] = None
+        if provider is None and self.router.active:
+            router = self.router
+            route = lambda message: router.choose(message, self.clock())  # noqa: E731
         return outbox.Composer.from_settings(
             self.settings, provider or self._default_provider, quiet_hours=self.quiet_hours,
-            track_links=track_links)
+            track_links=track_links, route=route, policies=self.policies)
 
     # -- sending --------------------------------------------------------------------------
     def send(
@@ -158,7 +182,7 @@ class SmsKit:
         # An invalid number raises before the store or the plugins are touched.
         recipient = compose.parse_phone(phone, spec, composer)
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
-                             dispatch=self._dispatcher(composer.provider) if dispatch else None)
+                             dispatch=self._dispatcher(composer) if dispatch else None)
 
     def send_many(
         self,
@@ -198,10 +222,14 @@ class SmsKit:
                                  if dispatch else 1000)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
                               clock=self.clock, chunk_size=size, on_outcome=on_outcome,
-                              dispatch=self._dispatcher(composer.provider) if dispatch else None)
+                              dispatch=self._dispatcher(composer) if dispatch else None)
 
-    def _dispatcher(self, provider: str) -> Callable[[], outbox.DispatchReport]:
-        return lambda: self.dispatch(provider=provider)
+    def _dispatcher(self, composer: outbox.Composer) -> Callable[[], outbox.DispatchReport]:
+        if composer.route is None:
+            return lambda: self.dispatch(provider=composer.provider)
+        # Routed: any of the providers may hold the messages (and they may move on the way).
+        return lambda: outbox.DispatchReport.merge(
+            [self.dispatch(provider=name) for name in self.routed_providers()])
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
                  now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
@@ -209,7 +237,7 @@ class SmsKit:
         see :func:`outbox.dispatch`."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
                                max_batches=max_batches, on_sent=self._sent_listener(),
-                               on_opted_out=self._on_opted_out)
+                               on_opted_out=self._on_opted_out, policy=self.router)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
