@@ -356,3 +356,34 @@ def test_balance_thresholds_per_provider(clock: Clock, kolmeya: Gateway,
         for name in kit.routed_providers():
             monitor.check(name, clock.now)
     assert alerts == [("kolmeya", Decimal("100.00"), Decimal("500"))]  # twilio's 100 >= 20
+
+
+# -- what the dashboard and the metrics show ----------------------------------------------------
+
+def test_dashboard_and_metrics_show_each_provider(clock: Clock, kolmeya: Gateway,
+                                                  twilio: Gateway) -> None:
+    import httpx
+
+    from smskit.server import create_app
+    from smskit.server.metrics import ServerMetrics
+    from smskit.testing.servers import serve_in_thread
+
+    with make_kit(clock, kolmeya, twilio, dashboard_token="painel", twilio_max_per_second="5",
+                  **FAILOVER) as kit:
+        kit.send_many(phones(4), "Olá", dispatch=False)
+        kit.send(US, "Hello", provider="kolmeya", dispatch=False)  # stays: nowhere to go
+        kolmeya.down = True
+        Worker(kit).run_once()
+        metrics = ServerMetrics(kit).render().decode()
+        with serve_in_thread(create_app(kit)) as base:
+            stats = httpx.get(f"{base}/api/stats", headers={"Authorization": "Bearer painel"},
+                              params={"start": "2026-11-26", "end": "2026-11-26"}).json()
+            page = httpx.get(f"{base}/dashboard", auth=("x", "painel")).text
+    lines = {line["provider"]: line for line in stats["provider_status"]}
+    assert {k: lines["kolmeya"][k] for k in ("circuit", "queued", "moved_out", "trips")} == {
+        "circuit": "open", "queued": 1, "moved_out": 4, "trips": 1}
+    assert {k: lines["twilio"][k] for k in ("circuit", "queued", "moved_in", "max_per_second")
+            } == {"circuit": "closed", "queued": 0, "moved_in": 4, "max_per_second": 5.0}
+    assert 'smskit_messages_rerouted_total{from="kolmeya",to="twilio"} 4.0' in metrics
+    assert 'smskit_provider_circuit_open{provider="kolmeya"} 1.0' in metrics
+    assert 'id="provider-status"' in page and "fora do ar" in page

@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import logging
 from decimal import Decimal, InvalidOperation
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import attrs
 
@@ -28,7 +28,8 @@ from smskit.kit import SmsKit
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["BalanceMonitor", "BalanceReading", "STATE_PREFIX", "read_balances"]
+__all__ = ["BalanceMonitor", "BalanceReading", "STATE_PREFIX", "parse_balances",
+           "read_balances"]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,15 @@ def read_balances(store: Store) -> Dict[str, BalanceReading]:
     """The last reading of each provider kept in the store (empty without key/value state)."""
     if not isinstance(store, OutreachStore):
         return {}
+    return parse_balances(store.list_state(STATE_PREFIX))
+
+
+def parse_balances(state: Mapping[str, str]) -> Dict[str, BalanceReading]:
+    """The readings among key/value ``state`` entries (other keys are ignored)."""
     found: Dict[str, BalanceReading] = {}
-    for key, text in store.list_state(STATE_PREFIX).items():
+    for key, text in state.items():
+        if not key.startswith(STATE_PREFIX):
+            continue
         provider = key[len(STATE_PREFIX):]
         try:
             found[provider] = BalanceReading.from_json(provider, text)

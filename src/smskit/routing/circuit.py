@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Mapping, Optional
 
 import attrs
 
@@ -29,7 +29,7 @@ from smskit.errors import ConfigurationError
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["STATE_PREFIX", "CircuitState", "Circuits", "read_circuits"]
+__all__ = ["STATE_PREFIX", "CircuitState", "Circuits", "parse_circuits", "read_circuits"]
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,15 @@ def read_circuits(store: object) -> Dict[str, CircuitState]:
     """The circuits kept in the store (empty without key/value state)."""
     if not isinstance(store, OutreachStore):
         return {}
+    return parse_circuits(store.list_state(STATE_PREFIX))
+
+
+def parse_circuits(state: Mapping[str, str]) -> Dict[str, CircuitState]:
+    """The circuits among key/value ``state`` entries (other keys are ignored)."""
     found: Dict[str, CircuitState] = {}
-    for key, text in store.list_state(STATE_PREFIX).items():
+    for key, text in state.items():
+        if not key.startswith(STATE_PREFIX):
+            continue
         name = key[len(STATE_PREFIX):]
         try:
             found[name] = CircuitState.from_json(name, text)

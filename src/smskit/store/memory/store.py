@@ -95,6 +95,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
         new: Optional[str] = None,
         applied: bool = False,
         provider_message_id: Optional[str] = None,
+        at: Optional[dt.datetime] = None,
     ) -> None:
         self._events.append(
             EventRecord(
@@ -107,7 +108,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 applied=applied,
                 detail=detail,
                 provider_message_id=provider_message_id,
-                created_at=utcnow(),
+                created_at=at or utcnow(),
             )
         )
 
@@ -353,7 +354,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 if moved:
                     self._event(message.id, KIND_REROUTED,
                                 c.reroute_detail(message.provider, provider or "", reason),
-                                provider=provider)
+                                provider=provider, at=now)
                 done.append(message.id)
         return done
 

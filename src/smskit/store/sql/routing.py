@@ -59,7 +59,7 @@ class SqlRoutingMixin(SqlBase):
                 groups.setdefault((provider, cost), []).append(item.message_id)
                 if moved:
                     moves.append({"message_id": item.message_id, "provider": provider,
-                                  "kind": KIND_REROUTED,
+                                  "kind": KIND_REROUTED, "created_at": now,
                                   "detail": c.reroute_detail(old, provider or "", reason)})
                 done.append(item.message_id)
             for (provider, cost), ids in groups.items():
