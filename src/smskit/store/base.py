@@ -432,9 +432,9 @@ class Store(Protocol):
         first wins; a message outside the batch is skipped). Its ``batch_id`` is cleared, its
         ``scheduled_at`` becomes ``retry_at`` when given, no attempt is counted. A move also
         sets ``provider`` (and ``cost`` when given) and writes a ``rerouted`` event at ``now``
-        (provider: the new one; detail ``"from <old> to <new>: <reason>"``). The batch's status is left
-        as it is: the caller settles what stays in it (release, results, ambiguous). An
-        unknown batch raises :class:`~smskit.errors.NotFoundError`.
+        (provider: the new one; detail ``"from <old> to <new>: <reason>"``). The batch's
+        status is left as it is: the caller settles what stays in it (release, results,
+        ambiguous). An unknown batch raises :class:`~smskit.errors.NotFoundError`.
 
         Default: requeues nothing (returns ``[]``), which is always safe: the messages stay
         in the batch and the caller releases or reconciles them with it, on their provider.
