@@ -193,10 +193,12 @@ def test_the_route_outbound_hook_wins_over_the_table(clock: Clock, kolmeya: Gate
                                                      twilio: Gateway) -> None:
     def route(message: Message) -> Any:
         return "twilio" if "otp" in message.tags else None
-    with make_kit(clock, kolmeya, twilio, route=route, routes="* => kolmeya") as kit:
+    with make_kit(clock, kolmeya, twilio, route=route, routes="* => kolmeya",
+                  route_providers="twilio") as kit:
         kit.send(BR, "Código 1234", tags=["otp"])
         kit.send(BR2, "Olá")
         assert by_provider(kit) == {"twilio": 1, "kolmeya": 1}
+        assert kit.routed_providers() == ("kolmeya", "twilio")  # the worker serves both
 
 
 def test_without_routes_everything_goes_to_the_default(clock: Clock, kolmeya: Gateway,

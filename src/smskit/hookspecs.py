@@ -120,7 +120,9 @@ def route_outbound(message: Message) -> Optional[Union[str, Sequence[str]]]:
     ``firstresult``: the first plugin to answer wins. Called when a message is composed (its
     ``provider`` is the default one then, its segments counted) and again when its provider
     fails over, so it must be cheap, do no I/O and give the same route for the same message.
-    A message sent with an explicit ``provider=`` is not routed.
+    A message sent with an explicit ``provider=`` is not routed. The worker serves the
+    providers of the ``SMSKIT_ROUTES`` table and of ``SMSKIT_ROUTE_PROVIDERS``: name there any
+    other provider the hook returns.
     """
 
 

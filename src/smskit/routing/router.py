@@ -59,6 +59,8 @@ class Router:
                  sleep: Optional[Callable[[float], None]] = None) -> None:
         self.default = default
         self.table = RouteTable.parse(settings.get("routes"))
+        self.extra = tuple(n.strip() for n in (settings.get("route_providers") or "").split(",")
+                           if n.strip())
         self.policies = policies or ProviderPolicies(settings)
         self.circuits = Circuits.from_settings(settings, store)
         self._hooks = hooks
@@ -84,8 +86,9 @@ class Router:
         return bool(self.table.rules) or self._hook() is not None
 
     def providers(self) -> Tuple[str, ...]:
-        """The default provider, then every provider the route table names."""
-        return tuple(dict.fromkeys((self.default, *self.table.providers())))
+        """The default provider, those ``route_providers`` names (the ones only a
+        ``route_outbound`` plugin chooses), then every provider the route table names."""
+        return tuple(dict.fromkeys((self.default, *self.extra, *self.table.providers())))
 
     def route(self, message: Message) -> Tuple[str, ...]:
         """The providers that may send ``message``, the preferred one first."""
