@@ -25,9 +25,9 @@ def odoo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff over sources, tests and benchmarks."""
+    """ruff over sources, tests, benchmarks, the addon and the docs tools."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "addons")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "addons", "docs_tools")
 
 
 @nox.session(python="3.8")

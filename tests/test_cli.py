@@ -592,4 +592,4 @@ def test_demo_and_serve_name_the_missing_extra(env: Dict[str, str],
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "uvicorn" else real(name, *a))
     for command in ("demo", "serve"):
-        assert_one_error_line(run(command), 1, "uvicorn", "pip install 'smskit[server]'")
+        assert_one_error_line(run(command), 1, "uvicorn", "pip install 'smskit-sdk[server]'")

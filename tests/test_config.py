@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from smskit import SmsKit
 from smskit.config import Secret, Settings, redact
 from smskit.errors import ConfigurationError
 
@@ -60,3 +62,63 @@ def test_bad_toml_is_a_configuration_error(tmp_path: Path) -> None:
     cfg.write_text("[smskit\n", encoding="utf-8")
     with pytest.raises(ConfigurationError, match="not valid TOML"):
         Settings.load(environ={}, config_file=cfg)
+
+
+# -- settings as keywords: SmsKit(database_url=..., provider=..., kolmeya_token=...) ------------
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No SMSKIT_* variable and no smskit.toml: a directory of our own."""
+    for key in list(os.environ):
+        if key.startswith("SMSKIT_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_kit_takes_settings_as_keywords(clean_env: Path) -> None:
+    kit = SmsKit(database_url="sqlite:///kw.db", provider="loopback", kolmeya_token="tok-1",
+                 max_segments=3, allow_landlines=True, kolmeya_timeout=7)
+    assert kit.settings.database_url == "sqlite:///kw.db"
+    assert kit.settings.provider == "loopback"
+    assert kit.settings.max_segments == 3 and kit.settings.allow_landlines is True
+    assert kit.settings.get("kolmeya_token") == "tok-1"
+    assert kit.settings.get("kolmeya_timeout") == "7"  # a plugin reads text, as from SMSKIT_*
+    assert "tok-1" not in repr(kit.settings)
+    assert kit.provider().name == "loopback"
+    assert not (clean_env / "kw.db").exists()  # the constructor opens nothing
+
+
+def test_keywords_win_over_environment_over_toml_over_defaults(
+        clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (clean_env / "smskit.toml").write_text(
+        '[smskit]\nprovider = "from-toml"\ntimezone = "America/Recife"\n'
+        'database_url = "sqlite:///toml.db"\nmax_segments = 4\n', encoding="utf-8")
+    monkeypatch.setenv("SMSKIT_PROVIDER", "from-env")
+    monkeypatch.setenv("SMSKIT_DATABASE_URL", "sqlite:///env.db")
+    kit = SmsKit(provider="loopback")
+    assert kit.settings.provider == "loopback"                   # keyword
+    assert kit.settings.database_url == "sqlite:///env.db"       # environment over toml
+    assert kit.settings.timezone == "America/Recife"             # toml over the default
+    assert kit.settings.default_region == "BR"                   # the default
+    assert SmsKit().settings.provider == "from-env"              # SmsKit() reads them too
+    assert SmsKit.from_env().settings.max_segments == 4
+    assert SmsKit.from_env(provider="loopback").settings.provider == "loopback"
+
+
+def test_a_settings_value_is_used_as_given(clean_env: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSKIT_PROVIDER", "from-env")
+    given = Settings(provider="loopback")
+    assert SmsKit(given).settings is given
+    with pytest.raises(ConfigurationError, match="not both"):
+        SmsKit(given, database_url="sqlite:///x.db")
+    with pytest.raises(ConfigurationError, match="values="):
+        Settings.load(environ={}, values={"a": "b"})
+
+
+def test_a_provider_object_still_wins(clean_env: Path) -> None:
+    from smskit.providers.loopback import LoopbackProvider
+
+    provider = LoopbackProvider()
+    kit = SmsKit(provider=provider, database_url="memory://")
+    assert kit.provider() is provider

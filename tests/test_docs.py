@@ -1,24 +1,26 @@
-"""The code on docs/getting-started.md runs as written."""
+"""The code on docs/getting-started.md runs as written, and again on the same database."""
 
 from __future__ import annotations
 
-import re
+import os
 from pathlib import Path
 
 import pytest
 
+from docs_blocks import python_blocks, run_python
+
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def python_blocks(page: Path) -> list:
-    return re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
-
-
-def test_getting_started_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_getting_started_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("SMSKIT_"):
+            monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
-    blocks = python_blocks(DOCS / "getting-started.md")
-    assert len(blocks) >= 4
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "getting-started.md", "exec"), namespace)
+    page = DOCS / "getting-started.md"
+    assert len(python_blocks(page)) >= 4
+    first = run_python(page)
     assert (tmp_path / "getting-started.db").exists()
+    second = run_python(page)  # the database keeps the first run's messages and opt-out
+    assert second["outcome"].message_id != first["outcome"].message_id
+    assert second["summary"].sent == 2

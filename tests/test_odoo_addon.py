@@ -42,7 +42,7 @@ def test_manifest_and_data_files() -> None:
     manifest = ast.literal_eval((ADDON / "__manifest__.py").read_text(encoding="utf-8"))
     assert manifest["version"].startswith("15.0.")
     assert {"base", "mail", "whatsapp_connector"} <= set(manifest["depends"])
-    assert manifest["external_dependencies"] == {"python": ["smskit"]}
+    assert manifest["external_dependencies"] == {"python": ["smskit-sdk"]}
     for name in manifest["data"]:
         root = ET.parse(ADDON / name).getroot()
         assert root.tag == "odoo"

@@ -73,10 +73,37 @@ def test_odoo_false_means_an_empty_field() -> None:
     assert str(info.value) == "template variable 'p.ref' is missing for recipient +5511987654321"
 
 
-def test_none_is_missing_but_zero_and_empty_string_are_values() -> None:
+def test_none_and_blank_are_missing_but_zero_is_a_value() -> None:
     assert render("{{ a | default('x') }}", {"a": None}) == "x"
-    assert render("[{{ a }}][{{ b }}][{{ c }}]", {"a": 0, "b": "", "c": True}) == "[0][][True]"
+    assert render("[{{ a }}][{{ c }}]", {"a": 0, "c": True}) == "[0][True]"
     assert render("{{ a.b | default('x') }}", {"a": {"b": None}}) == "x"
+    # A blank CSV cell (empty, or only spaces) has no value: the default applies...
+    row = {"nome": "", "apelido": "   ", "cidade": "\t"}
+    assert render("Olá {{ nome | default('cliente') }}", row) == "Olá cliente"
+    assert render("{{ apelido | default('-') }}{{ cidade | default('-') }}", row) == "--"
+    # ...and without one, it is missing, like an absent column.
+    with pytest.raises(MissingVariableError, match="'nome' is missing for recipient 5"):
+        render("Olá {{ nome }}", row, recipient="5")
+
+
+def test_keep_blank_makes_a_blank_a_value() -> None:
+    row = {"complemento": "", "nota": "  ", "nada": None}
+    assert render("[{{ complemento | keep_blank }}][{{ nota|keep_blank }}]", row) == "[][  ]"
+    assert render("{{ complemento | keep_blank | default('x') }}", row) == ""
+    assert render("{{ complemento | default('x') | keep_blank }}", row) == ""
+    assert render("{{ nada | keep_blank | default('x') }}", row) == "x"  # None stays missing
+    with pytest.raises(MissingVariableError):
+        render("{{ nada | keep_blank }}", row)
+    with pytest.raises(TemplateError, match="keep_blank is given twice"):
+        Template("{{ a | keep_blank | keep_blank }}")
+    with pytest.raises(TemplateError, match="default.*given twice"):
+        Template("{{ a | default('x') | default('y') }}")
+
+
+def test_required_lists_the_paths_without_a_default() -> None:
+    template = Template("{{ a }} {{ b | default('') }} {{ c.d | keep_blank }} {{ a }} {{ b }}")
+    assert template.variables == ("a", "b", "c.d")
+    assert template.required == ("a", "c.d", "b")
 
 
 def test_values_use_plain_str_and_are_not_html_escaped() -> None:
@@ -152,17 +179,18 @@ def test_braces_that_do_not_open_a_placeholder_are_text() -> None:
         (
             "{{ foo() }}",
             "template error at line 1, column 7: unexpected '()' after 'foo'; a placeholder"
-            ' holds a dotted path and an optional | default("...")',
+            ' holds a dotted path and optional filters: | default("...") and | keep_blank',
         ),
         (
             "{{ a | upper }}",
             "template error at line 1, column 8: unknown filter 'upper';"
-            ' the only filter is default("...")',
+            ' the filters are default("...") and keep_blank',
         ),
         (
             "{{ object.name or '' }}",
             "template error at line 1, column 16: unexpected \"or ''\" after 'object.name';"
-            ' a placeholder holds a dotted path and an optional | default("...")',
+            ' a placeholder holds a dotted path and optional filters: | default("...") and'
+            " | keep_blank",
         ),
         (
             "{{ a. }}",
@@ -202,7 +230,7 @@ def test_braces_that_do_not_open_a_placeholder_are_text() -> None:
         (
             "{{ a['b'] }}",
             "template error at line 1, column 5: unexpected \"['b']\" after 'a'; a placeholder"
-            ' holds a dotted path and an optional | default("...")',
+            ' holds a dotted path and optional filters: | default("...") and | keep_blank',
         ),
     ],
 )

@@ -9,7 +9,8 @@
     "license": "LGPL-3",
     "author": "smskit developers",
     "depends": ["base", "mail", "phone_validation", "whatsapp_connector"],
-    "external_dependencies": {"python": ["smskit"]},
+    # The distribution name: Odoo 15 looks it up with pkg_resources before trying an import.
+    "external_dependencies": {"python": ["smskit-sdk"]},
     "data": [
         "data/ir_config_parameter.xml",
         "data/ir_cron.xml",

@@ -43,10 +43,11 @@ def register_providers(register: Callable[[str, ProviderFactory], None]) -> None
 
 @hookimpl
 def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
-    """Register the memory, SQLite and PostgreSQL stores."""
+    """Register the memory, SQLite and PostgreSQL stores (``postgres://`` URLs too)."""
     register("memory", _memory_store)
     register("sqlite", _sql_store)
     register("postgresql", _sql_store)
+    register("postgres", _sql_store)
 
 
 @hookimpl(tryfirst=True)  # first, so `smskit campaign create --help` lists them first

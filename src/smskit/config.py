@@ -1,7 +1,9 @@
-"""Settings: ``SMSKIT_*`` environment variables over an optional ``smskit.toml``.
+"""Settings: keywords, ``SMSKIT_*`` environment variables and an optional ``smskit.toml``.
 
-Every setting has an environment variable (``SMSKIT_DATABASE_URL``) and a key in the
-``[smskit]`` table of ``smskit.toml`` (``database_url``); the environment wins. Plugins read
+Every setting has an environment variable (``SMSKIT_DATABASE_URL``), a key in the
+``[smskit]`` table of ``smskit.toml`` (``database_url``) and a keyword of :meth:`Settings.load`
+and :class:`~smskit.SmsKit` (``database_url=...``). Explicit keywords win over the
+environment, which wins over ``smskit.toml``, which wins over the defaults. Plugins read
 their own keys with :meth:`Settings.get` (``settings.get("kolmeya_token")`` reads
 ``SMSKIT_KOLMEYA_TOKEN`` or ``kolmeya_token``). Secrets are wrapped in :class:`Secret` so
 they never show in a repr, a log line or an exception.
@@ -139,12 +141,35 @@ class Settings:
             if key.startswith("SMSKIT_") and key != "SMSKIT_CONFIG":
                 values[key[len("SMSKIT_"):].lower()] = value
         typed: Dict[str, Any] = {}
-        for key, override in overrides.items():
-            if isinstance(override, str):
-                values[key] = override
-            elif override is not None:
+        fields = attrs.fields_dict(cls)
+        for name, override in overrides.items():
+            key = name.lower()
+            if override is None:
+                continue
+            if key == "values":
+                raise ConfigurationError("pass plugin settings as keywords (kolmeya_token=...), "
+                                         "not values=")
+            if isinstance(override, (str, list, tuple)) or key not in fields:
+                # Read as the text an SMSKIT_* variable would hold: a plugin's key, or a list.
+                values[key] = _as_text(override)
+            else:
                 typed[key] = override
         return cls._from_values(values, typed)
+
+    @classmethod
+    def resolve(cls, settings: Optional[Settings] = None, **options: Any) -> Settings:
+        """The settings a kit is built with: ``settings`` as given, else :meth:`load` with
+        ``options`` as overrides (keywords > ``SMSKIT_*`` environment > ``smskit.toml`` >
+        defaults; ``config_file`` names the TOML file). Giving both is an error: a
+        ``Settings`` value is complete, so keywords next to it would be ignored silently."""
+        if settings is None:
+            return cls.load(**options)
+        if options:
+            raise ConfigurationError(
+                f"give a Settings value or settings as keywords, not both (got "
+                f"{', '.join(sorted(options))} next to a Settings); use attrs.evolve(settings, "
+                "...) to change a Settings value")
+        return settings
 
     @classmethod
     def _from_values(cls, values: Dict[str, str], typed: Mapping[str, Any]) -> Settings:
@@ -191,6 +216,17 @@ class Settings:
             kwargs["disable_plugins"] = _parse_list(values["disable_plugins"])
         kwargs.update(typed)
         return cls(**kwargs)
+
+
+def _as_text(value: Any) -> str:
+    """A keyword setting as the text an ``SMSKIT_*`` variable would hold."""
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def _read_toml(path: Path) -> Dict[str, str]:

@@ -54,8 +54,19 @@ def _storable(text: str) -> str:
 class SmsKit:
     """Send, receive and track SMS. One instance per application (no global state).
 
-    ``store`` and ``provider`` default to the ones the settings name (``SMSKIT_DATABASE_URL``,
-    ``SMSKIT_PROVIDER``), built by the plugins on first use. ``clock`` is injectable for tests.
+    Settings come as keywords, or as one :class:`~smskit.config.Settings` value::
+
+        SmsKit(database_url="sqlite:///sms.db", provider="kolmeya", kolmeya_token="...")
+        SmsKit(Settings(database_url="sqlite:///sms.db"))    # exactly these, nothing read
+
+    Keywords (any setting, a plugin's too) win over ``SMSKIT_*`` environment variables, which
+    win over ``smskit.toml`` (``config_file=``, ``$SMSKIT_CONFIG`` or ``./smskit.toml``), which
+    win over the defaults; ``SmsKit()`` alone reads the environment and ``smskit.toml`` too
+    (as :meth:`from_env`). A ``Settings`` value is used as given.
+
+    ``store`` and ``provider`` objects replace the ones the settings name, which the plugins
+    build on first use (``provider`` may also be a provider's name, a setting). Nothing is
+    opened or connected by the constructor. ``clock`` is injectable for tests.
     """
 
     def __init__(
@@ -63,11 +74,15 @@ class SmsKit:
         settings: Optional[Settings] = None,
         *,
         store: Optional[Store] = None,
-        provider: Optional[Provider] = None,
+        provider: Union[Provider, str, None] = None,
         plugins: Optional[Plugins] = None,
         clock: Callable[[], dt.datetime] = utcnow,
+        **options: Any,
     ) -> None:
-        self.settings = settings or Settings()
+        if isinstance(provider, str):
+            options["provider"] = provider
+            provider = None
+        self.settings = Settings.resolve(settings, **options)
         self.plugins = plugins or Plugins(self.settings)
         self._store = store
         self._providers: Dict[str, Provider] = {}
@@ -83,8 +98,9 @@ class SmsKit:
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> SmsKit:
-        """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml``."""
-        return cls(Settings.load(), **kwargs)
+        """An instance configured from ``SMSKIT_*`` variables and ``smskit.toml`` (what
+        ``SmsKit(**kwargs)`` does without a ``Settings`` value; keywords win)."""
+        return cls(**kwargs)
 
     # -- parts ----------------------------------------------------------------------------
     @property
@@ -179,8 +195,11 @@ class SmsKit:
         spec = compose.SendSpec(template=Template(text), variables=dict(variables or {}), at=at,
                                 fields=dict(idempotency_key=idempotency_key, tags=tuple(tags),
                                             campaign_id=campaign_id, partner_ref=partner_ref))
-        # An invalid number raises before the store or the plugins are touched.
+        # An invalid number raises before the store or the plugins are touched, and a provider
+        # that cannot be built (no token) before the store is opened (or its file created).
         recipient = compose.parse_phone(phone, spec, composer)
+        if dispatch:
+            self.provider(composer.provider)
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
                              dispatch=self._dispatcher(composer) if dispatch else None)
 

@@ -104,31 +104,49 @@ class Message:
     Build a new outbound message with :meth:`new`; change one with :func:`attrs.evolve`.
     """
 
+    #: Our id (sortable by creation time); the gateway echoes it as the request's reference.
     id: str = attrs.field(factory=new_id)
+    #: The number in E.164 (``+5511987654321``): the recipient, or an inbound message's sender.
     phone: str
+    #: The text as sent or received (a template already rendered).
     body: str
     direction: Direction = Direction.OUTBOUND
+    #: Where the message is in its life; it only ever moves forward.
     state: State = State.DRAFT
+    #: The name of the provider that sends it (or received it).
     provider: Optional[str] = None
+    #: The gateway's id for this message, once it has one.
     provider_message_id: Optional[str] = None
+    #: The gateway's id for the request (the batch) that carried it.
     provider_request_id: Optional[str] = None
+    #: The dispatch batch that claimed it (our id, the request's reference).
     batch_id: Optional[str] = None
+    #: ``GSM-7`` or ``UCS-2``, once counted.
     encoding: Optional[str] = None
+    #: How many SMS parts the body takes.
     segments: int = 0
+    #: ``segments`` times the price per segment (``Decimal``, in the gateway's currency).
     cost: Optional[Decimal] = None
     created_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
+    #: Not before this moment (a scheduled send, or quiet hours); ``None``: as soon as possible.
     scheduled_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
     sent_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
     delivered_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
     updated_at: Optional[dt.datetime] = attrs.field(default=None, converter=_aware)
+    #: Why it failed or was refused: a short code (``invalid_phone``, ``policy``, the gateway's).
     error_code: Optional[str] = None
+    #: Why it failed or was refused, for people.
     error_text: Optional[str] = None
     campaign_id: Optional[str] = None
     schedule_id: Optional[str] = None
     tags: Tuple[str, ...] = attrs.field(default=(), converter=_to_tuple)
+    #: The caller's reference to the recipient (``res.partner,42`` for Odoo).
     partner_ref: Optional[str] = None
+    #: At most one message is stored per key: a re-run or a double click sends nothing twice.
     idempotency_key: Optional[str] = None
+    #: For an inbound message, the id of our message it answers, when known.
     in_reply_to: Optional[str] = None
+    #: How many times a batch holding it was handed to the gateway.
     attempts: int = 0
 
     @classmethod
@@ -147,12 +165,19 @@ class SendResult:
     opted out with it (Twilio's error 21610): the core then blacklists the number too.
     """
 
+    #: Our id of the message (:attr:`Message.id`).
     message_id: str
+    #: ``SENT`` (accepted) or ``REJECTED`` (refused).
     state: State
+    #: The gateway's id for the message, when it gives one.
     provider_message_id: Optional[str] = None
+    #: The gateway's id for the request.
     provider_request_id: Optional[str] = None
+    #: The gateway's code for a refusal.
     error_code: Optional[str] = None
+    #: The gateway's reason for a refusal, for people.
     error_text: Optional[str] = None
+    #: The gateway reported the number twice in the request.
     duplicate: bool = False
     opted_out: bool = False
 

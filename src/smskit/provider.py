@@ -113,7 +113,9 @@ class Capabilities:
 class WebhookPayload:
     """The events found in one webhook request. Either list may be empty."""
 
+    #: Delivery reports.
     statuses: Sequence[StatusEvent] = ()
+    #: Customers' replies.
     inbound: Sequence[InboundMessage] = ()
 
 
@@ -127,8 +129,11 @@ class ReconcileResult:
     are also safe to resend).
     """
 
+    #: Whether the gateway has seen the batch's request at all.
     known: bool
+    #: One result per message the gateway has, when ``known``.
     results: Sequence[SendResult] = ()
+    #: Delivery reports the gateway gave with its answer (applied like webhooks).
     statuses: Sequence[StatusEvent] = ()
 
 

@@ -1,6 +1,6 @@
 """Message templates: one safe placeholder syntax, compatible with Odoo 15 inline templates.
 
-A placeholder is a dotted path inside double braces, with an optional default::
+A placeholder is a dotted path inside double braces, with optional filters::
 
     Olá {{ object.partner_id.name }}, seu boleto vence em {{ due | default("breve") }}.
 
@@ -10,15 +10,17 @@ A placeholder is a dotted path inside double braces, with an optional default::
 - Each step looks up a mapping key first, then an attribute; an integer step indexes a sequence
   (or looks up the integer, then the string, key of a mapping). Nothing is ever called: a step
   that reaches a method or a class is a :class:`~smskit.errors.TemplateError`.
-- A value that is missing, ``None`` or ``False`` (how Odoo reads an empty field) takes the
-  ``default("...")`` when one is given, else raises
-  :class:`~smskit.errors.MissingVariableError` naming the variable and the recipient. ``0`` and
-  ``""`` are values, not missing.
+- A value that is missing, ``None``, ``False`` (how Odoo reads an empty field) or a blank
+  string (empty or only spaces: an empty CSV cell) takes the ``default("...")`` when one is
+  given, else raises :class:`~smskit.errors.MissingVariableError` naming the variable and the
+  recipient. ``0`` is a value. The ``keep_blank`` filter makes a blank string a value
+  (``{{ complement | keep_blank }}`` writes it as it is).
 - Values are written with ``str()``; nothing is escaped (an SMS is plain text).
 - The default is a single- or double-quoted string; inside it ``\\"``, ``\\'`` and ``\\\\`` stand
   for the quote or the backslash, every other character is taken as written.
 - ``{{`` always opens a placeholder; there is no escape for it. ``}}``, ``{%`` and ``{#`` outside a
-  placeholder are plain text. There are no other filters, no expressions, no blocks.
+  placeholder are plain text. ``default("...")`` and ``keep_blank`` are the only filters, each
+  at most once, in any order; there are no expressions and no blocks.
 
 A :class:`Template` is compiled once and rendered many times; :func:`render` keeps the recently
 used ones compiled.
@@ -40,6 +42,7 @@ _NAME = re.compile(r"[^\W\d]\w*")
 _INDEX = re.compile(r"\d+")
 _SPACES = re.compile(r"\s*")
 _ESCAPABLE = frozenset("\"'\\")
+_FILTERS = ("default", "keep_blank")
 
 Step = Union[str, int]  # one step of a dotted path: a name or an index
 _MISSING = object()
@@ -48,15 +51,15 @@ _MISSING = object()
 class _Placeholder:
     """One compiled ``{{ path | default("...") }}``."""
 
-    __slots__ = ("default", "path", "rest", "root")
+    __slots__ = ("default", "keep_blank", "path", "rest", "root")
 
-    def __init__(
-        self, path: str, root: str, rest: Tuple[Step, ...], default: Optional[str]
-    ) -> None:
+    def __init__(self, path: str, root: str, rest: Tuple[Step, ...], default: Optional[str],
+                 keep_blank: bool = False) -> None:
         self.path = path
         self.root = root
         self.rest = rest
         self.default = default
+        self.keep_blank = keep_blank
 
 
 class Template:
@@ -86,6 +89,16 @@ class Template:
     def variables(self) -> Tuple[str, ...]:
         """The dotted paths used, in order of first use, each once."""
         return self._variables
+
+    @property
+    def required(self) -> Tuple[str, ...]:
+        """The dotted paths that must have a value (used at least once without a
+        ``default``), in order of first use, each once."""
+        seen: List[str] = []
+        for part in self._parts:
+            if isinstance(part, _Placeholder) and part.default is None and part.path not in seen:
+                seen.append(part.path)
+        return tuple(seen)
 
     def render(self, context: Mapping[str, Any], *, recipient: Optional[str] = None) -> str:
         """The text with every placeholder replaced by its value from ``context``.
@@ -123,6 +136,8 @@ def _resolve(context: Mapping[str, Any], placeholder: _Placeholder) -> Any:
         if value is _MISSING:
             break
         value = _checked(_follow(value, step), placeholder, step)
+    if isinstance(value, str) and not placeholder.keep_blank and not value.strip():
+        return _MISSING  # a blank CSV cell says "no value", as Odoo's False does
     return value
 
 
@@ -185,20 +200,30 @@ class _Parser:
         root, rest = self._path()
         path = self.source[path_start : self.pos]
         default: Optional[str] = None
+        keep_blank = False
         self._skip_spaces()
-        if self.source.startswith("|", self.pos):
+        while self.source.startswith("|", self.pos):
             self.pos += 1
-            default = self._default()
+            self._skip_spaces()
+            name = self._filter()
+            if name == "keep_blank":
+                if keep_blank:
+                    self._fail("keep_blank is given twice")
+                keep_blank = True
+            else:
+                if default is not None:
+                    self._fail("default(...) is given twice")
+                default = self._default()
             self._skip_spaces()
         if self.source.find(_CLOSE, self.pos) < 0:
             self._fail("unclosed '{{'", start)
         if not self.source.startswith(_CLOSE, self.pos):
             self._fail(
                 f"unexpected {self._excerpt()} after {path!r}; a placeholder holds a dotted path"
-                ' and an optional | default("...")'
+                ' and optional filters: | default("...") and | keep_blank'
             )
         self.pos += len(_CLOSE)
-        return _Placeholder(path, root, rest, default)
+        return _Placeholder(path, root, rest, default, keep_blank)
 
     def _path(self) -> Tuple[str, Tuple[Step, ...]]:
         root = self._name(first=True)
@@ -224,12 +249,15 @@ class _Parser:
         self.pos = match.end()
         return name
 
-    def _default(self) -> str:
-        self._skip_spaces()
+    def _filter(self) -> str:
         match = _NAME.match(self.source, self.pos)
-        if not match or match.group() != "default":
-            self._fail(f'unknown filter {self._excerpt()}; the only filter is default("...")')
+        if not match or match.group() not in _FILTERS:
+            self._fail(f'unknown filter {self._excerpt()}; the filters are default("...") and '
+                       "keep_blank")
         self.pos = match.end()
+        return match.group()
+
+    def _default(self) -> str:
         self._skip_spaces()
         self._expect("(", "after 'default'")
         self._skip_spaces()

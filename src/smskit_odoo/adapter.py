@@ -219,7 +219,7 @@ _NETWORK_ERRORS: Tuple[Type[BaseException], ...] = (OSError, http.client.HTTPExc
 
 
 class RpcAdapter:
-    """:class:`OdooAdapter` over JSON-RPC with odoorpc (``pip install 'smskit[odoo]'``).
+    """:class:`OdooAdapter` over JSON-RPC with odoorpc (``pip install 'smskit-sdk[odoo]'``).
 
     Connects and logs in on the first call (three round trips: version, login, user
     context), and again after a failure, so a restarted Odoo is picked up.
@@ -256,7 +256,7 @@ class RpcAdapter:
                 import odoorpc
             except ImportError as exc:  # pragma: no cover - the extra is part of the tests
                 raise ConfigurationError(
-                    "talking to Odoo over RPC needs odoorpc: pip install 'smskit[odoo]'"
+                    "talking to Odoo over RPC needs odoorpc: pip install 'smskit-sdk[odoo]'"
                 ) from exc
             url = self.url
             try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Mapping, Optional, Tuple
 
 import attrs
 from typing_extensions import Protocol, runtime_checkable
@@ -167,6 +167,10 @@ class OdooDomainSource(AudienceSource[OdooDomainAudience]):
                 "SMSKIT_ODOO_URL, or give the campaigns an OdooDomainSource(odoo=<an object "
                 "with execute()>)")
         return self.odoo
+
+    def variables(self, kit: SmsKit, audience: OdooDomainAudience) -> Optional[AbstractSet[str]]:
+        """The fields read (``fields``) and ``phone``: what each recipient carries."""
+        return frozenset((*audience.fields, "phone"))
 
     def read_page(self, kit: SmsKit, audience: OdooDomainAudience, cursor: Optional[str],
                   limit: int) -> Page:

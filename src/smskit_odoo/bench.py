@@ -2,7 +2,7 @@
 
 :func:`odoo_rpc_per_1000` counts the JSON-RPC round trips a bulk send of 1000 messages costs
 through an :class:`~smskit_odoo.store.OdooStore`, against the fake Odoo served on loopback
-(so it needs Starlette and uvicorn: ``pip install 'smskit[server,odoo]'``). The connection,
+(so it needs Starlette and uvicorn: ``pip install 'smskit-sdk[server,odoo]'``). The connection,
 the login and the schema detection are warmed up first and not counted: they happen once
 per process, not per send.
 """

@@ -16,6 +16,7 @@ from typing import Any, List, Optional, Sequence
 
 import click
 
+from smskit import __version__
 from smskit.cli._base import AppState, err_console
 from smskit.config import redact
 from smskit.errors import SmsKitError
@@ -134,25 +135,34 @@ def build_cli() -> click.Group:
 
     @click.group(cls=SmskitGroup, context_settings={"help_option_names": ["-h", "--help"]})
     @click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
-                  envvar="SMSKIT_CONFIG", help="Settings file (default: ./smskit.toml if present).")
+                  envvar="SMSKIT_CONFIG", metavar="FILE",
+                  help="Settings file (default: ./smskit.toml if present).")
+    @click.option("--database", "database", default=None, metavar="URL",
+                  help="Store URL, or a SQLite file path (over SMSKIT_DATABASE_URL).")
+    @click.option("--provider", "provider", default=None, metavar="NAME",
+                  help="Provider name (over SMSKIT_PROVIDER).")
     @click.option("--debug", is_flag=True, help="Verbose logging, and tracebacks on errors.")
-    @click.version_option(package_name="smskit", prog_name="smskit")
+    @click.version_option(version=__version__, prog_name="smskit")
     @click.pass_context
-    def group(ctx: click.Context, config: Optional[str], debug: bool) -> None:
+    def group(ctx: click.Context, config: Optional[str], database: Optional[str],
+              provider: Optional[str], debug: bool) -> None:
         """smskit: send, track and receive SMS (Kolmeya, Odoo, ChatRoom).
 
-        Configure with SMSKIT_* environment variables or smskit.toml. Try `smskit demo`.
+        Configure with SMSKIT_* environment variables or smskit.toml; --database and
+        --provider win over both. Try `smskit demo`.
         """
         state = ctx.ensure_object(AppState)
         state.config_file = config
+        state.database = database
+        state.provider = provider
         state.debug = debug
         if debug:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from smskit.cli import blacklist, campaigns, demo, messaging, plugins, run, schedules
+    from smskit.cli import blacklist, campaigns, db, demo, messaging, plugins, run, schedules
 
-    for module in (messaging, blacklist, schedules, plugins, campaigns, run, demo):
+    for module in (messaging, blacklist, schedules, plugins, campaigns, run, db, demo):
         for command in module.COMMANDS:
             group.add_command(command)
     return group

@@ -30,7 +30,7 @@ from typing import (
 import attrs
 import click
 
-from smskit.errors import ConfigurationError, ValidationError
+from smskit.errors import ConfigurationError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -43,6 +43,8 @@ __all__ = [
     "CsvSource",
     "brl",
     "cells",
+    "database_url",
+    "missing_sqlite_file",
     "require_server_extra",
     "emit_json",
     "err_console",
@@ -61,19 +63,35 @@ class AppState:
 
     config_file: Optional[str] = None
     debug: bool = False
+    database: Optional[str] = None
+    provider: Optional[str] = None
     _settings: Optional[Settings] = None
     _kit: Optional[SmsKit] = None
 
     def settings(self) -> Settings:
-        """``Settings.load`` from ``SMSKIT_*`` variables and ``--config`` / ``smskit.toml``."""
+        """``Settings.load``: ``--database`` and ``--provider`` over ``SMSKIT_*`` variables over
+        ``--config`` / ``smskit.toml``."""
         if self._settings is None:
             from smskit.config import Settings
 
-            self._settings = Settings.load(config_file=self.config_file)
+            self._settings = Settings.load(config_file=self.config_file,
+                                           database_url=database_url(self.database),
+                                           provider=self.provider)
         return self._settings
 
-    def kit(self) -> SmsKit:
-        """The :class:`~smskit.kit.SmsKit` for these settings (closed when the command ends)."""
+    def kit(self, *, looking_for: Optional[str] = None) -> SmsKit:
+        """The :class:`~smskit.kit.SmsKit` for these settings (closed when the command ends).
+
+        ``looking_for`` (``"message 'X'"``): the command reads or changes something stored, so
+        a SQLite file that does not exist means it is not there; that is the error, and the
+        file is not created.
+        """
+        if looking_for is not None:
+            missing = missing_sqlite_file(self.settings().database_url)
+            if missing is not None:
+                raise NotFoundError(
+                    f"no {looking_for}: there is no smskit database at {missing} (choose one "
+                    "with --database or SMSKIT_DATABASE_URL)")
         if self._kit is None:
             from smskit.kit import SmsKit
 
@@ -99,6 +117,28 @@ class AppState:
 
 
 pass_state = click.make_pass_decorator(AppState, ensure=True)
+
+
+def database_url(value: Optional[str]) -> Optional[str]:
+    """``--database``: a store URL as given, or a path read as a SQLite file
+    (``sms.db`` -> ``sqlite:///sms.db``, ``/var/lib/smskit/sms.db`` -> ``sqlite:////var/...``)."""
+    if value is None or "://" in value:
+        return value
+    if not value.strip():
+        raise click.BadParameter("a database URL or a SQLite file path", param_hint="--database")
+    return f"sqlite:///{value}"
+
+
+def missing_sqlite_file(url: str) -> Optional[Path]:
+    """The file of a ``sqlite:///`` URL when it does not exist (``None`` for any other store,
+    an in-memory database or a file that exists)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+", 1)[0] != "sqlite" or not rest.startswith("/"):
+        return None
+    path = rest[1:].split("?", 1)[0]
+    if path in ("", ":memory:") or "mode=memory" in rest:
+        return None
+    return None if Path(path).exists() else Path(path)
 
 
 # -- consoles and output -----------------------------------------------------------------------
@@ -184,7 +224,7 @@ def require_server_extra(what: str) -> None:
     missing = [name for name in ("starlette", "uvicorn") if importlib.util.find_spec(name) is None]
     if missing:
         raise ConfigurationError(f"{what} needs {' and '.join(missing)}: "
-                                 "pip install 'smskit[server]'")
+                                 "pip install 'smskit-sdk[server]'")
 
 
 # -- input parsers -------------------------------------------------------------------------------

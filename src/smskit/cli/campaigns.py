@@ -39,10 +39,12 @@ _TOTALS = ("total", "queued", "sent", "delivered", "failed", "rejected", "cancel
            "optouts")
 
 
-def _campaigns(state: AppState) -> Campaigns:
+def _campaigns(state: AppState, campaign_id: Optional[str] = None) -> Campaigns:
+    """The campaigns of the kit; with ``campaign_id``, one that must exist already."""
     from smskit.outreach.campaigns import Campaigns
 
-    return Campaigns(state.kit())
+    looking_for = None if campaign_id is None else f"campaign with id {campaign_id!r}"
+    return Campaigns(state.kit(looking_for=looking_for))
 
 
 def _campaign_json(campaign: Campaign, totals: Optional[CampaignTotals] = None) -> Dict[str, Any]:
@@ -198,7 +200,7 @@ def _print_control(state: AppState, control: CampaignControl, as_json: bool) -> 
 @pass_state
 def campaign_start(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Start a draft campaign (scheduled until its --at time); the worker sends it."""
-    started = _campaigns(state).start(campaign_id)
+    started = _campaigns(state, campaign_id).start(campaign_id)
     if as_json:
         emit_json(_campaign_json(started))
         return
@@ -216,7 +218,7 @@ def campaign_start(state: AppState, campaign_id: str, as_json: bool) -> None:
 def campaign_pause(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Hold a campaign: messages not yet handed to the gateway wait (known gateway jobs are
     paused too)."""
-    _print_control(state, _campaigns(state).pause(campaign_id), as_json)
+    _print_control(state, _campaigns(state, campaign_id).pause(campaign_id), as_json)
 
 
 @campaign.command("resume")
@@ -225,7 +227,7 @@ def campaign_pause(state: AppState, campaign_id: str, as_json: bool) -> None:
 @pass_state
 def campaign_resume(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Release a paused campaign (known gateway jobs are played)."""
-    _print_control(state, _campaigns(state).resume(campaign_id), as_json)
+    _print_control(state, _campaigns(state, campaign_id).resume(campaign_id), as_json)
 
 
 @campaign.command("cancel")
@@ -234,7 +236,7 @@ def campaign_resume(state: AppState, campaign_id: str, as_json: bool) -> None:
 @pass_state
 def campaign_cancel(state: AppState, campaign_id: str, as_json: bool) -> None:
     """Stop a campaign for good: its messages not yet sent are canceled."""
-    canceled = _campaigns(state).cancel(campaign_id)
+    canceled = _campaigns(state, campaign_id).cancel(campaign_id)
     if as_json:
         emit_json(_campaign_json(canceled))
         return
@@ -250,7 +252,7 @@ def campaign_jobs(state: AppState, campaign_id: str, job_ids: Tuple[int, ...],
                   as_json: bool) -> None:
     """Record the gateway job ids of a campaign (Kolmeya's reports show them), so pause and
     resume also pause and play those jobs."""
-    updated = _campaigns(state).record_jobs(campaign_id, list(job_ids))
+    updated = _campaigns(state, campaign_id).record_jobs(campaign_id, list(job_ids))
     if as_json:
         emit_json(_campaign_json(updated))
         return

@@ -90,6 +90,7 @@ def send(state: AppState, phone: str, text: str, variables: Tuple[str, ...], at:
     """
     when = _when(state, at)
     kit = state.kit()
+    kit.provider()  # a provider that cannot be built (no token) fails before the store opens
     outcome = kit.send(phone, text, variables=parse_vars(variables), at=when,
                        idempotency_key=idempotency_key, campaign_id=campaign_id,
                        dispatch=False)
@@ -252,7 +253,7 @@ def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: 
 @pass_state
 def status(state: AppState, message_id: str, refresh: bool, as_json: bool) -> None:
     """Show a message and its history."""
-    kit = state.kit()
+    kit = state.kit(looking_for=f"message with id {message_id!r}")
     message = kit.get(message_id)
     if message is None:
         raise NotFoundError(f"no message with id {message_id!r}")

@@ -106,7 +106,8 @@ def schedule_list(state: AppState, active_only: bool, as_json: bool) -> None:
 @pass_state
 def schedule_remove(state: AppState, schedule_id: str, as_json: bool) -> None:
     """Delete a schedule (messages it already created are kept)."""
-    if not state.kit().store.remove_schedule(schedule_id):
+    looking_for = f"schedule with id {schedule_id!r}"
+    if not state.kit(looking_for=looking_for).store.remove_schedule(schedule_id):
         raise NotFoundError(f"no schedule with id {schedule_id!r}")
     if as_json:
         emit_json({"removed": schedule_id})

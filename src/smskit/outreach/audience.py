@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import (
     TYPE_CHECKING,
+    AbstractSet,
     Any,
     BinaryIO,
     Dict,
@@ -56,6 +57,7 @@ __all__ = [
     "TagSource",
     "audience_sources",
     "check_phone_column",
+    "csv_header",
     "file_digest",
     "parse_audience",
     "source_for",
@@ -116,6 +118,13 @@ class AudienceSource(abc.ABC, Generic[A]):
     def check(self, audience: A) -> None:
         """When a campaign starts: raise :class:`~smskit.errors.ValidationError` if the
         audience can no longer be read as it was created. Default: nothing to check."""
+
+    def variables(self, kit: SmsKit, audience: A) -> Optional[AbstractSet[str]]:
+        """The names every recipient mapping carries (a CSV file's header), so a campaign
+        whose template needs another is refused when it is created; ``None`` when the source
+        cannot tell without reading recipients (the default: the campaign then looks at the
+        first page)."""
+        return None
 
     @abc.abstractmethod
     def read_page(self, kit: SmsKit, audience: A, cursor: Optional[str], limit: int) -> Page:
@@ -237,6 +246,10 @@ class CsvSource(AudienceSource[CsvAudience]):
         digest, size = file_digest(Path(audience.path))
         return attrs.evolve(audience, sha256=digest, size=size)
 
+    def variables(self, kit: SmsKit, audience: CsvAudience) -> Optional[AbstractSet[str]]:
+        """The header's column names."""
+        return frozenset(csv_header(audience))
+
     def check(self, audience: CsvAudience) -> None:
         """A file changed since the campaign was created is refused."""
         if audience.sha256:
@@ -300,17 +313,7 @@ def _csv_read(audience: CsvAudience, fh: BinaryIO,
                               "was created; create a new campaign for the new file")
     header = fh.readline()
     position = max(offset, len(header))
-    try:
-        text = header.decode(audience.encoding)
-    except (UnicodeDecodeError, LookupError) as exc:
-        raise ValidationError(f"{audience.path}: header is not {audience.encoding}") from exc
-    delimiter = max(_DELIMITERS, key=text.count)
-    if delimiter not in text:
-        delimiter = ","
-    names = [n.strip() for n in next(csv.reader([text], delimiter=delimiter), [])]
-    if audience.phone_column not in names:
-        raise ValidationError(f"{audience.path} has no column {audience.phone_column!r} "
-                              f"(columns: {', '.join(names) or 'none'})")
+    names, delimiter = _header(audience, header)
     fh.seek(position)
 
     def lines() -> Iterator[str]:
@@ -327,10 +330,36 @@ def _csv_read(audience: CsvAudience, fh: BinaryIO,
         yield {k: v for k, v in row.items() if k is not None and v is not None}, position
 
 
+def _header(audience: CsvAudience, header: bytes) -> Tuple[List[str], str]:
+    """The column names and the delimiter of a header line, which must name the phone
+    column."""
+    try:
+        text = header.decode(audience.encoding)
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise ValidationError(f"{audience.path}: header is not {audience.encoding}") from exc
+    delimiter = max(_DELIMITERS, key=text.count)
+    if delimiter not in text:
+        delimiter = ","
+    names = [n.strip() for n in next(csv.reader([text], delimiter=delimiter), [])]
+    if audience.phone_column not in names:
+        raise ValidationError(f"{audience.path} has no column {audience.phone_column!r} "
+                              f"(columns: {', '.join(names) or 'none'})")
+    return names, delimiter
+
+
+def csv_header(audience: CsvAudience) -> List[str]:
+    """The column names of the audience's file (which must have its phone column)."""
+    try:
+        with open(Path(audience.path), "rb") as fh:
+            return _header(audience, fh.readline())[0]
+    except OSError as exc:
+        raise ValidationError(f"cannot read the audience file {audience.path!r}: "
+                              f"{exc}") from exc
+
+
 def check_phone_column(audience: CsvAudience) -> None:
     """Open the file and check its header (before a campaign is stored)."""
-    for _ in _csv_rows(audience, 0):
-        break
+    csv_header(audience)
 
 
 # -- contact tags --------------------------------------------------------------------------------

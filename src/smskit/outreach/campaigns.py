@@ -37,6 +37,7 @@ from smskit.ids import new_id
 from smskit.kit import SmsKit
 from smskit.outreach import audience
 from smskit.outreach.contacts import outreach_store
+from smskit.outreach.fit import check_fit
 from smskit.store.outreach import Campaign, CampaignTotals, OutreachStore
 from smskit.template import Template
 
@@ -141,7 +142,9 @@ class Campaigns:
 
         The audience is validated as data by its source, which also checks what it can (a CSV
         file must exist and have its phone column; its SHA-256 and size are recorded, so a file
-        changed later is refused); the template must parse. ``at`` is when :meth:`start` lets
+        changed later is refused); the template must parse, and every variable it needs
+        without a default must be one the audience's recipients carry (a CSV column; see
+        :mod:`smskit.outreach.fit`) or one of ``variables``. ``at`` is when :meth:`start` lets
         it begin.
         """
         if not isinstance(name, str) or not name.strip():
@@ -149,6 +152,7 @@ class Campaigns:
         Template(template)
         source = audience.source_for(audience_data, self.sources)
         parsed = source.prepare(source.parse(audience_data))
+        check_fit(self.kit, source, parsed, template, variables or {}, provider=provider)
         if at is not None and at.tzinfo is None:
             raise ValidationError(f"at={at!r} is naive; give a timezone-aware moment")
         now = self._now()

@@ -1,4 +1,4 @@
-"""The reference webhook server (``pip install 'smskit[server]'``).
+"""The reference webhook server (``pip install 'smskit-sdk[server]'``).
 
 :func:`create_app` builds the Starlette app and :func:`serve` runs it under uvicorn. Starlette
 is imported when one of them is first used, not when ``smskit.server`` is imported.

@@ -9,7 +9,7 @@
     with serve_in_thread(create_app(fake)) as base_url:
         ...  # odoo://admin:admin@127.0.0.1:<port>/smskit
 
-``create_app`` needs Starlette (``pip install 'smskit[server]'``); it is imported on first use.
+``create_app`` needs Starlette (``pip install 'smskit-sdk[server]'``); it is imported on first use.
 """
 
 from __future__ import annotations

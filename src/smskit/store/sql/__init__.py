@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from smskit.store.sql.store import SqlStore, upgrade
+from smskit.store.sql.store import SqlStore, schema_revision, upgrade
 
-__all__ = ["SqlStore", "upgrade"]
+__all__ = ["SqlStore", "schema_revision", "upgrade"]

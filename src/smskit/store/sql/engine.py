@@ -13,7 +13,7 @@ import contextlib
 import functools
 import re
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Tuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -37,6 +37,7 @@ __all__ = [
     "db_errors",
     "head_revision",
     "is_memory_sqlite",
+    "known_revisions",
     "migrate",
     "normalise_url",
     "redact_url",
@@ -60,12 +61,17 @@ def redact_url(url: str) -> str:
 
 
 def normalise_url(url: str) -> URL:
-    """Parse a store URL; a plain ``postgresql://`` URL means psycopg 3."""
+    """Parse a store URL; a plain ``postgresql://`` URL means psycopg 3, and ``postgres://``
+    (what Heroku-style platforms and many PaaS hand out) means ``postgresql://``."""
     try:
         parsed = sa.make_url(url)
     except exc.ArgumentError as error:
         raise ConfigurationError(f"invalid database URL {redact_url(url)!r}") from error
     backend = parsed.get_backend_name()
+    if backend == "postgres":  # SQLAlchemy knows only the long name
+        driver = parsed.get_driver_name() if "+" in parsed.drivername else ""
+        parsed = parsed.set(drivername=f"postgresql+{driver}" if driver else "postgresql")
+        backend = "postgresql"
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
@@ -93,7 +99,7 @@ def create_store_engine(url: URL, *, echo: bool = False) -> Engine:
         return sa.create_engine(url, echo=echo, pool_pre_ping=True)
     except ImportError as error:
         raise ConfigurationError(
-            f"the PostgreSQL driver is not installed ({error}); pip install 'smskit[postgres]'"
+            f"the PostgreSQL driver is not installed ({error}); pip install 'smskit-sdk[postgres]'"
         ) from error
 
 
@@ -161,6 +167,12 @@ def alembic_config(connection: Optional[Connection] = None) -> Config:
 def head_revision() -> Optional[str]:
     """The newest migration shipped with this version of smskit."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def known_revisions() -> Tuple[str, ...]:
+    """Every migration shipped with this version of smskit, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return tuple(reversed([rev.revision for rev in script.walk_revisions()]))
 
 
 def current_revision(conn: Connection) -> Optional[str]:

@@ -40,7 +40,13 @@ from smskit.store.base import (
 )
 from smskit.store.sql.analytics import SqlAnalyticsMixin
 from smskit.store.sql.driver import DriverMany, chunks
-from smskit.store.sql.engine import create_store_engine, db_errors, migrate, normalise_url
+from smskit.store.sql.engine import (
+    create_store_engine,
+    current_revision,
+    db_errors,
+    migrate,
+    normalise_url,
+)
 from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
 from smskit.store.sql.routing import SqlRoutingMixin
@@ -52,7 +58,7 @@ from smskit.store.sql.tables import (
     row_message,
 )
 
-__all__ = ["SqlStore", "upgrade"]
+__all__ = ["SqlStore", "schema_revision", "upgrade"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,18 @@ def upgrade(url: str) -> None:
     try:
         with db_errors("upgrading the schema"):
             migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def schema_revision(url: str) -> Optional[str]:
+    """The schema revision of the database at ``url`` (``None``: no smskit schema yet),
+    read without changing anything (``smskit db check``; compare with
+    :func:`~smskit.store.sql.engine.head_revision`)."""
+    engine = create_store_engine(normalise_url(url))
+    try:
+        with db_errors("reading the schema revision"), engine.connect() as conn:
+            return current_revision(conn)
     finally:
         engine.dispose()
 
