@@ -8,8 +8,8 @@ figure.
     python benchmarks/run.py --only dispatch,faults --quick
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
-Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``dashboard``, ``odoo`` (see
-each ``bench_*.py``).
+Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``dashboard``,
+``odoo`` (see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
 """
@@ -37,6 +37,7 @@ BENCHMARKS = {
     "webhooks": "bench_webhooks",
     "segments": "bench_segments",
     "faults": "bench_faults",
+    "failover": "bench_failover",
     "dashboard": "bench_dashboard",
     "odoo": "bench_odoo",
 }

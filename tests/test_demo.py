@@ -12,6 +12,7 @@ from typing import Dict
 
 import pytest
 
+from cli_helpers import cli, cli_env  # noqa: F401 - fixture
 from smskit.cli.scenario import BLACKLISTED, DEFERRED, LANDLINE, OPTOUT, _quiet_window, contacts
 from smskit.errors import InvalidPhoneError
 from smskit.phone import Phone
@@ -70,6 +71,45 @@ def test_demo_json_reaches_every_expected_state(tmp_path: Path) -> None:
     assert report["callbacks"]["replies"] == 1
     assert report["server_url"].startswith("http://127.0.0.1:")
     assert report["balance"] == "997.84"
+
+
+@pytest.mark.slow
+def test_failover_demo_moves_the_rest_to_twilio_and_loses_nothing(tmp_path: Path) -> None:
+    from smskit.cli.failover import CONTACTS, WAVES
+
+    proc = subprocess.run([sys.executable, "-m", "smskit", "demo", "--failover", "--json"],
+                          capture_output=True, text=True, encoding="utf-8", env=_env(),
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True and report["problems"] == []
+    assert (report["lost"], report["sent_twice"]) == (0, 0)
+    wave = CONTACTS // WAVES
+    totals = {p["provider"]: p for p in report["providers"]}
+    assert {k: totals["kolmeya"][k] for k in ("messages", "sent", "moved_out", "circuit")} == {
+        "messages": wave, "sent": wave, "moved_out": wave, "circuit": "open"}
+    assert {k: totals["twilio"][k] for k in ("messages", "sent", "delivered", "moved_in")} == {
+        "messages": CONTACTS - wave, "sent": CONTACTS - wave, "delivered": CONTACTS - wave,
+        "moved_in": wave}
+    # Each provider's own price: R$ 0,08 at Kolmeya, R$ 0,25 at Twilio, one segment each.
+    assert (totals["kolmeya"]["cost"], totals["twilio"]["cost"]) == ("1.20", "7.50")
+    assert 0 < report["failover_seconds"] < 30
+    assert [w["sent"] for w in report["waves"]] == [wave] * WAVES
+
+
+def test_failover_demo_exits_non_zero_when_an_expectation_fails(
+        cli_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    from smskit.cli import failover
+
+    def broken(db_path: object = None, progress: object = None) -> failover.FailoverReport:
+        report = failover.FailoverReport(database="x")
+        report.problems.append("1 message(s) were sent twice")
+        return report
+
+    monkeypatch.setattr(failover, "run_failover_demo", broken)
+    result = cli("demo", "--failover", "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["problems"] == ["1 message(s) were sent twice"]
 
 
 def _zone() -> dt.tzinfo:

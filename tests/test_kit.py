@@ -327,6 +327,27 @@ def test_status_changed_hook_fires_once(kit: SmsKit, provider: LoopbackProvider)
     assert seen == [(mid, State.SENT, State.DELIVERED)]
 
 
+@pytest.mark.parametrize("batched", [False, True], ids=["apply_status", "apply_statuses"])
+def test_a_status_saying_the_recipient_opted_out_blacklists_the_number(
+        kit: SmsKit, batched: bool) -> None:
+    outcome = kit.send("+5511987654321", "Oi")
+    message = kit.get(outcome.message_id)
+    assert message is not None and message.provider_message_id
+    event = StatusEvent(provider="loopback", state=State.ERROR,
+                        provider_message_id=message.provider_message_id, error_code="21610",
+                        opted_out=True)
+    for _ in range(2):  # a repeated callback blacklists once
+        if batched:
+            kit.apply_statuses([event])
+        else:
+            kit.apply_status(event)
+    assert kit.store.is_blacklisted("+5511987654321")
+    assert [e.detail for e in kit.history(message.id) if e.kind == "optout"] == [
+        "recipient opted out at the gateway (21610)"]
+    again = kit.send("+5511987654321", "De novo")
+    assert again.state is State.CANCELED
+
+
 def test_reply_recorded_once_and_optout_applied(kit: SmsKit) -> None:
     received: List[str] = []
 

@@ -250,3 +250,23 @@ def test_the_plain_suite_does_not_import_pytest() -> None:
                           check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_summaries_shown_in_the_docs_are_the_suites() -> None:
+    # docs/stores.md shows both summaries for a store with the Store protocol only: they are
+    # what the suite reports for such a store (counts included), pytest's with its title.
+    from docs_blocks import blocks
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "stores.md"
+    samples = [b.text for b in blocks(page) if b.lang == "text" and "store suite on" in b.text]
+    plain, pytest_form = samples
+    core = check_store(CoreOnlyStore).summary().splitlines()
+    skips = [line for line in core if line.startswith("  skipped")]
+    assert [line for line in plain.splitlines() if line.startswith("  skipped")] == skips
+    passed, failed, skipped = map(int, re.findall(r"(\d+) \w+", plain.splitlines()[0]))
+    core_skipped = len(check_store(CoreOnlyStore).skipped)
+    assert (passed + failed, skipped) == (len(all_checks()) - core_skipped, core_skipped)
+    shown = [line for line in pytest_form.splitlines() if line.startswith(("store", "  "))]
+    assert shown == [core[0].replace("on CoreOnlyStore:", "on MyStore (TestMyStore[file]):"),
+                     *core[1:]]
+

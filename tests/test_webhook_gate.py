@@ -32,6 +32,7 @@ from smskit.webhooks import (
     WebhookRequest,
     WebhookResponse,
     authenticate,
+    media,
     parse_query,
     receive,
     respond,
@@ -455,6 +456,10 @@ CASES = {
                        False),
     "lone surrogate": ("loopback", "status", {"token": SECRET}, JSON_HEADERS,
                        b'{"message_id": "x", "state": "delivered", "note": "\\ud800"}', False),
+    # The same surrogate as raw bytes: json.loads decodes them with "surrogatepass".
+    "raw surrogate bytes": ("loopback", "status", {"token": SECRET}, JSON_HEADERS,
+                            b'{"message_id": "x", "state": "delivered", "note": "\xed\xa0\x80"}',
+                            False),
     "valid status": ("loopback", "status", {"token": SECRET}, JSON_HEADERS, STATUS, False),
     "valid reply": ("loopback", "reply", {}, {**JSON_HEADERS, "X-Smskit-Token": SECRET},
                     b'{"id": "R-1", "phone": "+5511987654321", "text": "oi"}', False),
@@ -478,10 +483,27 @@ def test_the_odoo_path_answers_as_the_server(case: str) -> None:
     expected = {"no token": 401, "wrong token": 403, "unknown kind": 404,
                 "unknown provider": 404, "provider without webhooks": 404,
                 "wrong content type": 415, "too large": 413, "malformed JSON": 400,
-                "lone surrogate": 400, "valid status": 200, "valid reply": 200,
+                "lone surrogate": 400, "raw surrogate bytes": 400, "valid status": 200,
+                "valid reply": 200,
                 "store down": 503}[case]
     assert response.status_code == expected, response.text
     if case == "store down":
         assert response.headers["retry-after"] == RETRY_AFTER
     if case == "valid status":
         assert response.json()["applied"] == 1
+
+
+@pytest.mark.parametrize("body", [
+    b'{"note": "\\ud800"}',
+    b'{"note": "\xed\xa0\x80"}',
+    '{"note": "\ud800"}'.encode("utf-16-le", "surrogatepass"),
+], ids=["escape", "utf-8 bytes", "utf-16 body"])
+def test_json_holding_a_lone_surrogate_is_malformed(body: bytes) -> None:
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        media.parse_json(body)
+
+
+def test_json_with_accents_and_surrogate_pairs_decodes() -> None:
+    escaped = rb'{"note": "cora\u00e7\u00e3o \ud83d\ude00"}'
+    assert media.parse_json(escaped) == {"note": "coração 😀"}
+    assert media.parse_json('{"note": "ação 😀"}'.encode()) == {"note": "ação 😀"}

@@ -20,6 +20,7 @@ secrets::
         ├── TransientProviderError  nothing was sent; safe to try again later
         │   └── RateLimitedError    the gateway asked us to slow down (``retry_after`` seconds)
         ├── AmbiguousSendError      the request may have arrived: reconcile, never resend blindly
+        │   └── PartialSendError    a batch stopped part-way: sent, unknown and unsent messages
         ├── AuthenticationError     bad or missing credentials (HTTP 401/403)
         ├── RequestRejectedError    the gateway refused the request as invalid (HTTP 422 and kin)
         ├── ProviderNotFoundError   the gateway does not know the resource (HTTP 404)
@@ -36,7 +37,10 @@ worker, and a campaign pause reports the operation as failed for that gateway.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
+
+if TYPE_CHECKING:
+    from smskit.models import SendResult
 
 
 class SmsKitError(Exception):
@@ -149,6 +153,26 @@ class AmbiguousSendError(ProviderError):
     """The request may have reached the gateway (timeout, reset, 5xx): reconcile, do not resend."""
 
     sent_nothing = False
+
+
+class PartialSendError(AmbiguousSendError):
+    """A batch stopped part-way (a gateway that takes one message per request failed at one of
+    them): never resend it blindly, but do not hold back more than is unknown either.
+
+    ``results`` are the results of the messages handled before the stop; ``ambiguous`` the ids
+    whose request may have arrived (reconcile those); ``unsent`` the ids certainly never sent
+    (safe to send again). The send pipeline records the results, puts the unsent messages back
+    in the queue and leaves only the ambiguous ones (and any message named nowhere) for
+    reconciliation. The error that stopped the batch is its ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, results: Sequence[SendResult] = (),
+                 ambiguous: Sequence[str] = (), unsent: Sequence[str] = (),
+                 status_code: Optional[int] = None) -> None:
+        self.results = tuple(results)
+        self.ambiguous = tuple(ambiguous)
+        self.unsent = tuple(unsent)
+        super().__init__(message, status_code=status_code)
 
 
 class AuthenticationError(ProviderError):

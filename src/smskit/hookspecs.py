@@ -13,7 +13,7 @@ message's history; it never loses or re-sends a message.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 import pluggy
 
@@ -107,6 +107,22 @@ def route_inbound(message: Message) -> Optional[str]:
     """Route an inbound SMS somewhere (a ChatRoom conversation...). Return where it went.
 
     ``firstresult``: the first plugin to return a non-None destination wins.
+    """
+
+
+@hookspec(firstresult=True)
+def route_outbound(message: Message) -> Optional[Union[str, Sequence[str]]]:
+    """Choose the provider(s) for an outbound ``message``: a provider name, or a list of them
+    (the route: the preferred one first, then where the message goes when that one's circuit
+    is open). ``None``: no opinion (the ``SMSKIT_ROUTES`` table decides, else the default
+    provider).
+
+    ``firstresult``: the first plugin to answer wins. Called when a message is composed (its
+    ``provider`` is the default one then, its segments counted) and again when its provider
+    fails over, so it must be cheap, do no I/O and give the same route for the same message.
+    A message sent with an explicit ``provider=`` is not routed. The worker serves the
+    providers of the ``SMSKIT_ROUTES`` table and of ``SMSKIT_ROUTE_PROVIDERS``: name there any
+    other provider the hook returns.
     """
 
 

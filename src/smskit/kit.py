@@ -20,13 +20,14 @@ import attrs
 from smskit import outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
-from smskit.models import InboundMessage, Message, StatusEvent, utcnow
+from smskit.models import InboundMessage, Message, SendResult, StatusEvent, utcnow
 from smskit.outbox import compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
 from smskit.phone import Phone
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
+from smskit.routing import ProviderPolicies, Router
 from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
@@ -90,6 +91,9 @@ class SmsKit:
         self._default_provider = provider.name if provider is not None else self.settings.provider
         self.clock = clock
         self.quiet_hours = QuietHours.from_settings(self.settings)
+        #: Each provider's prices, rate limit, quiet hours and balance threshold.
+        self.policies = ProviderPolicies(self.settings, self.quiet_hours)
+        self._router: Optional[Router] = None
         self._ready = False
 
     @classmethod
@@ -132,16 +136,36 @@ class SmsKit:
             self._providers[name] = self.plugins.create_provider(name)
         return self._providers[name]
 
+    @property
+    def router(self) -> Router:
+        """Routes, circuits and pacing (:mod:`smskit.routing`), built on first use."""
+        if self._router is None:
+            self._router = Router(self.settings, self._default_provider,
+                                  policies=self.policies, hooks=lambda: self.hooks,
+                                  store=lambda: self.store)
+        return self._router
+
+    def routed_providers(self) -> Tuple[str, ...]:
+        """The providers messages may be queued under: the default one, then those the
+        routes name (just the default one without routing)."""
+        router = self.router
+        return router.providers() if router.active else (self._default_provider,)
+
     def composer(self, provider: Optional[str] = None, *,
                  track_links: Optional[bool] = None) -> outbox.Composer:
         """The message composer for ``provider`` with this instance's settings.
 
-        ``track_links`` (default: the ``link_tracking`` setting) replaces URLs by short links
-        (:mod:`smskit.outbox.links`).
+        Without ``provider`` and with routing configured, each message gets the provider its
+        route chooses (:meth:`smskit.routing.Router.choose`). ``track_links`` (default: the
+        ``link_tracking`` setting) replaces URLs by short links (:mod:`smskit.outbox.links`).
         """
+        route: Optional[Callable[[Message], str]] = None
+        if provider is None and self.router.active:
+            router = self.router
+            route = lambda message: router.choose(message, self.clock())  # noqa: E731
         return outbox.Composer.from_settings(
             self.settings, provider or self._default_provider, quiet_hours=self.quiet_hours,
-            track_links=track_links)
+            track_links=track_links, route=route, policies=self.policies)
 
     # -- sending --------------------------------------------------------------------------
     def send(
@@ -177,7 +201,7 @@ class SmsKit:
         if dispatch:
             self.provider(composer.provider)
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
-                             dispatch=self._dispatcher(composer.provider) if dispatch else None)
+                             dispatch=self._dispatcher(composer) if dispatch else None)
 
     def send_many(
         self,
@@ -217,17 +241,22 @@ class SmsKit:
                                  if dispatch else 1000)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
                               clock=self.clock, chunk_size=size, on_outcome=on_outcome,
-                              dispatch=self._dispatcher(composer.provider) if dispatch else None)
+                              dispatch=self._dispatcher(composer) if dispatch else None)
 
-    def _dispatcher(self, provider: str) -> Callable[[], outbox.DispatchReport]:
-        return lambda: self.dispatch(provider=provider)
+    def _dispatcher(self, composer: outbox.Composer) -> Callable[[], outbox.DispatchReport]:
+        if composer.route is None:
+            return lambda: self.dispatch(provider=composer.provider)
+        # Routed: any of the providers may hold the messages (and they may move on the way).
+        return lambda: outbox.DispatchReport.merge(
+            [self.dispatch(provider=name) for name in self.routed_providers()])
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
                  now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
         see :func:`outbox.dispatch`."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
-                               max_batches=max_batches, on_sent=self._sent_listener())
+                               max_batches=max_batches, on_sent=self._sent_listener(),
+                               on_opted_out=self._on_opted_out, policy=self.router)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
@@ -235,7 +264,7 @@ class SmsKit:
         """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
         return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
                                 stale_after=stale_after, on_sent=self._sent_listener(),
-                                on_status=self.apply_status)
+                                on_status=self.apply_status, on_opted_out=self._on_opted_out)
 
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
@@ -251,10 +280,15 @@ class SmsKit:
                             for mid in batch.message_ids]
                 return outcomes[-1]
         outcome = self.store.apply_status(event)
+        self._after_status(event, outcome)
+        return outcome
+
+    def _after_status(self, event: StatusEvent, outcome: ApplyOutcome) -> None:
+        if outcome.applied and outcome.message is not None and event.opted_out:
+            self._opted_out_at_gateway(outcome.message, event.error_code)
         if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
             self._notify("message_status_changed", outcome.message,
                          old=outcome.old, new=outcome.new)
-        return outcome
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
         """:meth:`apply_status` for each event in turn, through the store's
@@ -270,12 +304,11 @@ class SmsKit:
                for e in events):
             return [self.apply_status(event) for event in events]
         outcomes = self.store.apply_statuses(events)
-        if not self.hooks.message_status_changed.get_hookimpls():
+        if not self.hooks.message_status_changed.get_hookimpls() and not any(
+                e.opted_out for e in events):
             return outcomes
-        for outcome in outcomes:
-            if outcome.applied and outcome.message is not None and outcome.old and outcome.new:
-                self._notify("message_status_changed", outcome.message,
-                             old=outcome.old, new=outcome.new)
+        for event, outcome in zip(events, outcomes):
+            self._after_status(event, outcome)
         return outcomes
 
     def receive(self, inbound: InboundMessage) -> InboundOutcome:
@@ -293,7 +326,7 @@ class SmsKit:
         outcome = self.store.record_inbound(inbound)
         if not outcome.created:
             return outcome
-        keyword = is_optout(inbound.body, self.settings.optout_keywords)
+        keyword = inbound.opt_out or is_optout(inbound.body, self.settings.optout_keywords)
         if keyword is not None:
             answered = self.store.get(outcome.message.in_reply_to) \
                 if outcome.message.in_reply_to else None
@@ -334,6 +367,17 @@ class SmsKit:
 
     def _on_sent(self, message: Message) -> None:
         self._notify("message_sent", message)
+
+    def _on_opted_out(self, message: Message, result: SendResult) -> None:
+        self._opted_out_at_gateway(message, result.error_code)
+
+    def _opted_out_at_gateway(self, message: Message, code: Optional[str]) -> None:
+        # The gateway will refuse this number from now on: stop sending to it everywhere.
+        why = f"recipient opted out at the gateway ({code or 'opted out'})"
+        self._blacklist_change(message.phone, "add", reason=why,
+                               source=f"gateway:{message.provider or self._default_provider}",
+                               campaign_id=message.campaign_id)
+        self.store.record_event(message.id, "optout", why, provider=message.provider)
 
     def _sent_listener(self) -> Optional[Callable[[Message], None]]:
         # Without a message_sent implementation the sent messages need not be read back.

@@ -161,7 +161,8 @@ class SendResult:
 
     ``state`` is :attr:`State.SENT` (accepted) or :attr:`State.REJECTED` (refused, with
     ``error_code``/``error_text``). ``duplicate`` is set when the gateway reported the number
-    as a duplicate inside the request.
+    as a duplicate inside the request; ``opted_out`` when it refused because the recipient
+    opted out with it (Twilio's error 21610): the core then blacklists the number too.
     """
 
     #: Our id of the message (:attr:`Message.id`).
@@ -178,6 +179,7 @@ class SendResult:
     error_text: Optional[str] = None
     #: The gateway reported the number twice in the request.
     duplicate: bool = False
+    opted_out: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -188,6 +190,8 @@ class StatusEvent:
     and/or by the provider's id; stores match on ours first. An event about a whole request
     (Kolmeya rejecting a request at homologation) names no message but our ``batch_id``:
     :meth:`smskit.SmsKit.apply_status` applies it to every message of that batch.
+    ``opted_out`` says the gateway failed the message because its recipient opted out with it
+    (Twilio's error 21610 in a status callback): the core then blacklists the number too.
     """
 
     provider: str
@@ -201,12 +205,18 @@ class StatusEvent:
     error_code: Optional[str] = None
     error_text: Optional[str] = None
     occurred_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
+    opted_out: bool = False
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
 class InboundMessage:
-    """A customer's SMS to us. ``provider_reply_id`` de-duplicates repeated deliveries."""
+    """A customer's SMS to us. ``provider_reply_id`` de-duplicates repeated deliveries.
+
+    ``opt_out`` is the keyword when the gateway itself took the message as an opt-out (Twilio
+    handles STOP, STOPALL, QUIT...): the core blacklists the sender even when that keyword is
+    not one of its own ``optout_keywords``.
+    """
 
     provider: str
     provider_reply_id: str
@@ -215,6 +225,7 @@ class InboundMessage:
     received_at: dt.datetime = attrs.field(factory=utcnow, converter=_aware)
     in_reply_to_provider_id: Optional[str] = None
     in_reply_to_message_id: Optional[str] = None
+    opt_out: Optional[str] = None
     raw: Optional[Mapping[str, Any]] = attrs.field(default=None, eq=False, repr=False)
 
 

@@ -21,12 +21,21 @@ claimed under the provider's ``name``.
 
 Error contract of :meth:`Provider.send_batch` (the pipeline relies on it to never send twice):
 
-* return one :class:`SendResult` per message it accepted or refused (a message with no result
-  stays ``outgoing`` and is reconciled later);
+* return one :class:`SendResult` per message it accepted or refused. A message with no result
+  may have gone out: it stays ``outgoing``, its batch is marked ``ambiguous`` and
+  :meth:`Provider.reconcile` is asked about it (never resent blindly); the results returned
+  are recorded;
 * raise a :class:`~smskit.errors.ProviderError` whose ``sent_nothing`` is ``True`` only when no
-  message can have reached the gateway; the pipeline then dispatches the batch again later;
+  message can have reached the gateway; the pipeline then dispatches the batch again later
+  (or, with routing, through the next provider of each message's route);
 * raise one with ``sent_nothing=False`` (e.g. :class:`~smskit.errors.AmbiguousSendError`) when
-  the request may have arrived; the pipeline then calls :meth:`Provider.reconcile`.
+  the request may have arrived; the pipeline then calls :meth:`Provider.reconcile`;
+* a provider that sends a batch as several requests and stops part-way raises
+  :class:`~smskit.errors.PartialSendError` with the results so far, the ids whose request
+  may have arrived (``ambiguous``) and the ids certainly never sent (``unsent``), and the
+  error that stopped it as ``__cause__``: the pipeline records the results, puts the unsent
+  messages back in the queue (due at the cause's ``Retry-After`` when the stop itself sent
+  nothing) and reconciles only the ambiguous ones.
 
 A provider that cannot ask its gateway about an earlier request (no
 ``Capabilities(reconcile=True)``) says so with ``ambiguous_sends_need_a_person = True``: its

@@ -129,7 +129,9 @@ class Worker:
     ``poll_replies``: ``None`` polls each provider that can (``capabilities.reply_polling``)
     when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
     (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
-    ``providers`` defaults to the kit's default provider. ``campaigns`` (default
+    ``providers`` defaults to :meth:`SmsKit.routed_providers <smskit.kit.SmsKit.routed_providers>`
+    (the default provider, and with routing every provider the routes name, in that order:
+    messages moved off a failing provider are sent in the same cycle). ``campaigns`` (default
     ``Campaigns(kit)``) runs the campaign step: pass one with ``sources=`` for audience
     sources configured by hand.
     ``balance`` defaults to :meth:`BalanceMonitor.from_settings`; ``sync_blacklist=False``
@@ -171,7 +173,7 @@ class Worker:
     def providers(self) -> Sequence[str]:
         """The provider names this worker serves."""
         if self._providers is None:
-            self._providers = (self.kit.provider().name,)
+            self._providers = self.kit.routed_providers()
         return self._providers
 
     def _polls(self, name: str) -> bool:

@@ -41,6 +41,7 @@ from smskit.store.base import (
     DayStats,
     EventRecord,
     InboundOutcome,
+    Requeue,
     Schedule,
     Store,
 )
@@ -303,6 +304,14 @@ class OdooStore(Store):
     def mark_batch_ambiguous(self, batch_id: str, error_text: str) -> None:
         """The request may have arrived: wait for reconciliation."""
         self.sidecar.mark_batch_ambiguous(batch_id, error_text)
+
+    def requeue_messages(self, batch_id: str, items: Sequence[Requeue], *, reason: str,
+                         now: dt.datetime,
+                         retry_at: Optional[dt.datetime] = None) -> List[str]:
+        """Back to the queue, or moved to another provider, in the sidecar (the Odoo rows
+        stay ``outgoing``; Odoo does not record which gateway sends)."""
+        return self.sidecar.requeue_messages(batch_id, items, reason=reason, now=now,
+                                             retry_at=retry_at)
 
     def batches(self, *, status: Optional[str] = None,
                 older_than: Optional[dt.datetime] = None) -> List[BatchInfo]:

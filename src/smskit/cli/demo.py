@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import click
 
@@ -20,6 +20,7 @@ from smskit.cli._base import (
 from smskit.errors import SmsKitError
 
 if TYPE_CHECKING:
+    from smskit.cli.failover import FailoverReport
     from smskit.cli.scenario import DemoReport
 
 __all__ = ["COMMANDS"]
@@ -38,8 +39,10 @@ class DemoFailed(SmsKitError):
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="SQLite file to create (must not exist; default: a temporary one).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead.")
+@click.option("--failover", is_flag=True,
+              help="Take Kolmeya down mid-campaign; the rest goes out through Twilio.")
 @pass_state
-def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
+def demo(state: AppState, db_path: Optional[Path], as_json: bool, failover: bool) -> None:
     """Run a complete pt-BR scenario against a local Kolmeya simulator, with nothing configured.
 
     Starts the simulator and the webhook server on loopback, sends a templated bulk reminder
@@ -47,10 +50,16 @@ def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
     hours), brings delivery callbacks back through the webhook server, processes a "SAIR"
     opt-out reply and materialises a daily schedule once. Exits 1 if any step went wrong.
 
+    With --failover: Kolmeya and Twilio simulators, the route "* => kolmeya, twilio"; the
+    Kolmeya simulator is taken down after the first wave of a campaign, its circuit opens and
+    the rest goes out through Twilio. Prints the totals per provider; exits 1 if a message was
+    lost, sent twice or not moved.
+
     \b
     Example:
       smskit demo
       smskit demo --json
+      smskit demo --failover
     """
     from smskit.cli.scenario import run_demo
 
@@ -62,6 +71,9 @@ def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
         if show:
             console.print(f"- {line}", markup=False, highlight=False)
 
+    if failover:
+        _failover(db_path, as_json, progress)
+        return
     report = run_demo(db_path, progress=progress)
     if as_json:
         emit_json({"ok": report.ok, **_fields(report)})
@@ -72,7 +84,43 @@ def demo(state: AppState, db_path: Optional[Path], as_json: bool) -> None:
                          + "; ".join(report.problems))
 
 
-def _fields(report: DemoReport) -> Dict[str, Any]:
+def _failover(db_path: Optional[Path], as_json: bool,
+              progress: Callable[[str], None]) -> None:
+    from smskit.cli.failover import run_failover_demo
+
+    report = run_failover_demo(db_path, progress=progress)
+    if as_json:
+        emit_json({"ok": report.ok, **_fields(report)})
+    else:
+        _print_failover(report)
+    if not report.ok:
+        raise DemoFailed("the failover demo did not reach the expected states: "
+                         + "; ".join(report.problems))
+
+
+def _print_failover(report: FailoverReport) -> None:
+    from rich.table import Table
+
+    console = out_console()
+    table = Table(title=f"Totals per provider (routes: {report.routes})")
+    for column in ("provider", "messages", "sent", "delivered", "failed", "moved in",
+                   "moved out", "cost", "circuit"):
+        table.add_column(column, justify="left" if column in ("provider", "circuit")
+                         else "right")
+    for p in report.providers:
+        table.add_row(*cells(p.provider, p.messages, p.sent, p.delivered, p.failed,
+                             p.moved_in, p.moved_out, brl(p.cost), p.circuit))
+    console.print(table)
+    took = ("-" if report.failover_seconds is None else f"{report.failover_seconds:.2f}s")
+    console.print(f"lost: {report.lost}; sent twice: {report.sent_twice}; from Kolmeya going "
+                  f"down to the first message through Twilio: {took}; took "
+                  f"{report.elapsed_seconds:.1f}s", markup=False)
+    if report.ok:
+        console.print("failover demo OK: nothing lost, nothing sent twice",
+                      style="bold green", markup=False)
+
+
+def _fields(report: Any) -> Dict[str, Any]:
     from smskit.cli._base import to_jsonable
 
     data = to_jsonable(report)

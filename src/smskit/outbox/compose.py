@@ -41,6 +41,7 @@ from smskit.models import Message, State
 from smskit.outbox.links import LinkShortener, shortener_for
 from smskit.phone import Phone
 from smskit.policy import DndRule, QuietHours, dnd_next_allowed
+from smskit.routing.policies import ProviderPolicies
 from smskit.segments import count_segments
 from smskit.store.analytics import Link
 from smskit.store.base import AddOutcome
@@ -136,13 +137,20 @@ class Composer:
     #: With link tracking: replaces URLs by short links before segments are counted.
     links: Optional[LinkShortener] = None
     timezone: str = DEFAULT_TZ
+    #: With routing: the provider for a message composed for :attr:`provider` (no I/O).
+    route: Optional[Callable[[Message], str]] = None
+    #: Per-provider prices and quiet hours (``None``: the flat price and :attr:`quiet_hours`).
+    policies: Optional[ProviderPolicies] = None
 
     @classmethod
     def from_settings(cls, settings: Settings, provider: str, *,
                       quiet_hours: Optional[QuietHours] = None,
-                      track_links: Optional[bool] = None) -> Composer:
+                      track_links: Optional[bool] = None,
+                      route: Optional[Callable[[Message], str]] = None,
+                      policies: Optional[ProviderPolicies] = None) -> Composer:
         """The composer of ``provider`` with the installation's settings (``quiet_hours``:
-        default from the settings; ``track_links``: default the ``link_tracking`` setting)."""
+        default from the settings; ``track_links``: default the ``link_tracking`` setting;
+        ``route`` and ``policies``: see the attributes)."""
         return cls(
             provider=provider,
             region=settings.default_region,
@@ -153,7 +161,15 @@ class Composer:
             else quiet_hours,
             links=shortener_for(settings, track_links),
             timezone=settings.timezone,
+            route=route,
+            policies=policies,
         )
+
+    def quiet_for(self, provider: Optional[str]) -> QuietHours:
+        """The quiet hours of messages sent through ``provider``."""
+        if self.policies is None or provider is None:
+            return self.quiet_hours
+        return self.policies.quiet_hours(provider)
 
     def phone(self, raw: object) -> str:
         """The E.164 form of ``raw`` or :class:`InvalidPhoneError`."""
@@ -190,17 +206,24 @@ class Composer:
             raise BodyTooLongError(info.segments, self.max_segments)
         if self.links is not None:
             self.links.keep(pending)
+        provider = self.provider
+        if self.route is not None:
+            provider = self.route(Message(phone=phone, body=body, state=State.OUTGOING,
+                                          provider=provider, encoding=info.encoding,
+                                          segments=info.segments, created_at=now, **fields))
+        price = self.price_per_segment if self.policies is None else \
+            self.policies.price(provider, phone)
         when = at or now
-        deferred = self.quiet_hours.next_allowed(when)
+        deferred = self.quiet_for(provider).next_allowed(when)
         scheduled = deferred or at
         return Message(
             phone=phone,
             body=body,
             state=State.OUTGOING,
-            provider=self.provider,
+            provider=provider,
             encoding=info.encoding,
             segments=info.segments,
-            cost=info.cost(self.price_per_segment),
+            cost=info.cost(price),
             created_at=now,
             scheduled_at=scheduled,
             **fields,
@@ -388,7 +411,7 @@ def _draft(item: Parsed, spec: SendSpec, composer: Composer, facts: Facts, hooks
     rule = facts.dnd.get(e164)
     if rule is not None:
         later = dnd_next_allowed(rule, message.scheduled_at or now, tz=composer.timezone,
-                                 quiet_hours=composer.quiet_hours)
+                                 quiet_hours=composer.quiet_for(message.provider))
         if later is not None:
             message = attrs.evolve(message, scheduled_at=later)
             deferred = later

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import attrs
+from typing_extensions import Protocol
 
-from smskit.errors import ProviderError, RateLimitedError, RequestRejectedError
+from smskit.errors import (
+    PartialSendError,
+    ProviderError,
+    RateLimitedError,
+    RequestRejectedError,
+)
 from smskit.ids import new_id
 from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.provider import Provider
-from smskit.store.base import BatchInfo, Store
+from smskit.store.base import BatchInfo, Requeue, Store
 
-__all__ = ["DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
+__all__ = ["DispatchPolicy", "DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +36,47 @@ log = logging.getLogger(__name__)
 RETRY_DELAY = dt.timedelta(seconds=30)
 
 
+class DispatchPolicy(Protocol):
+    """What :func:`dispatch` asks about a provider besides sending: circuits, failover and
+    pacing (:class:`smskit.routing.Router` is the one smskit builds from the settings)."""
+
+    def batch_size(self, provider: Provider) -> int:
+        """How many messages to claim at a time for ``provider`` (at most its ``max_batch``)."""
+        ...
+
+    def allows(self, provider: str, now: dt.datetime) -> bool:
+        """Whether ``provider`` may be sent to now (its circuit is not open)."""
+        ...
+
+    def failed(self, provider: str, error: ProviderError, now: dt.datetime) -> bool:
+        """``provider`` failed with ``error`` having sent nothing; whether its circuit is open
+        (then its queued messages move to the next provider of their routes)."""
+        ...
+
+    def succeeded(self, provider: str, now: dt.datetime) -> None:
+        """``provider`` took a batch (a half-open circuit closes)."""
+        ...
+
+    def reopens_at(self, provider: str) -> Optional[dt.datetime]:
+        """When the open circuit of ``provider`` lets a batch through again."""
+        ...
+
+    def targets(self, messages: Sequence[Message], failed: str,
+                now: dt.datetime) -> List[Requeue]:
+        """Where each of ``messages`` (queued for ``failed``) goes instead: the next provider
+        of its route whose circuit is closed, with the cost there; those with nowhere to go
+        are left out."""
+        ...
+
+    def pace(self, provider: str, count: int) -> None:
+        """Wait until ``count`` more messages may go to ``provider`` (its rate limit)."""
+        ...
+
+
 @attrs.define
 class DispatchReport:
-    """What one :func:`dispatch` call did."""
+    """What one :func:`dispatch` call did. ``moved``: messages moved to another provider
+    while this one's circuit was open, by the provider they went to."""
 
     batches: int = 0
     sent: int = 0
@@ -42,6 +86,27 @@ class DispatchReport:
     ambiguous: int = 0
     retry_at: Optional[dt.datetime] = None
     errors: List[str] = attrs.field(factory=list)
+    moved: Dict[str, int] = attrs.field(factory=dict)
+
+    @classmethod
+    def merge(cls, reports: Sequence[DispatchReport]) -> DispatchReport:
+        """The sum of several calls (one per provider): counts added, the earliest
+        ``retry_at``."""
+        total = cls()
+        for report in reports:
+            total.batches += report.batches
+            total.sent += report.sent
+            total.rejected += report.rejected
+            total.canceled += report.canceled
+            total.released += report.released
+            total.ambiguous += report.ambiguous
+            total.errors.extend(report.errors)
+            for name, count in report.moved.items():
+                total.moved[name] = total.moved.get(name, 0) + count
+            if report.retry_at is not None and (total.retry_at is None
+                                                or report.retry_at < total.retry_at):
+                total.retry_at = report.retry_at
+        return total
 
 
 @attrs.define
@@ -54,6 +119,9 @@ class ReconcileReport:
     still_unknown: int = 0
 
 
+OptedOut = Callable[[Message, SendResult], None]
+
+
 def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
                  results: Sequence[SendResult]) -> None:
     if on_sent is None:
@@ -63,6 +131,115 @@ def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
         on_sent(message)
 
 
+def _notify_opted_out(on_opted_out: Optional[OptedOut], messages: Sequence[Message],
+                      results: Sequence[SendResult]) -> None:
+    if on_opted_out is None:
+        return
+    by_id = {m.id: m for m in messages}
+    for result in results:
+        if result.opted_out and result.message_id in by_id:
+            on_opted_out(by_id[result.message_id], result)
+
+
+class _Run:
+    """One :func:`dispatch` call: the store, the provider, the policy and the report."""
+
+    def __init__(self, store: Store, provider: Provider, now: dt.datetime,
+                 policy: Optional[DispatchPolicy], report: DispatchReport) -> None:
+        self.store = store
+        self.provider = provider
+        self.name = provider.name
+        self.now = now
+        self.policy = policy
+        self.report = report
+
+    def record(self, batch: BatchInfo, sent: Sequence[Message],
+               results: Sequence[SendResult], settled: Sequence[SendResult] = (),
+               why: Optional[str] = None) -> None:
+        """Record ``results`` (and ``settled``: canceled, rejected...) of ``batch``; any of
+        ``sent`` without a result may have gone out (``why``): the batch waits for
+        reconciliation."""
+        ours = {m.id for m in sent}
+        mine = [r for r in results if r.message_id in ours]
+        self.store.record_results(batch.id, [*settled, *mine], self.now)
+        self.report.sent += sum(1 for r in mine if r.state is State.SENT)
+        self.report.rejected += sum(1 for r in mine if r.state is State.REJECTED)
+        missing = ours - {r.message_id for r in mine}
+        if missing:
+            self.unsettled(batch, missing, why or f"{self.name} returned no result for "
+                                                  f"{len(missing)} message(s) of the batch")
+
+    def unsettled(self, batch: BatchInfo, ids: Iterable[str], why: str) -> None:
+        """Messages of ``batch`` that may have gone out: reconcile the batch."""
+        count = len(set(ids))
+        if count:
+            self.store.mark_batch_ambiguous(batch.id, why)
+            self.report.ambiguous += count
+            log.warning("batch %s: %d message(s) left for reconciliation: %s", batch.id,
+                        count, why)
+
+    def tripped(self, error: ProviderError) -> bool:
+        """Tell the policy about a "sent nothing" error; whether the circuit is now open."""
+        return self.policy is not None and self.policy.failed(self.name, error, self.now)
+
+    def retry_at(self, error: Optional[BaseException], tripped: bool) -> dt.datetime:
+        delay = _retry_delay(error) if isinstance(error, ProviderError) else RETRY_DELAY
+        retry_at = self.now + delay
+        reopens = self.policy.reopens_at(self.name) if tripped and self.policy else None
+        return max(retry_at, reopens) if reopens is not None else retry_at
+
+    def move_out(self, batch: BatchInfo, messages: Sequence[Message], why: str) -> Set[str]:
+        """Move ``messages`` (still in ``batch``, certainly never sent) to the next provider
+        of their routes; the ids moved."""
+        if self.policy is None or not messages:
+            return set()
+        items = self.policy.targets(messages, self.name, self.now)
+        if not items:
+            return set()
+        moved = self.store.requeue_messages(batch.id, items, reason=why, now=self.now)
+        to = {i.message_id: i.provider or self.name for i in items}
+        for message_id in moved:
+            self.report.moved[to[message_id]] = self.report.moved.get(to[message_id], 0) + 1
+        if moved:
+            log.warning("%d message(s) moved from %s to %s: %s", len(moved), self.name,
+                        ", ".join(sorted({to[i] for i in moved})), why)
+        return set(moved)
+
+    def put_back(self, batch: BatchInfo, messages: Sequence[Message], why: str,
+                 retry_at: dt.datetime) -> int:
+        """Put ``messages`` of ``batch`` (never attempted: no attempt is counted) back in the
+        queue at ``retry_at``, and release the batch; how many went back."""
+        if not messages:
+            self.store.release_batch(batch.id, why, retry_at=retry_at)
+            return 0
+        back = self.store.requeue_messages(batch.id, [Requeue(message_id=m.id) for m in
+                                                      messages], reason=why, now=self.now,
+                                           retry_at=retry_at)
+        if len(back) < len(messages):
+            log.debug("batch %s: %d message(s) go back with the batch", batch.id,
+                      len(messages) - len(back))
+        # What requeue did not take (a store without it) goes back with the batch, one
+        # attempt more each.
+        self.store.release_batch(batch.id, why, retry_at=retry_at)
+        return len(messages)
+
+    def drain(self) -> None:
+        """The circuit is open: move every due message of this provider to the next provider
+        of its route; those with nowhere to go wait for the circuit to let them through."""
+        if self.policy is None:
+            return
+        why = "circuit open"
+        reopens = self.policy.reopens_at(self.name) or self.now + RETRY_DELAY
+        while True:
+            claimed = self.store.claim_batch_messages(self.name, self.provider.max_batch,
+                                                      self.now, new_id())
+            if claimed is None:
+                return
+            batch, messages = claimed
+            moved = self.move_out(batch, messages, why)
+            self.put_back(batch, [m for m in messages if m.id not in moved], why, reopens)
+
+
 def dispatch(
     store: Store,
     provider: Provider,
@@ -70,71 +247,127 @@ def dispatch(
     now: dt.datetime,
     max_batches: Optional[int] = None,
     on_sent: Optional[Callable[[Message], None]] = None,
+    on_opted_out: Optional[OptedOut] = None,
+    policy: Optional[DispatchPolicy] = None,
 ) -> DispatchReport:
     """Send due ``outgoing`` messages in batches of ``provider.max_batch`` until none is due.
 
     Stops early when the gateway is unavailable (the batch goes back to the queue, due at
     ``report.retry_at``) or the outcome of a request is unknown (the batch is left for
-    :func:`reconcile`).
+    :func:`reconcile`). Messages of a batch without a result are left for :func:`reconcile`
+    too; of a batch that stopped part-way (:class:`~smskit.errors.PartialSendError`), the
+    results are recorded, the messages never sent go back to the queue and only the
+    ambiguous ones wait for reconciliation. ``on_opted_out`` hears of each message the
+    gateway refused because its recipient opted out (:attr:`SendResult.opted_out`).
+
+    With a ``policy`` (routing): a "sent nothing" failure may open the provider's circuit;
+    then the batch and every due message of this provider move to the next provider of
+    their routes (:class:`DispatchPolicy`), and nothing is sent here until the circuit lets
+    a batch through again. Batches are claimed and paced by the policy's rate limit.
     """
     report = DispatchReport()
+    run = _Run(store, provider, now, policy, report)
+    size = policy.batch_size(provider) if policy is not None else provider.max_batch
     while max_batches is None or report.batches < max_batches:
-        claimed = _claim(store, provider, now)
+        if policy is not None and not policy.allows(provider.name, now):
+            run.drain()
+            break
+        claimed = store.claim_batch_messages(provider.name, size, now, new_id())
         if claimed is None:
             break
         batch, messages = claimed
         report.batches += 1
-        # The blacklist is checked again at the last moment: an opt-out that arrived after the
-        # message was queued (a scheduled send, a deferred one) still wins.
-        blocked = store.blacklisted([m.phone for m in messages])
-        canceled = [SendResult(message_id=m.id, state=State.CANCELED, error_code="blacklisted",
-                               error_text="number is on the blacklist")
-                    for m in messages if m.phone in blocked]
-        to_send = [m for m in messages if m.phone not in blocked]
-        try:
-            results = provider.send_batch(to_send, batch_id=batch.id) if to_send else []
-        except RequestRejectedError as exc:
-            # The gateway refused the request as a whole: nothing went out, and sending the
-            # same request again would be refused again.
-            rejected = [SendResult(message_id=m.id, state=State.REJECTED, error_code="request",
-                                   error_text=str(exc)) for m in to_send]
-            store.record_results(batch.id, canceled + rejected, now)
-            report.rejected += len(rejected)
-            report.canceled += len(canceled)
-            report.errors.append(str(exc))
-            continue
-        except ProviderError as exc:
-            report.errors.append(str(exc))
-            if exc.sent_nothing:
-                retry_at = now + _retry_delay(exc)
-                if canceled:
-                    store.record_results(batch.id, canceled, now)
-                store.release_batch(batch.id, str(exc), retry_at=retry_at)
-                report.released += len(to_send)
-                report.retry_at = retry_at
-            else:
-                store.mark_batch_ambiguous(batch.id, str(exc))
-                report.ambiguous += len(to_send)
-            log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
+        if not _send(run, batch, messages, on_sent, on_opted_out):
             break
-        except Exception as exc:
-            # Unknown failure inside the provider: the request may have gone out.
-            store.mark_batch_ambiguous(batch.id, f"provider raised an unexpected error: {exc!r}")
-            raise
-        store.record_results(batch.id, canceled + list(results), now)
-        report.sent += sum(1 for r in results if r.state is State.SENT)
-        report.rejected += sum(1 for r in results if r.state is State.REJECTED)
-        report.canceled += len(canceled)
-        _notify_sent(on_sent, store, results)
     return report
 
 
-def _claim(
-    store: Store, provider: Provider, now: dt.datetime
-) -> Optional[Tuple[BatchInfo, List[Message]]]:
-    """Claim a batch and read its messages (in one transaction when the store can: see
-    :meth:`~smskit.store.base.Store.claim_batch_messages`)."""
-    return store.claim_batch_messages(provider.name, provider.max_batch, now, new_id())
+def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
+          on_sent: Optional[Callable[[Message], None]],
+          on_opted_out: Optional[OptedOut]) -> bool:
+    """Send one claimed batch and record what became of it; whether to go on."""
+    store, report, now = run.store, run.report, run.now
+    # The blacklist is checked again at the last moment: an opt-out that arrived after the
+    # message was queued (a scheduled send, a deferred one) still wins.
+    blocked = store.blacklisted([m.phone for m in messages])
+    canceled = [SendResult(message_id=m.id, state=State.CANCELED, error_code="blacklisted",
+                           error_text="number is on the blacklist")
+                for m in messages if m.phone in blocked]
+    to_send = [m for m in messages if m.phone not in blocked]
+    report.canceled += len(canceled)
+    if run.policy is not None and to_send:
+        run.policy.pace(run.name, len(to_send))
+    try:
+        results = run.provider.send_batch(to_send, batch_id=batch.id) if to_send else []
+    except RequestRejectedError as exc:
+        # The gateway refused the request as a whole: nothing went out, and sending the
+        # same request again would be refused again.
+        rejected = [SendResult(message_id=m.id, state=State.REJECTED, error_code="request",
+                               error_text=str(exc)) for m in to_send]
+        store.record_results(batch.id, canceled + rejected, now)
+        report.rejected += len(rejected)
+        report.errors.append(str(exc))
+        return True
+    except PartialSendError as exc:
+        report.errors.append(str(exc))
+        _partial(run, batch, to_send, canceled, exc)
+        _notify_sent(on_sent, store, exc.results)
+        _notify_opted_out(on_opted_out, to_send, exc.results)
+        log.warning("dispatch of batch %s stopped part-way: %s", batch.id, exc)
+        return False
+    except ProviderError as exc:
+        report.errors.append(str(exc))
+        if exc.sent_nothing:
+            if canceled:
+                store.record_results(batch.id, canceled, now)
+            tripped = run.tripped(exc)
+            retry_at = run.retry_at(exc, tripped)
+            moved = run.move_out(batch, to_send, f"circuit open: {exc}") if tripped else set()
+            # The rest was attempted: it goes back with the batch, one attempt more each.
+            store.release_batch(batch.id, str(exc), retry_at=retry_at)
+            report.released += len(to_send) - len(moved)
+            report.retry_at = retry_at
+            if tripped:  # every due message of this provider moves too
+                run.drain()
+        else:
+            store.mark_batch_ambiguous(batch.id, str(exc))
+            report.ambiguous += len(to_send)
+        log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
+        return False
+    except Exception as exc:
+        # Unknown failure inside the provider: the request may have gone out.
+        store.mark_batch_ambiguous(batch.id, f"provider raised an unexpected error: {exc!r}")
+        raise
+    if run.policy is not None and to_send:
+        run.policy.succeeded(run.name, now)
+    run.record(batch, to_send, results, canceled)
+    _notify_sent(on_sent, store, results)
+    _notify_opted_out(on_opted_out, to_send, results)
+    return True
+
+
+def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
+             canceled: Sequence[SendResult], exc: PartialSendError) -> None:
+    """A batch stopped part-way: record what was sent or refused, put back what certainly
+    was not (elsewhere when the stop opened the circuit), reconcile the rest."""
+    cause = exc.__cause__
+    stopped_clean = not exc.ambiguous  # the stop itself sent nothing
+    tripped = stopped_clean and isinstance(cause, ProviderError) and run.tripped(cause)
+    unsent = [m for m in to_send if m.id in set(exc.unsent)]
+    # Requeued first, so that recording the results cannot leave them in a finished batch.
+    moved = run.move_out(batch, unsent, f"circuit open: {cause or exc}") if tripped else set()
+    rest = [m for m in unsent if m.id not in moved]
+    back: List[str] = []
+    if rest:
+        retry_at = run.retry_at(cause, tripped) if stopped_clean else None
+        back = run.store.requeue_messages(batch.id, [Requeue(message_id=m.id) for m in rest],
+                                          reason=str(exc), now=run.now, retry_at=retry_at)
+        if retry_at is not None:
+            run.report.retry_at = retry_at
+    run.report.released += len(back)
+    gone = moved | set(back)
+    run.record(batch, [m for m in to_send if m.id not in gone], exc.results, canceled,
+               why=str(exc))
 
 
 def _retry_delay(exc: ProviderError) -> dt.timedelta:
@@ -151,17 +384,22 @@ def reconcile(
     stale_after: dt.timedelta = dt.timedelta(minutes=5),
     on_sent: Optional[Callable[[Message], None]] = None,
     on_status: Optional[Callable[[StatusEvent], object]] = None,
+    on_opted_out: Optional[OptedOut] = None,
 ) -> ReconcileReport:
-    """Settle batches whose outcome is unknown: ``ambiguous`` ones, and ``claimed`` ones older
-    than ``stale_after`` (a worker died mid-send).
+    """Settle ``provider``'s batches whose outcome is unknown: ``ambiguous`` ones, and
+    ``claimed`` ones older than ``stale_after`` (a worker died mid-send).
 
     Messages the gateway knows become ``sent`` (or ``rejected``); a request it never saw, and
     messages of a known request it has no trace of, go back to the queue to be sent. Status
-    events the gateway reports on the way are handed to ``on_status``.
+    events the gateway reports on the way are handed to ``on_status``, and refusals because
+    the recipient opted out to ``on_opted_out``.
     """
     report = ReconcileReport()
     stale = store.batches(status="claimed", older_than=now - stale_after)
-    for batch in store.batches(status="ambiguous") + stale:
+    # Only this provider's batches: another gateway does not know them, and its "never
+    # seen" would send them again.
+    for batch in [b for b in store.batches(status="ambiguous") + stale
+                  if b.provider == provider.name]:
         report.batches += 1
         messages = [m for m in store.get_many(batch.message_ids) if m.state is State.OUTGOING]
         if not messages:
@@ -188,6 +426,7 @@ def reconcile(
             store.release_batch(batch.id, "the gateway has no trace of these messages")
             report.resendable += len(missing)
         _notify_sent(on_sent, store, results)
+        _notify_opted_out(on_opted_out, messages, results)
         if on_status is not None:
             for event in answer.statuses:
                 on_status(event)

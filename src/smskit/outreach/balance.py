@@ -1,7 +1,9 @@
 """The periodic balance check: the ``balance_low`` hook once per crossing of a threshold.
 
 Settings: ``balance_low_threshold`` (``SMSKIT_BALANCE_LOW_THRESHOLD``, in the account's
-currency; unset: no check) and ``balance_check_interval`` (seconds, default 900). The worker
+currency; unset: no check), per provider ``<provider>_balance_low_threshold`` (each gateway
+counts in its own currency; it wins over the general one) and ``balance_check_interval``
+(seconds, default 900). The worker
 calls :meth:`BalanceMonitor.check` every cycle; it asks each provider that reports a balance at
 most once per interval. When the balance falls below the threshold it logs a warning and calls
 the ``balance_low(provider, balance, threshold)`` hook **once**; it calls it again only after
@@ -16,7 +18,7 @@ import datetime as dt
 import json
 import logging
 from decimal import Decimal, InvalidOperation
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import attrs
 
@@ -26,7 +28,8 @@ from smskit.kit import SmsKit
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["BalanceMonitor", "BalanceReading", "STATE_PREFIX", "read_balances"]
+__all__ = ["BalanceMonitor", "BalanceReading", "STATE_PREFIX", "parse_balances",
+           "read_balances"]
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +95,15 @@ def read_balances(store: Store) -> Dict[str, BalanceReading]:
     """The last reading of each provider kept in the store (empty without key/value state)."""
     if not isinstance(store, OutreachStore):
         return {}
+    return parse_balances(store.list_state(STATE_PREFIX))
+
+
+def parse_balances(state: Mapping[str, str]) -> Dict[str, BalanceReading]:
+    """The readings among key/value ``state`` entries (other keys are ignored)."""
     found: Dict[str, BalanceReading] = {}
-    for key, text in store.list_state(STATE_PREFIX).items():
+    for key, text in state.items():
+        if not key.startswith(STATE_PREFIX):
+            continue
         provider = key[len(STATE_PREFIX):]
         try:
             found[provider] = BalanceReading.from_json(provider, text)
@@ -109,11 +119,14 @@ class BalanceMonitor:
     """
 
     def __init__(self, kit: SmsKit, *, threshold: Optional[Decimal],
-                 interval: dt.timedelta = DEFAULT_INTERVAL) -> None:
+                 interval: dt.timedelta = DEFAULT_INTERVAL,
+                 thresholds: Optional[Dict[str, Decimal]] = None) -> None:
         if interval <= dt.timedelta(0):
             raise ConfigurationError(f"balance check interval must be positive, got {interval}")
         self.kit = kit
         self.threshold = threshold
+        #: Per-provider thresholds, winning over :attr:`threshold`.
+        self.thresholds: Dict[str, Decimal] = dict(thresholds or {})
         self.interval = interval
         self._last_check: Dict[str, dt.datetime] = {}
         self._memory: Dict[str, BalanceReading] = {}
@@ -121,13 +134,21 @@ class BalanceMonitor:
     @classmethod
     def from_settings(cls, kit: SmsKit) -> BalanceMonitor:
         """``balance_low_threshold`` and ``balance_check_interval`` from the kit's settings."""
+        suffix = "_balance_low_threshold"
+        own = {key[: -len(suffix)]: _decimal(kit.settings, key)
+               for key in kit.settings.values if key.endswith(suffix) and key != suffix[1:]}
         return cls(kit, threshold=_decimal(kit.settings, "balance_low_threshold"),
-                   interval=_interval(kit.settings))
+                   interval=_interval(kit.settings),
+                   thresholds={k: v for k, v in own.items() if v is not None})
 
     @property
     def enabled(self) -> bool:
-        """Whether a threshold is set."""
-        return self.threshold is not None
+        """Whether a threshold is set (for any provider)."""
+        return self.threshold is not None or bool(self.thresholds)
+
+    def threshold_for(self, provider: str) -> Optional[Decimal]:
+        """``provider``'s own threshold, else the general one."""
+        return self.thresholds.get(provider, self.threshold)
 
     def _previous(self, name: str) -> Optional[BalanceReading]:
         if name in self._memory:
@@ -146,11 +167,12 @@ class BalanceMonitor:
               force: bool = False) -> Optional[BalanceReading]:
         """Read the balance if the interval has passed (or ``force``); ``None`` when skipped
         (no threshold, not due, no balance capability, or the gateway did not answer)."""
-        if self.threshold is None and not force:
-            return None
         moment = (now or self.kit.clock()).astimezone(dt.timezone.utc)
         instance = self.kit.provider(provider)
         name = instance.name
+        threshold = self.threshold_for(name)
+        if threshold is None and not force:
+            return None
         last = self._last_check.get(name)
         if not force and last is not None and moment - last < self.interval:
             return None
@@ -163,20 +185,20 @@ class BalanceMonitor:
             log.warning("balance check of %s failed: %s", name, exc)
             return None
         previous = self._previous(name)
-        low = self.threshold is not None and balance < self.threshold
+        low = threshold is not None and balance < threshold
         alerted = low and not (previous is not None and previous.low)
         reading = BalanceReading(provider=name, balance=balance, checked_at=moment,
-                                 threshold=self.threshold, low=low, alerted=alerted)
+                                 threshold=threshold, low=low, alerted=alerted)
         self._memory[name] = reading
         store = self.kit.store
         if isinstance(store, OutreachStore):
             store.set_state(STATE_PREFIX + name, reading.to_json())
         if alerted:
             log.warning("balance of %s is %s, below the threshold %s", name, balance,
-                        self.threshold)
+                        threshold)
             try:
                 self.kit.hooks.balance_low(provider=name, balance=balance,
-                                                  threshold=self.threshold)
+                                                  threshold=threshold)
             except Exception:  # a failing alert must not stop the worker; logged
                 log.exception("balance_low hook failed for %s", name)
         return reading

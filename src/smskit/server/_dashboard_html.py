@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 from typing import Any, Iterable, List, Optional, Sequence
 
+from smskit.routing.status import ProviderLine
 from smskit.store.analytics import CampaignStats, LinkClicks, StatsReport, delivery_rate
 from smskit.store.base import DayStats
 
@@ -115,8 +116,26 @@ def _link_row(t: LinkClicks) -> List[str]:
             escape(t.campaign_id or "\u2013"), number(t.clicks)]
 
 
-def render(report: StatsReport, *, generated_at: dt.datetime) -> str:
-    """The whole dashboard page for ``report``."""
+_CIRCUITS = {"closed": "normal", "open": "fora do ar", "half-open": "em teste"}
+
+
+def _status_row(line: ProviderLine) -> List[str]:
+    circuit = escape(_CIRCUITS.get(line.circuit, line.circuit))
+    if line.circuit != "closed":
+        until = line.open_until.strftime("%H:%M:%S") if line.open_until else ""
+        circuit = (f'<strong class="alert" title="{escape(line.reason or "")}">{circuit}'
+                   f"</strong> até {escape(until)}")
+    balance = "\u2013" if line.balance is None else f"{line.balance:f}"
+    if line.balance_low:
+        balance = f'<strong class="alert">{escape(balance)}</strong>'
+    rate = "\u2013" if line.max_per_second is None else f"{line.max_per_second:g}/s"
+    return [escape(line.provider), circuit, number(line.queued), balance, escape(rate),
+            number(line.moved_in), number(line.moved_out), number(line.trips)]
+
+
+def render(report: StatsReport, *, generated_at: dt.datetime,
+           providers: Sequence[ProviderLine] = ()) -> str:
+    """The whole dashboard page for ``report`` (``providers``: one status line each)."""
     totals = report.totals
     start, end = report.start.isoformat(), report.end.isoformat()
     cards = "".join([
@@ -137,10 +156,15 @@ def render(report: StatsReport, *, generated_at: dt.datetime) -> str:
         for chart_id, caption in [("chart-volume", "Envios por dia"),
                                   ("chart-cost", "Custo por dia e provedor (R$)"),
                                   ("chart-engagement", "Respostas, descadastros e cliques")])
-    providers = _table("Por provedor", ["Provedor", *_VOLUME_HEADERS],
-                       (_volume_row(escape(p.provider or "(nenhum)"), p)
-                        for p in report.providers()),
-                       "providers", "Nenhuma mensagem no período.")
+    status = _table("Provedores agora", ["Provedor", "Situação", "Na fila", "Saldo", "Limite",
+                                         "Recebidas de outro", "Passadas a outro",
+                                         "Quedas"],
+                    (_status_row(line) for line in providers), "provider-status",
+                    "Nenhum provedor.", numeric_from=2)
+    volumes = _table("Por provedor", ["Provedor", *_VOLUME_HEADERS],
+                     (_volume_row(escape(p.provider or "(nenhum)"), p)
+                      for p in report.providers()),
+                     "providers", "Nenhuma mensagem no período.")
     campaigns = _table("Campanhas", ["Campanha", "Mensagens", "Enviadas", "Entregues", "Falhas",
                                      "Taxa de entrega", "Custo", "Respostas", "Descadastros",
                                      "Cliques", "Quem clicou"],
@@ -154,6 +178,7 @@ def render(report: StatsReport, *, generated_at: dt.datetime) -> str:
                   ([escape(day_label(d.day)), *_volume_row(escape(d.provider or "(nenhum)"), d)]
                    for d in reversed(list(report.days))),
                   "days", "Nenhuma mensagem no período.", numeric_from=2)
+    data = {**report.as_dict(), "provider_status": [line.as_dict() for line in providers]}
     extra = ('<link rel="stylesheet" href="/static/vendor/uplot/uPlot.min.css">\n'
              '<script src="/static/vendor/uplot/uPlot.iife.min.js" defer></script>\n'
              '<script src="/static/dashboard.js" defer></script>\n')
@@ -172,8 +197,8 @@ def render(report: StatsReport, *, generated_at: dt.datetime) -> str:
         "</header>\n<main>"
         f'<section class="cards" id="totals">{cards}</section>'
         f'<section class="charts">{charts}</section>'
-        f"{providers}{campaigns}{links}{days}"
+        f"{status}{volumes}{campaigns}{links}{days}"
         "</main>\n"
-        f'<script id="smskit-stats" type="application/json">{embed_json(report.as_dict())}'
+        f'<script id="smskit-stats" type="application/json">{embed_json(data)}'
         "</script>\n</body>\n</html>\n"
     )

@@ -2,7 +2,9 @@
 
 * ``GET /dashboard``: a page a person reads at a glance (numbers rendered by the server, charts
   drawn in the browser by the vendored uPlot; no CDN, works without internet);
-* ``GET /api/stats``: the same figures as JSON (:meth:`StatsReport.as_dict`);
+* ``GET /api/stats``: the same figures as JSON (:meth:`StatsReport.as_dict`), plus
+  ``provider_status``: one line per provider (circuit, queue, last balance, rate limit,
+  messages moved to and from it in the range; :mod:`smskit.routing.status`);
 * ``GET /l/{code}``: 302 to the URL stored for ``code`` and one click counted (``HEAD`` does not
   count); an unknown code is a 404 page. Only stored URLs are ever redirected to.
 * ``GET /static/...``: the page's script, style and the vendored chart library.
@@ -33,8 +35,9 @@ from starlette.staticfiles import StaticFiles
 from smskit.config import Secret, Settings
 from smskit.errors import SmsKitError, ValidationError
 from smskit.outbox.links import CODE_PATTERN, to_uri
+from smskit.routing.status import ProviderLine, provider_lines
 from smskit.server import _dashboard_html as page
-from smskit.store.analytics import LinkStore, StatsReport, StatsStore, local_day
+from smskit.store.analytics import LinkStore, StatsReport, StatsStore, local_bounds, local_day
 from smskit.timeutil import zone
 
 if TYPE_CHECKING:
@@ -166,14 +169,23 @@ class Dashboard:
         return StatsReport(start=start, end=end, timezone=self.timezone,
                            days=store.stats_by_day(start, end, tz=self.timezone))
 
-    async def _report(self, request: Request) -> Tuple[Optional[StatsReport], Optional[str],
-                                                       int]:
+    def providers(self, start: dt.date, end: dt.date) -> List[ProviderLine]:
+        """One line per provider: circuit, queue, balance, moves in the range (call off the
+        event loop)."""
+        lo, hi = local_bounds(start, end, self.timezone)
+        return provider_lines(self.kit, self.kit.clock(), lo, hi)
+
+    def _both(self, start: dt.date, end: dt.date) -> Tuple[StatsReport, List[ProviderLine]]:
+        return self.report(start, end), self.providers(start, end)
+
+    async def _report(self, request: Request) -> Tuple[
+            Optional[Tuple[StatsReport, List[ProviderLine]]], Optional[str], int]:
         try:
             start, end = self.date_range(request.query_params)
         except ValidationError as exc:
             return None, str(exc), 400
         try:
-            return await run_in_threadpool(self.report, start, end), None, 200
+            return await run_in_threadpool(self._both, start, end), None, 200
         except Exception:  # the page says "unavailable"; the log has the traceback
             log.exception("dashboard: the store could not answer the stats")
             return None, "the store did not answer; try again later", 503
@@ -184,11 +196,13 @@ class Dashboard:
         denied = self._denied(request, html=False)
         if denied is not None:
             return denied
-        report, error, status = await self._report(request)
-        if report is None:
+        found, error, status = await self._report(request)
+        if found is None:
             return _json_error(status, "bad request" if status == 400 else "store unavailable",
                                error or "")
+        report, lines = found
         body = report.as_dict()
+        body["provider_status"] = [line.as_dict() for line in lines]
         body["generated_at"] = self.kit.clock().isoformat()
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
@@ -197,13 +211,15 @@ class Dashboard:
         denied = self._denied(request, html=True)
         if denied is not None:
             return denied
-        report, error, status = await self._report(request)
-        if report is None:
+        found, error, status = await self._report(request)
+        if found is None:
             title = "Período inválido" if status == 400 else "Painel indisponível"
             return HTMLResponse(page.message_page(title, error or ""), status,
                                 headers=_SECURITY_HEADERS)
+        report, lines = found
         now = self.kit.clock().astimezone(zone(self.timezone))
-        return HTMLResponse(page.render(report, generated_at=now), headers=_SECURITY_HEADERS)
+        return HTMLResponse(page.render(report, generated_at=now, providers=lines),
+                            headers=_SECURITY_HEADERS)
 
     async def follow(self, request: Request) -> Response:
         """``/l/{code}``: redirect to the stored URL and count the click."""

@@ -9,6 +9,11 @@
   (1 below ``balance_low_threshold``);
 * ``smskit_blacklist_sync_pending{provider}``: blacklist changes not yet acknowledged by the
   gateway;
+* ``smskit_provider_circuit_open{provider}``: 1 while the provider's circuit is open (its
+  messages go to the next provider of their routes), and
+  ``smskit_provider_circuit_trips{provider}``: how often it opened;
+* ``smskit_messages_rerouted_total{from,to}``: messages moved from one provider to another
+  (from the ``rerouted`` history events);
 * ``smskit_webhook_requests_total{provider,kind,outcome}``: webhook requests by result
   (``ok``, ``unauthorized``, ``forbidden``, ``not_configured``, ``too_large``...);
 * ``smskit_webhook_events_total{provider,type,result}``: what those requests changed;
@@ -21,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Tuple
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from smskit.models import State
@@ -29,7 +34,7 @@ from smskit.models import State
 if TYPE_CHECKING:
     from smskit.kit import SmsKit, WebhookReport
 
-__all__ = ["OutreachCollector", "ServerMetrics", "StoreCollector"]
+__all__ = ["OutreachCollector", "RoutingCollector", "ServerMetrics", "StoreCollector"]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +131,53 @@ class OutreachCollector(Collector):
         yield backlog
 
 
+class RoutingCollector(Collector):
+    """Circuits and moves between providers, read from the store per scrape."""
+
+    def __init__(self, kit: SmsKit) -> None:
+        self._kit = kit
+
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
+        circuit = GaugeMetricFamily(
+            "smskit_provider_circuit_open",
+            "1 while the provider's circuit is open (its messages fail over).",
+            labels=["provider"])
+        trips = GaugeMetricFamily(
+            "smskit_provider_circuit_trips", "How often the provider's circuit opened.",
+            labels=["provider"])
+        moved = CounterMetricFamily(
+            "smskit_messages_rerouted", "Messages moved from one provider to another.",
+            labels=["from", "to"])
+        return circuit, trips, moved
+
+    def describe(self) -> Iterable[Metric]:
+        """The metric names (without touching the store)."""
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        """Read the stored circuits and the move counts (nothing when the store fails)."""
+        from smskit.routing.circuit import read_circuits
+        from smskit.store.analytics import StatsStore
+
+        circuit, trips, moved = self._families()
+        store = self._kit.store
+        try:
+            circuits = read_circuits(store)
+            counts = store.reroute_counts() if isinstance(store, StatsStore) else {}
+        except Exception:  # a scrape must answer even when the store is down
+            log.exception("metrics: the store did not answer the circuit/move reads")
+            return
+        now = self._kit.clock()
+        for name, state in sorted(circuits.items()):
+            circuit.add_metric([name], 1 if state.is_open(now) else 0)
+            trips.add_metric([name], state.trips)
+        for (old, new), count in sorted(counts.items()):
+            moved.add_metric([old, new], count)
+        yield circuit
+        yield trips
+        yield moved
+
+
 class ServerMetrics:
     """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
 
@@ -133,6 +185,7 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StoreCollector(kit))
         self.registry.register(OutreachCollector(kit))
+        self.registry.register(RoutingCollector(kit))
         self.webhook_requests = Counter(
             "smskit_webhook_requests", "Webhook requests by provider, kind and outcome.",
             ["provider", "kind", "outcome"], registry=self.registry)

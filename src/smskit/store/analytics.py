@@ -285,6 +285,13 @@ class StatsStore(Protocol):
         """
         ...
 
+    def reroute_counts(self, start: Optional[dt.datetime] = None,
+                       end: Optional[dt.datetime] = None) -> Dict[Tuple[str, str], int]:
+        """Messages moved from one provider to another while theirs was down,
+        ``{(from, to): count}``: the ``rerouted`` history events created in ``[start, end)``
+        (aware datetimes; ``None``: that side open). For the metrics and the dashboard."""
+        ...
+
 
 # -- local days ----------------------------------------------------------------------------
 def local_day(moment: dt.datetime, tz: TzLike) -> dt.date:

@@ -20,7 +20,9 @@ Conventions every implementation follows:
   places (more raises :class:`~smskit.errors.ValidationError`).
 * History holds what :meth:`Store.apply_status` and :meth:`Store.record_event` write, plus a
   ``conflict`` event when a provider id is refused because another message owns it.
-  ``record_results``, ``claim_batch``, ``release_batch`` and ``cancel`` do not write history.
+  ``record_results``, ``claim_batch``, ``release_batch`` and ``cancel`` do not write history;
+  :meth:`Store.requeue_messages` writes a ``rerouted`` event for each message it moves to
+  another provider.
 * An inbound message is stored as a :class:`~smskit.models.Message` with direction
   ``inbound`` and state ``delivered`` (``created_at`` = ``delivered_at`` = received time).
 """
@@ -44,9 +46,15 @@ __all__ = [
     "DayStats",
     "EventRecord",
     "InboundOutcome",
+    "KIND_REROUTED",
+    "Requeue",
     "Schedule",
     "Store",
 ]
+
+
+#: The history kind of a move to another provider (:meth:`Store.requeue_messages`).
+KIND_REROUTED = "rerouted"
 
 
 @attrs.frozen
@@ -97,6 +105,19 @@ class BatchInfo:
     message_ids: Sequence[str] = ()
     provider_request_id: Optional[str] = None
     error_text: Optional[str] = None
+
+
+@attrs.frozen(kw_only=True)
+class Requeue:
+    """One message to take out of its batch (:meth:`Store.requeue_messages`).
+
+    ``provider``: the provider to queue it under (``None``: its own, a plain release; another
+    one: a move, with ``cost`` the price there, ``None`` keeping the cost it has).
+    """
+
+    message_id: str
+    provider: Optional[str] = None
+    cost: Optional[Decimal] = None
 
 
 @attrs.frozen(kw_only=True)
@@ -166,7 +187,8 @@ class Store(Protocol):
     """Persistence for messages, events, inbound messages, blacklist and schedules.
 
     Every method the core calls on a store is declared here. The ones at the end
-    (:meth:`claim_batch_messages`, :meth:`apply_statuses`, :meth:`ping`) are optional: they
+    (:meth:`claim_batch_messages`, :meth:`requeue_messages`, :meth:`apply_statuses`,
+    :meth:`ping`) are optional: they
     have a default built on the others, which a store gets by subclassing ``Store``
     (``class MyStore(Store): ...``) and may override to do better. A store that does not
     subclass must define them all; one that lacks any is refused when it is built
@@ -396,6 +418,28 @@ class Store(Protocol):
         if batch is None:
             return None
         return batch, self.get_many(batch.message_ids)
+
+    def requeue_messages(self, batch_id: str, items: Sequence[Requeue], *, reason: str,
+                         now: dt.datetime,
+                         retry_at: Optional[dt.datetime] = None) -> List[str]:
+        """Take some messages out of the claimed batch ``batch_id`` and put them back in the
+        queue, each under the provider its :class:`Requeue` names: the messages certainly never
+        sent of a batch that stopped part-way, or those moved to another provider while theirs
+        is down. Returns the ids requeued, in the order given.
+
+        A compare-and-set, in one transaction: only a message that is still ``outgoing`` and
+        still in ``batch_id`` is requeued (a result, a cancel or a reconciliation that came
+        first wins; a message outside the batch is skipped). Its ``batch_id`` is cleared, its
+        ``scheduled_at`` becomes ``retry_at`` when given, no attempt is counted. A move also
+        sets ``provider`` (and ``cost`` when given) and writes a ``rerouted`` event at ``now``
+        (provider: the new one; detail ``"from <old> to <new>: <reason>"``). The batch's
+        status is left as it is: the caller settles what stays in it (release, results,
+        ambiguous). An unknown batch raises :class:`~smskit.errors.NotFoundError`.
+
+        Default: requeues nothing (returns ``[]``), which is always safe: the messages stay
+        in the batch and the caller releases or reconciles them with it, on their provider.
+        """
+        return []
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
         """:meth:`apply_status` for each event in turn; the outcomes in the order of

@@ -42,6 +42,8 @@ __all__ = [
     "normalise_schedule",
     "orphan_detail",
     "pid_conflict_detail",
+    "reroute_detail",
+    "reroute_pair",
     "require_aware",
     "require_utc",
 ]
@@ -227,6 +229,20 @@ def orphan_detail(event: StatusEvent) -> str:
 def pid_conflict_detail(provider: Optional[str], pid: str, owner: str) -> str:
     """The history text when a provider id is refused because another message owns it."""
     return f"provider id {pid!r} of {provider!r} already belongs to message {owner}; not stored"
+
+
+def reroute_detail(old: Optional[str], new: str, reason: str) -> str:
+    """The history text of a move to another provider (``rerouted`` events)."""
+    return f"from {old or ''} to {new}: {reason}"
+
+
+def reroute_pair(detail: str) -> Optional[Tuple[str, str]]:
+    """``(old, new)`` of a :func:`reroute_detail` text, ``None`` for any other text."""
+    head, sep, _ = detail.partition(": ")
+    if not sep or not head.startswith("from ") or " to " not in head:
+        return None
+    old, _, new = head[len("from "):].partition(" to ")
+    return old, new
 
 
 def message_conflict(message: Message, what: str) -> StoreError:

@@ -44,7 +44,9 @@ def parse_json(body: bytes) -> Any:
     not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be
     stored: it must be a 400, not a failed write)."""
     data = json.loads(body)
-    if b"\\ud" in body or b"\\uD" in body:  # only escapes can smuggle a lone surrogate in
+    # Only escapes, or raw bytes json.loads decodes with "surrogatepass" (UTF-8 bytes ED A0..BF,
+    # or a UTF-16/32 body, which holds NUL bytes), can smuggle a lone surrogate in.
+    if b"\\ud" in body or b"\\uD" in body or b"\xed" in body or b"\x00" in body:
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:

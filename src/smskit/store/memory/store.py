@@ -27,12 +27,14 @@ from smskit.models import (
 from smskit.store import rules as c
 from smskit.store.analytics import Link
 from smskit.store.base import (
+    KIND_REROUTED,
     AddOutcome,
     ApplyOutcome,
     BatchInfo,
     BlacklistEntry,
     EventRecord,
     InboundOutcome,
+    Requeue,
     Schedule,
     Store,
 )
@@ -93,6 +95,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
         new: Optional[str] = None,
         applied: bool = False,
         provider_message_id: Optional[str] = None,
+        at: Optional[dt.datetime] = None,
     ) -> None:
         self._events.append(
             EventRecord(
@@ -105,7 +108,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 applied=applied,
                 detail=detail,
                 provider_message_id=provider_message_id,
-                created_at=utcnow(),
+                created_at=at or utcnow(),
             )
         )
 
@@ -326,6 +329,53 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
             self._batches[batch_id] = attrs.evolve(
                 batch, status=c.BATCH_RELEASED, error_text=error_text, updated_at=now
             )
+
+    def requeue_messages(self, batch_id: str, items: Sequence[Requeue], *, reason: str,
+                         now: dt.datetime,
+                         retry_at: Optional[dt.datetime] = None) -> List[str]:
+        """Take the listed messages still ``outgoing`` in the batch back to the queue, under
+        the provider each item names (a move writes a ``rerouted`` event)."""
+        now = c.require_utc(now, "now")
+        retry_at = c.require_aware(retry_at, "retry_at")
+        done: List[str] = []
+        with self._lock:
+            self._require_batch(batch_id)
+            for item in items:
+                message = self._messages.get(item.message_id)
+                if (message is None or message.batch_id != batch_id
+                        or message.state is not State.OUTGOING):
+                    continue
+                provider = item.provider or message.provider
+                moved = provider != message.provider
+                self._put(attrs.evolve(
+                    message, batch_id=None, provider=provider, updated_at=now,
+                    cost=item.cost if moved and item.cost is not None else message.cost,
+                    scheduled_at=retry_at if retry_at is not None else message.scheduled_at))
+                if moved:
+                    self._event(message.id, KIND_REROUTED,
+                                c.reroute_detail(message.provider, provider or "", reason),
+                                provider=provider, at=now)
+                done.append(message.id)
+        return done
+
+    def reroute_counts(self, start: Optional[dt.datetime] = None,
+                       end: Optional[dt.datetime] = None) -> Dict[Tuple[str, str], int]:
+        """Messages moved between providers, ``{(from, to): count}``, by ``rerouted`` events
+        created in ``[start, end)``."""
+        start = c.require_aware(start, "start")
+        end = c.require_aware(end, "end")
+        counts: Dict[Tuple[str, str], int] = {}
+        with self._lock:
+            for event in self._events:
+                if event.kind != KIND_REROUTED:
+                    continue
+                if (start is not None and event.created_at < start) or (
+                        end is not None and event.created_at >= end):
+                    continue
+                pair = c.reroute_pair(event.detail)
+                if pair is not None:
+                    counts[pair] = counts.get(pair, 0) + 1
+        return counts
 
     def mark_batch_ambiguous(self, batch_id: str, error_text: str) -> None:
         """The request may have arrived: the batch waits for reconciliation."""

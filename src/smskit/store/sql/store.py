@@ -49,6 +49,7 @@ from smskit.store.sql.engine import (
 )
 from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
+from smskit.store.sql.routing import SqlRoutingMixin
 from smskit.store.sql.tables import (
     batches,
     message_row,
@@ -102,7 +103,7 @@ def schema_revision(url: str) -> Optional[str]:
         engine.dispose()
 
 
-class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, Store):
+class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMixin, Store):
     """A :class:`~smskit.store.base.Store` in SQLite or PostgreSQL (see the module docs).
 
     Short links, clicks and the dashboard's aggregates: :class:`SqlAnalyticsMixin`.

@@ -185,6 +185,7 @@ events = sa.Table(
     sa.Column("provider_message_id", sa.String(), nullable=True),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Index("ix_events_message_id", "message_id", "id"),
+    sa.Index("ix_events_kind", "kind", "created_at"),
 )
 
 blacklist = sa.Table(

@@ -11,7 +11,7 @@ Plain Python (no pytest needed)::
     from smskit.testing.stores import check_store
 
     report = check_store(lambda: MyStore("mystore://..."))
-    print(report.summary())      # "store suite on MyStore: 38 passed, 0 failed, 22 skipped"
+    print(report.summary())      # "store suite on MyStore: 40 passed, 0 failed, 23 skipped"
     report.raise_if_failed()
 
 With pytest, subclass :class:`smskit.testing.stores.suite.StoreSuite` (one test per check)::
@@ -36,6 +36,7 @@ from smskit.testing.stores import messages as _messages  # noqa: F401
 from smskit.testing.stores import events as _events  # noqa: F401
 from smskit.testing.stores import outreach as _outreach  # noqa: F401
 from smskit.testing.stores import analytics as _analytics  # noqa: F401
+from smskit.testing.stores import routing as _routing  # noqa: F401
 # isort: on
 from smskit.testing.stores.runner import (
     PARTS,

@@ -14,7 +14,8 @@ A check runs when its store implements every part it belongs to (``isinstance`` 
 protocols), or, when the store's author names the parts, when all of them are named; a named
 part the store does not implement is a failure, not a skip. The optional methods of
 :class:`~smskit.store.base.Store` (``claim_batch_messages``, ``apply_statuses``, ``ping``) are
-checked whether the store overrides them or inherits their defaults: nothing is skipped for them.
+checked whether the store overrides them or inherits their defaults; the ``requeue_messages``
+checks are skipped, with that reason, for a store that keeps its default (which moves nothing).
 
 Results are :class:`~smskit.testing.report.CheckResult` values; under pytest
 (:class:`~smskit.testing.stores.suite.StoreSuite`) the same :meth:`StoreReport.summary` ends

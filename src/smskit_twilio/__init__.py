@@ -1,0 +1,1 @@
+"""smskit plugin for Twilio's Programmable Messaging API (see ``docs/twilio.md``)."""

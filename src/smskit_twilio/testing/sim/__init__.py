@@ -1,0 +1,1 @@
+"""The parts of the Twilio simulator (see :mod:`smskit_twilio.testing.simulator`)."""
