@@ -40,7 +40,7 @@ from typing import (
 from smskit import outbox
 from smskit.config import Settings
 from smskit.kitbase import BaseKit
-from smskit.models import InboundMessage, Message, StatusEvent, utcnow
+from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
 from smskit.outbox import aio, compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
 from smskit.plugins import Plugins
@@ -84,6 +84,8 @@ class AsyncSmsKit(BaseKit):
         self.executor = executor
         self._gate: Optional[WebhookGate] = None
         self._preparing: Any = None  # an asyncio.Lock, made on the kit's event loop
+        #: The batches being sent, by id: an asyncio.Event set once the batch is settled.
+        self._in_flight: Dict[str, Any] = {}
 
     async def to_thread(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``func(*args, **kwargs)`` in the kit's worker threads (for the store's other
@@ -139,16 +141,19 @@ class AsyncSmsKit(BaseKit):
         outcome, queued = await self.to_thread(self._store_one, composer, recipient, spec)
         if dispatch and queued is not None:
             await self._dispatch_for(composer)
-            outcome = await self.to_thread(self._after_dispatch, outcome, queued)
+            current = await self.to_thread(self.store.get, queued)
+            # Another send's dispatch may have claimed this message: wait for that batch.
+            while (current is not None and current.state is State.OUTGOING
+                   and current.batch_id in self._in_flight):
+                await self._in_flight[current.batch_id].wait()
+                current = await self.to_thread(self.store.get, queued)
+            outcome = sending.with_state(outcome, current)
         return outcome
 
     def _store_one(self, composer: outbox.Composer, recipient: compose.Parsed,
                    spec: compose.SendSpec) -> Tuple[Outcome, Optional[str]]:
         return sending.store_one(self.store, self.hooks, composer, recipient, spec,
                                  clock=self.clock)
-
-    def _after_dispatch(self, outcome: Outcome, message_id: str) -> Outcome:
-        return sending.after_dispatch(self.store, outcome, message_id)
 
     async def send_many(
         self,
@@ -204,7 +209,7 @@ class AsyncSmsKit(BaseKit):
         return await aio.adispatch(self.store, self.provider(provider), now=now or self.clock(),
                                    max_batches=max_batches, on_sent=self._sent_listener(),
                                    on_opted_out=self._on_opted_out, policy=self.router,
-                                   run=self.to_thread)
+                                   run=self.to_thread, in_flight=self._in_flight)
 
     async def reconcile(self, *, provider: Optional[str] = None,
                         stale_after: dt.timedelta = dt.timedelta(minutes=5),

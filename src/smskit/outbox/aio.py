@@ -20,6 +20,7 @@ from typing import (
     AsyncIterable,
     Awaitable,
     Callable,
+    Dict,
     Iterable,
     List,
     Optional,
@@ -73,22 +74,40 @@ async def adispatch(
     on_opted_out: Optional[OptedOut] = None,
     policy: Optional[DispatchPolicy] = None,
     run: Runner = in_thread,
+    in_flight: Optional[Dict[str, Any]] = None,
 ) -> DispatchReport:
     """:func:`smskit.outbox.dispatching.dispatch`, awaiting the provider's
-    :meth:`~smskit.provider.Provider.asend_batch`. The callbacks run in the worker thread."""
+    :meth:`~smskit.provider.Provider.asend_batch`. The callbacks run in the worker thread.
+
+    ``in_flight`` (batch id -> :class:`asyncio.Event`) holds the batches being sent, each
+    event set once its batch is settled: a concurrent send whose message another dispatch
+    claimed waits for that (:class:`smskit.AsyncSmsKit` does).
+    """
+    import asyncio
+
     batches = _Run(store, provider, now, policy, DispatchReport())
     size = batches.batch_size()
     while max_batches is None or batches.report.batches < max_batches:
         claimed = await run(batches.next_batch, size)
         if claimed is None:
             break
-        outcome: d.SendOutcome
+        settled = asyncio.Event()
+        if in_flight is not None:
+            in_flight[claimed.batch.id] = settled
         try:
-            outcome = (await provider.asend_batch(claimed.to_send, batch_id=claimed.batch.id)
-                       if claimed.to_send else [])
-        except Exception as exc:  # decided on in settle(); re-raised there when unexpected
-            outcome = exc
-        if not await run(batches.settle, claimed, outcome, on_sent, on_opted_out):
+            outcome: d.SendOutcome
+            try:
+                outcome = (await provider.asend_batch(claimed.to_send,
+                                                      batch_id=claimed.batch.id)
+                           if claimed.to_send else [])
+            except Exception as exc:  # decided on in settle(); re-raised there when unexpected
+                outcome = exc
+            go_on = await run(batches.settle, claimed, outcome, on_sent, on_opted_out)
+        finally:
+            settled.set()
+            if in_flight is not None:
+                in_flight.pop(claimed.batch.id, None)
+        if not go_on:
             break
     return batches.report
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 import attrs
 
 from smskit.errors import ValidationError
-from smskit.models import State
+from smskit.models import Message, State
 from smskit.outbox import compose as c
 from smskit.outbox.dispatching import DispatchReport
 from smskit.outbox.links import add_messages_with_links
@@ -27,7 +27,7 @@ from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
 __all__ = ["after_dispatch", "count_dispatch", "look_up", "send_many", "send_one", "store_chunk",
-           "store_one"]
+           "store_one", "with_state"]
 
 
 def look_up(store: Store, phones: Sequence[str], now: dt.datetime) -> c.Facts:
@@ -71,7 +71,11 @@ def store_one(
 
 def after_dispatch(store: Store, outcome: c.Outcome, message_id: str) -> c.Outcome:
     """``outcome`` with the state of message ``message_id`` once it was dispatched."""
-    current = store.get(message_id)
+    return with_state(outcome, store.get(message_id))
+
+
+def with_state(outcome: c.Outcome, current: Optional[Message]) -> c.Outcome:
+    """``outcome`` with the state (and error) of its message as stored now."""
     if current is None:
         return outcome
     return attrs.evolve(outcome, state=current.state, reason=current.error_text or outcome.reason)
