@@ -5,8 +5,11 @@
   refused records are alone: the others are created, each refused one is reported.
 * Later changes (results, status events) are written with ``load``: one call updates many
   records with different values (``.id`` names the record), with the user's time zone forced
-  to UTC. Before writing, one ``search_read`` reads what Odoo has for those records and for
-  the provider ids being written, so that a state never moves backwards in Odoo (a late
+  to UTC. ``load`` reports every database error as a message, a concurrent update ("could not
+  serialize access") too: that one raises :class:`~smskit_odoo.errors.OdooTransientError` (the
+  session writes the batch again in a fresh transaction) instead of refusing the row. Before
+  writing, one ``search_read`` reads what Odoo has for those records and for the provider ids
+  being written, so that a state never moves backwards in Odoo (a late
   result, or a person's cancel, wins over nothing), a provider id is never overwritten and
   never given to a second record.
 
@@ -26,7 +29,8 @@ import attrs
 
 from smskit.models import Direction, Message, State
 from smskit.store.base import Store
-from smskit_odoo.adapter import to_odoo_datetime
+from smskit_odoo.adapter import TRANSIENT_TEXTS, to_odoo_datetime
+from smskit_odoo.errors import OdooTransientError
 from smskit_odoo.journal import Link, Op
 from smskit_odoo.schema import OdooSchema
 from smskit_odoo.session import HandlerResult, OdooSession, isolate
@@ -292,6 +296,13 @@ class Mirror:
             if answer.get("ids"):
                 return refused
             errors = [msg for msg in answer.get("messages") or [] if msg.get("type") == "error"]
+            for msg in errors:
+                # load turns every database error into a message, a concurrent update too:
+                # that one is no refusal of the row (a fresh transaction writes it)
+                text = str(msg.get("message") or "")
+                if any(t in text.lower() for t in TRANSIENT_TEXTS):
+                    raise OdooTransientError(f"{schema.model}.load met a concurrent "
+                                             f"transaction: {text.strip()}")
             bad: Set[int] = {int(msg["record"]) for msg in errors
                              if isinstance(msg.get("record"), int)}
             if not bad:  # Odoo named no row: every row is refused with its message
