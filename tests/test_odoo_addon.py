@@ -96,6 +96,7 @@ class Request:
                  headers: Dict[str, str]) -> None:
         self.env = env
         self.cr = env.cr
+        self.db = env.cr.dbname
         query = urlencode(args).encode()
         self.httprequest = types.SimpleNamespace(
             method="POST", headers=headers, args=args, query_string=query,
@@ -156,6 +157,7 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         NotFound=_error("NotFound", http_error),
         MethodNotAllowed=_error("MethodNotAllowed", http_error))
     http = _module("odoo.http", Controller=object, route=lambda *a, **k: (lambda f: f),
+                   db_monodb=lambda httprequest=None: fake.database,
                    request=RequestProxy(), Response=Response,
                    HttpRequest=type("HttpRequest", (), {}),
                    Root=type("Root", (), {"get_request": lambda self, r: None}))
@@ -167,9 +169,12 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     tools = _module("odoo.tools", config={"data_dir": str(tmp_path)})
     exceptions = _module("odoo.exceptions", UserError=_error("UserError"))
     conf = _module("odoo.conf", server_wide_modules=["base", "web"])
+    service = _module("odoo.service")
+    service.db = _module("odoo.service.db", list_dbs=lambda force=False: [fake.database])  # type: ignore[attr-defined]
     odoo = _module("odoo", SUPERUSER_ID=1, _=lambda text: text)
     for name, module in [("api", api), ("models", models), ("tools", tools),
-                         ("exceptions", exceptions), ("http", http), ("conf", conf)]:
+                         ("exceptions", exceptions), ("http", http), ("conf", conf),
+                         ("service", service), ("service.db", service.db)]:  # type: ignore[attr-defined]
         setattr(odoo, name, module)
         monkeypatch.setitem(sys.modules, f"odoo.{name}", module)
     monkeypatch.setitem(sys.modules, "odoo", odoo)

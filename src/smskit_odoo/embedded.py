@@ -136,6 +136,10 @@ def _forget_request_caches(kit: SmsKit) -> None:
     plugin = kit.plugins.get(PLUGIN_NAME)
     if isinstance(plugin, OdooPlugin):
         plugin.forget()
+    chatroom = kit.plugins.get("smskit_acrux.kit")
+    router = getattr(chatroom, "router", None)
+    if router is not None:
+        router.forget()
     store = kit.store if kit.has_store else None
     session = getattr(store, "session", None)
     if session is not None:

@@ -111,7 +111,7 @@ class OdooSession:
                  model: Optional[str] = None, id_field: Optional[str] = None,
                  flush_mode: str = "sync", flush_delay: float = 0.2,
                  blacklist_ttl: float = 60.0, retry_after: float = 5.0,
-                 transient_retries: int = 4) -> None:
+                 transient_retries: int = 5) -> None:
         if flush_mode not in ("sync", "deferred"):
             raise ValueError(f"flush_mode must be 'sync' or 'deferred', got {flush_mode!r}")
         self.adapter = adapter

@@ -15,13 +15,32 @@ what the callback changed is committed.
 
 import logging
 
+import psycopg2
 from odoo.http import request
+from odoo.service import db as db_service
 
 from odoo import SUPERUSER_ID, http
 
 from ..webhook_http import database_unavailable, json_response, unavailable
 
 _logger = logging.getLogger(__name__)
+
+
+def _no_database():
+    """The answer when the request is bound to no database. Served among Odoo's
+    no-database routes (the addon loaded server-wide), that happens when the database the
+    URL names could not be opened (Odoo logged the request out of it) or PostgreSQL does not
+    answer: ``503``, the gateway retries. When no database matches the URL at all
+    (``dbfilter``), ``404``."""
+    try:
+        named = http.db_monodb(request.httprequest)
+        db_service.list_dbs(True)
+    except psycopg2.Error:
+        return unavailable()
+    if named:
+        return unavailable()
+    return json_response(404, {"error": "not found",
+                               "detail": "no database serves this URL (dbfilter)"})
 
 
 class SmskitWebhookController(http.Controller):
@@ -32,6 +51,8 @@ class SmskitWebhookController(http.Controller):
         from smskit.errors import ConfigurationError
         from smskit.webhooks import WebhookPolicy, WebhookRequest, authenticate, parse_query
 
+        if not request.db:
+            return _no_database()
         try:
             root = request.env(user=SUPERUSER_ID)
             bridge = root["smskit.bridge"]
