@@ -143,7 +143,7 @@ def test_a_transient_error_is_retried_in_a_fresh_transaction(journal: Journal) -
 
 
 def test_a_transient_error_that_persists_is_kept_not_given_up(journal: Journal) -> None:
-    session, adapter, calls = _session(journal, failures=99)
+    session, _, calls = _session(journal, failures=99)
     journal.enqueue("acrux", {"msgid": "kolmeya:2"}, key="acrux:kolmeya:2")
     report = session.flush(kinds=["acrux"])
     assert report.failed == 0 and "serialize" in (report.error or "")
@@ -231,25 +231,21 @@ class PooledEnv(FakeEnv):
     registry: Any = None
 
 
-def _pool(fake: FakeOdoo, tmp_path: Path) -> Tuple[KitPool, List[Any]]:
-    built: List[Any] = []
-
+def _pool() -> KitPool:
     def build(settings: Settings, env: Any) -> Tuple[SmsKit, EnvAdapter]:
         from smskit_odoo.store import open_store
 
         adapter = EnvAdapter(env, autocommit=True, call_kw=fake_call_kw)
         store = open_store("odoo://admin:admin@localhost:8069/smskit", settings,
                            adapter=adapter)
-        kit = SmsKit(settings, store=store, provider=LoopbackProvider())
-        built.append(kit)
-        return kit, adapter
+        return SmsKit(settings, store=store, provider=LoopbackProvider()), adapter
 
-    return KitPool(build, max_idle=2), built
+    return KitPool(build, max_idle=2)
 
 
 def test_the_pool_lends_one_kit_per_borrower_and_rebuilds_on_change(
         fake_odoo: FakeOdoo, tmp_path: Path) -> None:  # noqa: F811
-    pool, built = _pool(fake_odoo, tmp_path)
+    pool = _pool()
     settings = Settings.load(environ={}, odoo_sidecar_url=f"sqlite:///{tmp_path / 's.db'}")
     digest = fingerprint(settings.values)
     registry = Registry()
@@ -278,7 +274,7 @@ def test_the_pool_lends_one_kit_per_borrower_and_rebuilds_on_change(
 
 def test_a_lent_kit_forgets_what_it_knew_about_records(
         fake_odoo: FakeOdoo, tmp_path: Path) -> None:  # noqa: F811
-    pool, _ = _pool(fake_odoo, tmp_path)
+    pool = _pool()
     settings = Settings.load(environ={}, odoo_sidecar_url=f"sqlite:///{tmp_path / 's.db'}")
     digest = fingerprint(settings.values)
     env = PooledEnv(fake_odoo)
