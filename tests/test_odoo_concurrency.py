@@ -287,3 +287,11 @@ def test_a_lent_kit_forgets_what_it_knew_about_records(
         assert message is not None and message.body == "Olá Dora"
     pool.clear()
 
+
+
+def test_many_ops_are_queued_at_once_and_touched_at_once(journal: Journal) -> None:
+    items = [("mirror", {}, f"mirror:m{n}", f"m{n}") for n in range(3)]
+    assert journal.enqueue_many(items[:2], touch=True) == 2
+    assert journal.enqueue_many(items, touch=True) == 1  # m0 and m1 are there: touched
+    versions = {op.key: op.version for op in journal.lease(["mirror"], "me")}
+    assert versions == {"mirror:m0": 1, "mirror:m1": 1, "mirror:m2": 0}

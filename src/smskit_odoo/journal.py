@@ -23,7 +23,7 @@ import contextlib
 import json
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
 
 import attrs
 import sqlalchemy as sa
@@ -172,6 +172,26 @@ class Journal:
                 for kind, payload, key, message_id in items]
         if not rows:
             return 0
+        if len(rows) == 1 or any(row["key"] is None for row in rows):
+            return self._enqueue_each(rows, touch)
+        # many keyed ops (a batch's mirror ops): the keys present are read once, the new ops
+        # inserted with one executemany, the present ones touched with another
+        with self._tx("recording Odoo writes", write=True) as conn:
+            present: Set[str] = set()
+            keys = [row["key"] for row in rows]
+            for chunk in _chunks(keys):
+                present.update(conn.execute(sa.select(ops.c.key).where(
+                    ops.c.key.in_(chunk))).scalars())
+            fresh = {row["key"]: row for row in rows if row["key"] not in present}
+            if fresh:
+                conn.execute(self._insert_ignore(ops), list(fresh.values()))
+            if touch and present:
+                conn.execute(sa.update(ops).where(ops.c.key == sa.bindparam("k")).values(
+                    version=ops.c.version + 1, status=PENDING), [{"k": k} for k in present])
+        return len(fresh)
+
+    def _enqueue_each(self, rows: List[Dict[str, Any]], touch: bool) -> int:
+        """One statement per op: exact counts (a key taken meanwhile is not counted)."""
         added = 0
         with self._tx("recording Odoo writes", write=True) as conn:
             for row in rows:

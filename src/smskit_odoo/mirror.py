@@ -229,6 +229,7 @@ class Mirror:
                     owners.setdefault(str(pid), int(r["id"]))
         targets: List[Tuple[Message, int, Dict[str, Any]]] = []
         gone: Dict[str, str] = {}
+        changing: Set[str] = set()
         for m in messages:
             oid = odoo_ids[m.id]
             if oid not in current:
@@ -236,8 +237,11 @@ class Mirror:
                 continue
             wanted = self._next_values(m, links[m.id], current[oid], owners, oid)
             if wanted is not None:
-                targets.append((m, oid, wanted))
-        refused = self._load(columns, targets)
+                targets.append((m, oid, wanted[0]))
+                changing |= wanted[1]
+        # only the columns some row changes: each column costs load work on every row (a
+        # many2one one search per row)
+        refused = self._load([c for c in columns if c in changing], targets)
         refused.update(gone)
         self.session.journal.put_links([
             attrs.evolve(links[m.id], odoo_state=str(values["state"]))
@@ -245,12 +249,14 @@ class Mirror:
         return refused
 
     def _next_values(self, message: Message, link: Link, row: Mapping[str, Any],
-                     owners: Mapping[str, int], oid: int) -> Optional[Dict[str, Any]]:
-        """The row's values after the write, or ``None`` when nothing changes."""
+                     owners: Mapping[str, int], oid: int
+                     ) -> Optional[Tuple[Dict[str, Any], Set[str]]]:
+        """The row's values after the write and the concepts that change, or ``None`` when
+        nothing changes."""
         schema = self.schema
         desired = self.values(message, link)
         out: Dict[str, Any] = {}
-        changed = False
+        changed: Set[str] = set()
         for concept in MUTABLE:
             if not schema.has(concept):
                 continue
@@ -274,9 +280,10 @@ class Mirror:
                 value = _odoo_value(want)
                 if concept == "cost" and have not in (None, False):
                     value = float(value)
-            changed = changed or not _same(value, have)
+            if not _same(value, have):
+                changed.add(concept)
             out[concept] = value
-        return out if changed else None
+        return (out, changed) if changed else None
 
     def _load(self, columns: Sequence[str], targets: List[Tuple[Message, int, Dict[str, Any]]]
               ) -> Dict[str, str]:
