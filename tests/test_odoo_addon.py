@@ -196,7 +196,7 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         fake.add("ir.config_parameter", {"key": key, "value": value})
     yield types.SimpleNamespace(package=package, fake=fake, http=http,
                                 env=AddonEnv(fake, 1))
-    package.models.smskit_bridge._pool().clear()
+    package.models.smskit_bridge.kit_pool().clear()
     for name in [n for n in sys.modules if n.startswith("sms_smskit.")]:
         del sys.modules[name]
 
@@ -346,4 +346,4 @@ def test_the_cron_says_once_what_is_missing_and_does_nothing(
     assert [r.levelno for r in lines] == [logging.INFO]
     assert "smskit.kolmeya_token" in lines[0].getMessage()
     assert "SMSKIT_" not in caplog.text
-    assert addon.package.models.smskit_bridge._pool().built == 0  # nothing was built
+    assert addon.package.models.smskit_bridge.kit_pool().built == 0  # nothing was built

@@ -90,6 +90,10 @@ class WebhookHttpRequest(http.HttpRequest):
     """A ``type="http"`` request for a webhook URL, whatever the body's ``Content-Type``,
     answering errors in JSON (see the module docs)."""
 
+    #: How ``ir.http`` tells this request from the one Odoo 15 made (through Odoo's
+    #: ``request`` proxy).
+    smskit_webhook = True
+
     def _handle_exception(self, exception):
         self._failed = exception  # nothing of this request is committed
         return error_response(exception)

@@ -14,17 +14,15 @@ class IrHttp(models.AbstractModel):
 
     @classmethod
     def _dispatch(cls):
-        if not is_webhook_path(request.httprequest.path):
+        if not is_webhook_path(request.httprequest.path) or getattr(
+                request, "smskit_webhook", False):  # not ours, or plain HTTP from the start
             return super()._dispatch()
-        current = request._get_current_object()
-        if isinstance(current, WebhookHttpRequest):  # made so from the start (server-wide)
-            return super()._dispatch()
-        replacement = WebhookHttpRequest(current.httprequest)
-        # pushed on Odoo's request stack: from here `request` is the plain HTTP request,
-        # whose cursor is committed when the block ends, before the response is sent
+        replacement = WebhookHttpRequest(request.httprequest)
+        # pushed on Odoo's request stack: inside the block `request` is the plain HTTP
+        # request, whose cursor is committed when the block ends, before the response is sent
         with replacement:
             response = super()._dispatch()
-        # Odoo decides whether to save the HTTP session from the outer request's endpoint:
-        # the webhook route says not to (one session file per callback otherwise)
-        current.endpoint = replacement.endpoint
+        # back to the request Odoo made: it decides whether to save the HTTP session from its
+        # endpoint, and the webhook route says not to (a session file per callback otherwise)
+        request.endpoint = replacement.endpoint
         return response

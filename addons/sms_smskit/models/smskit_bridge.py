@@ -36,8 +36,9 @@ _ENV_NAME = re.compile(r"SMSKIT_([A-Z0-9_]+)(?: \(([a-z0-9_]+)\))?")
 _POOL = None
 
 
-def _pool():
-    global _POOL  # one pool per Odoo process, made on first use
+def kit_pool():
+    """The kits of this Odoo process (``smskit_odoo.embedded.KitPool``), made on first use."""
+    global _POOL
     if _POOL is None:
         from smskit_odoo.embedded import KitPool
 
@@ -135,7 +136,7 @@ class SmskitBridge(models.AbstractModel):
         from smskit_odoo.embedded import fingerprint
 
         settings = settings or self._smskit_settings()
-        with _pool().borrow(self.env, settings, fingerprint(settings.values)) as kit:
+        with kit_pool().borrow(self.env, settings, fingerprint(settings.values)) as kit:
             try:
                 yield kit
             finally:

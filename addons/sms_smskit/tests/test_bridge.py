@@ -8,6 +8,7 @@ import os
 
 from odoo.exceptions import UserError
 from odoo.tests.common import tagged
+from odoo.tools.translate import trans_load
 
 from .common import SmskitCase, set_params
 
@@ -101,8 +102,10 @@ class TestBridge(SmskitCase):
         with self.assertRaises(UserError) as caught:
             self.bridge.smskit_send("12ab", "Oi")
         self.assertIn("is not a valid mobile number", str(caught.exception))
-        self.env["res.lang"]._activate_lang("pt_BR")
-        self.env["ir.translation"]._load_module_terms(["sms_smskit"], ["pt_BR"])
+        self.env["res.lang"].with_context(active_test=False).search(
+            [("code", "=", "pt_BR")]).active = True
+        trans_load(self.env.cr, os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                             "i18n", "pt_BR.po"), "pt_BR", verbose=False)
         with self.assertRaises(UserError) as caught:
             self.bridge.with_context(lang="pt_BR").smskit_send("12ab", "Oi")
         self.assertIn("não é um número de celular válido", str(caught.exception))
@@ -123,16 +126,16 @@ class TestBridge(SmskitCase):
         self.assertIn("smskit.kolmeya_token", logs.output[0])
 
     def test_the_kit_is_built_once(self):
-        from odoo.addons.sms_smskit.models.smskit_bridge import _pool
+        from odoo.addons.sms_smskit.models.smskit_bridge import kit_pool
 
         self.bridge.smskit_send(PHONE, "Um")
-        built = _pool().built
+        built = kit_pool().built
         self.bridge.smskit_send("+5511987654322", "Dois")
         self.bridge.smskit_send("+5511987654323", "Três")
-        self.assertEqual(_pool().built, built, "a kit was built again for the same settings")
+        self.assertEqual(kit_pool().built, built, "a kit was built again for the same settings")
         set_params(self.env, default_region="PT")  # other settings: another kit
         self.bridge.smskit_send("+351912345678", "Olá")
-        self.assertEqual(_pool().built, built + 1)
+        self.assertEqual(kit_pool().built, built + 1)
 
     def test_an_agent_reply_goes_out_through_smskit(self):
         connector = self.env["acrux.chat.connector"].create(
