@@ -56,6 +56,7 @@ __all__ = [
     "OdooAdapter",
     "OdooUrl",
     "RpcAdapter",
+    "fresh_transaction",
     "from_odoo_datetime",
     "rpc_error",
     "to_odoo_datetime",
@@ -133,6 +134,13 @@ class OdooAdapter(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+def fresh_transaction(adapter: OdooAdapter) -> bool:
+    """``adapter.refresh()``, for an adapter written before :meth:`OdooAdapter.refresh`
+    existed too (it cannot start a fresh transaction: ``False``)."""
+    refresh = getattr(adapter, "refresh", None)
+    return bool(refresh()) if callable(refresh) else False
 
 
 # -- URLs ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from smskit.errors import InvalidPhoneError
 from smskit.phone import MATCH_SUFFIX_LENGTH, Phone, match_suffix
-from smskit_odoo.adapter import OdooAdapter
+from smskit_odoo.adapter import OdooAdapter, fresh_transaction
 from smskit_odoo.journal import Journal
 
 __all__ = ["PartnerDirectory", "phone_domain"]
@@ -123,7 +123,7 @@ class PartnerDirectory:
                 others = [p for p in missing if p not in won]
         if others:
             found.update(self._wait_for(others))
-            self.adapter.refresh()  # their partners committed after our snapshot began
+            fresh_transaction(self.adapter)  # their partners came after our snapshot
         return found
 
     def _recorded(self, phones: Sequence[str]) -> Dict[str, int]:

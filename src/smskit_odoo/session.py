@@ -33,7 +33,7 @@ import attrs
 
 from smskit.errors import ConfigurationError, InvalidPhoneError
 from smskit.phone import Phone
-from smskit_odoo.adapter import OdooAdapter
+from smskit_odoo.adapter import OdooAdapter, fresh_transaction
 from smskit_odoo.errors import (
     OdooError,
     OdooTransientError,
@@ -249,7 +249,7 @@ class OdooSession:
             try:
                 return handler(batch)
             except OdooTransientError as exc:
-                if attempt >= self.transient_retries or not self.adapter.refresh():
+                if attempt >= self.transient_retries or not fresh_transaction(self.adapter):
                     log.warning("Odoo %s writes of %d op(s) kept for a later try after %d "
                                 "attempt(s): %s", kind, len(batch), attempt, exc)
                     raise
