@@ -21,7 +21,7 @@ from odoo.service import db as db_service
 
 from odoo import SUPERUSER_ID, http
 
-from ..webhook_http import database_unavailable, json_response, unavailable
+from ..webhook_http import RETRY_AFTER, database_unavailable, json_response, unavailable
 
 _logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SmskitWebhookController(http.Controller):
         except ConfigurationError as exc:
             _logger.error("smskit webhook: %s", bridge._smskit_names(str(exc)))
             return json_response(503, {"error": "webhook settings invalid"},
-                                 [("Retry-After", "30")])
+                                 [("Retry-After", RETRY_AFTER)])
         result = authenticate(policy, hook)
         if result is None:
             result = bridge._smskit_receive(settings, policy,
