@@ -295,3 +295,23 @@ def test_the_async_section_of_the_sending_page_runs() -> None:
     page = Path(__file__).resolve().parents[1] / "docs" / "sending.md"
     assert any("AsyncSmsKit" in block for block in python_blocks(page))
     run_python(page)  # its asserts hold
+
+
+@pytest.mark.parametrize("database", ["memory", "sqlite"])
+def test_gathered_sends_each_answer_their_messages_final_state(database: str,
+                                                               tmp_path: Any) -> None:
+    # Small batches: most sends find their message claimed by another send's dispatch, and
+    # wait for that batch rather than answer "outgoing" while it is being sent.
+    url = "memory://" if database == "memory" else f"sqlite:///{tmp_path / 'g.db'}"
+
+    async def scenario() -> None:
+        for round_ in range(3):
+            provider = LoopbackProvider(max_batch=3)
+            async with AsyncSmsKit(database_url=url, provider=provider) as kit:
+                outcomes = await asyncio.gather(*(
+                    kit.send(f"+55119{30_000_000 + 100 * round_ + i:08d}", "Oi")
+                    for i in range(40)))
+            assert {o.state for o in outcomes} == {State.SENT}
+            assert max(provider.accepted_counts().values()) == 1
+
+    run(scenario)

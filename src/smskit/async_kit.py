@@ -141,14 +141,25 @@ class AsyncSmsKit(BaseKit):
         outcome, queued = await self.to_thread(self._store_one, composer, recipient, spec)
         if dispatch and queued is not None:
             await self._dispatch_for(composer)
-            current = await self.to_thread(self.store.get, queued)
-            # Another send's dispatch may have claimed this message: wait for that batch.
-            while (current is not None and current.state is State.OUTGOING
-                   and current.batch_id in self._in_flight):
-                await self._in_flight[current.batch_id].wait()
-                current = await self.to_thread(self.store.get, queued)
-            outcome = sending.with_state(outcome, current)
+            outcome = sending.with_state(outcome, await self._settled(queued))
         return outcome
+
+    async def _settled(self, message_id: str) -> Optional[Message]:
+        """Message ``message_id`` once no batch this kit is sending holds it: another send's
+        dispatch may have claimed it into its batch."""
+        current = await self.to_thread(self.store.get, message_id)
+        while current is not None and current.state is State.OUTGOING and current.batch_id:
+            waiting = self._in_flight.get(current.batch_id)
+            if waiting is not None:
+                await waiting.wait()
+            # Read again: the batch may also have been settled while the message was read
+            # (a batch leaves the in-flight table only once its results are stored).
+            latest = await self.to_thread(self.store.get, message_id)
+            if waiting is None and latest is not None and (latest.state, latest.batch_id) == (
+                    current.state, current.batch_id):
+                return latest  # not in a batch of ours: queued, released or unsettled
+            current = latest
+        return current
 
     def _store_one(self, composer: outbox.Composer, recipient: compose.Parsed,
                    spec: compose.SendSpec) -> Tuple[Outcome, Optional[str]]:

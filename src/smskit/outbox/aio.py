@@ -32,6 +32,7 @@ from typing import (
 
 from typing_extensions import Protocol
 
+from smskit.ids import new_id
 from smskit.models import Message, StatusEvent
 from smskit.outbox import compose as c
 from smskit.outbox import decisions as d
@@ -88,13 +89,14 @@ async def adispatch(
     batches = _Run(store, provider, now, policy, DispatchReport())
     size = batches.batch_size()
     while max_batches is None or batches.report.batches < max_batches:
-        claimed = await run(batches.next_batch, size)
-        if claimed is None:
-            break
-        settled = asyncio.Event()
+        # The batch is known to be in flight before its claim can be seen by anyone.
+        batch_id, settled = new_id(), asyncio.Event()
         if in_flight is not None:
-            in_flight[claimed.batch.id] = settled
+            in_flight[batch_id] = settled
         try:
+            claimed = await run(batches.next_batch, size, batch_id)
+            if claimed is None:
+                break
             outcome: d.SendOutcome
             try:
                 outcome = (await provider.asend_batch(claimed.to_send,
@@ -106,7 +108,7 @@ async def adispatch(
         finally:
             settled.set()
             if in_flight is not None:
-                in_flight.pop(claimed.batch.id, None)
+                in_flight.pop(batch_id, None)
         if not go_on:
             break
     return batches.report

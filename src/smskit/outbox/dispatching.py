@@ -231,15 +231,16 @@ class _Run:
             return self.policy.batch_size(self.provider)
         return self.provider.max_batch
 
-    def next_batch(self, size: int) -> Optional[d.Claimed]:
-        """Claim the next due batch of at most ``size`` messages, checked against the
-        blacklist and paced; ``None`` when nothing is due (or the circuit is open: then the
-        due messages move on, see :meth:`drain`)."""
+    def next_batch(self, size: int, batch_id: Optional[str] = None) -> Optional[d.Claimed]:
+        """Claim the next due batch of at most ``size`` messages (as ``batch_id``, default a
+        new id), checked against the blacklist and paced; ``None`` when nothing is due (or
+        the circuit is open: then the due messages move on, see :meth:`drain`)."""
         policy = self.policy
         if policy is not None and not policy.allows(self.name, self.now):
             self.drain()
             return None
-        found = self.store.claim_batch_messages(self.name, size, self.now, new_id())
+        found = self.store.claim_batch_messages(self.name, size, self.now,
+                                                batch_id or new_id())
         if found is None:
             return None
         batch, messages = found
