@@ -6,9 +6,18 @@ and decodes the body exactly once, here, before the provider sees it:
 
 * ``application/json`` (and any ``application/...+json``): the JSON value. Text that is not
   Unicode (a lone surrogate escape such as ``"\\ud800"``) is malformed: it decodes, but no
-  store could ever write it;
+  store could ever write it. So are ``NaN`` and ``Infinity`` (Python reads them, JSON has no
+  such values) and a value nested deeper than :data:`MAX_DEPTH` (no gateway sends one; at
+  about a thousand levels the decoder itself runs out of stack);
 * ``application/x-www-form-urlencoded``: the fields as a tuple of ``(name, value)`` pairs in
   the order sent (a repeated field appears once per value), UTF-8 only.
+
+Both apply the NUL rule: every U+0000 in a decoded text (names included) becomes U+FFFD, the
+replacement character (:func:`without_nul`). PostgreSQL cannot store U+0000 in text at all, and
+some gateways write GSM-7's ``@`` (septet 0x00) as that character: kept, a reply carrying it
+would fail every write and be retried forever. Replacing it here means the provider's parser,
+the hooks, the ChatRoom and every store see the same text; the SQL store applies the same rule
+to whatever reaches it by another path.
 """
 
 from __future__ import annotations
@@ -21,7 +30,10 @@ __all__ = [
     "DEFAULT_MEDIA_TYPES",
     "FORM",
     "JSON",
+    "MAX_DEPTH",
     "MEDIA_TYPES",
+    "NUL",
+    "REPLACEMENT",
     "decode",
     "essence",
     "expectation",
@@ -29,6 +41,7 @@ __all__ = [
     "match",
     "parse_form",
     "parse_json",
+    "without_nul",
 ]
 
 #: JSON bodies (``application/...+json`` types count as JSON).
@@ -39,28 +52,79 @@ FORM = "application/x-www-form-urlencoded"
 DEFAULT_MEDIA_TYPES: Tuple[str, ...] = (JSON,)
 
 
+#: The deepest nesting of arrays and objects a JSON body may have (Kolmeya's go 4 deep).
+MAX_DEPTH = 32
+#: The character PostgreSQL cannot store in text, and what it becomes.
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (a decoded JSON value or form pairs) with U+0000 replaced by U+FFFD in every
+    text, names included; ``value`` itself when it holds none."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(without_nul(item) for item in value)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests arrays and objects (walked without recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse_json(body: bytes) -> Any:
-    """The JSON of a webhook body, or ``ValueError`` for malformed JSON, including text that is
-    not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be
-    stored: it must be a 400, not a failed write)."""
-    data = json.loads(body)
-    if b"\\ud" in body or b"\\uD" in body:  # only escapes can smuggle a lone surrogate in
+    """The JSON of a webhook body with the NUL rule applied, or ``ValueError`` for malformed
+    JSON: text that is not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but
+    could never be stored: it must be a 400, not a failed write), ``NaN``/``Infinity``, or
+    nesting deeper than :data:`MAX_DEPTH`."""
+    text = body.decode(json.detect_encoding(body))  # UnicodeDecodeError is a ValueError
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:  # the C decoder gives up near a thousand levels
+        raise ValueError(f"the body nests arrays or objects deeper than {MAX_DEPTH} "
+                         "levels") from exc
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        raise ValueError(f"the body nests arrays or objects deeper than {MAX_DEPTH} levels")
+    if "\\ud" in text or "\\uD" in text:  # only escapes can smuggle a lone surrogate in
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise ValueError(f"the body holds text that is not valid Unicode: {exc.reason} "
                              f"(a lone surrogate escape)") from exc
-    return data
+    # JSON text cannot hold a raw U+0000 (the decoder refuses control characters): only an
+    # escape brings one in
+    return without_nul(data) if "\\u0000" in text else data
 
 
 def parse_form(body: bytes) -> Tuple[Tuple[str, str], ...]:
-    """The fields of a form body as ``(name, value)`` pairs in order, or ``ValueError`` when it
-    is not a well-formed UTF-8 form."""
+    """The fields of a form body as ``(name, value)`` pairs in order, with the NUL rule
+    applied, or ``ValueError`` when it is not a well-formed UTF-8 form."""
     text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError
     if not text:
         return ()
-    return tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                           encoding="utf-8", errors="strict"))
+    pairs = tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                            encoding="utf-8", errors="strict"))
+    return without_nul(pairs) if "%00" in text or NUL in text else pairs
 
 
 class _Format(NamedTuple):
