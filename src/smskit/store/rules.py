@@ -1,8 +1,8 @@
 """Rules both stores share, so the memory and SQL stores cannot drift apart.
 
 Kept here: the state groups the stats count, how a :class:`SendResult` is merged into a
-message (forward only), how an inbound SMS becomes a :class:`Message`, and the exact
-fixed-point form of a cost.
+message (forward only), how an inbound SMS becomes a :class:`Message`, the exact
+fixed-point form of a cost, and the NUL rule (:func:`without_nul`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Optional, Protocol, Sequence, Tuple, TypeVar
 
 import attrs
 
@@ -44,6 +44,7 @@ __all__ = [
     "pid_conflict_detail",
     "require_aware",
     "require_utc",
+    "without_nul",
 ]
 
 BATCH_CLAIMED = "claimed"
@@ -87,11 +88,44 @@ def require_utc(value: dt.datetime, what: str) -> dt.datetime:
 
 
 _MESSAGE_TIMES = ("created_at", "scheduled_at", "sent_at", "delivered_at", "updated_at")
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+_Value = TypeVar("_Value")
+
+
+def _nul_free(value: Any) -> Any:
+    """A text, or a tuple of texts, with U+0000 replaced; anything else as it is."""
+    if isinstance(value, str):
+        return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
+    if isinstance(value, tuple) and any(isinstance(v, str) and _NUL in v for v in value):
+        return tuple(_nul_free(v) for v in value)
+    return value
+
+
+def without_nul(value: _Value) -> _Value:
+    """The NUL rule: an attrs value (a :class:`Message`, :class:`InboundMessage`,
+    :class:`StatusEvent` or :class:`SendResult`) with every U+0000 in its text fields (and in
+    the texts of a tuple field, such as tags) replaced by U+FFFD; the same object when it holds
+    none. Mappings (``raw``) are left alone.
+
+    PostgreSQL cannot store U+0000 in text, and some gateways write GSM-7's ``@`` as that
+    character: every store applies the rule to what it is given, so a reply or an id carrying
+    one is stored, and read back, the same way on SQLite, PostgreSQL and in memory.
+    """
+    changes: Dict[str, Any] = {}
+    for field in attrs.fields(type(value)):
+        current = getattr(value, field.name)
+        cleaned = _nul_free(current)
+        if cleaned is not current:
+            changes[field.name] = cleaned  # these value classes have public, init fields
+    return attrs.evolve(value, **changes) if changes else value
 
 
 def normalise_message(message: Message) -> Message:
-    """``message`` with every datetime in UTC (what a store gives back) and its cost checked."""
+    """``message`` with every datetime in UTC (what a store gives back), its cost checked and
+    the NUL rule applied (:func:`without_nul`)."""
     cost_to_units(message.cost, f"message {message.id} cost")
+    message = without_nul(message)
     changes: Dict[str, Any] = {}
     for name in _MESSAGE_TIMES:
         value = getattr(message, name)
