@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import httpx
 import pytest
@@ -178,7 +178,7 @@ def test_the_throttle_reports_what_it_left_out_and_bounds_its_memory(
 # -- the dashboard's and /metrics' own credentials -------------------------------------------------
 def test_metrics_need_their_own_token() -> None:
     kit = make_kit(metrics_token="scrape-T0ken")
-    with serve_in_thread(create_app(kit, bind_host="0.0.0.0")) as base:  # noqa: S104
+    with serve_in_thread(create_app(kit, bind_host="0.0.0.0")) as base:
         bare = httpx.get(f"{base}/metrics")
         bearer = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer scrape-T0ken"})
         basic = httpx.get(f"{base}/metrics", auth=("prometheus", "scrape-T0ken"))
@@ -191,7 +191,7 @@ def test_metrics_need_their_own_token() -> None:
 
 
 @pytest.mark.parametrize(("bind_host", "status"), [
-    ("127.0.0.1", 200), ("::1", 200), ("localhost", 200), ("0.0.0.0", 503),  # noqa: S104
+    ("127.0.0.1", 200), ("::1", 200), ("localhost", 200), ("0.0.0.0", 503),
     ("192.0.2.10", 503), (None, 503)])
 def test_metrics_without_a_token_are_open_only_on_loopback(bind_host: Optional[str],
                                                            status: int) -> None:
@@ -207,7 +207,7 @@ def test_a_metrics_token_equal_to_the_webhook_secret_is_refused(
         caplog: pytest.LogCaptureFixture) -> None:
     kit = make_kit(metrics_token=OLD, webhook_secrets_previous=OLD)
     with caplog.at_level(logging.ERROR, logger="smskit.server.credentials"):
-        app = create_app(kit, bind_host="0.0.0.0")  # noqa: S104
+        app = create_app(kit, bind_host="0.0.0.0")
     assert "SMSKIT_METRICS_TOKEN is the webhook secret" in caplog.text
     with serve_in_thread(app) as base:
         response = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {OLD}"})
@@ -216,7 +216,7 @@ def test_a_metrics_token_equal_to_the_webhook_secret_is_refused(
 
 def test_is_loopback() -> None:
     assert [is_loopback(h) for h in ("127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost",
-                                     "0.0.0.0", "::", "10.0.0.1", "", None, "example.com")] == [  # noqa: S104
+                                     "0.0.0.0", "::", "10.0.0.1", "", None, "example.com")] == [
         True, True, True, True, True, False, False, False, False, False, False]
 
 
@@ -246,7 +246,7 @@ class CountingStore(MemoryStore):
 
 def test_concurrent_scrapes_share_one_store_read() -> None:
     store = CountingStore()
-    kit = make_kit(store, metrics_token="m")
+    kit = make_kit(store, metrics_token="m", metrics_max_per_second="0")  # no pacing here
     app = create_app(kit)
     headers = {"Authorization": "Bearer m"}
     with serve_in_thread(app) as base:
@@ -286,6 +286,20 @@ def test_the_store_figures_and_the_text_are_cached_for_their_periods() -> None:
     assert asyncio.run(metrics.scrape()) == first  # within RENDER_EVERY: the same text
     now[0] += RENDER_EVERY
     assert asyncio.run(metrics.scrape()) != first  # the new request is counted
+
+
+def test_scrapes_beyond_the_rate_wait_their_turn() -> None:
+    import asyncio
+
+    metrics = ServerMetrics(make_kit(), max_per_second=20)
+
+    async def flood() -> float:
+        started = time.monotonic()
+        await asyncio.gather(*(metrics.scrape() for _ in range(11)))
+        return time.monotonic() - started
+
+    # 11 scrapes at 20 a second: the last one's turn comes half a second after the first
+    assert 0.45 <= asyncio.run(flood()) < 2.0
 
 
 # -- connection limits, with real sockets -----------------------------------------------------
@@ -455,8 +469,9 @@ def test_a_kolmeya_reply_carrying_nul_is_stored_once(sql_url: str) -> None:
     store = SqlStore(sql_url)
     kit = SmsKit(make_settings(provider="kolmeya", kolmeya_token="t"), store=store)
     reply_id = f"nul-{uuid.uuid4().hex}\u0000"
-    body = ('{"reply": {"id": "%s", "reply": "me\\u0000exemplo.com", "message": '
-            '{"phone": "11987654321"}}}' % reply_id.replace("\u0000", "\\u0000")).encode()
+    escaped = reply_id.replace("\u0000", "\\u0000")
+    body = ('{"reply": {"id": "' + escaped + '", "reply": "me\\u0000exemplo.com", "message": '
+            '{"phone": "11987654321"}}}').encode()
     request = WebhookRequest(provider="kolmeya", kind="status", query=[("token", SECRET)],
                              headers={"content-type": "application/json"}, body=body)
     try:

@@ -59,8 +59,12 @@ from smskit.server.access import TokenRedactingMiddleware, original_query
 from smskit.server.batcher import StatusBatcher
 from smskit.server.credentials import Credential, is_loopback
 from smskit.server.dashboard import Dashboard
-from smskit.server.limits import FD_RESERVE, ServerLimits, raise_fd_limit
-from smskit.server.metrics import DEFAULT_CACHE_SECONDS, ServerMetrics
+from smskit.server.limits import FD_RESERVE, ServerLimits, raise_fd_limit, spread
+from smskit.server.metrics import (
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_MAX_PER_SECOND,
+    ServerMetrics,
+)
 from smskit.webhooks.apply import WebhookReport
 from smskit.webhooks.auth import WebhookPolicy
 from smskit.webhooks.gate import (
@@ -152,7 +156,8 @@ class WebhookServer:
             return refused
         timeout = self.limits.body_timeout
         try:
-            body = await asyncio.wait_for(_read_body(request, self.policy.max_bytes), timeout)
+            body = await asyncio.wait_for(_read_body(request, self.policy.max_bytes),
+                                          spread(timeout))
         except ClientDisconnect:
             return client_disconnected()
         except asyncio.TimeoutError:
@@ -237,10 +242,11 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
 
     Reads ``webhook_secret``, ``webhook_secrets_previous``, ``allow_insecure_webhooks``,
     ``webhook_allow_ips``, ``webhook_max_bytes``, ``dashboard_token``, ``metrics_token``,
-    ``metrics_cache_seconds`` and the ``server_*`` limits once; a malformed one raises
-    :class:`ConfigurationError` here. ``bind_host`` is the address the server listens on, when
-    the caller knows it (:func:`serve` passes it): without ``metrics_token``, ``/metrics`` is
-    open only when it is a loopback address. ``app.state.kit``, ``app.state.metrics`` and
+    ``metrics_cache_seconds``, ``metrics_max_per_second`` and the ``server_*`` limits once; a
+    malformed one raises :class:`ConfigurationError` here. ``bind_host`` is the address the
+    server listens on, when the caller knows it (:func:`serve` passes it): without
+    ``metrics_token``, ``/metrics`` is open only when it is a loopback address.
+    ``app.state.kit``, ``app.state.metrics``, ``app.state.dashboard`` and
     ``app.state.registry`` (the app's own Prometheus registry, for extra metrics) are set.
     """
     settings = settings or kit.settings
@@ -252,8 +258,9 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
         log.warning("webhooks accept requests WITHOUT a token (allow_insecure_webhooks=true); "
                     "use this for local demos only")
     limits = ServerLimits.from_settings(settings)
-    metrics = ServerMetrics(kit, cache_seconds=settings.number(
-        "metrics_cache_seconds", DEFAULT_CACHE_SECONDS))
+    metrics = ServerMetrics(
+        kit, cache_seconds=settings.number("metrics_cache_seconds", DEFAULT_CACHE_SECONDS),
+        max_per_second=settings.number("metrics_max_per_second", DEFAULT_MAX_PER_SECOND))
     metrics_token = Credential.from_settings(settings, "metrics_token")
     server = WebhookServer(kit, policy, metrics, limits=limits, metrics_token=metrics_token,
                            metrics_open=is_loopback(bind_host))

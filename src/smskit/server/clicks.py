@@ -17,6 +17,7 @@ fails, clicks are kept (at most ``max_kept``, the oldest dropped first) and writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from typing import List, Optional
@@ -67,10 +68,8 @@ class ClickBuffer:
     async def _run(self) -> None:
         wake = self._wake
         while not self._stopping and wake is not None:
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # the interval is over
                 await asyncio.wait_for(wake.wait(), self.every)
-            except asyncio.TimeoutError:
-                pass
             wake.clear()
             await self.flush()
             if not self._pending:

@@ -39,14 +39,15 @@ from smskit.outbox.links import CODE_PATTERN, to_uri
 from smskit.server import _dashboard_html as page
 from smskit.server.clicks import ClickBuffer
 from smskit.server.credentials import Credential
-from smskit.webhooks.throttle import REFUSALS
 from smskit.store.analytics import LinkStore, StatsReport, StatsStore, local_day
 from smskit.timeutil import zone
+from smskit.webhooks.throttle import REFUSALS
 
 if TYPE_CHECKING:
     from smskit.kit import SmsKit
 
-__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "STATIC_DIR", "Dashboard", "DashboardAuth", "dashboard_routes"]
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "STATIC_DIR", "Dashboard", "DashboardAuth",
+           "dashboard_routes"]
 
 log = logging.getLogger(__name__)
 

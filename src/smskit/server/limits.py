@@ -18,13 +18,19 @@ its socket (and a file descriptor) forever, and about a thousand of them exhaust
   connection is busy with a request, the new one is closed;
 * a request head is at most :data:`MAX_HEAD_BYTES` (h11's ``max_incomplete_event_size``).
 
-With these, 2,000 idle or slow clients connected leave ``/healthz`` answering within
-milliseconds and webhooks flowing (``benchmarks/bench_webhooks.py`` measures it).
+Each timeout closes a connection at a random moment between three quarters of it and all of it
+(:func:`spread`): connections opened together, as an attacker's are, then do not all come to
+their end in the same instant, and the server's work of closing them (and of answering the
+reconnections) is spread out instead of stalling everything else at once.
+
+With these, 2,000 idle or slow clients connected leave ``/healthz`` answering within a second
+and webhooks flowing (``benchmarks/bench_webhooks.py`` measures it).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any, Dict, Optional
 
 import attrs
@@ -37,6 +43,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "ServerLimits",
     "raise_fd_limit",
+    "spread",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +54,11 @@ DEFAULT_MAX_CONNECTIONS = 4096
 FD_RESERVE = 128
 #: The largest request head (request line and headers) accepted, in bytes.
 MAX_HEAD_BYTES = 16 * 1024
+
+
+def spread(timeout: float) -> float:
+    """A moment between three quarters of ``timeout`` and ``timeout``, at random."""
+    return timeout * (1.0 - 0.25 * random.random())  # noqa: S311 - spreading, not a secret
 
 
 @attrs.frozen(kw_only=True)

@@ -20,7 +20,10 @@ scan of the messages table, so they are read at most once per ``metrics_cache_se
 (default 5 s; :class:`StoreSnapshot`) whatever the number of scrapers, and concurrent scrapes
 share one read. The counters and the histogram are kept in memory as requests happen, and the
 whole text is rendered at most once per :data:`RENDER_EVERY` (scrapes in between get the same
-text), so a flood of scrapes costs the webhooks next to nothing.
+text). Scrapes are also answered at most ``metrics_max_per_second`` times a second (default
+10, ``0``: no limit); one beyond that waits for its turn, which costs nothing while it waits.
+A Prometheus server scrapes every 15 s or so; clients scraping in a loop would otherwise take
+CPU from the webhooks even with nothing to compute (benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_CACHE_SECONDS",
+    "DEFAULT_MAX_PER_SECOND",
     "RENDER_EVERY",
     "OutreachCollector",
     "ServerMetrics",
@@ -58,6 +62,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_SECONDS = 5.0
 #: Seconds a rendered exposition is served again to the scrapes that follow it.
 RENDER_EVERY = 1.0
+#: Default most scrapes answered per second (the others wait their turn).
+DEFAULT_MAX_PER_SECOND = 10.0
 
 
 @attrs.frozen
@@ -235,8 +241,12 @@ class ServerMetrics:
     """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
 
     def __init__(self, kit: SmsKit, *, cache_seconds: float = DEFAULT_CACHE_SECONDS,
+                 max_per_second: float = DEFAULT_MAX_PER_SECOND,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
+        #: Most scrapes answered per second (``0``: no limit).
+        self.max_per_second = max_per_second
+        self._next_turn = 0.0
         #: The store figures, read at most once per ``cache_seconds``.
         self.snapshot = StoreSnapshot(kit, cache_seconds, clock=clock)
         self._clock = clock
@@ -295,9 +305,21 @@ class ServerMetrics:
         are stale: call it off the event loop, or after :meth:`scrape`'s refresh)."""
         return generate_latest(self.registry)
 
+    async def _wait_turn(self) -> None:
+        """Wait until this scrape may be answered (at most ``max_per_second`` a second)."""
+        if self.max_per_second <= 0:
+            return
+        now = self._clock()
+        turn = max(now, self._next_turn)
+        self._next_turn = turn + 1.0 / self.max_per_second
+        if turn > now:
+            await asyncio.sleep(turn - now)
+
     async def scrape(self) -> bytes:
-        """What ``GET /metrics`` answers: the store figures refreshed without blocking the
-        loop when stale, and the text rendered at most once per :data:`RENDER_EVERY`."""
+        """What ``GET /metrics`` answers, once its turn comes: the store figures refreshed
+        without blocking the loop when stale, and the text rendered at most once per
+        :data:`RENDER_EVERY`."""
+        await self._wait_turn()
         now = self._clock()
         rendered = self._rendered
         if rendered is not None and now - rendered[0] < RENDER_EVERY:

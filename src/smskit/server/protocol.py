@@ -6,7 +6,8 @@ is never closed. :func:`guarded_protocol` builds a subclass of uvicorn's ``H11Pr
 
 * closes a connection whose request head is not complete ``header_timeout`` seconds after it
   opened, or after its previous response (a kept-alive connection waiting for its next
-  request);
+  request), at a random moment of the timeout's last quarter
+  (:func:`smskit.server.limits.spread`);
 * at ``max_connections`` open connections, closes the one that has waited longest for a request
   head to make room for the new one; if every connection is busy with a request, it closes the
   new one instead.
@@ -24,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Optional, Type
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from smskit.server.limits import spread
+
 if TYPE_CHECKING:
     from smskit.server.limits import ServerLimits
 
@@ -37,7 +40,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout: float = 10.0
     max_connections: int = 4096
     #: Connections waiting for a request head, the longest-waiting first (one per server).
-    waiting: "collections.OrderedDict[GuardedH11Protocol, None]" = collections.OrderedDict()
+    waiting: collections.OrderedDict[GuardedH11Protocol, None] = collections.OrderedDict()
 
     _head_timer: Optional[asyncio.TimerHandle] = None
     _seen_cycle: Any = None
@@ -62,7 +65,8 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_timer()
         self.waiting[self] = None
         self.waiting.move_to_end(self)
-        self._head_timer = self.loop.call_later(self.header_timeout, self._close_waiting)
+        self._head_timer = self.loop.call_later(spread(self.header_timeout),
+                                                self._close_waiting)
 
     def _head_arrived(self) -> None:
         self._cancel_timer()

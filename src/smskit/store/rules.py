@@ -10,7 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 import attrs
 
@@ -18,6 +28,9 @@ from smskit.errors import StoreError, ValidationError
 from smskit.ids import new_id
 from smskit.models import Direction, InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.store.base import Schedule
+
+if TYPE_CHECKING:
+    from attrs import AttrsInstance
 
 __all__ = [
     "BATCH_AMBIGUOUS",
@@ -90,7 +103,7 @@ def require_utc(value: dt.datetime, what: str) -> dt.datetime:
 _MESSAGE_TIMES = ("created_at", "scheduled_at", "sent_at", "delivered_at", "updated_at")
 _NUL = "\x00"
 _REPLACEMENT = "\ufffd"
-_Value = TypeVar("_Value")
+_Value = TypeVar("_Value", bound="AttrsInstance")
 
 
 def _nul_free(value: Any) -> Any:
@@ -118,7 +131,10 @@ def without_nul(value: _Value) -> _Value:
         cleaned = _nul_free(current)
         if cleaned is not current:
             changes[field.name] = cleaned  # these value classes have public, init fields
-    return attrs.evolve(value, **changes) if changes else value
+    if not changes:
+        return value
+    # the mypy attrs plugin cannot follow evolve() through a type variable
+    return cast(_Value, attrs.evolve(cast(Any, value), **changes))
 
 
 def normalise_message(message: Message) -> Message:

@@ -40,7 +40,7 @@ class LogThrottle:
         self._clock = clock
         self._lock = threading.Lock()
         # (kind, address) -> [when its last line was written, lines left out since]
-        self._seen: "collections.OrderedDict[Tuple[str, str], List[float]]" = (
+        self._seen: collections.OrderedDict[Tuple[str, str], List[float]] = (
             collections.OrderedDict())
 
     def reset(self) -> None:
