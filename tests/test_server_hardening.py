@@ -497,6 +497,8 @@ def test_a_kolmeya_reply_carrying_nul_is_stored_once(sql_url: str) -> None:
     + b"}",
     b"[" * 100_000 + b"]" * 100_000,
     b'{"id": "k1", "reference": "M1", "status": "x", "x": NaN}',
+    b'{"id": "k1", "reference": "M1", "status": "x", "x": "\xed\xa0\x80"}',  # raw surrogate
+    '{"id": "k1", "reference": "M1", "status": "x", "x": "\\ud800"}'.encode("utf-16"),
     b'{"reply": {"id": "' + b"r" * 300 + b'", "reply": "oi", "phone": "11987654321"}}',
     b'{"reply": {"id": "r1", "reply": "oi", "phone": "' + b"1" * 400 + b'"}}',
 ])

@@ -17,9 +17,11 @@ refusal), or :class:`Accepted`, the parsed events to apply (synchronously with
 4. the ``Content-Type`` is one the provider declares (415, see :mod:`smskit.webhooks.media`);
    a ``Content-Length`` is a number (400) within ``webhook_max_bytes`` (413);
 5. the body is within the cap (413) and decodes (400 ``malformed JSON``), once, here;
-6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403);
+6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403),
+   over the text as sent;
 7. the provider's ``parse_webhook`` (400 ``invalid payload`` for a
-   :class:`~smskit.errors.ValidationError`).
+   :class:`~smskit.errors.ValidationError`), given the text with the NUL rule applied (U+0000
+   becomes U+FFFD, :mod:`smskit.webhooks.media`).
 
 Steps 1 to 4 need no body (:meth:`WebhookGate.check_head`), so a receiver that streams can
 refuse before reading it. Errors after acceptance: a store outage is ``503`` with
@@ -247,6 +249,14 @@ def _for_provider(request: WebhookRequest, data: Any) -> WebhookRequest:
         query=tuple((k, v) for k, v in request.query if not is_token_param(k)))
 
 
+def _nul_free(request: WebhookRequest) -> WebhookRequest:
+    """The request the parser sees: its decoded body with the NUL rule applied (after the
+    provider's own check, which covers the text as sent; see :mod:`smskit.webhooks.media`)."""
+    if not media.may_hold_nul(request.body):
+        return request
+    return attrs.evolve(request, data=media.without_nul(request.data))
+
+
 def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResponse]:
     """Step 6: the provider's own check (a signature), when it declares one."""
     result = provider.verify_webhook(request)
@@ -276,7 +286,7 @@ def read_payload(provider: Provider, request: WebhookRequest) -> WebhookPayload:
         data = media.decode(media_type, request.body)
     except ValueError as exc:
         raise ValidationError(f"{media.malformed(media_type)}: {exc}") from exc
-    return provider.parse_webhook(_for_provider(request, data))
+    return provider.parse_webhook(_nul_free(_for_provider(request, data)))
 
 
 class WebhookGate:
@@ -373,7 +383,7 @@ class WebhookGate:
             refused = _verify(provider, seen)
             if refused is not None:
                 return refused
-            payload = provider.parse_webhook(seen)
+            payload = provider.parse_webhook(_nul_free(seen))
         except Exception as exc:  # mapped (and logged) in one place
             return failure(exc, request.provider, request.kind)
         return Accepted(provider=request.provider, kind=request.kind, payload=payload)

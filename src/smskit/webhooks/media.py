@@ -12,12 +12,13 @@ and decodes the body exactly once, here, before the provider sees it:
 * ``application/x-www-form-urlencoded``: the fields as a tuple of ``(name, value)`` pairs in
   the order sent (a repeated field appears once per value), UTF-8 only.
 
-Both apply the NUL rule: every U+0000 in a decoded text (names included) becomes U+FFFD, the
-replacement character (:func:`without_nul`). PostgreSQL cannot store U+0000 in text at all, and
-some gateways write GSM-7's ``@`` (septet 0x00) as that character: kept, a reply carrying it
-would fail every write and be retried forever. Replacing it here means the provider's parser,
-the hooks, the ChatRoom and every store see the same text; the SQL store applies the same rule
-to whatever reaches it by another path.
+The NUL rule: the gate replaces every U+0000 in the decoded text (names included) with U+FFFD,
+the replacement character (:func:`without_nul`), after the provider's own check of the request
+(a signature covers the text as sent) and before its parser. PostgreSQL cannot store U+0000 in
+text at all, and some gateways write GSM-7's ``@`` (septet 0x00) as that character: kept, a
+reply carrying it would fail every write and be retried forever. Replacing it there means the
+provider's parser, the hooks, the ChatRoom and every store see the same text; the stores apply
+the same rule to whatever reaches them by another path.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "expectation",
     "malformed",
     "match",
+    "may_hold_nul",
     "parse_form",
     "parse_json",
     "without_nul",
@@ -73,6 +75,13 @@ def without_nul(value: Any) -> Any:
     return value
 
 
+def may_hold_nul(body: bytes) -> bool:
+    """Whether a body's decoded text may hold U+0000 (JSON's ``\\u0000`` escape, a form's
+    ``%00``, or a NUL byte, which a UTF-16 or UTF-32 body always has): a cheap test, so that
+    :func:`without_nul` walks only the bodies that need it."""
+    return b"\\u0000" in body or b"%00" in body or b"\x00" in body
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
@@ -93,10 +102,11 @@ def _depth(value: Any) -> int:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON of a webhook body with the NUL rule applied, or ``ValueError`` for malformed
-    JSON: text that is not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but
-    could never be stored: it must be a 400, not a failed write), ``NaN``/``Infinity``, or
-    nesting deeper than :data:`MAX_DEPTH`."""
+    """The JSON of a webhook body, or ``ValueError`` for malformed JSON: text that is not
+    Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be stored:
+    it must be a 400, not a failed write), ``NaN``/``Infinity``, or nesting deeper than
+    :data:`MAX_DEPTH`. The body is decoded strictly (UTF-8, or the UTF-16/32 JSON allows), so
+    surrogates encoded as raw bytes are malformed too."""
     text = body.decode(json.detect_encoding(body))  # UnicodeDecodeError is a ValueError
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
@@ -111,20 +121,17 @@ def parse_json(body: bytes) -> Any:
         except UnicodeEncodeError as exc:
             raise ValueError(f"the body holds text that is not valid Unicode: {exc.reason} "
                              f"(a lone surrogate escape)") from exc
-    # JSON text cannot hold a raw U+0000 (the decoder refuses control characters): only an
-    # escape brings one in
-    return without_nul(data) if "\\u0000" in text else data
+    return data
 
 
 def parse_form(body: bytes) -> Tuple[Tuple[str, str], ...]:
-    """The fields of a form body as ``(name, value)`` pairs in order, with the NUL rule
-    applied, or ``ValueError`` when it is not a well-formed UTF-8 form."""
+    """The fields of a form body as ``(name, value)`` pairs in order, or ``ValueError`` when it
+    is not a well-formed UTF-8 form."""
     text = body.decode("utf-8")  # UnicodeDecodeError is a ValueError
     if not text:
         return ()
-    pairs = tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
-                            encoding="utf-8", errors="strict"))
-    return without_nul(pairs) if "%00" in text or NUL in text else pairs
+    return tuple(parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                           encoding="utf-8", errors="strict"))
 
 
 class _Format(NamedTuple):
