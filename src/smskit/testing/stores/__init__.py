@@ -11,7 +11,7 @@ Plain Python (no pytest needed)::
     from smskit.testing.stores import check_store
 
     report = check_store(lambda: MyStore("mystore://..."))
-    print(report.summary())      # "store suite on MyStore: 40 passed, 0 failed, 23 skipped"
+    print(report.summary())      # "store suite on MyStore: 41 passed, 0 failed, 24 skipped"
     report.raise_if_failed()
 
 With pytest, subclass :class:`smskit.testing.stores.suite.StoreSuite` (one test per check)::
