@@ -15,7 +15,13 @@ from typing import Callable, Iterator, List
 import pytest
 
 from smskit.config import Settings
-from smskit.errors import InvalidPhoneError, StoreError, TemplateError, ValidationError
+from smskit.errors import (
+    InvalidPhoneError,
+    NotFoundError,
+    StoreError,
+    TemplateError,
+    ValidationError,
+)
 from smskit.kit import SmsKit
 from smskit.models import Message, State
 from smskit.outreach.scheduler import (
@@ -23,6 +29,7 @@ from smskit.outreach.scheduler import (
     add_schedule,
     next_occurrence,
     run_due,
+    run_now,
     schedule_tag,
     upcoming,
 )
@@ -408,6 +415,20 @@ def test_crash_between_materialise_and_advance_creates_no_duplicates(
     messages = messages_of(kit, schedule.id)
     assert len(messages) == 3
     assert len({m.idempotency_key for m in messages}) == 3
+
+
+def test_run_now_sends_once_and_leaves_the_recurrence_alone(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    now = dt.datetime(2024, 3, 1, 10, 30, 12, 345, tzinfo=UTC)
+    run = run_now(kit, schedule.id, now)
+    assert (run.won, run.created, run.occurrence) == (True, 3, now.replace(microsecond=0))
+    assert run_now(kit, schedule.id, now).created == 0  # a double click stores nothing new
+    stored = kit.store.get_schedule(schedule.id)
+    assert stored is not None and stored.next_run_at == schedule.next_run_at
+    assert stored.runs == 0
+    assert {m.state for m in messages_of(kit, schedule.id)} == {State.OUTGOING}
+    with pytest.raises(NotFoundError):
+        run_now(kit, "nope")
 
 
 def test_a_racing_worker_that_loses_adds_nothing(

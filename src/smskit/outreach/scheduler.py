@@ -38,7 +38,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import attrs
 from dateutil import rrule as _rrule
 
-from smskit.errors import ConfigurationError, ValidationError
+from smskit.errors import ConfigurationError, NotFoundError, ValidationError
 from smskit.ids import new_id
 from smskit.kit import BulkSummary, SmsKit
 from smskit.outreach import audience as audience_mod
@@ -55,6 +55,7 @@ __all__ = [
     "add_schedule",
     "next_occurrence",
     "run_due",
+    "run_now",
     "schedule_tag",
     "upcoming",
 ]
@@ -564,3 +565,20 @@ def run_due(kit: SmsKit, now: Optional[dt.datetime] = None, *,
     for schedule in kit.store.due_schedules(moment):
         runs.extend(_run_schedule(kit, schedule, moment, catch_up))
     return runs
+
+
+def run_now(kit: SmsKit, schedule_id: str, now: Optional[dt.datetime] = None) -> ScheduleRun:
+    """Send a schedule's request once now, outside its recurrence (a person's "run now"); its
+    next run stays as it was. The occurrence is ``now`` to the second, so a second call in the
+    same second stores nothing new; the messages are stored ``outgoing`` like those of
+    :func:`run_due`. An unknown schedule is a :class:`~smskit.errors.NotFoundError`."""
+    schedule = kit.store.get_schedule(schedule_id)
+    if schedule is None:
+        raise NotFoundError(f"no schedule with id {schedule_id!r}")
+    moment = _aware_utc(now if now is not None else kit.clock(), "now").replace(microsecond=0)
+    summary = _materialise(kit, schedule, SendRequest.from_dict(schedule.request), moment)
+    return ScheduleRun(
+        schedule_id=schedule.id, name=schedule.name, occurrence=moment, won=True,
+        created=summary.total - summary.duplicates, duplicates=summary.duplicates,
+        rejected=summary.rejected, canceled=summary.canceled, deferred=summary.deferred,
+        next_run_at=schedule.next_run_at)
