@@ -38,8 +38,11 @@ class TestBridge(SmskitCase):
         settings = self.bridge._smskit_settings()
         self.assertEqual(settings.get("provider"), "loopback")
         self.assertEqual(settings.get("default_region"), "BR")  # the addon's default
-        self.assertTrue(settings.get("odoo_sidecar_url").endswith(
-            os.path.join("smskit", self.env.cr.dbname + ".db")))
+        # smskit's store is this database, in its schema smskit, reached as Odoo reaches it
+        store = settings.get("odoo_sidecar_url")
+        self.assertIn(f"/{self.env.cr.dbname}?", store)
+        self.assertIn("search_path%3Dsmskit", store)
+        self.assertTrue(store.startswith("postgresql+psycopg2://"))
         set_params(self.env, allow_insecure_webhooks="true")
         self.assertIsNone(self.bridge._smskit_settings().get("allow_insecure_webhooks"),
                           "the addon always wants the webhook secret")
