@@ -1,8 +1,11 @@
 """Settings > SMS: what smskit needs, kept in the ``smskit.*`` system parameters underneath.
 
-Only SMS managers see and change them (and, as for every settings page of Odoo 15, only
-administrators can save). The Kolmeya token is never sent back to the browser: the form shows
-whether one is set, and a token typed there replaces it."""
+Only SMS managers see them (the block is theirs) and change them: what anyone else sends for
+these fields is put back when the settings are saved (and, as for every settings page of Odoo
+15, only administrators can save at all). The fields themselves carry no group: Odoo 15 refuses
+to read a field of a group the user is not in, which would stop an administrator outside the
+SMS managers from saving any other settings. The Kolmeya token is never sent back to the
+browser: the form shows whether one is set, and a token typed there replaces it."""
 
 import secrets
 from urllib.parse import urlsplit
@@ -20,43 +23,41 @@ class ResConfigSettings(models.TransientModel):
     _inherit = "res.config.settings"
 
     smskit_kolmeya_token = fields.Char(
-        "Kolmeya token", groups=MANAGER,
+        "Kolmeya token",
         help="The API token of Kolmeya (Bearer). Typed here it replaces the one kept; it is "
              "never shown again.")
-    smskit_kolmeya_token_set = fields.Boolean("A Kolmeya token is set", groups=MANAGER,
-                                              compute="_compute_smskit_token_set")
+    smskit_kolmeya_token_set = fields.Boolean("A Kolmeya token is set", readonly=True)
     smskit_webhook_secret = fields.Char(
-        "Webhook secret", config_parameter="smskit.webhook_secret", groups=MANAGER,
+        "Webhook secret", config_parameter="smskit.webhook_secret",
         help="Kolmeya does not sign its callbacks: this secret, in the callback URLs, is what "
              "tells them from anyone else's.")
     smskit_public_url = fields.Char(
-        "Public URL", config_parameter="smskit.public_url", groups=MANAGER,
+        "Public URL", config_parameter="smskit.public_url",
         help="How Kolmeya reaches this Odoo, followed by /smskit, e.g. "
              "https://odoo.example.com/smskit")
-    smskit_status_url = fields.Char("Delivery callback URL", groups=MANAGER,
+    smskit_status_url = fields.Char("Delivery callback URL",
                                     compute="_compute_smskit_urls")
-    smskit_reply_url = fields.Char("Reply callback URL", groups=MANAGER,
+    smskit_reply_url = fields.Char("Reply callback URL",
                                    compute="_compute_smskit_urls")
     smskit_acrux_connector_id = fields.Selection(
         "_smskit_connectors", string="ChatRoom connector",
-        config_parameter="smskit.acrux_connector_id", groups=MANAGER,
+        config_parameter="smskit.acrux_connector_id",
         help="Where replies arrive. Empty: the one ChatRoom connector of type SMS.")
     smskit_quiet_hours = fields.Char(
-        "Quiet hours", config_parameter="smskit.quiet_hours", groups=MANAGER,
+        "Quiet hours", config_parameter="smskit.quiet_hours",
         help="No SMS goes out in this daily window, e.g. 21:00-08:00; what falls in it waits.")
     smskit_quiet_days = fields.Char(
-        "Quiet days", config_parameter="smskit.quiet_days", groups=MANAGER,
+        "Quiet days", config_parameter="smskit.quiet_days",
         help="Whole days without SMS, e.g. sun or sat,sun.")
     smskit_timezone = fields.Selection(
-        _tz_get, string="SMS time zone", config_parameter="smskit.timezone", groups=MANAGER,
+        _tz_get, string="SMS time zone", config_parameter="smskit.timezone",
         default="America/Sao_Paulo",
         help="Of the quiet hours and of the dashboard's days.")
     smskit_balance_low_threshold = fields.Float(
         "Low balance alert below", config_parameter="smskit.balance_low_threshold",
-        groups=MANAGER, help="The cron reads the balance and warns once when it falls below "
+        help="The cron reads the balance and warns once when it falls below "
                              "this (0: no alert).")
-    smskit_store_here = fields.Boolean("smskit's store is in this database", groups=MANAGER,
-                                       compute="_compute_smskit_store_here")
+    smskit_store_here = fields.Boolean("smskit's store is in this database", readonly=True)
 
     @api.model
     def _smskit_connectors(self):
@@ -65,10 +66,15 @@ class ResConfigSettings(models.TransientModel):
         return [(str(c.id), c.display_name)
                 for c in self.env["acrux.chat.connector"].sudo().search([])]
 
-    def _compute_smskit_token_set(self):
-        kept = bool(self.env["ir.config_parameter"].sudo().get_param(TOKEN))
-        for record in self:
-            record.smskit_kolmeya_token_set = kept
+    @api.model
+    def get_values(self):
+        """What the form shows besides the parameters: whether a token is kept (never the
+        token), and whether smskit's store is this database."""
+        values = super().get_values()
+        values["smskit_kolmeya_token_set"] = bool(
+            self.env["ir.config_parameter"].sudo().get_param(TOKEN))
+        values["smskit_store_here"] = self.env["smskit.bridge"]._smskit_in_database()
+        return values
 
     @api.depends("smskit_public_url", "smskit_webhook_secret")
     def _compute_smskit_urls(self):
@@ -83,11 +89,6 @@ class ResConfigSettings(models.TransientModel):
                 record.smskit_reply_url = f"{base}/webhooks/kolmeya/reply?token={token}"
             else:
                 record.smskit_status_url = record.smskit_reply_url = False
-
-    def _compute_smskit_store_here(self):
-        here = self.env["smskit.bridge"]._smskit_in_database()
-        for record in self:
-            record.smskit_store_here = here
 
     # -- saving -----------------------------------------------------------------------------
     def _smskit_check(self):
@@ -125,8 +126,7 @@ class ResConfigSettings(models.TransientModel):
             self._smskit_check()
             kept = {}
         else:
-            # Odoo's create() does not check fields' groups: what someone outside the SMS
-            # managers sent for these fields is put back as it was
+            # what someone outside the SMS managers sent for these fields is put back
             kept = {key: params.get_param(key) for key in self._smskit_params()}
         super().set_values()
         for key, value in kept.items():

@@ -315,12 +315,18 @@ class TestScreens(SmskitLiveCase):
         self.params(public_url="https://odoo.example.com/smskit")
         admin = self.user("settings-admin", "base.group_system")
         settings = self.live["res.config.settings"].with_user(admin)
-        self.assertNotIn("smskit_public_url", settings.fields_get())
-        settings.create({"smskit_public_url": "https://elsewhere.example.com/smskit"}).execute()
-        self.assertEqual(self.live["ir.config_parameter"].sudo().get_param("smskit.public_url"),
-                         "https://odoo.example.com/smskit")
-        with self.assertRaises(AccessError):
-            settings.create({}).write({"smskit_public_url": "https://elsewhere.example.com"})
+        arch = settings.fields_view_get(view_type="form")["arch"]
+        self.assertRegex(arch, r'data-key="sms_smskit"[^>]*invisible="1"',
+                         "the SMS block is the SMS managers'")
+        record = settings.create({"smskit_public_url": "https://elsewhere.example.com/smskit",
+                                  "smskit_kolmeya_token": "not-theirs"})
+        self.live_cr.commit()
+        # a new request, as the web client's save is: nothing of the record in the cache
+        self.live.clear()
+        record.with_user(admin).execute()  # their other settings are saved; these are not
+        icp = self.live["ir.config_parameter"].sudo()
+        self.assertEqual(icp.get_param("smskit.public_url"), "https://odoo.example.com/smskit")
+        self.assertNotEqual(icp.get_param("smskit.kolmeya_token"), "not-theirs")
 
     def test_each_company_sees_its_messages(self):
         other = self.live["res.company"].create({"name": "Filial " + self.tag})
