@@ -159,3 +159,18 @@ class TestBridge(SmskitCase):
             {"name": "WhatsApp", "connector_type": "not_set"})
         with self.assertRaises(UserError):
             connector.ca_request("send", {"number": "5511987654322", "text": "Oi"})
+
+    def test_the_screens_speak_portuguese(self):
+        self.env["res.lang"].with_context(active_test=False).search(
+            [("code", "=", "pt_BR")]).active = True
+        trans_load(self.env.cr, os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                             "i18n", "pt_BR.po"), "pt_BR", verbose=False)
+        pt = self.env(context=dict(self.env.context, lang="pt_BR"))
+        self.assertEqual(pt.ref("sms_smskit.menu_smskit_messages").name, "Mensagens")
+        self.assertEqual(pt.ref("sms_smskit.menu_smskit_schedules").name, "SMS agendados")
+        labels = pt["smskit.message"].fields_get(["segments", "state"])
+        self.assertEqual(labels["segments"]["string"], "Partes")
+        self.assertIn(("error", "Não entregue"), labels["state"]["selection"])
+        arch = pt["smskit.campaign"].fields_view_get(view_type="form")["arch"]
+        self.assertIn("Pausar", arch)
+        self.assertIn("Retomar", arch)
