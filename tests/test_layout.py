@@ -50,17 +50,24 @@ def packages(root: Path = ROOT) -> Dict[str, List[Path]]:
     return found
 
 
-def private_imports(tree: ast.AST, package: str) -> Iterator[Tuple[int, str]]:
-    """``(line, what)`` for each import of a private module or name of another package."""
+def private_imports(tree: ast.AST, package: str,
+                    ours: Iterable[str] = ()) -> Iterator[Tuple[int, str]]:
+    """``(line, what)`` for each import of a private module or name of another package of
+    ours (``ours``: every package the rule covers; empty: any package). What an addon imports
+    from Odoo itself (``odoo.addons.base.models.res_partner._tz_get``, Odoo's own idiom) is
+    Odoo's business, not this rule's."""
+    covered = set(ours)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
+                if covered and parts[0] not in covered:
+                    continue
                 if parts[0] != package and any(_private(p) for p in parts):
                     yield node.lineno, f"import {alias.name}"
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             parts = node.module.split(".")
-            if parts[0] == package:
+            if parts[0] == package or (covered and parts[0] not in covered):
                 continue
             if any(_private(p) for p in parts):
                 yield node.lineno, f"from {node.module} import ..."
@@ -123,13 +130,14 @@ def private_attributes(tree: ast.AST, own: Set[str]) -> Iterator[Tuple[int, str]
 def violations(root: Path = ROOT) -> List[str]:
     """Every breach of the layout rules under ``root``, as ``path:line: what``."""
     found: List[str] = []
-    for package, files in packages(root).items():
+    ours = packages(root)
+    for package, files in ours.items():
         trees = {path: ast.parse(path.read_text(encoding="utf-8"), str(path)) for path in files}
         own = defined_private_names(trees.values())
         for path, tree in trees.items():
             where = path.relative_to(root)
             found += [f"{where}:{line}: private import {what}"
-                      for line, what in private_imports(tree, package)]
+                      for line, what in private_imports(tree, package, ours)]
             if package != CORE:
                 found += [f"{where}:{line}: private attribute {what}"
                           for line, what in private_attributes(tree, own)]
@@ -219,3 +227,17 @@ def test_the_checker_allows_what_is_public_or_the_packages_own(tmp_path: Path) -
         ),
     })
     assert violations(root) == []
+
+
+def test_the_checker_leaves_an_addons_imports_from_odoo_to_odoo(tmp_path: Path) -> None:
+    root = _write(tmp_path, {
+        "src/smskit/__init__.py": "",
+        "addons/odoo_three/__init__.py": "",
+        "addons/odoo_three/models/settings.py": (
+            "from odoo.addons.base.models.res_partner import _tz_get\n"
+            "from smskit.store import _common\n"
+        ),
+    })
+    assert violations(root) == [
+        "addons/odoo_three/models/settings.py:2: private import from smskit.store import _common",
+    ]
