@@ -285,7 +285,8 @@ class OdooStore(Store):
 
     def record_results(self, batch_id: str, results: Sequence[SendResult],
                        now: dt.datetime) -> None:
-        """Record the results, then move the Odoo rows forward in one ``load``; chatter notes
+        """Record the results (the sidecar leaves the batch ``ambiguous`` while a claimed
+        message got none), then move the Odoo rows forward in one ``load``; chatter notes
         for the sent and the finished ones."""
         batch = self.sidecar.get_batch(batch_id)
         ids = list(batch.message_ids) if batch is not None else []

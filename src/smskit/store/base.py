@@ -258,7 +258,11 @@ class Store(Protocol):
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
         """Write per-message results forward only, and mark the batch ``done``. Messages of the
-        batch without a result stay ``outgoing`` and claimed (reconciliation will look).
+        batch without a result stay ``outgoing`` and claimed, and then the batch is marked
+        ``ambiguous`` instead of ``done``, in the same transaction (its ``error_text`` says
+        how many got no result): reconciliation will look, and a crash right after this call
+        cannot leave them in a finished batch. A later call that settles them marks it
+        ``done``.
 
         A result never moves a message backwards (a delivery report that came first stays),
         but fills in provider ids it lacks. A provider id that another message already owns is

@@ -267,7 +267,8 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
     def record_results(
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
-        """Write per-message results forward only, and mark the batch ``done``.
+        """Write per-message results forward only, and mark the batch ``done`` (``ambiguous``
+        while a claimed message is still ``outgoing``).
 
         A provider id another message already owns is not stored (a ``conflict`` event says
         so in the message's history); a result for a message outside the batch is ignored.
@@ -302,8 +303,11 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 self._put(message)
             for message_id, provider, detail in conflicts:
                 self._event(message_id, c.KIND_CONFLICT, detail, provider=provider)
+            unsettled = sum(1 for m in members.values() if m.state is State.OUTGOING)
+            status = c.BATCH_AMBIGUOUS if unsettled else c.BATCH_DONE
             self._batches[batch_id] = attrs.evolve(
-                batch, status=c.BATCH_DONE, updated_at=now,
+                batch, status=status, updated_at=now,
+                error_text=c.unsettled_text(unsettled) if unsettled else batch.error_text,
                 provider_request_id=c.request_id_of(results) or batch.provider_request_id)
 
     def release_batch(

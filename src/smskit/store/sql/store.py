@@ -332,7 +332,8 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
     def record_results(
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
-        """Write per-message results forward only, and mark the batch ``done``.
+        """Write per-message results forward only, and mark the batch ``done`` (``ambiguous``
+        while a claimed message is still ``outgoing``).
 
         A provider id another message already owns is not stored (a ``conflict`` event says
         so in the message's history); a result for a message outside the batch is ignored.
@@ -379,7 +380,14 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             elif params:
                 conn.execute(_SET_STATUS, params)
             self._event_row(conn, conflicts)
+            # In the same transaction: a claimed message still outgoing without a result
+            # keeps the batch waiting for reconciliation, so a crash after this call cannot
+            # strand it in a finished batch.
+            unsettled = sum(1 for m in members.values()
+                            if (changed.get(m.id) or m).state is State.OUTGOING)
             done: Dict[str, Any] = {"status": c.BATCH_DONE, "updated_at": now}
+            if unsettled:
+                done.update(status=c.BATCH_AMBIGUOUS, error_text=c.unsettled_text(unsettled))
             request_id = c.request_id_of(results)
             if request_id is not None:
                 done["provider_request_id"] = request_id
