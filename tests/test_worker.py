@@ -99,22 +99,23 @@ def test_ambiguous_batch_is_reconciled_next_cycle_without_a_second_send() -> Non
 def test_a_request_that_never_arrived_is_sent_again_exactly_once() -> None:
     kit = make_kit()
     provider = loopback(kit)
+    kit.send("+5541987654321", "Primeira")  # an accepted request: proves the lookup
     ids = queue(kit)
     provider.fail_next(AmbiguousSendError("connection reset"), after_accept=False)
     worker = Worker(kit, poll_replies=False)
 
     assert worker.run_once().dispatched["loopback"].ambiguous == 3
-    assert provider.sent == []
+    assert len(provider.sent) == 1
 
     second = worker.run_once()
     assert second.reconciled["loopback"].resendable == 3
     assert second.sent == 3
     assert states(kit, ids) == [State.SENT] * 3
-    assert sorted(provider.accepted_counts().values()) == [1, 1, 1]
-    assert len(provider.calls) == 2
+    assert sorted(provider.accepted_counts().values()) == [1, 1, 1, 1]
+    assert len(provider.calls) == 3
 
     worker.run_once()
-    assert len(provider.calls) == 2
+    assert len(provider.calls) == 3
 
 
 def test_stale_claimed_batch_of_a_dead_worker_is_reconciled_first() -> None:

@@ -13,7 +13,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    AbstractSet,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import attrs
 
@@ -28,7 +40,7 @@ from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
 from smskit.routing import ProviderPolicies, Router
-from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, Store
+from smskit.store.base import ApplyOutcome, BatchInfo, EventRecord, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
 from smskit.webhooks.apply import WebhookReport, apply_payload
@@ -95,6 +107,8 @@ class SmsKit:
         self.policies = ProviderPolicies(self.settings, self.quiet_hours)
         self._router: Optional[Router] = None
         self._ready = False
+        #: What reconciliation knows of each provider's lookup (:mod:`smskit.outbox.proof`).
+        self.lookups = outbox.Lookups(lambda: self.store)
 
     @classmethod
     def from_env(cls, **kwargs: Any) -> SmsKit:
@@ -198,10 +212,9 @@ class SmsKit:
         # An invalid number raises before the store or the plugins are touched, and a provider
         # that cannot be built (no token) before the store is opened (or its file created).
         recipient = compose.parse_phone(phone, spec, composer)
-        if dispatch:
-            self.provider(composer.provider)
+        send = self._dispatcher(composer) if dispatch else None
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
-                             dispatch=self._dispatcher(composer) if dispatch else None)
+                                dispatch=send)
 
     def send_many(
         self,
@@ -237,34 +250,63 @@ class SmsKit:
                                 fields=dict(tags=tuple(tags), campaign_id=campaign_id,
                                             schedule_id=schedule_id),
                                 idempotency_prefix=idempotency_prefix, phone_field=phone_field)
+        send = self._dispatcher(composer) if dispatch else None
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
                                  if dispatch else 1000)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
-                              clock=self.clock, chunk_size=size, on_outcome=on_outcome,
-                              dispatch=self._dispatcher(composer) if dispatch else None)
+                                 clock=self.clock, chunk_size=size, on_outcome=on_outcome,
+                                 dispatch=send)
 
-    def _dispatcher(self, composer: outbox.Composer) -> Callable[[], outbox.DispatchReport]:
-        if composer.route is None:
-            return lambda: self.dispatch(provider=composer.provider)
-        # Routed: any of the providers may hold the messages (and they may move on the way).
-        return lambda: outbox.DispatchReport.merge(
-            [self.dispatch(provider=name) for name in self.routed_providers()])
+    def dispatching_providers(self, composer: outbox.Composer) -> Tuple[str, ...]:
+        """The providers a send composed by ``composer`` dispatches to: its own, or with
+        routing every provider a message may be queued under or moved to."""
+        return (composer.provider,) if composer.route is None else self.routed_providers()
+
+    def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
+        """What a send dispatches with, once every provider it may need is built and its
+        settings read: a configuration error (no token, a bad rate) raises here, before
+        anything is stored."""
+        names = self.dispatching_providers(composer)
+        for name in names:
+            self.provider(name)
+            self.policies.max_per_second(name)
+
+        def dispatch(watch: AbstractSet[str]) -> outbox.DispatchReport:
+            # Routed: any of the providers may hold the messages (they may move on the way).
+            return outbox.DispatchReport.merge(
+                [self.dispatch(provider=name, watch=watch) for name in names])
+        return dispatch
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
-                 now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+                 now: Optional[dt.datetime] = None,
+                 watch: AbstractSet[str] = frozenset()) -> outbox.DispatchReport:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
-        see :func:`outbox.dispatch`."""
+        see :func:`outbox.dispatch` (``watch``: ids whose outcome the report gives)."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
                                max_batches=max_batches, on_sent=self._sent_listener(),
-                               on_opted_out=self._on_opted_out, policy=self.router)
+                               on_opted_out=self._on_opted_out, policy=self.router,
+                               watch=watch, lookups=self.lookups)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
                   now: Optional[dt.datetime] = None) -> outbox.ReconcileReport:
-        """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
+        """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`); a batch
+        that cannot be settled is held, and ``batch_ambiguous`` tells the plugins once."""
         return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
-                                stale_after=stale_after, on_sent=self._sent_listener(),
-                                on_status=self.apply_status, on_opted_out=self._on_opted_out)
+                                stale_after=stale_after, lookups=self.lookups,
+                                on_sent=self._sent_listener(), on_status=self.apply_status,
+                                on_opted_out=self._on_opted_out, on_held=self._on_held)
+
+    def held(self, provider: Optional[str] = None) -> List[outbox.HeldBatch]:
+        """Batches whose outcome is unknown, with the messages of each still waiting (see
+        :func:`outbox.held`): never sent again by themselves; :meth:`resolve` settles them."""
+        return outbox.held(self.store, provider)
+
+    def resolve(self, target: str, *, sent: bool, who: str = "by hand") -> List[str]:
+        """Settle a held batch, or one message of it, by hand: ``sent=True`` confirms the
+        gateway has it, ``sent=False`` sends it again (see :func:`outbox.resolve`). Returns
+        the message ids settled."""
+        return outbox.resolve(self.store, target, sent=sent, now=self.clock(), who=who)
 
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
@@ -367,6 +409,14 @@ class SmsKit:
 
     def _on_sent(self, message: Message) -> None:
         self._notify("message_sent", message)
+
+    def _on_held(self, batch: BatchInfo, messages: List[Message], reason: str) -> None:
+        try:
+            self.hooks.batch_ambiguous(batch=batch, messages=messages, reason=reason)
+        except Exception as exc:  # logged and recorded; the batch stays held
+            log.exception("batch_ambiguous hook failed for batch %s", batch.id)
+            for message in messages:
+                self.store.record_event(message.id, "hook_error", f"batch_ambiguous: {exc!r}")
 
     def _on_opted_out(self, message: Message, result: SendResult) -> None:
         self._opted_out_at_gateway(message, result.error_code)

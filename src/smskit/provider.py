@@ -123,10 +123,15 @@ class WebhookPayload:
 class ReconcileResult:
     """The answer to "did you receive batch X?".
 
-    ``known`` is ``False`` when the gateway has never seen the request: only then may the
-    batch be sent again. When ``known`` is ``True``, ``results`` holds a result for every
-    message the gateway has (messages without one are reported as lost by the gateway and
-    are also safe to resend).
+    ``known`` is ``False`` when the gateway says it has never seen the request. When
+    ``known`` is ``True``, ``results`` holds a result for every message the gateway has
+    (messages without one are reported as lost by the gateway).
+
+    Either "never received" answer lets the batch (or the messages without a result) be sent
+    again only when the lookup that gave it, named by ``form``, is proven: asked about a
+    request smskit knows the gateway accepted, it found it (:mod:`smskit.outbox.proof`).
+    Until then the batch is held. A provider that looks batches up in more than one way
+    names each way differently; ``""`` is its only one.
     """
 
     #: Whether the gateway has seen the batch's request at all.
@@ -135,6 +140,8 @@ class ReconcileResult:
     results: Sequence[SendResult] = ()
     #: Delivery reports the gateway gave with its answer (applied like webhooks).
     statuses: Sequence[StatusEvent] = ()
+    #: How the gateway was asked (``"status/request by reference"``); proofs are kept per form.
+    form: str = ""
 
 
 class Provider(abc.ABC):

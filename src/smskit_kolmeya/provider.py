@@ -44,6 +44,8 @@ class KolmeyaProvider(Provider):
     max_batch = wire.MAX_BATCH
     capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
                                 webhooks=True, reply_polling=True, job_control=True)
+    #: How :meth:`reconcile` asks (the core proves this form before trusting a "not found").
+    LOOKUP = "status/request by reference"
 
     def __init__(self, client: KolmeyaClient, *, owns_client: bool = True) -> None:
         self.client = client
@@ -87,19 +89,22 @@ class KolmeyaProvider(Provider):
         return [results[m.id] for m in messages if m.id in results]
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
-        """Ask Kolmeya for the request referenced ``batch_id``.
+        """Ask Kolmeya for the request referenced ``batch_id`` (``sms/status/request`` with
+        ``{"reference": batch_id}``, the form :attr:`LOOKUP`).
 
-        404 or an empty answer: ``known=False`` (never seen; safe to resend). Otherwise SENT
-        results (with provider ids) for every listed message, plus status events for statuses
-        past "sent". A request Kolmeya knows but lists no messages for (still being processed)
-        raises :class:`~smskit.errors.AmbiguousSendError`: try again later, never resend.
+        404 or an empty answer: ``known=False`` (never seen); the core resends only once this
+        form has found a request Kolmeya is known to have accepted. Otherwise SENT results
+        (with provider ids) for every listed message, plus status events for statuses past
+        "sent". A request Kolmeya knows but lists no messages for (still being processed)
+        raises :class:`~smskit.errors.AmbiguousSendError`; any other error (a 422 for a form
+        it does not take...) propagates: the batch is held, never resent.
         """
         try:
             answer = self.client.request_status(reference=batch_id)
         except ProviderNotFoundError:
-            return ReconcileResult(known=False)
+            return ReconcileResult(known=False, form=self.LOOKUP)
         if not answer.known:
-            return ReconcileResult(known=False)
+            return ReconcileResult(known=False, form=self.LOOKUP)
         if not answer.messages:
             raise AmbiguousSendError(
                 f"Kolmeya knows request {answer.request_id} (reference {batch_id}) but lists no "
@@ -121,7 +126,7 @@ class KolmeyaProvider(Provider):
                 statuses.append(attrs.evolve(item.to_event(answer.request_id),
                                              message_id=message.id))
         ordered = [results[m.id] for m in messages if m.id in results]
-        return ReconcileResult(known=True, results=ordered, statuses=statuses)
+        return ReconcileResult(known=True, results=ordered, statuses=statuses, form=self.LOOKUP)
 
     def message_status(self, provider_message_id: str) -> StatusEvent:
         """The current status of one message as a status event (status query)."""

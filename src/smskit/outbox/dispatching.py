@@ -1,18 +1,31 @@
-"""Steps 6 and 7 of the send pipeline (:mod:`smskit.outbox`), and why they cannot send twice.
+"""Step 6 of the send pipeline (:mod:`smskit.outbox`), and why it cannot send twice.
 
 6. :func:`dispatch`: claim due messages in provider-sized batches, check the blacklist once
-   more, send, record each result forward only;
-7. a failure where the request may have arrived (timeout, reset, 5xx) marks the batch
-   ``ambiguous``; :func:`reconcile` asks the gateway about it by our batch reference and only a
-   request the gateway never saw is sent again. A worker restarted after a crash reconciles
-   stale ``claimed`` batches the same way before it sends anything new.
+   more, send, record each result forward only. A failure where the request may have
+   arrived (timeout, reset, 5xx), or a message the gateway returned no result for, leaves the
+   batch ``ambiguous`` for :func:`smskit.outbox.reconciling.reconcile` (step 7), which sends
+   again only what a proven lookup says the gateway never received.
+
+Each successful batch may leave a witness for those proofs (:mod:`smskit.outbox.proof`). A
+caller that wants to know what became of some messages passes their ids as ``watch``: the
+report's :attr:`DispatchReport.outcomes` then says, for each one the call touched, its state
+afterwards and why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
+from typing import (
+    AbstractSet,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Set,
+)
 
 import attrs
 from typing_extensions import Protocol
@@ -24,11 +37,13 @@ from smskit.errors import (
     RequestRejectedError,
 )
 from smskit.ids import new_id
-from smskit.models import Message, SendResult, State, StatusEvent
+from smskit.models import Message, SendResult, State
+from smskit.outbox.proof import Lookups
+from smskit.outbox.reconciling import OptedOut, _notify_opted_out, _notify_sent
 from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
 
-__all__ = ["DispatchPolicy", "DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
+__all__ = ["DispatchPolicy", "DispatchReport", "Dispatched", "dispatch"]
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +88,22 @@ class DispatchPolicy(Protocol):
         ...
 
 
+@attrs.frozen
+class Dispatched:
+    """What one :func:`dispatch` call made of a watched message: its ``state`` afterwards
+    (``outgoing`` while it waits), why (the gateway's refusal, why it waits), and whether it
+    is ``held`` in a batch whose outcome is unknown (reconciliation settles it)."""
+
+    state: State
+    reason: Optional[str] = None
+    held: bool = False
+
+
 @attrs.define
 class DispatchReport:
     """What one :func:`dispatch` call did. ``moved``: messages moved to another provider
-    while this one's circuit was open, by the provider they went to."""
+    while this one's circuit was open, by the provider they went to. ``outcomes``: for each
+    watched message the call touched, what became of it (:class:`Dispatched`)."""
 
     batches: int = 0
     sent: int = 0
@@ -87,11 +114,12 @@ class DispatchReport:
     retry_at: Optional[dt.datetime] = None
     errors: List[str] = attrs.field(factory=list)
     moved: Dict[str, int] = attrs.field(factory=dict)
+    outcomes: Dict[str, Dispatched] = attrs.field(factory=dict)
 
     @classmethod
     def merge(cls, reports: Sequence[DispatchReport]) -> DispatchReport:
         """The sum of several calls (one per provider): counts added, the earliest
-        ``retry_at``."""
+        ``retry_at``, the outcomes of all (a later call's outcome for a message wins)."""
         total = cls()
         for report in reports:
             total.batches += report.batches
@@ -101,6 +129,7 @@ class DispatchReport:
             total.released += report.released
             total.ambiguous += report.ambiguous
             total.errors.extend(report.errors)
+            total.outcomes.update(report.outcomes)
             for name, count in report.moved.items():
                 total.moved[name] = total.moved.get(name, 0) + count
             if report.retry_at is not None and (total.retry_at is None
@@ -109,74 +138,65 @@ class DispatchReport:
         return total
 
 
-@attrs.define
-class ReconcileReport:
-    """What one :func:`reconcile` call did."""
-
-    batches: int = 0
-    confirmed: int = 0
-    resendable: int = 0
-    still_unknown: int = 0
-
-
-OptedOut = Callable[[Message, SendResult], None]
-
-
-def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
-                 results: Sequence[SendResult]) -> None:
-    if on_sent is None:
-        return
-    sent_ids = [r.message_id for r in results if r.state is State.SENT]
-    for message in store.get_many(sent_ids):
-        on_sent(message)
-
-
-def _notify_opted_out(on_opted_out: Optional[OptedOut], messages: Sequence[Message],
-                      results: Sequence[SendResult]) -> None:
-    if on_opted_out is None:
-        return
-    by_id = {m.id: m for m in messages}
-    for result in results:
-        if result.opted_out and result.message_id in by_id:
-            on_opted_out(by_id[result.message_id], result)
-
-
 class _Run:
     """One :func:`dispatch` call: the store, the provider, the policy and the report."""
 
     def __init__(self, store: Store, provider: Provider, now: dt.datetime,
-                 policy: Optional[DispatchPolicy], report: DispatchReport) -> None:
+                 policy: Optional[DispatchPolicy], report: DispatchReport,
+                 watch: AbstractSet[str], lookups: Optional[Lookups]) -> None:
         self.store = store
         self.provider = provider
         self.name = provider.name
         self.now = now
         self.policy = policy
         self.report = report
+        self.watch = watch
+        self.lookups = lookups if provider.capabilities.reconcile else None
+
+    def note(self, ids: Iterable[str], state: State, reason: Optional[str],
+             held: bool = False) -> None:
+        """What became of the watched ones among ``ids``."""
+        for message_id in ids:
+            if message_id in self.watch:
+                self.report.outcomes[message_id] = Dispatched(state, reason, held)
+
+    def note_results(self, results: Iterable[SendResult]) -> None:
+        """Each result of a watched message."""
+        for result in results:
+            if result.message_id in self.watch:
+                self.report.outcomes[result.message_id] = Dispatched(
+                    result.state, result.error_text if result.state is not State.SENT
+                    else None)
 
     def record(self, batch: BatchInfo, sent: Sequence[Message],
                results: Sequence[SendResult], settled: Sequence[SendResult] = (),
                why: Optional[str] = None) -> None:
         """Record ``results`` (and ``settled``: canceled, rejected...) of ``batch``; any of
-        ``sent`` without a result may have gone out (``why``): the batch waits for
-        reconciliation."""
+        ``sent`` without a result may have gone out (``why``): the store leaves the batch
+        ``ambiguous`` for reconciliation in the same write."""
         ours = {m.id for m in sent}
         mine = [r for r in results if r.message_id in ours]
         self.store.record_results(batch.id, [*settled, *mine], self.now)
         self.report.sent += sum(1 for r in mine if r.state is State.SENT)
         self.report.rejected += sum(1 for r in mine if r.state is State.REJECTED)
+        self.note_results([*settled, *mine])
+        if self.lookups is not None:
+            self.lookups.saw_accepted(self.name, batch.id, mine, self.now)
         missing = ours - {r.message_id for r in mine}
         if missing:
-            self.unsettled(batch, missing, why or f"{self.name} returned no result for "
-                                                  f"{len(missing)} message(s) of the batch")
+            why = why or f"{self.name} returned no result for {len(missing)} message(s) of " \
+                         "the batch"
+            self.store.mark_batch_ambiguous(batch.id, why)  # the reason, over the store's
+            self.held(batch, missing, why)
 
-    def unsettled(self, batch: BatchInfo, ids: Iterable[str], why: str) -> None:
-        """Messages of ``batch`` that may have gone out: reconcile the batch."""
-        count = len(set(ids))
-        if count:
-            self.store.mark_batch_ambiguous(batch.id, why)
-            self.report.ambiguous += count
+    def held(self, batch: BatchInfo, ids: Iterable[str], why: str) -> None:
+        """Messages of ``batch`` (ambiguous now) that may have gone out: counted, noted."""
+        found = set(ids)
+        if found:
+            self.report.ambiguous += len(found)
+            self.note(found, State.OUTGOING, why, held=True)
             log.warning("batch %s: %d message(s) left for reconciliation: %s", batch.id,
-                        count, why)
+                        len(found), why)
 
     def tripped(self, error: ProviderError) -> bool:
         """Tell the policy about a "sent nothing" error; whether the circuit is now open."""
@@ -200,6 +220,7 @@ class _Run:
         to = {i.message_id: i.provider or self.name for i in items}
         for message_id in moved:
             self.report.moved[to[message_id]] = self.report.moved.get(to[message_id], 0) + 1
+            self.note([message_id], State.OUTGOING, f"moved to {to[message_id]}: {why}")
         if moved:
             log.warning("%d message(s) moved from %s to %s: %s", len(moved), self.name,
                         ", ".join(sorted({to[i] for i in moved})), why)
@@ -221,6 +242,7 @@ class _Run:
         # What requeue did not take (a store without it) goes back with the batch, one
         # attempt more each.
         self.store.release_batch(batch.id, why, retry_at=retry_at)
+        self.note([m.id for m in messages], State.OUTGOING, f"{why}; sent from {retry_at}")
         return len(messages)
 
     def drain(self) -> None:
@@ -249,12 +271,14 @@ def dispatch(
     on_sent: Optional[Callable[[Message], None]] = None,
     on_opted_out: Optional[OptedOut] = None,
     policy: Optional[DispatchPolicy] = None,
+    watch: AbstractSet[str] = frozenset(),
+    lookups: Optional[Lookups] = None,
 ) -> DispatchReport:
     """Send due ``outgoing`` messages in batches of ``provider.max_batch`` until none is due.
 
     Stops early when the gateway is unavailable (the batch goes back to the queue, due at
     ``report.retry_at``) or the outcome of a request is unknown (the batch is left for
-    :func:`reconcile`). Messages of a batch without a result are left for :func:`reconcile`
+    reconciliation). Messages of a batch without a result are left for reconciliation
     too; of a batch that stopped part-way (:class:`~smskit.errors.PartialSendError`), the
     results are recorded, the messages never sent go back to the queue and only the
     ambiguous ones wait for reconciliation. ``on_opted_out`` hears of each message the
@@ -264,9 +288,14 @@ def dispatch(
     then the batch and every due message of this provider move to the next provider of
     their routes (:class:`DispatchPolicy`), and nothing is sent here until the circuit lets
     a batch through again. Batches are claimed and paced by the policy's rate limit.
+
+    ``watch``: message ids whose outcome the caller wants (:attr:`DispatchReport.outcomes`).
+    ``lookups``: where accepted batches leave witnesses for reconciliation's proofs (default:
+    the store's key/value state).
     """
     report = DispatchReport()
-    run = _Run(store, provider, now, policy, report)
+    lookups = lookups if lookups is not None else Lookups(lambda: store)
+    run = _Run(store, provider, now, policy, report, watch, lookups)
     size = policy.batch_size(provider) if policy is not None else provider.max_batch
     while max_batches is None or report.batches < max_batches:
         if policy is not None and not policy.allows(provider.name, now):
@@ -305,6 +334,7 @@ def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
         rejected = [SendResult(message_id=m.id, state=State.REJECTED, error_code="request",
                                error_text=str(exc)) for m in to_send]
         store.record_results(batch.id, canceled + rejected, now)
+        run.note_results(canceled + rejected)
         report.rejected += len(rejected)
         report.errors.append(str(exc))
         return True
@@ -320,23 +350,26 @@ def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
         if exc.sent_nothing:
             if canceled:
                 store.record_results(batch.id, canceled, now)
+                run.note_results(canceled)
             tripped = run.tripped(exc)
             retry_at = run.retry_at(exc, tripped)
             moved = run.move_out(batch, to_send, f"circuit open: {exc}") if tripped else set()
             # The rest was attempted: it goes back with the batch, one attempt more each.
             store.release_batch(batch.id, str(exc), retry_at=retry_at)
-            report.released += len(to_send) - len(moved)
+            rest = [m.id for m in to_send if m.id not in moved]
+            run.note(rest, State.OUTGOING, f"not sent yet: {exc}; tried again from {retry_at}")
+            report.released += len(rest)
             report.retry_at = retry_at
             if tripped:  # every due message of this provider moves too
                 run.drain()
         else:
-            store.mark_batch_ambiguous(batch.id, str(exc))
-            report.ambiguous += len(to_send)
+            _unknown(run, batch, to_send, canceled, str(exc))
         log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
         return False
     except Exception as exc:
         # Unknown failure inside the provider: the request may have gone out.
-        store.mark_batch_ambiguous(batch.id, f"provider raised an unexpected error: {exc!r}")
+        _unknown(run, batch, to_send, canceled,
+                 f"provider raised an unexpected error: {exc!r}")
         raise
     if run.policy is not None and to_send:
         run.policy.succeeded(run.name, now)
@@ -344,6 +377,17 @@ def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
     _notify_sent(on_sent, store, results)
     _notify_opted_out(on_opted_out, to_send, results)
     return True
+
+
+def _unknown(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
+             canceled: Sequence[SendResult], why: str) -> None:
+    """The request may have arrived: record the canceled ones (the store then leaves the
+    batch ambiguous), say why, and leave the rest for reconciliation."""
+    if canceled:
+        run.store.record_results(batch.id, canceled, run.now)
+        run.note_results(canceled)
+    run.store.mark_batch_ambiguous(batch.id, why)
+    run.held(batch, [m.id for m in to_send], why)
 
 
 def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
@@ -364,6 +408,7 @@ def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
                                           reason=str(exc), now=run.now, retry_at=retry_at)
         if retry_at is not None:
             run.report.retry_at = retry_at
+        run.note(back, State.OUTGOING, f"not sent yet: {cause or exc}")
     run.report.released += len(back)
     gone = moved | set(back)
     run.record(batch, [m for m in to_send if m.id not in gone], exc.results, canceled,
@@ -374,60 +419,3 @@ def _retry_delay(exc: ProviderError) -> dt.timedelta:
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
         return dt.timedelta(seconds=max(0.0, exc.retry_after))
     return RETRY_DELAY
-
-
-def reconcile(
-    store: Store,
-    provider: Provider,
-    *,
-    now: dt.datetime,
-    stale_after: dt.timedelta = dt.timedelta(minutes=5),
-    on_sent: Optional[Callable[[Message], None]] = None,
-    on_status: Optional[Callable[[StatusEvent], object]] = None,
-    on_opted_out: Optional[OptedOut] = None,
-) -> ReconcileReport:
-    """Settle ``provider``'s batches whose outcome is unknown: ``ambiguous`` ones, and
-    ``claimed`` ones older than ``stale_after`` (a worker died mid-send).
-
-    Messages the gateway knows become ``sent`` (or ``rejected``); a request it never saw, and
-    messages of a known request it has no trace of, go back to the queue to be sent. Status
-    events the gateway reports on the way are handed to ``on_status``, and refusals because
-    the recipient opted out to ``on_opted_out``.
-    """
-    report = ReconcileReport()
-    stale = store.batches(status="claimed", older_than=now - stale_after)
-    # Only this provider's batches: another gateway does not know them, and its "never
-    # seen" would send them again.
-    for batch in [b for b in store.batches(status="ambiguous") + stale
-                  if b.provider == provider.name]:
-        report.batches += 1
-        messages = [m for m in store.get_many(batch.message_ids) if m.state is State.OUTGOING]
-        if not messages:
-            store.record_results(batch.id, [], now)
-            continue
-        try:
-            answer = provider.reconcile(batch.id, messages)
-        except ProviderError as exc:
-            if batch.status == "claimed":
-                store.mark_batch_ambiguous(batch.id, str(exc))
-            report.still_unknown += len(messages)
-            log.warning("reconciliation of batch %s failed: %s", batch.id, exc)
-            continue
-        if not answer.known:
-            store.release_batch(batch.id, "the gateway never received this request")
-            report.resendable += len(messages)
-            continue
-        wanted = {m.id for m in messages}
-        results = [r for r in answer.results if r.message_id in wanted]
-        store.record_results(batch.id, results, now)
-        report.confirmed += len(results)
-        missing = wanted - {r.message_id for r in results}
-        if missing:
-            store.release_batch(batch.id, "the gateway has no trace of these messages")
-            report.resendable += len(missing)
-        _notify_sent(on_sent, store, results)
-        _notify_opted_out(on_opted_out, messages, results)
-        if on_status is not None:
-            for event in answer.statuses:
-                on_status(event)
-    return report

@@ -3,7 +3,8 @@
 For each chunk of recipients: check their phones; ask the store, in one query each, which
 numbers are blacklisted and who has a do-not-disturb rule (:func:`look_up`); compose
 (:mod:`smskit.outbox.compose`, no I/O); store the messages as ``outgoing``, with their short
-links, in one call, before any network call; report each recipient's outcome; dispatch.
+links, in one call, before any network call; dispatch; report each recipient's outcome, its
+dispatch included.
 :class:`smskit.SmsKit` calls these with its store, plugin hooks and clock.
 """
 
@@ -11,19 +12,25 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import AbstractSet, Any, Callable, Dict, Iterable, Optional, Sequence
 
 import attrs
 
 from smskit.errors import ValidationError
 from smskit.models import State
 from smskit.outbox import compose as c
-from smskit.outbox.dispatching import DispatchReport
+from smskit.outbox.dispatching import Dispatched, DispatchReport
 from smskit.outbox.links import add_messages_with_links
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["look_up", "send_many", "send_one"]
+__all__ = ["Dispatch", "look_up", "send_many", "send_one"]
+
+#: Sends what is due; the report gives the outcome of each watched message id.
+Dispatch = Callable[[AbstractSet[str]], DispatchReport]
+#: The most messages of one call whose later outcome a bulk send keeps track of (memory
+#: stays bounded however many there are; beyond it they are counted as queued).
+MAX_TRACKED = 100_000
 
 
 def look_up(store: Store, phones: Sequence[str], now: dt.datetime) -> c.Facts:
@@ -43,6 +50,15 @@ def _look_up_one(store: Store, phone: str, now: dt.datetime) -> c.Facts:
     return c.Facts(blocked=blocked, dnd=rules)
 
 
+def _after(outcome: c.Outcome, found: Optional[Dispatched]) -> c.Outcome:
+    """``outcome`` once a dispatch has done ``found`` to its message (``None``: untouched)."""
+    if found is None:
+        return outcome
+    return attrs.evolve(outcome, state=found.state, held=found.held,
+                        reason=found.reason or (None if found.state is State.SENT
+                                                else outcome.reason))
+
+
 def send_one(
     store: Store,
     hooks: Any,
@@ -51,13 +67,14 @@ def send_one(
     spec: c.SendSpec,
     *,
     clock: Callable[[], dt.datetime],
-    dispatch: Optional[Callable[[], object]] = None,
+    dispatch: Optional[Dispatch] = None,
 ) -> c.Outcome:
     """Compose, store and (with ``dispatch``) send one message to ``recipient``
     (:func:`~smskit.outbox.compose.parse_phone`). Bad input raises and stores nothing.
 
     ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due, after which the outcome
-    carries the message's state.
+    carries the message's state: ``sent``, ``rejected`` by the gateway, or ``outgoing`` with
+    why (queued after a failed call, ``held`` when the request may have arrived).
     """
     if isinstance(recipient.phone, ValidationError):
         raise recipient.phone
@@ -67,11 +84,8 @@ def send_one(
     stored = add_messages_with_links(store, composer.links, [message])[0]
     outcome = c.settle(draft, stored)
     if dispatch is not None and stored.created and stored.message.state is State.OUTGOING:
-        dispatch()
-        current = store.get(stored.message.id)
-        if current is not None:
-            outcome = attrs.evolve(outcome, state=current.state,
-                                   reason=current.error_text or outcome.reason)
+        report = dispatch(frozenset({stored.message.id}))
+        outcome = _after(outcome, report.outcomes.get(stored.message.id))
     return outcome
 
 
@@ -85,16 +99,21 @@ def send_many(
     clock: Callable[[], dt.datetime],
     chunk_size: int,
     on_outcome: Optional[Callable[[c.Outcome], None]] = None,
-    dispatch: Optional[Callable[[], DispatchReport]] = None,
+    dispatch: Optional[Dispatch] = None,
 ) -> c.BulkSummary:
     """Send to every recipient, ``chunk_size`` at a time (memory stays constant however
     many). One bad recipient never aborts the batch: it becomes a ``rejected`` record.
 
-    ``hooks`` is the plugin hook relay; ``on_outcome`` receives each recipient's outcome once
-    its chunk is stored; ``dispatch`` sends what is due after each chunk.
+    ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due after each chunk is
+    stored; ``on_outcome`` then receives each recipient's outcome, its dispatch included.
+    The summary counts this call's recipients only (not older messages the same dispatch
+    sent), each by where its message is at the end of the call.
     """
     summary = c.BulkSummary()
     numbered = enumerate(recipients)
+    # This call's messages still outgoing after their chunk's dispatch, and their outcome:
+    # a later chunk's dispatch may send them (one that stopped early left them due).
+    waiting: Dict[str, c.Outcome] = {}
     while True:
         chunk = list(itertools.islice(numbered, chunk_size))
         if not chunk:
@@ -104,13 +123,23 @@ def send_many(
         drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
                                   clock=clock)
         stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
-        for (_, draft), answer in zip(drafts, stored):
-            outcome = c.settle(draft, answer)
+        outcomes = [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
+        if dispatch is not None:
+            mine = {o.message_id for o in outcomes if o.message_id and o.queued}
+            report = dispatch(frozenset(mine | set(waiting)))
+            for message_id, found in report.outcomes.items():
+                if message_id in waiting:
+                    old = waiting.pop(message_id)
+                    new = _after(old, found)
+                    summary.replace(old, new)
+                    if new.state is State.OUTGOING and not new.held:
+                        waiting[message_id] = new
+            outcomes = [_after(o, report.outcomes.get(o.message_id or "")) for o in outcomes]
+        for outcome in outcomes:
             summary.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
-        if dispatch is not None:
-            report = dispatch()
-            summary.sent += report.sent
-            summary.failed_dispatch += report.released + report.ambiguous
+            if dispatch is not None and outcome.queued and outcome.message_id and \
+                    len(waiting) < MAX_TRACKED:
+                waiting[outcome.message_id] = outcome
     return summary

@@ -122,6 +122,11 @@ def _status_request(sim: KolmeyaSimulator, body: Any, _url: str) -> Answer:
     data = _obj(body)
     if data.get("id") is None and data.get("reference") is None:
         raise _Reject(422, "The id field is required when reference is not present.")
+    form = sim.config.reference_lookup
+    if data.get("id") is None and form == "404":
+        return Answer(404, NOT_FOUND)
+    if data.get("id") is None and form == "422":
+        raise _Reject(422, "The id field is required.")
     return Answer(200, sim.request_status(request_id=data.get("id"),
                                           reference=data.get("reference")))
 
