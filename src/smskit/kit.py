@@ -257,25 +257,31 @@ class SmsKit:
                                  clock=self.clock, chunk_size=size, on_outcome=on_outcome,
                                  dispatch=send)
 
-    def dispatching_providers(self, composer: outbox.Composer) -> Tuple[str, ...]:
-        """The providers a send composed by ``composer`` dispatches to: its own, or with
-        routing every provider a message may be queued under or moved to."""
-        return (composer.provider,) if composer.route is None else self.routed_providers()
-
-    def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
-        """What a send dispatches with, once every provider it may need is built and its
-        settings read: a configuration error (no token, a bad rate) raises here, before
-        anything is stored."""
-        names = self.dispatching_providers(composer)
-        for name in names:
+    def check_providers(self, names: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+        """Build each provider of ``names`` (default: :meth:`routed_providers`) and read its
+        settings (its rate limit), so that a configuration error (no token, a bad value)
+        raises now, before anything is stored; the names."""
+        found = tuple(names) if names is not None else self.routed_providers()
+        for name in found:
             self.provider(name)
             self.policies.max_per_second(name)
+        return found
 
-        def dispatch(watch: AbstractSet[str]) -> outbox.DispatchReport:
-            # Routed: any of the providers may hold the messages (they may move on the way).
-            return outbox.DispatchReport.merge(
-                [self.dispatch(provider=name, watch=watch) for name in names])
-        return dispatch
+    def dispatch_due(self, *, providers: Optional[Sequence[str]] = None,
+                     watch: AbstractSet[str] = frozenset(),
+                     now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+        """:meth:`dispatch` each of ``providers`` (default: :meth:`routed_providers`, those
+        a worker serves: messages may move between them on the way), in one report."""
+        names = tuple(providers) if providers is not None else self.routed_providers()
+        return outbox.DispatchReport.merge(
+            [self.dispatch(provider=name, watch=watch, now=now) for name in names])
+
+    def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
+        """What a send dispatches with, once every provider it may need is checked
+        (:meth:`check_providers`): its own, or with routing every routed one."""
+        names = self.check_providers(
+            (composer.provider,) if composer.route is None else None)
+        return lambda watch: self.dispatch_due(providers=names, watch=watch)
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
                  now: Optional[dt.datetime] = None,

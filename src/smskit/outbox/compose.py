@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from typing import (
+    TYPE_CHECKING,
     AbstractSet,
     Any,
     Callable,
@@ -47,6 +48,9 @@ from smskit.store.analytics import Link
 from smskit.store.base import AddOutcome
 from smskit.template import Template
 from smskit.timeutil import DEFAULT_TZ
+
+if TYPE_CHECKING:
+    from smskit.outbox.dispatching import Dispatched
 
 __all__ = [
     "BulkSummary",
@@ -96,6 +100,14 @@ class Outcome:
         sends it)."""
         return (self.created and self.state is State.OUTGOING and not self.held
                 and self.deferred_until is None)
+
+    def after_dispatch(self, found: Optional[Dispatched]) -> Outcome:
+        """This outcome once a dispatch did ``found`` to its message (``None``: untouched):
+        its state, whether it is held, and why."""
+        if found is None:
+            return self
+        reason = found.reason or (None if found.state is State.SENT else self.reason)
+        return attrs.evolve(self, state=found.state, held=found.held, reason=reason)
 
 
 @attrs.define

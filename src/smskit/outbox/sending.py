@@ -14,12 +14,10 @@ import datetime as dt
 import itertools
 from typing import AbstractSet, Any, Callable, Dict, Iterable, Optional, Sequence
 
-import attrs
-
 from smskit.errors import ValidationError
 from smskit.models import State
 from smskit.outbox import compose as c
-from smskit.outbox.dispatching import Dispatched, DispatchReport
+from smskit.outbox.dispatching import DispatchReport
 from smskit.outbox.links import add_messages_with_links
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
@@ -50,15 +48,6 @@ def _look_up_one(store: Store, phone: str, now: dt.datetime) -> c.Facts:
     return c.Facts(blocked=blocked, dnd=rules)
 
 
-def _after(outcome: c.Outcome, found: Optional[Dispatched]) -> c.Outcome:
-    """``outcome`` once a dispatch has done ``found`` to its message (``None``: untouched)."""
-    if found is None:
-        return outcome
-    return attrs.evolve(outcome, state=found.state, held=found.held,
-                        reason=found.reason or (None if found.state is State.SENT
-                                                else outcome.reason))
-
-
 def send_one(
     store: Store,
     hooks: Any,
@@ -85,7 +74,7 @@ def send_one(
     outcome = c.settle(draft, stored)
     if dispatch is not None and stored.created and stored.message.state is State.OUTGOING:
         report = dispatch(frozenset({stored.message.id}))
-        outcome = _after(outcome, report.outcomes.get(stored.message.id))
+        outcome = outcome.after_dispatch(report.outcomes.get(stored.message.id))
     return outcome
 
 
@@ -130,11 +119,12 @@ def send_many(
             for message_id, found in report.outcomes.items():
                 if message_id in waiting:
                     old = waiting.pop(message_id)
-                    new = _after(old, found)
+                    new = old.after_dispatch(found)
                     summary.replace(old, new)
                     if new.state is State.OUTGOING and not new.held:
                         waiting[message_id] = new
-            outcomes = [_after(o, report.outcomes.get(o.message_id or "")) for o in outcomes]
+            outcomes = [o.after_dispatch(report.outcomes.get(o.message_id or ""))
+                        for o in outcomes]
         for outcome in outcomes:
             summary.add(outcome)
             if on_outcome is not None:
