@@ -174,8 +174,27 @@ def test_replies_are_polled_when_webhooks_cannot_reach_us() -> None:
     assert len([m for m in kit.store.list_messages() if m.direction is Direction.INBOUND]) == 2
 
 
-def test_no_polling_when_a_public_url_receives_webhooks() -> None:
-    kit = make_kit(public_url="https://sms.example.com.br")
+def test_with_webhooks_replies_are_still_polled_every_reply_poll_every() -> None:
+    now = [dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)]
+    kit = make_kit(public_url="https://sms.example.com.br", clock=lambda: now[0])
+    provider = loopback(kit)
+    provider.add_reply("+5511987654321", "Oi")
+    worker = Worker(kit)
+    assert worker.run_once().replies == {"loopback": 1}  # a safety net: webhooks get lost
+    provider.add_reply("+5511987654322", "Oi de novo")
+    now[0] += dt.timedelta(seconds=60)
+    assert worker.run_once().replies == {}  # not before reply_poll_every (300 s)
+    now[0] += dt.timedelta(seconds=241)
+    assert worker.run_once().replies == {"loopback": 1}
+    inbound = [m for m in kit.store.list_messages() if m.direction is Direction.INBOUND]
+    assert len(inbound) == 2
+
+
+def test_reply_poll_every_zero_turns_reply_polling_off() -> None:
+    settings = Settings(provider="loopback", database_url="memory://",
+                        values={"reply_poll_every": "0"})
+    kit = SmsKit(settings, store=MemoryStore(), provider=LoopbackProvider(),
+                 plugins=Plugins(settings, entry_points=False))
     loopback(kit).add_reply("+5511987654321", "Oi")
     assert Worker(kit).run_once().replies == {}
     assert kit.store.list_messages() == []

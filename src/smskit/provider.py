@@ -93,8 +93,11 @@ class Capabilities:
     :class:`Provider` methods :data:`CAPABILITY_METHODS` names; the core reads the flag before
     it calls them."""
 
-    #: :meth:`Provider.message_status` (``smskit status --refresh``).
+    #: :meth:`Provider.message_status` (``smskit status --refresh``; status polling one
+    #: message at a time when the provider has no :attr:`status_polling`).
     status_query: bool = False
+    #: :meth:`Provider.poll_statuses` (the worker's status polling, many messages a call).
+    status_polling: bool = False
     #: :meth:`Provider.reconcile` (without it an ambiguous batch waits for a person).
     reconcile: bool = False
     #: :meth:`Provider.balance` (balance checks and alerts).
@@ -181,6 +184,14 @@ class Provider(abc.ABC):
         (``capabilities.status_query``; ``smskit status --refresh``)."""
         raise NotSupportedError(self.name, "message_status")
 
+    def poll_statuses(self, messages: Sequence[Message]) -> List[StatusEvent]:
+        """The current status of each of ``messages`` (``sent``, with their gateway ids), as
+        status events naming our message ids, for those the gateway could say something
+        about (``capabilities.status_polling``). The worker asks when a delivery report may
+        have been lost, and applies the events forward only, as webhooks are. A message left
+        out is asked about again later."""
+        raise NotSupportedError(self.name, "poll_statuses")
+
     def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
         """The events of a callback the gate accepted (``request.kind``: ``"status"`` or
         ``"reply"``; ``request.data``: the decoded body); ValidationError if malformed
@@ -232,6 +243,7 @@ class Provider(abc.ABC):
 #: The methods each :class:`Capabilities` flag promises.
 CAPABILITY_METHODS: Mapping[str, Tuple[str, ...]] = {
     "status_query": ("message_status",),
+    "status_polling": ("poll_statuses",),
     "reconcile": ("reconcile",),
     "balance": ("balance",),
     "blacklist": ("blacklist_add", "blacklist_remove"),

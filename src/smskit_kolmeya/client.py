@@ -214,6 +214,11 @@ class _ClientBase:
         return _Call("/sms/replys", wire.build_replies_request(period_hours, page),
                      lambda data: wire.parse_replies_page(data, tz))
 
+    def _web_replies_call(self, page: int) -> _Call[wire.RepliesPage]:
+        tz = self.timezone
+        return _Call("/sms/replys-web", wire.build_web_replies_request(page),
+                     lambda data: wire.parse_replies_page(data, tz, web=True))
+
     def _report_call(self, start: dt.datetime, end: dt.datetime,
                      limit: int) -> _Call[List[wire.ReportRow]]:
         tz = self.timezone
@@ -425,6 +430,18 @@ class KolmeyaClient(_ClientBase):
         log.warning("Kolmeya replies: stopped after %d pages", max_pages)
         return out
 
+    def web_replies(self, *, max_pages: int = 100) -> List[InboundMessage]:
+        """Replies to campaigns sent from Kolmeya's web panel (``sms/replys-web``), every
+        page; their reply ids are ``web:<id>``."""
+        out: List[InboundMessage] = []
+        for page in range(1, max_pages + 1):
+            result = self._execute(self._web_replies_call(page))
+            out.extend(result.replies)
+            if not result.has_next:
+                return out
+        log.warning("Kolmeya panel replies: stopped after %d pages", max_pages)
+        return out
+
     def report_statuses(self, start: dt.datetime, end: dt.datetime, *,
                         limit: int = wire.MAX_REPORT_LIMIT,
                         now: Optional[dt.datetime] = None) -> List[wire.ReportRow]:
@@ -544,6 +561,17 @@ class AsyncKolmeyaClient(_ClientBase):
             if not result.has_next:
                 return out
         log.warning("Kolmeya replies: stopped after %d pages", max_pages)
+        return out
+
+    async def web_replies(self, *, max_pages: int = 100) -> List[InboundMessage]:
+        """Replies to campaigns sent from Kolmeya's web panel, every page."""
+        out: List[InboundMessage] = []
+        for page in range(1, max_pages + 1):
+            result = await self._execute(self._web_replies_call(page))
+            out.extend(result.replies)
+            if not result.has_next:
+                return out
+        log.warning("Kolmeya panel replies: stopped after %d pages", max_pages)
         return out
 
     async def report_statuses(self, start: dt.datetime, end: dt.datetime, *,

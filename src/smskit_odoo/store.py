@@ -249,6 +249,12 @@ class OdooStore(Store):
         """A message by the provider's id."""
         return self.sidecar.find_by_provider_id(provider, provider_message_id)
 
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages waiting for a final status (the sidecar's query)."""
+        return self.sidecar.awaiting_status(provider, sent_before, after=after, limit=limit)
+
     def list_messages(self, *, state: Optional[State] = None, phone: Optional[str] = None,
                       campaign_id: Optional[str] = None, limit: int = 100,
                       offset: int = 0) -> List[Message]:

@@ -23,11 +23,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Iterator, List, Optional
 
+import attrs
 import pytest
 
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.ids import new_id
-from smskit.models import Message, State, StatusEvent
+from smskit.models import Message, State, StatusEvent, utcnow
 from smskit.provider import Provider, contract_problems
 from smskit.webhooks.gate import KINDS, media_types, read_payload
 from smskit.webhooks.media import FORM, JSON
@@ -154,6 +155,25 @@ class ProviderConformance:
         expect(event.provider == provider.name, "the event must name the provider")
         expect(event.state.rank >= State.SENT.rank,
                f"a message just sent cannot be {event.state.value}")
+
+    def test_poll_statuses_names_our_messages(self, provider: Provider) -> None:
+        """``poll_statuses`` answers for messages just sent with status events of this
+        provider naming our message ids, as sent or later."""
+        if not provider.capabilities.status_polling:
+            pytest.skip("provider cannot poll statuses")
+        messages = sample_messages(2)
+        results = {r.message_id: r for r in provider.send_batch(messages, batch_id=new_id())}
+        sent = [attrs.evolve(m, state=State.SENT, sent_at=utcnow(),
+                             provider_message_id=results[m.id].provider_message_id,
+                             provider_request_id=results[m.id].provider_request_id)
+                for m in messages if m.id in results]
+        events = provider.poll_statuses(sent)
+        expect(all(isinstance(e, StatusEvent) for e in events),
+               "poll_statuses() must return StatusEvents")
+        expect({e.message_id for e in events} <= {m.id for m in sent},
+               "every event must name one of the messages asked about, by our id")
+        expect(all(e.provider == provider.name and e.state.rank >= State.SENT.rank
+                   for e in events), "events of this provider, sent or later")
 
     def test_webhook_media_types_are_decodable(self, provider: Provider) -> None:
         """A provider taking webhooks declares only media types the gate decodes."""

@@ -310,6 +310,20 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 error_text=c.unsettled_text(unsettled) if unsettled else batch.error_text,
                 provider_request_id=c.request_id_of(results) or batch.provider_request_id)
 
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages of ``provider`` sent at or before ``sent_before``, by
+        (``sent_at``, ``id``) after ``after``."""
+        sent_before = c.require_utc(sent_before, "sent_before")
+        with self._lock:
+            found = [m for m in self._messages.values()
+                     if m.state is State.SENT and m.provider == provider
+                     and m.sent_at is not None and m.sent_at <= sent_before
+                     and (after is None or (m.sent_at, m.id) > after)]
+        found.sort(key=lambda m: (m.sent_at, m.id))
+        return found[:limit]
+
     def release_batch(
         self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None
     ) -> None:

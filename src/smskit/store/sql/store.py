@@ -237,6 +237,24 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             rows = conn.execute(query.limit(limit).offset(offset)).mappings()
             return [row_message(row) for row in rows]
 
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages of ``provider`` sent at or before ``sent_before``, by
+        (``sent_at``, ``id``) after ``after``: one query (``ix_messages_claim`` narrows it to
+        the provider's ``sent`` messages, the messages still in flight)."""
+        sent_before = c.require_utc(sent_before, "sent_before")
+        query = (sa.select(messages)
+                 .where(_m.state == State.SENT.value, _m.provider == provider,
+                        _m.sent_at <= sent_before)
+                 .order_by(_m.sent_at, _m.id).limit(limit))
+        if after is not None:
+            at, last = c.require_utc(after[0], "after"), after[1]
+            query = query.where(sa.or_(_m.sent_at > at, sa.and_(_m.sent_at == at,
+                                                               _m.id > last)))
+        with self._tx("awaiting_status") as conn:
+            return [row_message(row) for row in conn.execute(query).mappings()]
+
     def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over outbound messages (provider ``""`` when unset)."""
         query = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, List
+from typing import Any, Dict, List
 
 from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Message, SendResult, State, StatusEvent
@@ -379,6 +379,40 @@ def a_message_without_a_result_leaves_the_batch_ambiguous(store: Store) -> None:
            f"once every claimed message has a result the batch is done, got {batch!r}")
     expect(store.claim_batch("kolmeya", 10, NOW, "b2") is None,
            "a message of an ambiguous batch is never claimed again")
+
+
+@check()
+def messages_awaiting_a_status_come_in_pages(store: Store) -> None:
+    """awaiting_status lists a provider's messages still ``sent`` since a moment, oldest sent
+    first, a keyset page at a time; final, outgoing and other providers' messages are not
+    listed."""
+    first, second, third, delivered, other, waiting = add(
+        store, outgoing(1), outgoing(2), outgoing(3), outgoing(4),
+        outgoing(5, provider="twilio"), outgoing(6))
+    moments: Dict[str, dt.datetime] = {}
+    for n, message in enumerate((first, second, third, delivered, other), start=1):
+        at = NOW + dt.timedelta(minutes=n)
+        store.claim_batch(message.provider or "", 1, at, f"b{n}")
+        store.record_results(f"b{n}", [SendResult(message_id=message.id, state=State.SENT,
+                                                  provider_message_id=f"K-{n}")], at)
+        moments[message.id] = at
+    store.apply_status(StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                   message_id=delivered.id))
+    until = NOW + dt.timedelta(minutes=10)
+    expect_equal([m.id for m in store.awaiting_status("kolmeya", until)],
+                 [first.id, second.id, third.id], "the provider's sent messages, oldest first")
+    expect_equal([m.id for m in store.awaiting_status("kolmeya", moments[second.id])],
+                 [first.id, second.id], "only those sent at or before the moment")
+    page = store.awaiting_status("kolmeya", until, limit=2)
+    expect_equal([m.id for m in page], [first.id, second.id], "at most limit")
+    last = page[-1]
+    expect(last.sent_at is not None, "a listed message has its sent_at")
+    rest = store.awaiting_status("kolmeya", until, after=(last.sent_at or NOW, last.id))
+    expect_equal([m.id for m in rest], [third.id], "the next page, after the keyset")
+    expect_equal([m.id for m in store.awaiting_status("twilio", until)], [other.id],
+                 "per provider")
+    expect(waiting.id not in {m.id for m in store.awaiting_status("kolmeya", until)},
+           "an outgoing message is not listed")
 
 
 @check()

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smskit.errors import ConfigurationError, NotFoundError
+from smskit.errors import ConfigurationError, NotFoundError, ValidationError
 from smskit_kolmeya.testing.sim.api import NOT_FOUND, SEND_ENDPOINTS, Answer, call, resolve
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
 
@@ -110,6 +110,11 @@ async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answ
             if target is None or not isinstance(text, str):
                 return Answer(422, {"errors": ["Give phone or message_id, and text."]})
             return Answer(200, sim.add_reply(target, text))
+        if action == "web-reply" and method == "POST":
+            phone, text = body.get("phone"), body.get("text")
+            if phone is None or not isinstance(text, str):
+                return Answer(422, {"errors": ["Give phone and text."]})
+            return Answer(200, sim.add_web_reply(phone, text))
         if action == "reset" and method == "POST":
             sim.reset()
             return Answer(200, {"reset": True})
@@ -117,6 +122,8 @@ async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answ
         return Answer(422, {"errors": [str(exc)]})
     except NotFoundError as exc:
         return Answer(404, {"errors": [str(exc)]})
+    except ValidationError as exc:
+        return Answer(422, {"errors": [str(exc)]})
     return Answer(404, NOT_FOUND)
 
 

@@ -362,6 +362,30 @@ class KolmeyaSimulator:
         with self._lock:
             return [item for at, item in self._state.replies if at >= since]
 
+    def add_web_reply(self, phone: Union[str, int], text: str, *, job: int = 999_001,
+                      parameters: Optional[Dict[str, Any]] = None,
+                      received_at: Optional[dt.datetime] = None) -> Dict[str, Any]:
+        """A customer answers a campaign sent from Kolmeya's web panel (not through the API):
+        listed by ``sms/replys-web`` only (the campaign webhook's shape is unknown, so none
+        is sent). Returns the item as ``sms/replys-web`` lists it."""
+        digits = national_digits(phone)
+        if digits is None:
+            raise ValidationError(f"not a phone number: {phone!r}")
+        now = received_at or self.now()
+        tz = zone(self._config.timezone)
+        with self._lock:
+            item = {"id": 500_001 + len(self._state.web_replies), "job": job,
+                    "phone": int(digits), "parameters": dict(parameters or {}),
+                    "reply": text, "message": "Campanha do painel",
+                    "send_at": brazilian(now, tz), "received_at": brazilian(now, tz)}
+            self._state.web_replies.append((now, item))
+        return item
+
+    def web_replies(self) -> List[Dict[str, Any]]:
+        """Replies to panel campaigns, oldest first."""
+        with self._lock:
+            return [item for _, item in self._state.web_replies]
+
     # -- statistics -----------------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
