@@ -64,6 +64,8 @@ __all__ = [
     "PROVIDER",
     "CostCentre",
     "MessageStatus",
+    "RATE_LOW_SHARE",
+    "RateBudget",
     "RepliesPage",
     "ReportRow",
     "RequestStatus",
@@ -877,6 +879,53 @@ def parse_retry_after(value: Optional[str], now: Optional[dt.datetime] = None) -
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+#: Below this share of its limit left, :class:`RateBudget` spreads what is left until the reset.
+RATE_LOW_SHARE = 0.1
+
+
+@attrs.frozen(kw_only=True)
+class RateBudget:
+    """What a response's ``X-RateLimit-*`` headers said: the ``limit``, the requests
+    ``remaining`` and when the window resets (``reset_at``, epoch seconds; ``None`` when not
+    said). Only a weak observation documents these headers (500 or 1000 a "period"), so
+    every field is optional but ``remaining``."""
+
+    limit: Optional[int]
+    remaining: int
+    reset_at: Optional[float]
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float) -> Optional[RateBudget]:
+        """The budget in ``headers`` (any case), ``None`` without ``X-RateLimit-Remaining``.
+        A ``Reset`` above 10^9 is an epoch time (Laravel's), a smaller one seconds from
+        ``now``."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        remaining = parse_status_code(lowered.get("x-ratelimit-remaining"))
+        if remaining is None:
+            return None
+        limit = parse_status_code(lowered.get("x-ratelimit-limit"))
+        reset: Optional[float] = None
+        try:
+            raw = float(lowered.get("x-ratelimit-reset") or "nan")
+        except ValueError:
+            raw = float("nan")
+        if math.isfinite(raw) and raw >= 0:
+            reset = raw if raw > 1e9 else now + raw
+        return cls(limit=limit, remaining=max(0, remaining), reset_at=reset)
+
+    def wait(self, now: float) -> float:
+        """Seconds to wait before the next request: none while plenty is left; once
+        ``remaining`` falls to :data:`RATE_LOW_SHARE` of the limit (or 1), what is left is
+        spread evenly until the reset, and with nothing left the wait is the whole way to
+        it. Without a reset time, nothing is waited (a 429's ``Retry-After`` then says)."""
+        if self.reset_at is None or now >= self.reset_at:
+            return 0.0
+        low = max(1, math.ceil(self.limit * RATE_LOW_SHARE)) if self.limit else 1
+        if self.remaining > low:
+            return 0.0
+        return (self.reset_at - now) / (self.remaining + 1)
 
 
 def error_for_response(

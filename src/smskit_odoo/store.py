@@ -45,7 +45,7 @@ from smskit.store.base import (
     Schedule,
     Store,
 )
-from smskit.store.outreach import ACTIONS, OutreachStore
+from smskit.store.outreach import ACTIONS, OutreachStore, PacingStore
 from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
@@ -531,7 +531,7 @@ def _protocol_methods(*protocols: type) -> List[str]:
 # the sidecar. They are forwarded by real methods, generated from the protocols so that they
 # follow them, and so that isinstance(store, OutreachStore) and friends (runtime-checkable
 # protocols look the methods up statically) see an Odoo store as having them.
-for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore):
+for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore, PacingStore):
     if _name not in vars(OdooStore):
         setattr(OdooStore, _name, _forwarder(_name))
 

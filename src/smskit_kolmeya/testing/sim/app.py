@@ -9,6 +9,7 @@ import hmac
 import json
 from typing import Any, Awaitable, Callable
 
+import attrs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -16,7 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from smskit.errors import ConfigurationError, NotFoundError, ValidationError
-from smskit_kolmeya.testing.sim.api import NOT_FOUND, SEND_ENDPOINTS, Answer, call, resolve
+from smskit_kolmeya.testing.sim.api import (
+    NOT_FOUND,
+    SEND_ENDPOINTS,
+    Answer,
+    Handler,
+    call,
+    resolve,
+)
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -71,6 +79,18 @@ async def _api(request: Request, sim: KolmeyaSimulator, endpoint: str) -> Answer
         return Answer(404, NOT_FOUND)
     if not _authorised(request, cfg.token):
         return Answer(401, {"errors": ["Unauthenticated."]})
+    allowed, limits = sim.take_rate()
+    if not allowed:
+        return Answer(429, {"errors": ["Too Many Attempts."]}, limits)
+    answer = await _answer(request, sim, endpoint, handler, body)
+    return attrs.evolve(answer, headers={**answer.headers, **limits}) if limits else answer
+
+
+async def _answer(request: Request, sim: KolmeyaSimulator, endpoint: str, handler: Handler,
+                  body: Any) -> Answer:
+    """The answer of an authorised request within the rate limit (the fault switches, then
+    the endpoint)."""
+    cfg = sim.config
     faulty = not cfg.fault_endpoints or endpoint in cfg.fault_endpoints
     if faulty and sim.roll(cfg.fail_429_rate):
         return Answer(429, {"errors": ["Too Many Attempts."]},
