@@ -316,3 +316,22 @@ def test_a_passing_failure_of_the_probe_proves_nothing_either_way() -> None:
     assert lookups.trusted("fake", "by reference", NOW + dt.timedelta(minutes=3))
     assert not lookups.trusted("fake", "by reference", NOW + dt.timedelta(days=2))
     assert store.get(first.id) is not None and store.get(first.id).state is State.SENT
+
+
+def test_held_messages_are_counted_on_the_dashboard_and_in_the_metrics(
+        kolmeya_sim: SimServer, store: Store) -> None:
+    from prometheus_client import generate_latest
+
+    from smskit.routing.status import provider_lines
+    from smskit.server.metrics import ServerMetrics
+
+    simulator, _ = kolmeya_sim
+    kit, _ = make_kit(kolmeya_sim, store)
+    lost_answer(simulator, "422")
+    kit.send_many([PHONE, "+5511987654322"], "Olá")
+    cycles(kit, 1)
+    (line,) = provider_lines(kit, kit.clock())
+    assert (line.provider, line.held, line.as_dict()["held"]) == ("kolmeya", 2, 2)
+    text = generate_latest(ServerMetrics(kit).registry).decode()
+    assert 'smskit_messages_held{provider="kolmeya"} 2.0' in text
+    kit.close()

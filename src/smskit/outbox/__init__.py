@@ -36,7 +36,14 @@ from __future__ import annotations
 from smskit.outbox.compose import BulkSummary, Composer, Outcome
 from smskit.outbox.dispatching import Dispatched, DispatchReport, dispatch
 from smskit.outbox.proof import Lookups
-from smskit.outbox.reconciling import HeldBatch, ReconcileReport, held, reconcile, resolve
+from smskit.outbox.reconciling import (
+    HeldBatch,
+    ReconcileReport,
+    held,
+    held_counts,
+    reconcile,
+    resolve,
+)
 
 __all__ = [
     "BulkSummary",
@@ -49,6 +56,7 @@ __all__ = [
     "ReconcileReport",
     "dispatch",
     "held",
+    "held_counts",
     "reconcile",
     "resolve",
 ]

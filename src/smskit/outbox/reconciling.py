@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -41,6 +41,7 @@ __all__ = [
     "ReconcileReport",
     "Verdict",
     "held",
+    "held_counts",
     "judge",
     "reconcile",
     "resolve",
@@ -284,6 +285,22 @@ def held(store: Store, provider: Optional[str] = None) -> List[HeldBatch]:
             reason=text[len(HELD_PREFIX):] if text.startswith(HELD_PREFIX) else text,
             held=text.startswith(HELD_PREFIX), message_ids=tuple(m.id for m in waiting)))
     return out
+
+
+def held_counts(store: Store) -> Dict[str, int]:
+    """How many messages wait in ``ambiguous`` batches, by provider (what the dashboard and
+    the metrics show): one read of the ambiguous batches, one of their messages."""
+    batches = store.batches(status="ambiguous")
+    if not batches:
+        return {}
+    waiting = {m.id for m in store.get_many([i for b in batches for i in b.message_ids])
+               if m.state is State.OUTGOING}
+    counts: Dict[str, int] = {}
+    for batch in batches:
+        count = sum(1 for i in batch.message_ids if i in waiting)
+        if count:
+            counts[batch.provider] = counts.get(batch.provider, 0) + count
+    return counts
 
 
 def resolve(store: Store, target: str, *, sent: bool, now: dt.datetime,

@@ -3,6 +3,9 @@
 * ``smskit_messages{provider,state}``: outbound messages by state, read from the store at
   scrape time (every state is reported, zeros included, for each provider seen);
 * ``smskit_store_up``: 1 when the store answered that scrape, 0 otherwise;
+* ``smskit_messages_held{provider}``: messages whose request may have reached the gateway,
+  held until reconciliation or a person settles them (``smskit messages --held``; they are
+  ``outgoing`` in ``smskit_messages`` too);
 * ``smskit_provider_balance{provider}``: the last balance the worker's periodic check read
   (kept in the store, see :mod:`smskit.outreach.balance`),
   and ``smskit_provider_balance_low{provider}``
@@ -49,12 +52,16 @@ class StoreCollector(Collector):
     def __init__(self, kit: SmsKit) -> None:
         self._kit = kit
 
-    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         messages = GaugeMetricFamily(
             "smskit_messages", "Outbound messages by provider and state (from the store).",
             labels=["provider", "state"])
         up = GaugeMetricFamily("smskit_store_up", "1 if the store answered this scrape.")
-        return messages, up
+        held = GaugeMetricFamily(
+            "smskit_messages_held",
+            "Messages whose request may have reached the gateway, held until settled.",
+            labels=["provider"])
+        return messages, up, held
 
     def describe(self) -> Iterable[Metric]:
         """The metric names (without touching the store)."""
@@ -62,9 +69,12 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """Read ``store.count_by_state()`` now; a failing store reports ``smskit_store_up 0``."""
-        messages, up = self._families()
+        from smskit.outbox import held_counts
+
+        messages, up, held = self._families()
         try:
             counts = self._kit.store.count_by_state()
+            waiting = held_counts(self._kit.store)
         except Exception:  # a scrape must answer even when the store is down
             log.exception("metrics: the store did not answer count_by_state()")
             up.add_metric([], 0)
@@ -79,8 +89,11 @@ class StoreCollector(Collector):
                 table.setdefault((provider, state.value), 0)
         for (provider, label), count in sorted(table.items()):
             messages.add_metric([provider, label], count)
+        for provider in sorted({p for p, _ in table} | set(waiting)):
+            held.add_metric([provider], waiting.get(provider, 0))
         up.add_metric([], 1)
         yield messages
+        yield held
         yield up
 
 
