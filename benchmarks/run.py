@@ -8,8 +8,8 @@ figure.
     python benchmarks/run.py --only dispatch,faults --quick
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
-Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``dashboard``,
-``odoo`` (see each ``bench_*.py``).
+Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``safety``,
+``dashboard``, ``odoo`` (see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
 """
@@ -38,6 +38,7 @@ BENCHMARKS = {
     "segments": "bench_segments",
     "faults": "bench_faults",
     "failover": "bench_failover",
+    "safety": "bench_safety",
     "dashboard": "bench_dashboard",
     "odoo": "bench_odoo",
 }
