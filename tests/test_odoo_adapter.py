@@ -22,11 +22,12 @@ from smskit_odoo.errors import (
     OdooAccessError,
     OdooMissingModelError,
     OdooRpcError,
+    OdooTransientError,
     OdooUnavailableError,
     OdooValidationError,
 )
 from smskit_odoo.testing import FakeOdoo
-from smskit_odoo.testing.env import FakeEnv, fake_call_kw
+from smskit_odoo.testing.env import FakeCursor, FakeEnv, fake_call_kw
 
 
 def test_odoo_urls() -> None:
@@ -134,9 +135,23 @@ def test_env_adapter_savepoints_commits_and_locks(fake_odoo: FakeOdoo) -> None: 
     assert env.cr.commits == 1  # reads do not commit
     rows = adapter.execute("res.partner", "read", [pid], ["create_date"])
     assert isinstance(rows[0]["create_date"], str)
+    commits = env.cr.commits
     with adapter.lock("+5511987654321"):
+        # a session lock, then a fresh transaction (a snapshot older than the wait would not
+        # see what the previous holder committed)
+        assert [q for q, _ in env.cr.executed] == ["SELECT pg_advisory_lock(hashtext(%s))"]
+        assert env.cr.commits == commits + 1
+    # committed before the release: the next holder sees what was done under the lock
+    assert env.cr.commits == commits + 2
+    assert env.cr.executed[-1][0] == "SELECT pg_advisory_unlock(hashtext(%s))"
+    with pytest.raises(RuntimeError), adapter.lock("+5511987654321"):
+        raise RuntimeError("boom")
+    assert env.cr.rollbacks == 1 and "unlock" in env.cr.executed[-1][0]
+    own = EnvAdapter(FakeEnv(fake_odoo), call_kw=fake_call_kw)  # the caller's transaction
+    with own.lock("+5511987654321"):
         pass
-    assert env.cr.executed and "pg_advisory_xact_lock" in env.cr.executed[0][0]
+    assert "pg_advisory_xact_lock" in own.env.cr.executed[0][0] and own.env.cr.commits == 0
+    assert adapter.refresh() and not own.refresh()
     fake_odoo.down = True
     with pytest.raises(OdooUnavailableError):
         adapter.execute("res.partner", "search", [])
@@ -205,3 +220,70 @@ def test_fake_server_session_authenticate_and_call_kw(
         assert error["data"]["name"] == "odoo.exceptions.ValidationError"
         assert "mandatory field" in error["data"]["message"]
         assert error["data"]["debug"].startswith("Traceback")
+
+
+_PG_CLASSES = {"40001": "SerializationFailure", "40P01": "DeadlockDetected",
+               "23505": "UniqueViolation"}
+
+
+def _pg_error(pgcode: str, text: str) -> Exception:
+    """A psycopg2 error as the ORM raises it: ``psycopg2.errors.<Name>`` with its ``pgcode``."""
+    kind = type(_PG_CLASSES[pgcode], (Exception,), {"__module__": "psycopg2.errors"})
+    error = kind(text)
+    error.pgcode = pgcode  # type: ignore[attr-defined]
+    return error
+
+
+@pytest.mark.parametrize(("method", "pgcode", "kind"), [
+    ("write", "40001", OdooTransientError),          # could not serialize access
+    ("write", "40P01", OdooTransientError),          # deadlock detected
+    ("new_message", "23505", OdooTransientError),    # a conversation created meanwhile
+    ("create", "23505", OdooValidationError),        # any other unique violation: refused
+])
+def test_concurrency_errors_are_transient_and_leave_a_fresh_transaction(
+        method: str, pgcode: str, kind: type) -> None:
+    env = FakeEnv(FakeOdoo("sms_base_sr"))
+
+    def call_kw(records: Any, name: str, args: Any, kwargs: Any) -> Any:
+        raise _pg_error(pgcode, "could not serialize access due to concurrent update")
+
+    adapter = EnvAdapter(env, autocommit=True, call_kw=call_kw)
+    with pytest.raises(kind):
+        adapter.execute("res.partner", method, [1], {"name": "x"})
+    # after a transient error (or any error outside a savepoint) the transaction is rolled
+    # back: the cursor is usable and the next try sees a fresh snapshot
+    assert env.cr.rollbacks == (1 if kind is OdooTransientError else 0)
+    assert env.cr.commits == 0
+
+
+def test_serialization_failures_over_rpc_are_transient() -> None:
+    from smskit_odoo.adapter import rpc_error
+
+    error = rpc_error("psycopg2.errors.SerializationFailure",
+                      "could not serialize access due to concurrent update", "sms.message",
+                      "write")
+    assert isinstance(error, OdooTransientError)
+
+
+def test_env_adapter_passes_the_context_as_call_kw_wants_it() -> None:
+    """``odoo.api.call_kw`` gives the method the ``context`` it is passed and nothing else
+    (``with_context`` on the records would be replaced): ChatRoom's ``from_webhook``, load's
+    UTC and the caller's language travel in ``kwargs["context"]``."""
+    seen: Dict[str, Any] = {}
+
+    class Env:
+        uid = 2
+        context = {"lang": "pt_BR", "tz": "America/Sao_Paulo"}
+        cr = FakeCursor()
+
+        def __getitem__(self, model: str) -> Any:
+            return model
+
+    def call_kw(records: Any, method: str, args: Any, kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return True
+
+    EnvAdapter(Env(), call_kw=call_kw).execute(
+        "acrux.chat.conversation", "new_message", {}, context={"from_webhook": True,
+                                                               "tz": "UTC"})
+    assert seen["context"] == {"lang": "pt_BR", "tz": "UTC", "from_webhook": True}

@@ -138,7 +138,9 @@ def test_a_provider_id_already_on_another_odoo_row_is_not_written_twice(
 
 
 def test_notes_on_sent_and_on_final_status_escaped_once_each(
-        kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
+        odoo_server: OdooServer, fake_odoo: FakeOdoo, tmp_path: Path) -> None:  # noqa: F811
+    store = make_store(odoo_server, tmp_path, odoo_notes="all")
+    kit = SmsKit(Settings.load(environ={}), store=store, provider=LoopbackProvider())
     partner = fake_odoo.add("res.partner", {"name": "Ana", "phone": "(11) 98765-4321"})
     outcome = kit.send(PHONE, "Olá <b>Ana</b> & cia")
     assert outcome.state is State.SENT
@@ -158,6 +160,27 @@ def test_notes_on_sent_and_on_final_status_escaped_once_each(
     note_subtype = fake_odoo.records("ir.model.data")[0]["res_id"]
     assert {(m["message_type"], m["subtype_id"]) for m in posted} == {("comment", note_subtype)}
     assert fake_odoo.calls("res.partner", "message_post")  # a single note: message_post
+    kit.close()
+
+
+@pytest.mark.parametrize(("variant", "sent_note"), [("sms_base_sr", False),
+                                                     ("sms_core_unified", True)])
+def test_one_message_one_note(odoo_server: OdooServer, tmp_path: Path,  # noqa: F811
+                              variant: str, sent_note: bool) -> None:
+    fake = odoo_server.use(FakeOdoo(variant))
+    store = make_store(odoo_server, tmp_path)  # odoo_notes: auto
+    kit = SmsKit(Settings.load(environ={}), store=store, provider=LoopbackProvider())
+    partner = fake.add("res.partner", {"name": "Ana", "mobile": PHONE})
+    outcome = kit.send(PHONE, "Uma nota só")
+    kit.apply_status(kit.provider().status_event(outcome.message_id or "", State.DELIVERED))
+    about_the_text = [m["body"] for m in fake.records("mail.message")
+                      if m["res_id"] == partner and "Uma nota só" in str(m["body"])]
+    # sms_base_sr posts a note for each new sms.message itself: smskit adds none for the send
+    assert len(about_the_text) == 1, about_the_text
+    assert about_the_text[0].startswith("SMS sent to") is sent_note
+    assert store.sent_notes is sent_note
+    assert f"SMS to {PHONE} delivered." in [m["body"] for m in fake.records("mail.message")]
+    kit.close()
 
 
 def test_partner_found_by_normalised_phone_never_duplicated(

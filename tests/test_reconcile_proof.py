@@ -10,18 +10,19 @@ and resolvable, and ``batch_ambiguous`` tells the plugins.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any, Iterator, List, Sequence, Tuple
 
 import pytest
 
-from smskit import outbox
+from smskit import AsyncSmsKit, outbox
 from smskit.config import Settings
 from smskit.errors import NotSupportedError, ProviderError, RequestRejectedError
 from smskit.hookspecs import hookimpl
 from smskit.kit import SmsKit
 from smskit.models import Message, SendResult, State, utcnow
-from smskit.outbox.reconciling import judge
+from smskit.outbox.decisions import CONFIRMED, HELD, UNKNOWN, decide_reconcile
 from smskit.provider import Capabilities, Provider, ReconcileResult
 from smskit.store.base import BatchInfo, Store
 from smskit.store.memory import MemoryStore
@@ -216,6 +217,73 @@ def test_resolving_one_message_leaves_the_rest_held(kolmeya_sim: SimServer,
     kit.close()
 
 
+
+# -- the asynchronous kit shares all of it -------------------------------------------------------
+
+def make_async_kit(sim_server: SimServer, store: Store) -> Tuple[AsyncSmsKit, Held]:
+    simulator, base = sim_server
+    settings = Settings.load(environ={}, provider="kolmeya", kolmeya_base_url=f"{base}/api/v1",
+                             kolmeya_token=simulator.config.token)
+    kit = AsyncSmsKit(settings, store=store, provider=KolmeyaProvider.from_settings(settings),
+                      clock=Clock())
+    held = Held()
+    kit.plugins.register(held, name="held-recorder")
+    return kit, held
+
+
+async def async_cycles(kit: AsyncSmsKit, count: int) -> None:
+    clock = kit.clock
+    assert isinstance(clock, Clock)
+    for _ in range(count):
+        clock.now += dt.timedelta(minutes=2)
+        await kit.reconcile()
+        await kit.dispatch()
+
+
+def test_the_async_kit_holds_an_unproven_never_received_and_resolves_it(
+        kolmeya_sim: SimServer, store: Store) -> None:
+    simulator, _ = kolmeya_sim
+
+    async def scenario() -> None:
+        kit, held = make_async_kit(kolmeya_sim, store)
+        async with kit:
+            lost_answer(simulator, "404")
+            outcome = await kit.send(PHONE, "Olá")
+            assert (outcome.state, outcome.held) == (State.OUTGOING, True)
+            await async_cycles(kit, 3)
+            assert simulator.accepted_references()[outcome.message_id] == 1
+            (batch,) = await kit.held()
+            assert batch.message_ids == (outcome.message_id,)
+            assert [c[2] for c in held.calls] == [[outcome.message_id]]
+            assert await kit.resolve(batch.id, sent=True) == [outcome.message_id]
+            assert await kit.held() == []
+            assert simulator.accepted_references()[outcome.message_id] == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_async_kit_resends_once_what_a_proven_lookup_never_saw(
+        kolmeya_sim: SimServer, store: Store) -> None:
+    simulator, _ = kolmeya_sim
+
+    async def scenario() -> None:
+        kit, _ = make_async_kit(kolmeya_sim, store)
+        async with kit:
+            assert (await kit.send(OTHER, "Primeira")).state is State.SENT  # a witness
+            simulator.configure(fail_500_rate=1.0, fault_endpoints=["sms/store"])
+            summary = await kit.send_many([PHONE], "Segunda")
+            assert (summary.held, summary.sent) == (1, 0)
+            simulator.configure(fail_500_rate=0.0)
+            await async_cycles(kit, 2)
+            (message,) = [m for m in await kit.to_thread(kit.store.list_messages, limit=10)
+                          if m.phone == PHONE]
+            assert message.state is State.SENT
+            assert simulator.accepted_references()[message.id] == 1
+            assert await kit.held() == []
+
+    asyncio.run(scenario())
+
+
 # -- the decision, and the crash window, without a gateway --------------------------------------
 
 class Lookup(Provider):
@@ -246,26 +314,27 @@ def message(n: int) -> Message:
     return Message.new(f"+55119876{n:05d}", f"Olá {n}", state=State.OUTGOING, provider="fake")
 
 
-def test_judge_resends_only_on_a_proven_never_received() -> None:
+def test_the_decision_resends_only_on_a_proven_never_received() -> None:
     messages = [message(1), message(2)]
+    ids = tuple(m.id for m in messages)
     never = ReconcileResult(known=False, form="f")
-    assert judge("fake", messages, never, None, proven=True).resend == tuple(
-        m.id for m in messages)
-    held = judge("fake", messages, never, None, proven=False, why="no witness")
-    assert (held.resend, held.hold, held.passing) == ((), tuple(m.id for m in messages), False)
+    assert decide_reconcile(messages, never, proven=True).resend == ids
+    held = decide_reconcile(messages, never, proven=False, why="no witness", provider="fake")
+    assert (held.verdict, held.resend, held.hold) == (HELD, (), ids)
     assert "not proven: no witness" in held.reason
     part = ReconcileResult(known=True, form="f", results=[
         SendResult(message_id=messages[0].id, state=State.SENT)])
-    verdict = judge("fake", messages, part, None, proven=False)
-    assert ([r.message_id for r in verdict.confirm], verdict.hold) == (
-        [messages[0].id], (messages[1].id,))
-    assert judge("fake", messages, part, None, proven=True).resend == (messages[1].id,)
-    refused = judge("fake", messages, None, RequestRejectedError("HTTP 422"), proven=True)
-    assert (refused.hold, refused.passing) == (tuple(m.id for m in messages), False)
-    passing = judge("fake", messages, None, ProviderError("HTTP 502"), proven=True)
-    assert (passing.hold, passing.passing) == (tuple(m.id for m in messages), True)
-    cannot = judge("fake", messages, None, NotSupportedError("fake", "reconcile"), proven=True)
-    assert "settle it by hand" in cannot.reason and not cannot.passing
+    verdict = decide_reconcile(messages, part, proven=False)
+    assert ([r.message_id for r in verdict.results], verdict.hold, verdict.resend) == (
+        [messages[0].id], (messages[1].id,), ())
+    assert verdict.verdict == CONFIRMED
+    assert decide_reconcile(messages, part, proven=True).resend == (messages[1].id,)
+    refused = decide_reconcile(messages, RequestRejectedError("HTTP 422"), proven=True)
+    assert (refused.verdict, refused.hold, refused.resend) == (HELD, ids, ())
+    passing = decide_reconcile(messages, ProviderError("HTTP 502"), proven=True)
+    assert (passing.verdict, passing.hold, passing.resend) == (UNKNOWN, ids, ())
+    cannot = decide_reconcile(messages, NotSupportedError("fake", "reconcile"), proven=True)
+    assert "settle it by hand" in cannot.reason and cannot.verdict == HELD
 
 
 class Dies(MemoryStore):

@@ -4,7 +4,7 @@
     "summary": "Sends SMS with smskit through Kolmeya, receives its delivery and reply "
                "webhooks, keeps sms.message, partners and chatter in step, routes replies "
                "into the acrux ChatRoom and sends agents' replies as SMS.",
-    "version": "15.0.1.0.0",
+    "version": "15.0.1.1.0",
     "category": "Marketing/SMS",
     "license": "LGPL-3",
     "author": "smskit developers",

@@ -66,6 +66,13 @@ class ChatRoomRouter:
         return f"ChatRoomRouter(connector={self._connector or self.connector_id!r})"
 
     # -- configuration --------------------------------------------------------------------
+    def forget(self) -> None:
+        """Look the connector up again next time, and forget where replies went (a router
+        kept across Odoo requests: the connector may have been replaced meanwhile)."""
+        with self._lock:
+            self._connector = None
+        self.routed.clear()
+
     def connector(self) -> int:
         """The SMS connector's id (looked up once)."""
         with self._lock:

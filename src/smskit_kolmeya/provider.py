@@ -4,6 +4,11 @@
 each message's ``reference`` our message id), so :meth:`KolmeyaProvider.reconcile` can later ask
 ``sms/status/request`` by that reference. Errors follow the provider contract: the client raises
 :class:`~smskit.errors.AmbiguousSendError` whenever the request may have arrived.
+
+:class:`smskit.AsyncSmsKit` sends and reconciles through :meth:`KolmeyaProvider.asend_batch`
+and :meth:`KolmeyaProvider.areconcile`, over an :class:`AsyncKolmeyaClient` with the same
+settings (made on first use, on the caller's event loop). Both ways share what is not I/O:
+which messages can go, and what Kolmeya's answers mean.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import datetime as dt
 import logging
 import math
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -29,13 +34,16 @@ from smskit.models import InboundMessage, Message, SendResult, State, StatusEven
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
 from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya import wire
-from smskit_kolmeya.client import KolmeyaClient
+from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
 from smskit_kolmeya.webhooks import parse_webhook_data
 
-__all__ = ["KolmeyaProvider"]
+__all__ = ["LOOKUP", "KolmeyaProvider"]
 
 log = logging.getLogger(__name__)
 
+#: The form of :meth:`KolmeyaProvider.reconcile`'s question, ``sms/status/request`` with
+#: ``{"reference": <batch id>}``: documented second-hand, so proven before it is trusted.
+LOOKUP = "status/request by reference"
 #: Minutes around a message's ``sent_at`` its report row may say (``enviada_em`` has minutes).
 REPORT_SLACK_MINUTES = 2
 
@@ -50,18 +58,30 @@ class KolmeyaProvider(Provider):
     capabilities = Capabilities(status_query=True, status_polling=True, reconcile=True,
                                 balance=True, blacklist=True, webhooks=True,
                                 reply_polling=True, job_control=True)
-    #: How :meth:`reconcile` asks (the core proves this form before trusting a "not found").
-    LOOKUP = "status/request by reference"
 
-    def __init__(self, client: KolmeyaClient, *, owns_client: bool = True) -> None:
+    def __init__(self, client: KolmeyaClient, *, owns_client: bool = True,
+                 async_client: Optional[Callable[[], AsyncKolmeyaClient]] = None) -> None:
         self.client = client
         self._owns_client = owns_client
+        self._make_async = async_client
+        self._async: Optional[AsyncKolmeyaClient] = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options: Any) -> KolmeyaProvider:
-        """A provider whose client reads the ``kolmeya_*`` settings (``client_options`` such as
-        ``http=`` go to :class:`KolmeyaClient`)."""
-        return cls(KolmeyaClient.from_settings(settings, **client_options))
+        """A provider whose clients read the ``kolmeya_*`` settings (``client_options`` such as
+        ``http=`` go to the synchronous :class:`KolmeyaClient`; the asynchronous one is made
+        from the settings alone, when first needed)."""
+        return cls(KolmeyaClient.from_settings(settings, **client_options),
+                   async_client=lambda: AsyncKolmeyaClient.from_settings(settings))
+
+    @property
+    def async_client(self) -> Optional[AsyncKolmeyaClient]:
+        """The asynchronous client (made on first use; ``None`` for a provider built around a
+        synchronous client alone: its async methods then run the synchronous ones in a worker
+        thread)."""
+        if self._async is None and self._make_async is not None:
+            self._async = self._make_async()
+        return self._async
 
     def __repr__(self) -> str:
         return f"KolmeyaProvider(client={self.client!r})"
@@ -72,6 +92,28 @@ class KolmeyaProvider(Provider):
         A message whose phone is not a Brazilian number is REJECTED (``invalid_phone``) without
         being sent; the others go out. Messages Kolmeya does not mention get no result.
         """
+        results, sendable = self._sendable(messages)
+        if sendable:
+            (outcome,) = self.client.send_batch(sendable, batch_id=batch_id)
+            self._take(results, outcome)
+        return [results[m.id] for m in messages if m.id in results]
+
+    async def asend_batch(self, messages: Sequence[Message], *,
+                          batch_id: str) -> List[SendResult]:
+        """:meth:`send_batch` over the asynchronous client."""
+        client = self.async_client
+        if client is None:
+            return await super().asend_batch(messages, batch_id=batch_id)
+        results, sendable = self._sendable(messages)
+        if sendable:
+            (outcome,) = await client.send_batch(sendable, batch_id=batch_id)
+            self._take(results, outcome)
+        return [results[m.id] for m in messages if m.id in results]
+
+    def _sendable(self, messages: Sequence[Message]) -> Tuple[Dict[str, SendResult],
+                                                               List[Message]]:
+        """The ``rejected`` results of messages Kolmeya cannot take (not a Brazilian number),
+        and the messages to send."""
         if len(messages) > self.max_batch:
             raise ValidationError(
                 f"Kolmeya takes at most {self.max_batch} messages per batch, got {len(messages)}")
@@ -85,18 +127,20 @@ class KolmeyaProvider(Provider):
                                                  error_code="invalid_phone", error_text=str(exc))
             else:
                 sendable.append(message)
-        if sendable:
-            (outcome,) = self.client.send_batch(sendable, batch_id=batch_id)
-            for result in outcome.results:
-                results[result.message_id] = result
-            if outcome.unmatched:
-                log.warning("Kolmeya request %s: %d response items matched no message",
-                            outcome.request_id, len(outcome.unmatched))
-        return [results[m.id] for m in messages if m.id in results]
+        return results, sendable
+
+    @staticmethod
+    def _take(results: Dict[str, SendResult], outcome: wire.StoreOutcome) -> None:
+        """Add the results of a ``sms/store`` answer to ``results``."""
+        for result in outcome.results:
+            results[result.message_id] = result
+        if outcome.unmatched:
+            log.warning("Kolmeya request %s: %d response items matched no message",
+                        outcome.request_id, len(outcome.unmatched))
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
         """Ask Kolmeya for the request referenced ``batch_id`` (``sms/status/request`` with
-        ``{"reference": batch_id}``, the form :attr:`LOOKUP`).
+        ``{"reference": batch_id}``, the form :data:`LOOKUP`).
 
         404 or an empty answer: ``known=False`` (never seen); the core resends only once this
         form has found a request Kolmeya is known to have accepted. Otherwise SENT results
@@ -108,9 +152,26 @@ class KolmeyaProvider(Provider):
         try:
             answer = self.client.request_status(reference=batch_id)
         except ProviderNotFoundError:
-            return ReconcileResult(known=False, form=self.LOOKUP)
+            return ReconcileResult(known=False, form=LOOKUP)
+        return self._reconciled(batch_id, messages, answer)
+
+    async def areconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
+        """:meth:`reconcile` over the asynchronous client."""
+        client = self.async_client
+        if client is None:
+            return await super().areconcile(batch_id, messages)
+        try:
+            answer = await client.request_status(reference=batch_id)
+        except ProviderNotFoundError:
+            return ReconcileResult(known=False, form=LOOKUP)
+        return self._reconciled(batch_id, messages, answer)
+
+    @staticmethod
+    def _reconciled(batch_id: str, messages: Sequence[Message],
+                    answer: wire.RequestStatus) -> ReconcileResult:
+        """What Kolmeya's status of request ``batch_id`` says of ``messages``."""
         if not answer.known:
-            return ReconcileResult(known=False, form=self.LOOKUP)
+            return ReconcileResult(known=False, form=LOOKUP)
         if not answer.messages:
             raise AmbiguousSendError(
                 f"Kolmeya knows request {answer.request_id} (reference {batch_id}) but lists no "
@@ -132,7 +193,7 @@ class KolmeyaProvider(Provider):
                 statuses.append(attrs.evolve(item.to_event(answer.request_id),
                                              message_id=message.id))
         ordered = [results[m.id] for m in messages if m.id in results]
-        return ReconcileResult(known=True, results=ordered, statuses=statuses, form=self.LOOKUP)
+        return ReconcileResult(known=True, results=ordered, statuses=statuses, form=LOOKUP)
 
     def message_status(self, provider_message_id: str) -> StatusEvent:
         """The current status of one message as a status event (status query)."""
@@ -236,6 +297,12 @@ class KolmeyaProvider(Provider):
         if self._owns_client:
             self.client.close()
 
+    async def aclose(self) -> None:
+        """Close both clients (when this provider created them)."""
+        if self._async is not None and self._owns_client:
+            await self._async.aclose()
+        self._async = None
+        self.close()
 
 def _request_events(answer: wire.RequestStatus,
                     messages: Sequence[Message]) -> List[StatusEvent]:

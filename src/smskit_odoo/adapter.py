@@ -43,8 +43,10 @@ from smskit.config import Secret
 from smskit.errors import ConfigurationError
 from smskit_odoo.errors import (
     OdooAccessError,
+    OdooError,
     OdooMissingModelError,
     OdooRpcError,
+    OdooTransientError,
     OdooUnavailableError,
     OdooValidationError,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "OdooAdapter",
     "OdooUrl",
     "RpcAdapter",
+    "fresh_transaction",
     "from_odoo_datetime",
     "rpc_error",
     "to_odoo_datetime",
@@ -70,6 +73,18 @@ MUTATING = frozenset({"create", "write", "unlink", "load", "message_post", "new_
 SELF_COMMITTING = frozenset({"new_message"})
 
 _ACCESS = ("AccessError", "AccessDenied")
+#: PostgreSQL errors a concurrent transaction causes (psycopg2's ``pgcode``): serialization
+#: failure, deadlock, lock not available. A unique violation is one too when ChatRoom's
+#: ``new_message`` raises it (a conversation another transaction created meanwhile: afresh,
+#: it is found); from any other call it is Odoo refusing the record.
+TRANSIENT_PGCODES = frozenset({"40001", "40P01", "55P03"})
+UNIQUE_VIOLATION = "23505"
+#: The same, as the exception class names an Odoo error object carries over RPC.
+_TRANSIENT_NAMES = ("SerializationFailure", "DeadlockDetected", "LockNotAvailable",
+                    "TransactionRollbackError")
+#: What ``load`` (which swallows database errors into its messages) says for them.
+TRANSIENT_TEXTS = ("could not serialize access", "deadlock detected",
+                   "could not obtain lock", "canceling statement due to lock timeout")
 _VALIDATION = ("ValidationError", "UserError", "IntegrityError", "UniqueViolation",
                "NotNullViolation", "MissingError", "ValueError")
 
@@ -111,9 +126,21 @@ class OdooAdapter(Protocol):
         """A context manager serialising work on ``key`` (a phone number) where possible."""
         ...
 
+    def refresh(self) -> bool:
+        """Make the next call see everything committed so far (a fresh transaction), where the
+        adapter may; ``False`` when it may not (a caller's transaction it must not end)."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...
+
+
+def fresh_transaction(adapter: OdooAdapter) -> bool:
+    """``adapter.refresh()``, for an adapter written before :meth:`OdooAdapter.refresh`
+    existed too (it cannot start a fresh transaction: ``False``)."""
+    refresh = getattr(adapter, "refresh", None)
+    return bool(refresh()) if callable(refresh) else False
 
 
 # -- URLs ---------------------------------------------------------------------------------
@@ -184,7 +211,7 @@ def _redact(url: str) -> str:
 
 
 def rpc_error(name: str, message: str, model: Optional[str], method: Optional[str],
-              arguments: Sequence[Any] = ()) -> OdooRpcError:
+              arguments: Sequence[Any] = ()) -> OdooError:
     """The smskit error for an Odoo error object named ``name`` with ``message``."""
     where = f"{model}.{method}" if model and method else (model or method or "odoo")
     short = name.rsplit(".", 1)[-1] or "error"
@@ -193,6 +220,8 @@ def rpc_error(name: str, message: str, model: Optional[str], method: Optional[st
                                   arguments=arguments)
     if short in _ACCESS:
         return OdooAccessError(text, **kwargs)
+    if short in _TRANSIENT_NAMES:
+        return OdooTransientError(text)
     if short == "UserError" and "doesn't exist" in message and model and model in message:
         return OdooMissingModelError(f"Odoo has no model {model!r} (is its module installed?): "
                                      f"{message}", **kwargs)
@@ -273,7 +302,7 @@ class RpcAdapter:
             self._uid = int(odoo.env.uid)
             return odoo
 
-    def _translate(self, exc: Any, model: Optional[str], method: str) -> OdooRpcError:
+    def _translate(self, exc: Any, model: Optional[str], method: str) -> OdooError:
         info = exc.info if isinstance(getattr(exc, "info", None), dict) else {}
         data = info.get("data") or {}
         if not data and method == "login":
@@ -295,7 +324,7 @@ class RpcAdapter:
             return odoo.execute_kw(model, method, list(args), kwargs)
         except odoorpc.error.RPCError as exc:
             error = self._translate(exc, model, method)
-            if error.name.endswith("SessionExpiredException") or (
+            if getattr(error, "name", "").endswith("SessionExpiredException") or (
                     isinstance(error, OdooAccessError) and error.name.endswith("AccessDenied")):
                 self._reset()  # a changed password or a restarted server: log in again next time
             raise error from None
@@ -311,6 +340,10 @@ class RpcAdapter:
         """A per-key lock of this process (RPC cannot lock inside Odoo's transaction)."""
         with self._lock:
             return self._locks.setdefault(key, threading.Lock())
+
+    def refresh(self) -> bool:
+        """Always ``True``: every RPC call is its own transaction in Odoo."""
+        return True
 
     def close(self) -> None:
         """Forget the session (odoorpc holds no socket between calls)."""
@@ -360,14 +393,53 @@ class _AdvisoryLock:
         """The lock goes with the transaction."""
 
 
+class _CommittingLock:
+    """A session-level ``pg_advisory_lock`` for an adapter that may commit: taken, then a
+    fresh transaction begins (under REPEATABLE READ a snapshot taken before the wait would not
+    see what the previous holder committed); on leaving, the work is committed (rolled back
+    after an error) *before* the lock is released, so the next holder sees it."""
+
+    def __init__(self, cr: Any, key: str) -> None:
+        self._cr = cr
+        self._key = f"smskit:{key}"
+
+    def __enter__(self) -> None:
+        self._cr.execute("SELECT pg_advisory_lock(hashtext(%s))", [self._key])
+        self._cr.commit()
+
+    def __exit__(self, kind: Optional[type], *exc: object) -> None:
+        try:
+            if kind is None:
+                self._cr.commit()
+            else:
+                self._cr.rollback()
+        finally:
+            # a session lock outlives the transaction: always released (with a broken
+            # connection it goes with the connection)
+            self._cr.execute("SELECT pg_advisory_unlock(hashtext(%s))", [self._key])
+
+
+def _pgcode(exc: BaseException) -> Optional[str]:
+    code = getattr(exc, "pgcode", None)
+    return str(code) if code else None
+
+
 class EnvAdapter:
     """:class:`OdooAdapter` over the ORM of the running Odoo (inside an addon).
 
-    ``env`` is an ``odoo.api.Environment``. Each call runs in a savepoint (a refused record
-    does not poison the transaction) except acrux's ``new_message``, which commits by itself.
-    With ``autocommit`` the transaction is committed after each call that changed data, so
-    that what smskit wrote stays written even if the cron or request fails later (the
-    outbound row must exist before Kolmeya is called, and stay).
+    ``env`` is an ``odoo.api.Environment``; it may be replaced between uses (``adapter.env =
+    request_env``: an adapter kept across requests is bound to each request's cursor). Each
+    call runs in a savepoint (a refused record does not poison the transaction) except acrux's
+    ``new_message``, which commits by itself.
+
+    With ``autocommit`` the transaction belongs to smskit: it is committed after each call that
+    changed data, so that what smskit wrote stays written even if the cron or request fails
+    later (the outbound row must exist before Kolmeya is called, and stay); after a failed call
+    it is rolled back, so the cursor stays usable and the next call sees a fresh snapshot;
+    :meth:`refresh` starts a fresh transaction; and :meth:`lock` commits around the locked
+    work. A concurrent transaction getting in the way (serialization failure, deadlock, lock
+    not available, a unique violation) raises :class:`~smskit_odoo.errors.OdooTransientError`:
+    the caller retries in a fresh transaction (the session's replay of pending writes does).
     """
 
     def __init__(self, env: Any, *, autocommit: bool = False,
@@ -378,7 +450,7 @@ class EnvAdapter:
         self._call_kw = call_kw or _default_call_kw()
 
     def __repr__(self) -> str:
-        return f"EnvAdapter(uid={self.uid}, autocommit={self.autocommit})"
+        return f"EnvAdapter(autocommit={self.autocommit})"
 
     @property
     def uid(self) -> int:
@@ -396,39 +468,74 @@ class EnvAdapter:
             raise rpc_error("odoo.exceptions.AccessError",
                             f"Private methods (such as {method}) cannot be called remotely.",
                             model, method)
-        context = kwargs.pop("context", None)
+        # call_kw gives the method the context it is passed (or none), as the RPC endpoint
+        # does: the environment's own (its language, say) is passed with ours on top
+        kwargs["context"] = dict(getattr(self.env, "context", None) or {},
+                                 **(kwargs.pop("context", None) or {}))
         try:
             records = self.env[model]
         except KeyError:
             raise rpc_error("odoo.exceptions.UserError", f"Object {model} doesn't exist",
                             model, method) from None
-        if context:
-            records = records.with_context(**context)
+        cr = self.env.cr
+        committing = False
         try:
             if method in SELF_COMMITTING:
                 result = self._call_kw(records, method, list(args), dict(kwargs))
             else:
-                with self.env.cr.savepoint():
+                with cr.savepoint():
                     result = self._call_kw(records, method, list(args), dict(kwargs))
+            if self.autocommit and method in MUTATING:
+                # the commit flushes what the call left pending (new_message's last write):
+                # a serialization failure may show only here
+                committing = True
+                cr.commit()
         except Exception as exc:  # translated: every Odoo error is one of ours from here on
-            raise self._translate(exc, model, method) from exc
-        if self.autocommit and method in MUTATING:
-            self.env.cr.commit()
+            error = self._translate(exc, model, method)
+            if self.autocommit and (committing or method in SELF_COMMITTING
+                                    or isinstance(error, (OdooTransientError,
+                                                          OdooUnavailableError))):
+                # an aborted transaction (no savepoint around it), or a stale snapshot that
+                # would fail the retry again: a fresh one (ours: nothing else is pending)
+                self._rollback()
+            raise error from exc
         return _jsonable(result)
+
+    def _rollback(self) -> None:
+        try:
+            self.env.cr.rollback()
+        except Exception:  # a dead connection: the next call says so
+            log.debug("rollback after a failed call failed", exc_info=True)
 
     @staticmethod
     def _translate(exc: Exception, model: str, method: str) -> Exception:
         kind = type(exc)
         name = f"{kind.__module__}.{kind.__name__}"
+        code = _pgcode(exc)
+        first = str(exc.args[0]) if exc.args else str(exc)
+        if code in TRANSIENT_PGCODES or (code == UNIQUE_VIOLATION and method in SELF_COMMITTING):
+            return OdooTransientError(f"{model}.{method} met a concurrent transaction: "
+                                      f"{first.strip()}")
         if kind.__module__.startswith("psycopg2") and kind.__name__ in (
                 "OperationalError", "InterfaceError"):
             return OdooUnavailableError(f"the Odoo database failed ({model}.{method}): {exc}")
-        message = str(exc.args[0]) if exc.args else str(exc)
-        return rpc_error(name, message, model, method, exc.args)
+        return rpc_error(name, first, model, method, exc.args)
 
     def lock(self, key: str) -> Any:
-        """A PostgreSQL advisory lock held to the end of the current transaction."""
+        """A PostgreSQL advisory lock on ``key``: with ``autocommit`` a session lock with a
+        fresh transaction inside and a commit before its release (see :class:`EnvAdapter`);
+        otherwise held to the end of the caller's transaction."""
+        if self.autocommit:
+            return _CommittingLock(self.env.cr, key)
         return _AdvisoryLock(self.env.cr, key)
+
+    def refresh(self) -> bool:
+        """With ``autocommit``: commit, so the next call runs in a fresh transaction and sees
+        what other transactions committed; without it ``False`` (the caller's transaction)."""
+        if not self.autocommit:
+            return False
+        self.env.cr.commit()
+        return True
 
     def close(self) -> None:
         """Nothing to release: the environment belongs to Odoo."""

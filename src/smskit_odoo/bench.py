@@ -34,9 +34,11 @@ class RpcCount:
 
 
 def measure_bulk_rpc(count: int = 1000, *, variant: str = "sms_base_sr",
-                     partners: int = 100) -> RpcCount:
+                     partners: int = 100, notes: str = "all") -> RpcCount:
     """Send ``count`` messages (``partners`` of the numbers belong to Odoo partners, so
-    chatter notes are part of the cost) and count the round trips to Odoo."""
+    chatter notes are part of the cost: ``notes`` is the ``odoo_notes`` setting, ``all`` by
+    default so the note for each sent message is counted even where sms_base_sr posts its
+    own) and count the round trips to Odoo."""
     from smskit_odoo.store import open_store
     from smskit_odoo.testing import FakeOdoo, create_app, odoo_url
 
@@ -45,7 +47,7 @@ def measure_bulk_rpc(count: int = 1000, *, variant: str = "sms_base_sr",
     for phone in phones[:partners]:
         fake.add("res.partner", {"name": f"Cliente {phone[-4:]}", "mobile": phone})
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(create_app(fake)) as base:
-        settings = Settings.load(environ={},
+        settings = Settings.load(environ={}, odoo_notes=notes,
                                  odoo_sidecar_url=f"sqlite:///{Path(tmp) / 'sidecar.db'}")
         store = open_store(odoo_url(base, fake), settings)
         kit = SmsKit(settings, store=store, provider=LoopbackProvider(max_batch=1000))

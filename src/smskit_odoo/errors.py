@@ -3,6 +3,7 @@
     StoreError
     └── OdooError                  any failure of a call to Odoo
         ├── OdooUnavailableError   Odoo did not answer (refused, timeout, proxy 502/503)
+        ├── OdooTransientError     a concurrent transaction got in the way: retry afresh
         └── OdooRpcError           Odoo answered with an error object (``name`` says which)
             ├── OdooAccessError    AccessError / AccessDenied / a refused login
             ├── OdooValidationError  ValidationError, UserError, a violated constraint
@@ -25,6 +26,7 @@ __all__ = [
     "OdooMissingModelError",
     "OdooRpcError",
     "OdooSchemaError",
+    "OdooTransientError",
     "OdooUnavailableError",
     "OdooValidationError",
 ]
@@ -36,6 +38,14 @@ class OdooError(StoreError):
 
 class OdooUnavailableError(OdooError):
     """Odoo could not be reached or did not answer; nothing was written by this call."""
+
+
+class OdooTransientError(OdooError):
+    """A concurrent transaction got in the way and nothing of this call was written: a
+    serialization failure ("could not serialize access due to concurrent update"), a deadlock,
+    a lock not obtained, or a unique violation from a record another transaction created
+    meanwhile. The same call in a fresh transaction may succeed; it is never a reason to give
+    a pending write up."""
 
 
 class OdooRpcError(OdooError):

@@ -6,7 +6,11 @@ Three tables live next to the SQL store's (same database URL, own names, created
   route a reply into the ChatRoom, mirror a blacklist change). An op is written *before* the
   Odoo call it stands for and removed (or marked ``done``) after it, so a write that could
   not happen because Odoo was down is replayed when Odoo is back; ``key`` makes an op unique
-  (one note per message and event, ever).
+  (one note per message and event, ever). A process replaying ops first *leases* them
+  (:meth:`Journal.lease`), so two processes (two Odoo workers, the cron and a webhook) never
+  write the same op at once; a lease left by a dead process expires. An op queued again
+  while leased (a mirror op: the message changed meanwhile) gets a new ``version``, and the
+  lessee's completion then leaves it pending, so the change is written too.
 * ``smskit_odoo_links``: our message id -> the Odoo record id, the idempotency key, the
   provider's reply reference and the partner.
 * ``smskit_odoo_partners``: phone (E.164) -> partner id, also the claim that stops two
@@ -19,7 +23,7 @@ import contextlib
 import json
 import threading
 import time
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Set
 
 import attrs
 import sqlalchemy as sa
@@ -52,7 +56,14 @@ ops = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, default=0, server_default="0"),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", sa.Float, nullable=True),
 )
+#: Columns added after the first release, with their DDL (added to an older sidecar).
+_ADDED_COLUMNS = (("smskit_odoo_ops", "version", "INTEGER NOT NULL DEFAULT 0"),
+                  ("smskit_odoo_ops", "lease_owner", "VARCHAR(64)"),
+                  ("smskit_odoo_ops", "lease_until", "FLOAT"))
 links = sa.Table(
     "smskit_odoo_links", _meta,
     sa.Column("message_id", sa.String(40), primary_key=True),
@@ -84,6 +95,7 @@ class Op:
     attempts: int = 0
     status: str = PENDING
     last_error: Optional[str] = None
+    version: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -111,8 +123,7 @@ class Journal:
         self._engine = create_store_engine(self._url)
         self._pg = self._engine.dialect.name == "postgresql"
         self._serial = threading.RLock() if is_memory_sqlite(self._url) else None
-        with db_errors("creating the Odoo bridge tables"):
-            _meta.create_all(self._engine, checkfirst=True)
+        self._ensure_tables()
 
     def __repr__(self) -> str:
         return f"Journal({self._url.render_as_string(hide_password=True)!r})"
@@ -126,6 +137,20 @@ class Journal:
             with conn.begin():
                 yield conn
 
+    def _ensure_tables(self) -> None:
+        """Create the tables (and add columns an older sidecar lacks) in one write
+        transaction: processes opening a fresh sidecar at once take turns (SQLite's ``BEGIN
+        IMMEDIATE``, a transaction-scoped advisory lock on PostgreSQL) instead of failing with
+        "database is locked" or a duplicate table."""
+        with self._tx("creating the Odoo bridge tables", write=True) as conn:
+            if self._pg:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('smskit_odoo_ops'))"))
+            _meta.create_all(conn, checkfirst=True)
+            inspector = sa.inspect(conn)
+            for table, column, ddl in _ADDED_COLUMNS:
+                if column not in {c["name"] for c in inspector.get_columns(table)}:
+                    conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+
     def _insert_ignore(self, table: sa.Table) -> Any:
         insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
         return insert.on_conflict_do_nothing()
@@ -136,22 +161,50 @@ class Journal:
         """Add an op; ``False`` when an op with ``key`` already exists (pending or done)."""
         return self.enqueue_many([(kind, payload, key, message_id)]) == 1
 
-    def enqueue_many(self, items: Iterable[Any]) -> int:
-        """Add ``(kind, payload, key, message_id)`` ops in one transaction; how many went in."""
+    def enqueue_many(self, items: Iterable[Any], *, touch: bool = False) -> int:
+        """Add ``(kind, payload, key, message_id)`` ops in one transaction; how many went in.
+
+        With ``touch`` an op whose key exists already gets a new version and is pending again
+        (the thing it writes changed: a lessee writing the older state leaves it pending)."""
         rows = [{"kind": kind, "payload": json.dumps(dict(payload), sort_keys=True),
                  "key": key, "message_id": message_id, "status": PENDING, "attempts": 0,
-                 "created_at": time.time()} for kind, payload, key, message_id in items]
+                 "created_at": time.time(), "version": 0}
+                for kind, payload, key, message_id in items]
         if not rows:
             return 0
+        if len(rows) == 1 or any(row["key"] is None for row in rows):
+            return self._enqueue_each(rows, touch)
+        # many keyed ops (a batch's mirror ops): the keys present are read once, the new ops
+        # inserted with one executemany, the present ones touched with another
+        with self._tx("recording Odoo writes", write=True) as conn:
+            present: Set[str] = set()
+            keys = [row["key"] for row in rows]
+            for chunk in _chunks(keys):
+                present.update(conn.execute(sa.select(ops.c.key).where(
+                    ops.c.key.in_(chunk))).scalars())
+            fresh = {row["key"]: row for row in rows if row["key"] not in present}
+            if fresh:
+                conn.execute(self._insert_ignore(ops), list(fresh.values()))
+            if touch and present:
+                conn.execute(sa.update(ops).where(ops.c.key == sa.bindparam("k")).values(
+                    version=ops.c.version + 1, status=PENDING), [{"k": k} for k in present])
+        return len(fresh)
+
+    def _enqueue_each(self, rows: List[Dict[str, Any]], touch: bool) -> int:
+        """One statement per op: exact counts (a key taken meanwhile is not counted)."""
         added = 0
         with self._tx("recording Odoo writes", write=True) as conn:
             for row in rows:
                 stmt = self._insert_ignore(ops).values(row)
                 if self._pg:
-                    added += conn.execute(stmt.returning(ops.c.id)).first() is not None
+                    new = conn.execute(stmt.returning(ops.c.id)).first() is not None
                 else:
                     result = conn.execute(stmt.execution_options(preserve_rowcount=True))
-                    added += result.rowcount == 1
+                    new = result.rowcount == 1
+                added += new
+                if touch and not new and row["key"] is not None:
+                    conn.execute(sa.update(ops).where(ops.c.key == row["key"]).values(
+                        version=ops.c.version + 1, status=PENDING))
         return added
 
     def pending(self, kinds: Optional[Sequence[str]] = None, limit: int = 5000) -> List[Op]:
@@ -161,6 +214,29 @@ class Journal:
             query = query.where(ops.c.kind.in_(list(kinds)))
         with self._tx("reading pending Odoo writes") as conn:
             rows = conn.execute(query.order_by(ops.c.id).limit(limit)).mappings().all()
+        return [_op(dict(r)) for r in rows]
+
+    def lease(self, kinds: Sequence[str], owner: str, *, limit: int = 2000,
+              seconds: float = 120.0) -> List[Op]:
+        """Pending ops of ``kinds`` nobody else holds, oldest first, now held by ``owner`` for
+        ``seconds`` (released by :meth:`finish` or :meth:`attempt`; a dead owner's lease
+        expires). Taken in one write transaction: two processes never lease the same op."""
+        now = time.time()
+        free = sa.or_(ops.c.lease_until.is_(None), ops.c.lease_until < now,
+                      ops.c.lease_owner == owner)
+        query = (sa.select(ops).where(ops.c.status == PENDING, ops.c.kind.in_(list(kinds)),
+                                      free).order_by(ops.c.id).limit(limit))
+        with self._tx("looking for pending Odoo writes") as conn:
+            # most flushes find nothing: no write transaction (SQLite's write lock) for them
+            if conn.execute(query.with_only_columns(ops.c.id).limit(1)).first() is None:
+                return []
+        with self._tx("leasing pending Odoo writes", write=True) as conn:
+            if self._pg:
+                query = query.with_for_update(skip_locked=True)
+            rows = conn.execute(query).mappings().all()
+            for chunk in _chunks([r["id"] for r in rows]):
+                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk)).values(
+                    lease_owner=owner, lease_until=now + seconds))
         return [_op(dict(r)) for r in rows]
 
     def failed(self) -> List[Op]:
@@ -176,24 +252,38 @@ class Journal:
             return int(conn.execute(sa.select(sa.func.count()).select_from(ops)
                                     .where(ops.c.status == status)).scalar_one())
 
-    def finish(self, done: Sequence[int], *, keep: Sequence[int] = ()) -> None:
+    def finish(self, done: Sequence[int], *, keep: Sequence[int] = (),
+               versions: Optional[Mapping[int, int]] = None) -> None:
         """Ops written to Odoo: ``done`` are removed, ``keep`` stay as ``done`` (their key
-        keeps guarding against a repeat)."""
+        keeps guarding against a repeat). With ``versions`` (op id -> the version written) an
+        op queued again meanwhile stays pending instead. Every lease is released."""
+        same = _same_version(versions)
         with self._tx("completing Odoo writes", write=True) as conn:
-            for chunk in _chunks(list(done)):
-                conn.execute(sa.delete(ops).where(ops.c.id.in_(chunk)))
-            for chunk in _chunks(list(keep)):
-                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk))
-                             .values(status=DONE, last_error=None))
+            if done:
+                conn.execute(sa.delete(ops).where(same), _params(done, versions))
+            if keep:
+                conn.execute(sa.update(ops).where(same).values(status=DONE, last_error=None),
+                             _params(keep, versions))
+            self._release(conn, [*done, *keep])
 
-    def attempt(self, op_ids: Sequence[int], error: str, *, give_up: bool = False) -> None:
-        """Count a failed attempt; ``give_up`` marks the ops ``failed`` (not retried)."""
-        values: Dict[str, Any] = {"attempts": ops.c.attempts + 1, "last_error": error[:2000]}
-        if give_up:
-            values["status"] = FAILED
+    @staticmethod
+    def _release(conn: Connection, op_ids: Sequence[int]) -> None:
+        for chunk in _chunks(list(op_ids)):
+            conn.execute(sa.update(ops).where(ops.c.id.in_(chunk))
+                         .values(lease_owner=None, lease_until=None))
+
+    def attempt(self, op_ids: Sequence[int], error: str, *, give_up: bool = False,
+                versions: Optional[Mapping[int, int]] = None) -> None:
+        """Count a failed attempt and release the lease; ``give_up`` marks the ops ``failed``
+        (not retried), except one queued again since ``versions`` (it stays pending)."""
         with self._tx("recording a failed Odoo write", write=True) as conn:
             for chunk in _chunks(list(op_ids)):
-                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk)).values(**values))
+                conn.execute(sa.update(ops).where(ops.c.id.in_(chunk)).values(
+                    attempts=ops.c.attempts + 1, last_error=error[:2000],
+                    lease_owner=None, lease_until=None))
+            if give_up and op_ids:
+                conn.execute(sa.update(ops).where(_same_version(versions))
+                             .values(status=FAILED), _params(op_ids, versions))
 
     def retry(self) -> int:
         """Put every failed op back in the queue; how many."""
@@ -302,8 +392,23 @@ class Journal:
         self._engine.dispose()
 
 
+def _same_version(versions: Optional[Mapping[int, int]]) -> Any:
+    """``WHERE`` for one op of an ``executemany`` (``op``, and ``version`` when known)."""
+    cond = ops.c.id == sa.bindparam("op")
+    if versions is not None:
+        cond = sa.and_(cond, ops.c.version == sa.bindparam("v"))
+    return cond
+
+
+def _params(op_ids: Sequence[int], versions: Optional[Mapping[int, int]]
+            ) -> List[Dict[str, int]]:
+    if versions is None:
+        return [{"op": op_id} for op_id in op_ids]
+    return [{"op": op_id, "v": versions.get(op_id, 0)} for op_id in op_ids]
+
+
 def _op(row: Mapping[str, Any]) -> Op:
     return Op(id=int(row["id"]), kind=row["kind"], key=row["key"],
               message_id=row["message_id"], payload=json.loads(row["payload"] or "{}"),
               attempts=int(row["attempts"]), status=row["status"],
-              last_error=row["last_error"])
+              last_error=row["last_error"], version=int(row.get("version") or 0))

@@ -5,8 +5,11 @@
   refused records are alone: the others are created, each refused one is reported.
 * Later changes (results, status events) are written with ``load``: one call updates many
   records with different values (``.id`` names the record), with the user's time zone forced
-  to UTC. Before writing, one ``search_read`` reads what Odoo has for those records and for
-  the provider ids being written, so that a state never moves backwards in Odoo (a late
+  to UTC. ``load`` reports every database error as a message, a concurrent update ("could not
+  serialize access") too: that one raises :class:`~smskit_odoo.errors.OdooTransientError` (the
+  session writes the batch again in a fresh transaction) instead of refusing the row. Before
+  writing, one ``search_read`` reads what Odoo has for those records and for the provider ids
+  being written, so that a state never moves backwards in Odoo (a late
   result, or a person's cancel, wins over nothing), a provider id is never overwritten and
   never given to a second record.
 
@@ -26,7 +29,8 @@ import attrs
 
 from smskit.models import Direction, Message, State
 from smskit.store.base import Store
-from smskit_odoo.adapter import to_odoo_datetime
+from smskit_odoo.adapter import TRANSIENT_TEXTS, to_odoo_datetime
+from smskit_odoo.errors import OdooTransientError
 from smskit_odoo.journal import Link, Op
 from smskit_odoo.schema import OdooSchema
 from smskit_odoo.session import HandlerResult, OdooSession, isolate
@@ -225,6 +229,7 @@ class Mirror:
                     owners.setdefault(str(pid), int(r["id"]))
         targets: List[Tuple[Message, int, Dict[str, Any]]] = []
         gone: Dict[str, str] = {}
+        changing: Set[str] = set()
         for m in messages:
             oid = odoo_ids[m.id]
             if oid not in current:
@@ -232,8 +237,11 @@ class Mirror:
                 continue
             wanted = self._next_values(m, links[m.id], current[oid], owners, oid)
             if wanted is not None:
-                targets.append((m, oid, wanted))
-        refused = self._load(columns, targets)
+                targets.append((m, oid, wanted[0]))
+                changing |= wanted[1]
+        # only the columns some row changes: each column costs load work on every row (a
+        # many2one one search per row)
+        refused = self._load([c for c in columns if c in changing], targets)
         refused.update(gone)
         self.session.journal.put_links([
             attrs.evolve(links[m.id], odoo_state=str(values["state"]))
@@ -241,12 +249,14 @@ class Mirror:
         return refused
 
     def _next_values(self, message: Message, link: Link, row: Mapping[str, Any],
-                     owners: Mapping[str, int], oid: int) -> Optional[Dict[str, Any]]:
-        """The row's values after the write, or ``None`` when nothing changes."""
+                     owners: Mapping[str, int], oid: int
+                     ) -> Optional[Tuple[Dict[str, Any], Set[str]]]:
+        """The row's values after the write and the concepts that change, or ``None`` when
+        nothing changes."""
         schema = self.schema
         desired = self.values(message, link)
         out: Dict[str, Any] = {}
-        changed = False
+        changed: Set[str] = set()
         for concept in MUTABLE:
             if not schema.has(concept):
                 continue
@@ -270,9 +280,10 @@ class Mirror:
                 value = _odoo_value(want)
                 if concept == "cost" and have not in (None, False):
                     value = float(value)
-            changed = changed or not _same(value, have)
+            if not _same(value, have):
+                changed.add(concept)
             out[concept] = value
-        return out if changed else None
+        return (out, changed) if changed else None
 
     def _load(self, columns: Sequence[str], targets: List[Tuple[Message, int, Dict[str, Any]]]
               ) -> Dict[str, str]:
@@ -292,6 +303,13 @@ class Mirror:
             if answer.get("ids"):
                 return refused
             errors = [msg for msg in answer.get("messages") or [] if msg.get("type") == "error"]
+            for msg in errors:
+                # load turns every database error into a message, a concurrent update too:
+                # that one is no refusal of the row (a fresh transaction writes it)
+                text = str(msg.get("message") or "")
+                if any(t in text.lower() for t in TRANSIENT_TEXTS):
+                    raise OdooTransientError(f"{schema.model}.load met a concurrent "
+                                             f"transaction: {text.strip()}")
             bad: Set[int] = {int(msg["record"]) for msg in errors
                              if isinstance(msg.get("record"), int)}
             if not bad:  # Odoo named no row: every row is refused with its message

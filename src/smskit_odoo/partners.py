@@ -6,9 +6,13 @@ digits (``8%7%6%5%4%3%2%1``), plus ``phone_sanitized`` where the database has it
 of a batch in one ``search_read``; each candidate is then compared in E.164
 (:func:`smskit.phone.same_number`).
 
-Creation is guarded twice: a claim per number in the sidecar (shared by every smskit process
-on the same database) and, inside an addon, a PostgreSQL advisory lock; the number is searched
-again after the claim is won, right before ``create``.
+Creation is guarded twice: the adapter's lock per number (inside an addon a PostgreSQL
+advisory lock, taken before a fresh transaction begins and released only after the new partner
+is committed: under REPEATABLE READ a search in a snapshot older than another request's commit
+would not see that partner, and a row referring to it would fail its foreign key) and a claim
+per number in the sidecar (shared by every smskit process on it, over RPC too). The number is
+searched again once both are held, right before ``create``. A partner another process is
+still creating is waited for, then the adapter starts a fresh transaction so it is visible.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from smskit.errors import InvalidPhoneError
 from smskit.phone import MATCH_SUFFIX_LENGTH, Phone, match_suffix
-from smskit_odoo.adapter import OdooAdapter
+from smskit_odoo.adapter import OdooAdapter, fresh_transaction
 from smskit_odoo.journal import Journal
 
 __all__ = ["PartnerDirectory", "phone_domain"]
@@ -97,38 +101,41 @@ class PartnerDirectory:
         missing = [p for p in wanted if p not in found]
         if not missing:
             return found
-        known = {p: pid for p, pid in self.journal.partners(missing).items() if pid}
-        if known:
-            # Recorded by an earlier creation but not found by the search: created by another
-            # process just now (keep it), or deleted / renumbered since (forget it).
-            alive = set(self.adapter.execute("res.partner", "search",
-                                             [("id", "in", sorted(set(known.values())))]))
-            found.update({p: pid for p, pid in known.items() if pid in alive})
-            self.journal.forget_partners([p for p, pid in known.items() if pid not in alive])
+        others: List[str] = []
+        with self._locks(missing):
+            # from here on the snapshot is fresh: what others created before is visible
+            found.update(self._recorded(missing))
             missing = [p for p in missing if p not in found]
-            if not missing:
-                return found
-        won = self.journal.claim(missing, self.owner)
-        try:
-            if won:
-                # Searched again after the claim: another process may have created it between
-                # our first search and the claim.
-                again = self.find(won)
-                found.update(again)
-                create = [p for p in won if p not in again]
-                if create:
-                    with self._locks(create):
+            if missing:
+                found.update(self.find(missing))
+                missing = [p for p in missing if p not in found]
+            if missing:
+                won = self.journal.claim(missing, self.owner)
+                try:
+                    if won:
                         ids = self.adapter.execute("res.partner", "create", [
-                            {"name": (names or {}).get(p) or p, "mobile": p} for p in create])
-                    found.update(zip(create, (int(i) for i in ids)))
-                self.journal.set_partners({p: found[p] for p in won}, self.owner)
-        except BaseException:
-            self.journal.release(won, self.owner)
-            raise
-        others = [p for p in missing if p not in won]
+                            {"name": (names or {}).get(p) or p, "mobile": p} for p in won])
+                        found.update(zip(won, (int(i) for i in ids)))
+                        self.journal.set_partners({p: found[p] for p in won}, self.owner)
+                except BaseException:
+                    self.journal.release(won, self.owner)
+                    raise
+                others = [p for p in missing if p not in won]
         if others:
             found.update(self._wait_for(others))
+            fresh_transaction(self.adapter)  # their partners came after our snapshot
         return found
+
+    def _recorded(self, phones: Sequence[str]) -> Dict[str, int]:
+        """Partners the sidecar recorded for these phones and Odoo still has (an entry whose
+        partner was deleted since is forgotten)."""
+        known = {p: pid for p, pid in self.journal.partners(phones).items() if pid}
+        if not known:
+            return {}
+        alive = set(self.adapter.execute("res.partner", "search",
+                                         [("id", "in", sorted(set(known.values())))]))
+        self.journal.forget_partners([p for p, pid in known.items() if pid not in alive])
+        return {p: pid for p, pid in known.items() if pid in alive}
 
     def _locks(self, phones: Sequence[str]) -> Any:
         """The adapter's lock on each phone, taken in a stable order."""

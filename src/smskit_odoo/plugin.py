@@ -66,6 +66,11 @@ class OdooPlugin:
     def __repr__(self) -> str:
         return f"OdooPlugin({self.session!r}, store_backed={self.store_backed})"
 
+    def forget(self) -> None:
+        """Forget the partners remembered by phone (a kit kept across Odoo requests: another
+        request may have created or changed them)."""
+        self._partner_ids.clear()
+
     def partner_id(self, phone: str) -> Optional[int]:
         """The partner of ``phone`` (remembered for this plugin's life)."""
         if phone not in self._partner_ids:

@@ -112,6 +112,13 @@ class OdooSchema:
         return "phone.blacklist" in self.models
 
     @property
+    def posts_own_notes(self) -> bool:
+        """Whether the message model posts a chatter note on the partner for each new message
+        by itself: the users' ``sms_base_sr`` does (its ``sms.message.create``), so smskit's
+        own note for a sent message would be a second one for the same SMS."""
+        return self.model == "sms.message" and "sms_base_sr" in self.modules
+
+    @property
     def has_acrux(self) -> bool:
         """Whether the ChatRoom models exist."""
         return "acrux.chat.conversation" in self.models

@@ -2,27 +2,44 @@
 the partner directory, the ``phone.blacklist`` cache, chatter notes, and the journal's replay.
 
 Writes to Odoo that must not be lost go through the journal: an op is recorded in the sidecar,
-then :meth:`OdooSession.flush` writes the pending ops in batches, kind by kind (``mirror``
-first, then ``note``, ``blacklist``, ``acrux``), each kind by a handler registered by whoever
-owns it (the store, the ChatRoom router). When Odoo is unreachable the ops stay and the next
-flush (the next write, the worker's next cycle, or an explicit ``flush()``) writes them; a
-record Odoo refuses is given up with its error reported, the others are written.
+then :meth:`OdooSession.flush` leases the pending ops and writes them in batches, kind by kind
+(``mirror`` first, then ``note``, ``blacklist``, ``acrux``), each kind by a handler registered by
+whoever owns it (the store, the ChatRoom router). What happens to an op:
+
+* written: removed (or kept as done, its key guarding against a repeat);
+* Odoo unreachable: it stays pending and the next flush (the next write, the worker's next
+  cycle, or an explicit ``flush()``) writes it;
+* a concurrent transaction got in the way (:class:`~smskit_odoo.errors.OdooTransientError`:
+  a serialization failure, a deadlock, ChatRoom creating the same conversation): the batch is
+  tried again at once in a fresh transaction (up to ``transient_retries`` times, logged), and
+  if that keeps failing it stays pending with its attempts and last error counted: never
+  given up;
+* something to fix on the Odoo side (a missing ChatRoom connector: a ``ConfigurationError``):
+  it stays pending, the reason recorded and logged, until the next flush after the fix;
+* a record Odoo refuses: given up with its error reported (the other records are written).
 """
 
 from __future__ import annotations
 
 import html
 import logging
+import random
 import threading
 import time
+import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, TypeVar
 
 import attrs
 
-from smskit.errors import InvalidPhoneError
+from smskit.errors import ConfigurationError, InvalidPhoneError
 from smskit.phone import Phone
-from smskit_odoo.adapter import OdooAdapter
-from smskit_odoo.errors import OdooError, OdooUnavailableError, OdooValidationError
+from smskit_odoo.adapter import OdooAdapter, fresh_transaction
+from smskit_odoo.errors import (
+    OdooError,
+    OdooTransientError,
+    OdooUnavailableError,
+    OdooValidationError,
+)
 from smskit_odoo.journal import Journal, Op
 from smskit_odoo.partners import PartnerDirectory
 from smskit_odoo.schema import OdooSchema, detect_schema
@@ -37,6 +54,8 @@ Handler = Callable[[List[Op]], "HandlerResult"]
 
 #: The order in which kinds of pending writes are replayed.
 KIND_ORDER = ("mirror", "note", "blacklist", "acrux")
+#: Ops leased and written per handler call.
+_BATCH = 2000
 
 
 @attrs.define
@@ -91,7 +110,8 @@ class OdooSession:
     def __init__(self, adapter: OdooAdapter, journal: Journal, *, region: str = "BR",
                  model: Optional[str] = None, id_field: Optional[str] = None,
                  flush_mode: str = "sync", flush_delay: float = 0.2,
-                 blacklist_ttl: float = 60.0, retry_after: float = 5.0) -> None:
+                 blacklist_ttl: float = 60.0, retry_after: float = 5.0,
+                 transient_retries: int = 5) -> None:
         if flush_mode not in ("sync", "deferred"):
             raise ValueError(f"flush_mode must be 'sync' or 'deferred', got {flush_mode!r}")
         self.adapter = adapter
@@ -102,6 +122,9 @@ class OdooSession:
         self.flush_delay = flush_delay
         self.blacklist_ttl = blacklist_ttl
         self.retry_after = retry_after
+        self.transient_retries = transient_retries
+        #: Who leases journal ops for this session (unique per session and process).
+        self.owner = uuid.uuid4().hex
         self._model = model
         self._id_field = id_field
         self._schema: Optional[OdooSchema] = None
@@ -170,7 +193,8 @@ class OdooSession:
                     report.error = str(exc)
                     if isinstance(exc, OdooUnavailableError):
                         self._down_until = time.monotonic() + self.retry_after
-                    log.warning("Odoo writes kept for later (%s): %s", kind, exc)
+                    if not isinstance(exc, OdooTransientError):  # that one said so already
+                        log.warning("Odoo writes kept for later (%s): %s", kind, exc)
                     if raise_errors:
                         raise
                     break
@@ -180,20 +204,32 @@ class OdooSession:
     def _flush_kind(self, kind: str, report: FlushReport) -> None:
         handler = self._handlers[kind]
         while True:
-            batch = self.journal.pending([kind], limit=2000)
+            batch = self.journal.lease([kind], self.owner, limit=_BATCH)
             if not batch:
                 return
+            versions = {op.id: op.version for op in batch}
             try:
-                result = handler(batch)
-            except OdooError as exc:
+                result = self._run(kind, handler, batch)
+            except (OdooError, ConfigurationError) as exc:
+                # never given up here: the ops stay pending, the attempt and reason recorded
                 self.journal.attempt([op.id for op in batch], str(exc))
+                if isinstance(exc, ConfigurationError):
+                    log.warning("Odoo %s writes kept until this is fixed: %s", kind, exc)
+                    report.error = str(exc)
+                    return  # the other kinds are not concerned
+                raise
+            except BaseException:
+                self.journal.attempt([op.id for op in batch], "interrupted")
                 raise
             self._down_until = 0.0
-            self.journal.finish(result.done, keep=result.keep)
+            self.journal.finish(result.done, keep=result.keep, versions=versions)
             report.written += len(result.done) + len(result.keep)
             by_id = {op.id: op for op in batch}
+            if result.failed:
+                self.journal.attempt(list(result.failed), "; ".join(
+                    sorted(set(result.failed.values())))[:2000], give_up=True,
+                    versions=versions)
             for op_id, error in result.failed.items():
-                self.journal.attempt([op_id], error, give_up=True)
                 report.failed += 1
                 for listener in self._failure_listeners:
                     try:
@@ -201,8 +237,26 @@ class OdooSession:
                     except Exception:  # a listener must not stop the replay
                         log.exception("reporting a refused Odoo write failed")
             handled = set(result.done) | set(result.keep) | set(result.failed)
-            if not handled or len(batch) < 2000:
+            if not handled or len(batch) < _BATCH:
                 return
+
+    def _run(self, kind: str, handler: Handler, batch: List[Op]) -> HandlerResult:
+        """The handler on ``batch``, tried again in a fresh transaction after a concurrent
+        transaction got in the way (the handlers read before they write, so a retry redoes
+        the whole read-then-write on what is committed now)."""
+        attempt = 1
+        while True:
+            try:
+                return handler(batch)
+            except OdooTransientError as exc:
+                if attempt >= self.transient_retries or not fresh_transaction(self.adapter):
+                    log.warning("Odoo %s writes of %d op(s) kept for a later try after %d "
+                                "attempt(s): %s", kind, len(batch), attempt, exc)
+                    raise
+                attempt += 1
+                log.info("Odoo %s writes: %s; trying again in a fresh transaction (%d/%d)",
+                         kind, exc, attempt, self.transient_retries)
+                time.sleep(random.uniform(0.01, 0.05) * attempt)  # noqa: S311 - jitter
 
     def close(self) -> None:
         """Stop a pending timer and release the connection and the journal."""
@@ -301,7 +355,10 @@ class OdooSession:
             self._blacklist = None
 
     def _write_blacklist(self, ops: List[Op]) -> HandlerResult:
-        """Mirror smskit's blacklist changes into ``phone.blacklist`` (add, or archive)."""
+        """Mirror smskit's blacklist changes into ``phone.blacklist``: add (an archived row is
+        reactivated: Odoo's ``create`` would hand it back still archived), or archive. Written
+        with the context ``smskit_blacklist_sync`` so an addon mirroring Odoo's changes into
+        smskit does not echo them back."""
         result = HandlerResult()
         if not self.schema.has_blacklist:
             result.done.extend(op.id for op in ops)
@@ -311,16 +368,26 @@ class OdooSession:
             latest[str(op.payload["phone"])] = op
         add = [p for p, op in latest.items() if op.payload.get("active")]
         remove = [p for p, op in latest.items() if not op.payload.get("active")]
+        context = {"smskit_blacklist_sync": True, "active_test": False}
+        execute = self.adapter.execute
         if add:
-            _, bad = isolate(add, lambda batch: self.adapter.execute(
-                "phone.blacklist", "create", [{"number": p} for p in batch]))
+            rows = execute("phone.blacklist", "search_read", [("number", "in", add)],
+                           fields=["number", "active"], context=context)
+            archived = [int(r["id"]) for r in rows if not r.get("active")]
+            if archived:
+                execute("phone.blacklist", "write", archived, {"active": True},
+                        context=context)
+            present = {self._normalise(r.get("number")) for r in rows}
+            new = [p for p in add if p not in present]
+            _, bad = isolate(new, lambda batch: execute(
+                "phone.blacklist", "create", [{"number": p} for p in batch], context=context))
             for phone, error in bad:
                 result.failed[latest[phone].id] = error
         if remove:
-            ids = self.adapter.execute("phone.blacklist", "search",
-                                       [("number", "in", remove)])
+            ids = execute("phone.blacklist", "search", [("number", "in", remove),
+                                                        ("active", "=", True)])
             if ids:
-                self.adapter.execute("phone.blacklist", "write", ids, {"active": False})
+                execute("phone.blacklist", "write", ids, {"active": False}, context=context)
         failed = set(result.failed)
         result.done.extend(op.id for op in ops if op.id not in failed)
         self.forget_blacklist()

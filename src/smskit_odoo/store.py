@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 #: Where the sidecar lives unless ``odoo_sidecar_url`` (or ``?sidecar=``) says otherwise.
 DEFAULT_SIDECAR = "sqlite:///smskit-odoo.db"
+#: ``odoo_notes``: which chatter notes smskit posts. ``all``: one when a message is sent and
+#: one on its final status; ``final``: only the final one; ``auto`` (default): ``final`` where
+#: the message model posts a note of its own for each new message (sms_base_sr), else ``all``.
+NOTES = ("auto", "all", "final")
 KIND_ODOO_ERROR = "odoo_error"
 
 
@@ -81,9 +85,12 @@ class OdooStore(Store):
     """
 
     def __init__(self, session: OdooSession, sidecar: Store, *,
-                 create_partners: str = "inbound") -> None:
+                 create_partners: str = "inbound", notes: str = "auto") -> None:
+        if notes not in NOTES:
+            raise ValueError(f"odoo_notes must be one of {', '.join(NOTES)}, got {notes!r}")
         self.session = session
         self.sidecar = sidecar
+        self.notes = notes
         self.mirror = Mirror(session, sidecar, create_partners=create_partners)
         session.register("mirror", self.mirror.handle)
         session.on_failure(self._report_refusal)
@@ -113,18 +120,30 @@ class OdooStore(Store):
                                       provider="odoo")
 
     def _mirror_later(self, message_ids: Iterable[str]) -> None:
-        self.journal.enqueue_many(("mirror", {}, f"mirror:{mid}", mid)
-                                  for mid in dict.fromkeys(message_ids))
+        # touch: a mirror op being written by another process right now is written again
+        self.journal.enqueue_many((("mirror", {}, f"mirror:{mid}", mid)
+                                   for mid in dict.fromkeys(message_ids)), touch=True)
+
+    @property
+    def sent_notes(self) -> bool:
+        """Whether smskit posts a note when a message is sent (see :data:`NOTES`): not where
+        the message model already posts one for each new message, which would make two
+        notes for one SMS."""
+        if self.notes == "auto":
+            return not self.session.schema.posts_own_notes
+        return self.notes == "all"
 
     def _notes_for(self, before: Dict[str, Message], after: Sequence[Message]) -> None:
         """Queue the chatter notes the changes call for (one per message and event)."""
         wanted: List[Tuple[Message, str]] = []
+        sent_notes = self.sent_notes
         for message in after:
             old = before.get(message.id)
             if old is None or old.state == message.state:
                 continue
             if message.state is State.SENT:
-                wanted.append((message, "sent"))
+                if sent_notes:
+                    wanted.append((message, "sent"))
             elif message.state.is_final and not old.state.is_final:
                 wanted.append((message, "final"))
         if not wanted:
@@ -408,9 +427,24 @@ class OdooStore(Store):
         self.session.request_flush()
         return changed
 
+    def blacklist_from_odoo(self, phone: str, action: str, *, reason: str = "",
+                            source: str = "odoo") -> bool:
+        """A change made in Odoo's ``phone.blacklist`` (added, archived, deleted), brought into
+        smskit's own list (audited, and synced to the gateways as smskit's own changes are),
+        without writing it back to Odoo, which has it already."""
+        if action not in ACTIONS:
+            raise ValidationError(f"blacklist action must be 'add' or 'remove', got {action!r}")
+        if isinstance(self.sidecar, OutreachStore):
+            return bool(self.sidecar.blacklist_change(phone, action, reason=reason,
+                                                      source=source))
+        if action == "add":
+            return self.sidecar.blacklist_add(phone, reason, source)
+        return self.sidecar.blacklist_remove(phone)
+
     def is_blacklisted(self, phone: str) -> bool:
-        """On smskit's list or on Odoo's ``phone.blacklist`` (cached a minute)."""
-        return self.sidecar.is_blacklisted(phone) or phone in self.session.odoo_blacklist()
+        """On smskit's list or, asked afresh (one query), on Odoo's ``phone.blacklist``: a
+        row archived in Odoo a moment ago no longer blocks the number."""
+        return self.sidecar.is_blacklisted(phone) or bool(self.session.odoo_blacklisted([phone]))
 
     def blacklisted(self, phones: Sequence[str]) -> Set[str]:
         """The subset on either list (Odoo asked afresh: the last check before sending)."""
@@ -555,7 +589,8 @@ def open_store(url: str, settings: Settings, *,
     try:
         session = open_session(url, settings, adapter=adapter, journal=journal)
         return OdooStore(session, sidecar,
-                         create_partners=settings.get("odoo_create_partners") or "inbound")
+                         create_partners=settings.get("odoo_create_partners") or "inbound",
+                         notes=settings.get("odoo_notes") or "auto")
     except (ValueError, StoreError) as exc:
         sidecar.close()
         journal.close()

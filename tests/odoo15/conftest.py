@@ -45,10 +45,11 @@ class Servers:
         self.odoo = odoo
         self.running: List[Server] = []
 
-    def start(self, variant: str = "sr", *, workers: bool = False) -> Server:
+    def start(self, variant: str = "sr", *, workers: bool = False,
+              server_wide: bool = False) -> Server:
         db = self.odoo.new_database(variant)
         try:
-            server = self.odoo.serve(db, workers=workers)
+            server = self.odoo.serve(db, workers=workers, server_wide=server_wide)
         except BaseException:
             self.odoo.drop_database(db)
             raise
@@ -73,14 +74,17 @@ def odoo_servers(odoo15: Odoo15) -> Iterator[Servers]:
     servers.stop_all()
 
 
-def _module_server(variant: str, workers: bool = False) -> Callable[..., Iterator[Server]]:
+def _module_server(variant: str, workers: bool = False,
+                   server_wide: bool = False) -> Callable[..., Iterator[Server]]:
     def fixture(odoo_servers: Servers) -> Iterator[Server]:
-        server = odoo_servers.start(variant, workers=workers)
+        server = odoo_servers.start(variant, workers=workers, server_wide=server_wide)
         yield server
         odoo_servers.stop(server)
 
+    how = [what for what, on in (("--workers 2", workers),
+                                 ("the addon loaded server-wide", server_wide)) if on]
     fixture.__doc__ = (f"A served copy of the {variant!r} template for one test module"
-                       f"{' (--workers 2)' if workers else ''}.")
+                       f"{' (' + ', '.join(how) + ')' if how else ''}.")
     return fixture
 
 
@@ -88,6 +92,8 @@ odoo_sr = pytest.fixture(scope="module", name="odoo_sr")(_module_server("sr"))
 odoo_stock = pytest.fixture(scope="module", name="odoo_stock")(_module_server("stock"))
 odoo_sr_workers = pytest.fixture(scope="module", name="odoo_sr_workers")(
     _module_server("sr", workers=True))
+odoo_sr_server_wide = pytest.fixture(scope="module", name="odoo_sr_server_wide")(
+    _module_server("sr", server_wide=True))
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Once per machine (reused while nothing changed): Odoo 15 is unpacked into a directory with its
 Python 3.8 virtualenv (``odoo15 install``), smskit is installed into that virtualenv exactly as
-``addons/sms_smskit/README.md`` tells users (``pip install '<this repository>[odoo,acrux]'``),
+``addons/sms_smskit/README.md`` tells users (``pip install '<this repository>[odoo-addon]'``),
 and one template database per schema variant is made with the addons installed (``odoo15
 init``: installing modules is the slow part). Each server then gets its own copy of a template
 (``CREATE DATABASE ... TEMPLATE``, plus the filestore, as Odoo's own duplicate does) and is
@@ -40,8 +40,10 @@ from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 REPO = Path(__file__).resolve().parents[2]
 #: The addons directories on Odoo's addons path: the addon users install, and the stand-ins.
 ADDON_PATHS = (REPO / "addons", REPO / "tests" / "odoo" / "addons")
-#: The extras addons/sms_smskit/README.md installs.
-SMSKIT_EXTRAS = "odoo,acrux"
+#: The extra addons/sms_smskit/README.md installs into Odoo's virtualenv.
+SMSKIT_EXTRAS = "odoo-addon"
+#: ``--load`` of a server with the addon loaded server-wide (see addons/sms_smskit/README.md).
+SERVER_WIDE = "base,web,sms_smskit"
 #: Schema variant -> the modules its databases have installed.
 VARIANTS: Mapping[str, Tuple[str, ...]] = {
     # the users' set-up: stock sms, their sms_base_sr (sms.message), ChatRoom, the addon
@@ -276,13 +278,18 @@ class Odoo15:
                 log.unlink()
 
     # -- running Odoo ------------------------------------------------------------------------
-    def serve(self, db: str, *, workers: bool = False) -> Server:
-        """Serve ``db`` on a free loopback port (``--workers 2`` when asked). No cron runs:
-        tests trigger the cron themselves."""
+    def serve(self, db: str, *, workers: bool = False, server_wide: bool = False) -> Server:
+        """Serve ``db`` on a free loopback port (``--workers 2`` and a longpolling port when
+        asked; with ``server_wide`` the addon is among the server-wide modules). No cron
+        runs: tests trigger the cron themselves."""
         port = free_port()
+        longpolling: Optional[int] = None
         args = "--max-cron-threads 0"
         if workers:
-            args = f"--workers 2 --longpolling-port {free_port()} {args}"
+            longpolling = free_port()
+            args = f"--workers 2 --longpolling-port {longpolling} {args}"
+        if server_wide:
+            args = f"--load {SERVER_WIDE} {args}"
         result = self.run("serve", str(self.directory), db, str(port), *self.addons_args(),
                           extra_env={"ODOO15_ARGS": args}, timeout=_SERVE_TIMEOUT)
         log = self.directory / f"serve-{port}.log"
@@ -293,7 +300,8 @@ class Odoo15:
             raise RuntimeError(f"odoo15 serve {db} failed: {_tail(result)}\n"
                                f"{_tail_text(log.read_text(errors='replace'))}")
         pid = int(result.stdout.strip().splitlines()[-1])
-        return Server(self, db, port, pid, log, workers)
+        return Server(self, db, port, pid, log, workers, longpolling_port=longpolling,
+                      server_wide=server_wide)
 
     def shell(self, db: str, code: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """``odoo-bin shell`` on ``db`` running ``code`` (``env`` is bound)."""
@@ -312,17 +320,23 @@ class Server:
     """A served database: its URL, log and RPC helpers."""
 
     def __init__(self, odoo: Odoo15, db: str, port: int, pid: int, log: Path,
-                 workers: bool) -> None:
+                 workers: bool, *, longpolling_port: Optional[int] = None,
+                 server_wide: bool = False) -> None:
         self.odoo = odoo
         self.db = db
         self.port = port
         self.pid = pid
         self.log = log
         self.workers = workers
+        #: The longpolling (gevent) process's port in ``--workers`` mode.
+        self.longpolling_port = longpolling_port
+        #: Whether the addon is loaded server-wide (``--load base,web,sms_smskit``).
+        self.server_wide = server_wide
         self._uid: Optional[int] = None
 
     def __repr__(self) -> str:
-        return f"Server({self.db!r}, port={self.port}, workers={self.workers})"
+        return (f"Server({self.db!r}, port={self.port}, workers={self.workers}, "
+                f"server_wide={self.server_wide})")
 
     @property
     def url(self) -> str:

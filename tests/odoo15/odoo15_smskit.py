@@ -17,10 +17,6 @@ from smskit_odoo.journal import Journal
 SIM_TOKEN = "odoo-sim-token"
 WEBHOOK_SECRET = "odoo-webhook-secret"
 WEBHOOK_PATH = "/smskit/webhooks/kolmeya/{kind}"
-#: A JSON media type Odoo 15 does not take for JSON-RPC: the tests that reproduce what
-#: happens *after* the addon got a callback post with it, so they do not depend on the
-#: addon coping with plain ``application/json`` (which tests of their own cover).
-VENDOR_JSON = "application/vnd.kolmeya+json"
 
 
 def configure_kolmeya(server: Server, api_url: str, **extra: Optional[str]) -> None:

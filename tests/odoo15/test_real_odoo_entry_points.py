@@ -12,14 +12,12 @@ post a second one.
 from __future__ import annotations
 
 import random
-import xmlrpc.client
 from typing import Any, Dict, Tuple
 
 import odoorpc.error
 import pytest
 from odoo15_harness import Server
 from odoo15_smskit import (
-    VENDOR_JSON,
     configure_kolmeya,
     post_webhook,
     reply_callback,
@@ -53,9 +51,6 @@ def _rpc_error(exc: Exception) -> Dict[str, Any]:
     return dict(info.get("data") or {})
 
 
-@pytest.mark.xfail(strict=True, raises=xmlrpc.client.Fault,
-                   reason="issue 12: smskit_send over XML-RPC fails with 'cannot marshal None' "
-                          "after the SMS went out")
 def test_smskit_send_over_xmlrpc(odoo: Server) -> None:
     phone = unique_phone()
     try:
@@ -67,8 +62,6 @@ def test_smskit_send_over_xmlrpc(odoo: Server) -> None:
     assert result["state"] == "sent" and result["message_id"]
 
 
-@pytest.mark.xfail(strict=True, raises=odoorpc.error.RPCError,
-                   reason="issue 12: a scheduled send over RPC fails on a string date")
 def test_a_scheduled_send_with_a_string_date(odoo: Server) -> None:
     phone = unique_phone()
     client = odoo.odoorpc()
@@ -87,15 +80,12 @@ def test_a_blacklisted_number_is_not_sent(odoo: Server) -> None:
 
 
 @pytest.mark.parametrize("lift", ["archive", "unlink"])
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: archiving (or deleting) a phone.blacklist row does not "
-                          "lift smskit's block")
 def test_lifting_a_blacklist_row_in_odoo_lifts_the_block(odoo: Server, lift: str) -> None:
     phone = unique_phone()
     client = odoo.odoorpc()
     # the customer answers SAIR: smskit blocks the number and adds it to phone.blacklist
     optout = post_webhook(odoo, "reply", reply_callback(random.randint(10**6, 10**7), phone,
-                                                        "SAIR"), content_type=VENDOR_JSON)
+                                                        "SAIR"))
     assert optout.status_code == 200, optout.text
     rows = odoo.xmlrpc("phone.blacklist", "search", [("number", "=", phone)])
     assert len(rows) == 1
@@ -110,9 +100,6 @@ def test_lifting_a_blacklist_row_in_odoo_lifts_the_block(odoo: Server, lift: str
     assert result["state"] == "sent", result
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: a bad number typed by an agent raises a raw smskit "
-                          "error instead of a UserError")
 def test_a_bad_number_in_an_agent_reply_is_a_user_error(odoo: Server, connector: int) -> None:
     client = odoo.odoorpc()
     with pytest.raises(odoorpc.error.RPCError) as caught:
@@ -124,9 +111,6 @@ def test_a_bad_number_in_an_agent_reply_is_a_user_error(odoo: Server, connector:
     assert "Traceback" not in str(error.get("message"))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12: the kit (schema detection, sidecar migration check) is "
-                          "rebuilt on every request")
 def test_the_kit_is_not_rebuilt_per_request(odoo: Server) -> None:
     client = odoo.odoorpc()
     mark = odoo.log_mark()
@@ -137,9 +121,6 @@ def test_the_kit_is_not_rebuilt_per_request(odoo: Server) -> None:
 
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 12 (item 5): sms_base_sr already posts a note for the new "
-                          "sms.message and smskit posts a second one")
 def test_one_message_one_note(odoo: Server) -> None:
     phone = unique_phone()
     partner = odoo.xmlrpc("res.partner", "create", {"name": "Nota Única", "mobile": phone})

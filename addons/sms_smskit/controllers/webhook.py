@@ -1,55 +1,79 @@
 """Kolmeya's callbacks, received by Odoo itself and checked by smskit's webhook gate.
 
 ``POST /smskit/webhooks/<provider>/<kind>?token=<smskit.webhook_secret>`` (kind: ``status``
-or ``reply``). The route is ``auth='none'`` because the gateway has no Odoo session, but it
-is not open: the secret is checked in constant time (and the optional IP allow list) before
-the body is read or anything else is built, and no webhook is accepted while
-``smskit.webhook_secret`` is unset. Only then does smskit run, as the user named by
-``smskit.webhook_user_id`` (default: the superuser, as Odoo's own crons run), through the same
-gate as the reference server (``smskit.webhooks``): the same rules, the same JSON answers
-(401/403 without the secret, 503 retried by the gateway when the store failed).
+or ``reply``), with the ``Content-Type: application/json`` Kolmeya sends (see
+``webhook_http.py`` for how Odoo 15 is made to route it here). The route is ``auth='none'``
+because the gateway has no Odoo session, but it is not open: the secret is checked in constant
+time (and the optional IP allow list) before the body is read or anything else is built, and
+no webhook is accepted while ``smskit.webhook_secret`` is unset. Only then does smskit run, as
+the user named by ``smskit.webhook_user_id`` (default: the superuser, as Odoo's own crons
+run), through the same gate as the reference server (``smskit.webhooks``): the same rules, the
+same JSON answers (401/403 without the secret, 400 for a malformed body, 503 + Retry-After
+when the store or the database failed, the gateway then retries). A 2xx goes out only once
+what the callback changed is committed.
 """
 
-import json
 import logging
 
+import psycopg2
 from odoo.http import request
+from odoo.service import db as db_service
 
-from odoo import SUPERUSER_ID, api, http
+from odoo import SUPERUSER_ID, http
+
+from ..webhook_http import RETRY_AFTER, database_unavailable, json_response, unavailable
 
 _logger = logging.getLogger(__name__)
+
+
+def _no_database():
+    """The answer when the request is bound to no database. Served among Odoo's
+    no-database routes (the addon loaded server-wide), that happens when the database the
+    URL names could not be opened (Odoo logged the request out of it) or PostgreSQL does not
+    answer: ``503``, the gateway retries. When no database matches the URL at all
+    (``dbfilter``), ``404``."""
+    try:
+        named = http.db_monodb(request.httprequest)
+        db_service.list_dbs(True)
+    except psycopg2.Error:
+        return unavailable()
+    if named:
+        return unavailable()
+    return json_response(404, {"error": "not found",
+                               "detail": "no database serves this URL (dbfilter)"})
 
 
 class SmskitWebhookController(http.Controller):
 
     @http.route("/smskit/webhooks/<string:provider>/<string:kind>", type="http", auth="none",
-                methods=["POST"], csrf=False)
+                csrf=False, save_session=False)
     def smskit_webhook(self, provider, kind, **query):
-        from smskit.webhooks import (
-            WebhookPolicy,
-            WebhookRequest,
-            authenticate,
-            parse_query,
-            receive,
-        )
+        from smskit.errors import ConfigurationError
+        from smskit.webhooks import WebhookPolicy, WebhookRequest, authenticate, parse_query
 
-        root = api.Environment(request.cr, SUPERUSER_ID, {})
-        settings = root["smskit.bridge"]._smskit_settings()
+        if not request.db:
+            return _no_database()
+        try:
+            root = request.env(user=SUPERUSER_ID)
+            bridge = root["smskit.bridge"]
+            settings = bridge._smskit_settings()
+        except Exception as exc:
+            if database_unavailable(exc):
+                return unavailable()
+            raise
         httprequest = request.httprequest
         hook = WebhookRequest(
             provider=provider, kind=kind, method=httprequest.method,
             headers=httprequest.headers.items(), query=parse_query(httprequest.query_string),
             client_host=httprequest.remote_addr, url=httprequest.url)
-        policy = WebhookPolicy.from_settings(settings)
+        try:
+            policy = WebhookPolicy.from_settings(settings)
+        except ConfigurationError as exc:
+            _logger.error("smskit webhook: %s", bridge._smskit_names(str(exc)))
+            return json_response(503, {"error": "webhook settings invalid"},
+                                 [("Retry-After", RETRY_AFTER)])
         result = authenticate(policy, hook)
         if result is None:
-            uid = int(settings.get("webhook_user_id") or SUPERUSER_ID)
-            env = api.Environment(request.cr, uid, {})
-            with env["smskit.bridge"]._smskit_kit(settings) as kit:
-                hook = hook.with_body(httprequest.get_data())
-                result = receive(kit, hook, policy=policy)
-        response = request.make_response(
-            json.dumps(result.body),
-            headers=[("Content-Type", "application/json"), *result.headers.items()])
-        response.status_code = result.status
-        return response
+            result = bridge._smskit_receive(settings, policy,
+                                            hook.with_body(httprequest.get_data()))
+        return json_response(result.status, result.body, result.headers.items())

@@ -1,1 +1,1 @@
-from . import acrux_connector, smskit_bridge  # noqa: F401 - loaded for their models
+from . import acrux_connector, ir_http, phone_blacklist, smskit_bridge  # noqa: F401 - models

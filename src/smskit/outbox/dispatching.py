@@ -6,6 +6,12 @@
    batch ``ambiguous`` for :func:`smskit.outbox.reconciling.reconcile` (step 7), which sends
    again only what a proven lookup says the gateway never received.
 
+Each batch goes through three steps: claim it (and check the blacklist once more), ask the
+provider, settle it. What the provider's answer means is decided without I/O in
+:mod:`smskit.outbox.decisions`; the claiming and settling (store, routing policy, hooks) are
+the methods of one run here, shared with the asynchronous loop of :mod:`smskit.outbox.aio`,
+which differs from :func:`dispatch` only in how it waits.
+
 Each successful batch may leave a witness for those proofs (:mod:`smskit.outbox.proof`). A
 caller that wants to know what became of some messages passes their ids as ``watch``: the
 report's :attr:`DispatchReport.outcomes` then says, for each one the call touched, its state
@@ -30,14 +36,10 @@ from typing import (
 import attrs
 from typing_extensions import Protocol
 
-from smskit.errors import (
-    PartialSendError,
-    ProviderError,
-    RateLimitedError,
-    RequestRejectedError,
-)
+from smskit.errors import PartialSendError, ProviderError, RateLimitedError
 from smskit.ids import new_id
 from smskit.models import Message, SendResult, State
+from smskit.outbox import decisions as d
 from smskit.outbox.proof import Lookups
 from smskit.outbox.reconciling import OptedOut, _notify_opted_out, _notify_sent
 from smskit.provider import Provider
@@ -143,7 +145,8 @@ class _Run:
 
     def __init__(self, store: Store, provider: Provider, now: dt.datetime,
                  policy: Optional[DispatchPolicy], report: DispatchReport,
-                 watch: AbstractSet[str], lookups: Optional[Lookups]) -> None:
+                 watch: AbstractSet[str] = frozenset(),
+                 lookups: Optional[Lookups] = None) -> None:
         self.store = store
         self.provider = provider
         self.name = provider.name
@@ -245,6 +248,98 @@ class _Run:
         self.note([m.id for m in messages], State.OUTGOING, f"{why}; sent from {retry_at}")
         return len(messages)
 
+    def batch_size(self) -> int:
+        """How many messages to claim at a time (the policy's rate limit, or max_batch)."""
+        if self.policy is not None:
+            return self.policy.batch_size(self.provider)
+        return self.provider.max_batch
+
+    def next_batch(self, size: int, batch_id: Optional[str] = None) -> Optional[d.Claimed]:
+        """Claim the next due batch of at most ``size`` messages (as ``batch_id``, default a
+        new id), checked against the blacklist and paced; ``None`` when nothing is due (or
+        the circuit is open: then the due messages move on, see :meth:`drain`)."""
+        policy = self.policy
+        if policy is not None and not policy.allows(self.name, self.now):
+            self.drain()
+            return None
+        found = self.store.claim_batch_messages(self.name, size, self.now,
+                                                batch_id or new_id())
+        if found is None:
+            return None
+        batch, messages = found
+        self.report.batches += 1
+        # The blacklist is checked again at the last moment: an opt-out that arrived after the
+        # message was queued (a scheduled send, a deferred one) still wins.
+        claimed = d.Claimed.check(batch, messages,
+                                  self.store.blacklisted([m.phone for m in messages]))
+        self.report.canceled += len(claimed.canceled)
+        if policy is not None and claimed.to_send:
+            policy.pace(self.name, len(claimed.to_send))
+        return claimed
+
+    def settle(self, claimed: d.Claimed, outcome: d.SendOutcome,
+               on_sent: Optional[Callable[[Message], None]] = None,
+               on_opted_out: Optional[OptedOut] = None) -> bool:
+        """Record what became of ``claimed`` given the provider's ``outcome`` (see
+        :func:`smskit.outbox.decisions.decide`); whether to go on with the next batch. An
+        unexpected exception of the provider marks the batch ambiguous and is raised again."""
+        decision = d.decide(claimed, outcome)
+        batch, to_send, canceled = claimed.batch, claimed.to_send, claimed.canceled
+        store, report, now, verdict = self.store, self.report, self.now, decision.verdict
+        error = decision.error
+        if verdict == d.SENT:
+            if self.policy is not None and to_send:
+                self.policy.succeeded(self.name, now)
+            self.record(batch, to_send, decision.results, canceled)
+        elif verdict == d.REFUSED:
+            # The gateway refused the request as a whole: nothing went out, and sending the
+            # same request again would be refused again.
+            store.record_results(batch.id, [*canceled, *decision.results], now)
+            self.note_results([*canceled, *decision.results])
+            report.rejected += len(decision.results)
+            report.errors.append(decision.reason)
+            return True
+        elif verdict == d.PARTIAL and isinstance(error, PartialSendError):
+            report.errors.append(decision.reason)
+            _partial(self, batch, to_send, canceled, error)
+            log.warning("dispatch of batch %s stopped part-way: %s", batch.id, error)
+        elif verdict == d.RELEASED and isinstance(error, ProviderError):
+            report.errors.append(decision.reason)
+            self.release(batch, decision.unsent, canceled, error)
+            return False
+        elif verdict == d.AMBIGUOUS:
+            report.errors.append(decision.reason)
+            _unknown(self, batch, to_send, canceled, decision.reason)
+            log.warning("dispatch of batch %s stopped: %s", batch.id, error)
+            return False
+        else:  # the provider crashed: the request may have gone out
+            _unknown(self, batch, to_send, canceled, decision.reason)
+            if error is not None:
+                raise error
+        _notify_sent(on_sent, store, decision.results)
+        _notify_opted_out(on_opted_out, to_send, decision.results)
+        return decision.go_on
+
+    def release(self, batch: BatchInfo, unsent: Sequence[Message],
+                canceled: Sequence[SendResult], error: ProviderError) -> None:
+        """The provider sent nothing: the batch goes back to the queue (or, when the failure
+        opens the circuit, its messages move to the next provider of their routes)."""
+        if canceled:
+            self.store.record_results(batch.id, canceled, self.now)
+            self.note_results(canceled)
+        tripped = self.tripped(error)
+        retry_at = self.retry_at(error, tripped)
+        moved = self.move_out(batch, unsent, f"circuit open: {error}") if tripped else set()
+        # The rest was attempted: it goes back with the batch, one attempt more each.
+        self.store.release_batch(batch.id, str(error), retry_at=retry_at)
+        rest = [m.id for m in unsent if m.id not in moved]
+        self.note(rest, State.OUTGOING, f"not sent yet: {error}; tried again from {retry_at}")
+        self.report.released += len(rest)
+        self.report.retry_at = retry_at
+        if tripped:  # every due message of this provider moves too
+            self.drain()
+        log.warning("dispatch of batch %s stopped: %s", batch.id, error)
+
     def drain(self) -> None:
         """The circuit is open: move every due message of this provider to the next provider
         of its route; those with nowhere to go wait for the circuit to let them through."""
@@ -293,90 +388,22 @@ def dispatch(
     ``lookups``: where accepted batches leave witnesses for reconciliation's proofs (default:
     the store's key/value state).
     """
-    report = DispatchReport()
     lookups = lookups if lookups is not None else Lookups(lambda: store)
-    run = _Run(store, provider, now, policy, report, watch, lookups)
-    size = policy.batch_size(provider) if policy is not None else provider.max_batch
-    while max_batches is None or report.batches < max_batches:
-        if policy is not None and not policy.allows(provider.name, now):
-            run.drain()
-            break
-        claimed = store.claim_batch_messages(provider.name, size, now, new_id())
+    run = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
+    size = run.batch_size()
+    while max_batches is None or run.report.batches < max_batches:
+        claimed = run.next_batch(size)
         if claimed is None:
             break
-        batch, messages = claimed
-        report.batches += 1
-        if not _send(run, batch, messages, on_sent, on_opted_out):
+        outcome: d.SendOutcome
+        try:
+            outcome = (provider.send_batch(claimed.to_send, batch_id=claimed.batch.id)
+                       if claimed.to_send else [])
+        except Exception as exc:  # decided on below; re-raised there when unexpected
+            outcome = exc
+        if not run.settle(claimed, outcome, on_sent, on_opted_out):
             break
-    return report
-
-
-def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
-          on_sent: Optional[Callable[[Message], None]],
-          on_opted_out: Optional[OptedOut]) -> bool:
-    """Send one claimed batch and record what became of it; whether to go on."""
-    store, report, now = run.store, run.report, run.now
-    # The blacklist is checked again at the last moment: an opt-out that arrived after the
-    # message was queued (a scheduled send, a deferred one) still wins.
-    blocked = store.blacklisted([m.phone for m in messages])
-    canceled = [SendResult(message_id=m.id, state=State.CANCELED, error_code="blacklisted",
-                           error_text="number is on the blacklist")
-                for m in messages if m.phone in blocked]
-    to_send = [m for m in messages if m.phone not in blocked]
-    report.canceled += len(canceled)
-    if run.policy is not None and to_send:
-        run.policy.pace(run.name, len(to_send))
-    try:
-        results = run.provider.send_batch(to_send, batch_id=batch.id) if to_send else []
-    except RequestRejectedError as exc:
-        # The gateway refused the request as a whole: nothing went out, and sending the
-        # same request again would be refused again.
-        rejected = [SendResult(message_id=m.id, state=State.REJECTED, error_code="request",
-                               error_text=str(exc)) for m in to_send]
-        store.record_results(batch.id, canceled + rejected, now)
-        run.note_results(canceled + rejected)
-        report.rejected += len(rejected)
-        report.errors.append(str(exc))
-        return True
-    except PartialSendError as exc:
-        report.errors.append(str(exc))
-        _partial(run, batch, to_send, canceled, exc)
-        _notify_sent(on_sent, store, exc.results)
-        _notify_opted_out(on_opted_out, to_send, exc.results)
-        log.warning("dispatch of batch %s stopped part-way: %s", batch.id, exc)
-        return False
-    except ProviderError as exc:
-        report.errors.append(str(exc))
-        if exc.sent_nothing:
-            if canceled:
-                store.record_results(batch.id, canceled, now)
-                run.note_results(canceled)
-            tripped = run.tripped(exc)
-            retry_at = run.retry_at(exc, tripped)
-            moved = run.move_out(batch, to_send, f"circuit open: {exc}") if tripped else set()
-            # The rest was attempted: it goes back with the batch, one attempt more each.
-            store.release_batch(batch.id, str(exc), retry_at=retry_at)
-            rest = [m.id for m in to_send if m.id not in moved]
-            run.note(rest, State.OUTGOING, f"not sent yet: {exc}; tried again from {retry_at}")
-            report.released += len(rest)
-            report.retry_at = retry_at
-            if tripped:  # every due message of this provider moves too
-                run.drain()
-        else:
-            _unknown(run, batch, to_send, canceled, str(exc))
-        log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
-        return False
-    except Exception as exc:
-        # Unknown failure inside the provider: the request may have gone out.
-        _unknown(run, batch, to_send, canceled,
-                 f"provider raised an unexpected error: {exc!r}")
-        raise
-    if run.policy is not None and to_send:
-        run.policy.succeeded(run.name, now)
-    run.record(batch, to_send, results, canceled)
-    _notify_sent(on_sent, store, results)
-    _notify_opted_out(on_opted_out, to_send, results)
-    return True
+    return run.report
 
 
 def _unknown(run: _Run, batch: BatchInfo, to_send: Sequence[Message],

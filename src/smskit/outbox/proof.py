@@ -11,7 +11,8 @@ one that, asked about a request smskit knows the gateway accepted, found it.
   of its messages the gateway accepted, refreshed every :data:`WITNESS_REFRESH`.
 * When an answer says "never received" and its form (:attr:`ReconcileResult.form
   <smskit.provider.ReconcileResult.form>`) is not proven, reconciliation asks the same
-  question about the witness (:meth:`Lookups.probe`), as if its answer had been lost too. The
+  question about the witness (:meth:`Lookups.question`, then :meth:`Lookups.answer` with what
+  the provider said), as if its answer had been lost too. The
   form is **proven** when the answer names the witness message as accepted (with the same
   gateway id), and a proof is trusted for :data:`PROOF_TTL`; a probe that finds nothing, or
   is refused (a 4xx), leaves it unproven (tried again at most every :data:`PROBE_EVERY`); one
@@ -28,24 +29,18 @@ import datetime as dt
 import json
 import logging
 import threading
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import attrs
 
-from smskit.errors import (
-    AuthenticationError,
-    NotSupportedError,
-    ProviderError,
-    ProviderNotFoundError,
-    RequestRejectedError,
-)
 from smskit.models import Message, SendResult, State
-from smskit.provider import Provider
+from smskit.outbox.decisions import definite, form_label
+from smskit.provider import Provider, ReconcileResult
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
 __all__ = ["HOLD_RETRY", "PROBE_EVERY", "PROOF_TTL", "WITNESS_REFRESH", "Lookups", "Proof",
-           "Witness", "definite", "form_label"]
+           "Question", "Witness"]
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +115,20 @@ class Proof:
                    at=_moment(data.get("at")), detail=str(data.get("detail") or ""))
 
 
-def form_label(provider: str, form: str) -> str:
-    """How a form is named to people: ``kolmeya lookup "status/request by reference"``."""
-    return f"{provider} lookup {form!r}" if form else f"{provider} lookup"
+@attrs.frozen
+class Question:
+    """A probe to make: ask ``provider``'s lookup about ``witness`` (its batch, with
+    ``message`` as it was before its answer) and see whether ``form`` finds it."""
+
+    provider: str
+    form: str
+    witness: Witness
+    message: Message
+
+    @property
+    def batch_id(self) -> str:
+        """The batch to ask about."""
+        return self.witness.batch_id
 
 
 class Lookups:
@@ -235,50 +241,61 @@ class Lookups:
             log.warning("%s is not proven: %s", form_label(provider, form), detail)
         return proof
 
-    def probe(self, store: Store, provider: Provider, form: str,
-              now: dt.datetime) -> Tuple[bool, str]:
-        """Ask ``provider`` about its witness the way it answered about a lost batch (with
-        ``form``); whether ``form`` is proven now, and why (or why not).
-
-        A probe is skipped (unproven) without a witness, and within :data:`PROBE_EVERY` of
-        the last probe that failed.
-        """
-        last = self.proof(provider.name, form)
+    def question(self, store: Store, provider: str, form: str,
+                 now: dt.datetime) -> Union[Question, Tuple[bool, str]]:
+        """What to ask ``provider`` to prove ``form``: its witness, as it was while its
+        answer was unknown (:class:`Question`); or, when there is nothing to ask, ``(False,
+        why)`` (no witness yet, or a probe that failed less than :data:`PROBE_EVERY` ago)."""
+        last = self.proof(provider, form)
         if last is not None and not last.proven and last.at <= now < last.at + PROBE_EVERY:
             return False, last.detail
-        witness = self.witness(provider.name)
+        witness = self.witness(provider)
         found = store.get(witness.message_id) if witness is not None else None
         if witness is None or found is None:
             return False, ("no request the gateway is known to have accepted to test it on "
                            "yet (the next successful send gives one)")
-        # The witness as it was while its answer was unknown: outgoing, without gateway ids.
         asked = attrs.evolve(found, state=State.OUTGOING, provider_message_id=None,
                              provider_request_id=None, batch_id=witness.batch_id)
+        return Question(provider=provider, form=form, witness=witness, message=asked)
+
+    def answer(self, question: Question, outcome: Union[ReconcileResult, BaseException],
+               now: dt.datetime) -> Tuple[bool, str]:
+        """Whether ``question``'s form is proven by ``outcome`` (what the provider's
+        ``reconcile`` returned or raised), and why; a considered answer is recorded, a
+        passing failure (a timeout, a 5xx) proves nothing either way and is not."""
+        witness, form = question.witness, question.form
         label = f"batch {witness.batch_id}, accepted at {witness.at:%Y-%m-%d %H:%M} UTC"
-        try:
-            answer = provider.reconcile(witness.batch_id, [asked])
-        except ProviderError as exc:
-            detail = f"asked about a request it accepted ({label}), it failed: {exc}"
-            if not definite(exc):  # no evidence either way: probe again next time
+        if isinstance(outcome, BaseException):
+            detail = f"asked about a request it accepted ({label}), it failed: {outcome}"
+            if not definite(outcome):
                 return False, detail
-            return False, self._record(provider.name, form, False, detail, now).detail
-        if answer.form != form:
+            return False, self._record(question.provider, form, False, detail, now).detail
+        if outcome.form != form:
             detail = (f"asked about a request it accepted ({label}), it answered with lookup "
-                      f"{answer.form!r} instead")
-            return False, self._record(provider.name, form, False, detail, now).detail
-        proven = answer.known and _names(answer.results, asked, witness.provider_message_id)
+                      f"{outcome.form!r} instead")
+            return False, self._record(question.provider, form, False, detail, now).detail
+        proven = outcome.known and _names(outcome.results, question.message,
+                                          witness.provider_message_id)
         if proven:
             detail = f"it found a request it accepted ({label})"
         else:
             detail = f"it did not find a request it accepted ({label})"
-        return proven, self._record(provider.name, form, proven, detail, now).detail
+        return proven, self._record(question.provider, form, proven, detail, now).detail
 
-
-def definite(error: ProviderError) -> bool:
-    """Whether ``error`` is the gateway's considered answer (it refused the question, or
-    cannot answer it), not a passing failure (a timeout, a 5xx, a 429) worth asking again."""
-    return isinstance(error, (RequestRejectedError, AuthenticationError, ProviderNotFoundError,
-                              NotSupportedError))
+    def probe(self, store: Store, provider: Provider, form: str,
+              now: dt.datetime) -> Tuple[bool, str]:
+        """:meth:`question` and :meth:`answer` in one synchronous call: ask ``provider``
+        about its witness the way it answered about a lost batch (with ``form``); whether
+        ``form`` is proven now, and why (or why not)."""
+        step = self.question(store, provider.name, form, now)
+        if not isinstance(step, Question):
+            return step
+        outcome: Union[ReconcileResult, BaseException]
+        try:
+            outcome = provider.reconcile(step.batch_id, [step.message])
+        except Exception as exc:  # judged by answer(): a refusal or a passing failure
+            outcome = exc
+        return self.answer(step, outcome, now)
 
 
 def _names(results: Sequence[SendResult], message: Message,

@@ -3,8 +3,10 @@
 A batch is ``ambiguous`` when its request may have reached the gateway (a timeout, a reset,
 a 5xx, messages the gateway returned no result for), or still ``claimed`` long after a worker
 died mid-send. :func:`reconcile` asks the gateway about each such batch
-(:meth:`~smskit.provider.Provider.reconcile`) and acts on the answer; :func:`judge` is the
-decision, with no I/O:
+(:meth:`~smskit.provider.Provider.reconcile`) and acts on the answer;
+:func:`smskit.outbox.decisions.decide_reconcile` is the decision, with no I/O, and
+:class:`Reconciliation` the store steps around it, which the asynchronous loop of
+:mod:`smskit.outbox.aio` shares:
 
 * messages the gateway lists become ``sent`` (or ``rejected``), and the statuses it reports
   are applied like webhooks;
@@ -24,14 +26,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import attrs
 
-from smskit.errors import NotFoundError, NotSupportedError, ProviderError, ValidationError
+from smskit.errors import NotFoundError, NotSupportedError, ValidationError
 from smskit.models import Message, SendResult, State, StatusEvent
-from smskit.outbox.proof import Lookups, definite, form_label
-from smskit.provider import Provider, ReconcileResult
+from smskit.outbox import decisions as d
+from smskit.outbox.decisions import ReconcileOutcome
+from smskit.outbox.proof import Lookups, Question
+from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
 
 __all__ = [
@@ -39,10 +43,9 @@ __all__ = [
     "KIND_RESOLVED",
     "HeldBatch",
     "ReconcileReport",
-    "Verdict",
+    "Reconciliation",
     "held",
     "held_counts",
-    "judge",
     "reconcile",
     "resolve",
 ]
@@ -75,63 +78,6 @@ class ReconcileReport:
         return self.held
 
 
-@attrs.frozen(kw_only=True)
-class Verdict:
-    """What to do with one batch's outgoing messages (:func:`judge`): record ``confirm``,
-    apply ``statuses``, put ``resend`` back in the queue, hold ``hold`` because of
-    ``reason`` (``passing``: the gateway could not be asked this time, ask again next
-    cycle; the batch is not held yet)."""
-
-    confirm: Tuple[SendResult, ...] = ()
-    statuses: Tuple[StatusEvent, ...] = ()
-    resend: Tuple[str, ...] = ()
-    hold: Tuple[str, ...] = ()
-    reason: str = ""
-    passing: bool = False
-
-
-def says_never(answer: ReconcileResult, messages: Sequence[Message]) -> bool:
-    """Whether ``answer`` says the gateway never received some of ``messages``."""
-    if not answer.known:
-        return True
-    found = {r.message_id for r in answer.results}
-    return any(m.id not in found for m in messages)
-
-
-def judge(provider: str, messages: Sequence[Message], answer: Optional[ReconcileResult],
-          error: Optional[ProviderError], proven: bool, why: str = "") -> Verdict:
-    """The decision for ``messages`` (a batch's outgoing ones) given the gateway's ``answer``
-    or the ``error`` asking raised, and whether the answer's lookup form is ``proven``
-    (``why``: the proof's story). No I/O."""
-    ids = tuple(m.id for m in messages)
-    if error is not None or answer is None:
-        if isinstance(error, NotSupportedError):
-            reason = f"{provider} cannot be asked what became of a request; settle it by hand"
-        elif error is not None and definite(error):
-            reason = f"{provider} refused to say what became of the request: {error}"
-        else:
-            return Verdict(hold=ids, passing=True,
-                           reason=f"{provider} could not be asked this time: {error}")
-        return Verdict(hold=ids, reason=reason)
-    label = form_label(provider, answer.form)
-    if not answer.known:
-        if proven:
-            return Verdict(resend=ids)
-        return Verdict(hold=ids, reason=f"{label} says the request never arrived, but that "
-                                        f"lookup is not proven: {why}")
-    wanted = set(ids)
-    confirm = tuple(r for r in answer.results if r.message_id in wanted)
-    statuses = tuple(answer.statuses)
-    missing = tuple(i for i in ids if i not in {r.message_id for r in confirm})
-    if not missing:
-        return Verdict(confirm=confirm, statuses=statuses)
-    if proven:
-        return Verdict(confirm=confirm, statuses=statuses, resend=missing)
-    return Verdict(confirm=confirm, statuses=statuses, hold=missing,
-                   reason=f"{label} knows the request but has no trace of {len(missing)} "
-                          f"message(s) of it, and that lookup is not proven: {why}")
-
-
 def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
                  results: Sequence[SendResult]) -> None:
     if on_sent is None:
@@ -151,20 +97,123 @@ def _notify_opted_out(on_opted_out: Optional[OptedOut], messages: Sequence[Messa
             on_opted_out(by_id[result.message_id], result)
 
 
-def _outgoing(store: Store, batch: BatchInfo) -> List[Message]:
-    """The messages of ``batch`` still waiting for its outcome."""
-    return [m for m in store.get_many(list(batch.message_ids))
-            if m.state is State.OUTGOING and m.batch_id == batch.id]
+class Reconciliation:
+    """One :func:`reconcile` call: its store steps around the provider's answers, shared with
+    the asynchronous loop of :mod:`smskit.outbox.aio` (which only waits differently)."""
+
+    def __init__(self, store: Store, provider: str, now: dt.datetime, *,
+                 lookups: Optional[Lookups] = None,
+                 on_sent: Optional[Callable[[Message], None]] = None,
+                 on_status: Optional[Callable[[StatusEvent], object]] = None,
+                 on_opted_out: Optional[OptedOut] = None,
+                 on_held: Optional[OnHeld] = None) -> None:
+        self.store = store
+        self.provider = provider
+        self.now = now
+        self.lookups = lookups if lookups is not None else Lookups(lambda: store)
+        self.on_sent = on_sent
+        self.on_status = on_status
+        self.on_opted_out = on_opted_out
+        self.on_held = on_held
+        self.report = ReconcileReport()
+
+    def batches(self, stale_after: dt.timedelta) -> List[BatchInfo]:
+        """The provider's ``ambiguous`` batches and its ``claimed`` ones older than
+        ``stale_after`` (a held one only when it may be asked about again)."""
+        stale = self.store.batches(status="claimed", older_than=self.now - stale_after)
+        # Only this provider's batches: another gateway does not know them, and its "never
+        # seen" would send them again.
+        return [b for b in self.store.batches(status="ambiguous") + stale
+                if b.provider == self.provider]
+
+    def outgoing(self, batch: BatchInfo) -> List[Message]:
+        """The messages of ``batch`` to ask about: still ``outgoing`` in it (none: the batch is
+        closed), unless it is held and was asked about less than
+        :data:`~smskit.outbox.proof.HOLD_RETRY` ago."""
+        messages = [m for m in self.store.get_many(list(batch.message_ids))
+                    if m.state is State.OUTGOING and m.batch_id == batch.id]
+        if not messages:
+            self.store.record_results(batch.id, [], self.now)
+            self.lookups.settled(batch.id)
+            return []
+        if batch.status == "ambiguous" and (batch.error_text or "").startswith(HELD_PREFIX) \
+                and not self.lookups.may_ask(batch.id, self.now):
+            self.report.held += len(messages)
+            return []
+        self.report.batches += 1
+        return messages
+
+    def question(self, messages: Sequence[Message],
+                 outcome: ReconcileOutcome) -> Union[Question, Tuple[bool, str]]:
+        """Whether ``outcome`` may be acted on as it is: ``(proven, why)``; or the
+        :class:`~smskit.outbox.proof.Question` to ask first, to prove its lookup (its "never
+        received" counts only from a proven one)."""
+        if not d.says_never(messages, outcome) or isinstance(outcome, BaseException):
+            return False, ""
+        if self.lookups.trusted(self.provider, outcome.form, self.now):
+            return True, ""
+        return self.lookups.question(self.store, self.provider, outcome.form, self.now)
+
+    def answered(self, question: Question, outcome: ReconcileOutcome) -> Tuple[bool, str]:
+        """What the answer to a probe proves (see :meth:`question`)."""
+        return self.lookups.answer(question, outcome, self.now)
+
+    def settle(self, batch: BatchInfo, messages: Sequence[Message], outcome: ReconcileOutcome,
+               proven: bool = False, why: str = "") -> None:
+        """Record what the gateway said about ``batch`` (see
+        :func:`smskit.outbox.decisions.decide_reconcile`); an unexpected exception of the
+        provider is raised again."""
+        decision = d.decide_reconcile(messages, outcome, proven=proven, why=why,
+                                      provider=self.provider)
+        if decision.verdict == d.CRASHED and decision.error is not None:
+            raise decision.error
+        store, report, now = self.store, self.report, self.now
+        if decision.verdict == d.CONFIRMED:
+            # Leaves the batch ambiguous while a message is still without a result.
+            store.record_results(batch.id, list(decision.results), now)
+            report.confirmed += len(decision.results)
+        resend = decision.resend
+        if resend:
+            store.release_batch(batch.id, "the gateway never received these messages (its "
+                                          "lookup is proven)")
+            report.resendable += len(resend)
+            log.info("batch %s: %d message(s) never reached %s; sending them again", batch.id,
+                     len(resend), batch.provider)
+        held = decision.hold
+        if held:
+            self._hold(batch, messages, held, decision)
+        else:
+            self.lookups.settled(batch.id)
+        _notify_sent(self.on_sent, store, decision.results)
+        _notify_opted_out(self.on_opted_out, messages, decision.results)
+        if self.on_status is not None:
+            for event in decision.statuses:
+                self.on_status(event)
+
+    def _hold(self, batch: BatchInfo, messages: Sequence[Message], ids: Sequence[str],
+              decision: d.ReconcileDecision) -> None:
+        self.report.held += len(ids)
+        if decision.verdict == d.UNKNOWN:  # passing: not held, asked again next cycle
+            self.store.mark_batch_ambiguous(batch.id, decision.reason)
+            log.warning("batch %s: %s", batch.id, decision.reason)
+            return
+        self.lookups.held(batch.provider, batch.id, self.now)
+        first = not (batch.error_text or "").startswith(HELD_PREFIX)
+        self.store.mark_batch_ambiguous(batch.id, HELD_PREFIX + decision.reason)
+        if first:
+            log.warning("batch %s: %d message(s) held, never sent again by themselves: %s",
+                        batch.id, len(ids), decision.reason)
+            if self.on_held is not None:
+                wanted = set(ids)
+                self.on_held(batch, [m for m in messages if m.id in wanted], decision.reason)
 
 
-def _ask(provider: Provider, batch: BatchInfo, messages: Sequence[Message],
-         ) -> Tuple[Optional[ReconcileResult], Optional[ProviderError]]:
-    if not provider.capabilities.reconcile:
-        return None, NotSupportedError(provider.name, "reconcile")
+def _ask(provider: Provider, batch_id: str,
+         messages: Sequence[Message]) -> ReconcileOutcome:
     try:
-        return provider.reconcile(batch.id, messages), None
-    except ProviderError as exc:
-        return None, exc
+        return provider.reconcile(batch_id, messages)
+    except Exception as exc:  # decided on in settle(); re-raised there when unexpected
+        return exc
 
 
 def reconcile(
@@ -186,72 +235,24 @@ def reconcile(
     ``store``, which reads them from its key/value state). Status events the gateway reports
     on the way go to ``on_status``, refusals because the recipient opted out to
     ``on_opted_out``, and each batch held for the first time to ``on_held`` (the batch, its
-    held messages, why).
+    held messages, why). A provider without ``capabilities.reconcile`` is not asked: its
+    batches are held for a person.
     """
-    lookups = lookups if lookups is not None else Lookups(lambda: store)
-    report = ReconcileReport()
-    stale = store.batches(status="claimed", older_than=now - stale_after)
-    # Only this provider's batches: another gateway does not know them, and its "never
-    # seen" would send them again.
-    for batch in [b for b in store.batches(status="ambiguous") + stale
-                  if b.provider == provider.name]:
-        messages = _outgoing(store, batch)
+    run = Reconciliation(store, provider.name, now, lookups=lookups, on_sent=on_sent,
+                         on_status=on_status, on_opted_out=on_opted_out, on_held=on_held)
+    for batch in run.batches(stale_after):
+        messages = run.outgoing(batch)
         if not messages:
-            store.record_results(batch.id, [], now)
-            lookups.settled(batch.id)
             continue
-        if batch.status == "ambiguous" and (batch.error_text or "").startswith(HELD_PREFIX) \
-                and not lookups.may_ask(batch.id, now):
-            report.held += len(messages)
-            continue
-        report.batches += 1
-        answer, error = _ask(provider, batch, messages)
-        proven, why = False, ""
-        if answer is not None and says_never(answer, messages):
-            proven = lookups.trusted(provider.name, answer.form, now)
-            if not proven:
-                proven, why = lookups.probe(store, provider, answer.form, now)
-        verdict = judge(provider.name, messages, answer, error, proven, why)
-        _carry_out(store, batch, messages, verdict, now, lookups, report, on_held)
-        _notify_sent(on_sent, store, verdict.confirm)
-        _notify_opted_out(on_opted_out, messages, verdict.confirm)
-        if on_status is not None:
-            for event in verdict.statuses:
-                on_status(event)
-    return report
-
-
-def _carry_out(store: Store, batch: BatchInfo, messages: Sequence[Message], verdict: Verdict,
-               now: dt.datetime, lookups: Lookups, report: ReconcileReport,
-               on_held: Optional[OnHeld]) -> None:
-    """Write what ``verdict`` decided for ``batch``."""
-    if verdict.confirm or not (verdict.resend or verdict.hold):
-        # Leaves the batch ambiguous while some message is still without a result.
-        store.record_results(batch.id, list(verdict.confirm), now)
-        report.confirmed += len(verdict.confirm)
-    if verdict.resend:
-        store.release_batch(batch.id, "the gateway never received these messages (its "
-                                      "lookup is proven)")
-        report.resendable += len(verdict.resend)
-        log.info("batch %s: %d message(s) never reached %s; sending them again", batch.id,
-                 len(verdict.resend), batch.provider)
-    if not verdict.hold:
-        lookups.settled(batch.id)
-        return
-    report.held += len(verdict.hold)
-    if verdict.passing:  # not held: asked again next cycle
-        store.mark_batch_ambiguous(batch.id, verdict.reason)
-        log.warning("batch %s: %s", batch.id, verdict.reason)
-        return
-    lookups.held(batch.provider, batch.id, now)
-    first = not (batch.error_text or "").startswith(HELD_PREFIX)
-    store.mark_batch_ambiguous(batch.id, HELD_PREFIX + verdict.reason)
-    if first:
-        log.warning("batch %s: %d message(s) held, never sent again by themselves: %s",
-                    batch.id, len(verdict.hold), verdict.reason)
-        if on_held is not None:
-            held_ids = set(verdict.hold)
-            on_held(batch, [m for m in messages if m.id in held_ids], verdict.reason)
+        outcome: ReconcileOutcome = (_ask(provider, batch.id, messages)
+                                     if provider.capabilities.reconcile
+                                     else NotSupportedError(provider.name, "reconcile"))
+        step = run.question(messages, outcome)
+        if isinstance(step, Question):
+            step = run.answered(step, _ask(provider, step.batch_id, [step.message]))
+        proven, why = step
+        run.settle(batch, messages, outcome, proven, why)
+    return run.report
 
 
 # -- what people see and decide ------------------------------------------------------------------
@@ -268,6 +269,12 @@ class HeldBatch:
     reason: str
     held: bool
     message_ids: Tuple[str, ...]
+
+
+def _outgoing(store: Store, batch: BatchInfo) -> List[Message]:
+    """The messages of ``batch`` still waiting for its outcome."""
+    return [m for m in store.get_many(list(batch.message_ids))
+            if m.state is State.OUTGOING and m.batch_id == batch.id]
 
 
 def held(store: Store, provider: Optional[str] = None) -> List[HeldBatch]:

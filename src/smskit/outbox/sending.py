@@ -5,24 +5,30 @@ numbers are blacklisted and who has a do-not-disturb rule (:func:`look_up`); com
 (:mod:`smskit.outbox.compose`, no I/O); store the messages as ``outgoing``, with their short
 links, in one call, before any network call; dispatch; report each recipient's outcome, its
 dispatch included.
-:class:`smskit.SmsKit` calls these with its store, plugin hooks and clock.
+:class:`smskit.SmsKit` calls these with its store, plugin hooks and clock;
+:class:`smskit.AsyncSmsKit` calls the same steps (:func:`store_one`, :func:`store_chunk`,
+:class:`BulkDispatch`) in a worker thread and awaits its dispatching in between
+(:mod:`smskit.outbox.aio`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import AbstractSet, Any, Callable, Dict, Iterable, Optional, Sequence
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import attrs
 
 from smskit.errors import ValidationError
-from smskit.models import State
+from smskit.models import Message, State
 from smskit.outbox import compose as c
 from smskit.outbox.dispatching import DispatchReport
 from smskit.outbox.links import add_messages_with_links
-from smskit.store.base import Store
+from smskit.store.base import BatchInfo, Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["Dispatch", "look_up", "send_many", "send_one"]
+__all__ = ["BulkDispatch", "Dispatch", "look_up", "send_many", "send_one", "store_chunk",
+           "store_one", "with_state"]
 
 #: Sends what is due; the report gives the outcome of each watched message id.
 Dispatch = Callable[[AbstractSet[str]], DispatchReport]
@@ -48,6 +54,40 @@ def _look_up_one(store: Store, phone: str, now: dt.datetime) -> c.Facts:
     return c.Facts(blocked=blocked, dnd=rules)
 
 
+def store_one(
+    store: Store,
+    hooks: Any,
+    composer: c.Composer,
+    recipient: c.Parsed,
+    spec: c.SendSpec,
+    *,
+    clock: Callable[[], dt.datetime],
+) -> Tuple[c.Outcome, Optional[str]]:
+    """Steps 1 to 5 for one recipient: its outcome, and the id of the message stored
+    ``outgoing`` for dispatching (``None``: nothing to send, such as a policy veto or an
+    idempotency key already used). Bad input raises and stores nothing."""
+    if isinstance(recipient.phone, ValidationError):
+        raise recipient.phone
+    facts = _look_up_one(store, recipient.phone, clock())
+    ((message, draft),) = c.compose_drafts([recipient], spec, composer, facts,
+                                           c.ComposeHooks.of(hooks), clock=clock, strict=True)
+    stored = add_messages_with_links(store, composer.links, [message])[0]
+    queued = stored.created and stored.message.state is State.OUTGOING
+    return c.settle(draft, stored), stored.message.id if queued else None
+
+
+def with_state(outcome: c.Outcome, current: Optional[Message],
+               batch: Optional[BatchInfo] = None) -> c.Outcome:
+    """``outcome`` with the state (and error) of its message as stored now; held when it is
+    still ``outgoing`` in ``batch`` (its batch, read with it) and that batch is ambiguous."""
+    if current is None:
+        return outcome
+    held = current.state is State.OUTGOING and batch is not None and \
+        batch.id == current.batch_id and batch.status == "ambiguous"
+    return attrs.evolve(outcome, state=current.state, held=held,
+                        reason=current.error_text or outcome.reason)
+
+
 def send_one(
     store: Store,
     hooks: Any,
@@ -65,17 +105,71 @@ def send_one(
     carries the message's state: ``sent``, ``rejected`` by the gateway, or ``outgoing`` with
     why (queued after a failed call, ``held`` when the request may have arrived).
     """
-    if isinstance(recipient.phone, ValidationError):
-        raise recipient.phone
-    facts = _look_up_one(store, recipient.phone, clock())
-    ((message, draft),) = c.compose_drafts([recipient], spec, composer, facts,
-                                           c.ComposeHooks.of(hooks), clock=clock, strict=True)
-    stored = add_messages_with_links(store, composer.links, [message])[0]
-    outcome = c.settle(draft, stored)
-    if dispatch is not None and stored.created and stored.message.state is State.OUTGOING:
-        report = dispatch(frozenset({stored.message.id}))
-        outcome = outcome.after_dispatch(report.outcomes.get(stored.message.id))
+    outcome, queued = store_one(store, hooks, composer, recipient, spec, clock=clock)
+    if dispatch is not None and queued is not None:
+        report = dispatch(frozenset({queued}))
+        outcome = outcome.after_dispatch(report.outcomes.get(queued))
     return outcome
+
+
+def store_chunk(
+    store: Store,
+    hooks: Any,
+    composer: c.Composer,
+    chunk: Sequence[Tuple[int, c.Recipient]],
+    spec: c.SendSpec,
+    *,
+    clock: Callable[[], dt.datetime],
+) -> List[c.Outcome]:
+    """Steps 1 to 5 for a chunk of numbered recipients: one look-up per kind, compose, one
+    store call; each recipient's outcome, in order."""
+    parsed = c.parse_recipients(chunk, spec, composer)
+    facts = look_up(store, c.phones_of(parsed), clock())
+    drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
+                              clock=clock)
+    stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
+    return [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
+
+
+class BulkDispatch:
+    """The summary of one bulk send, kept honest across its chunks' dispatches: each
+    recipient is counted once, by where its message is at the end of the call (not by what
+    the dispatch did to older messages), and a message a chunk's dispatch left due is
+    followed until a later dispatch sends it (at most :data:`MAX_TRACKED` of them)."""
+
+    def __init__(self, *, tracking: bool = True) -> None:
+        self.summary = c.BulkSummary()
+        self.tracking = tracking
+        # This call's messages still outgoing after their chunk's dispatch, and their
+        # outcome: a later chunk's dispatch may send them (one that stopped early left them
+        # due).
+        self.waiting: Dict[str, c.Outcome] = {}
+
+    def watch(self, outcomes: Sequence[c.Outcome]) -> AbstractSet[str]:
+        """The ids whose outcome the next dispatch should report: the chunk's queued
+        messages and those still waiting from earlier chunks."""
+        mine = {o.message_id for o in outcomes if o.message_id and o.queued}
+        return frozenset(mine | set(self.waiting))
+
+    def dispatched(self, outcomes: Sequence[c.Outcome],
+                   report: DispatchReport) -> List[c.Outcome]:
+        """``outcomes`` (the chunk's) once ``report``'s dispatch ran; the earlier chunks'
+        messages it touched are counted again where they are now."""
+        for message_id, found in report.outcomes.items():
+            if message_id in self.waiting:
+                old = self.waiting.pop(message_id)
+                new = old.after_dispatch(found)
+                self.summary.replace(old, new)
+                if new.state is State.OUTGOING and not new.held:
+                    self.waiting[message_id] = new
+        return [o.after_dispatch(report.outcomes.get(o.message_id or "")) for o in outcomes]
+
+    def add(self, outcome: c.Outcome) -> None:
+        """Count ``outcome``; follow it when it is still due."""
+        self.summary.add(outcome)
+        if self.tracking and outcome.queued and outcome.message_id and \
+                len(self.waiting) < MAX_TRACKED:
+            self.waiting[outcome.message_id] = outcome
 
 
 def send_many(
@@ -98,38 +192,17 @@ def send_many(
     The summary counts this call's recipients only (not older messages the same dispatch
     sent), each by where its message is at the end of the call.
     """
-    summary = c.BulkSummary()
+    bulk = BulkDispatch(tracking=dispatch is not None)
     numbered = enumerate(recipients)
-    # This call's messages still outgoing after their chunk's dispatch, and their outcome:
-    # a later chunk's dispatch may send them (one that stopped early left them due).
-    waiting: Dict[str, c.Outcome] = {}
     while True:
         chunk = list(itertools.islice(numbered, chunk_size))
         if not chunk:
             break
-        parsed = c.parse_recipients(chunk, spec, composer)
-        facts = look_up(store, c.phones_of(parsed), clock())
-        drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
-                                  clock=clock)
-        stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
-        outcomes = [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
+        outcomes = store_chunk(store, hooks, composer, chunk, spec, clock=clock)
         if dispatch is not None:
-            mine = {o.message_id for o in outcomes if o.message_id and o.queued}
-            report = dispatch(frozenset(mine | set(waiting)))
-            for message_id, found in report.outcomes.items():
-                if message_id in waiting:
-                    old = waiting.pop(message_id)
-                    new = old.after_dispatch(found)
-                    summary.replace(old, new)
-                    if new.state is State.OUTGOING and not new.held:
-                        waiting[message_id] = new
-            outcomes = [o.after_dispatch(report.outcomes.get(o.message_id or ""))
-                        for o in outcomes]
+            outcomes = bulk.dispatched(outcomes, dispatch(bulk.watch(outcomes)))
         for outcome in outcomes:
-            summary.add(outcome)
+            bulk.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
-            if dispatch is not None and outcome.queued and outcome.message_id and \
-                    len(waiting) < MAX_TRACKED:
-                waiting[outcome.message_id] = outcome
-    return summary
+    return bulk.summary

@@ -3,7 +3,7 @@
 ``EnvAdapter(FakeEnv(fake), call_kw=fake_call_kw)`` runs smskit's Odoo code the way it runs
 inside an addon: errors are raised as exception classes named like Odoo's
 (``odoo.exceptions.ValidationError``), a missing model is a ``KeyError`` from ``env[model]``,
-and ``env.cr`` has ``savepoint()``, ``commit()`` and ``execute()``.
+and ``env.cr`` has ``savepoint()``, ``commit()``, ``rollback()`` and ``execute()``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class FakeCursor:
     def __init__(self, dbname: str = "smskit") -> None:
         self.dbname = dbname
         self.commits = 0
+        self.rollbacks = 0
         self.executed: List[Tuple[str, Any]] = []
 
     @contextlib.contextmanager
@@ -49,6 +50,10 @@ class FakeCursor:
     def commit(self) -> None:
         """Count a commit."""
         self.commits += 1
+
+    def rollback(self) -> None:
+        """Count a rollback (each fake call is already atomic: nothing to undo)."""
+        self.rollbacks += 1
 
     def execute(self, query: str, params: Any = None) -> None:
         """Record a raw query (the advisory lock)."""
@@ -106,7 +111,7 @@ def fake_call_kw(records: FakeRecords, method: str, args: List[Any],
                                         "server closed the connection unexpectedly"))
     call = dict(kwargs)
     if records.context:
-        call["context"] = dict(records.context)
+        call["context"] = dict(call.get("context") or {}, **records.context)
     try:
         return env.fake.execute_kw(env.uid, records.model, method, args, call)
     except FakeError as exc:
