@@ -188,6 +188,11 @@ class ProviderConformance(Generic[P]):
     #: with the reason: their checks are then skipped, and the summary says why.
     cannot_simulate: Mapping[str, str] = {}
 
+    # Python 3.8's ``Generic`` defines ``__new__``, and pytest will not collect a class that
+    # has one ("cannot collect test class ... __new__ constructor"): every suite would be
+    # silently empty there. Plain ``object.__new__`` is all a test class needs.
+    __new__ = object.__new__
+
     @pytest.fixture
     def provider(self) -> Iterator[P]:  # pragma: no cover - overridden
         """Override: yield the provider under test."""
