@@ -8,9 +8,9 @@ figure.
     python benchmarks/run.py --only dispatch,faults --quick
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
-Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``dashboard``,
-``odoo``, ``odoo15`` (a real Odoo 15: skipped, saying why, where there is none; see each
-``bench_*.py``).
+Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``safety``,
+``dashboard``, ``odoo``, ``odoo15`` (a real Odoo 15: skipped, saying why, where there is none;
+see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
 """
@@ -39,6 +39,7 @@ BENCHMARKS = {
     "segments": "bench_segments",
     "faults": "bench_faults",
     "failover": "bench_failover",
+    "safety": "bench_safety",
     "dashboard": "bench_dashboard",
     "odoo": "bench_odoo",
     "odoo15": "bench_odoo15",

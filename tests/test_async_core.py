@@ -65,8 +65,10 @@ def test_both_kits_give_the_same_outcomes_for_the_same_input() -> None:
 
     summary, again, outcomes, stored = run(scenario)
     assert (summary, again) == (sync_summary, sync_again)
-    # sent, blacklisted, not a phone, a repeat, refused by the gateway, blank
-    assert (summary.sent, summary.canceled, summary.rejected, summary.duplicates) == (1, 1, 2, 1)
+    # sent, blacklisted, not a phone, a repeat, refused by the gateway, blank: each recipient
+    # counted once, where its message is at the end (the gateway's refusal is a rejection)
+    assert (summary.sent, summary.canceled, summary.rejected, summary.duplicates) == (1, 1, 3, 1)
+    assert summary.total == 6 and (again.duplicates, again.sent) == (6, 0)
     assert [(o.index, o.recipient, o.state, o.reason, o.created) for o in outcomes] == [
         (o.index, o.recipient, o.state, o.reason, o.created) for o in sync_outcomes]
     assert sorted(stored) == sorted((m.body, m.state)
@@ -269,7 +271,11 @@ def test_decide_reconcile_reads_each_answer_of_the_gateway() -> None:
     known = d.decide_reconcile(messages, ReconcileResult(known=True, results=[found]))
     assert (known.verdict, known.results, known.missing) == (d.CONFIRMED, (found,),
                                                              (messages[1].id,))
-    assert d.decide_reconcile(messages, ReconcileResult(known=False)).verdict == d.RESEND
+    # "Never received" is acted on only from a proven lookup; otherwise the batch is held.
+    never = ReconcileResult(known=False)
+    assert d.decide_reconcile(messages, never, proven=True).verdict == d.RESEND
+    assert d.decide_reconcile(messages, never).verdict == d.HELD
+    assert d.decide_reconcile(messages, RequestRejectedError("422")).verdict == d.HELD
     assert d.decide_reconcile(messages, TransientProviderError("down")).verdict == d.UNKNOWN
     assert d.decide_reconcile(messages, ValueError("bug")).verdict == d.CRASHED
 

@@ -444,8 +444,10 @@ def test_send_and_refresh_through_the_kolmeya_simulator(env: Dict[str, str],
             assert run_json("balance")["balance"] == "999.92"
             monkeypatch.setenv("SMSKIT_KOLMEYA_TOKEN", "wrong")
             result = run("send", "11987654322", "Oi")
-            assert result.exit_code == 1
-            assert "wrong" not in result.stderr
+            # Stored, not sent: said so (not as an error), with the gateway's answer.
+            assert result.exit_code == 3
+            assert "queued" in result.stdout and "401" in result.stdout
+            assert "wrong" not in result.stdout + result.stderr
     finally:
         sim.close()
 

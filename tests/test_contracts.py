@@ -83,6 +83,7 @@ def plugins_with(**factories: Callable[[Settings], Any]) -> Plugins:
 OPTIONAL_CALLS: Dict[str, Callable[[Provider], object]] = {
     "reconcile": lambda p: p.reconcile("b1", []),
     "message_status": lambda p: p.message_status("p-1"),
+    "poll_statuses": lambda p: p.poll_statuses([]),
     "parse_webhook": lambda p: p.parse_webhook(
         WebhookRequest(provider="p", kind="status", body=b"{}")),
     "balance": lambda p: p.balance(),

@@ -21,6 +21,7 @@ import pytest
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
 from smskit import outbox
 from smskit.models import Message, SendResult, State
+from smskit.provider import Provider
 from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
@@ -131,7 +132,7 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
     assert _raw_rows(tmp_path / "driver.db") == _raw_rows(tmp_path / "sqlalchemy.db")
 
 
-class _Accepting:
+class _Accepting(Provider):
     """A provider that accepts everything; it records what it was given."""
 
     name = "kolmeya"
@@ -157,7 +158,7 @@ def test_dispatch_sends_each_message_once_with_or_without_the_fast_claim(
     try:
         ids = [o.message.id for o in store.add_messages([out(i) for i in range(5)])]
         provider = _Accepting()
-        report = outbox.dispatch(store, provider, now=NOW)  # type: ignore[arg-type]
+        report = outbox.dispatch(store, provider, now=NOW)
         assert (report.batches, report.sent) == (3, 5)
         assert provider.sent == ids
         assert {m.state for m in store.get_many(ids)} == {State.SENT}

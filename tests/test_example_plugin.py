@@ -78,15 +78,16 @@ def test_the_examples_own_tests_pass_with_nothing_skipped_but_what_it_does_not_c
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "provider conformance on acme (TestAcmeConformance): 15 passed, 0 failed, " \
-           "2 skipped" in out, out
+           "3 skipped" in out, out
     # the summary docs/plugins.md shows is this run's
     (shown,) = [b.text for b in blocks(ROOT / "docs" / "plugins.md")
                 if b.lang == "text" and "provider conformance on acme" in b.text]
     for line in shown.splitlines():
         assert line in out.splitlines(), (line, out)
     skipped = [line for line in out.splitlines() if line.startswith("SKIPPED")]
-    assert len(skipped) == 2 and all("Capabilities.blacklist is False" in line
+    assert len(skipped) == 3 and all("Capabilities.blacklist is False" in line
                                      or "Capabilities.reply_polling is False" in line
+                                     or "Capabilities.status_polling is False" in line
                                      for line in skipped), out
 
 

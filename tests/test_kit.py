@@ -164,15 +164,27 @@ def test_timeout_after_accept_is_reconciled_not_resent(
 
 def test_request_that_never_arrived_is_sent_once_after_reconcile(
         kit: SmsKit, provider: LoopbackProvider) -> None:
+    kit.send("+5521998765432", "Primeira")  # an accepted request: proves the lookup
     provider.fail_next(AmbiguousSendError("connection reset"), after_accept=False)
     kit.send_many(phones(3), "Oi")
-    assert len(provider.sent) == 0
+    assert len(provider.sent) == 1
     rec = kit.reconcile()
     assert rec.resendable == 3
     kit.dispatch()
     assert provider.accepted_counts() and all(
         n == 1 for n in provider.accepted_counts().values())
     assert {m.state for m in all_messages(kit)} == {State.SENT}
+
+
+def test_request_that_never_arrived_is_held_until_the_lookup_is_proven(
+        kit: SmsKit, provider: LoopbackProvider) -> None:
+    provider.fail_next(AmbiguousSendError("connection reset"), after_accept=False)
+    summary = kit.send_many(phones(3), "Oi")
+    assert (summary.held, summary.sent, summary.queued) == (3, 0, 0)
+    rec = kit.reconcile()
+    assert (rec.resendable, rec.held) == (0, 3)
+    assert kit.dispatch().batches == 0
+    assert [len(b.message_ids) for b in kit.held()] == [3]
 
 
 def test_provider_raising_mid_batch_keeps_earlier_results(

@@ -632,6 +632,10 @@ def test_provider_other_capabilities(router: respx.MockRouter, provider: Kolmeya
     unbl = router.post("/blacklist/destroy").respond(204)
     replies = router.post("/sms/replys").respond(200, json={"current_page": 1,
                                                             "data": [reply(1)]})
+    web = router.post("/sms/replys-web").respond(200, json={"current_page": 1, "data": [{
+        "id": 7, "job": 1000001, "phone": 48991234567, "parameters": {"VALOR": "10,00"},
+        "reply": "Sim", "message": "Sua fatura", "send_at": "15/11/2025 10:00:00",
+        "received_at": "15/11/2025 11:00:00"}]})
     router.post("/sms/status/message").respond(200, json={"id": "u1", "reference": "M1",
                                                           "status_code": "4"})
     assert provider.balance() == Decimal("9397.30")
@@ -642,6 +646,11 @@ def test_provider_other_capabilities(router: respx.MockRouter, provider: Kolmeya
     got = provider.poll_replies(now - dt.timedelta(hours=2, minutes=5), now=now)
     assert body_of(replies) == {"period": 3}
     assert got[0].provider_reply_id == "1"
+    # Replies to panel campaigns too, in their own id space, answering no message of ours.
+    assert body_of(web) == {}
+    assert [(r.provider_reply_id, r.phone, r.body, r.in_reply_to_provider_id)
+            for r in got[1:]] == [("web:7", "+5548991234567", "Sim", None)]
+    assert got[1].received_at == dt.datetime(2025, 11, 15, 14, 0, tzinfo=UTC)
     provider.poll_replies(now - dt.timedelta(days=30), now=now)
     assert body_of(replies) == {"period": 168}
     provider.poll_replies()
@@ -652,6 +661,13 @@ def test_provider_other_capabilities(router: respx.MockRouter, provider: Kolmeya
         provider="kolmeya", kind="status",
         data={"id": "r", "messages": [{"id": "u1", "reference": "M1", "status_code": 3}]}))
     assert payload.statuses[0].state is State.DELIVERED
+
+
+def test_panel_replies_that_fail_leave_the_api_replies(router: respx.MockRouter,
+                                                       provider: KolmeyaProvider) -> None:
+    router.post("/sms/replys").respond(200, json={"current_page": 1, "data": [reply(1)]})
+    router.post("/sms/replys-web").respond(404, json={"errors": ["Not found."]})
+    assert [r.provider_reply_id for r in provider.poll_replies()] == ["1"]
 
 
 def test_provider_blacklist_bad_phone_sends_nothing(router: respx.MockRouter,

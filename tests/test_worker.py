@@ -99,22 +99,23 @@ def test_ambiguous_batch_is_reconciled_next_cycle_without_a_second_send() -> Non
 def test_a_request_that_never_arrived_is_sent_again_exactly_once() -> None:
     kit = make_kit()
     provider = loopback(kit)
+    kit.send("+5541987654321", "Primeira")  # an accepted request: proves the lookup
     ids = queue(kit)
     provider.fail_next(AmbiguousSendError("connection reset"), after_accept=False)
     worker = Worker(kit, poll_replies=False)
 
     assert worker.run_once().dispatched["loopback"].ambiguous == 3
-    assert provider.sent == []
+    assert len(provider.sent) == 1
 
     second = worker.run_once()
     assert second.reconciled["loopback"].resendable == 3
     assert second.sent == 3
     assert states(kit, ids) == [State.SENT] * 3
-    assert sorted(provider.accepted_counts().values()) == [1, 1, 1]
-    assert len(provider.calls) == 2
+    assert sorted(provider.accepted_counts().values()) == [1, 1, 1, 1]
+    assert len(provider.calls) == 3
 
     worker.run_once()
-    assert len(provider.calls) == 2
+    assert len(provider.calls) == 3
 
 
 def test_stale_claimed_batch_of_a_dead_worker_is_reconciled_first() -> None:
@@ -173,8 +174,27 @@ def test_replies_are_polled_when_webhooks_cannot_reach_us() -> None:
     assert len([m for m in kit.store.list_messages() if m.direction is Direction.INBOUND]) == 2
 
 
-def test_no_polling_when_a_public_url_receives_webhooks() -> None:
-    kit = make_kit(public_url="https://sms.example.com.br")
+def test_with_webhooks_replies_are_still_polled_every_reply_poll_every() -> None:
+    now = [dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)]
+    kit = make_kit(public_url="https://sms.example.com.br", clock=lambda: now[0])
+    provider = loopback(kit)
+    provider.add_reply("+5511987654321", "Oi")
+    worker = Worker(kit)
+    assert worker.run_once().replies == {"loopback": 1}  # a safety net: webhooks get lost
+    provider.add_reply("+5511987654322", "Oi de novo")
+    now[0] += dt.timedelta(seconds=60)
+    assert worker.run_once().replies == {}  # not before reply_poll_every (300 s)
+    now[0] += dt.timedelta(seconds=241)
+    assert worker.run_once().replies == {"loopback": 1}
+    inbound = [m for m in kit.store.list_messages() if m.direction is Direction.INBOUND]
+    assert len(inbound) == 2
+
+
+def test_reply_poll_every_zero_turns_reply_polling_off() -> None:
+    settings = Settings(provider="loopback", database_url="memory://",
+                        values={"reply_poll_every": "0"})
+    kit = SmsKit(settings, store=MemoryStore(), provider=LoopbackProvider(),
+                 plugins=Plugins(settings, entry_points=False))
     loopback(kit).add_reply("+5511987654321", "Oi")
     assert Worker(kit).run_once().replies == {}
     assert kit.store.list_messages() == []

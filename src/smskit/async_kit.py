@@ -23,6 +23,7 @@ import concurrent.futures
 import datetime as dt
 import functools
 from typing import (
+    AbstractSet,
     Any,
     AsyncIterable,
     Callable,
@@ -135,13 +136,19 @@ class AsyncSmsKit(BaseKit):
         # As SmsKit.send: an invalid number raises before the store is touched, and a provider
         # that cannot be built before the store is opened.
         recipient = compose.parse_phone(phone, spec, composer)
-        if dispatch:
-            self.provider(composer.provider)
+        names = self.check_providers(self._names(composer)) if dispatch else ()
         await self._prepared()
         outcome, queued = await self.to_thread(self._store_one, composer, recipient, spec)
         if dispatch and queued is not None:
-            await self._dispatch_for(composer)
-            outcome = sending.with_state(outcome, await self._settled(queued))
+            report = await self.dispatch_due(providers=names, watch=frozenset({queued}))
+            found = report.outcomes.get(queued)
+            if found is not None:
+                return outcome.after_dispatch(found)
+            # Another send's dispatch claimed it into its batch: its state once settled.
+            current = await self._settled(queued)
+            batch = await self.to_thread(self.store.get_batch, current.batch_id) \
+                if current is not None and current.batch_id else None
+            outcome = sending.with_state(outcome, current, batch)
         return outcome
 
     async def _settled(self, message_id: str) -> Optional[Message]:
@@ -193,6 +200,7 @@ class AsyncSmsKit(BaseKit):
                                phone_field=phone_field, tags=tags, campaign_id=campaign_id,
                                schedule_id=schedule_id)
         size = self._chunk_size(composer, chunk_size, dispatch)
+        names = self.check_providers(self._names(composer)) if dispatch else ()
         await self._prepared()
 
         def store_chunk(chunk: Sequence[Tuple[int, Recipient]]) -> List[Outcome]:
@@ -201,38 +209,68 @@ class AsyncSmsKit(BaseKit):
 
         return await aio.asend_many(
             recipients, store_chunk, chunk_size=size, on_outcome=on_outcome,
-            dispatch=functools.partial(self._dispatch_for, composer) if dispatch else None,
+            dispatch=functools.partial(self._dispatch_watching, names) if dispatch else None,
             run=self.to_thread)
 
-    async def _dispatch_for(self, composer: outbox.Composer) -> outbox.DispatchReport:
-        if composer.route is None:
-            return await self.dispatch(provider=composer.provider)
-        # Routed: any of the providers may hold the messages (and they may move on the way).
+    @staticmethod
+    def _names(composer: outbox.Composer) -> Optional[Tuple[str, ...]]:
+        """The providers a send may need: its own, or with routing every routed one (they may
+        move on the way)."""
+        return (composer.provider,) if composer.route is None else None
+
+    async def _dispatch_watching(self, names: Sequence[str],
+                                 watch: AbstractSet[str]) -> outbox.DispatchReport:
+        return await self.dispatch_due(providers=names, watch=watch)
+
+    async def dispatch_due(self, *, providers: Optional[Sequence[str]] = None,
+                           watch: AbstractSet[str] = frozenset(),
+                           now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+        """:meth:`dispatch` each of ``providers`` (default: :meth:`routed_providers`), in one
+        report (see :meth:`smskit.SmsKit.dispatch_due`)."""
+        names = tuple(providers) if providers is not None else self.routed_providers()
         return outbox.DispatchReport.merge(
-            [await self.dispatch(provider=name) for name in self.routed_providers()])
+            [await self.dispatch(provider=name, watch=watch, now=now) for name in names])
 
     async def dispatch(self, *, provider: Optional[str] = None,
                        max_batches: Optional[int] = None,
-                       now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+                       now: Optional[dt.datetime] = None,
+                       watch: AbstractSet[str] = frozenset()) -> outbox.DispatchReport:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the
-        clock); see :func:`smskit.outbox.aio.adispatch`."""
+        clock); see :func:`smskit.outbox.aio.adispatch` (``watch``: ids whose outcome the
+        report gives)."""
         await self._prepared()
         return await aio.adispatch(self.store, self.provider(provider), now=now or self.clock(),
                                    max_batches=max_batches, on_sent=self._sent_listener(),
                                    on_opted_out=self._on_opted_out, policy=self.router,
-                                   run=self.to_thread, in_flight=self._in_flight)
+                                   run=self.to_thread, in_flight=self._in_flight,
+                                   watch=watch, lookups=self.lookups)
 
     async def reconcile(self, *, provider: Optional[str] = None,
                         stale_after: dt.timedelta = dt.timedelta(minutes=5),
                         now: Optional[dt.datetime] = None) -> outbox.ReconcileReport:
         """Settle batches whose outcome is unknown (see :func:`smskit.outbox.aio.areconcile`):
         the gateway is asked through the provider's
-        :meth:`~smskit.provider.Provider.areconcile`."""
+        :meth:`~smskit.provider.Provider.areconcile`. A batch that cannot be settled is held,
+        and ``batch_ambiguous`` tells the plugins once."""
         await self._prepared()
         return await aio.areconcile(self.store, self.provider(provider), now=now or self.clock(),
-                                    stale_after=stale_after, on_sent=self._sent_listener(),
+                                    stale_after=stale_after, lookups=self.lookups,
+                                    on_sent=self._sent_listener(),
                                     on_status=self._apply_status,
-                                    on_opted_out=self._on_opted_out, run=self.to_thread)
+                                    on_opted_out=self._on_opted_out, on_held=self._on_held,
+                                    run=self.to_thread)
+
+    async def held(self, provider: Optional[str] = None) -> List[outbox.HeldBatch]:
+        """Batches whose outcome is unknown, with the messages of each still waiting: see
+        :meth:`smskit.SmsKit.held`."""
+        await self._prepared()
+        return await self.to_thread(self._held, provider)
+
+    async def resolve(self, target: str, *, sent: bool, who: str = "by hand") -> List[str]:
+        """Settle a held batch, or one message of it, by hand: see
+        :meth:`smskit.SmsKit.resolve`."""
+        await self._prepared()
+        return await self.to_thread(self._resolve, target, sent=sent, who=who)
 
     def _open_store(self) -> Store:
         return self.store

@@ -7,8 +7,8 @@ the ``smskit`` entry-point group::
     myprovider = "myprovider.plugin"
 
 Hooks are synchronous; the async server calls them in a thread pool. A failing notification hook
-(``message_sent``, ``message_status_changed``, ``message_received``) is logged and recorded in the
-message's history; it never loses or re-sends a message.
+(``message_sent``, ``message_status_changed``, ``message_received``, ``batch_ambiguous``) is
+logged and recorded in the message's history; it never loses or re-sends a message.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from smskit.models import Message, State
     from smskit.outreach.audience import AudienceSource
     from smskit.provider import ProviderFactory
-    from smskit.store.base import Store
+    from smskit.store.base import BatchInfo, Store
 
     StoreFactory = Callable[[str, Settings], Store]
 
@@ -142,6 +142,17 @@ def message_status_changed(message: Message, old: State, new: State) -> None:
 @hookspec
 def message_received(message: Message) -> None:
     """A new inbound message was stored (once per provider reply id)."""
+
+
+@hookspec
+def batch_ambiguous(batch: BatchInfo, messages: Sequence[Message], reason: str) -> None:
+    """Reconciliation could not settle ``batch`` and holds ``messages`` (still ``outgoing``):
+    their request may have reached the gateway, and smskit will not send them again by
+    itself. ``reason`` says why (the gateway could not be asked, or its "never received"
+    comes from a lookup not yet proven). Called once per batch, when it is first held; a
+    person settles it with ``smskit resolve`` (:meth:`smskit.SmsKit.resolve`), or a later
+    proof does.
+    """
 
 
 @hookspec

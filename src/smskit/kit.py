@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import AbstractSet, Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
 from smskit import outbox
 from smskit.kitbase import BaseKit
@@ -78,10 +78,9 @@ class SmsKit(BaseKit):
         # An invalid number raises before the store or the plugins are touched, and a provider
         # that cannot be built (no token) before the store is opened (or its file created).
         recipient = compose.parse_phone(phone, spec, composer)
-        if dispatch:
-            self.provider(composer.provider)
+        send = self._dispatcher(composer) if dispatch else None
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
-                             dispatch=self._dispatcher(composer) if dispatch else None)
+                                dispatch=send)
 
     def send_many(
         self,
@@ -116,33 +115,58 @@ class SmsKit(BaseKit):
         spec = self._many_spec(text, variables, at, idempotency_prefix=idempotency_prefix,
                                phone_field=phone_field, tags=tags, campaign_id=campaign_id,
                                schedule_id=schedule_id)
+        send = self._dispatcher(composer) if dispatch else None
         size = self._chunk_size(composer, chunk_size, dispatch)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
-                              clock=self.clock, chunk_size=size, on_outcome=on_outcome,
-                              dispatch=self._dispatcher(composer) if dispatch else None)
+                                 clock=self.clock, chunk_size=size, on_outcome=on_outcome,
+                                 dispatch=send)
 
-    def _dispatcher(self, composer: outbox.Composer) -> Callable[[], outbox.DispatchReport]:
-        if composer.route is None:
-            return lambda: self.dispatch(provider=composer.provider)
-        # Routed: any of the providers may hold the messages (and they may move on the way).
-        return lambda: outbox.DispatchReport.merge(
-            [self.dispatch(provider=name) for name in self.routed_providers()])
+    def dispatch_due(self, *, providers: Optional[Sequence[str]] = None,
+                     watch: AbstractSet[str] = frozenset(),
+                     now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+        """:meth:`dispatch` each of ``providers`` (default: :meth:`routed_providers`, those
+        a worker serves: messages may move between them on the way), in one report."""
+        names = tuple(providers) if providers is not None else self.routed_providers()
+        return outbox.DispatchReport.merge(
+            [self.dispatch(provider=name, watch=watch, now=now) for name in names])
+
+    def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
+        """What a send dispatches with, once every provider it may need is checked
+        (:meth:`check_providers`): its own, or with routing every routed one."""
+        names = self.check_providers(
+            (composer.provider,) if composer.route is None else None)
+        return lambda watch: self.dispatch_due(providers=names, watch=watch)
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
-                 now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+                 now: Optional[dt.datetime] = None,
+                 watch: AbstractSet[str] = frozenset()) -> outbox.DispatchReport:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
-        see :func:`outbox.dispatch`."""
+        see :func:`outbox.dispatch` (``watch``: ids whose outcome the report gives)."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
                                max_batches=max_batches, on_sent=self._sent_listener(),
-                               on_opted_out=self._on_opted_out, policy=self.router)
+                               on_opted_out=self._on_opted_out, policy=self.router,
+                               watch=watch, lookups=self.lookups)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),
                   now: Optional[dt.datetime] = None) -> outbox.ReconcileReport:
-        """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`)."""
+        """Settle batches whose outcome is unknown (see :func:`outbox.reconcile`); a batch
+        that cannot be settled is held, and ``batch_ambiguous`` tells the plugins once."""
         return outbox.reconcile(self.store, self.provider(provider), now=now or self.clock(),
-                                stale_after=stale_after, on_sent=self._sent_listener(),
-                                on_status=self.apply_status, on_opted_out=self._on_opted_out)
+                                stale_after=stale_after, lookups=self.lookups,
+                                on_sent=self._sent_listener(), on_status=self.apply_status,
+                                on_opted_out=self._on_opted_out, on_held=self._on_held)
+
+    def held(self, provider: Optional[str] = None) -> List[outbox.HeldBatch]:
+        """Batches whose outcome is unknown, with the messages of each still waiting (see
+        :func:`outbox.held`): never sent again by themselves; :meth:`resolve` settles them."""
+        return self._held(provider)
+
+    def resolve(self, target: str, *, sent: bool, who: str = "by hand") -> List[str]:
+        """Settle a held batch, or one message of it, by hand: ``sent=True`` confirms the
+        gateway has it, ``sent=False`` sends it again (see :func:`outbox.resolve`). Returns
+        the message ids settled."""
+        return self._resolve(target, sent=sent, who=who)
 
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:

@@ -39,7 +39,7 @@ from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
 from smskit.routing import ProviderPolicies, Router
-from smskit.store.base import ApplyOutcome, InboundOutcome, Store
+from smskit.store.base import ApplyOutcome, BatchInfo, InboundOutcome, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
 
@@ -90,6 +90,8 @@ class BaseKit:
         self.policies = ProviderPolicies(self.settings, self.quiet_hours)
         self._router: Optional[Router] = None
         self._ready = False
+        #: What reconciliation knows of each provider's lookup (:mod:`smskit.outbox.proof`).
+        self.lookups = outbox.Lookups(lambda: self.store)
 
     @classmethod
     def from_env(cls: Type[K], **kwargs: Any) -> K:
@@ -145,6 +147,16 @@ class BaseKit:
         routes name (just the default one without routing)."""
         router = self.router
         return router.providers() if router.active else (self._default_provider,)
+
+    def check_providers(self, names: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+        """Build each provider of ``names`` (default: :meth:`routed_providers`) and read its
+        settings (its rate limit), so that a configuration error (no token, a bad value)
+        raises now, before anything is stored; the names."""
+        found = tuple(names) if names is not None else self.routed_providers()
+        for name in found:
+            self.provider(name)
+            self.policies.max_per_second(name)
+        return found
 
     def composer(self, provider: Optional[str] = None, *,
                  track_links: Optional[bool] = None) -> outbox.Composer:
@@ -284,6 +296,21 @@ class BaseKit:
 
     def _on_sent(self, message: Message) -> None:
         self._notify("message_sent", message)
+
+    def _on_held(self, batch: BatchInfo, messages: List[Message], reason: str) -> None:
+        try:
+            self.hooks.batch_ambiguous(batch=batch, messages=messages, reason=reason)
+        except Exception as exc:  # logged and recorded; the batch stays held
+            log.exception("batch_ambiguous hook failed for batch %s", batch.id)
+            for message in messages:
+                self.store.record_event(message.id, "hook_error", f"batch_ambiguous: {exc!r}")
+
+    # -- held batches (synchronous: AsyncSmsKit runs these in a worker thread) ---------------
+    def _held(self, provider: Optional[str] = None) -> List[outbox.HeldBatch]:
+        return outbox.held(self.store, provider)
+
+    def _resolve(self, target: str, *, sent: bool, who: str) -> List[str]:
+        return outbox.resolve(self.store, target, sent=sent, now=self.clock(), who=who)
 
     def _on_opted_out(self, message: Message, result: SendResult) -> None:
         self._opted_out_at_gateway(message, result.error_code)

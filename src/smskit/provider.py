@@ -103,8 +103,11 @@ class Capabilities:
     :class:`Provider` methods :data:`CAPABILITY_METHODS` names; the core reads the flag before
     it calls them."""
 
-    #: :meth:`Provider.message_status` (``smskit status --refresh``).
+    #: :meth:`Provider.message_status` (``smskit status --refresh``; status polling one
+    #: message at a time when the provider has no :attr:`status_polling`).
     status_query: bool = False
+    #: :meth:`Provider.poll_statuses` (the worker's status polling, many messages a call).
+    status_polling: bool = False
     #: :meth:`Provider.reconcile` (without it an ambiguous batch waits for a person).
     reconcile: bool = False
     #: :meth:`Provider.balance` (balance checks and alerts).
@@ -133,10 +136,15 @@ class WebhookPayload:
 class ReconcileResult:
     """The answer to "did you receive batch X?".
 
-    ``known`` is ``False`` when the gateway has never seen the request: only then may the
-    batch be sent again. When ``known`` is ``True``, ``results`` holds a result for every
-    message the gateway has (messages without one are reported as lost by the gateway and
-    are also safe to resend).
+    ``known`` is ``False`` when the gateway says it has never seen the request. When
+    ``known`` is ``True``, ``results`` holds a result for every message the gateway has
+    (messages without one are reported as lost by the gateway).
+
+    Either "never received" answer lets the batch (or the messages without a result) be sent
+    again only when the lookup that gave it, named by ``form``, is proven: asked about a
+    request smskit knows the gateway accepted, it found it (:mod:`smskit.outbox.proof`).
+    Until then the batch is held. A provider that looks batches up in more than one way
+    names each way differently; ``""`` is its only one.
     """
 
     #: Whether the gateway has seen the batch's request at all.
@@ -145,6 +153,8 @@ class ReconcileResult:
     results: Sequence[SendResult] = ()
     #: Delivery reports the gateway gave with its answer (applied like webhooks).
     statuses: Sequence[StatusEvent] = ()
+    #: How the gateway was asked (``"status/request by reference"``); proofs are kept per form.
+    form: str = ""
 
 
 class Provider(abc.ABC):
@@ -201,6 +211,14 @@ class Provider(abc.ABC):
         (``capabilities.status_query``; ``smskit status --refresh``)."""
         raise NotSupportedError(self.name, "message_status")
 
+    def poll_statuses(self, messages: Sequence[Message]) -> List[StatusEvent]:
+        """The current status of each of ``messages`` (``sent``, with their gateway ids), as
+        status events naming our message ids, for those the gateway could say something
+        about (``capabilities.status_polling``). The worker asks when a delivery report may
+        have been lost, and applies the events forward only, as webhooks are. A message left
+        out is asked about again later."""
+        raise NotSupportedError(self.name, "poll_statuses")
+
     def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
         """The events of a callback the gate accepted (``request.kind``: ``"status"`` or
         ``"reply"``; ``request.data``: the decoded body); ValidationError if malformed
@@ -256,6 +274,7 @@ class Provider(abc.ABC):
 #: The methods each :class:`Capabilities` flag promises.
 CAPABILITY_METHODS: Mapping[str, Tuple[str, ...]] = {
     "status_query": ("message_status",),
+    "status_polling": ("poll_statuses",),
     "reconcile": ("reconcile",),
     "balance": ("balance",),
     "blacklist": ("blacklist_add", "blacklist_remove"),

@@ -8,14 +8,18 @@ Each cycle (:meth:`Worker.run_once`), in this order:
 3. **campaigns**: :meth:`smskit.outreach.campaigns.Campaigns.advance` starts due campaigns and
    stores the next pages of running ones (a bounded number per cycle);
 4. **dispatch** every due ``outgoing`` message;
-5. **blacklist sync**: :func:`smskit.outreach.blacklist_sync.push_pending` pushes local blacklist
+5. **poll statuses** of messages still ``sent`` long after they were sent (their delivery
+   report may have been lost), a bounded page per cycle
+   (:class:`smskit.outreach.polling.StatusPoller`);
+6. **blacklist sync**: :func:`smskit.outreach.blacklist_sync.push_pending` pushes local blacklist
    changes to the gateway (retried with back-off until acknowledged);
-6. **poll replies** when webhooks cannot reach us (the provider can poll and no
-   ``public_url`` is configured), remembering the last poll time in memory;
-7. **balance**: every ``balance_check_interval`` when ``balance_low_threshold`` is set
+7. **poll replies**, a safety net next to webhooks, every ``reply_poll_every`` seconds
+   (every cycle when webhooks cannot reach us: no ``public_url``),
+   :class:`smskit.outreach.polling.ReplyPoller`;
+8. **balance**: every ``balance_check_interval`` when ``balance_low_threshold`` is set
    (:class:`smskit.outreach.balance.BalanceMonitor`: the ``balance_low`` hook once per crossing).
 
-Steps 3 and 5 need a store with campaigns and the audited blacklist
+Steps 3 and 6 need a store with campaigns and the audited blacklist
 (:class:`~smskit.store.outreach.OutreachStore`; the built-in ones are).
 
 :meth:`Worker.run` repeats that every ``interval`` seconds. SIGTERM or SIGINT lets the cycle in
@@ -39,16 +43,18 @@ from smskit.outbox import DispatchReport, ReconcileReport
 from smskit.outreach import blacklist_sync, scheduler
 from smskit.outreach.balance import BalanceMonitor, BalanceReading
 from smskit.outreach.campaigns import Campaigns, CampaignStep, merge_steps
+from smskit.outreach.polling import (
+    POLL_OVERLAP,
+    PollSettings,
+    ReplyPoller,
+    StatusPoller,
+    StatusPollReport,
+)
 from smskit.store.outreach import OutreachStore
 
 __all__ = ["POLL_OVERLAP", "Worker", "WorkerReport"]
 
 log = logging.getLogger(__name__)
-
-#: Each reply poll reaches this far before the previous poll started: a reply the gateway
-#: timestamps late, or a small clock difference, is not missed (repeats are de-duplicated by
-#: the store on the provider's reply id).
-POLL_OVERLAP = dt.timedelta(minutes=1)
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -60,6 +66,7 @@ class WorkerReport:
     reconciled: Dict[str, ReconcileReport] = attrs.field(factory=dict)
     schedules: List[scheduler.ScheduleRun] = attrs.field(factory=list)
     dispatched: Dict[str, DispatchReport] = attrs.field(factory=dict)
+    statuses: Dict[str, StatusPollReport] = attrs.field(factory=dict)
     replies: Dict[str, int] = attrs.field(factory=dict)
     repeated_replies: Dict[str, int] = attrs.field(factory=dict)
     campaigns: List[CampaignStep] = attrs.field(factory=list)
@@ -78,6 +85,7 @@ class WorkerReport:
             any(r.batches for r in self.reconciled.values())
             or self.schedules
             or any(r.batches for r in self.dispatched.values())
+            or any(r.changed or r.error for r in self.statuses.values())
             or any(self.replies.values())
             or any(step.chunks or step.started or step.finished or step.error
                    for step in self.campaigns)
@@ -109,6 +117,11 @@ class WorkerReport:
                 parts.append(f"{name}: {sent.sent} sent, {sent.rejected} rejected, "
                              f"{sent.canceled} canceled, {sent.released} released, "
                              f"{sent.ambiguous} ambiguous")
+        for name, polled in sorted(self.statuses.items()):
+            if polled.changed or polled.error:
+                parts.append(f"{name}: status poll asked about {polled.asked}, {polled.changed} "
+                             f"moved on ({polled.final} final)"
+                             + (f", error: {polled.error}" if polled.error else ""))
         for name, count in sorted(self.replies.items()):
             if count:
                 parts.append(f"{name}: {count} new repl{'y' if count == 1 else 'ies'}")
@@ -124,11 +137,13 @@ class WorkerReport:
 
 
 class Worker:
-    """Reconcile, run schedules, dispatch and poll replies, in a loop.
+    """Reconcile, run schedules, dispatch and poll statuses and replies, in a loop.
 
     ``poll_replies``: ``None`` polls each provider that can (``capabilities.reply_polling``)
-    when ``settings.public_url`` is unset (webhooks cannot reach us); ``True`` always polls
-    (a provider that cannot is a :class:`~smskit.errors.ConfigurationError`); ``False`` never.
+    as the settings say (``reply_poll_every``, see :mod:`smskit.outreach.polling`); ``True``
+    polls every cycle (a provider that cannot is a
+    :class:`~smskit.errors.ConfigurationError`); ``False`` never. ``polling``: the polling
+    settings (default: read from the kit's settings).
     ``providers`` defaults to :meth:`SmsKit.routed_providers <smskit.kit.SmsKit.routed_providers>`
     (the default provider, and with routing every provider the routes name, in that order:
     messages moved off a failing provider are sent in the same cycle). ``campaigns`` (default
@@ -150,6 +165,7 @@ class Worker:
         campaigns: Optional[Campaigns] = None,
         balance: Optional[BalanceMonitor] = None,
         sync_blacklist: bool = True,
+        polling: Optional[PollSettings] = None,
     ) -> None:
         if not interval > 0:
             raise ValidationError(f"worker interval must be positive seconds, got {interval!r}")
@@ -165,7 +181,9 @@ class Worker:
         self.campaigns = campaigns if campaigns is not None else Campaigns(kit)
         self.balance = balance if balance is not None else BalanceMonitor.from_settings(kit)
         self.sync_blacklist = sync_blacklist
-        self._last_poll: Dict[str, dt.datetime] = {}
+        polling = polling if polling is not None else PollSettings.from_settings(kit.settings)
+        self.status_poller = StatusPoller(kit, polling)
+        self.reply_poller = ReplyPoller(kit, polling, force=poll_replies)
         self._stop = threading.Event()
         self._signals = 0
 
@@ -175,16 +193,6 @@ class Worker:
         if self._providers is None:
             self._providers = self.kit.routed_providers()
         return self._providers
-
-    def _polls(self, name: str) -> bool:
-        provider = self.kit.provider(name)
-        can = provider.capabilities.reply_polling
-        if self.poll_replies is None:
-            return can and not self.kit.settings.public_url
-        if self.poll_replies and not can:
-            raise ConfigurationError(f"provider {name!r} cannot poll for replies; "
-                                     "configure its reply webhook instead")
-        return self.poll_replies
 
     def run_once(self, now: Optional[dt.datetime] = None) -> WorkerReport:
         """One cycle: reconcile, schedules, campaigns, dispatch, blacklist sync, replies and
@@ -203,36 +211,26 @@ class Worker:
             report.campaigns = self.campaigns.advance(moment)
         for name in self.providers:
             report.dispatched[name] = self.kit.dispatch(provider=name, now=moment)
+        for name in self.providers:
+            polled = self.status_poller.run(name, moment)
+            if polled is not None:
+                report.statuses[name] = polled
         if outreach:
             report.campaigns = merge_steps(report.campaigns, self.campaigns.finish(moment))
         if outreach and self.sync_blacklist:
             for name in self.providers:
                 report.blacklist[name] = blacklist_sync.push_pending(self.kit, name, moment)
         for name in self.providers:
-            if self._polls(name):
-                self._poll(name, report)
+            if self.reply_poller.due(name, moment):
+                new, repeated = self.reply_poller.run(name, moment)
+                report.replies[name] = new
+                report.repeated_replies[name] = repeated
         if self.balance.enabled:
             for name in self.providers:
                 reading = self.balance.check(name, moment)
                 if reading is not None:
                     report.balances[name] = reading
         return report
-
-    def _poll(self, name: str, report: WorkerReport) -> None:
-        since = self._last_poll.get(name)
-        started = self.kit.clock()
-        replies = self.kit.provider(name).poll_replies(
-            since=since - POLL_OVERLAP if since is not None else None)
-        new = repeated = 0
-        for inbound in replies:
-            if self.kit.receive(inbound).created:
-                new += 1
-            else:
-                repeated += 1
-        # Only after every reply is stored: a failure above polls the same window again.
-        self._last_poll[name] = started
-        report.replies[name] = new
-        report.repeated_replies[name] = repeated
 
     # -- the loop ---------------------------------------------------------------------------
     def stop(self) -> None:

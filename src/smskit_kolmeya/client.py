@@ -18,6 +18,7 @@ secret).
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime as dt
 import json
@@ -106,7 +107,12 @@ class _ClientBase:
     ``connect_timeout``, ``max_attempts`` (for retryable failures), ``max_retry_wait`` (longest
     ``Retry-After`` honoured in-process), default send options ``cost_centre_id``,
     ``sms_api_id`` and ``webhook_url``, ``job_control`` (``"path"`` or ``"body"``, see
-    :func:`wire.build_job_request`), ``timezone`` of Kolmeya's timestamps and ``allow_http``.
+    :func:`wire.build_job_request`), ``timezone`` of Kolmeya's timestamps, ``allow_http``,
+    and ``clock`` (epoch seconds; tests inject one).
+
+    Kolmeya's ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` response headers are
+    honoured before a 429 comes: once few requests are left, the next ones are spread until
+    the reset (:class:`wire.RateBudget`).
     """
 
     def __init__(
@@ -124,6 +130,7 @@ class _ClientBase:
         job_control: str = "path",
         timezone: str = DEFAULT_TZ,
         allow_http: bool = False,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         secret = _secret(token if token is not None else os.environ.get("SMSKIT_KOLMEYA_TOKEN"))
         if secret is None:
@@ -146,6 +153,8 @@ class _ClientBase:
         self.job_control = job_control
         self.timezone = timezone
         self._jitter = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self._clock = clock
+        self._budget: Optional[wire.RateBudget] = None
 
     @classmethod
     def from_settings(cls: Type[C], settings: Settings, **extra: Any) -> C:
@@ -214,6 +223,11 @@ class _ClientBase:
         return _Call("/sms/replys", wire.build_replies_request(period_hours, page),
                      lambda data: wire.parse_replies_page(data, tz))
 
+    def _web_replies_call(self, page: int) -> _Call[wire.RepliesPage]:
+        tz = self.timezone
+        return _Call("/sms/replys-web", wire.build_web_replies_request(page),
+                     lambda data: wire.parse_replies_page(data, tz, web=True))
+
     def _report_call(self, start: dt.datetime, end: dt.datetime,
                      limit: int) -> _Call[List[wire.ReportRow]]:
         tz = self.timezone
@@ -242,8 +256,30 @@ class _ClientBase:
             "timeout": self._timeout,
         }
 
+    def _pause(self) -> float:
+        """Seconds to wait before the next request, by the last ``X-RateLimit-*`` headers
+        seen (:class:`wire.RateBudget`); a wait past ``max_retry_wait`` is a
+        :class:`~smskit.errors.RateLimitedError` at once (nothing sent: the caller
+        reschedules)."""
+        budget = self._budget
+        now = self._clock()
+        wait = budget.wait(now) if budget is not None else 0.0
+        if wait > self.max_retry_wait and budget is not None:
+            resets = (budget.reset_at or now) - now
+            raise RateLimitedError(
+                f"Kolmeya's rate limit is nearly used up ({budget.remaining} request(s) left "
+                f"of {budget.limit or '?'}, reset in {resets:.0f} s): nothing was sent",
+                retry_after=wait, status_code=None)
+        if wait > 0:
+            log.info("Kolmeya's rate limit: %d request(s) left, waiting %.1f s",
+                     budget.remaining if budget is not None else 0, wait)
+        return wait
+
     def _interpret(self, call: _Call[T], response: httpx.Response) -> T:
         log.debug("Kolmeya POST %s -> HTTP %s", call.path, response.status_code)
+        budget = wire.RateBudget.from_headers(response.headers, self._clock())
+        if budget is not None:
+            self._budget = budget
         data: Any = None
         decoded = True
         if response.content.strip():
@@ -357,6 +393,9 @@ class KolmeyaClient(_ClientBase):
         return result
 
     def _attempt(self, call: _Call[T]) -> T:
+        wait = self._pause()
+        if wait > 0:
+            self._sleep(wait)
         try:
             response = self._http.post(**self._request_args(call))
         except httpx.TransportError as exc:
@@ -425,6 +464,18 @@ class KolmeyaClient(_ClientBase):
         log.warning("Kolmeya replies: stopped after %d pages", max_pages)
         return out
 
+    def web_replies(self, *, max_pages: int = 100) -> List[InboundMessage]:
+        """Replies to campaigns sent from Kolmeya's web panel (``sms/replys-web``), every
+        page; their reply ids are ``web:<id>``."""
+        out: List[InboundMessage] = []
+        for page in range(1, max_pages + 1):
+            result = self._execute(self._web_replies_call(page))
+            out.extend(result.replies)
+            if not result.has_next:
+                return out
+        log.warning("Kolmeya panel replies: stopped after %d pages", max_pages)
+        return out
+
     def report_statuses(self, start: dt.datetime, end: dt.datetime, *,
                         limit: int = wire.MAX_REPORT_LIMIT,
                         now: Optional[dt.datetime] = None) -> List[wire.ReportRow]:
@@ -491,6 +542,9 @@ class AsyncKolmeyaClient(_ClientBase):
         return result
 
     async def _attempt(self, call: _Call[T]) -> T:
+        wait = self._pause()
+        if wait > 0:
+            await (self._sleep or asyncio.sleep)(wait)
         try:
             response = await self._http.post(**self._request_args(call))
         except httpx.TransportError as exc:
@@ -544,6 +598,17 @@ class AsyncKolmeyaClient(_ClientBase):
             if not result.has_next:
                 return out
         log.warning("Kolmeya replies: stopped after %d pages", max_pages)
+        return out
+
+    async def web_replies(self, *, max_pages: int = 100) -> List[InboundMessage]:
+        """Replies to campaigns sent from Kolmeya's web panel, every page."""
+        out: List[InboundMessage] = []
+        for page in range(1, max_pages + 1):
+            result = await self._execute(self._web_replies_call(page))
+            out.extend(result.replies)
+            if not result.has_next:
+                return out
+        log.warning("Kolmeya panel replies: stopped after %d pages", max_pages)
         return out
 
     async def report_statuses(self, start: dt.datetime, end: dt.datetime, *,

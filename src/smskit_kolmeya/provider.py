@@ -25,7 +25,9 @@ from smskit.config import Settings
 from smskit.errors import (
     AmbiguousSendError,
     InvalidPhoneError,
+    ProviderError,
     ProviderNotFoundError,
+    RequestRejectedError,
     ValidationError,
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
@@ -35,9 +37,15 @@ from smskit_kolmeya import wire
 from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
 from smskit_kolmeya.webhooks import parse_webhook_data
 
-__all__ = ["KolmeyaProvider"]
+__all__ = ["LOOKUP", "KolmeyaProvider"]
 
 log = logging.getLogger(__name__)
+
+#: The form of :meth:`KolmeyaProvider.reconcile`'s question, ``sms/status/request`` with
+#: ``{"reference": <batch id>}``: documented second-hand, so proven before it is trusted.
+LOOKUP = "status/request by reference"
+#: Minutes around a message's ``sent_at`` its report row may say (``enviada_em`` has minutes).
+REPORT_SLACK_MINUTES = 2
 
 
 class KolmeyaProvider(Provider):
@@ -47,8 +55,9 @@ class KolmeyaProvider(Provider):
 
     name = "kolmeya"
     max_batch = wire.MAX_BATCH
-    capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
-                                webhooks=True, reply_polling=True, job_control=True)
+    capabilities = Capabilities(status_query=True, status_polling=True, reconcile=True,
+                                balance=True, blacklist=True, webhooks=True,
+                                reply_polling=True, job_control=True)
 
     def __init__(self, client: KolmeyaClient, *, owns_client: bool = True,
                  async_client: Optional[Callable[[], AsyncKolmeyaClient]] = None) -> None:
@@ -130,17 +139,20 @@ class KolmeyaProvider(Provider):
                         outcome.request_id, len(outcome.unmatched))
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
-        """Ask Kolmeya for the request referenced ``batch_id``.
+        """Ask Kolmeya for the request referenced ``batch_id`` (``sms/status/request`` with
+        ``{"reference": batch_id}``, the form :data:`LOOKUP`).
 
-        404 or an empty answer: ``known=False`` (never seen; safe to resend). Otherwise SENT
-        results (with provider ids) for every listed message, plus status events for statuses
-        past "sent". A request Kolmeya knows but lists no messages for (still being processed)
-        raises :class:`~smskit.errors.AmbiguousSendError`: try again later, never resend.
+        404 or an empty answer: ``known=False`` (never seen); the core resends only once this
+        form has found a request Kolmeya is known to have accepted. Otherwise SENT results
+        (with provider ids) for every listed message, plus status events for statuses past
+        "sent". A request Kolmeya knows but lists no messages for (still being processed)
+        raises :class:`~smskit.errors.AmbiguousSendError`; any other error (a 422 for a form
+        it does not take...) propagates: the batch is held, never resent.
         """
         try:
             answer = self.client.request_status(reference=batch_id)
         except ProviderNotFoundError:
-            return ReconcileResult(known=False)
+            return ReconcileResult(known=False, form=LOOKUP)
         return self._reconciled(batch_id, messages, answer)
 
     async def areconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
@@ -151,7 +163,7 @@ class KolmeyaProvider(Provider):
         try:
             answer = await client.request_status(reference=batch_id)
         except ProviderNotFoundError:
-            return ReconcileResult(known=False)
+            return ReconcileResult(known=False, form=LOOKUP)
         return self._reconciled(batch_id, messages, answer)
 
     @staticmethod
@@ -159,7 +171,7 @@ class KolmeyaProvider(Provider):
                     answer: wire.RequestStatus) -> ReconcileResult:
         """What Kolmeya's status of request ``batch_id`` says of ``messages``."""
         if not answer.known:
-            return ReconcileResult(known=False)
+            return ReconcileResult(known=False, form=LOOKUP)
         if not answer.messages:
             raise AmbiguousSendError(
                 f"Kolmeya knows request {answer.request_id} (reference {batch_id}) but lists no "
@@ -181,11 +193,57 @@ class KolmeyaProvider(Provider):
                 statuses.append(attrs.evolve(item.to_event(answer.request_id),
                                              message_id=message.id))
         ordered = [results[m.id] for m in messages if m.id in results]
-        return ReconcileResult(known=True, results=ordered, statuses=statuses)
+        return ReconcileResult(known=True, results=ordered, statuses=statuses, form=LOOKUP)
 
     def message_status(self, provider_message_id: str) -> StatusEvent:
         """The current status of one message as a status event (status query)."""
         return self.client.message_status(provider_message_id).to_event()
+
+    def poll_statuses(self, messages: Sequence[Message]) -> List[StatusEvent]:
+        """The statuses of ``messages`` (status polling): one ``sms/status/request`` by
+        request id for each request they came in (:attr:`Message.provider_request_id`, the
+        observed form); messages without one, or whose request Kolmeya refuses to look up
+        (404, 422), from ``sms/reports/statuses`` over the minutes they were sent, matched by
+        phone, text and minute (only a match that is one to one counts). A request that fails
+        in passing (a timeout, a 5xx) is skipped: its messages are asked about next time."""
+        by_request: Dict[str, List[Message]] = {}
+        rest: List[Message] = []
+        for message in messages:
+            if message.provider_request_id:
+                by_request.setdefault(message.provider_request_id, []).append(message)
+            else:
+                rest.append(message)
+        events: List[StatusEvent] = []
+        for request_id, group in by_request.items():
+            try:
+                answer = self.client.request_status(id=request_id)
+            except (ProviderNotFoundError, RequestRejectedError) as exc:
+                log.warning("Kolmeya request %s cannot be looked up (%s); its %d message(s) "
+                            "are looked for in the status report", request_id, exc, len(group))
+                rest.extend(group)
+                continue
+            except ProviderError as exc:
+                log.warning("Kolmeya request %s: status not read this time: %s", request_id, exc)
+                continue
+            events.extend(_request_events(answer, group))
+        if rest:
+            events.extend(self._report_events(rest))
+        return events
+
+    def _report_events(self, messages: Sequence[Message]) -> List[StatusEvent]:
+        """Statuses of ``messages`` from the report rows of the minutes they were sent."""
+        times = [m.sent_at for m in messages if m.sent_at is not None]
+        if not times:
+            return []
+        slack = dt.timedelta(minutes=REPORT_SLACK_MINUTES)
+        now = utcnow()
+        start, end = min(times) - slack, min(max(times) + slack, now)
+        try:
+            rows = self.client.report_statuses(start, end, now=now)
+        except (ProviderError, ValidationError) as exc:
+            log.warning("Kolmeya status report not read this time: %s", exc)
+            return []
+        return _report_matches(messages, rows, slack)
 
     def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
         """The events of a callback the gate decoded; the body decides whether it holds
@@ -214,7 +272,9 @@ class KolmeyaProvider(Provider):
 
     def poll_replies(self, since: Optional[dt.datetime] = None,
                      *, now: Optional[dt.datetime] = None) -> List[InboundMessage]:
-        """Replies since ``since`` (whole hours, at most Kolmeya's 168; default the last 24 h).
+        """Replies since ``since`` (whole hours, at most Kolmeya's 168; default the last 24 h),
+        then the replies to campaigns sent from Kolmeya's panel (``sms/replys-web``, reply
+        ids ``web:<id>``; a failure there is logged and leaves the API replies).
 
         Replies are not filtered by time: the store records each reply id once.
         """
@@ -225,7 +285,12 @@ class KolmeyaProvider(Provider):
             if hours > wire.MAX_REPLY_PERIOD_HOURS:
                 log.warning("Kolmeya keeps replies for %d hours; older ones since %s are not "
                             "fetched", wire.MAX_REPLY_PERIOD_HOURS, since.isoformat())
-        return self.client.replies(min(hours, wire.MAX_REPLY_PERIOD_HOURS))
+        replies = self.client.replies(min(hours, wire.MAX_REPLY_PERIOD_HOURS))
+        try:
+            replies.extend(self.client.web_replies())
+        except ProviderError as exc:
+            log.warning("Kolmeya panel replies (sms/replys-web) not read this time: %s", exc)
+        return replies
 
     def close(self) -> None:
         """Close the client (when this provider created it)."""
@@ -238,3 +303,51 @@ class KolmeyaProvider(Provider):
             await self._async.aclose()
         self._async = None
         self.close()
+
+def _request_events(answer: wire.RequestStatus,
+                    messages: Sequence[Message]) -> List[StatusEvent]:
+    """The status events of ``messages`` among the messages of a request's status."""
+    ours = {m.id: m for m in messages}
+    by_provider_id = {m.provider_message_id: m for m in messages if m.provider_message_id}
+    events: List[StatusEvent] = []
+    for item in answer.messages:
+        message = ours.get(item.reference or "") or by_provider_id.get(
+            item.provider_message_id or "")
+        if message is not None:
+            events.append(attrs.evolve(item.to_event(answer.request_id), message_id=message.id))
+    return events
+
+
+def _report_matches(messages: Sequence[Message], rows: Sequence[wire.ReportRow],
+                    slack: dt.timedelta) -> List[StatusEvent]:
+    """Events for the messages that match exactly one report row (same phone and text, sent
+    within ``slack``) that no other message matches; rows whose status is not known are
+    skipped."""
+    by_key: Dict[Tuple[Optional[str], Optional[str]], List[int]] = {}
+    for index, row in enumerate(rows):
+        by_key.setdefault((row.phone, row.text), []).append(index)
+    candidates: Dict[str, List[int]] = {}
+    claimed: Dict[int, int] = {}
+    for message in messages:
+        found: List[int] = []
+        for index in by_key.get((message.phone, message.body), []):
+            row_at, sent_at = rows[index].sent_at, message.sent_at
+            if row_at is not None and sent_at is not None and abs(row_at - sent_at) <= slack:
+                found.append(index)
+        candidates[message.id] = found
+        for index in found:
+            claimed[index] = claimed.get(index, 0) + 1
+    events: List[StatusEvent] = []
+    for message in messages:
+        found = candidates[message.id]
+        if len(found) != 1 or claimed[found[0]] != 1:
+            continue
+        row = rows[found[0]]
+        if row.state is None:
+            continue
+        events.append(StatusEvent(
+            provider=wire.PROVIDER, state=row.state, message_id=message.id,
+            provider_message_id=message.provider_message_id,
+            provider_request_id=message.provider_request_id, status_text=row.status,
+            occurred_at=utcnow(), raw=dict(row.raw)))
+    return events

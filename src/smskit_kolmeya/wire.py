@@ -62,9 +62,12 @@ __all__ = [
     "MAX_REPLY_PERIOD_HOURS",
     "MAX_REPORT_LIMIT",
     "MAX_REPORT_WINDOW",
+    "WEB_REPLY_PREFIX",
     "PROVIDER",
     "CostCentre",
     "MessageStatus",
+    "RATE_LOW_SHARE",
+    "RateBudget",
     "RepliesPage",
     "ReportRow",
     "RequestStatus",
@@ -77,6 +80,7 @@ __all__ = [
     "build_request_status_request",
     "build_store_request",
     "build_store_token_request",
+    "build_web_replies_request",
     "chunk",
     "error_for_response",
     "errors_in_body",
@@ -96,6 +100,7 @@ __all__ = [
     "parse_status_code",
     "parse_status_item",
     "parse_store_response",
+    "parse_web_reply_item",
     "report_windows",
     "state_for",
     "text_or_none",
@@ -107,6 +112,8 @@ MAX_BLACKLIST = 1000
 MAX_REPLY_PERIOD_HOURS = 168
 MAX_REPORT_LIMIT = 30000
 MAX_REPORT_WINDOW = dt.timedelta(days=7)
+#: The start of the reply id of a reply to a panel campaign (``sms/replys-web``).
+WEB_REPLY_PREFIX = "web:"
 REPORT_TIME_FORMAT = "%Y-%m-%d %H:%M"
 
 T = TypeVar("T")
@@ -708,11 +715,48 @@ class RepliesPage:
     has_next: bool
 
 
-def parse_replies_page(data: Any, tz: str = DEFAULT_TZ) -> RepliesPage:
-    """Parse ``{current_page, data: [...], next_page_url, last_page, ...}``."""
+def parse_web_reply_item(item: Any, fail: Fail = _response_error,
+                         tz: str = DEFAULT_TZ) -> InboundMessage:
+    """One ``sms/replys-web`` item (a reply to a campaign sent from Kolmeya's panel):
+    ``{id, job, phone, parameters, reply, message, send_at, received_at}`` -> InboundMessage.
+
+    Its reply id becomes ``web:<id>`` (:data:`WEB_REPLY_PREFIX`): nothing says panel replies
+    and API replies share one id space. It answers no message of ours (the campaign was not
+    sent by smskit), so only its phone ties it to a conversation.
+    """
+    if not isinstance(item, dict):
+        raise fail(f"a panel reply must be an object, got {type(item).__name__}")
+    reply_id = text_or_none(item.get("id"))
+    if reply_id is None:
+        raise fail("a panel reply has no 'id'")
+    text = item.get("reply")
+    if not isinstance(text, str):
+        raise fail(f"panel reply {reply_id}: 'reply' is not a text")
+    phone = e164_from_kolmeya(item.get("phone"))
+    if phone is None:
+        raise fail(f"panel reply {reply_id}: no phone number")
+    return InboundMessage(
+        provider=PROVIDER, provider_reply_id=WEB_REPLY_PREFIX + reply_id, phone=phone,
+        body=text, received_at=parse_datetime(item.get("received_at"), tz) or utcnow(),
+        raw=item,
+    )
+
+
+def build_web_replies_request(page: int = 1) -> Dict[str, Any]:
+    """The ``POST /sms/replys-web`` body: ``{}`` (what production code sends), plus
+    ``"page"`` after page 1."""
+    if page < 1:
+        raise ValidationError(f"page must be at least 1, got {page!r}")
+    return {"page": int(page)} if page > 1 else {}
+
+
+def parse_replies_page(data: Any, tz: str = DEFAULT_TZ, *, web: bool = False) -> RepliesPage:
+    """Parse ``{current_page, data: [...], next_page_url, last_page, ...}`` (``web``: a page of
+    ``sms/replys-web``, read with :func:`parse_web_reply_item`)."""
     if not isinstance(data, dict) or not isinstance(data.get("data", []), list):
         raise _response_error("sms/replys answered without a 'data' list")
-    replies = tuple(parse_reply_item(i, tz=tz) for i in data.get("data") or [])
+    parse = parse_web_reply_item if web else parse_reply_item
+    replies = tuple(parse(i, tz=tz) for i in data.get("data") or [])
     current = parse_status_code(data.get("current_page")) or 1
     last = parse_status_code(data.get("last_page"))
     has_next = bool(data.get("next_page_url")) or (last is not None and current < last)
@@ -875,6 +919,53 @@ def parse_retry_after(value: Optional[str], now: Optional[dt.datetime] = None) -
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
+
+
+#: Below this share of its limit left, :class:`RateBudget` spreads what is left until the reset.
+RATE_LOW_SHARE = 0.1
+
+
+@attrs.frozen(kw_only=True)
+class RateBudget:
+    """What a response's ``X-RateLimit-*`` headers said: the ``limit``, the requests
+    ``remaining`` and when the window resets (``reset_at``, epoch seconds; ``None`` when not
+    said). Only a weak observation documents these headers (500 or 1000 a "period"), so
+    every field is optional but ``remaining``."""
+
+    limit: Optional[int]
+    remaining: int
+    reset_at: Optional[float]
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], now: float) -> Optional[RateBudget]:
+        """The budget in ``headers`` (any case), ``None`` without ``X-RateLimit-Remaining``.
+        A ``Reset`` above 10^9 is an epoch time (Laravel's), a smaller one seconds from
+        ``now``."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        remaining = parse_status_code(lowered.get("x-ratelimit-remaining"))
+        if remaining is None:
+            return None
+        limit = parse_status_code(lowered.get("x-ratelimit-limit"))
+        reset: Optional[float] = None
+        try:
+            raw = float(lowered.get("x-ratelimit-reset") or "nan")
+        except ValueError:
+            raw = float("nan")
+        if math.isfinite(raw) and raw >= 0:
+            reset = raw if raw > 1e9 else now + raw
+        return cls(limit=limit, remaining=max(0, remaining), reset_at=reset)
+
+    def wait(self, now: float) -> float:
+        """Seconds to wait before the next request: none while plenty is left; once
+        ``remaining`` falls to :data:`RATE_LOW_SHARE` of the limit (or 1), what is left is
+        spread evenly until the reset, and with nothing left the wait is the whole way to
+        it. Without a reset time, nothing is waited (a 429's ``Retry-After`` then says)."""
+        if self.reset_at is None or now >= self.reset_at:
+            return 0.0
+        low = max(1, math.ceil(self.limit * RATE_LOW_SHARE)) if self.limit else 1
+        if self.remaining > low:
+            return 0.0
+        return (self.reset_at - now) / (self.remaining + 1)
 
 
 def error_for_response(

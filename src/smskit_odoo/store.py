@@ -45,7 +45,7 @@ from smskit.store.base import (
     Schedule,
     Store,
 )
-from smskit.store.outreach import ACTIONS, OutreachStore
+from smskit.store.outreach import ACTIONS, OutreachStore, PacingStore
 from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
@@ -268,6 +268,12 @@ class OdooStore(Store):
         """A message by the provider's id."""
         return self.sidecar.find_by_provider_id(provider, provider_message_id)
 
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages waiting for a final status (the sidecar's query)."""
+        return self.sidecar.awaiting_status(provider, sent_before, after=after, limit=limit)
+
     def list_messages(self, *, state: Optional[State] = None, phone: Optional[str] = None,
                       campaign_id: Optional[str] = None, limit: int = 100,
                       offset: int = 0) -> List[Message]:
@@ -304,7 +310,8 @@ class OdooStore(Store):
 
     def record_results(self, batch_id: str, results: Sequence[SendResult],
                        now: dt.datetime) -> None:
-        """Record the results, then move the Odoo rows forward in one ``load``; chatter notes
+        """Record the results (the sidecar leaves the batch ``ambiguous`` while a claimed
+        message got none), then move the Odoo rows forward in one ``load``; chatter notes
         for the sent and the finished ones."""
         batch = self.sidecar.get_batch(batch_id)
         ids = list(batch.message_ids) if batch is not None else []
@@ -558,7 +565,7 @@ def _protocol_methods(*protocols: type) -> List[str]:
 # the sidecar. They are forwarded by real methods, generated from the protocols so that they
 # follow them, and so that isinstance(store, OutreachStore) and friends (runtime-checkable
 # protocols look the methods up statically) see an Odoo store as having them.
-for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore):
+for _name in _protocol_methods(OutreachStore, LinkStore, StatsStore, PacingStore):
     if _name not in vars(OdooStore):
         setattr(OdooStore, _name, _forwarder(_name))
 

@@ -160,9 +160,20 @@ def build_cli() -> click.Group:
             logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                                 format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from smskit.cli import blacklist, campaigns, db, demo, messaging, plugins, run, schedules
+    from smskit.cli import (
+        blacklist,
+        campaigns,
+        db,
+        demo,
+        messaging,
+        operator,
+        plugins,
+        run,
+        schedules,
+    )
 
-    for module in (messaging, blacklist, schedules, plugins, campaigns, run, db, demo):
+    for module in (messaging, operator, blacklist, schedules, plugins, campaigns, run, db,
+                   demo):
         for command in module.COMMANDS:
             group.add_command(command)
     return group

@@ -28,15 +28,21 @@ from smskit.errors import NotFoundError, ValidationError
 if TYPE_CHECKING:
     from smskit.kit import Outcome, SmsKit
     from smskit.models import Message
+    from smskit.outbox import DispatchReport
 
-__all__ = ["COMMANDS"]
+__all__ = ["COMMANDS", "EXIT_NOT_SENT", "message_json", "print_message"]
+
+#: Exit status of a send whose message is stored but not yet accepted by the gateway (queued
+#: after a failed gateway call, or held while its outcome is unknown): not an error, not sent.
+EXIT_NOT_SENT = 3
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 _VAR = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
                     help="A template variable (repeatable).")
 
 
-def _message_json(message: Message) -> Dict[str, Any]:
+def message_json(message: Message) -> Dict[str, Any]:
+    """A message as the ``--json`` output of the commands shows it."""
     return {
         "id": message.id,
         "phone": message.phone,
@@ -81,8 +87,12 @@ def _when(state: AppState, at: Optional[str], hint: str = "--at") -> Optional[dt
 @_JSON
 @pass_state
 def send(state: AppState, phone: str, text: str, variables: Tuple[str, ...], at: Optional[str],
-         idempotency_key: Optional[str], campaign_id: Optional[str], as_json: bool) -> None:
+         idempotency_key: Optional[str], campaign_id: Optional[str], as_json: bool) -> int:
     """Send one SMS. TEXT may use {{ placeholders }} filled by --var.
+
+    Exit status: 0 sent (or deferred, or already stored); 1 an error, or the message was
+    rejected or canceled; 3 stored but not yet accepted by the gateway (queued after a failed
+    call, or held while its outcome is unknown): `smskit worker` takes it from there.
 
     \b
     Example:
@@ -90,37 +100,55 @@ def send(state: AppState, phone: str, text: str, variables: Tuple[str, ...], at:
     """
     when = _when(state, at)
     kit = state.kit()
-    kit.provider()  # a provider that cannot be built (no token) fails before the store opens
+    # Every provider the send may go to is built (a missing token fails) before the store
+    # opens: nothing is stored for a send that cannot go out.
+    providers = kit.check_providers()
     outcome = kit.send(phone, text, variables=parse_vars(variables), at=when,
                        idempotency_key=idempotency_key, campaign_id=campaign_id,
                        dispatch=False)
-    errors: List[str] = []
-    if outcome.created and outcome.message_id and outcome.state.value == "outgoing":
-        errors = kit.dispatch().errors
+    report: Optional[DispatchReport] = None
+    if outcome.queued and outcome.message_id:
+        report = kit.dispatch_due(providers=providers, watch={outcome.message_id})
+        outcome = outcome.after_dispatch(report.outcomes.get(outcome.message_id))
     message = kit.get(outcome.message_id) if outcome.message_id else None
-    _report_send(state, kit, outcome, message, errors, as_json)
+    return _report_send(state, outcome, message, report, as_json)
 
 
-def _report_send(state: AppState, kit: SmsKit, outcome: Outcome,
-                 message: Optional[Message], errors: List[str], as_json: bool) -> None:
+def _report_send(state: AppState, outcome: Outcome, message: Optional[Message],
+                 report: Optional[DispatchReport], as_json: bool) -> int:
+    """Tell what became of the message; the exit status."""
+    from smskit.models import State
+
+    current = message.state if message is not None else outcome.state
+    reason = (message.error_text if message is not None else None) or outcome.reason
+    own = report.outcomes.get(outcome.message_id or "") if report is not None else None
+    own_sent = 1 if own is not None and own.state is State.SENT else 0
+    others = max(0, report.sent - own_sent) if report is not None else 0
+    waiting = current is State.OUTGOING and outcome.created and outcome.deferred_until is None \
+        and (outcome.held or bool(outcome.reason))
+    if as_json:
+        data = message_json(message) if message is not None else {"state": current.value}
+        data.update(created=outcome.created, reason=reason, held=outcome.held,
+                    deferred_until=outcome.deferred_until, earlier_sent=others,
+                    dispatch_errors=report.errors if report is not None else [])
+        emit_json(data)
+    if current in (State.REJECTED, State.CANCELED, State.ERROR, State.EXPIRED):
+        also = (f" ({others} message(s) queued earlier were sent in the same dispatch)"
+                if others else "")
+        raise ValidationError(f"message to {outcome.recipient} was {current.value}: "
+                              f"{reason}{also}")
+    if not as_json and message is not None:
+        _print_send(state, outcome, message, current)
+        if others:
+            out_console().print(f"also sent {others} message(s) queued earlier",
+                                markup=False)
+    return EXIT_NOT_SENT if waiting else 0
+
+
+def _print_send(state: AppState, outcome: Outcome, message: Message, current: Any) -> None:
     from smskit.models import State
 
     tz = state.settings().timezone
-    current = message.state if message is not None else outcome.state
-    reason = (message.error_text if message is not None else None) or outcome.reason
-    if as_json:
-        data = _message_json(message) if message is not None else {"state": current.value}
-        data.update(created=outcome.created, reason=reason,
-                    deferred_until=outcome.deferred_until, dispatch_errors=errors)
-        emit_json(data)
-    if current in (State.REJECTED, State.CANCELED, State.ERROR, State.EXPIRED):
-        raise ValidationError(f"message to {outcome.recipient} was {current.value}: {reason}")
-    if current is State.OUTGOING and errors and outcome.deferred_until is None:
-        raise ValidationError(
-            f"the gateway call for message {outcome.message_id} failed: {errors[-1]} (the "
-            "message stays queued; `smskit worker` retries or reconciles it)")
-    if as_json or message is None:
-        return
     console = out_console()
     cost = f"{message.segments} segment(s), {message.encoding}, {brl(message.cost)}"
     if not outcome.created:
@@ -129,7 +157,18 @@ def _report_send(state: AppState, kit: SmsKit, outcome: Outcome,
     elif current is State.OUTGOING and outcome.deferred_until is not None:
         console.print(f"deferred (quiet hours) {message.id} to {message.phone}: will go out at "
                       f"{local_time(outcome.deferred_until, tz)} via `smskit worker` ({cost})",
-                      style="yellow", markup=False)
+                      style="yellow", markup=False, soft_wrap=True)
+    elif current is State.OUTGOING and outcome.held:
+        console.print(f"held {message.id} to {message.phone}: the request may have reached "
+                      f"the gateway ({outcome.reason}). smskit will not send it again by "
+                      f"itself: `smskit worker` asks the gateway, or settle it with `smskit "
+                      f"resolve {message.id} --sent` (or --resend) ({cost})",
+                      style="yellow", markup=False, soft_wrap=True)
+    elif current is State.OUTGOING and outcome.reason:
+        console.print(f"queued {message.id} to {message.phone}, not sent yet: "
+                      f"{outcome.reason}. `smskit worker` sends it (`smskit cancel "
+                      f"{message.id}` drops it) ({cost})", style="yellow", markup=False,
+                      soft_wrap=True)
     elif current is State.OUTGOING:
         console.print(f"queued {message.id} to {message.phone} for "
                       f"{local_time(message.scheduled_at, tz)}; `smskit worker` sends it "
@@ -161,8 +200,12 @@ def _report_send(state: AppState, kit: SmsKit, outcome: Outcome,
 def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
               idempotency_prefix: Optional[str], variables: Tuple[str, ...], at: Optional[str],
               campaign_id: Optional[str], encoding: str, delimiter: Optional[str], show: int,
-              as_json: bool) -> None:
+              as_json: bool) -> int:
     """Send TEMPLATE to every row of FILE.csv (streamed: any size).
+
+    Each row is counted once, by where its message ended. Exit status: 0 when every stored
+    message was accepted (or deferred); 3 when some are stored but not yet accepted (queued
+    after a failed gateway call, or held): `smskit worker` takes them from there.
 
     \b
     Example:
@@ -174,6 +217,7 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
 
     when = _when(state, at)
     kit = state.kit()
+    kit.check_providers()  # a provider that cannot be built fails before anything is stored
     problems: List[Dict[str, Any]] = []
     hidden = 0
     console = err_console()
@@ -210,10 +254,15 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
                    "rejections_not_listed": hidden})
     else:
         _print_bulk(counts, problems, hidden)
-    if summary.failed_dispatch:
-        raise ValidationError(
-            f"{summary.failed_dispatch} message(s) could not be handed to the gateway yet; they "
-            "stay queued and `smskit worker` retries them")
+    if summary.held or summary.failed_dispatch:
+        if not as_json:
+            err_console().print(
+                f"{summary.queued} message(s) queued and {summary.held} held, not yet "
+                "accepted by the gateway: `smskit worker` sends the queued ones and settles "
+                "the held ones (`smskit messages --held`)", style="yellow", markup=False,
+                soft_wrap=True)
+        return EXIT_NOT_SENT
+    return 0
 
 
 def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: int) -> None:
@@ -224,11 +273,12 @@ def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: 
     table.add_column()
     table.add_column(justify="right")
     labels = (
-        ("total", "rows read"), ("queued", "queued in the outbox"),
-        ("sent", "sent to the gateway"), ("deferred", "deferred (quiet hours)"),
-        ("rejected", "rejected (invalid input)"), ("canceled", "canceled (blacklist/policy)"),
+        ("total", "rows read"), ("sent", "accepted by the gateway"),
+        ("queued", "queued, not yet sent"), ("held", "held (outcome unknown)"),
+        ("deferred", "deferred (later, quiet hours)"),
+        ("rejected", "rejected (invalid, or refused by the gateway)"),
+        ("canceled", "canceled (blacklist/policy)"),
         ("duplicates", "already stored (idempotency)"),
-        ("failed_dispatch", "not yet accepted by the gateway"),
     )
     for key, label in labels:
         table.add_row(*cells(label, counts[key]))
@@ -263,12 +313,12 @@ def status(state: AppState, message_id: str, refresh: bool, as_json: bool) -> No
         message = kit.get(message_id) or message
     history = kit.history(message_id)
     if as_json:
-        data = _message_json(message)
+        data = message_json(message)
         data["history"] = history
         data["refresh"] = refreshed
         emit_json(data)
         return
-    _print_status(state, message, history, refreshed)
+    print_message(state, message, history, refreshed)
 
 
 def _refresh(kit: SmsKit, message: Message) -> str:
@@ -292,8 +342,10 @@ def _refresh(kit: SmsKit, message: Message) -> str:
                                                     f" ({outcome.reason})")
 
 
-def _print_status(state: AppState, message: Message, history: List[Any],
-                  refreshed: Optional[str]) -> None:
+def print_message(state: AppState, message: Message, history: List[Any],
+                  refreshed: Optional[str], held: Optional[str] = None) -> None:
+    """A message's fields, then its history, as a person reads them (``held``: why it waits
+    for reconciliation)."""
     from rich.table import Table
 
     tz = state.settings().timezone
@@ -313,6 +365,8 @@ def _print_status(state: AppState, message: Message, history: List[Any],
     ]
     if message.error_code or message.error_text:
         rows.append(("error", f"{message.error_code or ''} {message.error_text or ''}".strip()))
+    if held:
+        rows.append(("held", held))
     if refreshed:
         rows.append(("refresh", refreshed))
     for key, value in rows:

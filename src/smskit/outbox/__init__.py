@@ -19,26 +19,44 @@ the clock); :class:`smskit.SmsKit` is the facade that hands them its own.
    more, send, record each result forward only;
 7. a failure where the request may have arrived (timeout, reset, 5xx) marks the batch
    ``ambiguous``; :func:`reconcile` asks the gateway about it by our batch reference and only a
-   request the gateway never saw is sent again. A worker restarted after a crash reconciles
-   stale ``claimed`` batches the same way before it sends anything new.
+   request the gateway never saw is sent again, and only when that lookup is proven (it found
+   a request smskit knows the gateway accepted, :mod:`smskit.outbox.proof`); otherwise the
+   batch is held for a person (:func:`held`, :func:`resolve`). A worker restarted after a
+   crash reconciles stale ``claimed`` batches the same way before it sends anything new.
 
 Where each step lives: :mod:`smskit.outbox.compose` (1 to 4, without any I/O: the store's
 answers for a chunk of recipients are looked up beforehand), :mod:`smskit.outbox.links`
 (short links), :mod:`smskit.outbox.sending` (a send from end to end: the look-ups, 5, the
-outcomes, 6 after each chunk), :mod:`smskit.outbox.dispatching` (6 and 7).
+outcomes, 6 after each chunk), :mod:`smskit.outbox.dispatching` (6),
+:mod:`smskit.outbox.reconciling` (7) and :mod:`smskit.outbox.proof` (its proofs).
 """
 
 from __future__ import annotations
 
 from smskit.outbox.compose import BulkSummary, Composer, Outcome
-from smskit.outbox.dispatching import DispatchReport, ReconcileReport, dispatch, reconcile
+from smskit.outbox.dispatching import Dispatched, DispatchReport, dispatch
+from smskit.outbox.proof import Lookups
+from smskit.outbox.reconciling import (
+    HeldBatch,
+    ReconcileReport,
+    held,
+    held_counts,
+    reconcile,
+    resolve,
+)
 
 __all__ = [
     "BulkSummary",
     "Composer",
     "DispatchReport",
+    "Dispatched",
+    "HeldBatch",
+    "Lookups",
     "Outcome",
     "ReconcileReport",
     "dispatch",
+    "held",
+    "held_counts",
     "reconcile",
+    "resolve",
 ]

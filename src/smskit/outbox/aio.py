@@ -16,6 +16,7 @@ import datetime as dt
 import inspect
 import itertools
 from typing import (
+    AbstractSet,
     Any,
     AsyncIterable,
     Awaitable,
@@ -32,19 +33,15 @@ from typing import (
 
 from typing_extensions import Protocol
 
+from smskit.errors import NotSupportedError
 from smskit.ids import new_id
 from smskit.models import Message, StatusEvent
 from smskit.outbox import compose as c
 from smskit.outbox import decisions as d
-from smskit.outbox.dispatching import (
-    DispatchPolicy,
-    DispatchReport,
-    OptedOut,
-    ReconcileReport,
-    _Reconciliation,
-    _Run,
-)
-from smskit.outbox.sending import count_dispatch
+from smskit.outbox.dispatching import DispatchPolicy, DispatchReport, _Run
+from smskit.outbox.proof import Lookups, Question
+from smskit.outbox.reconciling import OnHeld, OptedOut, ReconcileReport, Reconciliation
+from smskit.outbox.sending import BulkDispatch
 from smskit.provider import Provider
 from smskit.store.base import Store
 from smskit.threads import in_thread
@@ -76,17 +73,21 @@ async def adispatch(
     policy: Optional[DispatchPolicy] = None,
     run: Runner = in_thread,
     in_flight: Optional[Dict[str, Any]] = None,
+    watch: AbstractSet[str] = frozenset(),
+    lookups: Optional[Lookups] = None,
 ) -> DispatchReport:
     """:func:`smskit.outbox.dispatching.dispatch`, awaiting the provider's
     :meth:`~smskit.provider.Provider.asend_batch`. The callbacks run in the worker thread.
 
     ``in_flight`` (batch id -> :class:`asyncio.Event`) holds the batches being sent, each
     event set once its batch is settled: a concurrent send whose message another dispatch
-    claimed waits for that (:class:`smskit.AsyncSmsKit` does).
+    claimed waits for that (:class:`smskit.AsyncSmsKit` does). ``watch`` and ``lookups`` as
+    for :func:`~smskit.outbox.dispatching.dispatch`.
     """
     import asyncio
 
-    batches = _Run(store, provider, now, policy, DispatchReport())
+    lookups = lookups if lookups is not None else Lookups(lambda: store)
+    batches = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
     size = batches.batch_size()
     while max_batches is None or batches.report.batches < max_batches:
         # The batch is known to be in flight before its claim can be seen by anyone.
@@ -120,25 +121,40 @@ async def areconcile(
     *,
     now: dt.datetime,
     stale_after: dt.timedelta = dt.timedelta(minutes=5),
+    lookups: Optional[Lookups] = None,
     on_sent: Optional[Callable[[Message], None]] = None,
     on_status: Optional[Callable[[StatusEvent], object]] = None,
     on_opted_out: Optional[OptedOut] = None,
+    on_held: Optional[OnHeld] = None,
     run: Runner = in_thread,
 ) -> ReconcileReport:
-    """:func:`smskit.outbox.dispatching.reconcile`, awaiting the provider's
-    :meth:`~smskit.provider.Provider.areconcile`. The callbacks run in the worker thread."""
-    steps = _Reconciliation(store, provider.name, now, on_sent, on_status, on_opted_out)
+    """:func:`smskit.outbox.reconciling.reconcile`, awaiting the provider's
+    :meth:`~smskit.provider.Provider.areconcile` (and, before a "never received" is trusted,
+    its answer about a known send that proves the lookup). The callbacks run in the worker
+    thread."""
+    steps = Reconciliation(store, provider.name, now, lookups=lookups, on_sent=on_sent,
+                           on_status=on_status, on_opted_out=on_opted_out, on_held=on_held)
     for batch in await run(steps.batches, stale_after):
         messages = await run(steps.outgoing, batch)
         if not messages:
             continue
-        outcome: d.ReconcileOutcome
-        try:
-            outcome = await provider.areconcile(batch.id, messages)
-        except Exception as exc:  # decided on in settle(); re-raised there when unexpected
-            outcome = exc
-        await run(steps.settle, batch, messages, outcome)
+        outcome = (await _aask(provider, batch.id, messages) if provider.capabilities.reconcile
+                   else NotSupportedError(provider.name, "reconcile"))
+        step = await run(steps.question, messages, outcome)
+        if isinstance(step, Question):
+            step = await run(steps.answered, step,
+                             await _aask(provider, step.batch_id, [step.message]))
+        proven, why = step
+        await run(steps.settle, batch, messages, outcome, proven, why)
     return steps.report
+
+
+async def _aask(provider: Provider, batch_id: str,
+                messages: Sequence[Message]) -> d.ReconcileOutcome:
+    try:
+        return await provider.areconcile(batch_id, messages)
+    except Exception as exc:  # decided on in settle(); re-raised there when unexpected
+        return exc
 
 
 async def asend_many(
@@ -147,18 +163,19 @@ async def asend_many(
     *,
     chunk_size: int,
     on_outcome: Optional[Callable[[c.Outcome], Any]] = None,
-    dispatch: Optional[Callable[[], Awaitable[DispatchReport]]] = None,
+    dispatch: Optional[Callable[[AbstractSet[str]], Awaitable[DispatchReport]]] = None,
     run: Runner = in_thread,
 ) -> c.BulkSummary:
     """:func:`smskit.outbox.sending.send_many`, a chunk at a time: ``store_chunk`` (steps 1 to
     5, :func:`smskit.outbox.sending.store_chunk` bound to a store) in a worker thread, then
-    ``on_outcome`` for each recipient (awaited when it returns an awaitable), then
-    ``dispatch``.
+    ``dispatch`` (given the ids whose outcome its report should give), then ``on_outcome``
+    for each recipient, its dispatch included (awaited when it returns an awaitable). The
+    summary counts as :class:`~smskit.outbox.sending.BulkDispatch` does.
 
     ``recipients`` may be an async iterable; a plain one is read in the worker thread with
     its chunk, so a file being read never blocks the event loop.
     """
-    summary = c.BulkSummary()
+    bulk = BulkDispatch(tracking=dispatch is not None)
     offset = 0
     source = recipients.__aiter__() if isinstance(recipients, AsyncIterable) else None
     numbered = None if source is not None else enumerate(recipients)  # type: ignore[arg-type]
@@ -171,15 +188,15 @@ async def asend_many(
         if not outcomes:
             break
         offset += len(outcomes)
+        if dispatch is not None:
+            outcomes = bulk.dispatched(outcomes, await dispatch(bulk.watch(outcomes)))
         for outcome in outcomes:
-            summary.add(outcome)
+            bulk.add(outcome)
             if on_outcome is not None:
                 answer = on_outcome(outcome)
                 if inspect.isawaitable(answer):
                     await answer
-        if dispatch is not None:
-            count_dispatch(summary, await dispatch())
-    return summary
+    return bulk.summary
 
 
 async def _take(source: Any, offset: int, size: int) -> Chunk:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from typing import (
+    TYPE_CHECKING,
     AbstractSet,
     Any,
     Callable,
@@ -49,6 +50,9 @@ from smskit.store.base import AddOutcome
 from smskit.template import Template
 from smskit.timeutil import DEFAULT_TZ
 
+if TYPE_CHECKING:
+    from smskit.outbox.dispatching import Dispatched
+
 __all__ = [
     "BulkSummary",
     "ComposeHooks",
@@ -74,9 +78,12 @@ Recipient = Union[str, int, Mapping[str, Any]]
 class Outcome:
     """What happened to one recipient of a send.
 
-    ``state`` is the message's state after the call (``rejected`` for invalid input,
-    ``canceled`` for a policy veto, ``outgoing`` while queued or deferred, ``sent``...).
-    ``created`` is ``False`` when an idempotency key matched an earlier message.
+    ``state`` is the message's state after the call, its dispatch included (``rejected`` for
+    invalid input or a gateway's refusal, ``canceled`` for a policy veto or the blacklist,
+    ``outgoing`` while queued, deferred or held, ``sent``...), and ``reason`` why.
+    ``created`` is ``False`` when an idempotency key matched an earlier message. ``held``:
+    the message is ``outgoing`` in a batch whose request may have reached the gateway; it is
+    never sent again by itself (reconciliation, or ``smskit resolve``, settles it).
     """
 
     index: int
@@ -86,11 +93,38 @@ class Outcome:
     reason: Optional[str] = None
     deferred_until: Optional[dt.datetime] = None
     created: bool = True
+    held: bool = False
+
+    @property
+    def queued(self) -> bool:
+        """Stored, due, and not yet accepted by the gateway (a worker or the next dispatch
+        sends it)."""
+        return (self.created and self.state is State.OUTGOING and not self.held
+                and self.deferred_until is None)
+
+    def after_dispatch(self, found: Optional[Dispatched]) -> Outcome:
+        """This outcome once a dispatch did ``found`` to its message (``None``: untouched):
+        its state, whether it is held, and why."""
+        if found is None:
+            return self
+        reason = found.reason or (None if found.state is State.SENT else self.reason)
+        return attrs.evolve(self, state=found.state, held=found.held, reason=reason)
 
 
 @attrs.define
 class BulkSummary:
-    """Counts for a bulk send (per-recipient details go to ``on_outcome``)."""
+    """Counts for one send call, of its own recipients only, each counted once by where its
+    message is at the end of the call (per-recipient details go to ``on_outcome``):
+    ``total`` = ``duplicates`` + ``rejected`` + ``canceled`` + ``deferred`` + ``sent`` +
+    ``queued`` + ``held``.
+
+    ``sent``: accepted by the gateway (or already further); ``rejected``: invalid input or
+    refused by the gateway; ``canceled``: a policy veto or the blacklist; ``deferred``:
+    stored for later (quiet hours, ``at``); ``queued``: stored and due, not yet accepted
+    (the worker, or the next dispatch, sends it); ``held``: its request may have reached the
+    gateway, reconciliation settles it; ``duplicates``: an idempotency key already used.
+    ``failed_dispatch``: how many of ``queued`` and ``held`` a gateway call failed for.
+    """
 
     total: int = 0
     queued: int = 0
@@ -100,20 +134,38 @@ class BulkSummary:
     deferred: int = 0
     duplicates: int = 0
     failed_dispatch: int = 0
+    held: int = 0
+
+    def _bucket(self, outcome: Outcome) -> str:
+        if not outcome.created:
+            return "duplicates"
+        if outcome.state is State.REJECTED:
+            return "rejected"
+        if outcome.state is State.CANCELED:
+            return "canceled"
+        if outcome.state.rank >= State.SENT.rank:
+            return "sent"
+        if outcome.held:
+            return "held"
+        if outcome.deferred_until is not None:
+            return "deferred"
+        return "queued"
 
     def add(self, outcome: Outcome) -> None:
         """Count one outcome."""
         self.total += 1
-        if not outcome.created:
-            self.duplicates += 1
-        elif outcome.state is State.REJECTED:
-            self.rejected += 1
-        elif outcome.state is State.CANCELED:
-            self.canceled += 1
-        elif outcome.deferred_until is not None:
-            self.deferred += 1
-        else:
-            self.queued += 1
+        bucket = self._bucket(outcome)
+        setattr(self, bucket, getattr(self, bucket) + 1)
+        if bucket in ("queued", "held") and outcome.reason:
+            self.failed_dispatch += 1
+
+    def replace(self, old: Outcome, new: Outcome) -> None:
+        """A counted recipient's message moved on (a later dispatch of the same call)."""
+        for outcome, step in ((old, -1), (new, 1)):
+            bucket = self._bucket(outcome)
+            setattr(self, bucket, getattr(self, bucket) + step)
+            if bucket in ("queued", "held") and outcome.reason:
+                self.failed_dispatch += step
 
 
 #: A composed message and the outcome its recipient gets if the store takes it as it is.

@@ -6,7 +6,9 @@ between the two I/O steps sits :func:`decide`: given the claimed batch (with the
 blacklist canceled at the last moment) and the provider's results *or* the exception it raised,
 what to record, what certainly was never sent (back to the queue), and what may have arrived
 (the batch waits for reconciliation). :func:`decide_reconcile` does the same for a
-reconciliation's answer. The synchronous loops of :mod:`~smskit.outbox.dispatching` and the
+reconciliation's answer: what the gateway lists is confirmed, and what it says it never
+received goes back to the queue only when that lookup is proven (:mod:`smskit.outbox.proof`);
+otherwise it is held. The synchronous loops of :mod:`~smskit.outbox.dispatching` and the
 asynchronous ones of :mod:`~smskit.outbox.aio` share both, as httpx's two clients share their
 request building: they differ only in how they wait for the provider and the store.
 """
@@ -17,7 +19,14 @@ from typing import Iterable, Sequence, Tuple, Union
 
 import attrs
 
-from smskit.errors import PartialSendError, ProviderError, RequestRejectedError
+from smskit.errors import (
+    AuthenticationError,
+    NotSupportedError,
+    PartialSendError,
+    ProviderError,
+    ProviderNotFoundError,
+    RequestRejectedError,
+)
 from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.provider import ReconcileResult
 from smskit.store.base import BatchInfo
@@ -26,6 +35,7 @@ __all__ = [
     "AMBIGUOUS",
     "CONFIRMED",
     "CRASHED",
+    "HELD",
     "PARTIAL",
     "REFUSED",
     "RELEASED",
@@ -37,6 +47,9 @@ __all__ = [
     "SendDecision",
     "decide",
     "decide_reconcile",
+    "definite",
+    "form_label",
+    "says_never",
 ]
 
 #: The provider answered: record its results (a message without one may have gone out).
@@ -52,11 +65,16 @@ AMBIGUOUS = "ambiguous"
 #: The provider raised something that is not a ProviderError: as ambiguous, then re-raised.
 CRASHED = "crashed"
 
-#: Reconciliation: the gateway knows the batch; record what it has, resend what it lacks.
+#: Reconciliation: the gateway knows the batch; record what it has; what it lacks is sent again
+#: when the lookup is proven, held otherwise.
 CONFIRMED = "confirmed"
-#: Reconciliation: the gateway never received the request; send it again.
+#: Reconciliation: the gateway never received the request, and that lookup is proven: send it
+#: again.
 RESEND = "resend"
-#: Reconciliation failed (a ProviderError): try again later, never resend.
+#: Reconciliation: nothing proves the request never arrived (an unproven "not found", a
+#: refusal, a provider that cannot be asked): hold the batch, never resend it by itself.
+HELD = "held"
+#: Reconciliation failed in passing (a timeout, a 5xx): ask again next time, never resend.
 UNKNOWN = "unknown"
 
 #: What ``send_batch`` gave: its results, or what it raised.
@@ -136,9 +154,9 @@ def decide(claimed: Claimed, outcome: SendOutcome) -> SendDecision:
 
 @attrs.frozen
 class ReconcileDecision:
-    """What to do with an unsettled batch once the gateway answered: ``results`` to record
-    (``CONFIRMED``), ``missing`` the ids it has no trace of (back to the queue), ``statuses``
-    the delivery reports it gave on the way."""
+    """What to do with an unsettled batch once the gateway answered: ``results`` to record,
+    ``statuses`` the delivery reports it gave on the way, ``missing`` the ids it has no trace
+    of (sent again when ``proven``, held otherwise), ``reason`` why what waits is held."""
 
     verdict: str
     messages: Tuple[Message, ...]
@@ -146,21 +164,77 @@ class ReconcileDecision:
     missing: Tuple[str, ...] = ()
     statuses: Tuple[StatusEvent, ...] = ()
     error: Union[BaseException, None] = None
+    proven: bool = False
+    reason: str = ""
+
+    @property
+    def resend(self) -> Tuple[str, ...]:
+        """The ids to put back in the queue."""
+        if self.verdict == RESEND:
+            return tuple(m.id for m in self.messages)
+        return self.missing if self.verdict == CONFIRMED and self.proven else ()
+
+    @property
+    def hold(self) -> Tuple[str, ...]:
+        """The ids that wait (held, or asked about again next time)."""
+        if self.verdict in (HELD, UNKNOWN, CRASHED):
+            return tuple(m.id for m in self.messages)
+        return self.missing if self.verdict == CONFIRMED and not self.proven else ()
 
 
-def decide_reconcile(messages: Sequence[Message], outcome: ReconcileOutcome) -> ReconcileDecision:
+def definite(error: BaseException) -> bool:
+    """Whether ``error`` is the gateway's considered answer (it refused the question, or
+    cannot answer it), not a passing failure (a timeout, a 5xx, a 429) worth asking again."""
+    return isinstance(error, (RequestRejectedError, AuthenticationError, ProviderNotFoundError,
+                              NotSupportedError))
+
+
+def form_label(provider: str, form: str) -> str:
+    """How a lookup form is named to people: ``kolmeya lookup 'status/request by ...'``."""
+    return f"{provider} lookup {form!r}" if form else f"{provider} lookup"
+
+
+def says_never(messages: Sequence[Message], outcome: ReconcileOutcome) -> bool:
+    """Whether ``outcome`` says the gateway never received some of ``messages`` (the answer
+    that needs a proven lookup to be acted on)."""
+    if isinstance(outcome, BaseException):
+        return False
+    if not outcome.known:
+        return True
+    found = {r.message_id for r in outcome.results}
+    return any(m.id not in found for m in messages)
+
+
+def decide_reconcile(messages: Sequence[Message], outcome: ReconcileOutcome, *,
+                     proven: bool = False, why: str = "",
+                     provider: str = "the gateway") -> ReconcileDecision:
     """The decision for a batch's still-``outgoing`` ``messages`` given what ``reconcile``
-    returned or raised."""
+    returned or raised, and whether its lookup form is ``proven`` (``why``: the proof's
+    story, for the reason of a hold)."""
     ours = tuple(messages)
+    if isinstance(outcome, NotSupportedError):
+        return ReconcileDecision(HELD, ours, error=outcome, reason=(
+            f"{provider} cannot be asked what became of a request; settle it by hand"))
     if isinstance(outcome, ProviderError):
-        return ReconcileDecision(UNKNOWN, ours, error=outcome)
+        if definite(outcome):
+            return ReconcileDecision(HELD, ours, error=outcome, reason=(
+                f"{provider} refused to say what became of the request: {outcome}"))
+        return ReconcileDecision(UNKNOWN, ours, error=outcome,
+                                 reason=f"{provider} could not be asked this time: {outcome}")
     if isinstance(outcome, BaseException):
         return ReconcileDecision(CRASHED, ours, error=outcome)
+    label = form_label(provider, outcome.form)
     if not outcome.known:
-        return ReconcileDecision(RESEND, ours)
+        if proven:
+            return ReconcileDecision(RESEND, ours, proven=True)
+        return ReconcileDecision(HELD, ours, reason=(
+            f"{label} says the request never arrived, but that lookup is not proven: {why}"))
     wanted = {m.id for m in ours}
     results = tuple(r for r in outcome.results if r.message_id in wanted)
     found = {r.message_id for r in results}
-    return ReconcileDecision(CONFIRMED, ours, results=results,
-                             missing=tuple(m.id for m in ours if m.id not in found),
-                             statuses=tuple(outcome.statuses))
+    missing = tuple(m.id for m in ours if m.id not in found)
+    reason = "" if proven or not missing else (
+        f"{label} knows the request but has no trace of {len(missing)} message(s) of it, and "
+        f"that lookup is not proven: {why}")
+    return ReconcileDecision(CONFIRMED, ours, results=results, missing=missing,
+                             statuses=tuple(outcome.statuses), proven=proven, reason=reason)

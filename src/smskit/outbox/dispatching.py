@@ -1,36 +1,51 @@
-"""Steps 6 and 7 of the send pipeline (:mod:`smskit.outbox`), and why they cannot send twice.
+"""Step 6 of the send pipeline (:mod:`smskit.outbox`), and why it cannot send twice.
 
 6. :func:`dispatch`: claim due messages in provider-sized batches, check the blacklist once
-   more, send, record each result forward only;
-7. a failure where the request may have arrived (timeout, reset, 5xx) marks the batch
-   ``ambiguous``; :func:`reconcile` asks the gateway about it by our batch reference and only a
-   request the gateway never saw is sent again. A worker restarted after a crash reconciles
-   stale ``claimed`` batches the same way before it sends anything new.
+   more, send, record each result forward only. A failure where the request may have
+   arrived (timeout, reset, 5xx), or a message the gateway returned no result for, leaves the
+   batch ``ambiguous`` for :func:`smskit.outbox.reconciling.reconcile` (step 7), which sends
+   again only what a proven lookup says the gateway never received.
 
 Each batch goes through three steps: claim it (and check the blacklist once more), ask the
 provider, settle it. What the provider's answer means is decided without I/O in
 :mod:`smskit.outbox.decisions`; the claiming and settling (store, routing policy, hooks) are
-the methods of one run here, shared with the asynchronous loops of :mod:`smskit.outbox.aio`,
-which differ from :func:`dispatch` and :func:`reconcile` only in how they wait.
+the methods of one run here, shared with the asynchronous loop of :mod:`smskit.outbox.aio`,
+which differs from :func:`dispatch` only in how it waits.
+
+Each successful batch may leave a witness for those proofs (:mod:`smskit.outbox.proof`). A
+caller that wants to know what became of some messages passes their ids as ``watch``: the
+report's :attr:`DispatchReport.outcomes` then says, for each one the call touched, its state
+afterwards and why.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
+from typing import (
+    AbstractSet,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Set,
+)
 
 import attrs
 from typing_extensions import Protocol
 
 from smskit.errors import PartialSendError, ProviderError, RateLimitedError
 from smskit.ids import new_id
-from smskit.models import Message, SendResult, State, StatusEvent
+from smskit.models import Message, SendResult, State
 from smskit.outbox import decisions as d
+from smskit.outbox.proof import Lookups
+from smskit.outbox.reconciling import OptedOut, _notify_opted_out, _notify_sent
 from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
 
-__all__ = ["DispatchPolicy", "DispatchReport", "ReconcileReport", "dispatch", "reconcile"]
+__all__ = ["DispatchPolicy", "DispatchReport", "Dispatched", "dispatch"]
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +90,22 @@ class DispatchPolicy(Protocol):
         ...
 
 
+@attrs.frozen
+class Dispatched:
+    """What one :func:`dispatch` call made of a watched message: its ``state`` afterwards
+    (``outgoing`` while it waits), why (the gateway's refusal, why it waits), and whether it
+    is ``held`` in a batch whose outcome is unknown (reconciliation settles it)."""
+
+    state: State
+    reason: Optional[str] = None
+    held: bool = False
+
+
 @attrs.define
 class DispatchReport:
     """What one :func:`dispatch` call did. ``moved``: messages moved to another provider
-    while this one's circuit was open, by the provider they went to."""
+    while this one's circuit was open, by the provider they went to. ``outcomes``: for each
+    watched message the call touched, what became of it (:class:`Dispatched`)."""
 
     batches: int = 0
     sent: int = 0
@@ -89,11 +116,12 @@ class DispatchReport:
     retry_at: Optional[dt.datetime] = None
     errors: List[str] = attrs.field(factory=list)
     moved: Dict[str, int] = attrs.field(factory=dict)
+    outcomes: Dict[str, Dispatched] = attrs.field(factory=dict)
 
     @classmethod
     def merge(cls, reports: Sequence[DispatchReport]) -> DispatchReport:
         """The sum of several calls (one per provider): counts added, the earliest
-        ``retry_at``."""
+        ``retry_at``, the outcomes of all (a later call's outcome for a message wins)."""
         total = cls()
         for report in reports:
             total.batches += report.batches
@@ -103,6 +131,7 @@ class DispatchReport:
             total.released += report.released
             total.ambiguous += report.ambiguous
             total.errors.extend(report.errors)
+            total.outcomes.update(report.outcomes)
             for name, count in report.moved.items():
                 total.moved[name] = total.moved.get(name, 0) + count
             if report.retry_at is not None and (total.retry_at is None
@@ -111,74 +140,66 @@ class DispatchReport:
         return total
 
 
-@attrs.define
-class ReconcileReport:
-    """What one :func:`reconcile` call did."""
-
-    batches: int = 0
-    confirmed: int = 0
-    resendable: int = 0
-    still_unknown: int = 0
-
-
-OptedOut = Callable[[Message, SendResult], None]
-
-
-def _notify_sent(on_sent: Optional[Callable[[Message], None]], store: Store,
-                 results: Sequence[SendResult]) -> None:
-    if on_sent is None:
-        return
-    sent_ids = [r.message_id for r in results if r.state is State.SENT]
-    for message in store.get_many(sent_ids):
-        on_sent(message)
-
-
-def _notify_opted_out(on_opted_out: Optional[OptedOut], messages: Sequence[Message],
-                      results: Sequence[SendResult]) -> None:
-    if on_opted_out is None:
-        return
-    by_id = {m.id: m for m in messages}
-    for result in results:
-        if result.opted_out and result.message_id in by_id:
-            on_opted_out(by_id[result.message_id], result)
-
-
 class _Run:
     """One :func:`dispatch` call: the store, the provider, the policy and the report."""
 
     def __init__(self, store: Store, provider: Provider, now: dt.datetime,
-                 policy: Optional[DispatchPolicy], report: DispatchReport) -> None:
+                 policy: Optional[DispatchPolicy], report: DispatchReport,
+                 watch: AbstractSet[str] = frozenset(),
+                 lookups: Optional[Lookups] = None) -> None:
         self.store = store
         self.provider = provider
         self.name = provider.name
         self.now = now
         self.policy = policy
         self.report = report
+        self.watch = watch
+        self.lookups = lookups if provider.capabilities.reconcile else None
+
+    def note(self, ids: Iterable[str], state: State, reason: Optional[str],
+             held: bool = False) -> None:
+        """What became of the watched ones among ``ids``."""
+        for message_id in ids:
+            if message_id in self.watch:
+                self.report.outcomes[message_id] = Dispatched(state, reason, held)
+
+    def note_results(self, results: Iterable[SendResult]) -> None:
+        """Each result of a watched message."""
+        for result in results:
+            if result.message_id in self.watch:
+                self.report.outcomes[result.message_id] = Dispatched(
+                    result.state, result.error_text if result.state is not State.SENT
+                    else None)
 
     def record(self, batch: BatchInfo, sent: Sequence[Message],
                results: Sequence[SendResult], settled: Sequence[SendResult] = (),
                why: Optional[str] = None) -> None:
         """Record ``results`` (and ``settled``: canceled, rejected...) of ``batch``; any of
-        ``sent`` without a result may have gone out (``why``): the batch waits for
-        reconciliation."""
+        ``sent`` without a result may have gone out (``why``): the store leaves the batch
+        ``ambiguous`` for reconciliation in the same write."""
         ours = {m.id for m in sent}
         mine = [r for r in results if r.message_id in ours]
         self.store.record_results(batch.id, [*settled, *mine], self.now)
         self.report.sent += sum(1 for r in mine if r.state is State.SENT)
         self.report.rejected += sum(1 for r in mine if r.state is State.REJECTED)
+        self.note_results([*settled, *mine])
+        if self.lookups is not None:
+            self.lookups.saw_accepted(self.name, batch.id, mine, self.now)
         missing = ours - {r.message_id for r in mine}
         if missing:
-            self.unsettled(batch, missing, why or f"{self.name} returned no result for "
-                                                  f"{len(missing)} message(s) of the batch")
+            why = why or f"{self.name} returned no result for {len(missing)} message(s) of " \
+                         "the batch"
+            self.store.mark_batch_ambiguous(batch.id, why)  # the reason, over the store's
+            self.held(batch, missing, why)
 
-    def unsettled(self, batch: BatchInfo, ids: Iterable[str], why: str) -> None:
-        """Messages of ``batch`` that may have gone out: reconcile the batch."""
-        count = len(set(ids))
-        if count:
-            self.store.mark_batch_ambiguous(batch.id, why)
-            self.report.ambiguous += count
+    def held(self, batch: BatchInfo, ids: Iterable[str], why: str) -> None:
+        """Messages of ``batch`` (ambiguous now) that may have gone out: counted, noted."""
+        found = set(ids)
+        if found:
+            self.report.ambiguous += len(found)
+            self.note(found, State.OUTGOING, why, held=True)
             log.warning("batch %s: %d message(s) left for reconciliation: %s", batch.id,
-                        count, why)
+                        len(found), why)
 
     def tripped(self, error: ProviderError) -> bool:
         """Tell the policy about a "sent nothing" error; whether the circuit is now open."""
@@ -202,6 +223,7 @@ class _Run:
         to = {i.message_id: i.provider or self.name for i in items}
         for message_id in moved:
             self.report.moved[to[message_id]] = self.report.moved.get(to[message_id], 0) + 1
+            self.note([message_id], State.OUTGOING, f"moved to {to[message_id]}: {why}")
         if moved:
             log.warning("%d message(s) moved from %s to %s: %s", len(moved), self.name,
                         ", ".join(sorted({to[i] for i in moved})), why)
@@ -223,6 +245,7 @@ class _Run:
         # What requeue did not take (a store without it) goes back with the batch, one
         # attempt more each.
         self.store.release_batch(batch.id, why, retry_at=retry_at)
+        self.note([m.id for m in messages], State.OUTGOING, f"{why}; sent from {retry_at}")
         return len(messages)
 
     def batch_size(self) -> int:
@@ -269,7 +292,10 @@ class _Run:
                 self.policy.succeeded(self.name, now)
             self.record(batch, to_send, decision.results, canceled)
         elif verdict == d.REFUSED:
+            # The gateway refused the request as a whole: nothing went out, and sending the
+            # same request again would be refused again.
             store.record_results(batch.id, [*canceled, *decision.results], now)
+            self.note_results([*canceled, *decision.results])
             report.rejected += len(decision.results)
             report.errors.append(decision.reason)
             return True
@@ -283,12 +309,11 @@ class _Run:
             return False
         elif verdict == d.AMBIGUOUS:
             report.errors.append(decision.reason)
-            store.mark_batch_ambiguous(batch.id, decision.reason)
-            report.ambiguous += len(to_send)
+            _unknown(self, batch, to_send, canceled, decision.reason)
             log.warning("dispatch of batch %s stopped: %s", batch.id, error)
             return False
         else:  # the provider crashed: the request may have gone out
-            store.mark_batch_ambiguous(batch.id, decision.reason)
+            _unknown(self, batch, to_send, canceled, decision.reason)
             if error is not None:
                 raise error
         _notify_sent(on_sent, store, decision.results)
@@ -301,12 +326,15 @@ class _Run:
         opens the circuit, its messages move to the next provider of their routes)."""
         if canceled:
             self.store.record_results(batch.id, canceled, self.now)
+            self.note_results(canceled)
         tripped = self.tripped(error)
         retry_at = self.retry_at(error, tripped)
         moved = self.move_out(batch, unsent, f"circuit open: {error}") if tripped else set()
         # The rest was attempted: it goes back with the batch, one attempt more each.
         self.store.release_batch(batch.id, str(error), retry_at=retry_at)
-        self.report.released += len(unsent) - len(moved)
+        rest = [m.id for m in unsent if m.id not in moved]
+        self.note(rest, State.OUTGOING, f"not sent yet: {error}; tried again from {retry_at}")
+        self.report.released += len(rest)
         self.report.retry_at = retry_at
         if tripped:  # every due message of this provider moves too
             self.drain()
@@ -338,12 +366,14 @@ def dispatch(
     on_sent: Optional[Callable[[Message], None]] = None,
     on_opted_out: Optional[OptedOut] = None,
     policy: Optional[DispatchPolicy] = None,
+    watch: AbstractSet[str] = frozenset(),
+    lookups: Optional[Lookups] = None,
 ) -> DispatchReport:
     """Send due ``outgoing`` messages in batches of ``provider.max_batch`` until none is due.
 
     Stops early when the gateway is unavailable (the batch goes back to the queue, due at
     ``report.retry_at``) or the outcome of a request is unknown (the batch is left for
-    :func:`reconcile`). Messages of a batch without a result are left for :func:`reconcile`
+    reconciliation). Messages of a batch without a result are left for reconciliation
     too; of a batch that stopped part-way (:class:`~smskit.errors.PartialSendError`), the
     results are recorded, the messages never sent go back to the queue and only the
     ambiguous ones wait for reconciliation. ``on_opted_out`` hears of each message the
@@ -353,8 +383,13 @@ def dispatch(
     then the batch and every due message of this provider move to the next provider of
     their routes (:class:`DispatchPolicy`), and nothing is sent here until the circuit lets
     a batch through again. Batches are claimed and paced by the policy's rate limit.
+
+    ``watch``: message ids whose outcome the caller wants (:attr:`DispatchReport.outcomes`).
+    ``lookups``: where accepted batches leave witnesses for reconciliation's proofs (default:
+    the store's key/value state).
     """
-    run = _Run(store, provider, now, policy, DispatchReport())
+    lookups = lookups if lookups is not None else Lookups(lambda: store)
+    run = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
     size = run.batch_size()
     while max_batches is None or run.report.batches < max_batches:
         claimed = run.next_batch(size)
@@ -369,6 +404,17 @@ def dispatch(
         if not run.settle(claimed, outcome, on_sent, on_opted_out):
             break
     return run.report
+
+
+def _unknown(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
+             canceled: Sequence[SendResult], why: str) -> None:
+    """The request may have arrived: record the canceled ones (the store then leaves the
+    batch ambiguous), say why, and leave the rest for reconciliation."""
+    if canceled:
+        run.store.record_results(batch.id, canceled, run.now)
+        run.note_results(canceled)
+    run.store.mark_batch_ambiguous(batch.id, why)
+    run.held(batch, [m.id for m in to_send], why)
 
 
 def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
@@ -389,6 +435,7 @@ def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
                                           reason=str(exc), now=run.now, retry_at=retry_at)
         if retry_at is not None:
             run.report.retry_at = retry_at
+        run.note(back, State.OUTGOING, f"not sent yet: {cause or exc}")
     run.report.released += len(back)
     gone = moved | set(back)
     run.record(batch, [m for m in to_send if m.id not in gone], exc.results, canceled,
@@ -399,98 +446,3 @@ def _retry_delay(exc: ProviderError) -> dt.timedelta:
     if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
         return dt.timedelta(seconds=max(0.0, exc.retry_after))
     return RETRY_DELAY
-
-
-def reconcile(
-    store: Store,
-    provider: Provider,
-    *,
-    now: dt.datetime,
-    stale_after: dt.timedelta = dt.timedelta(minutes=5),
-    on_sent: Optional[Callable[[Message], None]] = None,
-    on_status: Optional[Callable[[StatusEvent], object]] = None,
-    on_opted_out: Optional[OptedOut] = None,
-) -> ReconcileReport:
-    """Settle ``provider``'s batches whose outcome is unknown: ``ambiguous`` ones, and
-    ``claimed`` ones older than ``stale_after`` (a worker died mid-send).
-
-    Messages the gateway knows become ``sent`` (or ``rejected``); a request it never saw, and
-    messages of a known request it has no trace of, go back to the queue to be sent. Status
-    events the gateway reports on the way are handed to ``on_status``, and refusals because
-    the recipient opted out to ``on_opted_out``.
-    """
-    run = _Reconciliation(store, provider.name, now, on_sent, on_status, on_opted_out)
-    for batch in run.batches(stale_after):
-        messages = run.outgoing(batch)
-        if not messages:
-            continue
-        outcome: d.ReconcileOutcome
-        try:
-            outcome = provider.reconcile(batch.id, messages)
-        except Exception as exc:  # decided on below; re-raised there when unexpected
-            outcome = exc
-        run.settle(batch, messages, outcome)
-    return run.report
-
-
-class _Reconciliation:
-    """One :func:`reconcile` call: its store steps around the provider's answers."""
-
-    def __init__(self, store: Store, provider: str, now: dt.datetime,
-                 on_sent: Optional[Callable[[Message], None]],
-                 on_status: Optional[Callable[[StatusEvent], object]],
-                 on_opted_out: Optional[OptedOut]) -> None:
-        self.store = store
-        self.provider = provider
-        self.now = now
-        self.on_sent = on_sent
-        self.on_status = on_status
-        self.on_opted_out = on_opted_out
-        self.report = ReconcileReport()
-
-    def batches(self, stale_after: dt.timedelta) -> List[BatchInfo]:
-        """The provider's ``ambiguous`` batches and its ``claimed`` ones older than
-        ``stale_after``."""
-        stale = self.store.batches(status="claimed", older_than=self.now - stale_after)
-        # Only this provider's batches: another gateway does not know them, and its "never
-        # seen" would send them again.
-        return [b for b in self.store.batches(status="ambiguous") + stale
-                if b.provider == self.provider]
-
-    def outgoing(self, batch: BatchInfo) -> List[Message]:
-        """The messages of ``batch`` still ``outgoing`` (none: the batch is closed)."""
-        self.report.batches += 1
-        messages = [m for m in self.store.get_many(batch.message_ids)
-                    if m.state is State.OUTGOING]
-        if not messages:
-            self.store.record_results(batch.id, [], self.now)
-        return messages
-
-    def settle(self, batch: BatchInfo, messages: Sequence[Message],
-               outcome: d.ReconcileOutcome) -> None:
-        """Record what the gateway said about ``batch`` (see
-        :func:`smskit.outbox.decisions.decide_reconcile`)."""
-        decision = d.decide_reconcile(messages, outcome)
-        store, report, now = self.store, self.report, self.now
-        if decision.verdict == d.CRASHED and decision.error is not None:
-            raise decision.error
-        if decision.verdict == d.UNKNOWN:
-            if batch.status == "claimed":
-                store.mark_batch_ambiguous(batch.id, str(decision.error))
-            report.still_unknown += len(messages)
-            log.warning("reconciliation of batch %s failed: %s", batch.id, decision.error)
-            return
-        if decision.verdict == d.RESEND:
-            store.release_batch(batch.id, "the gateway never received this request")
-            report.resendable += len(messages)
-            return
-        store.record_results(batch.id, decision.results, now)
-        report.confirmed += len(decision.results)
-        if decision.missing:
-            store.release_batch(batch.id, "the gateway has no trace of these messages")
-            report.resendable += len(decision.missing)
-        _notify_sent(self.on_sent, store, decision.results)
-        _notify_opted_out(self.on_opted_out, messages, decision.results)
-        if self.on_status is not None:
-            for event in decision.statuses:
-                self.on_status(event)

@@ -3,10 +3,11 @@
 For each chunk of recipients: check their phones; ask the store, in one query each, which
 numbers are blacklisted and who has a do-not-disturb rule (:func:`look_up`); compose
 (:mod:`smskit.outbox.compose`, no I/O); store the messages as ``outgoing``, with their short
-links, in one call, before any network call; report each recipient's outcome; dispatch.
+links, in one call, before any network call; dispatch; report each recipient's outcome, its
+dispatch included.
 :class:`smskit.SmsKit` calls these with its store, plugin hooks and clock;
 :class:`smskit.AsyncSmsKit` calls the same steps (:func:`store_one`, :func:`store_chunk`,
-:func:`after_dispatch`) in a worker thread and awaits its dispatching in between
+:class:`BulkDispatch`) in a worker thread and awaits its dispatching in between
 (:mod:`smskit.outbox.aio`).
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -23,11 +24,17 @@ from smskit.models import Message, State
 from smskit.outbox import compose as c
 from smskit.outbox.dispatching import DispatchReport
 from smskit.outbox.links import add_messages_with_links
-from smskit.store.base import Store
+from smskit.store.base import BatchInfo, Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["after_dispatch", "count_dispatch", "look_up", "send_many", "send_one", "store_chunk",
+__all__ = ["BulkDispatch", "Dispatch", "look_up", "send_many", "send_one", "store_chunk",
            "store_one", "with_state"]
+
+#: Sends what is due; the report gives the outcome of each watched message id.
+Dispatch = Callable[[AbstractSet[str]], DispatchReport]
+#: The most messages of one call whose later outcome a bulk send keeps track of (memory
+#: stays bounded however many there are; beyond it they are counted as queued).
+MAX_TRACKED = 100_000
 
 
 def look_up(store: Store, phones: Sequence[str], now: dt.datetime) -> c.Facts:
@@ -69,16 +76,16 @@ def store_one(
     return c.settle(draft, stored), stored.message.id if queued else None
 
 
-def after_dispatch(store: Store, outcome: c.Outcome, message_id: str) -> c.Outcome:
-    """``outcome`` with the state of message ``message_id`` once it was dispatched."""
-    return with_state(outcome, store.get(message_id))
-
-
-def with_state(outcome: c.Outcome, current: Optional[Message]) -> c.Outcome:
-    """``outcome`` with the state (and error) of its message as stored now."""
+def with_state(outcome: c.Outcome, current: Optional[Message],
+               batch: Optional[BatchInfo] = None) -> c.Outcome:
+    """``outcome`` with the state (and error) of its message as stored now; held when it is
+    still ``outgoing`` in ``batch`` (its batch, read with it) and that batch is ambiguous."""
     if current is None:
         return outcome
-    return attrs.evolve(outcome, state=current.state, reason=current.error_text or outcome.reason)
+    held = current.state is State.OUTGOING and batch is not None and \
+        batch.id == current.batch_id and batch.status == "ambiguous"
+    return attrs.evolve(outcome, state=current.state, held=held,
+                        reason=current.error_text or outcome.reason)
 
 
 def send_one(
@@ -89,18 +96,19 @@ def send_one(
     spec: c.SendSpec,
     *,
     clock: Callable[[], dt.datetime],
-    dispatch: Optional[Callable[[], object]] = None,
+    dispatch: Optional[Dispatch] = None,
 ) -> c.Outcome:
     """Compose, store and (with ``dispatch``) send one message to ``recipient``
     (:func:`~smskit.outbox.compose.parse_phone`). Bad input raises and stores nothing.
 
     ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due, after which the outcome
-    carries the message's state.
+    carries the message's state: ``sent``, ``rejected`` by the gateway, or ``outgoing`` with
+    why (queued after a failed call, ``held`` when the request may have arrived).
     """
     outcome, queued = store_one(store, hooks, composer, recipient, spec, clock=clock)
     if dispatch is not None and queued is not None:
-        dispatch()
-        outcome = after_dispatch(store, outcome, queued)
+        report = dispatch(frozenset({queued}))
+        outcome = outcome.after_dispatch(report.outcomes.get(queued))
     return outcome
 
 
@@ -123,10 +131,45 @@ def store_chunk(
     return [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
 
 
-def count_dispatch(summary: c.BulkSummary, report: DispatchReport) -> None:
-    """Add what dispatching a chunk did to ``summary``."""
-    summary.sent += report.sent
-    summary.failed_dispatch += report.released + report.ambiguous
+class BulkDispatch:
+    """The summary of one bulk send, kept honest across its chunks' dispatches: each
+    recipient is counted once, by where its message is at the end of the call (not by what
+    the dispatch did to older messages), and a message a chunk's dispatch left due is
+    followed until a later dispatch sends it (at most :data:`MAX_TRACKED` of them)."""
+
+    def __init__(self, *, tracking: bool = True) -> None:
+        self.summary = c.BulkSummary()
+        self.tracking = tracking
+        # This call's messages still outgoing after their chunk's dispatch, and their
+        # outcome: a later chunk's dispatch may send them (one that stopped early left them
+        # due).
+        self.waiting: Dict[str, c.Outcome] = {}
+
+    def watch(self, outcomes: Sequence[c.Outcome]) -> AbstractSet[str]:
+        """The ids whose outcome the next dispatch should report: the chunk's queued
+        messages and those still waiting from earlier chunks."""
+        mine = {o.message_id for o in outcomes if o.message_id and o.queued}
+        return frozenset(mine | set(self.waiting))
+
+    def dispatched(self, outcomes: Sequence[c.Outcome],
+                   report: DispatchReport) -> List[c.Outcome]:
+        """``outcomes`` (the chunk's) once ``report``'s dispatch ran; the earlier chunks'
+        messages it touched are counted again where they are now."""
+        for message_id, found in report.outcomes.items():
+            if message_id in self.waiting:
+                old = self.waiting.pop(message_id)
+                new = old.after_dispatch(found)
+                self.summary.replace(old, new)
+                if new.state is State.OUTGOING and not new.held:
+                    self.waiting[message_id] = new
+        return [o.after_dispatch(report.outcomes.get(o.message_id or "")) for o in outcomes]
+
+    def add(self, outcome: c.Outcome) -> None:
+        """Count ``outcome``; follow it when it is still due."""
+        self.summary.add(outcome)
+        if self.tracking and outcome.queued and outcome.message_id and \
+                len(self.waiting) < MAX_TRACKED:
+            self.waiting[outcome.message_id] = outcome
 
 
 def send_many(
@@ -139,24 +182,27 @@ def send_many(
     clock: Callable[[], dt.datetime],
     chunk_size: int,
     on_outcome: Optional[Callable[[c.Outcome], None]] = None,
-    dispatch: Optional[Callable[[], DispatchReport]] = None,
+    dispatch: Optional[Dispatch] = None,
 ) -> c.BulkSummary:
     """Send to every recipient, ``chunk_size`` at a time (memory stays constant however
     many). One bad recipient never aborts the batch: it becomes a ``rejected`` record.
 
-    ``hooks`` is the plugin hook relay; ``on_outcome`` receives each recipient's outcome once
-    its chunk is stored; ``dispatch`` sends what is due after each chunk.
+    ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due after each chunk is
+    stored; ``on_outcome`` then receives each recipient's outcome, its dispatch included.
+    The summary counts this call's recipients only (not older messages the same dispatch
+    sent), each by where its message is at the end of the call.
     """
-    summary = c.BulkSummary()
+    bulk = BulkDispatch(tracking=dispatch is not None)
     numbered = enumerate(recipients)
     while True:
         chunk = list(itertools.islice(numbered, chunk_size))
         if not chunk:
             break
-        for outcome in store_chunk(store, hooks, composer, chunk, spec, clock=clock):
-            summary.add(outcome)
+        outcomes = store_chunk(store, hooks, composer, chunk, spec, clock=clock)
+        if dispatch is not None:
+            outcomes = bulk.dispatched(outcomes, dispatch(bulk.watch(outcomes)))
+        for outcome in outcomes:
+            bulk.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
-        if dispatch is not None:
-            count_dispatch(summary, dispatch())
-    return summary
+    return bulk.summary

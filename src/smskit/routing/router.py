@@ -19,7 +19,8 @@ where it is. A batch whose outcome is unknown is never moved: it is reconciled w
 provider first.
 
 The router is also the dispatcher's :class:`~smskit.outbox.dispatching.DispatchPolicy`: it
-paces each provider (``<provider>_max_per_second``, :mod:`smskit.routing.limits`).
+paces each provider (``<provider>_max_per_second``, :mod:`smskit.routing.limits`), across
+every process that shares the store.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from smskit.errors import ConfigurationError, ProviderError, TransientProviderEr
 from smskit.models import Message
 from smskit.provider import Provider
 from smskit.routing.circuit import Circuits
-from smskit.routing.limits import RateLimiter
+from smskit.routing.limits import KEY_PREFIX, SharedRateLimiter
 from smskit.routing.policies import ProviderPolicies
 from smskit.routing.rules import RouteTable, order_by_price
 from smskit.store.base import Requeue, Store
@@ -42,6 +43,10 @@ from smskit.store.base import Requeue, Store
 __all__ = ["Router"]
 
 log = logging.getLogger(__name__)
+
+
+def _no_store() -> None:
+    return None
 
 
 class Router:
@@ -69,7 +74,8 @@ class Router:
             self._limiter_options["clock"] = clock
         if sleep is not None:
             self._limiter_options["sleep"] = sleep
-        self._limiters: Dict[str, Optional[RateLimiter]] = {}
+        self._store = store
+        self._limiters: Dict[str, Optional[SharedRateLimiter]] = {}
         self._lock = threading.Lock()
 
     # -- routes ---------------------------------------------------------------------------------
@@ -137,14 +143,18 @@ class Router:
         return out
 
     # -- the dispatcher's policy -------------------------------------------------------------
-    def limiter(self, provider: str) -> Optional[RateLimiter]:
-        """The rate limiter of ``provider`` (``None``: no ``<provider>_max_per_second``)."""
+    def limiter(self, provider: str) -> Optional[SharedRateLimiter]:
+        """The rate limiter of ``provider`` (``None``: no ``<provider>_max_per_second``),
+        shared with every process using the same store."""
         if provider not in self._limiters:
             rate = self.policies.max_per_second(provider)
+            store: Callable[[], object] = self._store or _no_store
             with self._lock:
                 if provider not in self._limiters:
-                    self._limiters[provider] = (RateLimiter(rate, **self._limiter_options)
-                                                if rate is not None else None)
+                    self._limiters[provider] = (
+                        SharedRateLimiter(rate, store, KEY_PREFIX + provider,
+                                          **self._limiter_options)
+                        if rate is not None else None)
         return self._limiters[provider]
 
     def batch_size(self, provider: Provider) -> int:

@@ -1,5 +1,6 @@
 """One line per provider for the dashboard, ``/api/stats`` and the metrics: its circuit, its
-queue, its last balance, its rate limit and the messages moved to and from it.
+queue, the messages held while their outcome is unknown, its last balance, its rate limit and
+the messages moved to and from it.
 
 Everything is read from the store (the circuits and balances the worker keeps in its key/value
 state, the queue by an aggregate count, the moves from the ``rerouted`` events), so a server
@@ -35,6 +36,9 @@ class ProviderLine:
     reason: Optional[str] = None
     trips: int = 0
     queued: int = 0
+    #: Messages whose request may have reached the gateway, waiting for reconciliation or a
+    #: person (``smskit messages --held``); counted in ``queued`` too (they are ``outgoing``).
+    held: int = 0
     balance: Optional[Decimal] = None
     balance_low: bool = False
     max_per_second: Optional[float] = None
@@ -47,6 +51,7 @@ class ProviderLine:
             "provider": self.provider, "circuit": self.circuit,
             "open_until": self.open_until.isoformat() if self.open_until else None,
             "reason": self.reason, "trips": self.trips, "queued": self.queued,
+            "held": self.held,
             "balance": cost_text(self.balance) if self.balance is not None else None,
             "balance_low": self.balance_low, "max_per_second": self.max_per_second,
             "moved_in": self.moved_in, "moved_out": self.moved_out,
@@ -57,6 +62,7 @@ def provider_lines(kit: SmsKit, now: dt.datetime, start: Optional[dt.datetime] =
                    end: Optional[dt.datetime] = None) -> List[ProviderLine]:
     """A line for each provider the kit routes to or the store has seen, sorted by name;
     moves counted in ``[start, end)`` (open sides: all time)."""
+    from smskit.outbox import held_counts
     from smskit.outreach.balance import parse_balances
     from smskit.store.outreach import OutreachStore
 
@@ -69,6 +75,7 @@ def provider_lines(kit: SmsKit, now: dt.datetime, start: Optional[dt.datetime] =
     kv = store.list_state("") if isinstance(store, OutreachStore) else {}
     circuits = parse_circuits(kv)
     balances = parse_balances(kv)
+    held = held_counts(store)
     moves: Dict[Tuple[str, str], int] = (
         store.reroute_counts(start, end) if isinstance(store, StatsStore) else {})
     names = set(kit.routed_providers()) | set(queued) | set(circuits) | set(balances)
@@ -84,6 +91,7 @@ def provider_lines(kit: SmsKit, now: dt.datetime, start: Optional[dt.datetime] =
             reason=circuit.reason if circuit is not None and circuit.until else None,
             trips=circuit.trips if circuit is not None else 0,
             queued=queued.get(name, 0),
+            held=held.get(name, 0),
             balance=reading.balance if reading is not None else None,
             balance_low=reading.low if reading is not None else False,
             max_per_second=kit.policies.max_per_second(name),

@@ -129,7 +129,11 @@ def _status_row(line: ProviderLine) -> List[str]:
     if line.balance_low:
         balance = f'<strong class="alert">{escape(balance)}</strong>'
     rate = "\u2013" if line.max_per_second is None else f"{line.max_per_second:g}/s"
-    return [escape(line.provider), circuit, number(line.queued), balance, escape(rate),
+    held = number(line.held)
+    if line.held:
+        held = (f'<strong class="alert" title="smskit messages --held; smskit resolve">'
+                f"{held}</strong>")
+    return [escape(line.provider), circuit, number(line.queued), held, balance, escape(rate),
             number(line.moved_in), number(line.moved_out), number(line.trips)]
 
 
@@ -156,7 +160,8 @@ def render(report: StatsReport, *, generated_at: dt.datetime,
         for chart_id, caption in [("chart-volume", "Envios por dia"),
                                   ("chart-cost", "Custo por dia e provedor (R$)"),
                                   ("chart-engagement", "Respostas, descadastros e cliques")])
-    status = _table("Provedores agora", ["Provedor", "Situação", "Na fila", "Saldo", "Limite",
+    status = _table("Provedores agora", ["Provedor", "Situação", "Na fila", "Retidas", "Saldo",
+                                         "Limite",
                                          "Recebidas de outro", "Passadas a outro",
                                          "Quedas"],
                     (_status_row(line) for line in providers), "provider-status",

@@ -3,6 +3,9 @@
 * ``smskit_messages{provider,state}``: outbound messages by state, read from the store
   (every state is reported, zeros included, for each provider seen);
 * ``smskit_store_up``: 1 when the store answered that read, 0 otherwise;
+* ``smskit_messages_held{provider}``: messages whose request may have reached the gateway,
+  held until reconciliation or a person settles them (``smskit messages --held``; they are
+  ``outgoing`` in ``smskit_messages`` too);
 * ``smskit_provider_balance{provider}``: the last balance the worker's periodic check read
   (kept in the store, see :mod:`smskit.outreach.balance`),
   and ``smskit_provider_balance_low{provider}``
@@ -83,6 +86,8 @@ class StoreFigures:
     #: Circuits by provider and moves between providers (``None``: no answer).
     circuits: Optional[Dict[str, Any]] = None
     reroutes: Optional[Dict[Tuple[str, str], int]] = None
+    #: Messages held in batches whose outcome is unknown, by provider.
+    held: Optional[Dict[str, int]] = None
     read_at: float = 0.0
 
 
@@ -156,8 +161,17 @@ class StoreSnapshot:
                 log.exception("metrics: the store did not answer the balance/backlog reads")
                 balances = backlog = None
         circuits, reroutes = self._read_routing(store) if counts is not None else (None, None)
+        held: Optional[Dict[str, int]] = None
+        if counts is not None:
+            from smskit.outbox import held_counts
+
+            try:
+                held = held_counts(store)
+            except Exception:  # a scrape must answer even when the store is down
+                log.exception("metrics: the store did not answer the held-batches read")
         return StoreFigures(counts=counts, balances=balances, backlog=backlog,
-                            circuits=circuits, reroutes=reroutes, read_at=self._clock())
+                            circuits=circuits, reroutes=reroutes, held=held,
+                            read_at=self._clock())
 
     @staticmethod
     def _read_routing(store: Any) -> Tuple[Optional[Dict[str, Any]],
@@ -185,14 +199,19 @@ class StoreCollector(Collector):
     def __init__(self, snapshot: StoreSnapshot) -> None:
         self._snapshot = snapshot
 
-    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+                                 GaugeMetricFamily]:
         messages = GaugeMetricFamily(
             "smskit_messages", "Outbound messages by provider and state (from the store).",
             labels=["provider", "state"])
         up = GaugeMetricFamily("smskit_store_up", "1 if the store answered its last read.")
         age = GaugeMetricFamily("smskit_metrics_store_age_seconds",
                                 "Seconds since the store figures were read.")
-        return messages, up, age
+        held = GaugeMetricFamily(
+            "smskit_messages_held",
+            "Messages whose request may have reached the gateway, held until settled.",
+            labels=["provider"])
+        return messages, up, age, held
 
     def describe(self) -> Iterable[Metric]:
         """The metric names (without touching the store)."""
@@ -200,7 +219,7 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The snapshot's counts; a failing store reports ``smskit_store_up 0``."""
-        messages, up, age = self._families()
+        messages, up, age, held = self._families()
         figures = self._snapshot.current()
         age.add_metric([], max(0.0, time.monotonic() - figures.read_at))
         if figures.counts is None:
@@ -217,8 +236,13 @@ class StoreCollector(Collector):
                 table.setdefault((provider, state.value), 0)
         for (provider, label), count in sorted(table.items()):
             messages.add_metric([provider, label], count)
+        waiting = figures.held or {}
+        for provider in sorted({p for p, _ in table} | set(waiting)):
+            held.add_metric([provider], waiting.get(provider, 0))
         up.add_metric([], 1)
         yield messages
+        if figures.held is not None:
+            yield held
         yield up
         yield age
 

@@ -36,6 +36,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import attrs
 from typing_extensions import Protocol, runtime_checkable
 
+from smskit.errors import ValidationError
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
 
 __all__ = [
@@ -55,6 +56,12 @@ __all__ = [
 
 #: The history kind of a move to another provider (:meth:`Store.requeue_messages`).
 KIND_REROUTED = "rerouted"
+
+
+def _aware(value: dt.datetime, what: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValidationError(f"{what} must be timezone-aware, got {value!r}")
+    return value
 
 
 @attrs.frozen
@@ -187,8 +194,8 @@ class Store(Protocol):
     """Persistence for messages, events, inbound messages, blacklist and schedules.
 
     Every method the core calls on a store is declared here. The ones at the end
-    (:meth:`claim_batch_messages`, :meth:`requeue_messages`, :meth:`apply_statuses`,
-    :meth:`ping`) are optional: they
+    (:meth:`claim_batch_messages`, :meth:`requeue_messages`, :meth:`awaiting_status`,
+    :meth:`apply_statuses`, :meth:`ping`) are optional: they
     have a default built on the others, which a store gets by subclassing ``Store``
     (``class MyStore(Store): ...``) and may override to do better. A store that does not
     subclass must define them all; one that lacks any is refused when it is built
@@ -258,7 +265,11 @@ class Store(Protocol):
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
         """Write per-message results forward only, and mark the batch ``done``. Messages of the
-        batch without a result stay ``outgoing`` and claimed (reconciliation will look).
+        batch without a result stay ``outgoing`` and claimed, and then the batch is marked
+        ``ambiguous`` instead of ``done``, in the same transaction (its ``error_text`` says
+        how many got no result): reconciliation will look, and a crash right after this call
+        cannot leave them in a finished batch. A later call that settles them marks it
+        ``done``.
 
         A result never moves a message backwards (a delivery report that came first stays),
         but fills in provider ids it lacks. A provider id that another message already owns is
@@ -440,6 +451,34 @@ class Store(Protocol):
         in the batch and the caller releases or reconciles them with it, on their provider.
         """
         return []
+
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """Outbound messages of ``provider`` still ``sent`` (no final status yet) whose
+        ``sent_at`` is at or before ``sent_before``, ordered by (``sent_at``, ``id``) and
+        after the keyset ``after`` (a ``(sent_at, id)`` pair); at most ``limit``. What status
+        polling asks the gateway about, a page at a time.
+
+        Default: reads every ``sent`` message through :meth:`list_messages` and filters
+        (fine for a small store); a store overrides it with one indexed query.
+        """
+        sent_before = _aware(sent_before, "sent_before")
+        found: List[Message] = []
+        offset = 0
+        while True:
+            page = self.list_messages(state=State.SENT, limit=1000, offset=offset)
+            for message in page:
+                if message.provider != provider or message.sent_at is None:
+                    continue
+                key = (message.sent_at, message.id)
+                if message.sent_at <= sent_before and (after is None or key > after):
+                    found.append(message)
+            if len(page) < 1000:
+                break
+            offset += len(page)
+        found.sort(key=lambda m: (m.sent_at, m.id))
+        return found[:limit]
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> List[ApplyOutcome]:
         """:meth:`apply_status` for each event in turn; the outcomes in the order of

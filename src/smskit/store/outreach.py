@@ -41,6 +41,7 @@ __all__ = [
     "Contact",
     "HELD_STATUSES",
     "OutreachStore",
+    "PacingStore",
     "SYNC_STATUSES",
 ]
 
@@ -298,4 +299,17 @@ class OutreachStore(Protocol):
 
     def list_state(self, prefix: str) -> Dict[str, str]:
         """Every key starting with ``prefix`` and its value."""
+        ...
+
+
+@runtime_checkable
+class PacingStore(Protocol):
+    """A clock shared by every process using the store, to pace them together (a provider's
+    rate limit, :mod:`smskit.routing.limits`). The built-in stores have it."""
+
+    def reserve_slot(self, key: str, seconds: float, now: float) -> float:
+        """Reserve ``seconds`` of the shared time line ``key``, atomically for every process:
+        the slot starts at the later of ``now`` and the end of the last slot reserved, and
+        the time line's end moves to the slot's end. Returns the slot's start (times are
+        epoch seconds, as ``now`` gives them)."""
         ...

@@ -59,6 +59,7 @@ __all__ = [
     "reroute_pair",
     "require_aware",
     "require_utc",
+    "unsettled_text",
     "without_nul",
 ]
 
@@ -303,6 +304,13 @@ def message_conflict(message: Message, what: str) -> StoreError:
 def evolve(message: Message, changes: Dict[str, Any]) -> Message:
     """``message`` with ``changes`` applied (no-op for an empty dict)."""
     return attrs.evolve(message, **changes) if changes else message
+
+
+def unsettled_text(count: int) -> str:
+    """The error text of a batch :meth:`~smskit.store.base.Store.record_results` leaves
+    ``ambiguous``: ``count`` claimed messages got no result."""
+    return (f"no result for {count} message(s) of the batch: they may have been sent; "
+            "reconcile before resending")
 
 
 def request_id_of(results: Sequence[SendResult]) -> Optional[str]:

@@ -77,7 +77,7 @@ import pytest
 from smskit.config import Secret
 from smskit.errors import ConfigurationError, PartialSendError, ProviderError, ValidationError
 from smskit.ids import new_id
-from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
+from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
 from smskit.provider import Provider, contract_problems
 from smskit.testing.report import CheckResult, collector, counts, suite_label
 from smskit.webhooks.auth import WebhookPolicy
@@ -169,6 +169,7 @@ _PARTS: Dict[str, Tuple[str, ...]] = {
     "reconcile_knows_a_sent_batch": ("reconcile",),
     "reconcile_unknown_batch": ("reconcile",),
     "status_query_answers_for_a_sent_message": ("status_query",),
+    "poll_statuses_names_our_messages": ("status_polling",),
     "webhook_media_types_are_decodable": ("webhooks",),
     "malformed_webhook_is_a_validation_error": ("webhooks",),
     "status_callback_passes_the_gate": ("webhooks",),
@@ -388,6 +389,24 @@ class ProviderConformance(Generic[P]):
         expect(event.provider == provider.name, "the event must name the provider")
         expect(event.state.rank >= State.SENT.rank,
                f"a message just sent cannot be {event.state.value}")
+
+    def test_poll_statuses_names_our_messages(self, provider: P) -> None:
+        """``poll_statuses`` answers for messages just sent with status events of this
+        provider naming our message ids, as sent or later."""
+        _needs(provider, "status_polling")
+        messages = sample_messages(2)
+        results = {r.message_id: r for r in provider.send_batch(messages, batch_id=new_id())}
+        sent = [attrs.evolve(m, state=State.SENT, sent_at=utcnow(),
+                             provider_message_id=results[m.id].provider_message_id,
+                             provider_request_id=results[m.id].provider_request_id)
+                for m in messages if m.id in results]
+        events = provider.poll_statuses(sent)
+        expect(all(isinstance(e, StatusEvent) for e in events),
+               "poll_statuses() must return StatusEvents")
+        expect({e.message_id for e in events} <= {m.id for m in sent},
+               "every event must name one of the messages asked about, by our id")
+        expect(all(e.provider == provider.name and e.state.rank >= State.SENT.rank
+                   for e in events), "events of this provider, sent or later")
 
     # -- webhooks ---------------------------------------------------------------------------
     def test_webhook_media_types_are_decodable(self, provider: P) -> None:

@@ -310,6 +310,21 @@ class MemoryOutreachMixin:
         with self._lock:
             return {k: v for k, v in self._state.items() if k.startswith(prefix)}
 
+    def reserve_slot(self, key: str, seconds: float, now: float) -> float:
+        """Reserve ``seconds`` of the time line ``key`` (kept in the key/value state);
+        the slot's start."""
+        with self._lock:
+            start = max(now, _float(self._state.get(key)))
+            self._state[key] = repr(start + seconds)
+        return start
+
+
+def _float(text: Optional[str]) -> float:
+    try:
+        return float(text) if text else float("-inf")
+    except ValueError:  # a value another program wrote: start the time line again
+        return float("-inf")
+
 
 def _dnd_applies(contact: Contact, now: dt.datetime) -> bool:
     return bool(contact.dnd_window or contact.dnd_days

@@ -267,7 +267,8 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
     def record_results(
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
-        """Write per-message results forward only, and mark the batch ``done``.
+        """Write per-message results forward only, and mark the batch ``done`` (``ambiguous``
+        while a claimed message is still ``outgoing``).
 
         A provider id another message already owns is not stored (a ``conflict`` event says
         so in the message's history); a result for a message outside the batch is ignored.
@@ -303,9 +304,26 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                 self._put(message)
             for message_id, provider, detail in conflicts:
                 self._event(message_id, c.KIND_CONFLICT, detail, provider=provider)
+            unsettled = sum(1 for m in members.values() if m.state is State.OUTGOING)
+            status = c.BATCH_AMBIGUOUS if unsettled else c.BATCH_DONE
             self._batches[batch_id] = attrs.evolve(
-                batch, status=c.BATCH_DONE, updated_at=now,
+                batch, status=status, updated_at=now,
+                error_text=c.unsettled_text(unsettled) if unsettled else batch.error_text,
                 provider_request_id=c.request_id_of(results) or batch.provider_request_id)
+
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages of ``provider`` sent at or before ``sent_before``, by
+        (``sent_at``, ``id``) after ``after``."""
+        sent_before = c.require_utc(sent_before, "sent_before")
+        with self._lock:
+            found = [m for m in self._messages.values()
+                     if m.state is State.SENT and m.provider == provider
+                     and m.sent_at is not None and m.sent_at <= sent_before
+                     and (after is None or (m.sent_at, m.id) > after)]
+        found.sort(key=lambda m: (m.sent_at, m.id))
+        return found[:limit]
 
     def release_batch(
         self, batch_id: str, error_text: str, retry_at: Optional[dt.datetime] = None

@@ -424,6 +424,23 @@ class SqlOutreachMixin(SqlBase):
         with self._tx("list_state") as conn:
             return {k: v for k, v in conn.execute(query) if k.startswith(prefix)}
 
+    def reserve_slot(self, key: str, seconds: float, now: float) -> float:
+        """Reserve ``seconds`` of the time line ``key`` in one statement (an upsert that
+        moves the stored end to ``max(end, now) + seconds`` and returns it), so processes
+        racing for it each get their own slot; the slot's start."""
+        insert = postgresql.insert(kv_state) if self._pg else sqlite.insert(kv_state)
+        later = sa.func.greatest if self._pg else sa.func.max
+        end = later(sa.cast(kv_state.c.value, sa.Float), now) + seconds
+        stamp = utcnow()
+        stmt = (insert.values(key=key, value=repr(now + seconds), updated_at=stamp)
+                .on_conflict_do_update(index_elements=[kv_state.c.key],
+                                       set_={"value": sa.cast(end, sa.Text),
+                                             "updated_at": stamp})
+                .returning(kv_state.c.value))
+        with self._tx("reserve_slot", write=True) as conn:
+            value = conn.execute(stmt).scalar_one()
+        return float(value) - seconds
+
 
 def _evolve(campaign: Campaign, changes: Mapping[str, Any]) -> Campaign:
     """``campaign`` with the column ``changes`` an update wrote."""

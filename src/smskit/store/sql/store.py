@@ -237,6 +237,24 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             rows = conn.execute(query.limit(limit).offset(offset)).mappings()
             return [row_message(row) for row in rows]
 
+    def awaiting_status(self, provider: str, sent_before: dt.datetime, *,
+                        after: Optional[Tuple[dt.datetime, str]] = None,
+                        limit: int = 1000) -> List[Message]:
+        """``sent`` messages of ``provider`` sent at or before ``sent_before``, by
+        (``sent_at``, ``id``) after ``after``: one query (``ix_messages_claim`` narrows it to
+        the provider's ``sent`` messages, the messages still in flight)."""
+        sent_before = c.require_utc(sent_before, "sent_before")
+        query = (sa.select(messages)
+                 .where(_m.state == State.SENT.value, _m.provider == provider,
+                        _m.sent_at <= sent_before)
+                 .order_by(_m.sent_at, _m.id).limit(limit))
+        if after is not None:
+            at, last = c.require_utc(after[0], "after"), after[1]
+            query = query.where(sa.or_(_m.sent_at > at, sa.and_(_m.sent_at == at,
+                                                               _m.id > last)))
+        with self._tx("awaiting_status") as conn:
+            return [row_message(row) for row in conn.execute(query).mappings()]
+
     def count_by_state(self, provider: Optional[str] = None) -> Dict[Tuple[str, State], int]:
         """``{(provider, state): count}`` over outbound messages (provider ``""`` when unset)."""
         query = (
@@ -332,7 +350,8 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
     def record_results(
         self, batch_id: str, results: Sequence[SendResult], now: dt.datetime
     ) -> None:
-        """Write per-message results forward only, and mark the batch ``done``.
+        """Write per-message results forward only, and mark the batch ``done`` (``ambiguous``
+        while a claimed message is still ``outgoing``).
 
         A provider id another message already owns is not stored (a ``conflict`` event says
         so in the message's history); a result for a message outside the batch is ignored.
@@ -380,7 +399,14 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             elif params:
                 conn.execute(_SET_STATUS, params)
             self._event_row(conn, conflicts)
+            # In the same transaction: a claimed message still outgoing without a result
+            # keeps the batch waiting for reconciliation, so a crash after this call cannot
+            # strand it in a finished batch.
+            unsettled = sum(1 for m in members.values()
+                            if (changed.get(m.id) or m).state is State.OUTGOING)
             done: Dict[str, Any] = {"status": c.BATCH_DONE, "updated_at": now}
+            if unsettled:
+                done.update(status=c.BATCH_AMBIGUOUS, error_text=c.unsettled_text(unsettled))
             request_id = c.request_id_of(results)
             if request_id is not None:
                 done["provider_request_id"] = request_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, List
+from typing import Any, Dict, List
 
 from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Message, SendResult, State, StatusEvent
@@ -344,13 +344,75 @@ def results_are_written_forward_only(store: Store) -> None:
     expect_equal((x.state, x.error_code, x.sent_at), (State.CANCELED, "blacklisted", None),
                  "a canceled result")
     batch = store.get_batch("b1")
-    expect(batch is not None and batch.status == "done", "the batch must be done")
+    expect(batch is not None and batch.status == "ambiguous",
+           "a batch with a claimed message still without a result must be ambiguous")
     expect(store.find_by_provider_id("kolmeya", "K-9") is None,
            "a result for a message outside the batch is ignored")
     # recording the same results again changes nothing
     store.record_results("b1", [SendResult(message_id=ok.id, state=State.SENT,
                                            provider_message_id="K-2")], later + later.resolution)
     expect_equal(store.get(ok.id), o, "recording the same result again changes nothing")
+
+
+@check()
+def a_message_without_a_result_leaves_the_batch_ambiguous(store: Store) -> None:
+    """record_results marks the batch ``ambiguous`` (not ``done``) while a claimed message is
+    still ``outgoing`` without a result, in the same call; settling the rest marks it
+    ``done``."""
+    first, second, third = add(store, outgoing(1), outgoing(2), outgoing(3))
+    store.claim_batch("kolmeya", 10, NOW, "b1")
+    store.record_results("b1", [SendResult(message_id=first.id, state=State.SENT,
+                                           provider_message_id="K-1"),
+                                SendResult(message_id=third.id, state=State.CANCELED,
+                                           error_code="blacklisted")], NOW)
+    batch = store.get_batch("b1")
+    expect(batch is not None and batch.status == "ambiguous",
+           f"a message without a result leaves the batch ambiguous, got {batch!r}")
+    expect(batch is not None and bool(batch.error_text) and "1" in (batch.error_text or ""),
+           f"the batch's error text says how many got no result, got {batch!r}")
+    expect_equal([b.id for b in store.batches(status="ambiguous")], ["b1"],
+                 "the batch is listed for reconciliation")
+    store.record_results("b1", [SendResult(message_id=second.id, state=State.SENT,
+                                           provider_message_id="K-2")], NOW)
+    batch = store.get_batch("b1")
+    expect(batch is not None and batch.status == "done",
+           f"once every claimed message has a result the batch is done, got {batch!r}")
+    expect(store.claim_batch("kolmeya", 10, NOW, "b2") is None,
+           "a message of an ambiguous batch is never claimed again")
+
+
+@check()
+def messages_awaiting_a_status_come_in_pages(store: Store) -> None:
+    """awaiting_status lists a provider's messages still ``sent`` since a moment, oldest sent
+    first, a keyset page at a time; final, outgoing and other providers' messages are not
+    listed."""
+    first, second, third, delivered, other, waiting = add(
+        store, outgoing(1), outgoing(2), outgoing(3), outgoing(4),
+        outgoing(5, provider="twilio"), outgoing(6))
+    moments: Dict[str, dt.datetime] = {}
+    for n, message in enumerate((first, second, third, delivered, other), start=1):
+        at = NOW + dt.timedelta(minutes=n)
+        store.claim_batch(message.provider or "", 1, at, f"b{n}")
+        store.record_results(f"b{n}", [SendResult(message_id=message.id, state=State.SENT,
+                                                  provider_message_id=f"K-{n}")], at)
+        moments[message.id] = at
+    store.apply_status(StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                   message_id=delivered.id))
+    until = NOW + dt.timedelta(minutes=10)
+    expect_equal([m.id for m in store.awaiting_status("kolmeya", until)],
+                 [first.id, second.id, third.id], "the provider's sent messages, oldest first")
+    expect_equal([m.id for m in store.awaiting_status("kolmeya", moments[second.id])],
+                 [first.id, second.id], "only those sent at or before the moment")
+    page = store.awaiting_status("kolmeya", until, limit=2)
+    expect_equal([m.id for m in page], [first.id, second.id], "at most limit")
+    last = page[-1]
+    expect(last.sent_at is not None, "a listed message has its sent_at")
+    rest = store.awaiting_status("kolmeya", until, after=(last.sent_at or NOW, last.id))
+    expect_equal([m.id for m in rest], [third.id], "the next page, after the keyset")
+    expect_equal([m.id for m in store.awaiting_status("twilio", until)], [other.id],
+                 "per provider")
+    expect(waiting.id not in {m.id for m in store.awaiting_status("kolmeya", until)},
+           "an outgoing message is not listed")
 
 
 @check()
@@ -380,11 +442,11 @@ def a_result_with_a_taken_provider_id_is_refused(store: Store) -> None:
 def ambiguous_batches_and_filters(store: Store) -> None:
     """Batches are listed by status and age, oldest first; unknown batch ids raise
     NotFoundError."""
-    add(store, outgoing(1), outgoing(2), outgoing(3))
+    *_, last = add(store, outgoing(1), outgoing(2), outgoing(3))
     store.claim_batch("kolmeya", 1, NOW - dt.timedelta(hours=1), "old")
     store.claim_batch("kolmeya", 1, NOW, "new")
     store.claim_batch("kolmeya", 1, NOW, "done")
-    store.record_results("done", [], NOW)
+    store.record_results("done", [SendResult(message_id=last.id, state=State.SENT)], NOW)
     store.mark_batch_ambiguous("old", "read timeout")
     ambiguous = store.batches(status="ambiguous")
     expect_equal([(b.id, b.error_text, len(b.message_ids)) for b in ambiguous],

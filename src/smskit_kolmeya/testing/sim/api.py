@@ -122,6 +122,11 @@ def _status_request(sim: KolmeyaSimulator, body: Any, _url: str) -> Answer:
     data = _obj(body)
     if data.get("id") is None and data.get("reference") is None:
         raise _Reject(422, "The id field is required when reference is not present.")
+    form = sim.config.reference_lookup
+    if data.get("id") is None and form == "404":
+        return Answer(404, NOT_FOUND)
+    if data.get("id") is None and form == "422":
+        raise _Reject(422, "The id field is required.")
     return Answer(200, sim.request_status(request_id=data.get("id"),
                                           reference=data.get("reference")))
 
@@ -162,7 +167,17 @@ def _replys(sim: KolmeyaSimulator, body: Any, url: str) -> Answer:
     hours = _bounded(data, "period", 24, 1, MAX_REPLY_HOURS)
     page = _bounded(data, "page", 1, 1, 10**9)
     items = sim.replies(sim.now() - dt.timedelta(hours=hours))
-    per_page = sim.config.replies_per_page
+    return Answer(200, _page(items, page, sim.config.replies_per_page, url))
+
+
+def _replys_web(sim: KolmeyaSimulator, body: Any, url: str) -> Answer:
+    data = _obj(body)
+    page = _bounded(data, "page", 1, 1, 10**9)
+    return Answer(200, _page(sim.web_replies(), page, sim.config.replies_per_page, url))
+
+
+def _page(items: List[Dict[str, Any]], page: int, per_page: int, url: str) -> Dict[str, Any]:
+    """One page of ``items`` in Laravel's paginator shape."""
     last = max(1, math.ceil(len(items) / per_page))
     chunk = items[(page - 1) * per_page:page * per_page]
     first_index = (page - 1) * per_page + 1
@@ -170,12 +185,12 @@ def _replys(sim: KolmeyaSimulator, body: Any, url: str) -> Answer:
     def link(n: int) -> Optional[str]:
         return f"{url}?page={n}" if 1 <= n <= last else None
 
-    return Answer(200, {
+    return {
         "current_page": page, "data": chunk, "per_page": per_page, "total": len(items),
         "from": first_index if chunk else None,
         "to": first_index + len(chunk) - 1 if chunk else None,
         "last_page": last, "first_page_url": link(1), "last_page_url": link(last),
-        "next_page_url": link(page + 1), "prev_page_url": link(page - 1), "path": url})
+        "next_page_url": link(page + 1), "prev_page_url": link(page - 1), "path": url}
 
 
 def _report_window(sim: KolmeyaSimulator, data: Dict[str, Any]) -> Tuple[dt.datetime, dt.datetime]:
@@ -262,6 +277,7 @@ _ROUTES: Dict[str, Handler] = {
     "sms/apis": _apis,
     "sms/layouts": _layouts,
     "sms/replys": _replys,
+    "sms/replys-web": _replys_web,
     "sms/reports/statuses": _report,
     "sms/reports/jobs": _report_jobs,
     "blacklist/store": _blacklist_store,

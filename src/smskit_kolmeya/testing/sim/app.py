@@ -9,14 +9,22 @@ import hmac
 import json
 from typing import Any, Awaitable, Callable
 
+import attrs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from smskit.errors import ConfigurationError, NotFoundError
-from smskit_kolmeya.testing.sim.api import NOT_FOUND, SEND_ENDPOINTS, Answer, call, resolve
+from smskit.errors import ConfigurationError, NotFoundError, ValidationError
+from smskit_kolmeya.testing.sim.api import (
+    NOT_FOUND,
+    SEND_ENDPOINTS,
+    Answer,
+    Handler,
+    call,
+    resolve,
+)
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
 
 __all__ = ["API_PREFIX", "create_app"]
@@ -71,6 +79,18 @@ async def _api(request: Request, sim: KolmeyaSimulator, endpoint: str) -> Answer
         return Answer(404, NOT_FOUND)
     if not _authorised(request, cfg.token):
         return Answer(401, {"errors": ["Unauthenticated."]})
+    allowed, limits = sim.take_rate()
+    if not allowed:
+        return Answer(429, {"errors": ["Too Many Attempts."]}, limits)
+    answer = await _answer(request, sim, endpoint, handler, body)
+    return attrs.evolve(answer, headers={**answer.headers, **limits}) if limits else answer
+
+
+async def _answer(request: Request, sim: KolmeyaSimulator, endpoint: str, handler: Handler,
+                  body: Any) -> Answer:
+    """The answer of an authorised request within the rate limit (the fault switches, then
+    the endpoint)."""
+    cfg = sim.config
     faulty = not cfg.fault_endpoints or endpoint in cfg.fault_endpoints
     if faulty and sim.roll(cfg.fail_429_rate):
         return Answer(429, {"errors": ["Too Many Attempts."]},
@@ -110,6 +130,11 @@ async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answ
             if target is None or not isinstance(text, str):
                 return Answer(422, {"errors": ["Give phone or message_id, and text."]})
             return Answer(200, sim.add_reply(target, text))
+        if action == "web-reply" and method == "POST":
+            phone, text = body.get("phone"), body.get("text")
+            if phone is None or not isinstance(text, str):
+                return Answer(422, {"errors": ["Give phone and text."]})
+            return Answer(200, sim.add_web_reply(phone, text))
         if action == "reset" and method == "POST":
             sim.reset()
             return Answer(200, {"reset": True})
@@ -117,6 +142,8 @@ async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answ
         return Answer(422, {"errors": [str(exc)]})
     except NotFoundError as exc:
         return Answer(404, {"errors": [str(exc)]})
+    except ValidationError as exc:
+        return Answer(422, {"errors": [str(exc)]})
     return Answer(404, NOT_FOUND)
 
 

@@ -243,6 +243,17 @@ class SimulatorConfig:
     slow_seconds: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
     #: Endpoints the faults apply to (``"sms/store"``...); empty means all of them.
     fault_endpoints: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_str_set)
+    #: Requests allowed per ``rate_window`` seconds (0: no limit). With a limit, every answer
+    #: carries ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (epoch seconds, as Laravel
+    #: sends them) and a request past it is answered 429 with ``Retry-After``.
+    rate_limit: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
+    rate_window: float = attrs.field(default=60.0, converter=_to_float, validator=_positive)
+    #: How ``sms/status/request`` answers a lookup by ``{"reference": ...}`` (the form is
+    #: documented only second-hand): ``"documented"`` finds the request, ``"404"`` answers
+    #: ``{"errors": ["Not found."]}`` with 404 and ``"422"`` a validation error, whether or
+    #: not the request exists. A lookup by ``{"id": ...}`` always works.
+    reference_lookup: str = attrs.field(default="documented",
+                                        validator=_one_of("documented", "404", "422"))
 
     def changed(self, **changes: Any) -> SimulatorConfig:
         """A validated copy with ``changes``; an unknown name is a ConfigurationError."""

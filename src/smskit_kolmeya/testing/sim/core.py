@@ -58,6 +58,9 @@ class KolmeyaSimulator:
 
     def _init_state(self) -> None:
         self._state = SimState(self._config.balance, self._config.blacklist)
+        self._rate_window: Tuple[Optional[dt.datetime], int] = (None, 0)
+        #: Requests answered 429 because ``rate_limit`` was reached.
+        self.rate_refused = 0
 
     def _delays(self) -> Tuple[float, float]:
         return self._config.sent_delay, self._config.delivery_delay
@@ -133,6 +136,29 @@ class KolmeyaSimulator:
             self._stop.wait(self._config.tick)
 
     # -- sending ----------------------------------------------------------------------------
+
+    def take_rate(self) -> Tuple[bool, Dict[str, str]]:
+        """Count one API request against ``rate_limit``: whether it may go, and the
+        ``X-RateLimit-*`` headers to answer with (none without a limit)."""
+        cfg = self._config
+        if not cfg.rate_limit:
+            return True, {}
+        now = self.now()
+        with self._lock:
+            start, used = self._rate_window
+            if start is None or now >= start + dt.timedelta(seconds=cfg.rate_window):
+                start, used = now, 0
+            allowed = used < cfg.rate_limit
+            used += 1 if allowed else 0
+            self._rate_window = (start, used)
+            self.rate_refused += 0 if allowed else 1
+        reset = start + dt.timedelta(seconds=cfg.rate_window)
+        headers = {"X-RateLimit-Limit": str(cfg.rate_limit),
+                   "X-RateLimit-Remaining": str(max(0, cfg.rate_limit - used)),
+                   "X-RateLimit-Reset": str(int(reset.timestamp() + 0.999))}
+        if not allowed:
+            headers["Retry-After"] = str(max(1, int((reset - now).total_seconds() + 0.999)))
+        return allowed, headers
 
     def roll(self, rate: float) -> bool:
         """True with probability ``rate`` (the seeded RNG); used by the fault switches."""
@@ -361,6 +387,30 @@ class KolmeyaSimulator:
         """Replies received since ``since``, oldest first."""
         with self._lock:
             return [item for at, item in self._state.replies if at >= since]
+
+    def add_web_reply(self, phone: Union[str, int], text: str, *, job: int = 999_001,
+                      parameters: Optional[Dict[str, Any]] = None,
+                      received_at: Optional[dt.datetime] = None) -> Dict[str, Any]:
+        """A customer answers a campaign sent from Kolmeya's web panel (not through the API):
+        listed by ``sms/replys-web`` only (the campaign webhook's shape is unknown, so none
+        is sent). Returns the item as ``sms/replys-web`` lists it."""
+        digits = national_digits(phone)
+        if digits is None:
+            raise ValidationError(f"not a phone number: {phone!r}")
+        now = received_at or self.now()
+        tz = zone(self._config.timezone)
+        with self._lock:
+            item = {"id": 500_001 + len(self._state.web_replies), "job": job,
+                    "phone": int(digits), "parameters": dict(parameters or {}),
+                    "reply": text, "message": "Campanha do painel",
+                    "send_at": brazilian(now, tz), "received_at": brazilian(now, tz)}
+            self._state.web_replies.append((now, item))
+        return item
+
+    def web_replies(self) -> List[Dict[str, Any]]:
+        """Replies to panel campaigns, oldest first."""
+        with self._lock:
+            return [item for _, item in self._state.web_replies]
 
     # -- statistics -----------------------------------------------------------------------
 

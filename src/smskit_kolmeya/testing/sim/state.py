@@ -80,6 +80,7 @@ class SimState:
         self.active: Dict[str, None] = {}
         self.held: Dict[str, List[str]] = {}
         self.replies: List[Tuple[dt.datetime, Dict[str, Any]]] = []
+        self.web_replies: List[Tuple[dt.datetime, Dict[str, Any]]] = []
         self.blacklist = set(blacklist)
         self.balance = balance
         self.rejected: Counter[str] = Counter()
