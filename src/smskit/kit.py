@@ -220,6 +220,7 @@ class SmsKit:
         dispatch: bool = True,
         chunk_size: Optional[int] = None,
         track_links: Optional[bool] = None,
+        recipient_fields: Optional[Mapping[str, str]] = None,
     ) -> BulkSummary:
         """Send ``text`` to every recipient, streaming: memory stays constant however many.
 
@@ -231,12 +232,17 @@ class SmsKit:
         (``"<prefix>:<E.164 or input>:rejected"``), so re-running unchanged input does not
         record it twice, while a corrected recipient is sent. ``track_links``: as in
         :meth:`send` (each recipient's URLs get their own codes, stored per chunk).
+        ``recipient_fields`` takes message fields from each mapping recipient
+        (``{"idempotency_key": "order", "partner_ref": "customer"}``; see
+        :class:`~smskit.outbox.compose.SendSpec`): keyed by its own value, each row is one
+        message sent once, even with two rows to one number.
         """
         composer = self.composer(provider, track_links=track_links)
         spec = compose.SendSpec(template=Template(text), variables=dict(variables or {}), at=at,
                                 fields=dict(tags=tuple(tags), campaign_id=campaign_id,
                                             schedule_id=schedule_id),
-                                idempotency_prefix=idempotency_prefix, phone_field=phone_field)
+                                idempotency_prefix=idempotency_prefix, phone_field=phone_field,
+                                recipient_fields=dict(recipient_fields or {}))
         size = chunk_size or max(1, self.provider(composer.provider).max_batch
                                  if dispatch else 1000)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
