@@ -1,20 +1,28 @@
 # ruff: noqa: B018 - an Odoo manifest is one dict expression
 {
-    "name": "SMS through smskit (Kolmeya) with ChatRoom replies",
-    "summary": "Sends SMS with smskit through Kolmeya, receives its delivery and reply "
-               "webhooks, keeps sms.message, partners and chatter in step, routes replies "
-               "into the acrux ChatRoom and sends agents' replies as SMS.",
+    "name": "SMS through smskit (Kolmeya)",
+    "summary": "Sends Odoo's SMS (composer, templates, chatter, mass SMS) and yours with "
+               "smskit through Kolmeya, receives its delivery and reply webhooks, keeps "
+               "sms.message, partners, chatter and mailing statistics in step.",
     "version": "15.0.1.1.0",
     "category": "Marketing/SMS",
     "license": "LGPL-3",
     "author": "smskit developers",
-    "depends": ["base", "mail", "phone_validation", "whatsapp_connector"],
+    # the ChatRoom part is sms_smskit_chatroom, mass mailing statistics sms_smskit_mass_mailing
+    # (both installed by themselves where their Odoo modules are)
+    "depends": ["base", "mail", "phone_validation", "sms"],
     # The distribution name: Odoo 15 looks it up with pkg_resources before trying an import.
     "external_dependencies": {"python": ["smskit-sdk"]},
     "data": [
         "data/ir_config_parameter.xml",
         "data/ir_cron.xml",
+        "views/sms_resend_views.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "sms_smskit/static/src/components/notification_popover/notification_popover.js",
+        ],
+    },
     "installable": True,
     "application": False,
 }

@@ -1,1 +1,10 @@
-from . import acrux_connector, ir_http, phone_blacklist, smskit_bridge  # noqa: F401 - models
+from . import (  # noqa: F401 - models
+    ir_http,
+    mail_notification,
+    phone_blacklist,
+    sms_api,
+    sms_resend,
+    sms_sms,
+    smskit_bridge,
+    smskit_odoo_sms,
+)

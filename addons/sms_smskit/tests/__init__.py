@@ -1,1 +1,1 @@
-from . import test_blacklist, test_bridge, test_webhook  # noqa: F401 - Odoo's test loader
+from . import test_blacklist, test_bridge, test_odoo_sms, test_webhook  # noqa: F401

@@ -1,0 +1,1 @@
+from . import mailing_trace  # noqa: F401 - models
