@@ -1,4 +1,5 @@
-"""``webhooks``: Kolmeya status callbacks ingested by ``smskit serve``, against a bare endpoint.
+"""``webhooks``: Kolmeya status callbacks ingested by ``smskit serve``, against a bare endpoint,
+and the same server under hostile or careless clients.
 
 smskit: ``python -m smskit serve --log-level warning`` (uvicorn, one process) over a SQLite file
 store seeded with sent messages; each request is a valid nested Kolmeya status callback
@@ -7,41 +8,61 @@ different message, so each one is a durable write (the state change and its hist
 committed before the 200). Bare: a Starlette hello-world answering the same requests, under the
 same uvicorn settings (``access_log=False``, smskit's log config, h11, asyncio).
 
-The load comes from another process: a small asyncio HTTP/1.1 client over keep-alive
-connections on 127.0.0.1 (much cheaper per request than httpx, so the client is not what is
-measured). Maximum rate: closed loop, :data:`CONNECTIONS` connections, ``WARMUP`` seconds not
-counted, then ``DURATION`` seconds; three rounds, alternating smskit and bare, and the best
-round of each counts (the same for both, so that a burst of load from elsewhere on the machine
-cannot decide the ratio). Latency: open loop at half the measured rate (each request
-is due at its own moment; its latency runs from then, so a stalled server cannot hide it).
+The load comes from other processes (:mod:`loadgen`: a small asyncio HTTP/1.1 client over
+keep-alive connections on 127.0.0.1). Maximum rate: closed loop, :data:`CONNECTIONS`
+connections, ``WARMUP`` seconds not counted, then ``DURATION`` seconds; three rounds
+alternating smskit (``synchronous=FULL``, the default) and bare, and the best round of each
+counts (the same for both, so that a burst of load from elsewhere on the machine cannot decide
+the ratio). The comparisons that must be exact on a shared machine alternate short phases in
+:data:`PAIRS` pairs and compare the sums, so a change of load from elsewhere falls on both
+sides alike: smskit alone against smskit while :data:`FLOOD` more connections scrape
+``/metrics`` in a loop; ``synchronous=FULL`` against ``NORMAL`` (the previous default; a
+second server on its own store), with :data:`CONNECTIONS` connections and with one alone (no
+group commit to share the fsync). Then latency in an open loop at half the best rate (each
+request is due at its own moment; its latency runs from then, so a stalled server cannot hide
+it), and last :data:`HOSTILE` connections held open by an attacker process (idle ones, request
+heads sent a few bytes every 2 s, bodies a byte every 2 s; reconnected whenever the server
+closes them) while webhooks run in a closed loop and ``/healthz`` is probed on a fresh
+connection every 20 ms, against a closed loop just before the attacker starts.
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common
+import loadgen
 from common import Figure
 
 SECRET = "bench-webhook-secret"
 PATH = f"/webhooks/kolmeya/status?token={SECRET}"
 CONNECTIONS = 16
-OPEN_CONNECTIONS = 64
 WARMUP = 1.0
 DURATION = {False: 4.0, True: 1.5}
 ROUNDS = {False: 3, True: 1}
+#: Alternating phases of the paired comparisons, and each phase's counted seconds.
+PAIRS = {False: 6, True: 2}
+PAIR_DURATION = {False: 2.0, True: 1.0}
+PAIR_WARMUP = 0.5
 OPEN_DURATION = {False: 10.0, True: 2.0}
-SEEDED = {False: 60_000, True: 12_000}
-#: Seeded messages kept for the open loop.
-OPEN_RESERVE = {False: 15_000, True: 4_000}
+PROBE_DURATION = {False: 10.0, True: 2.0}
+#: /metrics scrapers looping during the flood rounds.
+FLOOD = 20
+#: Hostile connections: (idle, slow heads, slow bodies).
+HOSTILE = {False: (1200, 500, 300), True: (300, 150, 50)}
+#: Messages seeded in the FULL and the NORMAL store.
+SEEDED = {False: (160_000, 50_000), True: (40_000, 12_000)}
+#: Most requests prepared for one closed-loop phase.
+PHASE_CAP = 40_000
 
 
 def message_id(i: int) -> str:
@@ -64,7 +85,7 @@ def seed_child(args: Dict[str, Any]) -> Mapping[str, Any]:
     from smskit.models import Message, State, utcnow
     from smskit.store.sql import SqlStore
 
-    store = SqlStore(f"sqlite:///{args['db']}")
+    store = SqlStore(f"sqlite:///{args['db']}?synchronous=normal")  # seeding: speed only
     now = utcnow()
     n = int(args["n"])
     for start in range(0, n, 1000):
@@ -111,127 +132,45 @@ def bare_child(args: Dict[str, Any]) -> Mapping[str, Any]:
     return {}
 
 
-class _Connection:
-    """One keep-alive HTTP/1.1 connection that sends prepared requests and reads answers."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def open(cls, port: int) -> _Connection:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        return cls(reader, writer)
-
-    async def call(self, request: bytes) -> Tuple[int, bytes]:
-        self.writer.write(request)
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        body = await self.reader.readexactly(length) if length else b""
-        return status, body
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 def _requests(port: int, start: int, count: int) -> List[bytes]:
-    out = []
-    for i in range(start, start + count):
-        body = callback_body(i)
-        out.append(b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1:"
-                   + str(port).encode() + b"\r\nContent-Type: application/json\r\n"
-                   + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    return out
-
-
-async def _closed(port: int, requests: List[bytes], duration: float,
-                  cycle: bool = False) -> Dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    connections = [await _Connection.open(port) for _ in range(CONNECTIONS)]
-    started = loop.time()
-    counted_from, ends = started + WARMUP, started + WARMUP + duration
-    statuses: Dict[int, int] = {}
-    bad: List[str] = []
-    done = 0
-    cursor = itertools.cycle(requests) if cycle else iter(requests)
-
-    async def worker(conn: _Connection) -> None:
-        nonlocal done
-        for request in cursor:
-            now = loop.time()
-            if now >= ends:
-                return
-            status, body = await conn.call(request)
-            statuses[status] = statuses.get(status, 0) + 1
-            if status != 200 and len(bad) < 3:
-                bad.append(body[:200].decode(errors="replace"))
-            if counted_from <= loop.time() < ends:
-                done += 1
-
-    await asyncio.gather(*(worker(c) for c in connections))
-    for conn in connections:
-        conn.close()
-    return {"rate": done / duration, "statuses": statuses, "bad": bad,
-            "sent": sum(statuses.values()), "exhausted": loop.time() < ends}
-
-
-async def _open(port: int, requests: List[bytes], rate: float,
-                duration: float) -> Dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    connections = [await _Connection.open(port) for _ in range(OPEN_CONNECTIONS)]
-    total = min(len(requests), int(rate * duration))
-    queue: asyncio.Queue[Optional[Tuple[float, bytes]]] = asyncio.Queue()
-    latencies: List[float] = []
-    statuses: Dict[int, int] = {}
-
-    async def worker(conn: _Connection) -> None:
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            due, request = item
-            status, _ = await conn.call(request)
-            latencies.append(loop.time() - due)
-            statuses[status] = statuses.get(status, 0) + 1
-
-    workers = [asyncio.ensure_future(worker(c)) for c in connections]
-    started = loop.time()
-    for k in range(total):
-        due = started + k / rate
-        delay = due - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait((due, requests[k]))
-    for _ in workers:
-        queue.put_nowait(None)
-    await asyncio.gather(*workers)
-    for conn in connections:
-        conn.close()
-    return {"sent": total, "statuses": statuses,
-            "p50_ms": common.percentile(latencies, 0.50) * 1000,
-            "p99_ms": common.percentile(latencies, 0.99) * 1000,
-            "max_ms": max(latencies) * 1000 if latencies else float("nan"),
-            "seconds": loop.time() - started}
+    return [loadgen.post(PATH, port, callback_body(i)) for i in range(start, start + count)]
 
 
 def load_child(args: Dict[str, Any]) -> Mapping[str, Any]:
-    """Closed-loop (maximum rate) or open-loop (latency at ``rate``) load on ``port``."""
+    """Closed loop (maximum rate; ``flood`` /metrics scrapers meanwhile), open loop (latency at
+    ``rate``), or probe (closed loop plus /healthz probes) on ``port``."""
+    import asyncio
+
     port, start, count = int(args["port"]), int(args["start"]), int(args["count"])
     requests = _requests(port, start, count)
-    if args["mode"] == "closed":
-        return asyncio.run(_closed(port, requests, float(args["duration"]),
-                                   bool(args.get("cycle"))))
-    return asyncio.run(_open(port, requests, float(args["rate"]), float(args["duration"])))
+    mode = args["mode"]
+    if mode == "closed":
+        return asyncio.run(loadgen.closed_loop(
+            port, requests, float(args["duration"]), cycle=bool(args.get("cycle")),
+            connections=int(args.get("connections", CONNECTIONS)),
+            warmup=float(args.get("warmup", WARMUP)), flood=int(args.get("flood", 0))))
+    if mode == "probe":
+        return asyncio.run(loadgen.probe(port, requests, float(args["duration"])))
+    return asyncio.run(loadgen.open_loop(port, requests, float(args["rate"]),
+                                         float(args["duration"])))
+
+
+def attack_child(args: Dict[str, Any]) -> Mapping[str, Any]:
+    """Hold hostile connections on ``port`` until stdin closes (see :func:`loadgen.attack`)."""
+    import asyncio
+
+    port = int(args["port"])
+    head = (f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: 1000\r\n\r\n{{").encode()
+    asyncio.run(loadgen.attack(port, int(args["idle"]), int(args["slow_heads"]),
+                               int(args["slow_bodies"]), head))
+    return {}
 
 
 # -- the benchmark --------------------------------------------------------------------------
-def _smskit_env(db: Path) -> Dict[str, str]:
-    return {"SMSKIT_DATABASE_URL": f"sqlite:///{db}", "SMSKIT_WEBHOOK_SECRET": SECRET,
+def _smskit_env(db: Path, synchronous: str = "full") -> Dict[str, str]:
+    return {"SMSKIT_DATABASE_URL": f"sqlite:///{db}?synchronous={synchronous}",
+            "SMSKIT_WEBHOOK_SECRET": SECRET,
             "SMSKIT_PROVIDER": "kolmeya", "SMSKIT_KOLMEYA_TOKEN": common.SIM_TOKEN,
             "SMSKIT_KOLMEYA_BASE_URL": "http://127.0.0.1:9/api/v1"}
 
@@ -242,72 +181,247 @@ def _check(label: str, result: Mapping[str, Any]) -> None:
         raise RuntimeError(f"webhooks: {label} answered {statuses}: {result.get('bad')}")
 
 
+class _Store:
+    """One seeded store behind one server: what its phases have used of it."""
+
+    def __init__(self, label: str, db: Path, port: int, seeded: int) -> None:
+        self.label, self.db, self.port, self.seeded = label, db, port, seeded
+        self.used = 0
+
+    def phase(self, mode: str, **args: Any) -> Dict[str, Any]:
+        """Run one load phase on the next unused messages; check every answer was a 200."""
+        count = min(self.seeded - self.used, PHASE_CAP)
+        result = common.run_child("bench_webhooks.py", "load", {
+            "port": self.port, "mode": mode, "start": self.used, "count": count, **args})
+        webhooks = result["webhooks"] if mode == "probe" else result
+        _check(f"{self.label} ({mode})", webhooks)
+        if webhooks.get("exhausted"):
+            raise RuntimeError(f"webhooks: {self.label} ran out of seeded messages; raise "
+                               "SEEDED")
+        self.used += int(webhooks["sent"])
+        return result
+
+    def verify(self) -> int:
+        """Every 200 answered is a delivered message in the store; how many there are."""
+        stored = common.run_child("bench_webhooks.py", "count", {"db": str(self.db)})
+        if stored["delivered"] != self.used:
+            raise RuntimeError(f"webhooks: {self.label}: {self.used} callbacks answered 200 but "
+                               f"{stored['delivered']} messages are delivered in the store")
+        return int(stored["delivered"])
+
+
+class _Attacker:
+    """The attacker child: started, waited for until it holds its connections, stopped."""
+
+    def __init__(self, port: int, quick: bool) -> None:
+        idle, heads, bodies = HOSTILE[quick]
+        self.target = idle + heads + bodies
+        args = {"port": port, "idle": idle, "slow_heads": heads, "slow_bodies": bodies}
+        self.popen = subprocess.Popen(
+            [common.PYTHON, str(common.HERE / "bench_webhooks.py"), "attack", json.dumps(args)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=common.child_env(), text=True)
+        self.samples: List[Tuple[float, Dict[str, int]]] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            if line.startswith("{"):
+                self.samples.append((time.monotonic(), json.loads(line)))
+
+    def wait_until_held(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.samples or self.samples[-1][1]["held"] < self.target:
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                held = self.samples[-1][1]["held"] if self.samples else 0
+                raise RuntimeError(f"webhooks: the attacker holds {held} of {self.target} "
+                                   "connections")
+            time.sleep(0.1)
+
+    def held_between(self, start: float, end: float) -> List[int]:
+        return [sample["held"] for when, sample in self.samples if start <= when <= end]
+
+    def stop(self) -> Dict[str, int]:
+        assert self.popen.stdin is not None
+        self.popen.stdin.close()
+        try:
+            self.popen.wait(20)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(10)
+        return self.samples[-1][1] if self.samples else {}
+
+
+def _best(results: List[Dict[str, Any]]) -> float:
+    return max(float(r["rate"]) for r in results)
+
+
+def _shown(results: List[Dict[str, Any]]) -> str:
+    return ", ".join(f"{float(r['rate']):.0f}" for r in results)
+
+
+def _pairs(count: int, first: Any, second: Any) -> Tuple[
+        List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """``count`` alternations of two phases (``first()``, then ``second()``)."""
+    ones: List[Dict[str, Any]] = []
+    twos: List[Dict[str, Any]] = []
+    for _ in range(count):
+        ones.append(first())
+        twos.append(second())
+    return ones, twos
+
+
+def _ratio(ones: List[Dict[str, Any]], twos: List[Dict[str, Any]]) -> Tuple[float, str]:
+    """Sum of the second side's rates over the first's, and each pair's ratio (as text)."""
+    total = sum(float(r["rate"]) for r in twos) / sum(float(r["rate"]) for r in ones)
+    each = sorted(float(b["rate"]) / float(a["rate"]) for a, b in zip(ones, twos))
+    return total, ", ".join(f"{r:.2f}" for r in each)
+
+
 def run(quick: bool = False) -> List[Figure]:
-    """Maximum rates of both servers (interleaved rounds, best of each), then smskit's latency
-    at half its rate."""
-    duration, seeded, rounds = DURATION[quick], SEEDED[quick], ROUNDS[quick]
-    open_duration = OPEN_DURATION[quick]
-    per_round = (seeded - OPEN_RESERVE[quick]) // rounds
-    with tempfile.TemporaryDirectory() as tmp:
-        db = Path(tmp) / "smskit.db"
-        common.log(f"webhooks: seeding {seeded:,} sent messages ...")
-        common.run_child("bench_webhooks.py", "seed", {"db": str(db), "n": seeded})
-        port, bare_port = common.free_port(), common.free_port()
-        command = [common.PYTHON, "-m", "smskit", "serve", "--host", "127.0.0.1", "--port",
-                   str(port), "--log-level", "warning"]
+    """The rounds against bare Starlette, the paired comparisons (a /metrics flood; FULL
+    against NORMAL), the open loop, then the hostile connections."""
+    duration, rounds = DURATION[quick], ROUNDS[quick]
+    pairs, pair_seconds = PAIRS[quick], PAIR_DURATION[quick]
+    seeded_full, seeded_normal = SEEDED[quick]
+    with tempfile.TemporaryDirectory(dir=str(common.HERE)) as tmp:  # a real disk: fsync costs
+        full_db, normal_db = Path(tmp) / "full.db", Path(tmp) / "normal.db"
+        common.log(f"webhooks: seeding {seeded_full:,} + {seeded_normal:,} sent messages ...")
+        common.run_child("bench_webhooks.py", "seed", {"db": str(full_db), "n": seeded_full})
+        common.run_child("bench_webhooks.py", "seed", {"db": str(normal_db), "n": seeded_normal})
+        port, normal_port, bare_port = common.free_port(), common.free_port(), common.free_port()
+
+        def serve(at: int) -> List[str]:
+            return [common.PYTHON, "-m", "smskit", "serve", "--host", "127.0.0.1", "--port",
+                    str(at), "--log-level", "warning"]
+
         bare_command = [common.PYTHON, str(common.HERE / "bench_webhooks.py"), "bare",
                         json.dumps({"port": bare_port})]
-        with common.server_process(command, "/healthz", port, env=_smskit_env(db), cwd=tmp), \
+        full = _Store("smskit serve (synchronous=FULL)", full_db, port, seeded_full)
+        normal = _Store("smskit serve (synchronous=NORMAL)", normal_db, normal_port,
+                        seeded_normal)
+        short = {"duration": pair_seconds, "warmup": PAIR_WARMUP}
+        with common.server_process(serve(port), "/healthz", port, env=_smskit_env(full_db),
+                                   cwd=tmp), \
+                common.server_process(serve(normal_port), "/healthz", normal_port,
+                                      env=_smskit_env(normal_db, "normal"), cwd=tmp), \
                 common.server_process(bare_command, "/healthz", bare_port):
             ours: List[Dict[str, Any]] = []
             bare: List[Dict[str, Any]] = []
             for round_ in range(rounds):
                 common.log(f"webhooks: round {round_ + 1}/{rounds}: smskit serve, then bare "
                            f"Starlette, closed loop {duration:.0f} s each ...")
-                result = common.run_child("bench_webhooks.py", "load", {
-                    "port": port, "mode": "closed", "start": sum(r["sent"] for r in ours),
-                    "count": per_round, "duration": duration})
-                _check("smskit serve", result)
-                if result["exhausted"]:
-                    raise RuntimeError("webhooks: a round ran out of seeded messages; raise "
-                                       "SEEDED")
-                ours.append(result)
+                ours.append(full.phase("closed", duration=duration))
                 result = common.run_child("bench_webhooks.py", "load", {
                     "port": bare_port, "mode": "closed", "start": 0, "count": 5_000,
                     "duration": duration, "cycle": True})
                 _check("bare Starlette", result)
                 bare.append(result)
-            rate = max(float(r["rate"]) for r in ours)
-            bare_rate = max(float(r["rate"]) for r in bare)
-            common.log(f"webhooks: smskit serve, open loop at {rate / 2:.0f}/s ...")
-            closed_sent = sum(int(r["sent"]) for r in ours)
-            latency = common.run_child("bench_webhooks.py", "load", {
-                "port": port, "mode": "open", "start": closed_sent,
-                "count": seeded - closed_sent, "rate": rate / 2, "duration": open_duration})
-            _check("smskit serve (open loop)", latency)
-        stored = common.run_child("bench_webhooks.py", "count", {"db": str(db)})
-    accepted = closed_sent + int(latency["sent"])
-    if stored["delivered"] != accepted:
-        raise RuntimeError(f"webhooks: {accepted} callbacks answered 200 but "
-                           f"{stored['delivered']} messages are delivered in the store")
-    if int(latency["sent"]) < int(rate / 2 * open_duration) - 1:
-        raise RuntimeError("webhooks: the open loop ran out of seeded messages; raise SEEDED")
+            common.log(f"webhooks: {pairs} pairs: alone / under {FLOOD} /metrics scrapers ...")
+            alone, flooded = _pairs(pairs, lambda: full.phase("closed", **short),
+                                    lambda: full.phase("closed", flood=FLOOD, **short))
+            common.log(f"webhooks: {pairs} pairs: synchronous FULL / NORMAL, {CONNECTIONS} "
+                       "connections, then one ...")
+            synced, previous = _pairs(pairs, lambda: full.phase("closed", **short),
+                                      lambda: normal.phase("closed", **short))
+            one = {**short, "connections": 1}
+            one_full, one_normal = _pairs(max(2, pairs // 2), lambda: full.phase("closed", **one),
+                                          lambda: normal.phase("closed", **one))
+            rate = _best(ours)
+            common.log(f"webhooks: open loop at {rate / 2:.0f}/s ...")
+            latency = full.phase("open", rate=rate / 2, duration=OPEN_DURATION[quick])
+            if int(latency["sent"]) < int(rate / 2 * OPEN_DURATION[quick]) - 1:
+                raise RuntimeError("webhooks: the open loop ran out of seeded messages; raise "
+                                   "SEEDED")
+            before = full.phase("closed", duration=PROBE_DURATION[quick])
+            attacker = _Attacker(port, quick)
+            try:
+                common.log(f"webhooks: {attacker.target:,} hostile connections, then webhooks "
+                           "and /healthz probes ...")
+                attacker.wait_until_held()
+                began = time.monotonic()
+                probed = full.phase("probe", duration=PROBE_DURATION[quick])
+                held = attacker.held_between(began, time.monotonic())
+            finally:
+                counts = attacker.stop()
+        delivered = full.verify()
+        normal.verify()
+    figures = _figures(rounds, ours, bare, latency, delivered, rate)
+    figures += _paired_figures(alone, flooded, synced, previous, one_full, one_normal)
+    figures += _hostile_figures(before, probed, held, counts, attacker.target)
+    return figures
+
+
+def _figures(rounds: int, ours: List[Dict[str, Any]], bare: List[Dict[str, Any]],
+             latency: Dict[str, Any], delivered: int, rate: float) -> List[Figure]:
+    bare_rate = _best(bare)
     ratio = rate / bare_rate
-    shown = ", ".join(f"{float(r['rate']):.0f}" for r in ours)
-    bare_shown = ", ".join(f"{float(r['rate']):.0f}" for r in bare)
     return [
         Figure("webhook_per_s", rate, "req/s",
-               note=f"best of {rounds} rounds ({shown}); {CONNECTIONS} connections; every 200 "
-                    f"is a committed write ({stored['delivered']:,} delivered in the store)"),
+               note=f"best of {rounds} rounds ({_shown(ours)}); {CONNECTIONS} connections; "
+                    f"synchronous=FULL; every 200 is a committed write ({delivered:,} "
+                    "delivered in the store)"),
         Figure("webhook_ratio_vs_bare", ratio, "x", goal=">= 0.4", met=ratio >= 0.4,
                note=f"bare Starlette: {bare_rate:.0f} req/s, best of {rounds} rounds "
-                    f"({bare_shown})"),
+                    f"({_shown(bare)})"),
         Figure("webhook_p99_ms", float(latency["p99_ms"]), "ms",
-               note=f"open loop at {rate / 2:.0f}/s for {open_duration:.0f} s; "
+               note=f"open loop at {rate / 2:.0f}/s for {latency['seconds']:.0f} s; "
                     f"p50 {latency['p50_ms']:.1f} ms, max {latency['max_ms']:.1f} ms"),
+    ]
+
+
+def mean(results: List[Dict[str, Any]]) -> float:
+    """The mean rate of some phases."""
+    return sum(float(r["rate"]) for r in results) / len(results)
+
+
+def _paired_figures(alone: List[Dict[str, Any]], flooded: List[Dict[str, Any]],
+                    synced: List[Dict[str, Any]], previous: List[Dict[str, Any]],
+                    one_full: List[Dict[str, Any]], one_normal: List[Dict[str, Any]]
+                    ) -> List[Figure]:
+    flood_ratio, flood_each = _ratio(alone, flooded)
+    sync_ratio, sync_each = _ratio(previous, synced)
+    single_ratio, single_each = _ratio(one_normal, one_full)
+    scrapes = sum(float(r["scrapes_per_s"]) for r in flooded) / len(flooded)
+    return [
+        Figure("webhook_ratio_metrics_flood", flood_ratio, "x", goal=">= 0.9",
+               met=flood_ratio >= 0.9,
+               note=f"{mean(flooded):.0f} req/s with {FLOOD} clients scraping /metrics in a "
+                    f"loop ({scrapes:.1f} scrapes/s answered) vs {mean(alone):.0f} alone; "
+                    f"{len(alone)} alternating pairs, per pair {flood_each}"),
+        Figure("webhook_per_s_sync_normal", mean(previous), "req/s",
+               note=f"the previous default, alternating with FULL ({mean(synced):.0f} req/s) "
+                    f"in {len(synced)} pairs, {CONNECTIONS} connections"),
+        Figure("webhook_sync_full_vs_normal", sync_ratio, "x",
+               note=f"FULL / NORMAL, {CONNECTIONS} connections (group commit shares each "
+                    f"fsync); per pair {sync_each}"),
+        Figure("webhook_sync_full_vs_normal_1conn", single_ratio, "x",
+               note=f"one connection alone, every callback its own commit: "
+                    f"{mean(one_full):.0f} vs {mean(one_normal):.0f} req/s; per pair "
+                    f"{single_each}"),
+    ]
+
+
+def _hostile_figures(before: Dict[str, Any], probed: Dict[str, Any], held: List[int],
+                     counts: Dict[str, int], target: int) -> List[Figure]:
+    webhooks = probed["webhooks"]
+    idle_ratio = float(webhooks["rate"]) / float(before["rate"])
+    p99 = float(probed["p99_ms"])
+    held_text = f"{min(held):,}-{max(held):,}" if held else "?"
+    return [
+        Figure("healthz_p99_ms_2000_idle", p99, "ms", goal="< 1000", met=p99 < 1000,
+               note=f"{target:,} hostile connections held ({held_text} during the probe; "
+                    f"{counts.get('closed_by_server', 0):,} closed by the server's timeouts); "
+                    f"{probed['probes']} probes on fresh connections, {probed['failures']} "
+                    f"failed; p50 {probed['p50_ms']:.1f} ms, max {probed['max_ms']:.1f} ms"),
+        Figure("webhook_ratio_2000_idle", idle_ratio, "x",
+               note=f"{float(webhooks['rate']):.0f} req/s, all 200, while those connections "
+                    f"were held and probed, vs {float(before['rate']):.0f} just before"),
     ]
 
 
 if __name__ == "__main__":
     common.child_main({"seed": seed_child, "count": count_child, "bare": bare_child,
-                       "load": load_child})
+                       "load": load_child, "attack": attack_child})

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -293,13 +295,33 @@ def test_api_stats_takes_a_bearer_or_basic_token() -> None:
     assert basic.status_code == 200
 
 
-def test_the_webhook_secret_opens_it_when_no_dashboard_token_is_set() -> None:
+def test_the_webhook_secret_never_opens_it() -> None:
+    # Kolmeya receives the webhook secret in every callback URL: it must open nothing else
     store = MemoryStore()  # HTTP behaviour: one store kind is enough
     kit = SmsKit(Settings.load(environ={}, webhook_secret=SECRET), store=store,
                  provider=LoopbackProvider(), clock=lambda: NOW)
     with serve_in_thread(create_app(kit)) as base:
-        assert httpx.get(f"{base}/api/stats", auth=("x", SECRET)).status_code == 200
-        assert httpx.get(f"{base}/api/stats", auth=("x", TOKEN)).status_code == 401
+        basic = httpx.get(f"{base}/api/stats", auth=("x", SECRET))
+        bearer = httpx.get(f"{base}/api/stats", headers={"Authorization": f"Bearer {SECRET}"})
+    assert basic.status_code == bearer.status_code == 503
+    assert "SMSKIT_DASHBOARD_TOKEN" in basic.json()["detail"]
+
+
+@pytest.mark.parametrize("which", ["current", "previous"])
+def test_a_dashboard_token_equal_to_a_webhook_secret_is_refused(
+        which: str, caplog: pytest.LogCaptureFixture) -> None:
+    old = "an-old-webhook-secret"
+    token = SECRET if which == "current" else old
+    kit = SmsKit(Settings.load(environ={}, webhook_secret=SECRET, webhook_secrets_previous=old,
+                               dashboard_token=token), store=MemoryStore(),
+                 provider=LoopbackProvider(), clock=lambda: NOW)
+    with caplog.at_level(logging.ERROR, logger="smskit.server.credentials"):
+        app = create_app(kit)
+    assert "SMSKIT_DASHBOARD_TOKEN is the webhook secret" in caplog.text
+    assert token not in caplog.text
+    with serve_in_thread(app) as base:
+        response = httpx.get(f"{base}/api/stats", auth=("x", token))
+    assert response.status_code == 503
 
 
 def test_without_any_credential_it_is_closed() -> None:
@@ -346,10 +368,15 @@ def test_a_short_link_redirects_and_counts_the_click(store: Any) -> None:
     outcome = kit.send("+5511987654321", "Boleto: https://pag.exemplo.com.br/b?id=7&x=ç",
                        campaign_id="cobranca")
     [link] = store.links_of(outcome.message_id)
-    with serve_in_thread(create_app(kit)) as base, httpx.Client() as client:
+    app = create_app(kit)
+    app.state.dashboard.click_every = 0.05  # clicks are buffered, written in batches
+    with serve_in_thread(app) as base, httpx.Client() as client:
         first = client.get(f"{base}/l/{link.code}", headers={"User-Agent": "Celular/1.0"})
         second = client.get(f"{base}/l/{link.code}")
         preview = client.head(f"{base}/l/{link.code}")
+        deadline = time.monotonic() + 5
+        while store.click_count(link.code) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
         stats = get_stats(base)
     for response in (first, second, preview):
         assert response.status_code == 302

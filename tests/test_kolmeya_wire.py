@@ -224,7 +224,7 @@ def test_parse_message_status_shapes() -> None:
     assert wire.build_message_status_request("u1") == {"id": "u1"}
     with pytest.raises(ProviderError):
         wire.parse_message_status({"messages": []})
-    with pytest.raises(ProviderError, match="not a number"):
+    with pytest.raises(ProviderError, match="not a status code"):
         wire.parse_message_status({"id": "u1", "status_code": "three"})
 
 

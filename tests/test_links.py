@@ -283,3 +283,45 @@ def test_the_user_agent_is_cut_and_no_address_is_kept(tmp_path: Path) -> None:
     store.close()
     assert agent == "A" * 200
     assert not any("ip" in name or "addr" in name for name in columns)
+
+
+# -- only the template's own links ---------------------------------------------------------------
+@pytest.mark.parametrize(("template", "variables", "shortened", "kept"), [
+    # a URL in a customer-editable field stays as it is: never a redirect on our domain
+    ("Olá {{ nome }}!", {"nome": "Ana https://golpe.exemplo.net/pix"}, [],
+     ["https://golpe.exemplo.net/pix"]),
+    ("Pague: https://pagar.exemplo.com.br/f/{{ fatura }} ({{ obs }})",
+     {"fatura": "8812", "obs": "veja www.golpe.exemplo.net"},
+     ["https://pagar.exemplo.com.br/f/8812"], ["www.golpe.exemplo.net"]),
+    # a variable that completes the host makes it a host the template did not choose
+    ("Acesse https://loja.exemplo.com.br{{ resto }}", {"resto": ".golpe.net/x"}, [],
+     ["https://loja.exemplo.com.br.golpe.net/x"]),
+    ("Acesse https://loja.exemplo.com.br{{ resto }}", {"resto": "@golpe.net/x"}, [],
+     ["https://loja.exemplo.com.br@golpe.net/x"]),
+    # the path and the query may come from variables (a per-invoice link)
+    ("Boleto: https://pagar.exemplo.com.br/{{ caminho }}?c={{ c }}",
+     {"caminho": "b/77", "c": "9"}, ["https://pagar.exemplo.com.br/b/77?c=9"], []),
+    # a default is not the template's text either (the value was missing)
+    ("Veja {{ link | default('https://a.exemplo.com.br') }}", {}, [],
+     ["https://a.exemplo.com.br"]),
+])
+def test_only_urls_the_template_holds_are_shortened(template: str, variables: Any,
+                                                    shortened: List[str],
+                                                    kept: List[str]) -> None:
+    store = MemoryStore()
+    kit = tracking_kit(store)
+    outcome = kit.send("+5511987654321", template, variables=variables)
+    body = store.get(outcome.message_id).body
+    assert sorted(k.url for k in store.links_of(outcome.message_id)) == sorted(shortened)
+    assert len(SHORT.findall(body)) == len(shortened)
+    for text in kept:
+        assert text in body
+
+
+def test_template_spans_locate_the_template_text() -> None:
+    from smskit.outbox.links import template_spans
+    from smskit.template import Template
+
+    pieces = Template("Oi {{ a }}, veja {{ b }}!").render_pieces({"a": "Ana", "b": "x"})
+    assert "".join(text for text, _ in pieces) == "Oi Ana, veja x!"
+    assert template_spans(pieces) == [(0, 3), (6, 13), (14, 15)]

@@ -76,8 +76,9 @@ def kit(store: Any) -> SmsKit:
     return SmsKit(make_settings(), store=store, provider=LoopbackProvider())
 
 
-def serve(kit: SmsKit, settings: Optional[Settings] = None, **options: Any) -> Any:
-    return serve_in_thread(create_app(kit, settings=settings), **options)
+def serve(kit: SmsKit, settings: Optional[Settings] = None, *,
+          bind_host: Optional[str] = None, **options: Any) -> Any:
+    return serve_in_thread(create_app(kit, settings=settings, bind_host=bind_host), **options)
 
 
 def post(base: str, path: str, payload: Any, *, token: Optional[str] = SECRET,
@@ -473,7 +474,7 @@ def _value(samples: List[Any], **labels: str) -> Optional[float]:
 def test_metrics(memory_kit: SmsKit) -> None:
     delivered = sent_message(memory_kit)
     sent_message(memory_kit)
-    with serve(memory_kit) as base:
+    with serve(memory_kit, bind_host="127.0.0.1") as base:  # loopback: open without a token
         post(base, STATUS, {"message_id": delivered, "state": "delivered"})
         post(base, STATUS, {"message_id": delivered, "state": "delivered"})
         post(base, STATUS, {"message_id": delivered, "state": "delivered"}, token="wrong")

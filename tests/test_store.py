@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import sqlalchemy as sa
@@ -193,16 +193,32 @@ def test_migrations_build_the_schema_and_reopening_is_a_no_op(tmp_path: Path) ->
         engine.dispose()
 
 
-def test_sqlite_connections_use_wal_and_wait_for_writers(tmp_path: Path) -> None:
+def _pragmas(store: SqlStore) -> Dict[str, Any]:
+    with store._engine.connect() as conn:
+        return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")}
+
+
+def test_sqlite_connections_use_wal_full_sync_and_wait_for_writers(tmp_path: Path) -> None:
+    # synchronous=FULL (2): a committed write, so a 2xx, survives an OS crash or power cut
     store = SqlStore(f"sqlite:///{tmp_path / 'wal.db'}")
     try:
-        with store._engine.connect() as conn:
-            pragma = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                      for name in ("journal_mode", "busy_timeout", "synchronous", "foreign_keys")}
-        assert pragma == {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": 1,
-                          "foreign_keys": 1}
+        assert _pragmas(store) == {"journal_mode": "wal", "busy_timeout": 30000,
+                                   "synchronous": 2, "foreign_keys": 1}
     finally:
         store.close()
+
+
+def test_sqlite_synchronous_mode_from_the_url(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'normal.db'}?synchronous=normal")
+    try:
+        assert _pragmas(store)["synchronous"] == 1
+        stored = add(store, out(1))
+        assert store.get(stored[0].id) is not None
+    finally:
+        store.close()
+    with pytest.raises(ConfigurationError, match="synchronous='off'"):
+        SqlStore(f"sqlite:///{tmp_path / 'off.db'}?synchronous=off")
 
 
 def test_in_memory_sqlite_is_shared_by_threads() -> None:

@@ -5,7 +5,11 @@ of them), random JSON, random bytes and truncated JSON, random headers and conte
 the right token, a wrong one or none, on known and unknown routes, and bodies over the size cap
 (declared or streamed). Whatever arrives:
 
-* the answer is never a 5xx and never shows a traceback, and the server logs no error;
+* the answer is never a 5xx and never shows a traceback, and the server logs no error
+  (values that once gave 500 are drawn on purpose: ``"status_code": "²"``, which ``int()``
+  refuses although ``str.isdigit`` accepts it; dates the UTC conversion pushes out of the
+  calendar; nesting up to the decoder's own recursion limit; huge numbers; U+0000, which
+  PostgreSQL cannot store);
 * a refused request (4xx) writes nothing: every table of the store is unchanged;
 * auth comes first: without the right token the answer is 401/403 (404/405 for a route that
   does not exist), and a well-formed callback with the right token is stored (200).
@@ -159,16 +163,40 @@ def valid_objects(draw: st.DrawFn) -> Dict[str, Any]:
 
 
 def _slots(value: Any, out: List[Tuple[Any, Any]]) -> List[Tuple[Any, Any]]:
-    """Every (container, key) of a JSON value, depth first."""
-    if isinstance(value, dict):
-        for key in list(value):
-            out.append((value, key))
-            _slots(value[key], out)
-    elif isinstance(value, list):
-        for index in range(len(value)):
-            out.append((value, index))
-            _slots(value[index], out)
+    """Every (container, key) of a JSON value, depth first. Walked without recursion: a value
+    nested a thousand levels deep (the "deep" edit) would otherwise hit the recursion limit at
+    a depth that depends on the caller's stack, which hypothesis sees as a strategy that draws
+    differently from one run to the next."""
+    def children(item: Any) -> List[Tuple[Any, Any]]:
+        if isinstance(item, dict):
+            return [(item, key) for key in list(item)]
+        if isinstance(item, list):
+            return [(item, index) for index in range(len(item))]
+        return []
+
+    stack = children(value)[::-1]
+    while stack:
+        container, key = stack.pop()
+        out.append((container, key))
+        stack.extend(children(container[key])[::-1])
     return out
+
+
+#: Values that reach the parser and the store in unusual shapes (each once gave a 500 or a 503).
+EDGE_VALUES: List[Any] = [
+    10**30, -(10**30), "9" * 400, "9" * 5000, "\x00", "a\x00b", "\ud800", 1e308, -1e308,
+    "\u00b2", "\u0663", "\uff13", " 3 ", "3.0", 3.0, 2**31, -(2**31) - 1,
+    "01/01/0001 00:00", "31/12/9999 23:59", "9999-12-31T23:59:59-03:00",
+    "0001-01-01T00:00:00+14:00", "2025-02-30 10:00:00", "x" * 3000, "\ufffd", "\U0001f600",
+]
+
+
+def nested(depth: int, leaf: Any) -> Any:
+    """``leaf`` inside ``depth`` levels of lists and objects (deep enough to break a decoder
+    that recurses)."""
+    for level in range(depth):
+        leaf = [leaf] if level % 2 else {"k": leaf}
+    return leaf
 
 
 @st.composite
@@ -180,7 +208,8 @@ def mutated_payloads(draw: st.DrawFn) -> Any:
         if not slots:
             return draw(json_values)
         container, key = draw(st.sampled_from(slots))
-        action = draw(st.sampled_from(["drop", "replace", "retype", "wrap", "huge"]))
+        action = draw(st.sampled_from(["drop", "replace", "retype", "wrap", "huge", "huge",
+                                       "deep"]))
         old = container[key]
         if action == "drop" and isinstance(container, dict):
             del container[key]
@@ -190,11 +219,24 @@ def mutated_payloads(draw: st.DrawFn) -> Any:
         elif action == "wrap":
             container[key] = [old]
         elif action == "huge":
-            container[key] = draw(st.sampled_from([10**30, -(10**30), "9" * 400, "\x00",
-                                                   "\ud800", 1e308]))
+            container[key] = draw(st.sampled_from(EDGE_VALUES))
+        elif action == "deep":
+            container[key] = nested(draw(st.integers(1, 1200)), old)
         else:
             container[key] = draw(json_values)
     return payload
+
+
+def _dumps(value: Any, ensure_ascii: bool) -> str:
+    """JSON text of ``value``, however deeply it nests (``json.dumps`` recurses)."""
+    import sys
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
+    try:
+        return json.dumps(value, ensure_ascii=ensure_ascii)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 @st.composite
@@ -204,7 +246,7 @@ def bodies(draw: st.DrawFn) -> Tuple[str, bytes]:
     if kind == "valid":
         return kind, json.dumps(draw(valid_payloads()), ensure_ascii=False).encode()
     if kind == "mutated":
-        text = json.dumps(draw(mutated_payloads()), ensure_ascii=draw(st.booleans()))
+        text = _dumps(draw(mutated_payloads()), ensure_ascii=draw(st.booleans()))
         return kind, text.encode("utf-8", "surrogatepass")
     if kind == "json":
         return kind, json.dumps(draw(json_values)).encode()
@@ -282,6 +324,50 @@ def test_fuzzed_callbacks_never_fail_and_refusals_write_nothing(
     elif kind == "valid":
         assert response.status_code == 200, response.text
         assert response.json()["statuses"] + response.json()["inbound"] >= 1
+
+
+#: Per kind of field, values that once broke the parser or the store (500, or 503 forever).
+EDGES_BY_KEY: Dict[str, List[Any]] = {
+    "status_code": ["\u00b2", "\u0663", "\uff13", 10**30, -(10**30), "9" * 5000, 1e308,
+                    2**31, " 3 ", "3.0", -1],
+    "date": ["01/01/0001 00:00", "31/12/9999 23:59", "9999-12-31T23:59:59-03:00",
+             "0001-01-01T00:00:00+14:00", "2025-02-30 10:00:00", 1e308, "\x00", "9" * 400],
+    "id": ["\x00", "a\x00b", "x" * 3000, 10**300, 1e308, "\ufffd", "\U0001f600", ""],
+    "phone": ["1" * 400, "\x00", "\u0661\u0661\u0669\u0668\u0667\u0666\u0665\u0664"
+              "\u0663\u0662\u0661", 10**30, "+55 (11) 9\x008765-4321"],
+    "text": ["\x00", "me\x00exemplo.com", "\U0001f600", "x" * 3000, "\ud83d"],
+}
+_KEYS = {"status_code": "status_code", "delivered_at": "date", "received_at": "date",
+         "data": "date", "updated_at": "date", "id": "id", "reference": "id", "phone": "phone",
+         "reply": "text", "message": "text", "status": "text", "status_message": "text"}
+
+
+@st.composite
+def edge_payloads(draw: st.DrawFn) -> Any:
+    """A valid callback with one to three fields set to values that once broke the server,
+    or a value nested deeper than a recursive decoder can go."""
+    payload = copy.deepcopy(draw(valid_objects()))
+    for _ in range(draw(st.integers(1, 3))):
+        if draw(st.integers(0, 5)) == 0:
+            container, key = draw(st.sampled_from(_slots(payload, [])))
+            container[key] = nested(draw(st.integers(30, 1200)), container[key])
+            continue
+        key = draw(st.sampled_from(sorted(_KEYS)))
+        holders = [c for c, k in _slots(payload, []) if k == key and isinstance(c, dict)]
+        holder = draw(st.sampled_from(holders)) if holders else payload
+        holder[key] = draw(st.sampled_from(EDGES_BY_KEY[_KEYS[key]]))
+    return payload
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=edge_payloads(), route=st.sampled_from(ROUTES), ascii_only=st.booleans())
+def test_well_formed_callbacks_with_edge_values_never_give_5xx(
+        server: Server, payload: Any, route: str, ascii_only: bool) -> None:
+    content = _dumps(payload, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    before = server.snapshot()
+    response = server.http.post(route, params={"token": SECRET}, content=content,
+                                headers={"Content-Type": "application/json"})
+    check(server, response, before)
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:

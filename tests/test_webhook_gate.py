@@ -335,6 +335,42 @@ def test_a_form_posting_provider_checks_its_own_signature() -> None:
     assert (status, body["error"]) == (400, "malformed form")
 
 
+def test_a_signature_covers_the_text_as_sent_and_the_parser_sees_no_nul() -> None:
+    # the NUL rule (U+0000 -> U+FFFD) comes after the provider's own check: a gateway signs
+    # what it sent, so a field carrying %00 still matches its signature
+    seen: List[WebhookRequest] = []
+
+    class Watching(Signed):
+        def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+            seen.append(request)
+            return super().parse_webhook(request)
+
+    signed = Watching()
+    url = f"https://sms.example/webhooks/signed/status?token={SECRET}"
+    fields = [("state", "delivered"), ("message_id", MESSAGE_ID), ("text", "me\x00exemplo")]
+    body = b"state=delivered&message_id=" + MESSAGE_ID.encode() + b"&text=me%00exemplo"
+    decision = make_gate(signed).check(request(
+        "signed", body=body, url=url, headers={"Content-Type": FORM,
+                                               "X-Signature": signed.signature(url, fields)}))
+    assert isinstance(decision, Accepted)
+    assert dict(signed.seen[-1].data)["text"] == "me\x00exemplo"  # what was signed
+    assert dict(seen[-1].data)["text"] == "me\ufffdexemplo"  # what the parser is given
+
+
+def test_json_text_reaches_the_parser_without_nul() -> None:
+    seen: List[Any] = []
+
+    class Watching(LoopbackProvider):
+        def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
+            seen.append(request.data)
+            return super().parse_webhook(request)
+
+    gate = make_gate(Watching())
+    body = b'{"message_id": "M\\u0000", "state": "delivered", "x\\u0000": ["a\\u0000b"]}'
+    assert isinstance(gate.check(request(body=body)), Accepted)
+    assert seen == [{"message_id": "M\ufffd", "state": "delivered", "x\ufffd": ["a\ufffdb"]}]
+
+
 def test_authenticate_alone_builds_nothing() -> None:
     assert authenticate(policy(), request(provider="anything")) is None
     refused = authenticate(policy(), request(token=None))

@@ -109,6 +109,26 @@ class Settings:
         value = self.get(key)
         return Secret(value) if value else None
 
+    def number(self, key: str, default: float, *, minimum: float = 0.0,
+               integer: bool = False) -> float:
+        """A numeric setting by lower-case key (``"2.5"``), ``default`` when unset or empty; a
+        value that is not a finite number (a whole one with ``integer``), or is below
+        ``minimum``, raises :class:`ConfigurationError` naming the key."""
+        raw = (self.get(key) or "").strip()
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if value != value or value in (float("inf"), float("-inf")) or (
+                integer and not value.is_integer()):
+            kind = "a whole number" if integer else "a number"
+            raise ConfigurationError(f"{key}: expected {kind}, got {raw!r}")
+        if value < minimum:
+            raise ConfigurationError(f"{key}: must be at least {minimum:g}, got {raw!r}")
+        return value
+
     def __repr__(self) -> str:
         shown = {
             k: ("********" if _is_secret_key(k) else _redact_url(v))

@@ -124,6 +124,30 @@ class Template:
                 out.append(str(value))
         return "".join(out)
 
+    def render_pieces(self, context: Mapping[str, Any], *,
+                      recipient: Optional[str] = None) -> List[Tuple[str, bool]]:
+        """:meth:`render` piece by piece: each piece of the text, and whether it is the
+        template's own text (``True``) or a placeholder's value or default (``False``).
+        Joined, the pieces are what :meth:`render` returns. Link tracking uses it to shorten
+        only the URLs the template itself holds, never one that came in a variable."""
+        if not isinstance(context, Mapping):
+            raise TemplateError(
+                f"the template context must be a mapping of names, not {type(context).__name__}"
+            )
+        pieces: List[Tuple[str, bool]] = []
+        for part in self._parts:
+            if isinstance(part, str):
+                pieces.append((part, True))
+                continue
+            value = _resolve(context, part)
+            if value is _MISSING:
+                if part.default is None:
+                    raise MissingVariableError(part.path, recipient)
+                pieces.append((part.default, False))
+            else:
+                pieces.append((str(value), False))
+        return pieces
+
     def __repr__(self) -> str:
         """``Template('...')`` with the source."""
         return f"Template({self.source!r})"

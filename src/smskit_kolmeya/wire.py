@@ -57,6 +57,8 @@ from smskit.timeutil import DEFAULT_TZ, ensure_aware, zone
 __all__ = [
     "MAX_BATCH",
     "MAX_BLACKLIST",
+    "MAX_ID_LENGTH",
+    "MAX_PHONE_DIGITS",
     "MAX_REPLY_PERIOD_HOURS",
     "MAX_REPORT_LIMIT",
     "MAX_REPORT_WINDOW",
@@ -78,6 +80,7 @@ __all__ = [
     "chunk",
     "error_for_response",
     "errors_in_body",
+    "id_or_none",
     "parse_retry_after",
     "e164_from_kolmeya",
     "national_digits",
@@ -149,8 +152,13 @@ def _phone_key(value: Any) -> Optional[str]:
         return digits
 
 
+#: More digits than any numbering plan uses (E.164 allows 15): not a phone number at all.
+MAX_PHONE_DIGITS = 20
+
+
 def e164_from_kolmeya(value: Any) -> Optional[str]:
-    """E.164 for a phone as Kolmeya gives it (national or with 55); ``None`` without digits.
+    """E.164 for a phone as Kolmeya gives it (national or with 55); ``None`` without digits,
+    or with more than :data:`MAX_PHONE_DIGITS` of them.
 
     Uses :func:`smskit.phone.from_kolmeya`; a number it finds invalid is still kept (a reply
     must not be lost over a number format): 10-11 digits get ``+55``, others just ``+``.
@@ -158,7 +166,7 @@ def e164_from_kolmeya(value: Any) -> Optional[str]:
     if value is None or isinstance(value, bool):
         return None
     digits = re.sub(r"\D", "", str(value))
-    if not digits:
+    if not digits or len(digits) > MAX_PHONE_DIGITS:
         return None
     try:
         return phone_rules.from_kolmeya(digits).e164
@@ -201,17 +209,29 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).strip().lower()
 
 
+#: Status codes are small numbers; anything wider than this is not one (nor storable as one).
+_CODE_LIMIT = 2**31
+_CODE_DIGITS = re.compile(r"[0-9]{1,10}")
+
+
 def parse_status_code(value: Any) -> Optional[int]:
-    """A status code given as an int, a digit string or an integral float; ``None`` otherwise."""
+    """A status code given as an int, an ASCII digit string or an integral float; ``None``
+    otherwise, and for a number outside a 32-bit integer (no status code is that wide).
+
+    ``str.isdigit`` is not used: it accepts ``"²"`` and other digits ``int`` refuses.
+    """
     if isinstance(value, bool):
         return None
+    code: Optional[int] = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
+        code = value
+    elif isinstance(value, float) and value.is_integer():
+        code = int(value)
+    elif isinstance(value, str) and _CODE_DIGITS.fullmatch(value.strip()):
+        code = int(value.strip())
+    if code is None or not -_CODE_LIMIT <= code < _CODE_LIMIT:
+        return None
+    return code
 
 
 def code_for_text(text: Optional[str]) -> Optional[int]:
@@ -264,10 +284,12 @@ def parse_datetime(value: Any, tz: str = DEFAULT_TZ) -> Optional[dt.datetime]:
             return ensure_aware(dt.datetime.strptime(text, fmt), tz)
         except ValueError:
             continue
+        except OverflowError:  # a date at the edge of the calendar, moved out of it by UTC
+            return None
     iso = text[:-1] + "+00:00" if text.endswith("Z") else text
     try:
         return ensure_aware(dt.datetime.fromisoformat(iso), tz)
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -359,6 +381,22 @@ def text_or_none(value: Any) -> Optional[str]:
         return None
     text = str(value)
     return text or None
+
+
+#: The longest id Kolmeya's can be taken to be (theirs are numbers and UUIDs). A longer one
+#: is refused: a database index cannot hold an arbitrarily long key (PostgreSQL's stop at
+#: about 2.7 kB), and a callback that fails every write would be retried forever.
+MAX_ID_LENGTH = 255
+
+
+def id_or_none(value: Any, what: str, fail: Fail = _response_error) -> Optional[str]:
+    """:func:`text_or_none` for an id Kolmeya gives (a reply's, a message's); one longer than
+    :data:`MAX_ID_LENGTH` characters raises ``fail``."""
+    text = text_or_none(value)
+    if text is not None and len(text) > MAX_ID_LENGTH:
+        raise fail(f"{what} has {len(text)} characters; a Kolmeya id has at most "
+                   f"{MAX_ID_LENGTH}")
+    return text
 
 
 def _items(data: Mapping[str, Any], key: str) -> List[Mapping[str, Any]]:
@@ -455,14 +493,16 @@ def parse_status_item(item: Any, fail: Fail = _response_error,
     """One ``{id, reference, status_code, status}`` item (extra keys such as ``phone`` allowed)."""
     if not isinstance(item, dict):
         raise fail(f"a message status must be an object, got {type(item).__name__}")
-    provider_id = text_or_none(item.get("id"))
+    provider_id = id_or_none(item.get("id"), "a message status 'id'", fail)
     reference = text_or_none(item.get("reference"))
     if provider_id is None and reference is None:
         raise fail("a message status has neither 'id' nor 'reference'")
     raw_code = item.get("status_code")
     code = parse_status_code(raw_code)
     if raw_code is not None and code is None:
-        raise fail(f"status_code {raw_code!r} is not a number")
+        shown = repr(raw_code)
+        raise fail(f"status_code {shown if len(shown) <= 40 else shown[:40] + '...'} is not "
+                   "a status code")
     status = text_or_none(item.get("status"))
     if code is None and status is None:
         raise fail("a message status has neither 'status_code' nor 'status'")
@@ -638,7 +678,7 @@ def parse_reply_item(item: Any, fail: Fail = _response_error,
     """One reply ``{id, reply, received_at, message: {id, reference, phone}}`` -> InboundMessage."""
     if not isinstance(item, dict):
         raise fail(f"a reply must be an object, got {type(item).__name__}")
-    reply_id = text_or_none(item.get("id"))
+    reply_id = id_or_none(item.get("id"), "a reply 'id'", fail)
     if reply_id is None:
         raise fail("a reply has no 'id'")
     text = item.get("reply")

@@ -28,6 +28,7 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Sequence,
     Tuple,
     Union,
 )
@@ -38,7 +39,7 @@ from smskit.config import Settings
 from smskit.errors import BodyTooLongError, EmptyBodyError, InvalidPhoneError, ValidationError
 from smskit.ids import new_id
 from smskit.models import Message, State
-from smskit.outbox.links import LinkShortener, shortener_for
+from smskit.outbox.links import LinkShortener, shortener_for, template_spans
 from smskit.phone import Phone
 from smskit.policy import DndRule, QuietHours, dnd_next_allowed
 from smskit.routing.policies import ProviderPolicies
@@ -192,18 +193,22 @@ class Composer:
         *,
         now: dt.datetime,
         at: Optional[dt.datetime] = None,
+        template: Optional[Sequence[Tuple[int, int]]] = None,
         **fields: Any,
     ) -> Message:
         """A persisted-ready ``outgoing`` message with encoding, segments, cost and schedule.
 
         With :attr:`links`, URLs become short links first: segments and cost are those of the
-        short form, and the links wait in the shortener for the message to be stored.
+        short form, and the links wait in the shortener for the message to be stored. Only
+        URLs in the template's own text are shortened (``template``: where it lies in
+        ``body``, see :func:`smskit.outbox.links.template_spans`; default the whole body).
         """
         pending: List[Link] = []
         if self.links is not None:
             fields.setdefault("id", new_id())
             body, pending = self.links.shorten(body, message_id=fields["id"],
-                                               campaign_id=fields.get("campaign_id"), now=now)
+                                               campaign_id=fields.get("campaign_id"), now=now,
+                                               template=template)
         info = count_segments(body)
         if info.segments > self.max_segments:
             raise BodyTooLongError(info.segments, self.max_segments)
@@ -420,7 +425,11 @@ def _draft(item: Parsed, spec: SendSpec, composer: Composer, facts: Facts, hooks
                     context.setdefault(name, value)
     try:
         body = composer.body(spec.template, context, recipient=label)
-        message = composer.compose(e164, body, now=now, at=spec.at, id=message_id, **fields)
+        # link tracking shortens only the template's own URLs, never a variable's
+        spans = (template_spans(spec.template.render_pieces(context, recipient=label))
+                 if composer.links is not None else None)
+        message = composer.compose(e164, body, now=now, at=spec.at, id=message_id,
+                                   template=spans, **fields)
     except ValidationError as exc:
         if strict:
             raise

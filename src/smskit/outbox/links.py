@@ -14,6 +14,13 @@ counted, so the count (and the cost) is that of what is really sent.
 Found: ``http://`` and ``https://`` URLs, and ``www.`` host names (sent to ``http://``, which
 every site answers, usually by moving to https). Trailing punctuation is not part of a URL
 (``.,;:!?`` quotes, ``…``), nor is a closing bracket without its opening one inside the URL.
+
+Only links the *template* holds are shortened: a URL whose scheme and host (everything before
+its first ``/``, ``?`` or ``#``) are the template's own text. Its path and query may come from
+variables (``https://pagar.exemplo.com.br/f/{{ fatura }}`` is shortened per message), but a URL
+that arrives in a variable, or whose host a variable completes, is sent as it is: a field a
+customer can edit (a name, an address) must never become a redirect served from the company's
+domain. :func:`template_spans` says which parts of a body are template text.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ __all__ = [
     "find_urls",
     "new_code",
     "shortener_for",
+    "template_spans",
     "to_uri",
 ]
 
@@ -111,6 +119,35 @@ def find_urls(body: str) -> List[Tuple[int, int, str]]:
     return found
 
 
+def template_spans(pieces: Iterable[Tuple[str, bool]]) -> List[Tuple[int, int]]:
+    """Where the template's own text lies in a rendered body, as ``(start, end)`` offsets,
+    from :meth:`smskit.template.Template.render_pieces`."""
+    spans: List[Tuple[int, int]] = []
+    position = 0
+    for text, literal in pieces:
+        end = position + len(text)
+        if literal and text:
+            if spans and spans[-1][1] == position:
+                spans[-1] = (spans[-1][0], end)
+            else:
+                spans.append((position, end))
+        position = end
+    return spans
+
+
+def _origin_end(text: str) -> int:
+    """Where a found URL's scheme and host (and port) end: its first ``/``, ``?`` or ``#``
+    after the scheme, or its end."""
+    scheme = text.find("://")
+    start = scheme + 3 if scheme >= 0 else 0
+    ends = [i for i in (text.find(c, start) for c in "/?#") if i >= 0]
+    return min(ends) if ends else len(text)
+
+
+def _in_template(start: int, end: int, spans: Sequence[Tuple[int, int]]) -> bool:
+    return any(lo <= start and end <= hi for lo, hi in spans)
+
+
 def new_code(length: int = CODE_LENGTH) -> str:
     """A random base62 code from the system's secure random source."""
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(length))
@@ -135,9 +172,15 @@ class LinkShortener:
         return f"{self.base_url}/l/{code}"
 
     def shorten(self, body: str, *, message_id: str, campaign_id: Optional[str],
-                now: dt.datetime) -> Tuple[str, List[Link]]:
-        """``body`` with every URL replaced, and the links that stand for them (not kept yet:
-        :meth:`keep` them once the message is accepted). A short link of ours stays as is."""
+                now: dt.datetime, template: Optional[Sequence[Tuple[int, int]]] = None
+                ) -> Tuple[str, List[Link]]:
+        """``body`` with its URLs replaced, and the links that stand for them (not kept yet:
+        :meth:`keep` them once the message is accepted). A short link of ours stays as is.
+
+        ``template`` gives where the template's own text lies in ``body``
+        (:func:`template_spans`): a URL is replaced only when its scheme and host lie there
+        (see the module). ``None``: the whole body is the template's text.
+        """
         links: List[Link] = []
         parts: List[str] = []
         position = 0
@@ -146,6 +189,9 @@ class LinkShortener:
             uri = to_uri(text)
             if uri is None or text.startswith(own):
                 continue
+            if template is not None and not _in_template(start, start + _origin_end(text),
+                                                         template):
+                continue  # the link, or its host, came in a variable
             code = new_code(self.code_length)
             links.append(Link(code=code, url=uri, message_id=message_id,
                               campaign_id=campaign_id, created_at=now))

@@ -21,21 +21,30 @@ Routes:
   use. The answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound",
   "new_inbound"}`` once every event of the request is committed; ``503`` when the store failed
   (the gateway retries).
+  The body must arrive within ``server_body_timeout`` seconds of the head (``408`` and the
+  connection closed otherwise).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
-* ``GET /metrics``: Prometheus text from the app's own registry.
+* ``GET /metrics``: Prometheus text from the app's own registry (:mod:`smskit.server.metrics`:
+  store figures cached, text rendered at most once a second). It needs ``metrics_token``
+  (Bearer, or the Basic password); without one it is open only when the server is bound to a
+  loopback address (``bind_host``), and ``503`` otherwise (:mod:`smskit.server.credentials`).
 * ``GET /dashboard``, ``GET /api/stats``, ``GET /l/{code}`` and ``/static/``: the dashboard and
   link tracking (:mod:`smskit.server.dashboard`).
 
 Every error is JSON ``{"error": ..., "detail": ...}`` (an HTML page on the dashboard and short
-link routes, which people open in a browser) and never carries a traceback.
+link routes, which people open in a browser) and never carries a traceback. The connection
+limits (request-head timeout, idle keep-alive, cap on connections) are uvicorn's side:
+:func:`serve` applies :mod:`smskit.server.limits`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -48,8 +57,14 @@ from starlette.routing import Route
 from smskit.config import Settings
 from smskit.server.access import TokenRedactingMiddleware, original_query
 from smskit.server.batcher import StatusBatcher
-from smskit.server.dashboard import dashboard_routes
-from smskit.server.metrics import ServerMetrics
+from smskit.server.credentials import Credential, is_loopback
+from smskit.server.dashboard import Dashboard
+from smskit.server.limits import FD_RESERVE, ServerLimits, raise_fd_limit, spread
+from smskit.server.metrics import (
+    DEFAULT_CACHE_SECONDS,
+    DEFAULT_MAX_PER_SECOND,
+    ServerMetrics,
+)
 from smskit.webhooks.apply import WebhookReport
 from smskit.webhooks.auth import WebhookPolicy
 from smskit.webhooks.gate import (
@@ -62,8 +77,10 @@ from smskit.webhooks.gate import (
     failure,
     http_error,
     internal_error,
+    request_timeout,
 )
 from smskit.webhooks.request import WebhookRequest, parse_query
+from smskit.webhooks.throttle import REFUSALS
 
 if TYPE_CHECKING:
     from smskit.kit import SmsKit
@@ -101,12 +118,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 class WebhookServer:
-    """The request handlers of one app, bound to one :class:`SmsKit` and its policy."""
+    """The request handlers of one app, bound to one :class:`SmsKit` and its policy.
 
-    def __init__(self, kit: SmsKit, policy: WebhookPolicy, metrics: ServerMetrics) -> None:
+    ``metrics_token`` guards ``/metrics``; without one, ``metrics_open`` says whether it is
+    open (the server is bound to loopback).
+    """
+
+    def __init__(self, kit: SmsKit, policy: WebhookPolicy, metrics: ServerMetrics, *,
+                 limits: Optional[ServerLimits] = None,
+                 metrics_token: Optional[Credential] = None,
+                 metrics_open: bool = False) -> None:
         self.kit = kit
         self.policy = policy
         self.metrics = metrics
+        self.limits = limits or ServerLimits()
+        self.metrics_token = metrics_token or Credential(None, setting="metrics_token")
+        self.metrics_open = metrics_open and not self.metrics_token.configured
         self.gate = WebhookGate.for_kit(kit, policy=policy)
         #: Group commit of status events (see :mod:`smskit.server.batcher`).
         self.batcher = StatusBatcher(kit.apply_statuses)
@@ -127,10 +154,14 @@ class WebhookServer:
         refused = self.gate.check_head(head)  # no body read for a refused caller
         if refused is not None:
             return refused
+        timeout = self.limits.body_timeout
         try:
-            body = await _read_body(request, self.policy.max_bytes)
+            body = await asyncio.wait_for(_read_body(request, self.policy.max_bytes),
+                                          spread(timeout))
         except ClientDisconnect:
             return client_disconnected()
+        except asyncio.TimeoutError:
+            return request_timeout(timeout)
         decision = self.gate.check(head.with_body(body))
         if isinstance(decision, WebhookResponse):
             return decision
@@ -164,11 +195,34 @@ class WebhookServer:
                                  "webhooks": self.policy.mode}, status_code=503)
         return JSONResponse({"status": "ok", "store": "ok", "webhooks": self.policy.mode})
 
+    def _metrics_denied(self, request: Request) -> Optional[Response]:
+        """The refusal of a scrape without the metrics token, or ``None``."""
+        credential = self.metrics_token
+        if credential.configured:
+            if credential.allows(request.headers):
+                return None
+            if "authorization" in request.headers:
+                client = request.client.host if request.client is not None else None
+                REFUSALS.warning(log, "metrics", client,
+                                 "metrics refused: wrong credentials from %s", client)
+            return JSONResponse({"error": "unauthorized", "detail": "send the metrics token as "
+                                 "Authorization: Bearer <token> (or the Basic password)"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        if self.metrics_open:
+            return None
+        return JSONResponse({"error": "metrics not configured", "detail": (
+            f"set {credential.variable} (a token of its own, not the webhook secret), or bind "
+            "the server to 127.0.0.1 to leave /metrics open to this machine")},
+            status_code=503)
+
     async def metrics_endpoint(self, request: Request) -> Response:
         """The Prometheus text exposition of this app's registry."""
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        body: bytes = await run_in_threadpool(self.metrics.render)
+        denied = self._metrics_denied(request)
+        if denied is not None:
+            return denied
+        body = await self.metrics.scrape()
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
@@ -182,23 +236,46 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return _json(internal_error())
 
 
-def create_app(kit: SmsKit, *, settings: Optional[Settings] = None) -> Starlette:
+def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
+               bind_host: Optional[str] = None) -> Starlette:
     """The webhook server for ``kit`` (``settings`` default: ``kit.settings``).
 
-    Reads ``webhook_secret``, ``allow_insecure_webhooks``, ``webhook_allow_ips`` and
-    ``webhook_max_bytes`` once; a malformed one raises :class:`ConfigurationError` here.
-    ``app.state.kit``, ``app.state.metrics`` and ``app.state.registry`` (the app's own Prometheus
-    registry, for extra metrics) are set.
+    Reads ``webhook_secret``, ``webhook_secrets_previous``, ``allow_insecure_webhooks``,
+    ``webhook_allow_ips``, ``webhook_max_bytes``, ``dashboard_token``, ``metrics_token``,
+    ``metrics_cache_seconds``, ``metrics_max_per_second`` and the ``server_*`` limits once; a
+    malformed one raises :class:`ConfigurationError` here. ``bind_host`` is the address the
+    server listens on, when the caller knows it (:func:`serve` passes it): without
+    ``metrics_token``, ``/metrics`` is open only when it is a loopback address.
+    ``app.state.kit``, ``app.state.metrics``, ``app.state.dashboard`` and
+    ``app.state.registry`` (the app's own Prometheus registry, for extra metrics) are set.
     """
-    policy = WebhookPolicy.from_settings(settings or kit.settings)
+    settings = settings or kit.settings
+    policy = WebhookPolicy.from_settings(settings)
     if policy.mode == "disabled":
         log.warning("webhook secret not configured: every webhook will be refused with 503 "
                     "(set SMSKIT_WEBHOOK_SECRET)")
     elif policy.mode == "insecure":
         log.warning("webhooks accept requests WITHOUT a token (allow_insecure_webhooks=true); "
                     "use this for local demos only")
-    metrics = ServerMetrics(kit)
-    server = WebhookServer(kit, policy, metrics)
+    limits = ServerLimits.from_settings(settings)
+    metrics = ServerMetrics(
+        kit, cache_seconds=settings.number("metrics_cache_seconds", DEFAULT_CACHE_SECONDS),
+        max_per_second=settings.number("metrics_max_per_second", DEFAULT_MAX_PER_SECOND))
+    metrics_token = Credential.from_settings(settings, "metrics_token")
+    server = WebhookServer(kit, policy, metrics, limits=limits, metrics_token=metrics_token,
+                           metrics_open=is_loopback(bind_host))
+    if not metrics_token.configured and not server.metrics_open:
+        log.warning("/metrics answers 503: set SMSKIT_METRICS_TOKEN, or bind the server to "
+                    "127.0.0.1")
+    dashboard = Dashboard(kit, settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # clicks still waiting are written before the process goes
+            await dashboard.close()
+
     # Any: Starlette's middleware-factory protocol is typed differently across its versions
     redactor: Any = TokenRedactingMiddleware
     app = Starlette(
@@ -206,13 +283,15 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None) -> Starlette
             Route("/webhooks/{provider}/{kind}", server.webhook, methods=["POST"]),
             Route("/healthz", server.healthz, methods=["GET"]),
             Route("/metrics", server.metrics_endpoint, methods=["GET"]),
-            *dashboard_routes(kit, settings or kit.settings),
+            *dashboard.routes(),
         ],
         middleware=[Middleware(redactor)],
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        lifespan=lifespan,
     )
     app.state.kit = kit
     app.state.server = server
+    app.state.dashboard = dashboard
     app.state.metrics = metrics
     app.state.registry = metrics.registry
     return app
@@ -234,14 +313,21 @@ def serve(kit: SmsKit, host: str = "127.0.0.1", port: int = 8000, *,
     """Run :func:`create_app` under uvicorn until interrupted (what ``smskit serve`` does).
 
     uvicorn's own access log is off by default: the app logs every request itself to
-    ``smskit.server.access`` with the ``token`` query parameter redacted. Extra keyword
-    arguments go to :func:`uvicorn.run` (``forwarded_allow_ips``, ``ssl_certfile``...); one
-    process serves the app (``workers`` needs an import string: use ``create_app`` in your own
-    module and run uvicorn or gunicorn on it).
+    ``smskit.server.access`` with the token query parameters redacted. The server's limits
+    (:mod:`smskit.server.limits`: request-head and body timeouts, idle keep-alive, a cap on
+    open connections) come from the settings, and the process's open-file limit is raised
+    towards what the cap needs. Extra keyword arguments go to :func:`uvicorn.run`
+    (``forwarded_allow_ips``, ``ssl_certfile``...); one process serves the app (``workers``
+    needs an import string: use ``create_app`` in your own module and run uvicorn or gunicorn
+    on it).
     """
     import uvicorn
 
-    app = create_app(kit, settings=settings)
-    options: Dict[str, Any] = {"access_log": False, "log_config": log_config(log_level)}
+    settings = settings or kit.settings
+    limits = ServerLimits.from_settings(settings)
+    limits = limits.within_fd_limit(raise_fd_limit(limits.max_connections + FD_RESERVE))
+    app = create_app(kit, settings=settings, bind_host=host)
+    options: Dict[str, Any] = {"access_log": False, "log_config": log_config(log_level),
+                               **limits.uvicorn_options()}
     options.update(uvicorn_options)
     uvicorn.run(app, host=host, port=port, log_level=log_level, **options)

@@ -6,22 +6,25 @@
   ``provider_status``: one line per provider (circuit, queue, last balance, rate limit,
   messages moved to and from it in the range; :mod:`smskit.routing.status`);
 * ``GET /l/{code}``: 302 to the URL stored for ``code`` and one click counted (``HEAD`` does not
-  count); an unknown code is a 404 page. Only stored URLs are ever redirected to.
+  count); an unknown code is a 404 page and writes nothing. Only stored URLs are ever
+  redirected to.
 * ``GET /static/...``: the page's script, style and the vendored chart library.
 
 Both ``?start=YYYY-MM-DD&end=YYYY-MM-DD`` (local days in ``Settings.timezone``; default the
 last 30 days, at most 366) select the range. The dashboard and ``/api/stats`` need the
-``dashboard_token`` setting (or, when it is unset, the webhook secret) as the password of HTTP
-Basic (any user name: a browser asks for it) or as ``Authorization: Bearer <token>``. Without
-either setting they answer 503. The token is never read from the URL.
+``dashboard_token`` setting as the password of HTTP Basic (any user name: a browser asks for
+it) or as ``Authorization: Bearer <token>``; without it they answer 503. The webhook secret
+never opens them (the gateway sees it in every callback URL; see
+:mod:`smskit.server.credentials`). The token is never read from the URL.
+
+Clicks are not written one by one: ``/l/{code}`` looks the code up (a read; an unknown code
+writes nothing) and hands the click to a :class:`~smskit.server.clicks.ClickBuffer`, which
+writes the clicks of a few seconds in one transaction.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import hmac
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple
@@ -32,18 +35,22 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from smskit.config import Secret, Settings
+from smskit.config import Settings
 from smskit.errors import SmsKitError, ValidationError
 from smskit.outbox.links import CODE_PATTERN, to_uri
 from smskit.routing.status import ProviderLine, provider_lines
 from smskit.server import _dashboard_html as page
+from smskit.server.clicks import ClickBuffer
+from smskit.server.credentials import Credential
 from smskit.store.analytics import LinkStore, StatsReport, StatsStore, local_bounds, local_day
 from smskit.timeutil import zone
+from smskit.webhooks.throttle import REFUSALS
 
 if TYPE_CHECKING:
     from smskit.kit import SmsKit
 
-__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "STATIC_DIR", "DashboardAuth", "dashboard_routes"]
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "STATIC_DIR", "Dashboard", "DashboardAuth",
+           "dashboard_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -65,47 +72,15 @@ _SECURITY_HEADERS = {
 }
 
 
-class DashboardAuth:
-    """Who may read the dashboard: one token, as a Basic password or a Bearer token."""
-
-    def __init__(self, token: Optional[Secret]) -> None:
-        self._token = token
+class DashboardAuth(Credential):
+    """Who may read the dashboard: the ``dashboard_token``, as a Basic password or a Bearer
+    token (never the webhook secret)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DashboardAuth:
-        """``dashboard_token``, or the webhook secret when that is unset."""
-        return cls(settings.secret("dashboard_token") or settings.webhook_secret or None)
-
-    @property
-    def configured(self) -> bool:
-        """Whether a token is set (without one every request is refused with 503)."""
-        return bool(self._token)
-
-    def allows(self, headers: Mapping[str, str]) -> bool:
-        """Whether ``Authorization`` carries the token (Basic password or Bearer), compared
-        in constant time. ``headers`` has lower-case keys."""
-        if not self._token:
-            return False
-        presented = _presented(headers.get("authorization", ""))
-        if presented is None:
-            return False
-        expected = self._token.reveal().encode("utf-8", "surrogatepass")
-        return hmac.compare_digest(presented.encode("utf-8", "surrogatepass"), expected)
-
-
-def _presented(authorization: str) -> Optional[str]:
-    scheme, _, value = authorization.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer":
-        return value
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    _user, sep, password = decoded.partition(":")
-    return password if sep else None
+    def from_settings(cls, settings: Settings,
+                      setting: str = "dashboard_token") -> DashboardAuth:
+        """``dashboard_token`` (refused when it is the webhook secret)."""
+        return super().from_settings(settings, setting)
 
 
 def _json_error(status: int, error: str, detail: str,
@@ -122,12 +97,30 @@ class Dashboard:
         self.auth = DashboardAuth.from_settings(settings)
         self.timezone = settings.timezone
         zone(self.timezone)  # an unknown zone is a ConfigurationError at start, not per request
+        #: Clicks waiting to be written (made on the first click: the store is built lazily),
+        #: every ``click_every`` seconds.
+        self.clicks: Optional[ClickBuffer] = None
+        self.click_every = 2.0
+
+    def routes(self) -> List[BaseRoute]:
+        """The dashboard, stats, short link and static routes."""
+        return [
+            Route("/dashboard", self.dashboard, methods=["GET"]),
+            Route("/api/stats", self.api_stats, methods=["GET"]),
+            Route("/l/{code}", self.follow, methods=["GET", "HEAD"]),
+            Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
+        ]
+
+    async def close(self) -> None:
+        """Write the clicks still waiting (the app's shutdown)."""
+        if self.clicks is not None:
+            await self.clicks.close()
 
     # -- auth and parameters ----------------------------------------------------------------
     def _denied(self, request: Request, *, html: bool) -> Optional[Response]:
         if not self.auth.configured:
-            detail = ("set SMSKIT_DASHBOARD_TOKEN (or SMSKIT_WEBHOOK_SECRET) to open the "
-                      "dashboard")
+            detail = ("set SMSKIT_DASHBOARD_TOKEN (a token of its own, not the webhook secret) "
+                      "to open the dashboard")
             if html:
                 return HTMLResponse(page.message_page("Painel indisponível", detail), 503,
                                     headers=_SECURITY_HEADERS)
@@ -136,7 +129,8 @@ class Dashboard:
             return None
         if "authorization" in request.headers:
             client = request.client.host if request.client is not None else None
-            log.warning("dashboard refused: wrong credentials from %s", client)
+            REFUSALS.warning(log, "dashboard", client,
+                             "dashboard refused: wrong credentials from %s", client)
         challenge = {"WWW-Authenticate": f"Basic {_REALM}"} if html else {
             "WWW-Authenticate": f"Bearer {_REALM}, Basic {_REALM}"}
         if html:
@@ -227,13 +221,8 @@ class Dashboard:
         store = self.kit.store
         if not CODE_PATTERN.match(code) or not isinstance(store, LinkStore):
             return _not_found()
-        agent = request.headers.get("user-agent")
         try:
-            if request.method == "HEAD":  # a link preview looking: no click
-                link = await run_in_threadpool(store.get_link, code)
-            else:
-                link = await run_in_threadpool(store.record_click, code, self.kit.clock(),
-                                               agent)
+            link = await run_in_threadpool(store.get_link, code)  # a read; a miss writes nothing
         except (SmsKitError, OSError):
             log.exception("short link %s: the store did not answer", code)
             return HTMLResponse(page.message_page(
@@ -242,6 +231,10 @@ class Dashboard:
         target = to_uri(link.url) if link is not None else None
         if target is None:
             return _not_found()
+        if request.method != "HEAD":  # HEAD is a link preview looking: no click
+            if self.clicks is None:
+                self.clicks = ClickBuffer(store, every=self.click_every)
+            self.clicks.add(code, self.kit.clock(), request.headers.get("user-agent"))
         return RedirectResponse(target, status_code=302,
                                 headers={"Cache-Control": "private, no-store",
                                          "Referrer-Policy": "no-referrer"})
@@ -263,12 +256,6 @@ def _parse_day(raw: Optional[str], what: str) -> Optional[dt.date]:
 
 
 def dashboard_routes(kit: SmsKit, settings: Settings) -> List[BaseRoute]:
-    """The routes :func:`smskit.server.create_app` adds: dashboard, stats, links, static."""
-    handlers = Dashboard(kit, settings)
-    return [
-        Route("/dashboard", handlers.dashboard, methods=["GET"]),
-        Route("/api/stats", handlers.api_stats, methods=["GET"]),
-        Route("/l/{code}", handlers.follow, methods=["GET", "HEAD"]),
-        Mount("/static", app=StaticFiles(directory=str(STATIC_DIR)), name="static"),
-    ]
-
+    """The routes :func:`smskit.server.create_app` adds: dashboard, stats, links, static
+    (without the app's shutdown, waiting clicks are written only by the buffer's own timer)."""
+    return Dashboard(kit, settings).routes()

@@ -1,8 +1,8 @@
 """Prometheus metrics of one server app, in its own registry (never the global one).
 
-* ``smskit_messages{provider,state}``: outbound messages by state, read from the store at
-  scrape time (every state is reported, zeros included, for each provider seen);
-* ``smskit_store_up``: 1 when the store answered that scrape, 0 otherwise;
+* ``smskit_messages{provider,state}``: outbound messages by state, read from the store
+  (every state is reported, zeros included, for each provider seen);
+* ``smskit_store_up``: 1 when the store answered that read, 0 otherwise;
 * ``smskit_provider_balance{provider}``: the last balance the worker's periodic check read
   (kept in the store, see :mod:`smskit.outreach.balance`),
   and ``smskit_provider_balance_low{provider}``
@@ -17,14 +17,30 @@
 * ``smskit_webhook_requests_total{provider,kind,outcome}``: webhook requests by result
   (``ok``, ``unauthorized``, ``forbidden``, ``not_configured``, ``too_large``...);
 * ``smskit_webhook_events_total{provider,type,result}``: what those requests changed;
-* ``smskit_webhook_duration_seconds{provider,kind}``: webhook handling latency.
+* ``smskit_webhook_duration_seconds{provider,kind}``: webhook handling latency;
+* ``smskit_metrics_store_age_seconds``: how old the store figures above are.
+
+The figures read from the store (message counts by state, balances, the sync backlog) cost a
+scan of the messages table, so they are read at most once per ``metrics_cache_seconds``
+(default 5 s; :class:`StoreSnapshot`) whatever the number of scrapers, and concurrent scrapes
+share one read. The counters and the histogram are kept in memory as requests happen, and the
+whole text is rendered at most once per :data:`RENDER_EVERY` (scrapes in between get the same
+text). Scrapes are also answered at most ``metrics_max_per_second`` times a second (default
+10, ``0``: no limit); one beyond that waits for its turn, which costs nothing while it waits.
+A Prometheus server scrapes every 15 s or so; clients scraping in a loop would otherwise take
+CPU from the webhooks even with nothing to compute (benchmarks/README.md has the figures).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Tuple
+import threading
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
+import attrs
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -34,9 +50,128 @@ from smskit.models import State
 if TYPE_CHECKING:
     from smskit.kit import SmsKit, WebhookReport
 
-__all__ = ["OutreachCollector", "RoutingCollector", "ServerMetrics", "StoreCollector"]
+__all__ = [
+    "DEFAULT_CACHE_SECONDS",
+    "DEFAULT_MAX_PER_SECOND",
+    "RENDER_EVERY",
+    "OutreachCollector",
+    "RoutingCollector",
+    "ServerMetrics",
+    "StoreCollector",
+    "StoreFigures",
+    "StoreSnapshot",
+]
 
 log = logging.getLogger(__name__)
+
+#: Default seconds the store figures are kept before the next scrape reads them again.
+DEFAULT_CACHE_SECONDS = 5.0
+#: Seconds a rendered exposition is served again to the scrapes that follow it.
+RENDER_EVERY = 1.0
+#: Default most scrapes answered per second (the others wait their turn).
+DEFAULT_MAX_PER_SECOND = 10.0
+
+
+@attrs.frozen
+class StoreFigures:
+    """What the store said at one moment: message counts (``None``: it did not answer),
+    balances and the blacklist sync backlog (``None``: not an outreach store, or no answer)."""
+
+    counts: Optional[Dict[Tuple[str, State], int]]
+    balances: Optional[Dict[str, Tuple[Decimal, bool]]] = None
+    backlog: Optional[Dict[str, int]] = None
+    #: Circuits by provider and moves between providers (``None``: no answer).
+    circuits: Optional[Dict[str, Any]] = None
+    reroutes: Optional[Dict[Tuple[str, str], int]] = None
+    read_at: float = 0.0
+
+
+class StoreSnapshot:
+    """The store figures, read at most once per ``ttl`` seconds (see the module).
+
+    :meth:`current` reads them in the calling thread when they are stale (one reader at a time;
+    the others wait and share its result); :meth:`refresh` does it from the event loop, in the
+    thread pool, with concurrent scrapes awaiting the same read.
+    """
+
+    def __init__(self, kit: SmsKit, ttl: float = DEFAULT_CACHE_SECONDS, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._kit = kit
+        self.ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._figures: Optional[StoreFigures] = None
+        self._reading: Optional[asyncio.Future[StoreFigures]] = None
+        #: How many times the store was read (tests and benchmarks check it stays low).
+        self.reads = 0
+
+    def _fresh(self) -> Optional[StoreFigures]:
+        figures = self._figures
+        if figures is not None and self._clock() - figures.read_at < self.ttl:
+            return figures
+        return None
+
+    def current(self) -> StoreFigures:
+        """Fresh figures, reading the store if they are older than ``ttl`` (blocking)."""
+        figures = self._fresh()
+        if figures is not None:
+            return figures
+        with self._lock:
+            figures = self._fresh()  # another thread may have read them meanwhile
+            if figures is None:
+                figures = self._figures = self._read()
+            return figures
+
+    async def refresh(self) -> StoreFigures:
+        """:meth:`current` without blocking the event loop; concurrent callers share one
+        read."""
+        figures = self._fresh()
+        if figures is not None:
+            return figures
+        from starlette.concurrency import run_in_threadpool
+
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(run_in_threadpool(self.current))
+        return await asyncio.shield(self._reading)
+
+    def _read(self) -> StoreFigures:
+        from smskit.outreach.balance import read_balances
+        from smskit.store.outreach import OutreachStore
+
+        self.reads += 1
+        store = self._kit.store
+        try:
+            counts: Optional[Dict[Tuple[str, State], int]] = dict(store.count_by_state())
+        except Exception:  # a scrape must answer even when the store is down
+            log.exception("metrics: the store did not answer count_by_state()")
+            counts = None
+        balances: Optional[Dict[str, Tuple[Decimal, bool]]] = None
+        backlog: Optional[Dict[str, int]] = None
+        if counts is not None and isinstance(store, OutreachStore):
+            try:
+                balances = {name: (reading.balance, reading.low)
+                            for name, reading in read_balances(store).items()}
+                backlog = dict(store.blacklist_sync_backlog())
+            except Exception:  # a scrape must answer even when the store is down
+                log.exception("metrics: the store did not answer the balance/backlog reads")
+                balances = backlog = None
+        circuits, reroutes = self._read_routing(store) if counts is not None else (None, None)
+        return StoreFigures(counts=counts, balances=balances, backlog=backlog,
+                            circuits=circuits, reroutes=reroutes, read_at=self._clock())
+
+    @staticmethod
+    def _read_routing(store: Any) -> Tuple[Optional[Dict[str, Any]],
+                                           Optional[Dict[Tuple[str, str], int]]]:
+        from smskit.routing.circuit import read_circuits
+        from smskit.store.analytics import StatsStore
+
+        try:
+            circuits: Dict[str, Any] = dict(read_circuits(store))
+            reroutes = dict(store.reroute_counts()) if isinstance(store, StatsStore) else {}
+        except Exception:  # a scrape must answer even when the store is down
+            log.exception("metrics: the store did not answer the circuit/move reads")
+            return None, None
+        return circuits, reroutes
 
 
 def _state_label(state: object) -> str:
@@ -44,34 +179,37 @@ def _state_label(state: object) -> str:
 
 
 class StoreCollector(Collector):
-    """A custom collector: message counts by provider and state, asked of the store per scrape."""
+    """Message counts by provider and state, from the snapshot (read from the store at most
+    once per ``ttl``)."""
 
-    def __init__(self, kit: SmsKit) -> None:
-        self._kit = kit
+    def __init__(self, snapshot: StoreSnapshot) -> None:
+        self._snapshot = snapshot
 
-    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         messages = GaugeMetricFamily(
             "smskit_messages", "Outbound messages by provider and state (from the store).",
             labels=["provider", "state"])
-        up = GaugeMetricFamily("smskit_store_up", "1 if the store answered this scrape.")
-        return messages, up
+        up = GaugeMetricFamily("smskit_store_up", "1 if the store answered its last read.")
+        age = GaugeMetricFamily("smskit_metrics_store_age_seconds",
+                                "Seconds since the store figures were read.")
+        return messages, up, age
 
     def describe(self) -> Iterable[Metric]:
         """The metric names (without touching the store)."""
         return self._families()
 
     def collect(self) -> Iterator[Metric]:
-        """Read ``store.count_by_state()`` now; a failing store reports ``smskit_store_up 0``."""
-        messages, up = self._families()
-        try:
-            counts = self._kit.store.count_by_state()
-        except Exception:  # a scrape must answer even when the store is down
-            log.exception("metrics: the store did not answer count_by_state()")
+        """The snapshot's counts; a failing store reports ``smskit_store_up 0``."""
+        messages, up, age = self._families()
+        figures = self._snapshot.current()
+        age.add_metric([], max(0.0, time.monotonic() - figures.read_at))
+        if figures.counts is None:
             up.add_metric([], 0)
             yield up
+            yield age
             return
         table: Dict[Tuple[str, str], int] = {}
-        for (provider, state), count in counts.items():
+        for (provider, state), count in figures.counts.items():
             key = (str(provider or ""), _state_label(state))
             table[key] = table.get(key, 0) + int(count)
         for provider in sorted({p for p, _ in table}):
@@ -82,13 +220,14 @@ class StoreCollector(Collector):
         up.add_metric([], 1)
         yield messages
         yield up
+        yield age
 
 
 class OutreachCollector(Collector):
-    """Balances and the blacklist sync backlog, read from the store per scrape."""
+    """Balances and the blacklist sync backlog, from the snapshot."""
 
-    def __init__(self, kit: SmsKit) -> None:
-        self._kit = kit
+    def __init__(self, snapshot: StoreSnapshot) -> None:
+        self._snapshot = snapshot
 
     def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
         balance = GaugeMetricFamily(
@@ -107,24 +246,15 @@ class OutreachCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterator[Metric]:
-        """Read the stored balances and the sync backlog (nothing when the store fails)."""
-        from smskit.outreach.balance import read_balances
-        from smskit.store.outreach import OutreachStore
-
+        """The stored balances and the sync backlog (nothing when the store did not answer)."""
+        figures = self._snapshot.current()
+        if figures.balances is None or figures.backlog is None:
+            return
         balance, low, backlog = self._families()
-        store = self._kit.store
-        if not isinstance(store, OutreachStore):
-            return
-        try:
-            readings = read_balances(store)
-            pending = store.blacklist_sync_backlog()
-        except Exception:  # a scrape must answer even when the store is down
-            log.exception("metrics: the store did not answer the balance/backlog reads")
-            return
-        for name, reading in sorted(readings.items()):
-            balance.add_metric([name], float(reading.balance))
-            low.add_metric([name], 1 if reading.low else 0)
-        for name, count in sorted(pending.items()):
+        for name, (amount, is_low) in sorted(figures.balances.items()):
+            balance.add_metric([name], float(amount))
+            low.add_metric([name], 1 if is_low else 0)
+        for name, count in sorted(figures.backlog.items()):
             backlog.add_metric([name], count)
         yield balance
         yield low
@@ -132,10 +262,11 @@ class OutreachCollector(Collector):
 
 
 class RoutingCollector(Collector):
-    """Circuits and moves between providers, read from the store per scrape."""
+    """Circuits and moves between providers, from the snapshot."""
 
-    def __init__(self, kit: SmsKit) -> None:
-        self._kit = kit
+    def __init__(self, snapshot: StoreSnapshot, clock: Callable[[], Any]) -> None:
+        self._snapshot = snapshot
+        self._clock = clock
 
     def _families(self) -> Tuple[GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily]:
         circuit = GaugeMetricFamily(
@@ -155,23 +286,16 @@ class RoutingCollector(Collector):
         return self._families()
 
     def collect(self) -> Iterator[Metric]:
-        """Read the stored circuits and the move counts (nothing when the store fails)."""
-        from smskit.routing.circuit import read_circuits
-        from smskit.store.analytics import StatsStore
-
-        circuit, trips, moved = self._families()
-        store = self._kit.store
-        try:
-            circuits = read_circuits(store)
-            counts = store.reroute_counts() if isinstance(store, StatsStore) else {}
-        except Exception:  # a scrape must answer even when the store is down
-            log.exception("metrics: the store did not answer the circuit/move reads")
+        """The stored circuits and the move counts (nothing when the store did not answer)."""
+        figures = self._snapshot.current()
+        if figures.circuits is None or figures.reroutes is None:
             return
-        now = self._kit.clock()
-        for name, state in sorted(circuits.items()):
+        circuit, trips, moved = self._families()
+        now = self._clock()
+        for name, state in sorted(figures.circuits.items()):
             circuit.add_metric([name], 1 if state.is_open(now) else 0)
             trips.add_metric([name], state.trips)
-        for (old, new), count in sorted(counts.items()):
+        for (old, new), count in sorted(figures.reroutes.items()):
             moved.add_metric([old, new], count)
         yield circuit
         yield trips
@@ -181,11 +305,20 @@ class RoutingCollector(Collector):
 class ServerMetrics:
     """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
 
-    def __init__(self, kit: SmsKit) -> None:
+    def __init__(self, kit: SmsKit, *, cache_seconds: float = DEFAULT_CACHE_SECONDS,
+                 max_per_second: float = DEFAULT_MAX_PER_SECOND,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StoreCollector(kit))
-        self.registry.register(OutreachCollector(kit))
-        self.registry.register(RoutingCollector(kit))
+        #: Most scrapes answered per second (``0``: no limit).
+        self.max_per_second = max_per_second
+        self._next_turn = 0.0
+        #: The store figures, read at most once per ``cache_seconds``.
+        self.snapshot = StoreSnapshot(kit, cache_seconds, clock=clock)
+        self._clock = clock
+        self._rendered: Optional[Tuple[float, bytes]] = None
+        self.registry.register(StoreCollector(self.snapshot))
+        self.registry.register(OutreachCollector(self.snapshot))
+        self.registry.register(RoutingCollector(self.snapshot, kit.clock))
         self.webhook_requests = Counter(
             "smskit_webhook_requests", "Webhook requests by provider, kind and outcome.",
             ["provider", "kind", "outcome"], registry=self.registry)
@@ -234,5 +367,30 @@ class ServerMetrics:
             self._count_event(provider, "reply", result)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry (asks the store; call off the loop)."""
+        """The Prometheus text exposition of this registry now (reads the store if its figures
+        are stale: call it off the event loop, or after :meth:`scrape`'s refresh)."""
         return generate_latest(self.registry)
+
+    async def _wait_turn(self) -> None:
+        """Wait until this scrape may be answered (at most ``max_per_second`` a second)."""
+        if self.max_per_second <= 0:
+            return
+        now = self._clock()
+        turn = max(now, self._next_turn)
+        self._next_turn = turn + 1.0 / self.max_per_second
+        if turn > now:
+            await asyncio.sleep(turn - now)
+
+    async def scrape(self) -> bytes:
+        """What ``GET /metrics`` answers, once its turn comes: the store figures refreshed
+        without blocking the loop when stale, and the text rendered at most once per
+        :data:`RENDER_EVERY`."""
+        await self._wait_turn()
+        now = self._clock()
+        rendered = self._rendered
+        if rendered is not None and now - rendered[0] < RENDER_EVERY:
+            return rendered[1]
+        await self.snapshot.refresh()
+        body = self.render()
+        self._rendered = (self._clock(), body)
+        return body

@@ -1,8 +1,11 @@
 """What the dashboard reads: short links, their clicks and the aggregates of a date range.
 
-Two optional store capabilities, checked with ``isinstance`` (both stores of smskit have them):
+Optional store capabilities, checked with ``isinstance`` (both stores of smskit have them):
 
 * :class:`LinkStore`: the ``links`` and ``link_clicks`` tables behind link tracking;
+* :class:`ClickBatchStore`: :meth:`ClickBatchStore.record_clicks`, many clicks in one
+  transaction (the server buffers clicks and writes them so; a store without it gets one
+  :meth:`LinkStore.record_click` per click);
 * :class:`StatsStore`: :meth:`StatsStore.dashboard_stats`, every figure of ``/dashboard`` and
   ``/api/stats`` from a fixed number of aggregate queries, whatever the number of messages.
 
@@ -30,6 +33,8 @@ __all__ = [
     "OPTOUT_SOURCE_PREFIX",
     "USER_AGENT_MAX",
     "CampaignStats",
+    "Click",
+    "ClickBatchStore",
     "DayCount",
     "Link",
     "LinkClicks",
@@ -64,6 +69,15 @@ class Link:
     message_id: str
     campaign_id: Optional[str] = None
     created_at: dt.datetime
+
+
+@attrs.frozen(kw_only=True)
+class Click:
+    """One click on a short link, waiting to be written (no IP address is ever kept)."""
+
+    code: str
+    at: dt.datetime
+    user_agent: Optional[str] = None
 
 
 @attrs.frozen(kw_only=True)
@@ -268,6 +282,17 @@ class LinkStore(Protocol):
 
     def click_count(self, code: str) -> int:
         """How many clicks ``code`` has had."""
+        ...
+
+
+@runtime_checkable
+class ClickBatchStore(Protocol):
+    """A store that writes many clicks at once."""
+
+    def record_clicks(self, clicks: Sequence[Click]) -> int:
+        """Count ``clicks`` in one transaction, as :meth:`LinkStore.record_click` counts one
+        (user agents cut to 200 characters); a click on a code that does not exist (any more)
+        is skipped. How many were recorded."""
         ...
 
 

@@ -1,8 +1,8 @@
 """Rules both stores share, so the memory and SQL stores cannot drift apart.
 
 Kept here: the state groups the stats count, how a :class:`SendResult` is merged into a
-message (forward only), how an inbound SMS becomes a :class:`Message`, and the exact
-fixed-point form of a cost.
+message (forward only), how an inbound SMS becomes a :class:`Message`, the exact
+fixed-point form of a cost, and the NUL rule (:func:`without_nul`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, Optional, Protocol, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    TypeVar,
+    cast,
+)
 
 import attrs
 
@@ -18,6 +28,9 @@ from smskit.errors import StoreError, ValidationError
 from smskit.ids import new_id
 from smskit.models import Direction, InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.store.base import Schedule
+
+if TYPE_CHECKING:
+    from attrs import AttrsInstance
 
 __all__ = [
     "BATCH_AMBIGUOUS",
@@ -46,6 +59,7 @@ __all__ = [
     "reroute_pair",
     "require_aware",
     "require_utc",
+    "without_nul",
 ]
 
 BATCH_CLAIMED = "claimed"
@@ -89,11 +103,47 @@ def require_utc(value: dt.datetime, what: str) -> dt.datetime:
 
 
 _MESSAGE_TIMES = ("created_at", "scheduled_at", "sent_at", "delivered_at", "updated_at")
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+_Value = TypeVar("_Value", bound="AttrsInstance")
+
+
+def _nul_free(value: Any) -> Any:
+    """A text, or a tuple of texts, with U+0000 replaced; anything else as it is."""
+    if isinstance(value, str):
+        return value.replace(_NUL, _REPLACEMENT) if _NUL in value else value
+    if isinstance(value, tuple) and any(isinstance(v, str) and _NUL in v for v in value):
+        return tuple(_nul_free(v) for v in value)
+    return value
+
+
+def without_nul(value: _Value) -> _Value:
+    """The NUL rule: an attrs value (a :class:`Message`, :class:`InboundMessage`,
+    :class:`StatusEvent` or :class:`SendResult`) with every U+0000 in its text fields (and in
+    the texts of a tuple field, such as tags) replaced by U+FFFD; the same object when it holds
+    none. Mappings (``raw``) are left alone.
+
+    PostgreSQL cannot store U+0000 in text, and some gateways write GSM-7's ``@`` as that
+    character: every store applies the rule to what it is given, so a reply or an id carrying
+    one is stored, and read back, the same way on SQLite, PostgreSQL and in memory.
+    """
+    changes: Dict[str, Any] = {}
+    for field in attrs.fields(type(value)):
+        current = getattr(value, field.name)
+        cleaned = _nul_free(current)
+        if cleaned is not current:
+            changes[field.name] = cleaned  # these value classes have public, init fields
+    if not changes:
+        return value
+    # the mypy attrs plugin cannot follow evolve() through a type variable
+    return cast(_Value, attrs.evolve(cast(Any, value), **changes))
 
 
 def normalise_message(message: Message) -> Message:
-    """``message`` with every datetime in UTC (what a store gives back) and its cost checked."""
+    """``message`` with every datetime in UTC (what a store gives back), its cost checked and
+    the NUL rule applied (:func:`without_nul`)."""
     cost_to_units(message.cost, f"message {message.id} cost")
+    message = without_nul(message)
     changes: Dict[str, Any] = {}
     for name in _MESSAGE_TIMES:
         value = getattr(message, name)

@@ -3,8 +3,10 @@
 * :mod:`~smskit.webhooks.request`: :class:`WebhookRequest`, what a receiver read;
 * :mod:`~smskit.webhooks.gate`: :class:`WebhookGate`, every rule (authentication, provider,
   media type, size, decoding, parsing) and every answer;
-* :mod:`~smskit.webhooks.auth`: the secret token and IP allow list (:class:`WebhookPolicy`);
-* :mod:`~smskit.webhooks.media`: the body formats and their decoders;
+* :mod:`~smskit.webhooks.auth`: the secret token (current and previous ones) and IP allow list
+  (:class:`WebhookPolicy`);
+* :mod:`~smskit.webhooks.media`: the body formats and their decoders (and the NUL rule);
+* :mod:`~smskit.webhooks.throttle`: refusal warnings, at most one a minute per client address;
 * :mod:`~smskit.webhooks.apply`: applying accepted events to a kit synchronously
   (:func:`receive` is the whole path of a synchronous receiver).
 

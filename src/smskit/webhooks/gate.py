@@ -9,15 +9,19 @@ refusal), or :class:`Accepted`, the parsed events to apply (synchronously with
 
 1. the method is ``POST`` (405) and the kind one of :data:`KINDS` (404), before anything else;
 2. :func:`authenticate`: the webhook secret (503 while none is set), the IP allow list (403),
-   the token in constant time (401 missing, 403 wrong). Nothing else is looked at, and no
-   provider is built, for a caller that fails it;
+   the token in constant time (401 missing, 403 wrong: every token presented must be the
+   current secret or a previous one, see :mod:`smskit.webhooks.auth`). Nothing else is looked
+   at, and no provider is built, for a caller that fails it; the WARNING a refusal logs is
+   rate-limited per client address (:mod:`smskit.webhooks.throttle`);
 3. the provider exists (404), can be built (503 + ``Retry-After``) and takes webhooks (404);
 4. the ``Content-Type`` is one the provider declares (415, see :mod:`smskit.webhooks.media`);
    a ``Content-Length`` is a number (400) within ``webhook_max_bytes`` (413);
 5. the body is within the cap (413) and decodes (400 ``malformed JSON``), once, here;
-6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403);
+6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403),
+   over the text as sent;
 7. the provider's ``parse_webhook`` (400 ``invalid payload`` for a
-   :class:`~smskit.errors.ValidationError`).
+   :class:`~smskit.errors.ValidationError`), given the text with the NUL rule applied (U+0000
+   becomes U+FFFD, :mod:`smskit.webhooks.media`).
 
 Steps 1 to 4 need no body (:meth:`WebhookGate.check_head`), so a receiver that streams can
 refuse before reading it. Errors after acceptance: a store outage is ``503`` with
@@ -52,12 +56,14 @@ from smskit.errors import ConfigurationError, SmsKitError, StoreError, Validatio
 from smskit.webhooks import media
 from smskit.webhooks.auth import (
     TOKEN_HEADER,
-    TOKEN_PARAM,
     AuthResult,
     WebhookPolicy,
+    is_token_param,
     presented_tokens,
+    query_tokens,
 )
 from smskit.webhooks.request import WebhookRequest
+from smskit.webhooks.throttle import REFUSALS
 
 if TYPE_CHECKING:
     from smskit.kit import SmsKit
@@ -79,6 +85,7 @@ __all__ = [
     "internal_error",
     "media_types",
     "read_payload",
+    "request_timeout",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,6 +154,13 @@ def client_disconnected() -> WebhookResponse:
     return _refuse(400, "bad request", "client disconnected", outcome="disconnected")
 
 
+def request_timeout(seconds: float) -> WebhookResponse:
+    """``408``: the body did not arrive within ``seconds``; the connection is closed (a slow
+    client must not hold it)."""
+    return _refuse(408, "request timeout", f"the body did not arrive within {seconds:g} s",
+                   outcome="timeout", headers={"Connection": "close"})
+
+
 def answer(report: WebhookReport) -> WebhookResponse:
     """The ``200`` of an applied callback: what its events changed."""
     statuses = len(report.statuses)
@@ -201,15 +215,16 @@ def authenticate(policy: WebhookPolicy, request: WebhookRequest) -> Optional[Web
                        "local demo); no webhook is accepted until then", outcome="not_configured")
     host = request.client_host
     if not policy.ip_allowed(host):
-        log.warning("webhook refused: client address %s is not in webhook_allow_ips", host)
+        REFUSALS.warning(log, "webhook address", host,
+                         "webhook refused: client address %s is not in webhook_allow_ips", host)
         return _refuse(403, "forbidden", "client address not allowed", outcome="forbidden")
-    result = policy.check_tokens(presented_tokens(request.headers, request.params(TOKEN_PARAM)))
+    result = policy.check_tokens(presented_tokens(request.headers, query_tokens(request.query)))
     if result is AuthResult.MISSING:
         return _refuse(401, "unauthorized",
                        "missing webhook token (?token=, X-Smskit-Token or Authorization: Bearer)",
                        outcome="unauthorized", headers={"WWW-Authenticate": "Bearer"})
     if result is not AuthResult.OK:
-        log.warning("webhook refused: wrong token from %s", host)
+        REFUSALS.warning(log, "webhook token", host, "webhook refused: wrong token from %s", host)
         return _refuse(403, "forbidden", "invalid webhook token", outcome="forbidden")
     return None
 
@@ -231,7 +246,15 @@ def _for_provider(request: WebhookRequest, data: Any) -> WebhookRequest:
     return attrs.evolve(
         request, data=data,
         headers={k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS},
-        query=tuple((k, v) for k, v in request.query if k != TOKEN_PARAM))
+        query=tuple((k, v) for k, v in request.query if not is_token_param(k)))
+
+
+def _nul_free(request: WebhookRequest) -> WebhookRequest:
+    """The request the parser sees: its decoded body with the NUL rule applied (after the
+    provider's own check, which covers the text as sent; see :mod:`smskit.webhooks.media`)."""
+    if not media.may_hold_nul(request.body):
+        return request
+    return attrs.evolve(request, data=media.without_nul(request.data))
 
 
 def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResponse]:
@@ -243,8 +266,9 @@ def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResp
     if result is AuthResult.MISSING:
         return _refuse(401, "unauthorized", f"missing the {name!r} webhook signature",
                        outcome="unauthorized")
-    log.warning("webhook refused: the %s signature check failed for %s", name,
-                request.client_host)
+    REFUSALS.warning(log, "webhook signature", request.client_host,
+                     "webhook refused: the %s signature check failed for %s", name,
+                     request.client_host)
     return _refuse(403, "forbidden", f"invalid {name!r} webhook signature", outcome="forbidden")
 
 
@@ -262,7 +286,7 @@ def read_payload(provider: Provider, request: WebhookRequest) -> WebhookPayload:
         data = media.decode(media_type, request.body)
     except ValueError as exc:
         raise ValidationError(f"{media.malformed(media_type)}: {exc}") from exc
-    return provider.parse_webhook(_for_provider(request, data))
+    return provider.parse_webhook(_nul_free(_for_provider(request, data)))
 
 
 class WebhookGate:
@@ -359,7 +383,7 @@ class WebhookGate:
             refused = _verify(provider, seen)
             if refused is not None:
                 return refused
-            payload = provider.parse_webhook(seen)
+            payload = provider.parse_webhook(_nul_free(seen))
         except Exception as exc:  # mapped (and logged) in one place
             return failure(exc, request.provider, request.kind)
         return Accepted(provider=request.provider, kind=request.kind, payload=payload)

@@ -6,9 +6,19 @@ and decodes the body exactly once, here, before the provider sees it:
 
 * ``application/json`` (and any ``application/...+json``): the JSON value. Text that is not
   Unicode (a lone surrogate escape such as ``"\\ud800"``) is malformed: it decodes, but no
-  store could ever write it;
+  store could ever write it. So are ``NaN`` and ``Infinity`` (Python reads them, JSON has no
+  such values) and a value nested deeper than :data:`MAX_DEPTH` (no gateway sends one; at
+  about a thousand levels the decoder itself runs out of stack);
 * ``application/x-www-form-urlencoded``: the fields as a tuple of ``(name, value)`` pairs in
   the order sent (a repeated field appears once per value), UTF-8 only.
+
+The NUL rule: the gate replaces every U+0000 in the decoded text (names included) with U+FFFD,
+the replacement character (:func:`without_nul`), after the provider's own check of the request
+(a signature covers the text as sent) and before its parser. PostgreSQL cannot store U+0000 in
+text at all, and some gateways write GSM-7's ``@`` (septet 0x00) as that character: kept, a
+reply carrying it would fail every write and be retried forever. Replacing it there means the
+provider's parser, the hooks, the ChatRoom and every store see the same text; the stores apply
+the same rule to whatever reaches them by another path.
 """
 
 from __future__ import annotations
@@ -21,14 +31,19 @@ __all__ = [
     "DEFAULT_MEDIA_TYPES",
     "FORM",
     "JSON",
+    "MAX_DEPTH",
     "MEDIA_TYPES",
+    "NUL",
+    "REPLACEMENT",
     "decode",
     "essence",
     "expectation",
     "malformed",
     "match",
+    "may_hold_nul",
     "parse_form",
     "parse_json",
+    "without_nul",
 ]
 
 #: JSON bodies (``application/...+json`` types count as JSON).
@@ -39,14 +54,71 @@ FORM = "application/x-www-form-urlencoded"
 DEFAULT_MEDIA_TYPES: Tuple[str, ...] = (JSON,)
 
 
+#: The deepest nesting of arrays and objects a JSON body may have (Kolmeya's go 4 deep).
+MAX_DEPTH = 32
+#: The character PostgreSQL cannot store in text, and what it becomes.
+NUL = "\x00"
+REPLACEMENT = "\ufffd"
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (a decoded JSON value or form pairs) with U+0000 replaced by U+FFFD in every
+    text, names included; ``value`` itself when it holds none."""
+    if isinstance(value, str):
+        return value.replace(NUL, REPLACEMENT) if NUL in value else value
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, tuple):
+        return tuple(without_nul(item) for item in value)
+    return value
+
+
+def may_hold_nul(body: bytes) -> bool:
+    """Whether a body's decoded text may hold U+0000 (JSON's ``\\u0000`` escape, a form's
+    ``%00``, or a NUL byte, which a UTF-16 or UTF-32 body always has): a cheap test, so that
+    :func:`without_nul` walks only the bodies that need it."""
+    return b"\\u0000" in body or b"%00" in body or b"\x00" in body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth(value: Any) -> int:
+    """How deeply ``value`` nests arrays and objects (walked without recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else None)
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def parse_json(body: bytes) -> Any:
-    """The JSON of a webhook body, or ``ValueError`` for malformed JSON, including text that is
-    not Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be
-    stored: it must be a 400, not a failed write)."""
-    data = json.loads(body)
-    # Only escapes, or raw bytes json.loads decodes with "surrogatepass" (UTF-8 bytes ED A0..BF,
-    # or a UTF-16/32 body, which holds NUL bytes), can smuggle a lone surrogate in.
-    if b"\\ud" in body or b"\\uD" in body or b"\xed" in body or b"\x00" in body:
+    """The JSON of a webhook body, or ``ValueError`` for malformed JSON: text that is not
+    Unicode (a lone surrogate escape such as ``"\\ud800"`` decodes, but could never be stored:
+    it must be a 400, not a failed write), ``NaN``/``Infinity``, or nesting deeper than
+    :data:`MAX_DEPTH`. The body is decoded strictly (UTF-8, or the UTF-16/32 JSON allows), so
+    surrogates encoded as raw bytes are malformed too."""
+    try:
+        text = body.decode(json.detect_encoding(body))
+    except UnicodeDecodeError as exc:  # raw surrogates or broken bytes: say so plainly
+        raise ValueError(f"the body is not valid Unicode text: {exc}") from exc
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:  # the C decoder gives up near a thousand levels
+        raise ValueError(f"the body nests arrays or objects deeper than {MAX_DEPTH} "
+                         "levels") from exc
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(data) > MAX_DEPTH:
+        raise ValueError(f"the body nests arrays or objects deeper than {MAX_DEPTH} levels")
+    if "\\ud" in text or "\\uD" in text:  # only escapes can smuggle a lone surrogate in
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:

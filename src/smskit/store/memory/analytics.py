@@ -17,6 +17,7 @@ from smskit.store.analytics import (
     OPTOUT_SOURCE_PREFIX,
     USER_AGENT_MAX,
     CampaignStats,
+    Click,
     Link,
     LinkClicks,
     StatsReport,
@@ -91,6 +92,18 @@ class MemoryAnalyticsMixin:
                 agent = user_agent[:USER_AGENT_MAX] if user_agent else None
                 self._clicks.append(_Click(code, at, agent))
             return link
+
+    def record_clicks(self, clicks: Sequence[Click]) -> int:
+        """Count many clicks at once; those on unknown codes are skipped."""
+        stamped = [(k, c.require_utc(k.at, "at")) for k in clicks]
+        recorded = 0
+        with self._lock:
+            for click, at in stamped:
+                if click.code in self._links:
+                    agent = click.user_agent[:USER_AGENT_MAX] if click.user_agent else None
+                    self._clicks.append(_Click(click.code, at, agent))
+                    recorded += 1
+        return recorded
 
     def click_count(self, code: str) -> int:
         """How many clicks ``code`` has had."""

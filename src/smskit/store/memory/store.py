@@ -273,6 +273,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
         so in the message's history); a result for a message outside the batch is ignored.
         """
         now = c.require_utc(now, "now")
+        results = [c.without_nul(result) for result in results]
         with self._lock:
             batch = self._require_batch(batch_id)
             members = {m.id: m for m in self._members(batch_id)}
@@ -409,6 +410,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
     # -- status and inbound ------------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
         """Match the event (our id first, then provider id), apply it forward only, record it."""
+        event = c.without_nul(event)
         with self._lock:
             message = self._messages.get(event.message_id) if event.message_id else None
             if message is None:
@@ -446,6 +448,7 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
 
     def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
         """Store a reply once per (provider, provider_reply_id)."""
+        inbound = c.without_nul(inbound)
         key = (inbound.provider, inbound.provider_reply_id)
         with self._lock:
             existing = self._by_reply.get(key)

@@ -1,10 +1,16 @@
 """Engines for the SQL store: URL rules, SQLite connection set-up, and schema migrations.
 
-SQLite connections run in WAL mode with a 30 s busy timeout, ``synchronous=NORMAL`` and
-foreign keys on. pysqlite's own transaction handling is switched off (``isolation_level =
-None``) and the ``begin`` event emits ``BEGIN IMMEDIATE`` for a connection marked with the
-:data:`WRITE` execution option (plain ``BEGIN`` otherwise): a write transaction takes SQLite's
-write lock up front, so two processes can never read the same state and both act on it.
+SQLite connections run in WAL mode with a 30 s busy timeout, ``synchronous=FULL`` (see
+:data:`SYNCHRONOUS_MODES`) and foreign keys on. pysqlite's own transaction handling is switched
+off (``isolation_level = None``) and the ``begin`` event emits ``BEGIN IMMEDIATE`` for a
+connection marked with the :data:`WRITE` execution option (plain ``BEGIN`` otherwise): a write
+transaction takes SQLite's write lock up front, so two processes can never read the same state
+and both act on it.
+
+The NUL rule, on both databases: every U+0000 in a text parameter of any statement becomes
+U+FFFD before it reaches the driver (:func:`without_nul`). PostgreSQL refuses U+0000 in text
+outright; replacing it on SQLite too keeps what is stored, and what a look-up finds, the same
+on both.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import functools
 import re
 from pathlib import Path
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Iterable, Iterator, Optional, Tuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -29,7 +35,9 @@ from smskit.store.sql.tables import VERSION_TABLE
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
+    "DEFAULT_SYNCHRONOUS",
     "MIGRATIONS_DIR",
+    "SYNCHRONOUS_MODES",
     "WRITE",
     "alembic_config",
     "create_store_engine",
@@ -41,6 +49,7 @@ __all__ = [
     "migrate",
     "normalise_url",
     "redact_url",
+    "without_nul",
 ]
 
 #: Execution option that makes the SQLite ``begin`` event emit ``BEGIN IMMEDIATE``.
@@ -49,6 +58,13 @@ WRITE = "smskit_write"
 BUSY_TIMEOUT_MS = 30_000
 #: The Alembic script directory shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: SQLite's ``synchronous`` settings a store URL may ask for (``?synchronous=normal``):
+#: ``FULL`` syncs the WAL on every commit, so a committed write survives an OS crash or a power
+#: cut; ``NORMAL`` syncs only at checkpoints, so the last commits before such a crash may be
+#: lost (never on a process crash, and never a corrupt file).
+SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
+#: The default: a webhook answered 2xx was committed durably (see docs/stores.md).
+DEFAULT_SYNCHRONOUS = "FULL"
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations ("smskit").
 _PG_MIGRATION_LOCK = 0x736D736B6974
 
@@ -91,19 +107,68 @@ def is_memory_sqlite(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
 
 
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+
+
+def _clean(value: Any) -> Any:
+    return value.replace(_NUL, _REPLACEMENT) if isinstance(value, str) and _NUL in value \
+        else value
+
+
+def _has_nul(values: Iterable[Any]) -> bool:
+    return any(isinstance(v, str) and _NUL in v for v in values)
+
+
+def without_nul(parameters: Any) -> Any:
+    """Statement parameters (a mapping, a tuple, or a list of them for ``executemany``) with
+    U+0000 replaced by U+FFFD in every text; the same object when none holds one."""
+    if isinstance(parameters, dict):
+        if _has_nul(parameters.values()):
+            return {key: _clean(value) for key, value in parameters.items()}
+        return parameters
+    if isinstance(parameters, tuple):
+        return tuple(_clean(v) for v in parameters) if _has_nul(parameters) else parameters
+    if isinstance(parameters, list):
+        return [without_nul(row) for row in parameters]
+    return parameters
+
+
+def _before_execute(conn: Connection, cursor: Any, statement: str, parameters: Any,
+                    context: Any, executemany: bool) -> Tuple[str, Any]:
+    return statement, without_nul(parameters)
+
+
 def create_store_engine(url: URL, *, echo: bool = False) -> Engine:
     """An engine for ``url`` with smskit's connection settings."""
     if url.get_backend_name() == "sqlite":
-        return _sqlite_engine(url, echo)
-    try:
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True)
-    except ImportError as error:
+        engine = _sqlite_engine(url, echo)
+    else:
+        try:
+            engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+        except ImportError as error:
+            raise ConfigurationError(
+                f"the PostgreSQL driver is not installed ({error}); "
+                "pip install 'smskit-sdk[postgres]'") from error
+    event.listen(engine, "before_cursor_execute", _before_execute, retval=True)
+    return engine
+
+
+def _synchronous(url: URL) -> Tuple[URL, str]:
+    """The ``synchronous`` query parameter of a SQLite URL (taken out of it), or the default."""
+    raw = url.query.get("synchronous")
+    if raw is None:
+        return url, DEFAULT_SYNCHRONOUS
+    mode = (raw if isinstance(raw, str) else raw[-1]).strip().upper()
+    if mode not in SYNCHRONOUS_MODES:
         raise ConfigurationError(
-            f"the PostgreSQL driver is not installed ({error}); pip install 'smskit-sdk[postgres]'"
-        ) from error
+            f"synchronous={mode.lower()!r} in the database URL: expected one of "
+            f"{', '.join(m.lower() for m in SYNCHRONOUS_MODES)}")
+    return url.difference_update_query(["synchronous"]), mode
 
 
 def _sqlite_engine(url: URL, echo: bool) -> Engine:
+    url, synchronous = _synchronous(url)
     memory = is_memory_sqlite(url)
     if memory:
         engine = sa.create_engine(
@@ -121,7 +186,7 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()

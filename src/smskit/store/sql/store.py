@@ -338,6 +338,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         so in the message's history); a result for a message outside the batch is ignored.
         """
         now = c.require_utc(now, "now")
+        results = [c.without_nul(result) for result in results]
         with self._tx("record_results", write=True) as conn:
             self._require_batch(conn, batch_id)
             # Only the columns a result can read or change: no full Message per row.
@@ -445,6 +446,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
     # -- status and inbound -----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
         """Match the event (our id first, then provider id), apply it forward only, record it."""
+        event = c.without_nul(event)
         with self._tx("apply_status", write=True) as conn:
             return self._apply_one(conn, event)
 
@@ -457,6 +459,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         """
         if not events:
             return []
+        events = [c.without_nul(event) for event in events]
         with self._tx("apply_statuses", write=True) as conn:
             return self._apply_many(conn, events)
 
@@ -577,6 +580,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
 
     def record_inbound(self, inbound: InboundMessage) -> InboundOutcome:
         """Store a reply once per (provider, provider_reply_id)."""
+        inbound = c.without_nul(inbound)
         by_reply = sa.select(messages).where(
             _m.provider == inbound.provider, _m.provider_reply_id == inbound.provider_reply_id)
         with self._tx("record_inbound", write=True) as conn:

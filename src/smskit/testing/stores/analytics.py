@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from smskit.errors import ValidationError
 from smskit.models import InboundMessage, Message, State
-from smskit.store.analytics import CampaignStats, DayCount, Link, LinkClicks
+from smskit.store.analytics import CampaignStats, Click, ClickBatchStore, DayCount, Link, LinkClicks
 from smskit.store.base import DayStats
 from smskit.store.outreach import Campaign
 from smskit.testing.stores.runner import check, expect, expect_equal, expect_raises
@@ -53,6 +53,27 @@ def link_codes_are_unique_and_clicks_counted(store: Any) -> None:
     expect_equal(store.discard_links(["M1", "M9"]), 1, "links discarded")
     expect(store.get_link("Abc12345") is None and store.click_count("Abc12345") == 0,
            "a discarded link and its clicks are gone")
+
+
+@check("links")
+def clicks_written_in_a_batch_count_like_single_ones(store: Any) -> None:
+    """``record_clicks`` (where a store has it) counts many clicks at once as
+    ``record_click`` counts one; clicks on unknown codes are skipped."""
+    batches = isinstance(store, ClickBatchStore)  # a bool: ``store`` keeps its own type
+    if not batches:
+        return
+    store.add_links([Link(code="Batch001", url="https://a.com.br/1", message_id="M1",
+                          campaign_id="c", created_at=NOW),
+                     Link(code="Batch002", url="https://a.com.br/2", message_id="M2",
+                          created_at=NOW)])
+    clicks = [Click(code="Batch001", at=NOW, user_agent="x" * 500),
+              Click(code="Nope0000", at=NOW),
+              Click(code="Batch002", at=NOW + dt.timedelta(seconds=1)),
+              Click(code="Batch001", at=NOW + dt.timedelta(seconds=2))]
+    expect_equal(store.record_clicks(clicks), 3, "clicks recorded (the unknown code skipped)")
+    expect_equal(store.record_clicks([]), 0, "no clicks")
+    expect_equal((store.click_count("Batch001"), store.click_count("Batch002"),
+                  store.click_count("Nope0000")), (2, 1, 0), "click counts")
 
 
 @check("links")

@@ -247,6 +247,33 @@ def concurrent_inbound_deliveries_store_one(store: Store) -> None:
     expect_equal(len(store.list_messages()), 1, "stored messages")
 
 
+@check()
+def text_with_nul_is_stored_with_the_replacement_character(store: Store) -> None:
+    """The NUL rule: U+0000 (PostgreSQL cannot store it; GSM-7's ``@`` arrives as it from some
+    gateways) in a reply's text and reply id, a message's body, provider id and tags, or a
+    status event's provider id is stored as U+FFFD, the same on every store; the reply is
+    stored once and the event finds its message."""
+    nul, fffd = "\x00", "\ufffd"
+    reply = InboundMessage(provider="kolmeya", provider_reply_id=f"R{nul}1",
+                           phone="+5511987650001", body=f"me{nul}exemplo.com")
+    first = store.record_inbound(reply)
+    expect(first.created, "a reply carrying U+0000 is stored")
+    expect_equal(first.message.body, f"me{fffd}exemplo.com", "what the reply holds")
+    again = store.record_inbound(reply)
+    expect_equal((again.created, again.message.id), (False, first.message.id),
+                 "the same reply delivered again")
+    expect_equal(store.get(first.message.id), first.message, "the reply is stored as returned")
+    m = add(store, outgoing(1, body=f"a{nul}b", tags=(f"t{nul}",), state=State.SENT,
+                            provider_message_id=f"K{nul}1"))[0]
+    expect_equal((m.body, m.tags, m.provider_message_id), (f"a{fffd}b", (f"t{fffd}",),
+                                                           f"K{fffd}1"), "the message stored")
+    expect_equal(store.get(m.id), m, "the message read back")
+    done = store.apply_status(StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                          provider_message_id=f"K{nul}1"))
+    expect(done.applied and done.message is not None and done.message.id == m.id,
+           "a status event naming the provider id with U+0000 finds the message")
+
+
 # -- blacklist -------------------------------------------------------------------------------
 @check()
 def blacklist(store: Store) -> None:
