@@ -44,7 +44,7 @@ from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tupl
 
 from smskit.models import Message, State
 from smskit_odoo.adapter import OdooAdapter, to_odoo_datetime
-from smskit_odoo.errors import OdooMissingModelError, OdooValidationError
+from smskit_odoo.errors import OdooAccessError, OdooMissingModelError, OdooValidationError
 
 __all__ = ["CHATTER_CONTEXT", "ODOO_SMS", "Origins", "failure_type", "origin_key",
            "origin_of"]
@@ -180,7 +180,12 @@ class Origins:
                 by_model.setdefault(origin[0], {})[origin[1]] = message
         if not by_model:
             return
-        present = self.fields()
+        try:
+            present = self.fields()
+        except OdooAccessError as exc:  # a user who may not read ir.model: the next one may
+            log.warning("the Odoo records of %d smskit message(s) not updated: %s",
+                        len(messages), exc)
+            return
         sms = by_model.get(ODOO_SMS)
         if sms:
             for model, step in ((ODOO_SMS, self._sms_rows), (NOTIFICATION, self._notifications),

@@ -217,9 +217,13 @@ class OdooStore(Store):
                                           provider="odoo")
         # The Odoo records of messages that will not be sent now (refused, vetoed, deferred):
         # nothing else moves them until then. Those sent now follow with their results.
-        self.origins.sync([o.message for o in outcomes if o.created
-                           and origin_of(o.message) is not None
-                           and (o.message.state.is_final or o.message.scheduled_at)])
+        waiting = [o.message for o in outcomes if o.created and origin_of(o.message) is not None
+                   and (o.message.state.is_final or o.message.scheduled_at)]
+        try:
+            self.origins.sync(waiting)
+        except OdooError as exc:  # stored: the send goes on; the addon syncs them again after
+            log.warning("the Odoo records of %d message(s) not updated yet: %s", len(waiting),
+                        exc)
         return outcomes
 
     def _refuse_taken(self, fresh: Sequence[Message]) -> None:
