@@ -49,17 +49,23 @@ class SmsSms(models.Model):
 
     def _postprocess_iap_sent_sms(self, iap_results, failure_reason=None, unlink_failed=False,
                                   unlink_sent=True):
+        return self._smskit_postprocess(super()._postprocess_iap_sent_sms, iap_results,
+                                        failure_reason, unlink_failed, unlink_sent)
+
+    def _smskit_postprocess(self, parent, iap_results, failure_reason, unlink_failed,
+                            unlink_sent):
+        """Odoo's post-processing (``parent``) of the results smskit did not answer; those it
+        did are kept and take their message's state. An override loaded after another
+        module's (``sms_smskit_mass_mailing``, after ``mass_mailing_sms``) calls this too,
+        so that module never writes what smskit writes anyway."""
         ours = [r for r in iap_results if r.get("smskit_id")]
-        if not ours:
-            return super()._postprocess_iap_sent_sms(
-                iap_results, failure_reason=failure_reason, unlink_failed=unlink_failed,
-                unlink_sent=unlink_sent)
         others = [r for r in iap_results if not r.get("smskit_id")]
-        if others:
-            super()._postprocess_iap_sent_sms(
-                others, failure_reason=failure_reason, unlink_failed=unlink_failed,
-                unlink_sent=unlink_sent)
-        # Not unlinked (see the module docs); the rows, their notifications and traces take
-        # their message's state (whatever mass_mailing_sms wrote on the traces before).
-        self.env["smskit.bridge"]._smskit_sync_odoo_sms([r["smskit_id"] for r in ours])
-        return None
+        result = None
+        if others or not ours:
+            result = parent(others, failure_reason=failure_reason,
+                            unlink_failed=unlink_failed, unlink_sent=unlink_sent)
+        if ours:
+            # Not unlinked (see the module docs); the rows, their notifications and traces
+            # take their message's state (whatever another module wrote on them before).
+            self.env["smskit.bridge"]._smskit_sync_odoo_sms([r["smskit_id"] for r in ours])
+        return result
