@@ -25,16 +25,19 @@ def odoo(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff over sources, tests, benchmarks, the addon and the docs tools."""
+    """ruff over sources, tests, benchmarks, the addon, the docs tools and the examples."""
     session.install("ruff>=0.4")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "addons", "docs_tools")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "addons", "docs_tools",
+                "examples")
 
 
 @nox.session(python="3.8")
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on src/, run on Python 3.8 against 3.8's packages (the users' Odoo 15)."""
+    """mypy --strict on src/ and the worked plugin, run on Python 3.8 against 3.8's packages
+    (the users' Odoo 15)."""
     session.install("-e", ".[test,lint]")
     session.run("mypy")
+    session.run("mypy", "examples/smskit-acme/src")
 
 
 @nox.session(python="3.11")

@@ -1,7 +1,8 @@
 """Plugins use public API only: a lint over the source tree, and tests of the lint itself.
 
 Every top-level package (``smskit``, ``smskit_odoo``, ``smskit_acrux``, ``smskit_kolmeya``
-under ``src/``, and each Odoo addon under ``examples/`` or ``addons/``) may import only public
+under ``src/``, each Odoo addon under ``examples/`` or ``addons/``, and the worked plugin
+``examples/smskit-acme/src/smskit_acme``) may import only public
 modules and names of another: nothing whose dotted path or name starts with an underscore.
 In the plugin packages (all but the core), reading ``obj._name`` is allowed only on ``self``
 and ``cls`` or for a private name that package defines itself; ``.pm`` (the pluggy manager
@@ -37,9 +38,11 @@ def _private(name: str) -> bool:
 
 
 def packages(root: Path = ROOT) -> Dict[str, List[Path]]:
-    """Top-level package name -> its Python files: ``src/<pkg>`` and ``examples|addons/<pkg>``."""
+    """Top-level package name -> its Python files: ``src/<pkg>``, ``examples|addons/<pkg>``
+    and the example distributions' ``examples/<dist>/src/<pkg>``."""
     found: Dict[str, List[Path]] = {}
-    for parent in (root / "src", root / "examples", root / "addons"):
+    example_sources = sorted(p for p in (root / "examples").glob("*/src") if p.is_dir())
+    for parent in (root / "src", root / "examples", root / "addons", *example_sources):
         if not parent.is_dir():
             continue
         for package in sorted(p for p in parent.iterdir() if (p / "__init__.py").is_file()):

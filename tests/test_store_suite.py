@@ -121,7 +121,12 @@ def test_the_pytest_form_fails_the_named_test() -> None:
 _COLLECTED = """
 from smskit.store.memory import MemoryStore
 from smskit.testing.stores.suite import StoreSuite
-from test_store_suite import BackwardsStore
+from test_store_suite import BackwardsStore, CoreOnlyStore
+
+
+class TestCoreOnly(StoreSuite):
+    def make_store(self):
+        return CoreOnlyStore()
 
 
 class TestBroken(StoreSuite):
@@ -152,7 +157,19 @@ def test_pytest_collects_one_test_per_check(tmp_path: Path) -> None:
                              "apply_statuses_equals_applying_one_by_one"]), out
     assert "TestHealthy::" not in out  # -q names only the tests that failed
     total = len(all_checks())
-    assert f"{len(failed)} failed, {2 * total - len(failed)} passed in" in out
+    core = len(all_checks(["store"]))
+    assert f"{len(failed)} failed, {2 * total + core - len(failed)} passed, " \
+           f"{total - core} skipped in" in out
+    # The end of the run says what check_store() says, per test class.
+    section = out.split("= smskit conformance =", 1)[1].split("\n=")[0].strip("=\n ")
+    plain = check_store(CoreOnlyStore).summary().replace(
+        "on CoreOnlyStore:", "on CoreOnlyStore (TestCoreOnly):")
+    assert plain in section, section
+    assert f"store suite on MemoryStore (TestHealthy): {total} passed, 0 failed, 0 skipped" \
+        in section
+    assert (f"store suite on BackwardsStore (TestBroken): {total - len(failed)} passed, "
+            f"{len(failed)} failed, 0 skipped") in section
+    assert f"  FAILED {BACKWARDS} [store]: a backwards event is not applied" in section
 
 
 def test_parts_a_store_lacks_are_skipped_unless_it_claims_them() -> None:
@@ -233,3 +250,23 @@ def test_the_plain_suite_does_not_import_pytest() -> None:
                           check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_the_summaries_shown_in_the_docs_are_the_suites() -> None:
+    # docs/stores.md shows both summaries for a store with the Store protocol only: they are
+    # what the suite reports for such a store (counts included), pytest's with its title.
+    from docs_blocks import blocks
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "stores.md"
+    samples = [b.text for b in blocks(page) if b.lang == "text" and "store suite on" in b.text]
+    plain, pytest_form = samples
+    core = check_store(CoreOnlyStore).summary().splitlines()
+    skips = [line for line in core if line.startswith("  skipped")]
+    assert [line for line in plain.splitlines() if line.startswith("  skipped")] == skips
+    passed, failed, skipped = map(int, re.findall(r"(\d+) \w+", plain.splitlines()[0]))
+    core_skipped = len(check_store(CoreOnlyStore).skipped)
+    assert (passed + failed, skipped) == (len(all_checks()) - core_skipped, core_skipped)
+    shown = [line for line in pytest_form.splitlines() if line.startswith(("store", "  "))]
+    assert shown == [core[0].replace("on CoreOnlyStore:", "on MyStore (TestMyStore[file]):"),
+                     *core[1:]]
+

@@ -6,6 +6,7 @@ the CLI are imported only when used, and no plugin loads at import time.
 
 from __future__ import annotations
 
+from smskit.async_kit import AsyncSmsKit
 from smskit.config import Settings
 from smskit.errors import SmsKitError
 from smskit.hookspecs import hookimpl
@@ -18,6 +19,7 @@ from smskit.template import Template
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncSmsKit",
     "BulkSummary",
     "Direction",
     "InboundMessage",

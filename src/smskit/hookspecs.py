@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import click
 
     from smskit.config import Settings
-    from smskit.kit import SmsKit
+    from smskit.kitbase import BaseKit
     from smskit.models import Message, State
     from smskit.outreach.audience import AudienceSource
     from smskit.provider import ProviderFactory
@@ -57,12 +57,15 @@ def register_stores(register: Callable[[str, StoreFactory], None]) -> None:
 
 
 @hookspec
-def kit_ready(kit: SmsKit) -> None:
-    """A :class:`smskit.SmsKit` is about to use its plugins for the first time.
+def kit_ready(kit: BaseKit) -> None:
+    """A :class:`smskit.SmsKit` (or :class:`smskit.AsyncSmsKit`) is about to use its plugins
+    for the first time.
 
     Plugins that need per-kit state (an Odoo connection, a ChatRoom connector) register
     their per-kit hook objects here with ``kit.plugins.register(obj, name=...)``. Called once
-    per kit; must not send anything.
+    per kit (an async kit calls it in a worker thread); must not send anything. What a plugin
+    may use of either kit is :class:`smskit.kitbase.BaseKit`'s: ``settings``, ``plugins``,
+    ``store``, ``has_store``, ``provider(name)``.
     """
 
 

@@ -37,6 +37,15 @@ Error contract of :meth:`Provider.send_batch` (the pipeline relies on it to neve
   messages back in the queue (due at the cause's ``Retry-After`` when the stop itself sent
   nothing) and reconciles only the ambiguous ones.
 
+A provider that cannot ask its gateway about an earlier request (no
+``Capabilities(reconcile=True)``) says so with ``ambiguous_sends_need_a_person = True``: its
+ambiguous batches are never sent twice, but stay ``ambiguous`` until a person settles them.
+The conformance suite (:mod:`smskit.testing.conformance`) refuses a provider that does neither.
+
+:class:`smskit.AsyncSmsKit` calls the async twins :meth:`Provider.asend_batch`,
+:meth:`Provider.areconcile` and :meth:`Provider.aclose`, which run the synchronous methods in a
+worker thread unless the provider overrides them with its own asynchronous client.
+
 Receiving webhooks (``capabilities.webhooks``): the gate of :mod:`smskit.webhooks.gate` checks
 every callback (the smskit token, IP allow list, size cap, media type) and decodes its body
 once; the provider then only reads it:
@@ -69,6 +78,7 @@ import attrs
 
 from smskit.errors import NotSupportedError
 from smskit.models import InboundMessage, Message, SendResult, StatusEvent
+from smskit.threads import in_thread
 from smskit.webhooks.auth import AuthResult
 from smskit.webhooks.media import DEFAULT_MEDIA_TYPES
 
@@ -154,11 +164,28 @@ class Provider(abc.ABC):
     max_batch: int
     #: What the provider can do besides sending (default: nothing).
     capabilities: Capabilities = Capabilities()
+    #: Set to ``True`` by a provider that cannot reconcile (no ``capabilities.reconcile``):
+    #: its ambiguous batches wait for a person. The conformance suite requires one or the other.
+    ambiguous_sends_need_a_person: bool = False
 
     @abc.abstractmethod
     def send_batch(self, messages: Sequence[Message], *, batch_id: str) -> List[SendResult]:
         """Send ``messages`` (at most :attr:`max_batch`) as one request named ``batch_id``,
         following the error contract of this module."""
+
+    async def asend_batch(self, messages: Sequence[Message], *,
+                          batch_id: str) -> List[SendResult]:
+        """:meth:`send_batch` for :class:`smskit.AsyncSmsKit`, with the same contract.
+
+        Default: :meth:`send_batch` in a worker thread. A provider with an asynchronous client
+        overrides it (the Kolmeya provider does); the synchronous method stays the contract.
+        """
+        return await in_thread(self.send_batch, messages, batch_id=batch_id)
+
+    async def areconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
+        """:meth:`reconcile` for :class:`smskit.AsyncSmsKit`. Default: :meth:`reconcile` in a
+        worker thread."""
+        return await in_thread(self.reconcile, batch_id, messages)
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
         """Ask the gateway what became of an earlier request whose outcome is unknown
@@ -220,6 +247,10 @@ class Provider(abc.ABC):
     def close(self) -> None:
         """Release connections. Default: nothing to release."""
         return None  # deliberately a no-op, not abstract: most fakes hold no connection
+
+    async def aclose(self) -> None:
+        """Release connections, from :class:`smskit.AsyncSmsKit`. Default: :meth:`close`."""
+        self.close()
 
 
 #: The methods each :class:`Capabilities` flag promises.

@@ -4,6 +4,11 @@
 each message's ``reference`` our message id), so :meth:`KolmeyaProvider.reconcile` can later ask
 ``sms/status/request`` by that reference. Errors follow the provider contract: the client raises
 :class:`~smskit.errors.AmbiguousSendError` whenever the request may have arrived.
+
+:class:`smskit.AsyncSmsKit` sends and reconciles through :meth:`KolmeyaProvider.asend_batch`
+and :meth:`KolmeyaProvider.areconcile`, over an :class:`AsyncKolmeyaClient` with the same
+settings (made on first use, on the caller's event loop). Both ways share what is not I/O:
+which messages can go, and what Kolmeya's answers mean.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import datetime as dt
 import logging
 import math
 from decimal import Decimal
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attrs
 
@@ -27,7 +32,7 @@ from smskit.models import InboundMessage, Message, SendResult, State, StatusEven
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
 from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya import wire
-from smskit_kolmeya.client import KolmeyaClient
+from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
 from smskit_kolmeya.webhooks import parse_webhook_data
 
 __all__ = ["KolmeyaProvider"]
@@ -45,15 +50,29 @@ class KolmeyaProvider(Provider):
     capabilities = Capabilities(status_query=True, reconcile=True, balance=True, blacklist=True,
                                 webhooks=True, reply_polling=True, job_control=True)
 
-    def __init__(self, client: KolmeyaClient, *, owns_client: bool = True) -> None:
+    def __init__(self, client: KolmeyaClient, *, owns_client: bool = True,
+                 async_client: Optional[Callable[[], AsyncKolmeyaClient]] = None) -> None:
         self.client = client
         self._owns_client = owns_client
+        self._make_async = async_client
+        self._async: Optional[AsyncKolmeyaClient] = None
 
     @classmethod
     def from_settings(cls, settings: Settings, **client_options: Any) -> KolmeyaProvider:
-        """A provider whose client reads the ``kolmeya_*`` settings (``client_options`` such as
-        ``http=`` go to :class:`KolmeyaClient`)."""
-        return cls(KolmeyaClient.from_settings(settings, **client_options))
+        """A provider whose clients read the ``kolmeya_*`` settings (``client_options`` such as
+        ``http=`` go to the synchronous :class:`KolmeyaClient`; the asynchronous one is made
+        from the settings alone, when first needed)."""
+        return cls(KolmeyaClient.from_settings(settings, **client_options),
+                   async_client=lambda: AsyncKolmeyaClient.from_settings(settings))
+
+    @property
+    def async_client(self) -> Optional[AsyncKolmeyaClient]:
+        """The asynchronous client (made on first use; ``None`` for a provider built around a
+        synchronous client alone: its async methods then run the synchronous ones in a worker
+        thread)."""
+        if self._async is None and self._make_async is not None:
+            self._async = self._make_async()
+        return self._async
 
     def __repr__(self) -> str:
         return f"KolmeyaProvider(client={self.client!r})"
@@ -64,6 +83,28 @@ class KolmeyaProvider(Provider):
         A message whose phone is not a Brazilian number is REJECTED (``invalid_phone``) without
         being sent; the others go out. Messages Kolmeya does not mention get no result.
         """
+        results, sendable = self._sendable(messages)
+        if sendable:
+            (outcome,) = self.client.send_batch(sendable, batch_id=batch_id)
+            self._take(results, outcome)
+        return [results[m.id] for m in messages if m.id in results]
+
+    async def asend_batch(self, messages: Sequence[Message], *,
+                          batch_id: str) -> List[SendResult]:
+        """:meth:`send_batch` over the asynchronous client."""
+        client = self.async_client
+        if client is None:
+            return await super().asend_batch(messages, batch_id=batch_id)
+        results, sendable = self._sendable(messages)
+        if sendable:
+            (outcome,) = await client.send_batch(sendable, batch_id=batch_id)
+            self._take(results, outcome)
+        return [results[m.id] for m in messages if m.id in results]
+
+    def _sendable(self, messages: Sequence[Message]) -> Tuple[Dict[str, SendResult],
+                                                               List[Message]]:
+        """The ``rejected`` results of messages Kolmeya cannot take (not a Brazilian number),
+        and the messages to send."""
         if len(messages) > self.max_batch:
             raise ValidationError(
                 f"Kolmeya takes at most {self.max_batch} messages per batch, got {len(messages)}")
@@ -77,14 +118,16 @@ class KolmeyaProvider(Provider):
                                                  error_code="invalid_phone", error_text=str(exc))
             else:
                 sendable.append(message)
-        if sendable:
-            (outcome,) = self.client.send_batch(sendable, batch_id=batch_id)
-            for result in outcome.results:
-                results[result.message_id] = result
-            if outcome.unmatched:
-                log.warning("Kolmeya request %s: %d response items matched no message",
-                            outcome.request_id, len(outcome.unmatched))
-        return [results[m.id] for m in messages if m.id in results]
+        return results, sendable
+
+    @staticmethod
+    def _take(results: Dict[str, SendResult], outcome: wire.StoreOutcome) -> None:
+        """Add the results of a ``sms/store`` answer to ``results``."""
+        for result in outcome.results:
+            results[result.message_id] = result
+        if outcome.unmatched:
+            log.warning("Kolmeya request %s: %d response items matched no message",
+                        outcome.request_id, len(outcome.unmatched))
 
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
         """Ask Kolmeya for the request referenced ``batch_id``.
@@ -98,6 +141,23 @@ class KolmeyaProvider(Provider):
             answer = self.client.request_status(reference=batch_id)
         except ProviderNotFoundError:
             return ReconcileResult(known=False)
+        return self._reconciled(batch_id, messages, answer)
+
+    async def areconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
+        """:meth:`reconcile` over the asynchronous client."""
+        client = self.async_client
+        if client is None:
+            return await super().areconcile(batch_id, messages)
+        try:
+            answer = await client.request_status(reference=batch_id)
+        except ProviderNotFoundError:
+            return ReconcileResult(known=False)
+        return self._reconciled(batch_id, messages, answer)
+
+    @staticmethod
+    def _reconciled(batch_id: str, messages: Sequence[Message],
+                    answer: wire.RequestStatus) -> ReconcileResult:
+        """What Kolmeya's status of request ``batch_id`` says of ``messages``."""
         if not answer.known:
             return ReconcileResult(known=False)
         if not answer.messages:
@@ -171,3 +231,10 @@ class KolmeyaProvider(Provider):
         """Close the client (when this provider created it)."""
         if self._owns_client:
             self.client.close()
+
+    async def aclose(self) -> None:
+        """Close both clients (when this provider created them)."""
+        if self._async is not None and self._owns_client:
+            await self._async.aclose()
+        self._async = None
+        self.close()

@@ -6,6 +6,12 @@
    ``ambiguous``; :func:`reconcile` asks the gateway about it by our batch reference and only a
    request the gateway never saw is sent again. A worker restarted after a crash reconciles
    stale ``claimed`` batches the same way before it sends anything new.
+
+Each batch goes through three steps: claim it (and check the blacklist once more), ask the
+provider, settle it. What the provider's answer means is decided without I/O in
+:mod:`smskit.outbox.decisions`; the claiming and settling (store, routing policy, hooks) are
+the methods of one run here, shared with the asynchronous loops of :mod:`smskit.outbox.aio`,
+which differ from :func:`dispatch` and :func:`reconcile` only in how they wait.
 """
 
 from __future__ import annotations
@@ -17,14 +23,10 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 import attrs
 from typing_extensions import Protocol
 
-from smskit.errors import (
-    PartialSendError,
-    ProviderError,
-    RateLimitedError,
-    RequestRejectedError,
-)
+from smskit.errors import PartialSendError, ProviderError, RateLimitedError
 from smskit.ids import new_id
 from smskit.models import Message, SendResult, State, StatusEvent
+from smskit.outbox import decisions as d
 from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
 
@@ -223,6 +225,93 @@ class _Run:
         self.store.release_batch(batch.id, why, retry_at=retry_at)
         return len(messages)
 
+    def batch_size(self) -> int:
+        """How many messages to claim at a time (the policy's rate limit, or max_batch)."""
+        if self.policy is not None:
+            return self.policy.batch_size(self.provider)
+        return self.provider.max_batch
+
+    def next_batch(self, size: int, batch_id: Optional[str] = None) -> Optional[d.Claimed]:
+        """Claim the next due batch of at most ``size`` messages (as ``batch_id``, default a
+        new id), checked against the blacklist and paced; ``None`` when nothing is due (or
+        the circuit is open: then the due messages move on, see :meth:`drain`)."""
+        policy = self.policy
+        if policy is not None and not policy.allows(self.name, self.now):
+            self.drain()
+            return None
+        found = self.store.claim_batch_messages(self.name, size, self.now,
+                                                batch_id or new_id())
+        if found is None:
+            return None
+        batch, messages = found
+        self.report.batches += 1
+        # The blacklist is checked again at the last moment: an opt-out that arrived after the
+        # message was queued (a scheduled send, a deferred one) still wins.
+        claimed = d.Claimed.check(batch, messages,
+                                  self.store.blacklisted([m.phone for m in messages]))
+        self.report.canceled += len(claimed.canceled)
+        if policy is not None and claimed.to_send:
+            policy.pace(self.name, len(claimed.to_send))
+        return claimed
+
+    def settle(self, claimed: d.Claimed, outcome: d.SendOutcome,
+               on_sent: Optional[Callable[[Message], None]] = None,
+               on_opted_out: Optional[OptedOut] = None) -> bool:
+        """Record what became of ``claimed`` given the provider's ``outcome`` (see
+        :func:`smskit.outbox.decisions.decide`); whether to go on with the next batch. An
+        unexpected exception of the provider marks the batch ambiguous and is raised again."""
+        decision = d.decide(claimed, outcome)
+        batch, to_send, canceled = claimed.batch, claimed.to_send, claimed.canceled
+        store, report, now, verdict = self.store, self.report, self.now, decision.verdict
+        error = decision.error
+        if verdict == d.SENT:
+            if self.policy is not None and to_send:
+                self.policy.succeeded(self.name, now)
+            self.record(batch, to_send, decision.results, canceled)
+        elif verdict == d.REFUSED:
+            store.record_results(batch.id, [*canceled, *decision.results], now)
+            report.rejected += len(decision.results)
+            report.errors.append(decision.reason)
+            return True
+        elif verdict == d.PARTIAL and isinstance(error, PartialSendError):
+            report.errors.append(decision.reason)
+            _partial(self, batch, to_send, canceled, error)
+            log.warning("dispatch of batch %s stopped part-way: %s", batch.id, error)
+        elif verdict == d.RELEASED and isinstance(error, ProviderError):
+            report.errors.append(decision.reason)
+            self.release(batch, decision.unsent, canceled, error)
+            return False
+        elif verdict == d.AMBIGUOUS:
+            report.errors.append(decision.reason)
+            store.mark_batch_ambiguous(batch.id, decision.reason)
+            report.ambiguous += len(to_send)
+            log.warning("dispatch of batch %s stopped: %s", batch.id, error)
+            return False
+        else:  # the provider crashed: the request may have gone out
+            store.mark_batch_ambiguous(batch.id, decision.reason)
+            if error is not None:
+                raise error
+        _notify_sent(on_sent, store, decision.results)
+        _notify_opted_out(on_opted_out, to_send, decision.results)
+        return decision.go_on
+
+    def release(self, batch: BatchInfo, unsent: Sequence[Message],
+                canceled: Sequence[SendResult], error: ProviderError) -> None:
+        """The provider sent nothing: the batch goes back to the queue (or, when the failure
+        opens the circuit, its messages move to the next provider of their routes)."""
+        if canceled:
+            self.store.record_results(batch.id, canceled, self.now)
+        tripped = self.tripped(error)
+        retry_at = self.retry_at(error, tripped)
+        moved = self.move_out(batch, unsent, f"circuit open: {error}") if tripped else set()
+        # The rest was attempted: it goes back with the batch, one attempt more each.
+        self.store.release_batch(batch.id, str(error), retry_at=retry_at)
+        self.report.released += len(unsent) - len(moved)
+        self.report.retry_at = retry_at
+        if tripped:  # every due message of this provider moves too
+            self.drain()
+        log.warning("dispatch of batch %s stopped: %s", batch.id, error)
+
     def drain(self) -> None:
         """The circuit is open: move every due message of this provider to the next provider
         of its route; those with nowhere to go wait for the circuit to let them through."""
@@ -265,85 +354,21 @@ def dispatch(
     their routes (:class:`DispatchPolicy`), and nothing is sent here until the circuit lets
     a batch through again. Batches are claimed and paced by the policy's rate limit.
     """
-    report = DispatchReport()
-    run = _Run(store, provider, now, policy, report)
-    size = policy.batch_size(provider) if policy is not None else provider.max_batch
-    while max_batches is None or report.batches < max_batches:
-        if policy is not None and not policy.allows(provider.name, now):
-            run.drain()
-            break
-        claimed = store.claim_batch_messages(provider.name, size, now, new_id())
+    run = _Run(store, provider, now, policy, DispatchReport())
+    size = run.batch_size()
+    while max_batches is None or run.report.batches < max_batches:
+        claimed = run.next_batch(size)
         if claimed is None:
             break
-        batch, messages = claimed
-        report.batches += 1
-        if not _send(run, batch, messages, on_sent, on_opted_out):
+        outcome: d.SendOutcome
+        try:
+            outcome = (provider.send_batch(claimed.to_send, batch_id=claimed.batch.id)
+                       if claimed.to_send else [])
+        except Exception as exc:  # decided on below; re-raised there when unexpected
+            outcome = exc
+        if not run.settle(claimed, outcome, on_sent, on_opted_out):
             break
-    return report
-
-
-def _send(run: _Run, batch: BatchInfo, messages: Sequence[Message],
-          on_sent: Optional[Callable[[Message], None]],
-          on_opted_out: Optional[OptedOut]) -> bool:
-    """Send one claimed batch and record what became of it; whether to go on."""
-    store, report, now = run.store, run.report, run.now
-    # The blacklist is checked again at the last moment: an opt-out that arrived after the
-    # message was queued (a scheduled send, a deferred one) still wins.
-    blocked = store.blacklisted([m.phone for m in messages])
-    canceled = [SendResult(message_id=m.id, state=State.CANCELED, error_code="blacklisted",
-                           error_text="number is on the blacklist")
-                for m in messages if m.phone in blocked]
-    to_send = [m for m in messages if m.phone not in blocked]
-    report.canceled += len(canceled)
-    if run.policy is not None and to_send:
-        run.policy.pace(run.name, len(to_send))
-    try:
-        results = run.provider.send_batch(to_send, batch_id=batch.id) if to_send else []
-    except RequestRejectedError as exc:
-        # The gateway refused the request as a whole: nothing went out, and sending the
-        # same request again would be refused again.
-        rejected = [SendResult(message_id=m.id, state=State.REJECTED, error_code="request",
-                               error_text=str(exc)) for m in to_send]
-        store.record_results(batch.id, canceled + rejected, now)
-        report.rejected += len(rejected)
-        report.errors.append(str(exc))
-        return True
-    except PartialSendError as exc:
-        report.errors.append(str(exc))
-        _partial(run, batch, to_send, canceled, exc)
-        _notify_sent(on_sent, store, exc.results)
-        _notify_opted_out(on_opted_out, to_send, exc.results)
-        log.warning("dispatch of batch %s stopped part-way: %s", batch.id, exc)
-        return False
-    except ProviderError as exc:
-        report.errors.append(str(exc))
-        if exc.sent_nothing:
-            if canceled:
-                store.record_results(batch.id, canceled, now)
-            tripped = run.tripped(exc)
-            retry_at = run.retry_at(exc, tripped)
-            moved = run.move_out(batch, to_send, f"circuit open: {exc}") if tripped else set()
-            # The rest was attempted: it goes back with the batch, one attempt more each.
-            store.release_batch(batch.id, str(exc), retry_at=retry_at)
-            report.released += len(to_send) - len(moved)
-            report.retry_at = retry_at
-            if tripped:  # every due message of this provider moves too
-                run.drain()
-        else:
-            store.mark_batch_ambiguous(batch.id, str(exc))
-            report.ambiguous += len(to_send)
-        log.warning("dispatch of batch %s stopped: %s", batch.id, exc)
-        return False
-    except Exception as exc:
-        # Unknown failure inside the provider: the request may have gone out.
-        store.mark_batch_ambiguous(batch.id, f"provider raised an unexpected error: {exc!r}")
-        raise
-    if run.policy is not None and to_send:
-        run.policy.succeeded(run.name, now)
-    run.record(batch, to_send, results, canceled)
-    _notify_sent(on_sent, store, results)
-    _notify_opted_out(on_opted_out, to_send, results)
-    return True
+    return run.report
 
 
 def _partial(run: _Run, batch: BatchInfo, to_send: Sequence[Message],
@@ -394,40 +419,78 @@ def reconcile(
     events the gateway reports on the way are handed to ``on_status``, and refusals because
     the recipient opted out to ``on_opted_out``.
     """
-    report = ReconcileReport()
-    stale = store.batches(status="claimed", older_than=now - stale_after)
-    # Only this provider's batches: another gateway does not know them, and its "never
-    # seen" would send them again.
-    for batch in [b for b in store.batches(status="ambiguous") + stale
-                  if b.provider == provider.name]:
-        report.batches += 1
-        messages = [m for m in store.get_many(batch.message_ids) if m.state is State.OUTGOING]
+    run = _Reconciliation(store, provider.name, now, on_sent, on_status, on_opted_out)
+    for batch in run.batches(stale_after):
+        messages = run.outgoing(batch)
         if not messages:
-            store.record_results(batch.id, [], now)
             continue
+        outcome: d.ReconcileOutcome
         try:
-            answer = provider.reconcile(batch.id, messages)
-        except ProviderError as exc:
+            outcome = provider.reconcile(batch.id, messages)
+        except Exception as exc:  # decided on below; re-raised there when unexpected
+            outcome = exc
+        run.settle(batch, messages, outcome)
+    return run.report
+
+
+class _Reconciliation:
+    """One :func:`reconcile` call: its store steps around the provider's answers."""
+
+    def __init__(self, store: Store, provider: str, now: dt.datetime,
+                 on_sent: Optional[Callable[[Message], None]],
+                 on_status: Optional[Callable[[StatusEvent], object]],
+                 on_opted_out: Optional[OptedOut]) -> None:
+        self.store = store
+        self.provider = provider
+        self.now = now
+        self.on_sent = on_sent
+        self.on_status = on_status
+        self.on_opted_out = on_opted_out
+        self.report = ReconcileReport()
+
+    def batches(self, stale_after: dt.timedelta) -> List[BatchInfo]:
+        """The provider's ``ambiguous`` batches and its ``claimed`` ones older than
+        ``stale_after``."""
+        stale = self.store.batches(status="claimed", older_than=self.now - stale_after)
+        # Only this provider's batches: another gateway does not know them, and its "never
+        # seen" would send them again.
+        return [b for b in self.store.batches(status="ambiguous") + stale
+                if b.provider == self.provider]
+
+    def outgoing(self, batch: BatchInfo) -> List[Message]:
+        """The messages of ``batch`` still ``outgoing`` (none: the batch is closed)."""
+        self.report.batches += 1
+        messages = [m for m in self.store.get_many(batch.message_ids)
+                    if m.state is State.OUTGOING]
+        if not messages:
+            self.store.record_results(batch.id, [], self.now)
+        return messages
+
+    def settle(self, batch: BatchInfo, messages: Sequence[Message],
+               outcome: d.ReconcileOutcome) -> None:
+        """Record what the gateway said about ``batch`` (see
+        :func:`smskit.outbox.decisions.decide_reconcile`)."""
+        decision = d.decide_reconcile(messages, outcome)
+        store, report, now = self.store, self.report, self.now
+        if decision.verdict == d.CRASHED and decision.error is not None:
+            raise decision.error
+        if decision.verdict == d.UNKNOWN:
             if batch.status == "claimed":
-                store.mark_batch_ambiguous(batch.id, str(exc))
+                store.mark_batch_ambiguous(batch.id, str(decision.error))
             report.still_unknown += len(messages)
-            log.warning("reconciliation of batch %s failed: %s", batch.id, exc)
-            continue
-        if not answer.known:
+            log.warning("reconciliation of batch %s failed: %s", batch.id, decision.error)
+            return
+        if decision.verdict == d.RESEND:
             store.release_batch(batch.id, "the gateway never received this request")
             report.resendable += len(messages)
-            continue
-        wanted = {m.id for m in messages}
-        results = [r for r in answer.results if r.message_id in wanted]
-        store.record_results(batch.id, results, now)
-        report.confirmed += len(results)
-        missing = wanted - {r.message_id for r in results}
-        if missing:
+            return
+        store.record_results(batch.id, decision.results, now)
+        report.confirmed += len(decision.results)
+        if decision.missing:
             store.release_batch(batch.id, "the gateway has no trace of these messages")
-            report.resendable += len(missing)
-        _notify_sent(on_sent, store, results)
-        _notify_opted_out(on_opted_out, messages, results)
-        if on_status is not None:
-            for event in answer.statuses:
-                on_status(event)
-    return report
+            report.resendable += len(decision.missing)
+        _notify_sent(self.on_sent, store, decision.results)
+        _notify_opted_out(self.on_opted_out, messages, decision.results)
+        if self.on_status is not None:
+            for event in decision.statuses:
+                self.on_status(event)

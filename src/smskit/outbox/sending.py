@@ -4,26 +4,30 @@ For each chunk of recipients: check their phones; ask the store, in one query ea
 numbers are blacklisted and who has a do-not-disturb rule (:func:`look_up`); compose
 (:mod:`smskit.outbox.compose`, no I/O); store the messages as ``outgoing``, with their short
 links, in one call, before any network call; report each recipient's outcome; dispatch.
-:class:`smskit.SmsKit` calls these with its store, plugin hooks and clock.
+:class:`smskit.SmsKit` calls these with its store, plugin hooks and clock;
+:class:`smskit.AsyncSmsKit` calls the same steps (:func:`store_one`, :func:`store_chunk`,
+:func:`after_dispatch`) in a worker thread and awaits its dispatching in between
+(:mod:`smskit.outbox.aio`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import attrs
 
 from smskit.errors import ValidationError
-from smskit.models import State
+from smskit.models import Message, State
 from smskit.outbox import compose as c
 from smskit.outbox.dispatching import DispatchReport
 from smskit.outbox.links import add_messages_with_links
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["look_up", "send_many", "send_one"]
+__all__ = ["after_dispatch", "count_dispatch", "look_up", "send_many", "send_one", "store_chunk",
+           "store_one", "with_state"]
 
 
 def look_up(store: Store, phones: Sequence[str], now: dt.datetime) -> c.Facts:
@@ -43,6 +47,40 @@ def _look_up_one(store: Store, phone: str, now: dt.datetime) -> c.Facts:
     return c.Facts(blocked=blocked, dnd=rules)
 
 
+def store_one(
+    store: Store,
+    hooks: Any,
+    composer: c.Composer,
+    recipient: c.Parsed,
+    spec: c.SendSpec,
+    *,
+    clock: Callable[[], dt.datetime],
+) -> Tuple[c.Outcome, Optional[str]]:
+    """Steps 1 to 5 for one recipient: its outcome, and the id of the message stored
+    ``outgoing`` for dispatching (``None``: nothing to send, such as a policy veto or an
+    idempotency key already used). Bad input raises and stores nothing."""
+    if isinstance(recipient.phone, ValidationError):
+        raise recipient.phone
+    facts = _look_up_one(store, recipient.phone, clock())
+    ((message, draft),) = c.compose_drafts([recipient], spec, composer, facts,
+                                           c.ComposeHooks.of(hooks), clock=clock, strict=True)
+    stored = add_messages_with_links(store, composer.links, [message])[0]
+    queued = stored.created and stored.message.state is State.OUTGOING
+    return c.settle(draft, stored), stored.message.id if queued else None
+
+
+def after_dispatch(store: Store, outcome: c.Outcome, message_id: str) -> c.Outcome:
+    """``outcome`` with the state of message ``message_id`` once it was dispatched."""
+    return with_state(outcome, store.get(message_id))
+
+
+def with_state(outcome: c.Outcome, current: Optional[Message]) -> c.Outcome:
+    """``outcome`` with the state (and error) of its message as stored now."""
+    if current is None:
+        return outcome
+    return attrs.evolve(outcome, state=current.state, reason=current.error_text or outcome.reason)
+
+
 def send_one(
     store: Store,
     hooks: Any,
@@ -59,20 +97,36 @@ def send_one(
     ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due, after which the outcome
     carries the message's state.
     """
-    if isinstance(recipient.phone, ValidationError):
-        raise recipient.phone
-    facts = _look_up_one(store, recipient.phone, clock())
-    ((message, draft),) = c.compose_drafts([recipient], spec, composer, facts,
-                                           c.ComposeHooks.of(hooks), clock=clock, strict=True)
-    stored = add_messages_with_links(store, composer.links, [message])[0]
-    outcome = c.settle(draft, stored)
-    if dispatch is not None and stored.created and stored.message.state is State.OUTGOING:
+    outcome, queued = store_one(store, hooks, composer, recipient, spec, clock=clock)
+    if dispatch is not None and queued is not None:
         dispatch()
-        current = store.get(stored.message.id)
-        if current is not None:
-            outcome = attrs.evolve(outcome, state=current.state,
-                                   reason=current.error_text or outcome.reason)
+        outcome = after_dispatch(store, outcome, queued)
     return outcome
+
+
+def store_chunk(
+    store: Store,
+    hooks: Any,
+    composer: c.Composer,
+    chunk: Sequence[Tuple[int, c.Recipient]],
+    spec: c.SendSpec,
+    *,
+    clock: Callable[[], dt.datetime],
+) -> List[c.Outcome]:
+    """Steps 1 to 5 for a chunk of numbered recipients: one look-up per kind, compose, one
+    store call; each recipient's outcome, in order."""
+    parsed = c.parse_recipients(chunk, spec, composer)
+    facts = look_up(store, c.phones_of(parsed), clock())
+    drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
+                              clock=clock)
+    stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
+    return [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
+
+
+def count_dispatch(summary: c.BulkSummary, report: DispatchReport) -> None:
+    """Add what dispatching a chunk did to ``summary``."""
+    summary.sent += report.sent
+    summary.failed_dispatch += report.released + report.ambiguous
 
 
 def send_many(
@@ -99,18 +153,10 @@ def send_many(
         chunk = list(itertools.islice(numbered, chunk_size))
         if not chunk:
             break
-        parsed = c.parse_recipients(chunk, spec, composer)
-        facts = look_up(store, c.phones_of(parsed), clock())
-        drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
-                                  clock=clock)
-        stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
-        for (_, draft), answer in zip(drafts, stored):
-            outcome = c.settle(draft, answer)
+        for outcome in store_chunk(store, hooks, composer, chunk, spec, clock=clock):
             summary.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
         if dispatch is not None:
-            report = dispatch()
-            summary.sent += report.sent
-            summary.failed_dispatch += report.released + report.ambiguous
+            count_dispatch(summary, dispatch())
     return summary

@@ -118,6 +118,15 @@ class LoopbackProvider(Provider):
                 raise failure[0]
             return results
 
+    async def asend_batch(self, messages: Sequence[Message], *,
+                          batch_id: str) -> List[SendResult]:
+        """:meth:`send_batch` (in memory: nothing to wait for, no thread needed)."""
+        return self.send_batch(messages, batch_id=batch_id)
+
+    async def areconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
+        """:meth:`reconcile` (in memory)."""
+        return self.reconcile(batch_id, messages)
+
     def reconcile(self, batch_id: str, messages: Sequence[Message]) -> ReconcileResult:
         """Known iff the batch reached :meth:`send_batch` and was accepted."""
         with self._lock:

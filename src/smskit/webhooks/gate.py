@@ -66,7 +66,7 @@ from smskit.webhooks.request import WebhookRequest
 from smskit.webhooks.throttle import REFUSALS
 
 if TYPE_CHECKING:
-    from smskit.kit import SmsKit
+    from smskit.kitbase import BaseKit
     from smskit.provider import Provider, WebhookPayload
     from smskit.webhooks.apply import WebhookReport
 
@@ -305,7 +305,7 @@ class WebhookGate:
         self._known: Set[str] = set(known)
 
     @classmethod
-    def for_kit(cls, kit: SmsKit, *, settings: Optional[Settings] = None,
+    def for_kit(cls, kit: BaseKit, *, settings: Optional[Settings] = None,
                 policy: Optional[WebhookPolicy] = None) -> WebhookGate:
         """The gate of ``kit``: its providers, and ``policy`` (default: read from ``settings``,
         default ``kit.settings``; a malformed setting raises :class:`ConfigurationError`)."""

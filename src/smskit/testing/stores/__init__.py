@@ -11,7 +11,7 @@ Plain Python (no pytest needed)::
     from smskit.testing.stores import check_store
 
     report = check_store(lambda: MyStore("mystore://..."))
-    print(report.summary())      # "store suite on MyStore: 41 passed, 0 failed, 18 skipped"
+    print(report.summary())      # "store suite on MyStore: 41 passed, 0 failed, 24 skipped"
     report.raise_if_failed()
 
 With pytest, subclass :class:`smskit.testing.stores.suite.StoreSuite` (one test per check)::
@@ -23,7 +23,9 @@ With pytest, subclass :class:`smskit.testing.stores.suite.StoreSuite` (one test 
             return MyStore("mystore://...")
 
 The optional parts run when the store implements their protocol (``isinstance``), or, when
-``parts`` is given, when the store's author names them; a skipped part is reported as such.
+``parts`` is given, when the store's author names them; a skipped part is reported as such:
+in :meth:`StoreReport.summary <smskit.testing.stores.runner.StoreReport.summary>`, and, under
+pytest, in the same words at the end of the run (the *smskit conformance* section).
 """
 
 from __future__ import annotations

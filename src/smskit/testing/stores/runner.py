@@ -12,9 +12,14 @@ A check is a function taking a fresh, empty store and raising :class:`AssertionE
 
 A check runs when its store implements every part it belongs to (``isinstance`` on the public
 protocols), or, when the store's author names the parts, when all of them are named; a named
-part the store does not implement is a failure, not a skip. A check may also need an optional
-method (``claim_batch_messages``, ``apply_statuses``, ``ping``): it is skipped when the store's
-class does not define it.
+part the store does not implement is a failure, not a skip. The optional methods of
+:class:`~smskit.store.base.Store` (``claim_batch_messages``, ``apply_statuses``, ``ping``) are
+checked whether the store overrides them or inherits their defaults; the ``requeue_messages``
+checks are skipped, with that reason, for a store that keeps its default (which moves nothing).
+
+Results are :class:`~smskit.testing.report.CheckResult` values; under pytest
+(:class:`~smskit.testing.stores.suite.StoreSuite`) the same :meth:`StoreReport.summary` ends
+the run, in the *smskit conformance* section.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from smskit.errors import ValidationError
 from smskit.store.analytics import LinkStore, StatsStore
 from smskit.store.base import Store
 from smskit.store.outreach import OutreachStore
+from smskit.testing.report import FAILED, PASSED, SKIPPED, CheckResult, counts
 
 __all__ = [
     "PARTS",
@@ -176,21 +182,6 @@ def expect_raises(error: Type[BaseException], what: str,
 
 
 # -- running and reporting ------------------------------------------------------------------
-PASSED, FAILED, SKIPPED = "passed", "failed", "skipped"
-
-
-@attrs.frozen
-class CheckResult:
-    """How one check went: ``status`` is ``passed``, ``failed`` or ``skipped``; ``detail``
-    says what broke or why it was skipped."""
-
-    name: str
-    parts: Tuple[str, ...]
-    status: str
-    detail: str = ""
-    seconds: float = 0.0
-
-
 @attrs.frozen
 class StoreReport:
     """The outcome of :func:`check_store`: one result per check, in suite order."""
@@ -227,8 +218,7 @@ class StoreReport:
 
     def summary(self) -> str:
         """A readable report: the counts, every failure with its reason, the skipped parts."""
-        lines = [f"store suite on {self.store}: {len(self.passed)} passed, "
-                 f"{len(self.failed)} failed, {len(self.skipped)} skipped"]
+        lines = [f"store suite on {self.store}: {counts(self.results)}"]
         for r in self.failed:
             detail = r.detail.replace("\n", "\n      ")
             lines.append(f"  FAILED {r.name} [{', '.join(r.parts)}]: {detail}")

@@ -21,17 +21,22 @@ A store that needs fixtures (a temporary directory, a server, several backends) 
             made.close()
 
 Checks of a part the store does not implement are skipped, with the reason; set ``parts``
-to name the optional parts it implements (then a named part it lacks fails).
+to name the optional parts it implements (then a named part it lacks fails). At the end of
+the run, the *smskit conformance* section of pytest's summary gives each store class's
+:meth:`~smskit.testing.stores.runner.StoreReport.summary`, the same text
+:func:`~smskit.testing.stores.check_store` reports: what passed, what failed and which parts
+were skipped, and why (:mod:`smskit.testing.report`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Tuple
 
 import pytest
 
+from smskit.testing.report import CheckResult, collector, suite_label
 from smskit.testing.stores import StoreCheck, all_checks
-from smskit.testing.stores.runner import CheckSkipped, run_check
+from smskit.testing.stores.runner import CheckSkipped, StoreReport, run_check
 
 __all__ = ["StoreSuite"]
 
@@ -54,6 +59,23 @@ class StoreSuite:
         yield made
         made.close()
 
+    @pytest.fixture(autouse=True)
+    def _smskit_store_report(self, request: pytest.FixtureRequest) -> None:
+        """Count this test in the store's summary at the end of the run."""
+        check = _CHECK_NAMES.get(request.function.__name__)
+        if check is None:  # a test of the author's own, next to the suite's
+            return
+        label = suite_label(request)
+        kind: Dict[str, str] = {}
+
+        def summarise(results: Sequence[CheckResult]) -> str:
+            store = kind.get("store", "a store that was never built")
+            return StoreReport(store=f"{store} ({label})", results=tuple(results)).summary()
+
+        collector(request.config).watch(request.node.nodeid, f"store suite {label}",
+                                        check.name, check.parts, summarise)
+        kind["store"] = type(request.getfixturevalue("store")).__name__
+
 
 def _test_for(item: StoreCheck) -> Callable[[StoreSuite, Any], None]:
     def test(self: StoreSuite, store: Any) -> None:
@@ -68,5 +90,7 @@ def _test_for(item: StoreCheck) -> Callable[[StoreSuite, Any], None]:
     return test
 
 
+_CHECK_NAMES: Dict[str, StoreCheck] = {}
 for _item in all_checks():
     setattr(StoreSuite, f"test_{_item.name}", _test_for(_item))
+    _CHECK_NAMES[f"test_{_item.name}"] = _item
