@@ -78,6 +78,18 @@ def test_a_change_queued_while_its_op_is_written_is_written_too(journal: Journal
     assert not journal.enqueue("note", {}, key="note:m1:sent")
 
 
+def test_failed_ops_are_retried_one_by_one_or_all(journal: Journal) -> None:
+    journal.enqueue_many([("mirror", {}, f"mirror:m{n}", f"m{n}") for n in range(3)])
+    ops = journal.lease(["mirror"], "worker-1")
+    journal.attempt([op.id for op in ops], "Odoo refused it", give_up=True)
+    assert sorted(op.id for op in journal.failed()) == sorted(op.id for op in ops)
+    assert journal.retry([ops[0].id]) == 1  # what a person picked in Odoo
+    assert [op.id for op in journal.pending()] == [ops[0].id]
+    assert journal.pending()[0].attempts == 0  # its attempts start again
+    assert journal.retry() == 2  # the rest
+    assert journal.failed() == []
+
+
 def test_an_older_sidecar_gets_the_new_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:  # the journal table as the first release made it

@@ -15,7 +15,13 @@ from typing import Callable, Iterator, List
 import pytest
 
 from smskit.config import Settings
-from smskit.errors import InvalidPhoneError, StoreError, TemplateError, ValidationError
+from smskit.errors import (
+    InvalidPhoneError,
+    NotFoundError,
+    StoreError,
+    TemplateError,
+    ValidationError,
+)
 from smskit.kit import SmsKit
 from smskit.models import Message, State
 from smskit.outreach.scheduler import (
@@ -23,6 +29,7 @@ from smskit.outreach.scheduler import (
     add_schedule,
     next_occurrence,
     run_due,
+    run_now,
     schedule_tag,
     upcoming,
 )
@@ -267,6 +274,72 @@ def test_send_request_round_trips() -> None:
     assert SendRequest(text="oi", recipients=[11987654321]).recipients == ("11987654321",)
 
 
+def test_a_request_takes_recipients_or_an_audience() -> None:
+    tags = {"type": "tags", "tags": ["vip"]}
+    request = SendRequest(text="oi", audience=tags)
+    assert request.recipients == ()
+    assert SendRequest.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+    with pytest.raises(ValidationError, match="not both"):
+        SendRequest(text="oi", recipients=["11987654321"], audience=tags)
+    with pytest.raises(ValidationError, match="recipients is empty"):
+        SendRequest(text="oi")
+    with pytest.raises(ValidationError, match="audience must be a mapping"):
+        SendRequest(text="oi", audience={"tags": ["vip"]})
+    assert "audience" not in SendRequest(text="oi", recipients=["1"]).to_dict()
+
+
+def _contacts(store: Store, *people: tuple) -> None:
+    from smskit.store.outreach import Contact
+
+    store.save_contacts([Contact(phone=phone, name=name, tags=tags)  # type: ignore[attr-defined]
+                         for phone, name, tags in people])
+
+
+def test_an_audience_is_read_afresh_at_every_occurrence(kit: SmsKit, store: Store) -> None:
+    _contacts(store, ("+5511987654321", "Ana", ("vip",)), ("+5521998765432", "Bia", ("sp",)))
+    schedule = add_schedule(kit, "vip-semanal", {"text": "Oi {{ name }}",
+                                                 "audience": {"type": "tags", "tags": ["vip"]}},
+                            rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    [first] = run_due(kit, dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC))
+    assert (first.won, first.created) == (True, 1)
+    _contacts(store, ("+5531987651234", "Caio", ("vip",)))  # tagged after the first run
+    [second] = run_due(kit, dt.datetime(2024, 3, 2, 12, 0, 30, tzinfo=UTC))
+    assert (second.won, second.created) == (True, 2)
+    sent = sorted((m.phone, m.body) for m in messages_of(kit, schedule.id))
+    assert sent == [("+5511987654321", "Oi Ana"), ("+5511987654321", "Oi Ana"),
+                    ("+5531987651234", "Oi Caio")]
+
+
+def test_an_audience_occurrence_run_twice_stores_each_person_once(
+    kit: SmsKit, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _contacts(store, *[(f"+55119876543{i:02d}", f"P{i}", ("vip",)) for i in range(5)])
+    monkeypatch.setattr("smskit.outreach.scheduler.AUDIENCE_PAGE", 2)  # three pages
+    schedule = add_schedule(kit, "vip", {"text": "Oi", "audience": {"type": "tags",
+                                                                    "tags": ["vip"]}},
+                            rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    now = dt.datetime(2024, 3, 1, 12, 1, tzinfo=UTC)
+    with monkeypatch.context() as patch:
+        patch.setattr(kit.store, "advance_schedule",
+                      lambda *a, **k: (_ for _ in ()).throw(StoreError("power cut")))
+        with pytest.raises(StoreError):
+            run_due(kit, now)
+    [rerun] = run_due(kit, now)
+    assert (rerun.created, rerun.duplicates) == (0, 5)
+    assert len(messages_of(kit, schedule.id)) == 5
+
+
+def test_an_audience_is_checked_when_the_schedule_is_created(kit: SmsKit, store: Store) -> None:
+    _contacts(store, ("+5511987654321", "Ana", ("vip",)))
+    with pytest.raises(ValidationError, match="unknown audience type"):
+        add_schedule(kit, "x", {"text": "oi", "audience": {"type": "nope"}}, rrule="FREQ=DAILY")
+    with pytest.raises(ValidationError, match="'fatura'"):
+        add_schedule(kit, "x", {"text": "vence {{ fatura }}",
+                                "audience": {"type": "tags", "tags": ["vip"]}},
+                     rrule="FREQ=DAILY")
+    assert kit.store.list_schedules() == []
+
+
 # -- running ------------------------------------------------------------------------------------
 def test_run_due_twice_at_the_same_moment_materialises_once(kit: SmsKit, clock: Clock) -> None:
     schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
@@ -342,6 +415,20 @@ def test_crash_between_materialise_and_advance_creates_no_duplicates(
     messages = messages_of(kit, schedule.id)
     assert len(messages) == 3
     assert len({m.idempotency_key for m in messages}) == 3
+
+
+def test_run_now_sends_once_and_leaves_the_recurrence_alone(kit: SmsKit) -> None:
+    schedule = add_schedule(kit, "bom-dia", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    now = dt.datetime(2024, 3, 1, 10, 30, 12, 345, tzinfo=UTC)
+    run = run_now(kit, schedule.id, now)
+    assert (run.won, run.created, run.occurrence) == (True, 3, now.replace(microsecond=0))
+    assert run_now(kit, schedule.id, now).created == 0  # a double click stores nothing new
+    stored = kit.store.get_schedule(schedule.id)
+    assert stored is not None and stored.next_run_at == schedule.next_run_at
+    assert stored.runs == 0
+    assert {m.state for m in messages_of(kit, schedule.id)} == {State.OUTGOING}
+    with pytest.raises(NotFoundError):
+        run_now(kit, "nope")
 
 
 def test_a_racing_worker_that_loses_adds_nothing(

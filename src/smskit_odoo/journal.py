@@ -285,11 +285,14 @@ class Journal:
                 conn.execute(sa.update(ops).where(_same_version(versions))
                              .values(status=FAILED), _params(op_ids, versions))
 
-    def retry(self) -> int:
-        """Put every failed op back in the queue; how many."""
+    def retry(self, op_ids: Optional[Sequence[int]] = None) -> int:
+        """Put the failed ops back in the queue (those of ``op_ids``, else every one); how
+        many. Their attempts start again from zero."""
+        query = sa.update(ops).where(ops.c.status == FAILED)
+        if op_ids is not None:
+            query = query.where(ops.c.id.in_([int(i) for i in op_ids]))
         with self._tx("retrying failed Odoo writes", write=True) as conn:
-            result = conn.execute(sa.update(ops).where(ops.c.status == FAILED)
-                                  .values(status=PENDING)
+            result = conn.execute(query.values(status=PENDING, attempts=0)
                                   .execution_options(preserve_rowcount=True))
             return int(result.rowcount or 0)
 

@@ -59,9 +59,17 @@ def reply_callback(reply_id: int, phone: str, text: str) -> Dict[str, Any]:
                                   "phone": national, "content": "Oferta"}}}
 
 
+def store_url(server: Server) -> str:
+    """The addon's default store of this server: its own database, schema ``smskit``
+    (through psycopg 3 here; the addon reaches it through Odoo's psycopg2)."""
+    odoo = server.odoo
+    return (f"postgresql://odoo:odoo@{odoo.pg_host}:{odoo.pg_port}/{server.db}"
+            "?options=-csearch_path%3Dsmskit")
+
+
 def journal(server: Server) -> Journal:
-    """The addon's default sidecar (the journal of pending Odoo writes) of this server."""
-    return Journal(f"sqlite:///{server.odoo.sidecar(server.db)}")
+    """The journal of pending Odoo writes in the addon's default store of this server."""
+    return Journal(store_url(server))
 
 
 def sms_rows(server: Server, phone: str, fields: List[str]) -> List[Dict[str, Any]]:

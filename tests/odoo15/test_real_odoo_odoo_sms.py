@@ -164,7 +164,7 @@ def test_a_blacklisted_customer_is_refused_in_the_agents_language(
     # Portuguese installed as an operator does (Settings > Languages): the addons' pt_BR.po
     wizard = odoo.xmlrpc("base.language.install", "create", {"lang": "pt_BR"})
     odoo.xmlrpc("base.language.install", "lang_install", [wizard])
-    for lang, words in (("en_US", "is on the blacklist"), ("pt_BR", "lista de bloqueio")):
+    for lang, words in (("en_US", "is on the blacklist"), ("pt_BR", "lista negra")):
         with pytest.raises(xmlrpc.client.Fault) as caught:
             odoo.xmlrpc("acrux.chat.conversation", "send_message", [conversation],
                         {"text": "Oi", "ttype": "text"}, context={"lang": lang})

@@ -29,8 +29,8 @@ class SmsApi(models.AbstractModel):
         messages = super()._get_sms_api_error_messages()
         if self.env["smskit.bridge"]._smskit_sends_odoo_sms():
             messages.update({
-                "unregistered": _("smskit is not configured: set smskit.kolmeya_token "
-                                  "(Settings > Technical > System Parameters)."),
+                "unregistered": _("smskit is not configured: set the Kolmeya token in "
+                                  "Settings > SMS."),
                 "insufficient_credit": _("Not enough balance on the Kolmeya account."),
                 "blacklisted": _("The number is on the blacklist: the SMS was not sent."),
                 "rejected": _("The SMS gateway refused the message."),

@@ -2,13 +2,14 @@
 Odoo's own SMS (``sms.api``), ``phone.blacklist``, the ChatRoom part (``sms_smskit_chatroom``)
 and your own code (``smskit_send``).
 
-Configuration lives in system parameters (Settings > Technical > System Parameters) named
+Configuration is made in Settings > SMS and kept in system parameters named
 ``smskit.<setting>``: ``smskit.kolmeya_token``, ``smskit.webhook_secret``,
 ``smskit.public_url``, ``smskit.acrux_connector_id``... (any smskit setting, without the
-``SMSKIT_`` prefix; the environment is never read). smskit's own state (batches, history,
-schedules, the journal of pending Odoo writes) lives in a sidecar SQLite file under Odoo's data
-directory, unless ``smskit.odoo_sidecar_url`` names another database (PostgreSQL for several
-Odoo hosts).
+``SMSKIT_`` prefix; the environment is never read). smskit's own store (messages and their
+history, batches, schedules, campaigns, the blacklist audit, the journal of pending Odoo writes)
+lives in this very database, in the schema ``smskit`` (``smskit_odoo.odoo_db``), where the
+addon's screens read it; ``smskit.odoo_sidecar_url`` may name another database instead (the
+screens then show nothing).
 
 The kit is built once per database, registry and settings (a pool, ``smskit_odoo.embedded``),
 not per request: each caller borrows one, bound to its own cursor.
@@ -17,12 +18,11 @@ not per request: each caller borrows one, bound to its own cursor.
 import contextlib
 import datetime as dt
 import logging
-import os
 import re
 
 from odoo.exceptions import UserError
 
-from odoo import SUPERUSER_ID, _, api, models, tools
+from odoo import SUPERUSER_ID, _, api, models
 
 _logger = logging.getLogger(__name__)
 
@@ -117,12 +117,18 @@ class SmskitBridge(models.AbstractModel):
         values = {row["key"][len(PARAM_PREFIX):]: row["value"] for row in rows
                   if row["value"]}
         if "odoo_sidecar_url" not in values:
-            folder = os.path.join(tools.config["data_dir"], "smskit")
-            os.makedirs(folder, exist_ok=True)
-            values["odoo_sidecar_url"] = "sqlite:///" + os.path.join(
-                folder, f"{self.env.cr.dbname}.db")
+            values["odoo_sidecar_url"] = self._smskit_store_url()
         values.pop("allow_insecure_webhooks", None)  # the addon always wants the secret
         return values
+
+    @api.model
+    def _smskit_store_url(self):
+        """smskit's store in this database, schema ``smskit``, reached as Odoo reaches it."""
+        from odoo.sql_db import connection_info_for
+
+        from smskit_odoo.odoo_db import store_url
+
+        return store_url(connection_info_for(self.env.cr.dbname)[1])
 
     @api.model
     def _smskit_settings(self):
@@ -176,8 +182,8 @@ class SmskitBridge(models.AbstractModel):
         settings = self._smskit_settings()
         problem = self._smskit_unconfigured(settings)
         if problem:
-            _logger.info("smskit: not configured yet, nothing to do: %s (Settings > Technical "
-                         "> System Parameters)", problem)
+            _logger.info("smskit: not configured yet, nothing to do: %s (Settings > SMS)",
+                         problem)
             return
         try:
             with self._smskit_kit(settings) as kit:
@@ -310,8 +316,8 @@ class SmskitBridge(models.AbstractModel):
         except ValidationError as exc:
             raise UserError(_("SMS not sent: %s") % exc) from None
         except ConfigurationError as exc:
-            raise UserError(_("smskit is not configured: %s. Set it in Settings > Technical > "
-                              "System Parameters.") % parameter_names(str(exc))) from None
+            raise UserError(_("smskit is not configured: %s. Set it in Settings > SMS.")
+                            % parameter_names(str(exc))) from None
 
     # -- phone.blacklist --------------------------------------------------------------------
     @api.model

@@ -38,8 +38,11 @@ class TestBridge(SmskitCase):
         settings = self.bridge._smskit_settings()
         self.assertEqual(settings.get("provider"), "loopback")
         self.assertEqual(settings.get("default_region"), "BR")  # the addon's default
-        self.assertTrue(settings.get("odoo_sidecar_url").endswith(
-            os.path.join("smskit", self.env.cr.dbname + ".db")))
+        # smskit's store is this database, in its schema smskit, reached as Odoo reaches it
+        store = settings.get("odoo_sidecar_url")
+        self.assertIn(f"/{self.env.cr.dbname}?", store)
+        self.assertIn("search_path%3Dsmskit", store)
+        self.assertTrue(store.startswith("postgresql+psycopg2://"))
         set_params(self.env, allow_insecure_webhooks="true")
         self.assertIsNone(self.bridge._smskit_settings().get("allow_insecure_webhooks"),
                           "the addon always wants the webhook secret")
@@ -136,3 +139,18 @@ class TestBridge(SmskitCase):
         set_params(self.env, default_region="PT")  # other settings: another kit
         self.bridge.smskit_send("+351912345678", "Olá")
         self.assertEqual(kit_pool().built, built + 1)
+
+    def test_the_screens_speak_portuguese(self):
+        self.env["res.lang"].with_context(active_test=False).search(
+            [("code", "=", "pt_BR")]).active = True
+        trans_load(self.env.cr, os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                                             "i18n", "pt_BR.po"), "pt_BR", verbose=False)
+        pt = self.env(context=dict(self.env.context, lang="pt_BR"))
+        self.assertEqual(pt.ref("sms_smskit.menu_smskit_messages").name, "Mensagens")
+        self.assertEqual(pt.ref("sms_smskit.menu_smskit_schedules").name, "SMS agendados")
+        labels = pt["smskit.message"].fields_get(["segments", "state"])
+        self.assertEqual(labels["segments"]["string"], "Partes")
+        self.assertIn(("error", "Não entregue"), labels["state"]["selection"])
+        arch = pt["smskit.campaign"].fields_view_get(view_type="form")["arch"]
+        self.assertIn("Pausar", arch)
+        self.assertIn("Retomar", arch)

@@ -79,7 +79,7 @@ class TestChatRoom(SmskitCase):
         with self.assertRaises(UserError) as caught:
             self.conversation.with_context(lang="pt_BR").send_message(
                 {"text": "Oi", "ttype": "text"})
-        self.assertIn("está na lista de bloqueio", str(caught.exception))
+        self.assertIn("está na lista negra", str(caught.exception))
 
     def test_an_invalid_number_is_refused(self):
         self.conversation.number = "12345"

@@ -1,9 +1,10 @@
 """One-shot and recurring schedules, and :func:`run_due`, which materialises each due
 occurrence exactly once.
 
-A schedule is a :class:`SendRequest` (template, recipients, variables, tags) plus either a
-moment (``at``) or an RFC 5545 recurrence rule (``"FREQ=DAILY;BYHOUR=9;BYMINUTE=0"``)
-evaluated on the wall clock of the schedule's time zone (default ``America/Sao_Paulo``)::
+A schedule is a :class:`SendRequest` (template, recipients or an audience, variables, tags)
+plus either a moment (``at``) or an RFC 5545 recurrence rule
+(``"FREQ=DAILY;BYHOUR=9;BYMINUTE=0"``) evaluated on the wall clock of the schedule's time zone
+(default ``America/Sao_Paulo``)::
 
     from smskit.outreach.scheduler import add_schedule, run_due
 
@@ -11,6 +12,11 @@ evaluated on the wall clock of the schedule's time zone (default ``America/Sao_P
                                           "recipients": [{"phone": "11987654321", "nome": "Ana"}]},
                  rrule="FREQ=MONTHLY;BYMONTHDAY=10;BYHOUR=9;BYMINUTE=0")
     run_due(kit)            # what `smskit worker`, an Odoo cron or a task queue calls
+
+Instead of a fixed list of recipients, a request may name an **audience**, the JSON data a
+campaign takes (:mod:`smskit.outreach.audience`: ``{"type": "tags", "tags": ["vip"]}``, or the
+``smskit_odoo`` plugin's ``{"type": "odoo", "domain": [...]}``): it is read afresh, page by page,
+at every occurrence, so a weekly send to a tag reaches whoever has the tag that week.
 
 Exactly once, even with several workers and crashes: an occurrence ``T`` is first materialised
 as ``outgoing`` messages whose idempotency keys are ``schedule:<id>:<T>:<phone>`` (the store
@@ -32,26 +38,32 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import attrs
 from dateutil import rrule as _rrule
 
-from smskit.errors import ConfigurationError, ValidationError
+from smskit.errors import ConfigurationError, NotFoundError, ValidationError
 from smskit.ids import new_id
 from smskit.kit import BulkSummary, SmsKit
+from smskit.outreach import audience as audience_mod
+from smskit.outreach.fit import check_fit
 from smskit.store.base import Schedule
 from smskit.template import Template
 from smskit.timeutil import DEFAULT_TZ, zone
 
 __all__ = [
+    "AUDIENCE_PAGE",
     "CATCH_UP_POLICIES",
     "ScheduleRun",
     "SendRequest",
     "add_schedule",
     "next_occurrence",
     "run_due",
+    "run_now",
     "schedule_tag",
     "upcoming",
 ]
 
 log = logging.getLogger(__name__)
 
+#: Recipients read from a schedule's audience per page (each page is one ``send_many``).
+AUDIENCE_PAGE = 1000
 #: ``"latest"``: after downtime, send only the most recent missed occurrence (the default);
 #: ``"all"``: send every missed occurrence, oldest first.
 CATCH_UP_POLICIES = ("latest", "all")
@@ -74,8 +86,6 @@ def _text(value: object, what: str) -> str:
 def _recipients(value: object) -> Tuple[Union[str, Dict[str, Any]], ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise ValidationError(f"schedule request: recipients must be a list, got {value!r}")
-    if not value:
-        raise ValidationError("schedule request: recipients is empty")
     out: List[Union[str, Dict[str, Any]]] = []
     for index, item in enumerate(value):
         if isinstance(item, Mapping):
@@ -118,6 +128,16 @@ def _optional_text(value: object) -> Optional[str]:
     return value
 
 
+def _audience(value: object) -> Optional[Dict[str, Any]]:
+    """Audience data (checked by its source when the schedule is created and at each run)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not isinstance(value.get("type"), str):
+        raise ValidationError(f"schedule request: audience must be a mapping with a 'type' "
+                              f"(as a campaign's), got {value!r}")
+    return {str(k): v for k, v in value.items()}
+
+
 def _template(value: object) -> str:
     text = _text(value, "text")
     Template(text)  # a template that cannot be parsed is refused now, not at run time
@@ -129,18 +149,27 @@ class SendRequest:
     """What a schedule sends: the JSON-able ``Schedule.request``.
 
     ``text`` is a template; each recipient is a phone or a mapping with ``phone`` and
-    per-recipient variables; ``variables`` are shared by every recipient. Construction validates
-    the shape and parses the template (:class:`~smskit.errors.ValidationError` otherwise).
+    per-recipient variables; ``variables`` are shared by every recipient. Instead of
+    ``recipients``, ``audience`` names who to reach as a campaign does (JSON data read by an
+    audience source at every occurrence); exactly one of the two is given. Construction
+    validates the shape and parses the template (:class:`~smskit.errors.ValidationError`
+    otherwise).
     """
 
     text: str = attrs.field(converter=_template)
-    recipients: Tuple[Union[str, Dict[str, Any]], ...] = attrs.field(converter=_recipients)
+    recipients: Tuple[Union[str, Dict[str, Any]], ...] = attrs.field(default=(),
+                                                                     converter=_recipients)
     variables: Dict[str, Any] = attrs.field(factory=dict, converter=_variables)
     tags: Tuple[str, ...] = attrs.field(default=(), converter=_tags)
     campaign_id: Optional[str] = attrs.field(default=None, converter=_optional_text)
     provider: Optional[str] = attrs.field(default=None, converter=_optional_text)
+    audience: Optional[Dict[str, Any]] = attrs.field(default=None, converter=_audience)
 
     def __attrs_post_init__(self) -> None:
+        if self.audience is not None and self.recipients:
+            raise ValidationError("schedule request: give recipients or an audience, not both")
+        if self.audience is None and not self.recipients:
+            raise ValidationError("schedule request: recipients is empty")
         try:
             json.dumps(self.to_dict())
         except (TypeError, ValueError) as exc:
@@ -156,8 +185,9 @@ class SendRequest:
         if unknown:
             raise ValidationError(f"schedule request: unknown key(s) {', '.join(unknown)} "
                                   f"(known: {', '.join(sorted(known))})")
-        if "text" not in data or "recipients" not in data:
-            raise ValidationError("schedule request needs 'text' and 'recipients'")
+        if "text" not in data or ("recipients" not in data and "audience" not in data):
+            raise ValidationError("schedule request needs 'text' and 'recipients' (or an "
+                                  "'audience')")
         return cls(**dict(data))
 
     def to_dict(self) -> Dict[str, Any]:
@@ -171,6 +201,8 @@ class SendRequest:
         }
         if self.provider is not None:
             out["provider"] = self.provider
+        if self.audience is not None:
+            out["audience"] = dict(self.audience)
         return out
 
 
@@ -353,6 +385,21 @@ def upcoming(schedule: Schedule, count: int = 5,
 
 
 # -- creating ----------------------------------------------------------------------------------
+def _sources(kit: SmsKit) -> Dict[str, audience_mod.AudienceSource[Any]]:
+    return audience_mod.audience_sources(kit.hooks)
+
+
+def _prepare_audience(kit: SmsKit, request: SendRequest) -> SendRequest:
+    """The request with its audience checked by its source (and as the source stores it);
+    the template must fit it, as a campaign's must."""
+    if request.audience is None:
+        return request
+    source = audience_mod.source_for(request.audience, _sources(kit))
+    parsed = source.prepare(source.parse(request.audience))
+    check_fit(kit, source, parsed, request.text, request.variables, provider=request.provider)
+    return attrs.evolve(request, audience=parsed.to_data())
+
+
 def _check_recipients(kit: SmsKit, request: SendRequest) -> None:
     """Every phone must parse now (InvalidPhoneError names the number), not at run time."""
     composer = kit.composer(request.provider)
@@ -388,6 +435,7 @@ def add_schedule(
     zone_info = _tz(tz)
     send = request if isinstance(request, SendRequest) else SendRequest.from_dict(request)
     _check_recipients(kit, send)
+    send = _prepare_audience(kit, send)
     now = _aware_utc(kit.clock(), "kit.clock()")
     this_minute = _localise(_local_naive(now, zone_info).replace(second=0, microsecond=0),
                             zone_info)
@@ -419,17 +467,41 @@ def add_schedule(
 # -- running -----------------------------------------------------------------------------------
 def _materialise(kit: SmsKit, schedule: Schedule, request: SendRequest,
                  occurrence: dt.datetime) -> BulkSummary:
-    return kit.send_many(
-        request.recipients,
-        request.text,
-        variables=request.variables,
-        idempotency_prefix=f"schedule:{schedule.id}:{occurrence.isoformat()}",
-        tags=(*request.tags, schedule_tag(schedule.id)),
-        campaign_id=request.campaign_id,
-        schedule_id=schedule.id,
-        provider=request.provider,
-        dispatch=False,
-    )
+    def send(recipients: Sequence[Union[str, Dict[str, Any]]],
+             phone_field: str = "phone") -> BulkSummary:
+        return kit.send_many(
+            recipients,
+            request.text,
+            variables=request.variables,
+            phone_field=phone_field,
+            idempotency_prefix=f"schedule:{schedule.id}:{occurrence.isoformat()}",
+            tags=(*request.tags, schedule_tag(schedule.id)),
+            campaign_id=request.campaign_id,
+            schedule_id=schedule.id,
+            provider=request.provider,
+            dispatch=False,
+        )
+
+    if request.audience is None:
+        return send(request.recipients)
+    # The audience as it is now, page by page; the occurrence's idempotency keys make a
+    # re-run after a crash skip whoever has a message already.
+    source = audience_mod.source_for(request.audience, _sources(kit))
+    parsed = source.parse(request.audience)
+    total = BulkSummary()
+    cursor: Optional[str] = None
+    while True:
+        page = source.read_page(kit, parsed, cursor, AUDIENCE_PAGE)
+        if page.recipients:
+            _add_summary(total, send(page.recipients, page.phone_field))
+        if page.done or page.cursor == cursor:
+            return total
+        cursor = page.cursor
+
+
+def _add_summary(total: BulkSummary, part: BulkSummary) -> None:
+    for field in attrs.fields(BulkSummary):
+        setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
 
 
 def _run_schedule(kit: SmsKit, schedule: Schedule, now: dt.datetime,
@@ -493,3 +565,20 @@ def run_due(kit: SmsKit, now: Optional[dt.datetime] = None, *,
     for schedule in kit.store.due_schedules(moment):
         runs.extend(_run_schedule(kit, schedule, moment, catch_up))
     return runs
+
+
+def run_now(kit: SmsKit, schedule_id: str, now: Optional[dt.datetime] = None) -> ScheduleRun:
+    """Send a schedule's request once now, outside its recurrence (a person's "run now"); its
+    next run stays as it was. The occurrence is ``now`` to the second, so a second call in the
+    same second stores nothing new; the messages are stored ``outgoing`` like those of
+    :func:`run_due`. An unknown schedule is a :class:`~smskit.errors.NotFoundError`."""
+    schedule = kit.store.get_schedule(schedule_id)
+    if schedule is None:
+        raise NotFoundError(f"no schedule with id {schedule_id!r}")
+    moment = _aware_utc(now if now is not None else kit.clock(), "now").replace(microsecond=0)
+    summary = _materialise(kit, schedule, SendRequest.from_dict(schedule.request), moment)
+    return ScheduleRun(
+        schedule_id=schedule.id, name=schedule.name, occurrence=moment, won=True,
+        created=summary.total - summary.duplicates, duplicates=summary.duplicates,
+        rejected=summary.rejected, canceled=summary.canceled, deferred=summary.deferred,
+        next_run_at=schedule.next_run_at)
