@@ -9,8 +9,8 @@ figure.
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
 Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``safety``,
-``dashboard``, ``odoo``, ``odoo15`` (a real Odoo 15: skipped, saying why, where there is none;
-see each ``bench_*.py``).
+``dashboard``, ``odoo``, ``odoo15``, ``odoo15_mailing`` (a real Odoo 15: skipped, saying why,
+where there is none; see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
 """
@@ -43,6 +43,7 @@ BENCHMARKS = {
     "dashboard": "bench_dashboard",
     "odoo": "bench_odoo",
     "odoo15": "bench_odoo15",
+    "odoo15_mailing": "bench_odoo15_mailing",
 }
 
 

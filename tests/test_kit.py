@@ -18,6 +18,7 @@ from smskit.errors import (
     MissingVariableError,
     RateLimitedError,
     RequestRejectedError,
+    ValidationError,
 )
 from smskit.kit import Outcome, SmsKit
 from smskit.models import Direction, InboundMessage, Message, State, StatusEvent
@@ -142,6 +143,26 @@ def test_bulk_rerun_with_prefix_skips_recipients_already_stored(
     assert again.duplicates == 4 and again.sent == 1
     assert all(n == 1 for n in provider.accepted_counts().values())
     assert len(provider.sent) == 5
+
+
+def test_bulk_rows_keyed_by_their_own_field_are_sent_once_each(
+        kit: SmsKit, provider: LoopbackProvider) -> None:
+    # two rows to one number are two messages; a re-run of the same rows sends nothing
+    rows = [{"phone": "11987650001", "sms": 7, "who": "res.partner,3"},
+            {"phone": "11987650001", "sms": 8},
+            {"phone": "12ab", "sms": 9}]
+    fields = {"idempotency_key": "sms", "partner_ref": "who"}
+    first = kit.send_many(rows, "Oi", idempotency_prefix="odoo", recipient_fields=fields)
+    again = kit.send_many(rows, "Oi", idempotency_prefix="odoo", recipient_fields=fields)
+    assert (first.sent, first.rejected) == (2, 1)
+    assert (again.sent, again.duplicates) == (0, 3)
+    assert len(provider.sent) == 2
+    stored = {m.idempotency_key: m for m in all_messages(kit)}
+    assert set(stored) == {"odoo:7", "odoo:8", "odoo:9:rejected"}
+    assert stored["odoo:7"].partner_ref == "res.partner,3"
+    assert stored["odoo:8"].partner_ref is None
+    with pytest.raises(ValidationError):
+        kit.send_many(rows, "Oi", recipient_fields={"body": "sms"})
 
 
 # -- failures mid-batch --------------------------------------------------------------------

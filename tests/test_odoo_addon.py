@@ -1,8 +1,9 @@
 """The Odoo 15 addon ``addons/sms_smskit``: its files are valid for Odoo and Python 3.8, and
 its code runs (against stand-ins for the ``odoo`` package and the fake Odoo): the cron sends,
 the webhook controller refuses callers without the secret and applies the others through
-smskit's webhook gate, and an agent's ChatRoom reply goes out through smskit. (That the gate's
-synchronous path answers as the reference server does is tested in ``test_webhook_gate.py``.)"""
+smskit's webhook gate, and an agent's ChatRoom reply goes out through smskit (the part
+``addons/sms_smskit_chatroom``, loaded on top as Odoo does). (That the gate's synchronous path
+answers as the reference server does is tested in ``test_webhook_gate.py``.)"""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from smskit_odoo.testing import FakeOdoo
 from smskit_odoo.testing.env import FakeEnv, fake_call_kw
 
 ADDON = Path(__file__).resolve().parent.parent / "addons" / "sms_smskit"
+CHATROOM = ADDON.parent / "sms_smskit_chatroom"
 SECRET = "addon-secret"
 PHONE = "+5511987654321"
 
@@ -43,7 +45,12 @@ def test_python_files_are_valid_python_38() -> None:
 def test_manifest_and_data_files() -> None:
     manifest = ast.literal_eval((ADDON / "__manifest__.py").read_text(encoding="utf-8"))
     assert manifest["version"].startswith("15.0.")
-    assert {"base", "mail", "whatsapp_connector"} <= set(manifest["depends"])
+    assert {"base", "base_setup", "mail", "sms"} <= set(manifest["depends"])
+    # the ChatRoom part comes by itself where the ChatRoom is: the app installs without it
+    assert "whatsapp_connector" not in manifest["depends"]
+    chatroom = ast.literal_eval((CHATROOM / "__manifest__.py").read_text(encoding="utf-8"))
+    assert set(chatroom["depends"]) == {"sms_smskit", "whatsapp_connector"}
+    assert chatroom["auto_install"] is True
     assert manifest["external_dependencies"] == {"python": ["smskit-sdk"]}
     for name in manifest["data"]:
         if name.endswith(".csv"):  # access rights: Odoo's header, one row per line
@@ -77,6 +84,9 @@ class AddonEnv(FakeEnv):
         if model == "base":
             return types.SimpleNamespace(flush=lambda: None)
         return super().__getitem__(model)
+
+    def __contains__(self, model: object) -> bool:
+        return model in ("smskit.bridge", "base") or model in self.fake.orm.models
 
     def __call__(self, user: Optional[int] = None, **_: Any) -> AddonEnv:
         return AddonEnv(self.fake, self.uid if user is None else user, self.cr)
@@ -164,6 +174,17 @@ class _Permissive(types.ModuleType):
         return _anything
 
 
+def _load(name: str, folder: Path) -> types.ModuleType:
+    """Import the addon package in ``folder`` as ``name`` (as Odoo's loader does)."""
+    spec = importlib.util.spec_from_file_location(name, folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package  # its relative imports need it (the fixture puts it back)
+    spec.loader.exec_module(package)
+    return package
+
+
 @pytest.fixture
 def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     fake = FakeOdoo("sms_base_sr")
@@ -194,13 +215,17 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
     exceptions = _module("odoo.exceptions", UserError=_error("UserError"),
                          AccessError=_error("AccessError"))
     res_partner = _module("odoo.addons.base.models.res_partner", _tz_get=lambda self: [])
+    stock_sms = _module("odoo.addons.sms.models.sms_sms",
+                        SmsSms=type("SmsSms", (), {"IAP_TO_SMS_STATE": {}}))
     conf = _module("odoo.conf", server_wide_modules=["base", "web"])
     service = _module("odoo.service")
     service.db = _module("odoo.service.db", list_dbs=lambda force=False: [fake.database])  # type: ignore[attr-defined]
     odoo = _module("odoo", SUPERUSER_ID=1, _=lambda text: text)
-    for name in ("addons", "addons.base", "addons.base.models"):
+    for name in ("addons", "addons.base", "addons.base.models", "addons.sms",
+                 "addons.sms.models"):
         monkeypatch.setitem(sys.modules, f"odoo.{name}", _module(f"odoo.{name}"))
     monkeypatch.setitem(sys.modules, "odoo.addons.base.models.res_partner", res_partner)
+    monkeypatch.setitem(sys.modules, "odoo.addons.sms.models.sms_sms", stock_sms)
     for name, module in [("api", api), ("models", models), ("fields", fields), ("tools", tools),
                          ("exceptions", exceptions), ("http", http), ("conf", conf),
                          ("service", service), ("service.db", service.db)]:  # type: ignore[attr-defined]
@@ -213,20 +238,20 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
         monkeypatch.setitem(sys.modules, name, module)
     for name in [n for n in sys.modules if n.startswith("sms_smskit")]:
         del sys.modules[name]  # each test imports the addon against its own stand-ins
-    spec = importlib.util.spec_from_file_location("sms_smskit", ADDON / "__init__.py",
-                                                  submodule_search_locations=[str(ADDON)])
-    assert spec is not None and spec.loader is not None
-    package = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "sms_smskit", package)
-    spec.loader.exec_module(package)
-    AddonEnv.bridge_class = package.models.smskit_bridge.SmskitBridge
+    package, chatroom = _load("sms_smskit", ADDON), _load("sms_smskit_chatroom", CHATROOM)
+    for name, module in (("sms_smskit", package), ("sms_smskit_chatroom", chatroom)):
+        monkeypatch.setitem(sys.modules, name, module)
+    # smskit.bridge as Odoo builds it with both installed: the ChatRoom part's methods on top
+    AddonEnv.bridge_class = type("SmskitBridge", (
+        chatroom.models.smskit_bridge.SmskitBridgeChatRoom,
+        package.models.smskit_bridge.SmskitBridge), {})
     # the addon's default store is the Odoo database itself (PostgreSQL, schema smskit,
     # tested against a real Odoo in tests/odoo15): here a SQLite file named by hand
     for key, value in [("smskit.provider", "loopback"), ("smskit.webhook_secret", SECRET),
                        ("smskit.allow_insecure_webhooks", "true"),
                        ("smskit.odoo_sidecar_url", f"sqlite:///{tmp_path / 'smskit.db'}")]:
         fake.add("ir.config_parameter", {"key": key, "value": value})
-    yield types.SimpleNamespace(package=package, fake=fake, http=http,
+    yield types.SimpleNamespace(package=package, chatroom=chatroom, fake=fake, http=http,
                                 env=AddonEnv(fake, 1))
     package.models.smskit_bridge.kit_pool().clear()
     for name in [n for n in sys.modules if n.startswith("sms_smskit.")]:
@@ -288,7 +313,7 @@ def test_no_secret_no_webhook(addon: Any) -> None:
 
 
 def test_agent_replies_in_an_sms_conversation_go_out_through_smskit(addon: Any) -> None:
-    connector_class = addon.package.models.acrux_connector.AcruxChatConnector
+    connector_class = addon.chatroom.models.acrux_connector.AcruxChatConnector
 
     def connector(kind: str) -> Any:
         record = connector_class()

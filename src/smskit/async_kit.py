@@ -190,6 +190,7 @@ class AsyncSmsKit(BaseKit):
         dispatch: bool = True,
         chunk_size: Optional[int] = None,
         track_links: Optional[bool] = None,
+        recipient_fields: Optional[Mapping[str, str]] = None,
     ) -> BulkSummary:
         """Send ``text`` to every recipient, a chunk at a time: :meth:`smskit.SmsKit.send_many`,
         awaited. ``recipients`` may be an async iterable; ``on_outcome`` may be a coroutine
@@ -197,8 +198,8 @@ class AsyncSmsKit(BaseKit):
         await self._prepared(store=False)
         composer = self.composer(provider, track_links=track_links)
         spec = self._many_spec(text, variables, at, idempotency_prefix=idempotency_prefix,
-                               phone_field=phone_field, tags=tags, campaign_id=campaign_id,
-                               schedule_id=schedule_id)
+                               phone_field=phone_field, recipient_fields=recipient_fields,
+                               tags=tags, campaign_id=campaign_id, schedule_id=schedule_id)
         size = self._chunk_size(composer, chunk_size, dispatch)
         names = self.check_providers(self._names(composer)) if dispatch else ()
         await self._prepared()

@@ -99,6 +99,7 @@ class SmsKit(BaseKit):
         dispatch: bool = True,
         chunk_size: Optional[int] = None,
         track_links: Optional[bool] = None,
+        recipient_fields: Optional[Mapping[str, str]] = None,
     ) -> BulkSummary:
         """Send ``text`` to every recipient, streaming: memory stays constant however many.
 
@@ -110,11 +111,15 @@ class SmsKit(BaseKit):
         (``"<prefix>:<E.164 or input>:rejected"``), so re-running unchanged input does not
         record it twice, while a corrected recipient is sent. ``track_links``: as in
         :meth:`send` (each recipient's URLs get their own codes, stored per chunk).
+        ``recipient_fields`` takes message fields from each mapping recipient
+        (``{"idempotency_key": "order", "partner_ref": "customer"}``; see
+        :class:`~smskit.outbox.compose.SendSpec`): keyed by its own value, each row is one
+        message sent once, even with two rows to one number.
         """
         composer = self.composer(provider, track_links=track_links)
         spec = self._many_spec(text, variables, at, idempotency_prefix=idempotency_prefix,
-                               phone_field=phone_field, tags=tags, campaign_id=campaign_id,
-                               schedule_id=schedule_id)
+                               phone_field=phone_field, recipient_fields=recipient_fields,
+                               tags=tags, campaign_id=campaign_id, schedule_id=schedule_id)
         send = self._dispatcher(composer) if dispatch else None
         size = self._chunk_size(composer, chunk_size, dispatch)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,

@@ -186,12 +186,15 @@ class BaseKit:
     @staticmethod
     def _many_spec(text: str, variables: Optional[Mapping[str, Any]],
                    at: Optional[dt.datetime], *, idempotency_prefix: Optional[str],
-                   phone_field: str, **fields: Any) -> compose.SendSpec:
+                   phone_field: str,
+                   recipient_fields: Optional[Mapping[str, str]] = None,
+                   **fields: Any) -> compose.SendSpec:
         """The spec of a bulk send (``fields``: tags, campaign, schedule)."""
         fields["tags"] = tuple(fields.get("tags") or ())
         return compose.SendSpec(template=Template(text), variables=dict(variables or {}),
                                 at=at, fields=fields, idempotency_prefix=idempotency_prefix,
-                                phone_field=phone_field)
+                                phone_field=phone_field,
+                                recipient_fields=dict(recipient_fields or {}))
 
     def _chunk_size(self, composer: outbox.Composer, chunk_size: Optional[int],
                     dispatch: bool) -> int:

@@ -17,6 +17,14 @@ On Odoo's stock ``sms.sms`` rows are written only once the gateway answered: Odo
 queue (``sms.sms._process_queue``, the "SMS: SMS Queue Manager" cron and the composer) sends
 every ``outgoing`` ``sms.sms`` through IAP, so an ``outgoing`` row from smskit would be sent a
 second time by Odoo. The sidecar holds the message before the send.
+
+A message Odoo itself asked to send (:mod:`smskit_odoo.origins`: an ``sms.sms`` of Odoo's,
+an agent's ChatRoom reply) has Odoo records of its own, which
+:class:`~smskit_odoo.origins.Origins` keeps in step after each batch of writes here. Where the
+message model is ``sms.sms`` itself, Odoo's own row is that message's row: no second one is
+created. Where the model posts a chatter note for each new row with a partner (the users'
+``sms_base_sr``), the row of an Odoo ``sms.sms`` gets its partner on its next write instead
+of at creation: Odoo's chatter already shows that SMS, a second note would repeat it.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from smskit.store.base import Store
 from smskit_odoo.adapter import TRANSIENT_TEXTS, to_odoo_datetime
 from smskit_odoo.errors import OdooTransientError
 from smskit_odoo.journal import Link, Op
+from smskit_odoo.origins import ODOO_SMS, Origins, origin_of
 from smskit_odoo.schema import OdooSchema
 from smskit_odoo.session import HandlerResult, OdooSession, isolate
 
@@ -58,13 +67,15 @@ class Mirror:
     """Builds Odoo values from :class:`~smskit.models.Message` and writes them in batches."""
 
     def __init__(self, session: OdooSession, sidecar: Store, *,
-                 create_partners: str = "inbound") -> None:
+                 create_partners: str = "inbound", origins: Optional[Origins] = None) -> None:
         if create_partners not in ("inbound", "always", "never"):
             raise ValueError("create_partners must be 'inbound', 'always' or 'never', got "
                              f"{create_partners!r}")
         self.session = session
         self.sidecar = sidecar
         self.create_partners = create_partners
+        #: Keeps the Odoo records messages were sent for in step (``None``: nobody does).
+        self.origins = origins
 
     @property
     def schema(self) -> OdooSchema:
@@ -77,6 +88,8 @@ class Mirror:
         schema = self.schema
         if message.direction is Direction.INBOUND:
             return schema.has("direction") and schema.direction_value(True) is not None
+        if schema.model == ODOO_SMS and _odoo_sms(message):
+            return False  # Odoo's own row is this message's row (kept by the origins)
         # On sms.sms, Odoo's own queue would send an outgoing row (see the module docs).
         return not (schema.model == "sms.sms" and message.state in (State.DRAFT,
                                                                        State.OUTGOING))
@@ -133,8 +146,15 @@ class Mirror:
         id, and our id -> Odoo's refusal."""
         model = self.schema.model
 
+        late_partner = self.schema.posts_own_notes
+
         def call(batch: Sequence[Tuple[Message, Link, Optional[int]]]) -> Sequence[Any]:
-            vals = [self.create_vals(self.values(m, link, parent)) for m, link, parent in batch]
+            vals = []
+            for m, link, parent in batch:
+                values = self.values(m, link, parent)
+                if late_partner and _odoo_sms(m):
+                    values.pop("partner", None)  # set on the next write: no second note
+                vals.append(self.create_vals(values))
             return list(self.session.adapter.execute(model, "create", vals))
 
         ok, bad = isolate(rows, call)
@@ -171,6 +191,8 @@ class Mirror:
             failed.update(self._create_later(to_create, links))
         if to_update:
             failed.update(self._update(to_update, links))
+        if self.origins is not None:
+            self.origins.sync(list(messages.values()))
         for mid in ids:
             if mid not in messages:
                 continue
@@ -323,6 +345,12 @@ class Mirror:
             remaining = [t for i, t in enumerate(remaining) if i not in bad]
         refused.update({m.id: "Odoo kept refusing the rows" for m, _, _ in remaining})
         return refused
+
+
+def _odoo_sms(message: Message) -> bool:
+    """Whether ``message`` is one of Odoo's own ``sms.sms`` sent through smskit."""
+    origin = origin_of(message)
+    return origin is not None and origin[0] == ODOO_SMS
 
 
 def _odoo_value(value: Any) -> Any:

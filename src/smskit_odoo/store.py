@@ -50,6 +50,7 @@ from smskit_odoo.adapter import OdooAdapter, OdooUrl, RpcAdapter
 from smskit_odoo.errors import OdooError
 from smskit_odoo.journal import Journal, Link, Op
 from smskit_odoo.mirror import Mirror
+from smskit_odoo.origins import ODOO_SMS, Origins, origin_of
 from smskit_odoo.session import FlushReport, OdooSession
 
 __all__ = ["DEFAULT_SIDECAR", "OdooStore", "open_session", "open_store"]
@@ -91,7 +92,11 @@ class OdooStore(Store):
         self.session = session
         self.sidecar = sidecar
         self.notes = notes
-        self.mirror = Mirror(session, sidecar, create_partners=create_partners)
+        #: The Odoo records messages were sent for (Odoo's ``sms.sms``, a ChatRoom reply),
+        #: kept in step with them (:mod:`smskit_odoo.origins`).
+        self.origins = Origins(lambda: session.adapter)
+        self.mirror = Mirror(session, sidecar, create_partners=create_partners,
+                             origins=self.origins)
         session.register("mirror", self.mirror.handle)
         session.on_failure(self._report_refusal)
 
@@ -141,6 +146,9 @@ class OdooStore(Store):
             old = before.get(message.id)
             if old is None or old.state == message.state:
                 continue
+            origin = origin_of(message)
+            if origin is not None and origin[0] == ODOO_SMS:
+                continue  # Odoo's chatter shows its own SMS, and its state (the origins)
             if message.state is State.SENT:
                 if sent_notes:
                     wanted.append((message, "sent"))
@@ -183,11 +191,13 @@ class OdooStore(Store):
                             partner_id=partners.get(m.id)) for m in fresh}
         rows = [(m, links[m.id], None) for m in fresh if self.mirror.wants_row(m)]
         created, refused = self.mirror.create(rows) if rows else ({}, {})
+        # a message refused already (an invalid number) keeps its own reason; the refused
+        # row is recorded in its history below
         adjusted = [
             attrs.evolve(m, state=State.REJECTED, error_code="odoo_refused",
                          error_text=f"Odoo refused the {schema.model} record: {refused[m.id]}",
                          scheduled_at=None)
-            if m.id in refused else m for m in given]
+            if m.id in refused and not m.state.is_final else m for m in given]
         try:
             outcomes = self.sidecar.add_messages(adjusted)
         except BaseException:
@@ -205,6 +215,15 @@ class OdooStore(Store):
                 self.sidecar.record_event(mid, KIND_ODOO_ERROR,
                                           f"Odoo refused the {schema.model} record: {error}",
                                           provider="odoo")
+        # The Odoo records of messages that will not be sent now (refused, vetoed, deferred):
+        # nothing else moves them until then. Those sent now follow with their results.
+        waiting = [o.message for o in outcomes if o.created and origin_of(o.message) is not None
+                   and (o.message.state.is_final or o.message.scheduled_at)]
+        try:
+            self.origins.sync(waiting)
+        except OdooError as exc:  # stored: the send goes on; the addon syncs them again after
+            log.warning("the Odoo records of %d message(s) not updated yet: %s", len(waiting),
+                        exc)
         return outcomes
 
     def _refuse_taken(self, fresh: Sequence[Message]) -> None:

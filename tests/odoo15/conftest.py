@@ -90,6 +90,7 @@ def _module_server(variant: str, workers: bool = False,
 
 odoo_sr = pytest.fixture(scope="module", name="odoo_sr")(_module_server("sr"))
 odoo_stock = pytest.fixture(scope="module", name="odoo_stock")(_module_server("stock"))
+odoo_mass = pytest.fixture(scope="module", name="odoo_mass")(_module_server("mass"))
 odoo_sr_workers = pytest.fixture(scope="module", name="odoo_sr_workers")(
     _module_server("sr", workers=True))
 odoo_sr_server_wide = pytest.fixture(scope="module", name="odoo_sr_server_wide")(

@@ -50,6 +50,11 @@ VARIANTS: Mapping[str, Tuple[str, ...]] = {
     "sr": ("sms", "sms_base_sr", "whatsapp_connector", "sms_smskit"),
     # no sms.message: smskit falls back to stock sms.sms
     "stock": ("sms", "whatsapp_connector", "sms_smskit"),
+    # the users' set-up with SMS marketing (sms_smskit_mass_mailing comes by itself with
+    # mass_mailing_sms, as sms_smskit_chatroom does with the ChatRoom)
+    "mass": ("sms", "sms_base_sr", "whatsapp_connector", "mass_mailing_sms", "sms_smskit"),
+    # SMS marketing without sms.message (benchmarks/bench_odoo15_mailing.py's supplement)
+    "mass_stock": ("sms", "mass_mailing_sms", "sms_smskit"),
 }
 ADMIN_LOGIN = ADMIN_PASSWORD = "admin"  # what the odoo15 script's databases use
 _SERVE_TIMEOUT = 180.0

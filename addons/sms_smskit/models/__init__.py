@@ -1,5 +1,15 @@
 # ruff: noqa: I001 - the order below is the order Odoo needs
-from . import acrux_connector, ir_http, phone_blacklist, smskit_bridge  # noqa: F401 - models
+# (the ChatRoom's acrux.chat.connector is sms_smskit_chatroom's: sms_smskit installs without it)
+from . import (  # noqa: F401 - models
+    ir_http,
+    mail_notification,
+    phone_blacklist,
+    sms_api,
+    sms_resend,
+    sms_sms,
+    smskit_bridge,
+    smskit_odoo_sms,
+)
 
 # The SMS app's screens, in this order (not sorted): Odoo builds models in the order their
 # classes are defined, a model after the mixins it inherits, and the screens' SQL views join

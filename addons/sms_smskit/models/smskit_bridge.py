@@ -1,5 +1,6 @@
 """The bridge between this Odoo database and smskit, used by the cron, the webhook controller,
-the ChatRoom override, ``phone.blacklist`` and your own code (``smskit_send``).
+Odoo's own SMS (``sms.api``), ``phone.blacklist``, the ChatRoom part (``sms_smskit_chatroom``)
+and your own code (``smskit_send``).
 
 Configuration is made in Settings > SMS and kept in system parameters named
 ``smskit.<setting>``: ``smskit.kolmeya_token``, ``smskit.webhook_secret``,
@@ -72,7 +73,8 @@ def _build_kit(settings, env):
                           notes=settings.get("odoo_notes") or "auto")
         kit = SmsKit(settings, store=store)
         smskit_odoo.attach(kit)
-        smskit_acrux.attach(kit)
+        if "acrux.chat.conversation" in env:  # replies go to the ChatRoom where there is one
+            smskit_acrux.attach(kit)
     except BaseException:
         sidecar.close()
         raise
@@ -316,28 +318,6 @@ class SmskitBridge(models.AbstractModel):
         except ConfigurationError as exc:
             raise UserError(_("smskit is not configured: %s. Set it in Settings > SMS.")
                             % parameter_names(str(exc))) from None
-
-    # -- ChatRoom ---------------------------------------------------------------------------
-    @api.model
-    def _send_chatroom_reply(self, connector, data):
-        """An agent's reply typed in an SMS ChatRoom conversation, sent through smskit."""
-        from smskit.models import State
-
-        number = str(data.get("number") or data.get("to") or "").strip()
-        text = data.get("text") or data.get("message") or ""
-        if not number or not text:
-            raise UserError(_("An SMS reply needs a number and a text."))
-        msgid = data.get("msgid") or data.get("id")
-        with self._smskit_errors(), self._smskit_kit() as kit:
-            outcome = kit.send(
-                "+" + number.lstrip("+"), text, tags=("chatroom",),
-                # a retried send of the same ChatRoom message is not sent twice
-                idempotency_key=f"chatroom:{connector.id}:{msgid}" if msgid else None)
-        if outcome.state in (State.REJECTED, State.CANCELED):
-            # translated first, then formatted: Odoo's idiom for _()
-            raise UserError(_("SMS not sent: %s") % (
-                outcome.reason or outcome.state.value))
-        return {"msg_id": outcome.message_id}
 
     # -- phone.blacklist --------------------------------------------------------------------
     @api.model

@@ -1,7 +1,7 @@
 """The bridge inside Odoo: settings from system parameters, sends from code and over RPC
 (marshallable answers, string dates, idempotency keys, UserErrors in the user's language),
-the cron (quiet until configured), one note per message next to sms_base_sr's own, the kit
-built once, and an agent's ChatRoom reply sent through smskit."""
+the cron (quiet until configured), one note per message next to sms_base_sr's own, and the
+kit built once. (An agent's ChatRoom reply: sms_smskit_chatroom's tests.)"""
 
 import logging
 import os
@@ -139,26 +139,6 @@ class TestBridge(SmskitCase):
         set_params(self.env, default_region="PT")  # other settings: another kit
         self.bridge.smskit_send("+351912345678", "Olá")
         self.assertEqual(kit_pool().built, built + 1)
-
-    def test_an_agent_reply_goes_out_through_smskit(self):
-        connector = self.env["acrux.chat.connector"].create(
-            {"name": "SMS", "connector_type": "sms"})
-        sent = connector.ca_request("send", {"number": "5511987654322", "text": "Oi",
-                                             "msgid": "agent-1"})
-        self.assertTrue(sent["msg_id"])
-        again = connector.ca_request("send", {"number": "5511987654322", "text": "Oi",
-                                              "msgid": "agent-1"})
-        self.assertEqual(again["msg_id"], sent["msg_id"], "a retried reply is not sent twice")
-        rows = self.env["sms.message"].search([("phone", "like", "987654322")])
-        self.assertEqual(len(rows), 1)
-        with self.assertRaises(UserError):
-            connector.ca_request("send", {"number": "12ab", "text": "Oi", "msgid": "agent-2"})
-
-    def test_other_connectors_keep_their_own_send_path(self):
-        connector = self.env["acrux.chat.connector"].create(
-            {"name": "WhatsApp", "connector_type": "not_set"})
-        with self.assertRaises(UserError):
-            connector.ca_request("send", {"number": "5511987654322", "text": "Oi"})
 
     def test_the_screens_speak_portuguese(self):
         self.env["res.lang"].with_context(active_test=False).search(

@@ -61,6 +61,7 @@ __all__ = [
     "Facts",
     "Outcome",
     "Parsed",
+    "RECIPIENT_FIELDS",
     "Recipient",
     "SendSpec",
     "compose_drafts",
@@ -72,6 +73,8 @@ __all__ = [
 
 #: A recipient of a bulk send: a phone, or a mapping with the phone and template variables.
 Recipient = Union[str, int, Mapping[str, Any]]
+#: Message fields a mapping recipient may give itself (:attr:`SendSpec.recipient_fields`).
+RECIPIENT_FIELDS = ("idempotency_key", "partner_ref", "campaign_id")
 
 
 @attrs.frozen(kw_only=True)
@@ -309,6 +312,11 @@ class SendSpec:
     single send's idempotency key). With ``idempotency_prefix`` each recipient of a bulk send
     gets the key ``"<prefix>:<E.164>"``, and a rejected one ``"<prefix>:<E.164 or input>:
     rejected"``. A mapping recipient's ``phone_field`` is its phone.
+
+    ``recipient_fields`` maps message fields (:data:`RECIPIENT_FIELDS`) to keys of a mapping
+    recipient that hold its own value: ``{"idempotency_key": "order"}`` keys each message by
+    its row's ``order`` (``"<prefix>:<order>"`` with a prefix) instead of by its number, so two
+    rows to one number are two messages, each sent once.
     """
 
     template: Template
@@ -317,6 +325,13 @@ class SendSpec:
     fields: Mapping[str, Any] = attrs.field(factory=dict)
     idempotency_prefix: Optional[str] = None
     phone_field: str = "phone"
+    recipient_fields: Mapping[str, str] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        unknown = sorted(set(self.recipient_fields) - set(RECIPIENT_FIELDS))
+        if unknown:
+            raise ValidationError(f"recipient_fields: {', '.join(unknown)} cannot come from a "
+                                  f"recipient (allowed: {', '.join(RECIPIENT_FIELDS)})")
 
 
 @attrs.define  # not frozen: one is made per recipient, and frozen attrs classes are slower to make
@@ -331,6 +346,8 @@ class Parsed:
     context: Dict[str, Any]
     #: The E.164 number, or why the input is not one.
     phone: Union[str, ValidationError]
+    #: Message fields the recipient gives itself (:attr:`SendSpec.recipient_fields`).
+    own: Dict[str, str] = attrs.field(factory=dict)
 
 
 #: ``prepare_message(message, context)``: the implementations' extra variables.
@@ -383,9 +400,14 @@ def parse_recipients(chunk: Iterable[Tuple[int, Recipient]], spec: SendSpec,
     for index, recipient in chunk:
         raw: object
         context = dict(spec.variables)
+        own: Dict[str, str] = {}
         if isinstance(recipient, Mapping):
             context.update(recipient)
             raw = recipient.get(spec.phone_field)
+            for field, key in spec.recipient_fields.items():
+                value = recipient.get(key)
+                if value is not None and value is not False and str(value) != "":
+                    own[field] = str(value)
         else:
             raw = recipient
         phone: Union[str, ValidationError]
@@ -393,7 +415,7 @@ def parse_recipients(chunk: Iterable[Tuple[int, Recipient]], spec: SendSpec,
             phone = composer.phone(raw)
         except ValidationError as exc:
             phone = exc
-        out.append(Parsed(index, str(raw), raw, context, phone))
+        out.append(Parsed(index, str(raw), raw, context, phone, own))
     return out
 
 
@@ -426,17 +448,23 @@ def _draft(item: Parsed, spec: SendSpec, composer: Composer, facts: Facts, hooks
            clock: Callable[[], dt.datetime], strict: bool) -> Draft:
     index, label, raw, context, e164 = item.index, item.label, item.raw, item.context, item.phone
     prefix = spec.idempotency_prefix
+    fields: Mapping[str, Any] = spec.fields
+    own_key = item.own.get("idempotency_key")
+    if item.own:
+        fields = {**fields, **item.own}
+        if own_key and prefix:
+            own_key = fields["idempotency_key"] = f"{prefix}:{own_key}"
     if isinstance(e164, ValidationError):
         if strict:
             raise e164
         # Its own key: an unchanged re-run finds it, a corrected recipient is sent.
-        key = f"{prefix}:{label}:rejected" if prefix else None
+        key = f"{own_key}:rejected" if own_key else f"{prefix}:{label}:rejected" if prefix \
+            else None
         message = composer.rejected(raw, spec.template.source, e164, now=clock(),
-                                    **{**spec.fields, "idempotency_key": key})
+                                    **{**fields, "idempotency_key": key})
         return message, Outcome(index=index, recipient=label, message_id=message.id,
                                 state=State.REJECTED, reason=str(e164))
-    fields = spec.fields
-    if prefix:
+    if prefix and not own_key:
         fields = {**fields, "idempotency_key": f"{prefix}:{e164}"}
     now = clock()
     message_id = new_id()

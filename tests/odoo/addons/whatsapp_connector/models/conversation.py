@@ -75,6 +75,17 @@ class AcruxChatConversation(models.Model):
         self._notify_new_message(conversation, message)
         return message.id
 
+    def send_message(self, msg_data):
+        """What the ChatRoom web client calls when an agent sends a message: the message is
+        created (from the agent) in this conversation and sent through the connector in the
+        same transaction (an error undoes both). Returns the new message's id."""
+        self.ensure_one()
+        message = self.env["acrux.chat.message"].create(
+            dict(msg_data, contact_id=self.id, from_me=True))
+        message.message_send()
+        self.last_activity = fields.Datetime.now()
+        return message.id
+
     def _find_or_create(self, connector, number, name, conv_type):
         domain = [("number", "=", number), ("conv_type", "=", conv_type),
                   ("connector_id", "=", connector.id)]

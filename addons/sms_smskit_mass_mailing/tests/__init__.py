@@ -1,0 +1,1 @@
+from . import test_mailing  # noqa: F401 - Odoo's test loader

@@ -1,0 +1,47 @@
+"""An SMS mailing sent through smskit: its traces go pending, then delivered or bounced as
+the reports come, and the mailing's statistics count them."""
+
+from odoo.addons.sms_smskit.tests.common import SmskitCase, set_params
+from odoo.tests.common import tagged
+
+
+@tagged("post_install", "-at_install")
+class TestMailing(SmskitCase):
+
+    def setUp(self):
+        super().setUp()
+        set_params(self.env, provider="loopback", webhook_secret="addon-test-secret",
+                   quiet_hours=None)
+        self.partners = self.env["res.partner"].create([
+            {"name": f"Cliente {i}", "mobile": f"+55119876500{i:02d}"} for i in range(5)])
+
+    def test_statistics_count_delivered_and_bounced(self):
+        from smskit.models import State, StatusEvent
+
+        mailing = self.env["mailing.mailing"].create({
+            "name": "Promoção", "subject": "Promoção", "mailing_type": "sms",
+            "body_plaintext": "Promoção de junho", "mailing_model_id":
+                self.env.ref("base.model_res_partner").id,
+            "mailing_domain": repr([("id", "in", self.partners.ids)]),
+            "sms_force_send": True, "keep_archives": False})
+        mailing.action_send_sms()
+        traces = mailing.mailing_trace_ids
+        self.assertEqual(len(traces), 5)
+        self.assertEqual(set(traces.mapped("trace_status")), {"pending"})
+        self.assertTrue(all(traces.mapped("sent_datetime")))
+        mailing.invalidate_cache()
+        self.assertEqual((mailing.sent, mailing.delivered), (5, 0))
+        sms = self.env["sms.sms"].browse(traces.mapped("sms_sms_id_int"))
+        outcomes = [State.DELIVERED, State.DELIVERED, State.DELIVERED, State.ERROR,
+                    State.EXPIRED]
+        with self.env["smskit.bridge"]._smskit_kit() as kit:
+            for row, state in zip(sms, outcomes):
+                kit.apply_status(StatusEvent(provider="loopback", state=state,
+                                             message_id=row.smskit_message_id))
+        traces.invalidate_cache()
+        mailing.invalidate_cache()
+        self.assertEqual(sorted(traces.mapped("trace_status")),
+                         ["bounce", "bounce", "sent", "sent", "sent"])
+        self.assertEqual(sorted(t for t in traces.mapped("failure_type") if t),
+                         ["sms_expired", "sms_not_delivered"])
+        self.assertEqual((mailing.sent, mailing.delivered, mailing.bounced), (5, 3, 2))
