@@ -18,8 +18,9 @@ chatter note), after one warm-up message each:
 Figures: wall time of each side (the commit included), ``odoo_send_ratio_vs_per_recipient``
 (per-recipient time over smskit's; goal >= 20), and SQL statements per 1,000 messages, counted
 by Odoo's own per-thread query counter (every statement Odoo's cursor sends to PostgreSQL) and,
-for smskit, the statements its sidecar (SQLite) runs, counted with SQLAlchemy's
-``before_cursor_execute`` event (an ``executemany`` is one).
+for smskit, the statements its own store runs (by default the schema ``smskit`` of Odoo's
+database, on smskit's own connection, so Odoo's counter does not see them), counted with
+SQLAlchemy's ``before_cursor_execute`` event (an ``executemany`` is one).
 
 Needs what the ``real_odoo`` tests need (``SMSKIT_ODOO15_SCRIPT``, ``SMSKIT_ODOO15_DIR``,
 ``ODOO15_PG_PORT``...); without them it reports nothing and says why.
@@ -209,7 +210,7 @@ def run(quick: bool = False) -> List[Figure]:
         Figure("odoo15_sql_per_1000", ours["odoo_sql"] * per, "statements",
                note="PostgreSQL, Odoo's query counter"),
         Figure("odoo15_sidecar_sql_per_1000", ours["sidecar_sql"] * per, "statements",
-               note="smskit's SQLite sidecar"),
+               note="smskit's own store (schema smskit)"),
         Figure("odoo15_per_recipient_sql_per_1000", theirs["odoo_sql"] * per, "statements",
                note="PostgreSQL, Odoo's query counter"),
         Figure(f"odoo_send_ratio_vs_per_recipient_rtt{WAN_DELAY * 1000:.0f}ms",

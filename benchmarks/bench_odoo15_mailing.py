@@ -20,7 +20,8 @@ the text per partner, creates the ``sms.sms`` rows and the traces), then Odoo's 
 
 Figures: wall time of each side (committed), SQL statements (Odoo's own per-thread query
 counter: every statement its cursors send to PostgreSQL; for smskit also the statements of its
-SQLite sidecar, counted with SQLAlchemy's ``before_cursor_execute``) and gateway calls (HTTP
+own store, by default the schema ``smskit`` of Odoo's database on smskit's own connection,
+counted with SQLAlchemy's ``before_cursor_execute``) and gateway calls (HTTP
 requests to Kolmeya; IAP JSON-RPC calls on the stock side). Both sides make one Odoo call (the
 mailing's send) and no other RPC: smskit runs inside Odoo.
 """
@@ -206,7 +207,7 @@ def run(quick: bool = False) -> List[Figure]:
                note="stock time over smskit's (below 1: smskit slower)"),
         Figure("odoo15_mailing_smskit_sql", ours["odoo_sql"], "statements",
                note=f"PostgreSQL, Odoo's query counter; plus {ours['sidecar_sql']} to the "
-                    f"SQLite sidecar"),
+                    f"smskit's own store (schema smskit)"),
         Figure("odoo15_mailing_stock_sql", theirs["odoo_sql"], "statements",
                note="PostgreSQL, Odoo's query counter"),
         Figure("odoo15_mailing_smskit_gateway_calls", result["requests"] - 1, "requests",
