@@ -51,6 +51,11 @@ def serve(state: AppState, host: str, port: int, log_level: str, workers: int) -
     if workers == 1:
         run_server(state.kit(), host=host, port=port, log_level=log_level)
         return
+    if settings.database_url.startswith("sqlite"):
+        console.print("note: on SQLite the worker processes write one at a time, each commit "
+                      "carrying fewer callbacks than one process's would: expect no gain over "
+                      "--workers 1 (see docs/server.md)", style="yellow", markup=False,
+                      soft_wrap=True)
     # The store is opened (and its schema brought up to date) once here, so a wrong database
     # fails the command before any worker starts; each worker opens its own.
     state.kit().store.ping()
