@@ -15,7 +15,9 @@ workers claim batches with ``FOR UPDATE SKIP LOCKED``); every message must also 
 in the store. After the last run, one process applies a ``delivered`` report to every message,
 256 to a transaction (``scaleout_reports_per_s``), and then the sizes of the tables and their
 indexes (``pg_relation_size``, ``pg_indexes_size``) per message give the figures
-``docs/stores.md`` estimates from.
+``docs/stores.md`` estimates from, with the CPU the PostgreSQL backends serving the workers
+(and the reports) used per message (``/proc`` of the server's processes: PostgreSQL on this
+machine).
 
 Needs PostgreSQL: ``SMSKIT_BENCH_POSTGRES_URL`` (or ``SMSKIT_TEST_POSTGRES_URL``), a database
 the benchmark may empty. Without one it is skipped, saying so. ``n`` is 200,000
@@ -64,6 +66,27 @@ def empty(url: str) -> None:
         store.close()
 
 
+def backend_cpu(url: str) -> float:
+    """CPU seconds used so far by the PostgreSQL backends connected to this database (but the
+    one asking), read from ``/proc`` (PostgreSQL on this machine); 0 where it cannot be read."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        pids = [int(row[0]) for row in conn.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"))]
+    engine.dispose()
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone, or another machine's server
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def queue_child(args: Dict[str, Any]) -> Mapping[str, Any]:
     """Store ``n`` messages ``outgoing`` (nothing sent); the time it took."""
     from smskit.config import Settings
@@ -77,8 +100,10 @@ def queue_child(args: Dict[str, Any]) -> Mapping[str, Any]:
                             idempotency_prefix="scaleout", campaign_id="scaleout",
                             dispatch=False)
     elapsed = time.perf_counter() - started
+    cpu = backend_cpu(args["db"])  # the kit's connection is still open: its backend's CPU
     kit.close()
-    return {"seconds": elapsed, "queued": summary.queued, "rejected": summary.rejected}
+    return {"seconds": elapsed, "queued": summary.queued, "rejected": summary.rejected,
+            "pg_cpu_seconds": cpu}
 
 
 def deliver_child(args: Dict[str, Any]) -> Mapping[str, Any]:
@@ -104,8 +129,9 @@ def deliver_child(args: Dict[str, Any]) -> Mapping[str, Any]:
                                                    message_id=i) for i in ids[start:start + 256]])
         applied += sum(1 for o in outcomes if o.applied)
     elapsed = time.perf_counter() - started
+    cpu = backend_cpu(args["db"])  # the kit's connection is still open: its backend's CPU
     kit.close()
-    return {"seconds": elapsed, "applied": applied}
+    return {"seconds": elapsed, "applied": applied, "pg_cpu_seconds": cpu}
 
 
 def sizes_child(args: Dict[str, Any]) -> Mapping[str, Any]:
@@ -170,6 +196,7 @@ def one(url: str, n: int, workers: int, *, deliver: bool = False) -> Dict[str, A
                 time.sleep(0.1)
             done_at = time.monotonic()
             seconds = done_at - started
+            pg_cpu = backend_cpu(url)  # the workers' backends, still connected
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
@@ -190,11 +217,13 @@ def one(url: str, n: int, workers: int, *, deliver: bool = False) -> Dict[str, A
     if sizes["states"].get("delivered" if deliver else "sent") != n:
         raise RuntimeError(f"scaleout: {workers} workers: store {sizes['states']}, simulator "
                            f"accepted {stats['messages']} of {n}")
-    steady = (n - first_count) / (done_at - first_at) if done_at > first_at else n / seconds
+    steady = ((n - first_count) / (done_at - first_at) if n > first_count and done_at > first_at
+              else n / seconds)  # all in one poll: no steady state to see
     return {"workers": workers, "seconds": seconds, "rate": steady, "start_up": first_at - started,
             "queue_seconds": float(queued["seconds"]), "twice": int(stats["accepted_twice"]),
             "requests": int(stats["requests"]), "sizes": sizes, "load": common.load_text(),
-            "delivered": delivered}
+            "delivered": delivered, "pg_cpu_seconds": pg_cpu,
+            "queue_pg_cpu_seconds": float(queued["pg_cpu_seconds"])}
 
 
 def run(quick: bool = False) -> List[Figure]:
@@ -218,11 +247,18 @@ def run(quick: bool = False) -> List[Figure]:
     figures.append(Figure("scaleout_sent_twice", twice, "messages", goal="0", met=twice == 0,
                           note=f"references the simulator accepted more than once, over the "
                                f"{len(results)} runs"))
+    for r in results:
+        figures.append(Figure(
+            f"scaleout_pg_cpu_us_per_msg_{r['workers']}", r["pg_cpu_seconds"] / n * 1e6, "us",
+            note=f"CPU of the PostgreSQL backends serving the {r['workers']} worker(s), per "
+                 f"message sent ({r['pg_cpu_seconds']:.1f} s in all); queueing them used "
+                 f"{r['queue_pg_cpu_seconds'] / n * 1e6:.0f} us per message more"))
     last = results[-1]
     figures.append(Figure(
         "scaleout_reports_per_s", n / float(last["delivered"]["seconds"]), "reports/s",
         note=f"{last['delivered']['applied']:,} delivery reports applied by one process, 256 "
-             "to a transaction, after the last run"))
+             f"to a transaction, after the last run; its PostgreSQL backend used "
+             f"{last['delivered']['pg_cpu_seconds'] / n * 1e6:.0f} us of CPU per report"))
     tables = last["sizes"]["tables"]
     for table in ("messages", "events"):
         got = tables[table]

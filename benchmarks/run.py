@@ -4,7 +4,7 @@ figure.
 ::
 
     pip install -r benchmarks/requirements.txt     # the segments peers: smsutil, gsm0338
-    python benchmarks/run.py                        # everything, full size (< 10 min, 2 cores)
+    python benchmarks/run.py                        # everything, full size (< 12 min, 2 cores)
     python benchmarks/run.py --only dispatch,faults --quick
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
