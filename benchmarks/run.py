@@ -9,11 +9,13 @@ figure.
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
 Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, ``safety``,
-``dashboard``, ``scaleout`` (needs a PostgreSQL it may empty, ``SMSKIT_BENCH_POSTGRES_URL``:
-skipped, saying why, without one; ``--scaleout-n`` messages, 200,000 by default), ``odoo``,
-``odoo15`` (a real Odoo 15: skipped, saying why, where there is none; see each ``bench_*.py``).
+``dashboard``, ``odoo``, ``odoo15`` (a real Odoo 15: skipped, saying why, where there is none;
+see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
+
+And ``scaleout``: it needs a PostgreSQL it may empty (``SMSKIT_BENCH_POSTGRES_URL``; skipped,
+saying why, without one) and sends ``--scaleout-n`` messages, 200,000 by default.
 """
 
 from __future__ import annotations
