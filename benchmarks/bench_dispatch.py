@@ -9,6 +9,13 @@ Naive: what the users' Odoo modules do for a campaign: for each recipient, in tu
 body, POST ``sms/store`` with that one message (``requests.post``, a new connection each time, as
 in the modules) and write the result to SQLite in its own transaction (same WAL settings as
 smskit's store). It runs on a smaller sample; rates are per message.
+
+Floor: the least work that sends the same messages: the same rows rendered with
+``str.replace`` and their phones cut to digits (no validation), written to the same kind of
+SQLite file (WAL, ``synchronous=FULL`` as smskit's store) with ONE ``executemany`` in one
+transaction, then posted to the simulator in 1,000-message ``sms/store`` requests over one
+keep-alive httpx client, nothing else done (no state written back). ``dispatch_ratio_vs_floor``
+is smskit's rate over the floor's: how close the whole pipeline is to the minimum work.
 """
 
 from __future__ import annotations
@@ -117,6 +124,42 @@ def naive_child(args: Dict[str, Any]) -> Mapping[str, Any]:
             "peak_rss_mb": common.peak_rss_mb()}
 
 
+def floor_child(args: Dict[str, Any]) -> Mapping[str, Any]:
+    """The minimum: render, one ``executemany``, then 1,000-message requests (see module)."""
+    import httpx
+
+    n = int(args["n"])
+    url = f"{args['sim']}/api/v1/sms/store"
+    headers = {"Authorization": f"Bearer {common.SIM_TOKEN}"}
+    with tempfile.TemporaryDirectory() as tmp, httpx.Client(timeout=60) as client:
+        db = sqlite3.connect(str(Path(tmp) / "floor.db"), isolation_level=None)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("CREATE TABLE sms (id TEXT PRIMARY KEY, phone TEXT, body TEXT)")
+        started = time.perf_counter()
+        messages = [
+            (f"floor-{i:09d}", "".join(ch for ch in row["phone"] if ch.isdigit()),
+             common.TEMPLATE.replace("{{ nome }}", row["nome"])
+             .replace("{{ valor }}", row["valor"])
+             .replace("{{ vencimento }}", row["vencimento"]))
+            for i, row in enumerate(common.rows(n))]
+        db.execute("BEGIN")
+        db.executemany("INSERT INTO sms (id, phone, body) VALUES (?, ?, ?)", messages)
+        db.execute("COMMIT")
+        written = time.perf_counter() - started
+        sent = 0
+        for start in range(0, n, 1000):
+            payload = {"messages": [{"phone": phone, "message": body, "reference": key}
+                                    for key, phone, body in messages[start:start + 1000]]}
+            response = client.post(url, json=payload, headers=headers)
+            response.raise_for_status()
+            sent += len(response.json().get("valids") or [])
+        elapsed = time.perf_counter() - started
+        db.close()
+    return {"n": n, "seconds": elapsed, "write_seconds": written, "sent": sent,
+            "peak_rss_mb": common.peak_rss_mb()}
+
+
 def profile(quick: bool = False) -> str:
     """A cProfile of a smaller smskit send (the text of the top entries)."""
     with common.simulator() as sim:
@@ -138,7 +181,18 @@ def _both(n: int, naive_n: int, **sim_config: Any) -> Dict[str, Any]:
     if ours["sent"] != n or naive["sent"] != naive_n:
         raise RuntimeError(f"dispatch: not everything was sent: smskit {ours}, naive {naive}")
     rate, naive_rate = n / ours["seconds"], naive_n / naive["seconds"]
-    return {"ours": ours, "rate": rate, "naive_rate": naive_rate, "ratio": rate / naive_rate}
+    return {"ours": ours, "rate": rate, "naive_rate": naive_rate, "ratio": rate / naive_rate,
+            "load": common.load_text()}
+
+
+def _floor(n: int) -> Dict[str, Any]:
+    """The floor over ``n`` messages, against its own fresh simulator process."""
+    with common.simulator() as sim:
+        common.log(f"dispatch: floor, {n:,} messages ...")
+        floor = common.run_child("bench_dispatch.py", "floor", {"n": n, "sim": sim.base_url})
+    if floor["sent"] != n:
+        raise RuntimeError(f"dispatch: the floor sent {floor['sent']} of {n}")
+    return {**floor, "rate": n / float(floor["seconds"]), "load": common.load_text()}
 
 
 def _where(sim_config: Mapping[str, Any]) -> str:
@@ -156,13 +210,21 @@ def run(quick: bool = False) -> List[Figure]:
     n = QUICK_N if quick else FULL_N
     naive_n = NAIVE_QUICK_N if quick else NAIVE_FULL_N
     loopback = _both(n, naive_n)
+    floor = _floor(n)
     wan = _both(WAN_N[quick], WAN_NAIVE_N[quick], slow_seconds=WAN_DELAY)
     ours = loopback["ours"]
     ratio = float(loopback["ratio"])
     rss = float(ours["peak_rss_mb"])
+    floor_ratio = float(loopback["rate"]) / float(floor["rate"])
     return [
         Figure("dispatch_msgs_per_s", loopback["rate"], "msg/s",
-               note=f"{n:,} messages in {ours['seconds']:.1f} s"),
+               note=f"{n:,} messages in {ours['seconds']:.1f} s; {loopback['load']}"),
+        Figure("dispatch_floor_msgs_per_s", floor["rate"], "msg/s",
+               note=f"one executemany ({floor['write_seconds']:.2f} s) and "
+                    f"{n // 1000:,} requests of 1,000: {floor['seconds']:.1f} s; "
+                    f"{floor['load']}"),
+        Figure("dispatch_ratio_vs_floor", floor_ratio, "x",
+               note="smskit's whole pipeline over the minimum work of the same send"),
         Figure("dispatch_ratio_vs_naive", ratio, "x", goal=">= 30", met=ratio >= 30,
                note=f"naive: {loopback['naive_rate']:.0f} msg/s over {naive_n:,} messages"),
         Figure("dispatch_peak_rss_mb", rss, "MiB", goal="< 250", met=rss < 250,
@@ -174,4 +236,4 @@ def run(quick: bool = False) -> List[Figure]:
 
 
 if __name__ == "__main__":
-    common.child_main({"smskit": smskit_child, "naive": naive_child})
+    common.child_main({"smskit": smskit_child, "naive": naive_child, "floor": floor_child})

@@ -24,18 +24,26 @@ it), and last :data:`HOSTILE` connections held open by an attacker process (idle
 heads sent a few bytes every 2 s, bodies a byte every 2 s; reconnected whenever the server
 closes them) while webhooks run in a closed loop and ``/healthz`` is probed on a fresh
 connection every 20 ms, against a closed loop just before the attacker starts.
+
+Last, several processes: ``smskit serve --workers 1`` and ``--workers 2`` (each over a store
+of its own), each against the bare app run by uvicorn in as many processes, in :data:`PAIRS`
+rounds of four short phases (smskit 1, bare 1, smskit 2, bare 2) whose sums give
+``webhook_ratio_vs_bare_w1`` and ``_w2``; on SQLite files, then again on PostgreSQL (the
+``_pg`` figures) when ``SMSKIT_BENCH_POSTGRES_URL`` names a database the benchmark may empty.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -61,6 +69,10 @@ FLOOD = 20
 HOSTILE = {False: (1200, 500, 300), True: (300, 150, 50)}
 #: Messages seeded in the FULL and the NORMAL store.
 SEEDED = {False: (160_000, 50_000), True: (40_000, 12_000)}
+#: Messages seeded in each store of the worker comparison (one per worker count).
+SEEDED_WORKERS = {False: 40_000, True: 10_000}
+#: Worker counts compared side by side with bare Starlette at the same count.
+WORKER_COUNTS = (1, 2)
 #: Most requests prepared for one closed-loop phase.
 PHASE_CAP = 40_000
 
@@ -81,54 +93,75 @@ def callback_body(i: int) -> bytes:
 
 # -- children -------------------------------------------------------------------------------
 def seed_child(args: Dict[str, Any]) -> Mapping[str, Any]:
-    """Store ``n`` sent messages (with Kolmeya ids) in the SQLite file ``db``."""
+    """Store ``n`` sent messages (with Kolmeya ids), from the ``first``-th, in the SQLite file
+    ``db`` (or the store at ``url``)."""
     from smskit.models import Message, State, utcnow
     from smskit.store.sql import SqlStore
 
-    store = SqlStore(f"sqlite:///{args['db']}?synchronous=normal")  # seeding: speed only
+    url = args.get("url") or f"sqlite:///{args['db']}?synchronous=normal"  # seeding: speed only
+    store = SqlStore(url)
     now = utcnow()
-    n = int(args["n"])
-    for start in range(0, n, 1000):
+    first = int(args.get("first", 0))
+    end = first + int(args["n"])
+    for start in range(first, end, 1000):
         store.add_messages(
             Message(id=message_id(i), phone=common.e164_for(i), body="Olá! Sua fatura vence hoje.",
                     state=State.SENT, provider="kolmeya", provider_message_id=f"kol-{i:010d}",
                     provider_request_id=f"req-{i // 100:08d}", created_at=now, sent_at=now,
                     segments=1)
-            for i in range(start, min(n, start + 1000)))
+            for i in range(start, min(end, start + 1000)))
     store.close()
-    return {"seeded": n}
+    return {"seeded": end - first}
 
 
 def count_child(args: Dict[str, Any]) -> Mapping[str, Any]:
-    """How many messages of the store are delivered, and how many history lines it has."""
+    """How many messages of the store (the SQLite file ``db``, or ``url``) are delivered, among
+    the ``n`` seeded from the ``first``-th, and how many history lines it has."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(f"sqlite:///{args['db']}")
+    url = args.get("url") or f"sqlite:///{args['db']}"
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    first = int(args.get("first", 0))
+    bounds = {"low": message_id(first), "high": message_id(first + int(args.get("n", 10**12)))}
     with engine.connect() as conn:
         delivered = conn.execute(sa.text(
-            "SELECT count(*) FROM messages WHERE state = 'delivered'")).scalar()
+            "SELECT count(*) FROM messages WHERE state = 'delivered' AND id >= :low "
+            "AND id < :high"), bounds).scalar()
         events = conn.execute(sa.text("SELECT count(*) FROM events")).scalar()
     engine.dispose()
     return {"delivered": delivered, "events": events}
 
 
-def bare_child(args: Dict[str, Any]) -> Mapping[str, Any]:
-    """Serve a Starlette hello-world on ``port`` with ``smskit serve``'s uvicorn settings."""
-    import uvicorn
+def bare_app() -> Any:
+    """A Starlette hello-world on the webhook and health routes (uvicorn's factory)."""
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
-    from smskit.server.app import log_config
-
     async def hello(request: Request) -> Response:
         return PlainTextResponse("Hello, world!")
 
-    app = Starlette(routes=[Route("/webhooks/{provider}/{kind}", hello, methods=["POST"]),
-                            Route("/healthz", hello, methods=["GET"])])
-    uvicorn.run(app, host="127.0.0.1", port=int(args["port"]), log_level="warning",
-                access_log=False, log_config=log_config("warning"))
+    return Starlette(routes=[Route("/webhooks/{provider}/{kind}", hello, methods=["POST"]),
+                             Route("/healthz", hello, methods=["GET"])])
+
+
+def bare_child(args: Dict[str, Any]) -> Mapping[str, Any]:
+    """Serve :func:`bare_app` on ``port`` with ``smskit serve``'s uvicorn settings, in
+    ``workers`` processes (uvicorn's own multi-process mode, as ``smskit serve --workers``)."""
+    import uvicorn
+
+    from smskit.server.app import log_config
+
+    workers = int(args.get("workers", 1))
+    options: Dict[str, Any] = {"host": "127.0.0.1", "port": int(args["port"]),
+                               "log_level": "warning", "access_log": False,
+                               "log_config": log_config("warning", with_pid=workers > 1)}
+    if workers == 1:
+        uvicorn.run(bare_app(), **options)
+    else:
+        uvicorn.run("bench_webhooks:bare_app", factory=True, workers=workers,
+                    app_dir=str(common.HERE), **options)
     return {}
 
 
@@ -182,17 +215,21 @@ def _check(label: str, result: Mapping[str, Any]) -> None:
 
 
 class _Store:
-    """One seeded store behind one server: what its phases have used of it."""
+    """One seeded store behind one server: what its phases have used of it (the ``seeded``
+    messages from the ``first``-th of the SQLite file ``db``, or of the store at ``url``)."""
 
-    def __init__(self, label: str, db: Path, port: int, seeded: int) -> None:
+    def __init__(self, label: str, db: Optional[Path], port: int, seeded: int, *,
+                 url: Optional[str] = None, first: int = 0) -> None:
         self.label, self.db, self.port, self.seeded = label, db, port, seeded
+        self.url, self.first = url, first
         self.used = 0
 
     def phase(self, mode: str, **args: Any) -> Dict[str, Any]:
         """Run one load phase on the next unused messages; check every answer was a 200."""
         count = min(self.seeded - self.used, PHASE_CAP)
         result = common.run_child("bench_webhooks.py", "load", {
-            "port": self.port, "mode": mode, "start": self.used, "count": count, **args})
+            "port": self.port, "mode": mode, "start": self.first + self.used, "count": count,
+            **args})
         webhooks = result["webhooks"] if mode == "probe" else result
         _check(f"{self.label} ({mode})", webhooks)
         if webhooks.get("exhausted"):
@@ -203,7 +240,9 @@ class _Store:
 
     def verify(self) -> int:
         """Every 200 answered is a delivered message in the store; how many there are."""
-        stored = common.run_child("bench_webhooks.py", "count", {"db": str(self.db)})
+        where = {"url": self.url} if self.url else {"db": str(self.db)}
+        stored = common.run_child("bench_webhooks.py", "count", {
+            **where, "first": self.first, "n": self.seeded})
         if stored["delivered"] != self.used:
             raise RuntimeError(f"webhooks: {self.label}: {self.used} callbacks answered 200 but "
                                f"{stored['delivered']} messages are delivered in the store")
@@ -293,19 +332,15 @@ def run(quick: bool = False) -> List[Figure]:
         common.run_child("bench_webhooks.py", "seed", {"db": str(normal_db), "n": seeded_normal})
         port, normal_port, bare_port = common.free_port(), common.free_port(), common.free_port()
 
-        def serve(at: int) -> List[str]:
-            return [common.PYTHON, "-m", "smskit", "serve", "--host", "127.0.0.1", "--port",
-                    str(at), "--log-level", "warning"]
-
         bare_command = [common.PYTHON, str(common.HERE / "bench_webhooks.py"), "bare",
                         json.dumps({"port": bare_port})]
         full = _Store("smskit serve (synchronous=FULL)", full_db, port, seeded_full)
         normal = _Store("smskit serve (synchronous=NORMAL)", normal_db, normal_port,
                         seeded_normal)
         short = {"duration": pair_seconds, "warmup": PAIR_WARMUP}
-        with common.server_process(serve(port), "/healthz", port, env=_smskit_env(full_db),
+        with common.server_process(_serve(port), "/healthz", port, env=_smskit_env(full_db),
                                    cwd=tmp), \
-                common.server_process(serve(normal_port), "/healthz", normal_port,
+                common.server_process(_serve(normal_port), "/healthz", normal_port,
                                       env=_smskit_env(normal_db, "normal"), cwd=tmp), \
                 common.server_process(bare_command, "/healthz", bare_port):
             ours: List[Dict[str, Any]] = []
@@ -351,6 +386,100 @@ def run(quick: bool = False) -> List[Figure]:
     figures = _figures(rounds, ours, bare, latency, delivered, rate)
     figures += _paired_figures(alone, flooded, synced, previous, one_full, one_normal)
     figures += _hostile_figures(before, probed, held, counts, attacker.target)
+    figures += _workers(quick)
+    return figures
+
+
+def _serve(port: int, workers: int = 1) -> List[str]:
+    return [common.PYTHON, "-m", "smskit", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "warning", "--workers", str(workers)]
+
+
+def _postgres_url() -> Optional[str]:
+    return os.environ.get("SMSKIT_BENCH_POSTGRES_URL")
+
+
+def _workers(quick: bool) -> List[Figure]:
+    """The worker comparison on a SQLite file, and on PostgreSQL when
+    ``SMSKIT_BENCH_POSTGRES_URL`` names one the benchmark may empty."""
+    figures = _workers_on(quick, None)
+    url = _postgres_url()
+    if url is None:
+        common.log("webhooks: workers on PostgreSQL skipped (set SMSKIT_BENCH_POSTGRES_URL)")
+        return figures
+    return figures + _workers_on(quick, url)
+
+
+def _workers_on(quick: bool, pg_url: Optional[str]) -> List[Figure]:
+    """``smskit serve --workers 1`` and ``--workers 2``, each against bare Starlette in as many
+    processes: :data:`PAIRS` rounds of four short closed-loop phases (smskit 1, bare 1,
+    smskit 2, bare 2), each count's ratio the sum of its smskit phases over its bare ones. The
+    two servers have a store each: SQLite files, or (``pg_url``) disjoint messages of one
+    PostgreSQL database."""
+    seeded = SEEDED_WORKERS[quick]
+    short = {"duration": PAIR_DURATION[quick], "warmup": PAIR_WARMUP}
+    where = "SQLite" if pg_url is None else "PostgreSQL"
+    suffix = "" if pg_url is None else "_pg"
+    if pg_url is not None:
+        import bench_scaleout
+
+        bench_scaleout.empty(pg_url)
+    with tempfile.TemporaryDirectory(dir=str(common.HERE)) as tmp, \
+            contextlib.ExitStack() as stack:
+        stores: Dict[int, _Store] = {}
+        bare_ports: Dict[int, int] = {}
+        for k, workers in enumerate(WORKER_COUNTS):
+            db = Path(tmp) / f"workers{workers}.db"
+            first = k * seeded if pg_url else 0
+            common.log(f"webhooks: seeding {seeded:,} sent messages on {where} for {workers} "
+                       "worker(s) ...")
+            common.run_child("bench_webhooks.py", "seed", {
+                "db": str(db), "url": pg_url, "first": first, "n": seeded})
+            port, bare_port = common.free_port(), common.free_port()
+            env = _smskit_env(db)
+            if pg_url is not None:
+                env["SMSKIT_DATABASE_URL"] = pg_url
+            stack.enter_context(common.server_process(_serve(port, workers), "/healthz", port,
+                                                      env=env, cwd=tmp))
+            stack.enter_context(common.server_process(
+                [common.PYTHON, str(common.HERE / "bench_webhooks.py"), "bare",
+                 json.dumps({"port": bare_port, "workers": workers})], "/healthz", bare_port))
+            stores[workers] = _Store(f"smskit serve --workers {workers} ({where})", db, port,
+                                     seeded, url=pg_url, first=first)
+            bare_ports[workers] = bare_port
+        ours: Dict[int, List[Dict[str, Any]]] = {w: [] for w in WORKER_COUNTS}
+        bare: Dict[int, List[Dict[str, Any]]] = {w: [] for w in WORKER_COUNTS}
+        loads: List[str] = []
+        common.log(f"webhooks: {PAIRS[quick]} rounds on {where}: smskit and bare Starlette at "
+                   f"{' and '.join(map(str, WORKER_COUNTS))} worker(s) ...")
+        for _ in range(PAIRS[quick]):
+            for workers in WORKER_COUNTS:
+                ours[workers].append(stores[workers].phase("closed", **short))
+                result = common.run_child("bench_webhooks.py", "load", {
+                    "port": bare_ports[workers], "mode": "closed", "start": 0, "count": 5_000,
+                    "cycle": True, **short})
+                _check(f"bare Starlette, {workers} worker(s)", result)
+                bare[workers].append(result)
+            loads.append(common.load_text())
+        for store in stores.values():
+            store.verify()
+    figures: List[Figure] = []
+    for workers in WORKER_COUNTS:
+        ratio, each = _ratio(bare[workers], ours[workers])
+        figures.append(Figure(
+            f"webhook_per_s_w{workers}{suffix}", mean(ours[workers]), "req/s",
+            note=f"smskit serve --workers {workers} on {where}, mean of {len(ours[workers])} "
+                 f"phases ({_shown(ours[workers])}); {CONNECTIONS} connections"))
+        figures.append(Figure(
+            f"webhook_ratio_vs_bare_w{workers}{suffix}", ratio, "x", goal=">= 0.4",
+            met=ratio >= 0.4,
+            note=f"bare Starlette in {workers} process(es): {mean(bare[workers]):.0f} req/s "
+                 f"({_shown(bare[workers])}); per round {each}; {loads[-1]}"))
+    scale = mean(ours[WORKER_COUNTS[-1]]) / mean(ours[WORKER_COUNTS[0]])
+    figures.append(Figure(
+        f"webhook_w2_vs_w1{suffix}", scale, "x",
+        note=f"smskit serve on {where}, 2 processes over 1, same rounds (bare: "
+             f"{mean(bare[2]) / mean(bare[1]):.2f}); {', '.join(loads)}"))
     return figures
 
 

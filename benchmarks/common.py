@@ -125,6 +125,12 @@ def raise_open_files(wanted: int) -> int:
     return int(soft)
 
 
+def load_text() -> str:
+    """The machine's load average now (1, 5 and 15 minutes), to print next to a figure."""
+    one, five, fifteen = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}/{fifteen:.2f}"
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -4,7 +4,7 @@ figure.
 ::
 
     pip install -r benchmarks/requirements.txt     # the segments peers: smsutil, gsm0338
-    python benchmarks/run.py                        # everything, full size (< 10 min, 2 cores)
+    python benchmarks/run.py                        # everything, full size (< 12 min, 2 cores)
     python benchmarks/run.py --only dispatch,faults --quick
     python benchmarks/run.py --profile              # where a bulk send spends its time
 
@@ -13,6 +13,9 @@ Benchmarks: ``dispatch``, ``webhooks``, ``segments``, ``faults``, ``failover``, 
 where there is none; see each ``bench_*.py``).
 Every comparison runs both sides in the same run, on the same machine. Servers and measured
 work run in child processes on 127.0.0.1 only.
+
+And ``scaleout``: it needs a PostgreSQL it may empty (``SMSKIT_BENCH_POSTGRES_URL``; skipped,
+saying why, without one) and sends ``--scaleout-n`` messages, 200,000 by default.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ BENCHMARKS = {
     "failover": "bench_failover",
     "safety": "bench_safety",
     "dashboard": "bench_dashboard",
+    "scaleout": "bench_scaleout",
     "odoo": "bench_odoo",
     "odoo15": "bench_odoo15",
     "odoo15_mailing": "bench_odoo15_mailing",
@@ -93,7 +97,11 @@ def main(argv: List[str]) -> int:
                         help="small sizes: a smoke run of the harness, not figures to record")
     parser.add_argument("--profile", action="store_true",
                         help="print a cProfile of a 20,000-message bulk send and exit")
+    parser.add_argument("--scaleout-n", type=int, default=None,
+                        help="messages of the scaleout benchmark (default 200,000)")
     options = parser.parse_args(argv)
+    if options.scaleout_n is not None:
+        os.environ["BENCH_SCALEOUT_N"] = str(options.scaleout_n)
     if options.profile:
         print(importlib.import_module("bench_dispatch").profile(quick=options.quick))
         return 0

@@ -9,6 +9,7 @@ import click
 
 from smskit.cli._base import (
     AppState,
+    database_url,
     emit_json,
     err_console,
     out_console,
@@ -25,8 +26,10 @@ __all__ = ["COMMANDS"]
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Server processes sharing the port (each with its own store connection).")
 @pass_state
-def serve(state: AppState, host: str, port: int, log_level: str) -> None:
+def serve(state: AppState, host: str, port: int, log_level: str, workers: int) -> None:
     """Run the webhook server (status callbacks and replies; /healthz, /metrics).
 
     \b
@@ -35,6 +38,7 @@ def serve(state: AppState, host: str, port: int, log_level: str) -> None:
     """
     require_server_extra("smskit serve")
     from smskit.server.app import serve as run_server
+    from smskit.server.workers import serve_workers
 
     settings = state.settings()
     console = err_console()
@@ -44,7 +48,21 @@ def serve(state: AppState, host: str, port: int, log_level: str) -> None:
     if not settings.public_url:
         console.print("warning: SMSKIT_PUBLIC_URL is not set: the gateway is not told where "
                       "to send callbacks", style="yellow", markup=False, soft_wrap=True)
-    run_server(state.kit(), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        run_server(state.kit(), host=host, port=port, log_level=log_level)
+        return
+    if settings.database_url.startswith("sqlite"):
+        console.print("note: on SQLite the worker processes write one at a time, each commit "
+                      "carrying fewer callbacks than one process's would: expect no gain over "
+                      "--workers 1 (see docs/server.md)", style="yellow", markup=False,
+                      soft_wrap=True)
+    # The store is opened (and its schema brought up to date) once here, so a wrong database
+    # fails the command before any worker starts; each worker opens its own.
+    state.kit().store.ping()
+    state.close()
+    serve_workers(workers, host=host, port=port, log_level=log_level,
+                  config_file=state.config_file, database_url=database_url(state.database),
+                  provider=state.provider)
 
 
 @click.command()

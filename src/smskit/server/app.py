@@ -237,7 +237,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
-               bind_host: Optional[str] = None) -> Starlette:
+               bind_host: Optional[str] = None, close_kit: bool = False) -> Starlette:
     """The webhook server for ``kit`` (``settings`` default: ``kit.settings``).
 
     Reads ``webhook_secret``, ``webhook_secrets_previous``, ``allow_insecure_webhooks``,
@@ -248,6 +248,8 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
     ``metrics_token``, ``/metrics`` is open only when it is a loopback address.
     ``app.state.kit``, ``app.state.metrics``, ``app.state.dashboard`` and
     ``app.state.registry`` (the app's own Prometheus registry, for extra metrics) are set.
+    ``close_kit``: the app owns ``kit`` and closes it when it shuts down (a worker process of
+    ``smskit serve --workers N``).
     """
     settings = settings or kit.settings
     policy = WebhookPolicy.from_settings(settings)
@@ -275,6 +277,8 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
             yield
         finally:  # clicks still waiting are written before the process goes
             await dashboard.close()
+            if close_kit:
+                kit.close()
 
     # Any: Starlette's middleware-factory protocol is typed differently across its versions
     redactor: Any = TokenRedactingMiddleware
@@ -297,11 +301,14 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
     return app
 
 
-def log_config(level: str = "info") -> Dict[str, Any]:
-    """uvicorn's logging configuration plus the ``smskit`` loggers on the same handler."""
+def log_config(level: str = "info", *, with_pid: bool = False) -> Dict[str, Any]:
+    """uvicorn's logging configuration plus the ``smskit`` loggers on the same handler;
+    ``with_pid``: each line says which process wrote it (several workers share the output)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: Dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    if with_pid:
+        config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(process)d] %(message)s"
     config["loggers"]["smskit"] = {"handlers": ["default"], "level": level.upper(),
                                    "propagate": False}
     return config
@@ -317,9 +324,8 @@ def serve(kit: SmsKit, host: str = "127.0.0.1", port: int = 8000, *,
     (:mod:`smskit.server.limits`: request-head and body timeouts, idle keep-alive, a cap on
     open connections) come from the settings, and the process's open-file limit is raised
     towards what the cap needs. Extra keyword arguments go to :func:`uvicorn.run`
-    (``forwarded_allow_ips``, ``ssl_certfile``...); one process serves the app (``workers``
-    needs an import string: use ``create_app`` in your own module and run uvicorn or gunicorn
-    on it).
+    (``forwarded_allow_ips``, ``ssl_certfile``...); one process serves the app (for several,
+    ``smskit serve --workers N``: :func:`smskit.server.workers.serve_workers`).
     """
     import uvicorn
 
