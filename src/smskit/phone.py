@@ -234,6 +234,14 @@ def _fast_br_mobile(text: str, region: str) -> Optional[Phone]:
         nsn = digits[2:]
     else:
         return None
+    return _br_mobile(nsn)
+
+
+# Keyed by the national number alone: the forms one number is read in during a send ("(11)
+# 98765-4321", "+5511987654321", the gateway's "11987654321") share one type look-up.
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _br_mobile(nsn: str) -> Optional[Phone]:
+    """The Brazilian mobile whose national significant number is ``nsn``, or ``None``."""
     if not _FAST_NSN.fullmatch(nsn):
         return None
     number = phonenumbers.PhoneNumber(country_code=55, national_number=int(nsn))
