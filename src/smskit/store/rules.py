@@ -139,8 +139,10 @@ def without_nul(value: _Value) -> _Value:
         names = _FIELD_NAMES[type(value)] = tuple(f.name for f in attrs.fields(type(value)))
     for name in names:
         current = getattr(value, name)
-        if type(current) is str and _NUL not in current:
-            continue  # the common case, decided here: every message of a send comes through
+        if current is None or (type(current) is str and _NUL not in current):
+            continue  # the common cases, decided here: every message of a send comes through
+        if not isinstance(current, (str, tuple)):
+            continue  # datetimes, numbers, mappings (``raw`` is left alone)
         cleaned = _nul_free(current)
         if cleaned is not current:
             changes[name] = cleaned  # these value classes have public, init fields
