@@ -109,6 +109,11 @@ _REPLACEMENT = "\ufffd"
 _Value = TypeVar("_Value", bound="AttrsInstance")
 
 
+#: The field names of each value class :func:`without_nul` has seen (``attrs.fields`` per call
+#: was a measurable part of a bulk send).
+_FIELD_NAMES: Dict[type, Tuple[str, ...]] = {}
+
+
 def _nul_free(value: Any) -> Any:
     """A text, or a tuple of texts, with U+0000 replaced; anything else as it is."""
     if isinstance(value, str):
@@ -129,11 +134,18 @@ def without_nul(value: _Value) -> _Value:
     one is stored, and read back, the same way on SQLite, PostgreSQL and in memory.
     """
     changes: Dict[str, Any] = {}
-    for field in attrs.fields(type(value)):
-        current = getattr(value, field.name)
+    names = _FIELD_NAMES.get(type(value))
+    if names is None:
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in attrs.fields(type(value)))
+    for name in names:
+        current = getattr(value, name)
+        if current is None or (type(current) is str and _NUL not in current):
+            continue  # the common cases, decided here: every message of a send comes through
+        if not isinstance(current, (str, tuple)):
+            continue  # datetimes, numbers, mappings (``raw`` is left alone)
         cleaned = _nul_free(current)
         if cleaned is not current:
-            changes[field.name] = cleaned  # these value classes have public, init fields
+            changes[name] = cleaned  # these value classes have public, init fields
     if not changes:
         return value
     # the mypy attrs plugin cannot follow evolve() through a type variable
