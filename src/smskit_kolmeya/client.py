@@ -24,7 +24,6 @@ import datetime as dt
 import json
 import logging
 import os
-import random
 import time
 from decimal import Decimal
 from typing import (
@@ -47,7 +46,7 @@ from typing import (
 
 import attrs
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, Retrying
 
 from smskit.config import Secret, Settings, redact
 from smskit.errors import (
@@ -58,6 +57,7 @@ from smskit.errors import (
     TransientProviderError,
 )
 from smskit.models import InboundMessage, Message
+from smskit.providers.retrying import NOTHING_SENT, RetryPolicy
 from smskit.timeutil import DEFAULT_TZ
 from smskit_kolmeya import wire
 from smskit_kolmeya.settings import DEFAULT_BASE_URL, KolmeyaSettings, check_base_url
@@ -71,7 +71,6 @@ C = TypeVar("C", bound="_ClientBase")
 SecretLike = Union[str, Secret]
 
 # Failures that happen before a single byte of the request left: always safe to retry.
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _MIN_REPORT_WINDOW = dt.timedelta(minutes=15)
 
 
@@ -152,7 +151,7 @@ class _ClientBase:
         self._webhook_url = _secret(webhook_url)
         self.job_control = job_control
         self.timezone = timezone
-        self._jitter = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self._retry = RetryPolicy(max_attempts, max_retry_wait, log)
         self._clock = clock
         self._budget: Optional[wire.RateBudget] = None
 
@@ -312,7 +311,7 @@ class _ClientBase:
 
     def _transport_error(self, call: _Call[Any], exc: httpx.HTTPError) -> ProviderError:
         what = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
-        if isinstance(exc, _NOTHING_SENT):
+        if isinstance(exc, NOTHING_SENT):
             return TransientProviderError(
                 f"could not connect to Kolmeya for POST {call.path} ({what}); nothing was sent")
         if call.send:
@@ -320,34 +319,6 @@ class _ClientBase:
                 f"Kolmeya POST {call.path} failed after the request was sent ({what}); the "
                 "messages may have been sent: reconcile before resending")
         return TransientProviderError(f"Kolmeya POST {call.path} failed ({what})")
-
-    # -- retry policy (tenacity) ------------------------------------------------------------
-    def _should_retry(self, exc: BaseException) -> bool:
-        if isinstance(exc, RateLimitedError):
-            return exc.retry_after is None or exc.retry_after <= self.max_retry_wait
-        return isinstance(exc, TransientProviderError) and isinstance(exc.__cause__, _NOTHING_SENT)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            return exc.retry_after
-        backoff = 0.5 * (1 << min(state.attempt_number - 1, 16))
-        return min(self.max_retry_wait, backoff + self._jitter.uniform(0, 0.5))
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s; attempt %d of %d, retrying in %.1f s", exc, state.attempt_number,
-                    self.max_attempts, delay)
-
-    def _retry_options(self) -> Dict[str, Any]:
-        return {
-            "stop": stop_after_attempt(self.max_attempts),
-            "wait": self._wait,
-            "retry": retry_if_exception(self._should_retry),
-            "before_sleep": self._log_retry,
-            "reraise": True,
-        }
 
     def _split(self, start: dt.datetime, end: dt.datetime, got: int, limit: int,
                pending: Deque[Tuple[dt.datetime, dt.datetime]]) -> bool:
@@ -388,7 +359,7 @@ class KolmeyaClient(_ClientBase):
         self._sleep = sleep
 
     def _execute(self, call: _Call[T]) -> T:
-        retrying = Retrying(sleep=self._sleep, **self._retry_options())
+        retrying = Retrying(sleep=self._sleep, **self._retry.options())
         result: T = retrying(self._attempt, call)
         return result
 
@@ -537,7 +508,7 @@ class AsyncKolmeyaClient(_ClientBase):
 
     async def _execute(self, call: _Call[T]) -> T:
         extra: Dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
-        retrying = AsyncRetrying(**extra, **self._retry_options())
+        retrying = AsyncRetrying(**extra, **self._retry.options())
         result: T = await retrying(self._attempt, call)
         return result
 

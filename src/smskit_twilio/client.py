@@ -22,7 +22,6 @@ import base64
 import datetime as dt
 import json
 import logging
-import random
 import time
 from typing import (
     Any,
@@ -42,17 +41,17 @@ from urllib.parse import urlencode
 
 import attrs
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, Retrying
 
 from smskit.config import Secret, Settings, redact
 from smskit.errors import (
     AmbiguousSendError,
     ConfigurationError,
     ProviderError,
-    RateLimitedError,
     TransientProviderError,
 )
 from smskit.models import Message
+from smskit.providers.retrying import NOTHING_SENT, RetryPolicy
 from smskit_twilio import wire
 from smskit_twilio.settings import TwilioSettings, check_base_url
 
@@ -66,7 +65,6 @@ SecretLike = Union[str, Secret]
 Pairs = Sequence[Tuple[str, str]]
 
 # Failures that happen before a single byte of the request left: always safe to retry.
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 @attrs.frozen
@@ -151,7 +149,7 @@ class _ClientBase:
         self._timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self.max_attempts = max_attempts
         self.max_retry_wait = max_retry_wait
-        self._jitter = random.Random()  # noqa: S311 - backoff jitter, not cryptography
+        self._retry = RetryPolicy(max_attempts, max_retry_wait, log)
 
     @classmethod
     def from_settings(cls: Type[C], settings: Settings, **extra: Any) -> C:
@@ -249,7 +247,7 @@ class _ClientBase:
 
     def _transport_error(self, call: _Call[Any], exc: httpx.HTTPError) -> ProviderError:
         what = f"{type(exc).__name__}: {self._redact(str(exc)) or 'no detail'}"
-        if isinstance(exc, _NOTHING_SENT):
+        if isinstance(exc, NOTHING_SENT):
             return TransientProviderError(
                 f"could not connect to Twilio for {call.what} ({what}); nothing was sent")
         if call.send:
@@ -257,34 +255,6 @@ class _ClientBase:
                 f"Twilio {call.what} failed after the request was sent ({what}); the message "
                 "may have been created: reconcile before resending")
         return TransientProviderError(f"Twilio {call.what} failed ({what})")
-
-    # -- retry policy (tenacity) ------------------------------------------------------------
-    def _should_retry(self, exc: BaseException) -> bool:
-        if isinstance(exc, RateLimitedError):
-            return exc.retry_after is None or exc.retry_after <= self.max_retry_wait
-        return isinstance(exc, TransientProviderError) and isinstance(exc.__cause__, _NOTHING_SENT)
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
-            return exc.retry_after
-        backoff = 0.5 * (1 << min(state.attempt_number - 1, 16))
-        return min(self.max_retry_wait, backoff + self._jitter.uniform(0, 0.5))
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        delay = state.next_action.sleep if state.next_action else 0.0
-        log.warning("%s; attempt %d of %d, retrying in %.1f s", exc, state.attempt_number,
-                    self.max_attempts, delay)
-
-    def _retry_options(self) -> Dict[str, Any]:
-        return {
-            "stop": stop_after_attempt(self.max_attempts),
-            "wait": self._wait,
-            "retry": retry_if_exception(self._should_retry),
-            "before_sleep": self._log_retry,
-            "reraise": True,
-        }
 
 
 class TwilioClient(_ClientBase):
@@ -303,7 +273,7 @@ class TwilioClient(_ClientBase):
         self._sleep = sleep
 
     def _execute(self, call: _Call[T]) -> T:
-        retrying = Retrying(sleep=self._sleep, **self._retry_options())
+        retrying = Retrying(sleep=self._sleep, **self._retry.options())
         result: T = retrying(self._attempt, call)
         return result
 
@@ -371,7 +341,7 @@ class AsyncTwilioClient(_ClientBase):
 
     async def _execute(self, call: _Call[T]) -> T:
         extra: Dict[str, Any] = {} if self._sleep is None else {"sleep": self._sleep}
-        retrying = AsyncRetrying(**extra, **self._retry_options())
+        retrying = AsyncRetrying(**extra, **self._retry.options())
         result: T = await retrying(self._attempt, call)
         return result
 
