@@ -41,6 +41,7 @@ from smskit.errors import (
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.providers.retrying import NOTHING_SENT  # raised before a byte left
 from smskit.webhooks.auth import AuthResult
 from smskit.webhooks.media import FORM
 from smskit.webhooks.request import WebhookRequest
@@ -57,8 +58,6 @@ STATES: Mapping[str, State] = {
     "expired": State.EXPIRED,
     "refused": State.REJECTED,
 }
-#: Failures that happen before a byte of the request left: nothing can have been sent.
-_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def sign(key: str, url: str, fields: Iterable[Tuple[str, str]]) -> str:
@@ -195,7 +194,7 @@ class AcmeProvider(Provider):
             response = self._http.request(
                 method, self.base_url + path, json=body, timeout=self._timeout,
                 headers={"Authorization": f"Bearer {self._api_key.reveal()}"})
-        except _NOTHING_SENT as exc:  # the connection never opened
+        except NOTHING_SENT as exc:  # the connection never opened
             raise TransientProviderError(f"{what}: could not connect ({type(exc).__name__}); "
                                          "nothing was sent") from exc
         except httpx.TransportError as exc:  # sent, then the answer never came
