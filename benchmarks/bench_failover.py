@@ -248,8 +248,9 @@ def run(quick: bool = False) -> List[Figure]:
         out, err = out_path.read_text(), err_path.read_text()
         if popen.returncode != 0:
             raise RuntimeError(f"the failover worker failed ({popen.returncode}):\n{err[-4000:]}")
-        answer = json.loads(next(line for line in reversed(out.splitlines())
-                                 if line.startswith(common.ANSWER))[len(common.ANSWER):])
+        answer = common.read_answer(out)
+        if answer is None:
+            raise RuntimeError(f"the failover worker gave no answer:\n{err[-4000:]}")
         kolmeya, twilio = _stats(primary.base_url), _stats(secondary.base_url)
     accepted_ok = sum(answer["by_state"].get(s, 0) for s in ACCEPTED)
     lost = n - accepted_ok

@@ -134,20 +134,11 @@ print("BENCH-ANSWER " + json.dumps(result))
 '''
 
 
-def _rows(n: int) -> List[Dict[str, str]]:
-    out = []
-    for i in range(2 * n + 2):
-        row = dict(common.row_for(500_000 + i))
-        row["e164"] = common.e164_for(500_000 + i)
-        out.append(row)
-    return out
-
-
 def _answer(text: str) -> Dict[str, Any]:
-    for line in text.splitlines():
-        if line.startswith(common.ANSWER):
-            return dict(json.loads(line[len(common.ANSWER):]))
-    raise RuntimeError(f"the Odoo shell gave no answer:\n{text[-3000:]}")
+    found = common.read_answer(text)
+    if found is None:
+        raise RuntimeError(f"the Odoo shell gave no answer:\n{text[-3000:]}")
+    return found
 
 
 def _measure(odoo: Any, n: int, **sim_config: Any) -> Dict[str, Any]:
@@ -156,7 +147,8 @@ def _measure(odoo: Any, n: int, **sim_config: Any) -> Dict[str, Any]:
     db = odoo.new_database("sr")
     try:
         with common.simulator(**sim_config) as sim:
-            args = {"n": n, "rows": _rows(n), "template": common.TEMPLATE,
+            args = {"n": n, "rows": common.rows_with_e164(2 * n + 2, 500_000),
+                    "template": common.TEMPLATE,
                     "sim": sim.base_url, "token": common.SIM_TOKEN,
                     "params": {f"smskit.{k}": v
                                for k, v in common.kit_settings(sim.base_url).items()}}

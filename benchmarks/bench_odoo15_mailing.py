@@ -128,20 +128,11 @@ print("BENCH-ANSWER " + json.dumps(result))
 '''
 
 
-def _rows(n: int) -> List[Dict[str, str]]:
-    out = []
-    for i in range(2 * n + 2):
-        row = dict(common.row_for(700_000 + i))
-        row["e164"] = common.e164_for(700_000 + i)
-        out.append(row)
-    return out
-
-
 def _answer(text: str) -> Dict[str, Any]:
-    for line in text.splitlines():
-        if line.startswith(common.ANSWER):
-            return dict(json.loads(line[len(common.ANSWER):]))
-    raise RuntimeError(f"the Odoo shell gave no answer:\n{text[-3000:]}")
+    found = common.read_answer(text)
+    if found is None:
+        raise RuntimeError(f"the Odoo shell gave no answer:\n{text[-3000:]}")
+    return found
 
 
 def _stats(base_url: str) -> Dict[str, Any]:
@@ -154,7 +145,7 @@ def _measure(odoo: Any, n: int, variant: str = "mass") -> Dict[str, Any]:
     db = odoo.new_database(variant)
     try:
         with common.simulator() as sim:
-            args = {"n": n, "rows": _rows(n), "body": BODY,
+            args = {"n": n, "rows": common.rows_with_e164(2 * n + 2, 700_000), "body": BODY,
                     "params": {f"smskit.{k}": v
                                for k, v in common.kit_settings(sim.base_url).items()}}
             before = _stats(sim.base_url)

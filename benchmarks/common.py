@@ -108,6 +108,12 @@ def rows(n: int, start: int = 0) -> Iterator[Dict[str, str]]:
         yield row_for(i)
 
 
+def rows_with_e164(n: int, start: int) -> List[Dict[str, str]]:
+    """``n`` rows of :func:`row_for` from ``start``, each with its ``e164`` (for a child that
+    creates the partners itself, e.g. an Odoo shell)."""
+    return [dict(row_for(i), e164=e164_for(i)) for i in range(start, start + n)]
+
+
 # -- processes ----------------------------------------------------------------------------------
 def peak_rss_mb() -> float:
     """Peak resident set size of this process, in MiB (Linux reports KiB)."""
@@ -153,12 +159,19 @@ def run_child(script: str, role: str, args: Mapping[str, Any], *,
     command = [PYTHON, str(HERE / script), role, json.dumps(args)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                           env=child_env(), check=False)
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(ANSWER):
-            answer: Dict[str, Any] = json.loads(line[len(ANSWER):])
-            return answer
+    found = read_answer(done.stdout)
+    if found is not None:
+        return found
     raise RuntimeError(f"{script} {role} failed (exit {done.returncode}):\n"
                        f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+
+
+def read_answer(output: str) -> Optional[Dict[str, Any]]:
+    """The JSON of the last :data:`ANSWER` line of a child's ``output``, or ``None``."""
+    for line in reversed(output.splitlines()):
+        if line.startswith(ANSWER):
+            return dict(json.loads(line[len(ANSWER):]))
+    return None
 
 
 def answer(data: Mapping[str, Any]) -> None:
