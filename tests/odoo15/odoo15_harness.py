@@ -224,6 +224,10 @@ class Odoo15:
             for old in self.databases(prefix.replace("_", "\\_") + "%"):
                 self.drop_database(old)
             building = name + "_new"
+            # left behind when PostgreSQL was reset under a kept directory (CI keeps /tmp
+            # between runs but starts a new cluster): files of databases that no longer exist
+            self.drop_database(building)
+            shutil.rmtree(self.filestore(name), ignore_errors=True)
             result = self.run("init", str(self.directory), building, ",".join(modules),
                               *self.addons_args())
             if result.returncode != 0:
@@ -255,6 +259,8 @@ class Odoo15:
                   f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
         self.psql(f'DROP DATABASE IF EXISTS "{name}"')
         shutil.rmtree(self.filestore(name), ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.sidecar(name).unlink()
 
     def filestore(self, db: str) -> Path:
         return self.directory / "data" / "filestore" / db
@@ -277,6 +283,17 @@ class Odoo15:
         for name in self.databases("odoo\\_t\\_%"):
             if _copy_of_a_gone_session(name):
                 self.drop_database(name)
+        # files of our databases PostgreSQL no longer has (a new cluster under a kept directory)
+        known = set(self.databases("odoo\\_t%"))
+        orphans = [p for p in (self.directory / "data" / "filestore").glob("odoo_t*")
+                   if p.name not in known]
+        orphans += [p for p in (self.directory / "data" / "smskit").glob("odoo_t*.db")
+                    if p.stem not in known]
+        for path in orphans:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
         day_ago = time.time() - 86400
         for log in self.directory.glob("serve-*.log"):
             if log.stat().st_mtime < day_ago:
