@@ -6,6 +6,7 @@ import logging
 import os
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable, Dict
 
 import pytest
 
@@ -55,6 +56,29 @@ def test_secrets_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
 def test_bad_values_name_the_setting(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.load(environ={key: value})
+
+
+@pytest.mark.parametrize(("values", "read", "message"), [
+    ({"x": "0"}, lambda s: s.number("x", 1.0, exclusive=True), "x: must be more than 0"),
+    ({"x": "-1"}, lambda s: s.number("x", 1.0), "x: must be at least 0"),
+    ({"x": "inf"}, lambda s: s.number("x", 1.0), "x: expected a number"),
+    ({"x": "2.5"}, lambda s: s.count("x", 1), "x: expected a whole number"),
+    ({"x": "0"}, lambda s: s.count("x", 1), "x: must be at least 1"),
+    ({"x": "ture"}, lambda s: s.flag("x", True), "x: expected a boolean"),
+])
+def test_plugin_settings_refuse_what_they_cannot_read(
+        values: Dict[str, str], read: Callable[[Settings], object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        read(Settings(values=values))
+
+
+def test_plugin_settings_read_their_defaults_and_values() -> None:
+    empty = Settings(values={"x": " "})
+    assert (empty.number("x", 2.5), empty.count("x", 3), empty.flag("x", True)) == (2.5, 3, True)
+    given = Settings(values={"n": "0.5", "c": "7", "f": "off", "t": "Yes"})
+    assert given.number("n", 1.0, exclusive=True) == 0.5
+    assert given.count("c", 1) == 7 and isinstance(given.count("c", 1), int)
+    assert (given.flag("f", True), given.flag("t", False)) == (False, True)
 
 
 def test_bad_toml_is_a_configuration_error(tmp_path: Path) -> None:

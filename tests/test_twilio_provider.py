@@ -12,7 +12,12 @@ from urllib.parse import urlencode
 import attrs
 import pytest
 
-from smskit.errors import AmbiguousSendError, RateLimitedError, RequestRejectedError
+from smskit.errors import (
+    AmbiguousSendError,
+    ConfigurationError,
+    RateLimitedError,
+    RequestRejectedError,
+)
 from smskit.ids import new_id
 from smskit.kit import SmsKit
 from smskit.models import Direction, Message, State, utcnow
@@ -241,6 +246,9 @@ def test_the_signature_covers_the_public_url_and_the_query_as_called(
     unsigned = make_provider(twilio_sim, twilio_verify_signatures="false")
     assert unsigned.verify_webhook(attrs.evolve(request, headers=FORM)) is AuthResult.OK
     unsigned.close()
+    # a typo never switches the check off: it is refused when the provider is built
+    with pytest.raises(ConfigurationError, match="twilio_verify_signatures: expected a boolean"):
+        make_provider(twilio_sim, twilio_verify_signatures="flase")
 
 
 @pytest.mark.parametrize(("headers", "expected"), [

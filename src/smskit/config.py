@@ -110,10 +110,11 @@ class Settings:
         return Secret(value) if value else None
 
     def number(self, key: str, default: float, *, minimum: float = 0.0,
-               integer: bool = False) -> float:
+               integer: bool = False, exclusive: bool = False) -> float:
         """A numeric setting by lower-case key (``"2.5"``), ``default`` when unset or empty; a
         value that is not a finite number (a whole one with ``integer``), or is below
-        ``minimum``, raises :class:`ConfigurationError` naming the key."""
+        ``minimum`` (or equal to it with ``exclusive``), raises :class:`ConfigurationError`
+        naming the key."""
         raw = (self.get(key) or "").strip()
         if not raw:
             return default
@@ -125,9 +126,25 @@ class Settings:
                 integer and not value.is_integer()):
             kind = "a whole number" if integer else "a number"
             raise ConfigurationError(f"{key}: expected {kind}, got {raw!r}")
+        if exclusive and value <= minimum:
+            raise ConfigurationError(f"{key}: must be more than {minimum:g}, got {raw!r}")
         if value < minimum:
             raise ConfigurationError(f"{key}: must be at least {minimum:g}, got {raw!r}")
         return value
+
+    def count(self, key: str, default: int, *, minimum: int = 1) -> int:
+        """A whole-number setting (``"5"``), ``default`` when unset or empty; anything else
+        than a whole number of at least ``minimum`` raises :class:`ConfigurationError`."""
+        return int(self.number(key, default, minimum=minimum, integer=True))
+
+    def flag(self, key: str, default: bool) -> bool:
+        """A yes/no setting (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``),
+        ``default`` when unset or empty; any other text raises :class:`ConfigurationError`
+        rather than being read as "no" (a typo must not switch a check off)."""
+        raw = self.get(key)
+        if raw is None or not raw.strip():
+            return default
+        return _parse_bool(key, raw)
 
     def __repr__(self) -> str:
         shown = {

@@ -62,19 +62,6 @@ def webhook_url_for(public_url: str, secret: Secret) -> Secret:
     return Secret(f"{base}{WEBHOOK_PATH}?token={quote(secret.reveal(), safe='')}")
 
 
-def _number(settings: Settings, key: str, default: float) -> float:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not a number: {raw!r}") from exc
-    if not value > 0:
-        raise ConfigurationError(f"{key}: must be positive, got {raw!r}")
-    return value
-
-
 def _optional_int(settings: Settings, key: str) -> Optional[int]:
     raw = settings.get(key)
     if raw is None or not raw.strip():
@@ -145,9 +132,9 @@ class KolmeyaSettings:
             cost_centre_id=_cost_centre_id(settings),
             sms_api_id=_optional_int(settings, "kolmeya_sms_api_id"),
             webhook_url=webhook_url,
-            timeout=_number(settings, "kolmeya_timeout", 60.0),
-            connect_timeout=_number(settings, "kolmeya_connect_timeout", 10.0),
+            timeout=settings.number("kolmeya_timeout", 60.0, exclusive=True),
+            connect_timeout=settings.number("kolmeya_connect_timeout", 10.0, exclusive=True),
             max_attempts=attempts or 4,
-            max_retry_wait=_number(settings, "kolmeya_max_retry_wait", 60.0),
+            max_retry_wait=settings.number("kolmeya_max_retry_wait", 60.0, exclusive=True),
             job_control=job_control, timezone=timezone,
         )

@@ -53,7 +53,6 @@ _ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
 _KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 _ALPHANUMERIC = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}$")
-_TRUE = ("1", "true", "yes", "on")
 
 
 def check_base_url(url: str, *, allow_http: bool = False) -> str:
@@ -81,39 +80,6 @@ def webhook_url(public_url: str, kind: str, secret: Optional[Secret] = None,
     if query is None and secret:
         query = f"token={quote(secret.reveal(), safe='')}"
     return f"{url}?{query}" if query else url
-
-
-def _number(settings: Settings, key: str, default: float) -> float:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not a number: {raw!r}") from exc
-    if not value >= 0:
-        raise ConfigurationError(f"{key}: must not be negative, got {raw!r}")
-    return value
-
-
-def _count(settings: Settings, key: str, default: int) -> int:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not an integer: {raw!r}") from exc
-    if value < 1:
-        raise ConfigurationError(f"{key}: must be at least 1, got {value}")
-    return value
-
-
-def _flag(settings: Settings, key: str, default: bool) -> bool:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    return raw.strip().lower() in _TRUE
 
 
 def _matching(settings: Settings, key: str, pattern: re.Pattern[str],
@@ -184,7 +150,7 @@ class TwilioSettings:
             raise ConfigurationError(
                 "set SMSKIT_TWILIO_FROM or SMSKIT_TWILIO_MESSAGING_SERVICE_SID: Twilio needs a "
                 "sender")
-        verify = _flag(settings, "twilio_verify_signatures", True)
+        verify = settings.flag("twilio_verify_signatures", True)
         if settings.public_url and verify and auth_token is None:
             raise ConfigurationError(
                 "public_url is set (webhooks on) but twilio_auth_token is not: Twilio signs "
@@ -193,15 +159,15 @@ class TwilioSettings:
             account_sid=account_sid, auth_token=auth_token, api_key_sid=key_sid,
             api_key_secret=key_secret, from_=sender, messaging_service_sid=service,
             base_url=check_base_url(settings.get("twilio_base_url") or DEFAULT_BASE_URL,
-                                    allow_http=_flag(settings, "twilio_allow_http", False)),
-            timeout=_number(settings, "twilio_timeout", 30.0) or 30.0,
-            connect_timeout=_number(settings, "twilio_connect_timeout", 10.0) or 10.0,
-            max_attempts=_count(settings, "twilio_max_attempts", 4),
-            max_retry_wait=_number(settings, "twilio_max_retry_wait", 60.0),
-            max_batch=_count(settings, "twilio_max_batch", 50),
-            reconcile_skew=_number(settings, "twilio_reconcile_skew", 120.0),
-            reconcile_grace=_number(settings, "twilio_reconcile_grace", 60.0),
-            reconcile_max_pages=_count(settings, "twilio_reconcile_max_pages", 5),
+                                    allow_http=settings.flag("twilio_allow_http", False)),
+            timeout=settings.number("twilio_timeout", 30.0) or 30.0,
+            connect_timeout=settings.number("twilio_connect_timeout", 10.0) or 10.0,
+            max_attempts=settings.count("twilio_max_attempts", 4),
+            max_retry_wait=settings.number("twilio_max_retry_wait", 60.0),
+            max_batch=settings.count("twilio_max_batch", 50),
+            reconcile_skew=settings.number("twilio_reconcile_skew", 120.0),
+            reconcile_grace=settings.number("twilio_reconcile_grace", 60.0),
+            reconcile_max_pages=settings.count("twilio_reconcile_max_pages", 5),
             public_url=settings.public_url or None, webhook_secret=settings.webhook_secret,
             webhook_shared_key=settings.secret("twilio_webhook_shared_key"),
             verify_signatures=verify,

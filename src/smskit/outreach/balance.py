@@ -77,20 +77,6 @@ def _decimal(settings: Settings, key: str) -> Optional[Decimal]:
         raise ConfigurationError(f"{key}: not a number: {raw!r}") from exc
 
 
-def _interval(settings: Settings) -> dt.timedelta:
-    raw = settings.get("balance_check_interval")
-    if raw is None or not raw.strip():
-        return DEFAULT_INTERVAL
-    try:
-        seconds = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"balance_check_interval: not a number of seconds: "
-                                 f"{raw!r}") from exc
-    if seconds <= 0:
-        raise ConfigurationError(f"balance_check_interval must be positive, got {raw!r}")
-    return dt.timedelta(seconds=seconds)
-
-
 def read_balances(store: Store) -> Dict[str, BalanceReading]:
     """The last reading of each provider kept in the store (empty without key/value state)."""
     if not isinstance(store, OutreachStore):
@@ -138,7 +124,9 @@ class BalanceMonitor:
         own = {key[: -len(suffix)]: _decimal(kit.settings, key)
                for key in kit.settings.values if key.endswith(suffix) and key != suffix[1:]}
         return cls(kit, threshold=_decimal(kit.settings, "balance_low_threshold"),
-                   interval=_interval(kit.settings),
+                   interval=dt.timedelta(seconds=kit.settings.number(
+                       "balance_check_interval", DEFAULT_INTERVAL.total_seconds(),
+                       exclusive=True)),
                    thresholds={k: v for k, v in own.items() if v is not None})
 
     @property

@@ -56,19 +56,6 @@ POLL_OVERLAP = dt.timedelta(minutes=1)
 ONE_BY_ONE_LIMIT = 100
 
 
-def _seconds(settings: Settings, key: str, default: float) -> float:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not a number of seconds: {raw!r}") from exc
-    if value < 0 or value != value or value == float("inf"):
-        raise ConfigurationError(f"{key} must be 0 or more seconds, got {raw!r}")
-    return value
-
-
 @attrs.frozen(kw_only=True)
 class PollSettings:
     """When the worker polls (see the module docs); ``None`` turns a poll off."""
@@ -84,15 +71,15 @@ class PollSettings:
         """``status_poll_after``, ``status_poll_every``, ``status_poll_limit`` and
         ``reply_poll_every`` (seconds); a bad value is a
         :class:`~smskit.errors.ConfigurationError`."""
-        every = _seconds(settings, "status_poll_every", 300)
+        every = settings.number("status_poll_every", 300)
         raw_limit = (settings.get("status_poll_limit") or "1000").strip()
         if not raw_limit.isdigit() or int(raw_limit) < 1:
             raise ConfigurationError(f"status_poll_limit must be a positive integer, got "
                                      f"{raw_limit!r}")
         default_reply = 300.0 if settings.public_url else 0.0
-        reply = _seconds(settings, "reply_poll_every", default_reply)
+        reply = settings.number("reply_poll_every", default_reply)
         explicit_reply = (settings.get("reply_poll_every") or "").strip() != ""
-        return cls(status_after=dt.timedelta(seconds=_seconds(settings, "status_poll_after", 900)),
+        return cls(status_after=dt.timedelta(seconds=settings.number("status_poll_after", 900)),
                    status_every=dt.timedelta(seconds=every) if every > 0 else None,
                    status_limit=int(raw_limit),
                    reply_every=(None if explicit_reply and reply == 0

@@ -106,32 +106,6 @@ def parse_circuits(state: Mapping[str, str]) -> Dict[str, CircuitState]:
     return found
 
 
-def _seconds(settings: Settings, key: str, default: dt.timedelta) -> dt.timedelta:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        seconds = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not a number of seconds: {raw!r}") from exc
-    if not seconds > 0:
-        raise ConfigurationError(f"{key} must be positive, got {raw!r}")
-    return dt.timedelta(seconds=seconds)
-
-
-def _count(settings: Settings, key: str, default: int) -> int:
-    raw = settings.get(key)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key}: not an integer: {raw!r}") from exc
-    if value < 1:
-        raise ConfigurationError(f"{key} must be at least 1, got {raw!r}")
-    return value
-
-
 class Circuits:
     """Every provider's circuit (see the module docs). ``store`` gives the store to share the
     states through (called when needed, so building this touches nothing)."""
@@ -151,8 +125,9 @@ class Circuits:
     def from_settings(cls, settings: Settings,
                       store: Optional[Callable[[], Store]] = None) -> Circuits:
         """``circuit_failures`` and ``circuit_cooldown`` (seconds) from the settings."""
-        return cls(failures=_count(settings, "circuit_failures", 1),
-                   cooldown=_seconds(settings, "circuit_cooldown", DEFAULT_COOLDOWN),
+        return cls(failures=settings.count("circuit_failures", 1),
+                   cooldown=dt.timedelta(seconds=settings.number(
+                       "circuit_cooldown", DEFAULT_COOLDOWN.total_seconds(), exclusive=True)),
                    store=store)
 
     def state(self, provider: str, now: Optional[dt.datetime] = None) -> CircuitState:
