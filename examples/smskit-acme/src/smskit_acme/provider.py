@@ -94,12 +94,9 @@ class AcmeProvider(Provider):
         api_key = settings.secret("acme_api_key")
         if api_key is None:
             raise ConfigurationError("acme: set SMSKIT_ACME_API_KEY (or acme_api_key)")
-        try:
-            timeout = float(settings.get("acme_timeout") or 30.0)
-        except ValueError as exc:
-            raise ConfigurationError(f"acme_timeout must be a number of seconds: {exc}") from exc
         return cls(api_key, base_url=settings.get("acme_base_url") or DEFAULT_BASE_URL,
-                   webhook_key=settings.secret("acme_webhook_key"), timeout=timeout)
+                   webhook_key=settings.secret("acme_webhook_key"),
+                   timeout=settings.number("acme_timeout", 30.0, exclusive=True))
 
     def __repr__(self) -> str:  # the keys stay out of logs
         return f"AcmeProvider(base_url={self.base_url!r})"
