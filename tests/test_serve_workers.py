@@ -93,6 +93,19 @@ def _wait_up(proc: subprocess.Popen[str], base: str, log: Path) -> None:
     assert httpx.get(f"{base}/healthz").status_code == 200
 
 
+def _scrape(base: str) -> Dict[str, float]:
+    """The Kolmeya status requests a ``/metrics`` scrape counts, by outcome."""
+    response = httpx.get(f"{base}/metrics", headers={"Connection": "close"}, timeout=30)
+    assert response.status_code == 200, response.text
+    counted: Dict[str, float] = {}
+    for labels, value in re.findall(r"^smskit_webhook_requests_total\{(.*)\} (\S+)$",
+                                    response.text, re.M):
+        label = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        if label["provider"] == "kolmeya" and label["kind"] == "status":
+            counted[label["outcome"]] = counted.get(label["outcome"], 0) + float(value)
+    return counted
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -124,6 +137,8 @@ def test_two_workers_apply_every_callback_once_and_stop_on_sigterm(
         with ThreadPoolExecutor(8) as pool:
             first = list(pool.map(post, range(COUNT)))
             again = list(pool.map(post, reversed(range(COUNT))))
+            # whichever worker answers a scrape, it counts every worker's requests
+            scrapes = list(pool.map(lambda _: _scrape(base), range(8)))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -145,6 +160,9 @@ def test_two_workers_apply_every_callback_once_and_stop_on_sigterm(
     workers: List[int] = [int(p) for p in
                           set(re.findall(r"\[(\d+)\] Started server process", text))]
     assert len(workers) == 2 and set(map(int, served)) == set(workers), text
+    scraped = re.findall(r'\[(\d+)\] [\d.:]+ - "GET /metrics" 200', text)
+    assert set(map(int, scraped)) == set(workers), "both workers answered scrapes"
+    assert scrapes == [{"ok": 2 * COUNT}] * len(scrapes)
     assert SECRET not in text
     # on SQLite the command says what several writers cost there
     assert ("write one at a time" in text) == url.startswith("sqlite")

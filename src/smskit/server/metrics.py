@@ -23,6 +23,12 @@
 * ``smskit_webhook_duration_seconds{provider,kind}``: webhook handling latency;
 * ``smskit_metrics_store_age_seconds``: how old the store figures above are.
 
+Under ``smskit serve --workers N`` each worker process counts its own requests, so the
+counters and the histogram are kept in Prometheus's multi-process files
+(``PROMETHEUS_MULTIPROC_DIR``, which the command sets to a directory of its own) and a scrape,
+whichever worker answers it, adds up every worker's, including those of a worker that died
+and was restarted (a counter never goes back).
+
 The figures read from the store (message counts by state, balances, the sync backlog) cost a
 scan of the messages table, so they are read at most once per ``metrics_cache_seconds``
 (default 5 s; :class:`StoreSnapshot`) whatever the number of scrapers, and concurrent scrapes
@@ -38,13 +44,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, Optional, Tuple
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_CACHE_SECONDS",
     "DEFAULT_MAX_PER_SECOND",
+    "MULTIPROCESS_DIR",
     "RENDER_EVERY",
     "OutreachCollector",
     "RoutingCollector",
@@ -63,6 +71,7 @@ __all__ = [
     "StoreCollector",
     "StoreFigures",
     "StoreSnapshot",
+    "shared_between_processes",
 ]
 
 log = logging.getLogger(__name__)
@@ -326,6 +335,16 @@ class RoutingCollector(Collector):
         yield moved
 
 
+#: Where the worker processes of one server keep their counters (Prometheus's own variable).
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def shared_between_processes() -> bool:
+    """Whether this process keeps its counters in :data:`MULTIPROCESS_DIR` (decided by
+    prometheus_client when it was imported, from the variable as it was then)."""
+    return bool(os.environ.get(MULTIPROCESS_DIR)) and values.ValueClass is not values.MutexValue
+
+
 class ServerMetrics:
     """The metrics of one app: a private :class:`CollectorRegistry` and its instruments."""
 
@@ -340,9 +359,21 @@ class ServerMetrics:
         self.snapshot = StoreSnapshot(kit, cache_seconds, clock=clock)
         self._clock = clock
         self._rendered: Optional[Tuple[float, bytes]] = None
-        self.registry.register(StoreCollector(self.snapshot))
-        self.registry.register(OutreachCollector(self.snapshot))
-        self.registry.register(RoutingCollector(self.snapshot, kit.clock))
+        store_collectors = (StoreCollector(self.snapshot), OutreachCollector(self.snapshot),
+                            RoutingCollector(self.snapshot, kit.clock))
+        for collector in store_collectors:
+            self.registry.register(collector)
+        #: What a scrape shows: this registry, or with several workers every worker's counters
+        #: (read from their files) next to the store figures.
+        self.exposed = self.registry
+        if shared_between_processes():
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            self.exposed = CollectorRegistry(auto_describe=False)
+            MultiProcessCollector(  # type: ignore[no-untyped-call]
+                self.exposed, path=os.environ[MULTIPROCESS_DIR])
+            for collector in store_collectors:
+                self.exposed.register(collector)
         self.webhook_requests = Counter(
             "smskit_webhook_requests", "Webhook requests by provider, kind and outcome.",
             ["provider", "kind", "outcome"], registry=self.registry)
@@ -391,9 +422,9 @@ class ServerMetrics:
             self._count_event(provider, "reply", result)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of this registry now (reads the store if its figures
-        are stale: call it off the event loop, or after :meth:`scrape`'s refresh)."""
-        return generate_latest(self.registry)
+        """The Prometheus text exposition of :attr:`exposed` now (reads the store if its
+        figures are stale: call it off the event loop, or after :meth:`scrape`'s refresh)."""
+        return generate_latest(self.exposed)
 
     async def _wait_turn(self) -> None:
         """Wait until this scrape may be answered (at most ``max_per_second`` a second)."""

@@ -14,7 +14,10 @@ smskit adds is what a worker needs to be the same server as ``smskit serve``:
   process), with the guarded protocol as a module-level class (:class:`WorkerH11Protocol`),
   which uvicorn can hand to a spawned process;
 * log lines carry the process id (``INFO [4242] ...``), so what each worker did can be told
-  apart.
+  apart;
+* the ``/metrics`` counters are added up over the workers: the command points
+  ``PROMETHEUS_MULTIPROC_DIR`` at a new directory of its own (removed when it stops) unless
+  the operator set one, where each worker keeps its counters (:mod:`smskit.server.metrics`).
 
 A status callback is answered ``200`` after its events are committed, in whichever worker took
 it; the store makes concurrent writers safe (SQLite: one writer at a time under
@@ -28,9 +31,12 @@ from __future__ import annotations
 import collections
 import json
 import os
+import shutil
+import tempfile
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from smskit.errors import ConfigurationError
+from smskit.server.metrics import MULTIPROCESS_DIR
 from smskit.server.protocol import GuardedH11Protocol
 
 if TYPE_CHECKING:
@@ -100,6 +106,15 @@ def serve_workers(workers: int, *, host: str = "127.0.0.1", port: int = 8000,
         "config_file": config_file, "database_url": database_url, "provider": provider,
         "host": host})
     options = {**limits.uvicorn_options(), "http": WorkerH11Protocol}  # limits set per worker
-    uvicorn.run("smskit.server.workers:worker_app", factory=True, workers=workers, host=host,
-                port=port, log_level=log_level, access_log=False,
-                log_config=log_config(log_level, with_pid=True), **options)
+    # the workers are spawned: they read the variable when they import prometheus_client
+    counters = None
+    if not os.environ.get(MULTIPROCESS_DIR):
+        counters = os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="smskit-metrics-")
+    try:
+        uvicorn.run("smskit.server.workers:worker_app", factory=True, workers=workers,
+                    host=host, port=port, log_level=log_level, access_log=False,
+                    log_config=log_config(log_level, with_pid=True), **options)
+    finally:
+        if counters is not None:
+            del os.environ[MULTIPROCESS_DIR]
+            shutil.rmtree(counters, ignore_errors=True)
