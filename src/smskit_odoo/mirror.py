@@ -3,15 +3,25 @@
 * New outbound rows are created in one ``create`` call with a list of values (all phones of
   the call), before anything is sent. When Odoo refuses the batch, it is split until the
   refused records are alone: the others are created, each refused one is reported.
-* Later changes (results, status events) are written with ``load``: one call updates many
-  records with different values (``.id`` names the record), with the user's time zone forced
-  to UTC. ``load`` reports every database error as a message, a concurrent update ("could not
+* Later changes (results, status events) are written in one call for many records with
+  different values: inside Odoo (an adapter with ``write_many``, the addon's) one ``write``
+  per record in one savepoint, after one look-up of all the records; over RPC ``load`` (``.id``
+  names the record), with the user's time zone forced to UTC. Where ``write_many`` is refused
+  (a record gone, a constraint), ``load`` writes the rows again and says which it refuses.
+  ``load`` reports every database error as a message, a concurrent update ("could not
   serialize access") too: that one raises :class:`~smskit_odoo.errors.OdooTransientError` (the
   session writes the batch again in a fresh transaction) instead of refusing the row. Before
   writing, one ``search_read`` reads what Odoo has for those records and for the provider ids
   being written, so that a state never moves backwards in Odoo (a late
   result, or a person's cancel, wins over nothing), a provider id is never overwritten and
   never given to a second record.
+* The write that records a send's result, a row moving from ``outgoing`` to ``sent``, is made
+  with Odoo's ``mail_notrack`` context unless ``track_sent``: the row was committed
+  ``outgoing`` before the gateway was called, so Odoo's field tracking (``state`` is tracked on
+  the users' ``sms.message``) would log one chatter message and one tracking value per SMS
+  for a change the users' own modules, which create the row and write its result in one
+  transaction, never log. Every later change (``sent`` -> ``delivered``, a failure, a cancel)
+  is tracked as before.
 
 On Odoo's stock ``sms.sms`` rows are written only once the gateway answered: Odoo's own SMS
 queue (``sms.sms._process_queue``, the "SMS: SMS Queue Manager" cron and the composer) sends
@@ -38,7 +48,7 @@ import attrs
 from smskit.models import Direction, Message, State
 from smskit.store.base import Store
 from smskit_odoo.adapter import TRANSIENT_TEXTS, to_odoo_datetime
-from smskit_odoo.errors import OdooTransientError
+from smskit_odoo.errors import OdooTransientError, OdooValidationError
 from smskit_odoo.journal import Link, Op
 from smskit_odoo.origins import ODOO_SMS, Origins, origin_of
 from smskit_odoo.schema import OdooSchema
@@ -67,7 +77,8 @@ class Mirror:
     """Builds Odoo values from :class:`~smskit.models.Message` and writes them in batches."""
 
     def __init__(self, session: OdooSession, sidecar: Store, *,
-                 create_partners: str = "inbound", origins: Optional[Origins] = None) -> None:
+                 create_partners: str = "inbound", origins: Optional[Origins] = None,
+                 track_sent: bool = False) -> None:
         if create_partners not in ("inbound", "always", "never"):
             raise ValueError("create_partners must be 'inbound', 'always' or 'never', got "
                              f"{create_partners!r}")
@@ -76,6 +87,8 @@ class Mirror:
         self.create_partners = create_partners
         #: Keeps the Odoo records messages were sent for in step (``None``: nobody does).
         self.origins = origins
+        #: Whether Odoo tracks the ``outgoing`` -> ``sent`` write (see the module docs).
+        self.track_sent = track_sent
 
     @property
     def schema(self) -> OdooSchema:
@@ -249,9 +262,14 @@ class Mirror:
                 pid = r.get(schema.fields["provider_id"])
                 if pid:
                     owners.setdefault(str(pid), int(r["id"]))
-        targets: List[Tuple[Message, int, Dict[str, Any]]] = []
+        # (message, Odoo id, values, the concepts that change), per tracking: the send's
+        # result untracked (see the module docs), every other change tracked
+        groups: Dict[bool, List[Tuple[Message, int, Dict[str, Any], Set[str]]]] = {
+            True: [], False: []}
         gone: Dict[str, str] = {}
-        changing: Set[str] = set()
+        state_field = schema.fields["state"] if schema.has("state") else None
+        untracked = None if self.track_sent or state_field is None else (
+            schema.states[State.OUTGOING], schema.states[State.SENT])
         for m in messages:
             oid = odoo_ids[m.id]
             if oid not in current:
@@ -259,15 +277,25 @@ class Mirror:
                 continue
             wanted = self._next_values(m, links[m.id], current[oid], owners, oid)
             if wanted is not None:
-                targets.append((m, oid, wanted[0]))
-                changing |= wanted[1]
-        # only the columns some row changes: each column costs load work on every row (a
-        # many2one one search per row)
-        refused = self._load([c for c in columns if c in changing], targets)
+                move = (current[oid].get(state_field or ""), wanted[0].get("state"))
+                groups[move != untracked].append((m, oid, wanted[0], wanted[1]))
+        refused: Dict[str, str] = {}
+        for tracked, group in groups.items():
+            if not group:
+                continue
+            # only the columns some row changes: each column costs work on every row
+            changing = set().union(*(changed for _, _, _, changed in group))
+            context: Dict[str, Any] = {"tz": "UTC"}
+            if not tracked:
+                context["mail_notrack"] = True
+            refused.update(self._write([c for c in columns if c in changing],
+                                       [(m, oid, values) for m, oid, values, _ in group],
+                                       context))
+        targets = groups[True] + groups[False]
         refused.update(gone)
         self.session.journal.put_links([
             attrs.evolve(links[m.id], odoo_state=str(values["state"]))
-            for m, _, values in targets if m.id not in refused and "state" in values])
+            for m, _, values, _ in targets if m.id not in refused and "state" in values])
         return refused
 
     def _next_values(self, message: Message, link: Link, row: Mapping[str, Any],
@@ -307,8 +335,27 @@ class Mirror:
             out[concept] = value
         return (out, changed) if changed else None
 
-    def _load(self, columns: Sequence[str], targets: List[Tuple[Message, int, Dict[str, Any]]]
-              ) -> Dict[str, str]:
+    def _write(self, columns: Sequence[str],
+               targets: List[Tuple[Message, int, Dict[str, Any]]],
+               context: Mapping[str, Any]) -> Dict[str, str]:
+        """Write the rows (``write_many`` where the adapter has it, else ``load``); a refused
+        row is left out and reported, the others written."""
+        write_many = getattr(self.session.adapter, "write_many", None)
+        if callable(write_many):
+            fields = {c: self.schema.fields[c] for c in columns}
+            try:
+                write_many(self.schema.model,
+                           [(oid, {fields[c]: _write_value(values.get(c)) for c in columns})
+                            for _, oid, values in targets], context=dict(context))
+                return {}
+            except OdooValidationError as exc:
+                # a record gone or a row refused: load says which, and writes the others
+                log.info("%s: writing %d rows one call failed (%s); load tells which rows",
+                         self.schema.model, len(targets), exc)
+        return self._load(columns, targets, context)
+
+    def _load(self, columns: Sequence[str], targets: List[Tuple[Message, int, Dict[str, Any]]],
+              context: Mapping[str, Any]) -> Dict[str, str]:
         """``load`` the rows; a refused row is left out and the others loaded again."""
         schema = self.schema
         header = [".id"] + [schema.fields[c] + ("/.id" if c in _MANY2ONE else "")
@@ -321,7 +368,7 @@ class Mirror:
             data = [[str(oid)] + [_import_text(values.get(c)) for c in columns]
                     for _, oid, values in remaining]
             answer = self.session.adapter.execute(schema.model, "load", header, data,
-                                                  context={"tz": "UTC"})
+                                                  context=dict(context))
             if answer.get("ids"):
                 return refused
             errors = [msg for msg in answer.get("messages") or [] if msg.get("type") == "error"]
@@ -361,6 +408,11 @@ def _odoo_value(value: Any) -> Any:
     if isinstance(value, Decimal):
         return float(value)
     return value
+
+
+def _write_value(value: Any) -> Any:
+    """A value as ``write`` takes it (``False`` clears)."""
+    return False if value is None or value == "" else value
 
 
 def _import_text(value: Any) -> str:

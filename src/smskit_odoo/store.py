@@ -53,7 +53,7 @@ from smskit_odoo.mirror import Mirror
 from smskit_odoo.origins import ODOO_SMS, Origins, origin_of
 from smskit_odoo.session import FlushReport, OdooSession
 
-__all__ = ["DEFAULT_SIDECAR", "OdooStore", "open_session", "open_store"]
+__all__ = ["DEFAULT_SIDECAR", "OdooStore", "open_session", "open_store", "track_sent"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ DEFAULT_SIDECAR = "sqlite:///smskit-odoo.db"
 #: the message model posts a note of its own for each new message (sms_base_sr), else ``all``.
 NOTES = ("auto", "all", "final")
 KIND_ODOO_ERROR = "odoo_error"
+
+
+def track_sent(settings: Settings) -> bool:
+    """``odoo_track_sent`` (default false): whether Odoo's field tracking logs the write that
+    moves a row from ``outgoing`` to ``sent`` (see :mod:`smskit_odoo.mirror`)."""
+    raw = (settings.get("odoo_track_sent") or "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"odoo_track_sent: expected true or false, got {raw!r}")
 
 
 def _partner_ref(ref: Optional[str]) -> Optional[int]:
@@ -86,7 +97,8 @@ class OdooStore(Store):
     """
 
     def __init__(self, session: OdooSession, sidecar: Store, *,
-                 create_partners: str = "inbound", notes: str = "auto") -> None:
+                 create_partners: str = "inbound", notes: str = "auto",
+                 track_sent: bool = False) -> None:
         if notes not in NOTES:
             raise ValueError(f"odoo_notes must be one of {', '.join(NOTES)}, got {notes!r}")
         self.session = session
@@ -96,7 +108,7 @@ class OdooStore(Store):
         #: kept in step with them (:mod:`smskit_odoo.origins`).
         self.origins = Origins(lambda: session.adapter)
         self.mirror = Mirror(session, sidecar, create_partners=create_partners,
-                             origins=self.origins)
+                             origins=self.origins, track_sent=track_sent)
         session.register("mirror", self.mirror.handle)
         session.on_failure(self._report_refusal)
 
@@ -595,7 +607,8 @@ def open_store(url: str, settings: Settings, *,
 
     Settings: ``odoo_sidecar_url`` (or ``?sidecar=``; default ``sqlite:///smskit-odoo.db``),
     ``odoo_create_partners`` (``inbound``/``always``/``never``), ``odoo_flush``
-    (``sync``/``deferred``), ``odoo_model``, ``odoo_id_field``. Nothing is called on Odoo
+    (``sync``/``deferred``), ``odoo_model``, ``odoo_id_field``, ``odoo_notes``,
+    ``odoo_track_sent`` (:func:`track_sent`). Nothing is called on Odoo
     until the store is first used.
     """
     parsed = OdooUrl.parse(url)
@@ -609,7 +622,8 @@ def open_store(url: str, settings: Settings, *,
         session = open_session(url, settings, adapter=adapter, journal=journal)
         return OdooStore(session, sidecar,
                          create_partners=settings.get("odoo_create_partners") or "inbound",
-                         notes=settings.get("odoo_notes") or "auto")
+                         notes=settings.get("odoo_notes") or "auto",
+                         track_sent=track_sent(settings))
     except (ValueError, StoreError) as exc:
         sidecar.close()
         journal.close()

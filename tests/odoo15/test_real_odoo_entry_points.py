@@ -6,13 +6,15 @@ Issue 12: RPC-callable methods must return marshallable values (no ``None`` over
 accept dates as strings; agent-facing errors must be ``UserError`` s; a ``phone.blacklist``
 row archived in Odoo must lift smskit's block; the kit must not be rebuilt on every request;
 where the users' sms_base_sr already posts a chatter note for a new message, smskit must not
-post a second one.
+post a second one. And the write of a send's result (``outgoing`` -> ``sent``) logs no tracking
+message, as the users' own path (create and write in one transaction) logs none, while a later
+change (``sent`` -> ``delivered``) is tracked; ``smskit.odoo_track_sent`` tracks both.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import odoorpc.error
 import pytest
@@ -132,3 +134,38 @@ def test_one_message_one_note(odoo: Server) -> None:
                          ("message_type", "=", "comment")], fields=["body"])
     about = [n["body"] for n in notes if text in n["body"]]
     assert len(about) == 1, about
+
+
+def _state_changes(odoo: Server, phone: str) -> List[Tuple[str, str]]:
+    """Odoo's tracked changes of the state of ``phone``'s ``sms.message`` row, in order."""
+    [row] = sms_rows(odoo, phone, ["id"])
+    values = odoo.xmlrpc("mail.tracking.value", "search_read",
+                         [("mail_message_id.model", "=", "sms.message"),
+                          ("mail_message_id.res_id", "=", row["id"]),
+                          ("field.name", "=", "state")],
+                         fields=["old_value_char", "new_value_char"], order="id")
+    return [(v["old_value_char"], v["new_value_char"]) for v in values]
+
+
+def test_the_send_result_is_not_tracked_a_delivery_is(
+        odoo: Server, kolmeya_for_odoo: Tuple[KolmeyaSimulator, str]) -> None:
+    phone = unique_phone()
+    client = odoo.odoorpc()
+    assert client.execute_kw("smskit.bridge", "smskit_send", [phone, "Rastreio"],
+                             {})["state"] == "sent"
+    assert [r["state"] for r in sms_rows(odoo, phone, ["state"])] == ["sent"]
+    assert _state_changes(odoo, phone) == []
+    kolmeya_for_odoo[0].advance()  # the simulator posts the delivery report to the webhook
+    assert [r["state"] for r in sms_rows(odoo, phone, ["state"])] == ["delivered"]
+    assert _state_changes(odoo, phone) == [("Sent", "Delivered")]
+
+
+def test_odoo_track_sent_tracks_the_send_result(odoo: Server) -> None:
+    odoo.set_params({"smskit.odoo_track_sent": "True"})  # what the settings checkbox stores
+    try:
+        phone = unique_phone()
+        assert odoo.odoorpc().execute_kw("smskit.bridge", "smskit_send", [phone, "Rastreio"],
+                                         {})["state"] == "sent"
+        assert _state_changes(odoo, phone) == [("Outgoing", "Sent")]
+    finally:
+        odoo.set_params({"smskit.odoo_track_sent": None})

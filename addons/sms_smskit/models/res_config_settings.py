@@ -57,6 +57,11 @@ class ResConfigSettings(models.TransientModel):
         "Low balance alert below", config_parameter="smskit.balance_low_threshold",
         help="The cron reads the balance and warns once when it falls below "
                              "this (0: no alert).")
+    smskit_odoo_track_sent = fields.Boolean(
+        "Track the move to Sent", config_parameter="smskit.odoo_track_sent",
+        help="Odoo's field tracking logs the move of each SMS record from Outgoing to Sent "
+             "(one chatter message per SMS). Off: that move is not logged, as for an SMS "
+             "created and sent in one transaction; later changes are logged either way.")
     smskit_store_here = fields.Boolean("smskit's store is in this database", readonly=True)
 
     @api.model

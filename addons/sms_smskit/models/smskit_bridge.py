@@ -57,7 +57,7 @@ def _build_kit(settings, env):
     from smskit_odoo.adapter import EnvAdapter
     from smskit_odoo.journal import Journal
     from smskit_odoo.session import OdooSession
-    from smskit_odoo.store import OdooStore
+    from smskit_odoo.store import OdooStore, track_sent
 
     url = settings.get("odoo_sidecar_url")
     sidecar = SqlStore(url)  # its migration is checked here, once per kit
@@ -70,7 +70,8 @@ def _build_kit(settings, env):
             model=settings.get("odoo_model"), id_field=settings.get("odoo_id_field"))
         store = OdooStore(session, sidecar,
                           create_partners=settings.get("odoo_create_partners") or "inbound",
-                          notes=settings.get("odoo_notes") or "auto")
+                          notes=settings.get("odoo_notes") or "auto",
+                          track_sent=track_sent(settings))
         kit = SmsKit(settings, store=store)
         smskit_odoo.attach(kit)
         if "acrux.chat.conversation" in env:  # replies go to the ChatRoom where there is one
