@@ -13,7 +13,7 @@ import abc
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, ClassVar, Dict, Generic, List, Mapping, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, Generic, List, Optional, TypeVar
 
 from typing_extensions import Protocol
 
@@ -131,10 +131,10 @@ class SimulatorBase(abc.ABC, Generic[_Config]):
     def build_app(self) -> Any:
         """The ASGI app serving this simulator (see :attr:`app`)."""
 
-    def settings_changed(self, changes: Mapping[str, Any]) -> None:
-        """Apply settings ``changes`` to the state (balance, lists, delays...): called by
-        :meth:`configure` with :attr:`lock` held, after the new settings are in place and the
-        RNG is reseeded. Nothing by default."""
+    def settings_changed(self, names: FrozenSet[str]) -> None:
+        """Carry the settings ``names`` (those given to :meth:`configure`) over to the state
+        (a balance, a list, delays...): called with :attr:`lock` held, once :attr:`config`
+        holds their new values and the RNG is reseeded. Nothing by default."""
 
     # -- settings and lifecycle -----------------------------------------------------------------
 
@@ -156,7 +156,7 @@ class SimulatorBase(abc.ABC, Generic[_Config]):
             self._config = self._config.changed(**changes)
             if "seed" in changes:
                 self.chance.reseed(self._config.seed)
-            self.settings_changed(changes)
+            self.settings_changed(frozenset(changes))
         self._ensure_worker()
         return self._config
 

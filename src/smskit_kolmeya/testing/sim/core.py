@@ -14,19 +14,7 @@ import datetime as dt
 import uuid
 from collections import Counter
 from decimal import Decimal
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    FrozenSet,
-    Iterable,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
-)
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 from smskit.errors import NotFoundError, ValidationError
 from smskit.testing.sim import SimulatorBase
@@ -75,14 +63,14 @@ class KolmeyaSimulator(SimulatorBase[SimulatorConfig]):
 
         return create_app(self)
 
-    def settings_changed(self, changes: Mapping[str, Any]) -> None:
+    def settings_changed(self, names: FrozenSet[str]) -> None:
         """A new ``balance`` or ``blacklist`` replaces the current one; new delays reschedule
         the messages in flight."""
-        if "balance" in changes:
+        if "balance" in names:
             self._state.balance = self.config.balance
-        if "blacklist" in changes:
+        if "blacklist" in names:
             self._state.blacklist = set(self.config.blacklist)
-        if "sent_delay" in changes or "delivery_delay" in changes:
+        if "sent_delay" in names or "delivery_delay" in names:
             self._state.reschedule(self._delays())
 
     # -- sending ----------------------------------------------------------------------------

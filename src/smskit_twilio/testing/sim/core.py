@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from smskit.segments import count_segments
 from smskit.testing.sim import SimulatorBase
@@ -72,14 +72,14 @@ class TwilioSimulator(SimulatorBase[SimulatorConfig]):
 
         return create_app(self)
 
-    def settings_changed(self, changes: Mapping[str, Any]) -> None:
+    def settings_changed(self, names: FrozenSet[str]) -> None:
         """A new ``balance`` or ``opted_out`` replaces the current one; new delays reschedule
         the messages in flight."""
-        if "balance" in changes:
+        if "balance" in names:
             self._state.balance = self.config.balance
-        if "opted_out" in changes:
+        if "opted_out" in names:
             self._state.opted_out_everywhere = set(self.config.opted_out)
-        if "sent_delay" in changes or "delivery_delay" in changes:
+        if "sent_delay" in names or "delivery_delay" in names:
             for message in self._state.pending():
                 self._state.schedule(message, self._next_due(message))
 
