@@ -3,9 +3,8 @@
 Built on :class:`smskit.testing.sim.base.SimulatorBase` (settings, clock, lock, seeded RNG,
 background progress thread, reset and close): everything is guarded by its one lock; HTTP
 handlers, the background progress thread and test code call these methods from any thread.
-Methods raise smskit errors (``ValidationError`` for what the
-API answers with 422, ``NotFoundError`` for 404);
-:mod:`smskit_kolmeya.testing.sim.api` maps them to HTTP.
+Methods raise smskit errors (``ValidationError`` for what the API answers with 422,
+``NotFoundError`` for 404); :mod:`smskit_kolmeya.testing.sim.api` maps them to HTTP.
 """
 
 from __future__ import annotations
