@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smskit.testing.sim.serving import run_simulator
 from smskit_kolmeya.testing.sim.app import API_PREFIX, create_app
 from smskit_kolmeya.testing.sim.config import FINAL_CODES, STATUS_TEXT, SimulatorConfig
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
@@ -51,12 +52,6 @@ def main(host: str = "127.0.0.1", port: int = 8025, *, log_level: str = "info",
     ``config`` holds :class:`SimulatorConfig` settings; ``auto_progress`` defaults to ``True``
     here so messages move on their own. The API is at ``http://{host}:{port}/api/v1``.
     """
-    import uvicorn
-
     config.setdefault("auto_progress", True)
-    simulator = KolmeyaSimulator(SimulatorConfig(**config))
-    try:
-        uvicorn.run(create_app(simulator, control=control), host=host, port=port,
-                    log_level=log_level)
-    finally:
-        simulator.close()
+    run_simulator(KolmeyaSimulator(SimulatorConfig(**config)), create_app, host=host, port=port,
+                  log_level=log_level, control=control)

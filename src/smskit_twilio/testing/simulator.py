@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from smskit.testing.sim.serving import run_simulator
 from smskit_twilio.testing.sim.app import create_app
 from smskit_twilio.testing.sim.config import (
     DEFAULT_ACCOUNT_SID,
@@ -61,12 +62,6 @@ def main(host: str = "127.0.0.1", port: int = 8026, *, log_level: str = "info",
     ``config`` holds :class:`SimulatorConfig` settings; ``auto_progress`` defaults to ``True``
     here so messages move on their own. Clients use ``http://{host}:{port}`` as the base URL.
     """
-    import uvicorn
-
     config.setdefault("auto_progress", True)
-    simulator = TwilioSimulator(SimulatorConfig(**config))
-    try:
-        uvicorn.run(create_app(simulator, control=control), host=host, port=port,
-                    log_level=log_level)
-    finally:
-        simulator.close()
+    run_simulator(TwilioSimulator(SimulatorConfig(**config)), create_app, host=host, port=port,
+                  log_level=log_level, control=control)

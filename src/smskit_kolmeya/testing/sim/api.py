@@ -1,6 +1,6 @@
 """The Kolmeya endpoints: validate a JSON body the way Kolmeya does, call the simulator, shape the
 answer. Pure of HTTP plumbing: each handler takes ``(simulator, body, url)`` and returns an
-:class:`Answer`; :mod:`smskit_kolmeya.testing.sim.app` serves them.
+:class:`~smskit.testing.sim.serving.Answer`; :mod:`smskit_kolmeya.testing.sim.app` serves them.
 """
 
 from __future__ import annotations
@@ -10,14 +10,13 @@ import math
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-import attrs
-
 from smskit.errors import NotFoundError, ValidationError
+from smskit.testing.sim.serving import Answer
 from smskit.timeutil import zone
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
 from smskit_kolmeya.testing.sim.rules import format_balance, has_link_or_0800, national_digits
 
-__all__ = ["NOT_FOUND", "SEND_ENDPOINTS", "Answer", "call", "resolve"]
+__all__ = ["NOT_FOUND", "SEND_ENDPOINTS", "call", "resolve"]
 
 MAX_MESSAGES = 1000
 MAX_PHONES = 1000
@@ -25,15 +24,6 @@ MAX_REPORT_ROWS = 30000
 MAX_REPLY_HOURS = 168
 SEND_ENDPOINTS = frozenset({"sms/store", "sms/store-token"})
 NOT_FOUND = {"errors": ["Not found."]}
-
-
-@attrs.frozen
-class Answer:
-    """An HTTP answer: status, JSON body (``None``: empty body) and extra headers."""
-
-    status: int
-    body: Any = None
-    headers: Dict[str, str] = attrs.field(factory=dict)
 
 
 class _Reject(Exception):

@@ -6,58 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import attrs
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from smskit.errors import ConfigurationError, NotFoundError, ValidationError
-from smskit_kolmeya.testing.sim.api import (
-    NOT_FOUND,
-    SEND_ENDPOINTS,
+from smskit.testing.sim.serving import (
+    BAD_JSON,
     Answer,
-    Handler,
-    call,
-    resolve,
+    catch_all_app,
+    common_control,
+    hang,
+    json_body,
+    respond,
 )
+from smskit_kolmeya.testing.sim.api import NOT_FOUND, SEND_ENDPOINTS, Handler, call, resolve
 from smskit_kolmeya.testing.sim.core import KolmeyaSimulator
 
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1"
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-_BAD_JSON = object()
-
-
-def _respond(answer: Answer) -> Response:
-    if answer.body is None:
-        return Response(status_code=answer.status, headers=answer.headers)
-    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return _BAD_JSON
-
-
-async def _hang(request: Request, sim: KolmeyaSimulator, seconds: float) -> None:
-    """Hold the answer for ``seconds``, giving up early once the client has gone."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline and not sim.closed:
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
 
 def _authorised(request: Request, token: str) -> bool:
@@ -69,7 +40,7 @@ def _authorised(request: Request, token: str) -> bool:
 async def _api(request: Request, sim: KolmeyaSimulator, endpoint: str) -> Answer:
     cfg = sim.config
     try:
-        body = await _json_body(request)
+        body = await json_body(request)
     except ClientDisconnect:
         return Answer(400, {"errors": ["Client closed the request."]})  # nobody will read it
     if cfg.slow_seconds:
@@ -97,13 +68,13 @@ async def _answer(request: Request, sim: KolmeyaSimulator, endpoint: str, handle
                       {"Retry-After": str(cfg.retry_after)})
     if faulty and sim.roll(cfg.fail_500_rate):
         return Answer(500, {"errors": ["Server Error"]})
-    if body is _BAD_JSON:
+    if body is BAD_JSON:
         return Answer(422, {"errors": ["The given data was invalid."]})
     base = str(request.base_url).rstrip("/") + API_PREFIX
     answer = call(handler, sim, body, f"{base}/{endpoint}")
     if answer.status == 200 and faulty and endpoint in SEND_ENDPOINTS:
         if sim.roll(cfg.timeout_after_accept_rate):
-            await _hang(request, sim, cfg.hang_seconds)
+            await hang(request, sim, cfg.hang_seconds)
         elif sim.roll(cfg.error_after_accept_rate):
             return Answer(500, {"errors": ["Server Error"]})
     return answer
@@ -111,19 +82,13 @@ async def _answer(request: Request, sim: KolmeyaSimulator, endpoint: str, handle
 
 async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answer:
     method = request.method
-    body = await _json_body(request) if method == "POST" else {}
-    if body is _BAD_JSON or not isinstance(body, dict):
+    body = await json_body(request) if method == "POST" else {}
+    if not isinstance(body, dict):
         return Answer(422, {"errors": ["Expected a JSON object."]})
     try:
-        if action == "stats" and method == "GET":
-            return Answer(200, sim.stats())
-        if action == "config" and method == "GET":
-            return Answer(200, sim.config.as_json())
-        if action == "config" and method == "POST":
-            return Answer(200, sim.configure(**body).as_json())
-        if action == "advance" and method == "POST":
-            changed: int = await run_in_threadpool(sim.advance)
-            return Answer(200, {"changed": changed})
+        common = await common_control(sim, action, method, body)
+        if common is not None:
+            return common
         if action == "reply" and method == "POST":
             target = body.get("message_id") or body.get("phone")
             text = body.get("text")
@@ -135,9 +100,6 @@ async def _control(request: Request, sim: KolmeyaSimulator, action: str) -> Answ
             if phone is None or not isinstance(text, str):
                 return Answer(422, {"errors": ["Give phone and text."]})
             return Answer(200, sim.add_web_reply(phone, text))
-        if action == "reset" and method == "POST":
-            sim.reset()
-            return Answer(200, {"reset": True})
     except ConfigurationError as exc:
         return Answer(422, {"errors": [str(exc)]})
     except NotFoundError as exc:
@@ -157,12 +119,10 @@ def create_app(simulator: KolmeyaSimulator, *, control: bool = True) -> Starlett
     async def dispatch(request: Request) -> Response:
         path = request.url.path
         if path.startswith(API_PREFIX + "/"):
-            return _respond(await _api(request, simulator, path[len(API_PREFIX) + 1:]))
+            return respond(await _api(request, simulator, path[len(API_PREFIX) + 1:]))
         if control and path.startswith("/_sim/"):
-            return _respond(await _control(request, simulator, path[len("/_sim/"):].strip("/")))
-        return _respond(Answer(404, NOT_FOUND))
+            return respond(await _control(request, simulator, path[len("/_sim/"):].strip("/")))
+        return respond(Answer(404, NOT_FOUND))
 
-    endpoint: Callable[[Request], Awaitable[Response]] = dispatch
-    routes = [Route("/{path:path}", endpoint, methods=_METHODS)]
-    return Starlette(routes=routes)
+    return catch_all_app(dispatch)
 

@@ -6,12 +6,24 @@ value raises :class:`smskit.errors.ConfigurationError` naming the setting.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
+from decimal import Decimal
+from typing import Any, ClassVar, Dict, FrozenSet, Iterable, Mapping, Optional, Tuple
 
 import attrs
 
 from smskit.errors import ConfigurationError
+from smskit.testing.sim.settings import (
+    SimulatorSettings,
+    check_non_empty,
+    check_non_negative,
+    check_one_of,
+    check_positive,
+    rate_field,
+    to_decimal,
+    to_float,
+    to_int,
+    to_optional_int,
+)
 from smskit.timeutil import zone
 from smskit_kolmeya.testing.sim.rules import national_digits
 
@@ -41,15 +53,6 @@ def _to_phone_set(value: Any) -> FrozenSet[str]:
             raise ConfigurationError(f"not a phone number (digits only): {item!r}")
         out.add(digits)
     return frozenset(out)
-
-
-def _to_decimal(value: Any) -> Decimal:
-    if isinstance(value, bool):
-        raise ConfigurationError(f"expected a decimal number, got {value!r}")
-    try:
-        return value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ConfigurationError(f"expected a decimal number, got {value!r}") from exc
 
 
 def _to_outcomes(value: Any) -> Dict[int, float]:
@@ -103,36 +106,8 @@ def _to_str_set(value: Any) -> FrozenSet[str]:
     return frozenset(str(v).strip("/") for v in value)
 
 
-def _rate(_inst: Any, attribute: attrs.Attribute[float], value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigurationError(f"{attribute.name} must be between 0 and 1, got {value!r}")
-
-
-def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value < 0:
-        raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _positive(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value <= 0:
-        raise ConfigurationError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_empty(_inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{attribute.name} must be a non-empty string")
-
-
 def _known_zone(_inst: Any, _attribute: attrs.Attribute[str], value: str) -> None:
     zone(value)
-
-
-def _one_of(*choices: str) -> Any:
-    def check(_inst: Any, attribute: attrs.Attribute[str], value: str) -> None:
-        if value not in choices:
-            raise ConfigurationError(f"{attribute.name} must be one of {choices}, got {value!r}")
-
-    return check
 
 
 def _to_bool(value: Any) -> bool:
@@ -146,44 +121,20 @@ def _to_bool(value: Any) -> bool:
     raise ConfigurationError(f"expected a boolean, got {value!r}")
 
 
-def _to_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ConfigurationError(f"expected a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"expected a number, got {value!r}") from exc
-
-
-def _to_int(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ConfigurationError(f"expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"expected an integer, got {value!r}") from exc
-
-
-def _to_opt_int(value: Any) -> Optional[int]:
-    return None if value is None else _to_int(value)
-
-
-def _rate_field() -> float:
-    value: float = attrs.field(default=0.0, converter=_to_float, validator=_rate)
-    return value
-
-
 @attrs.frozen(kw_only=True)
-class SimulatorConfig:
+class SimulatorConfig(SimulatorSettings):
     """Everything the simulator can be told (frozen: change it with ``simulator.configure``).
 
     Confirmed Kolmeya behaviour is not configurable; the unknowns are.
     """
 
+    #: Masked by :meth:`as_json`.
+    secret_settings: ClassVar[Tuple[str, ...]] = ("token",)
+
     #: The one Bearer token the API accepts.
-    token: str = attrs.field(default="sim-token", repr=False, validator=_non_empty)
+    token: str = attrs.field(default="sim-token", repr=False, validator=check_non_empty)
     #: Seed of the one RNG behind outcomes and faults (``None``: not reproducible).
-    seed: Optional[int] = attrs.field(default=0, converter=_to_opt_int)
+    seed: Optional[int] = attrs.field(default=0, converter=to_optional_int)
     #: National numbers (``"48991234567"``) answered in ``blacklist`` / ``not_disturb`` /
     #: ``invalids``.
     blacklist: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_phone_set)
@@ -199,86 +150,67 @@ class SimulatorConfig:
     #: National number -> final status code, overriding the draw.
     forced_outcomes: Dict[str, int] = attrs.field(factory=dict, converter=_to_forced)
     #: Seconds from acceptance to status 2 ("enviado") and to the final status.
-    sent_delay: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
-    delivery_delay: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
+    sent_delay: float = attrs.field(default=0.0, converter=to_float, validator=check_non_negative)
+    delivery_delay: float = attrs.field(default=0.0, converter=to_float,
+                                        validator=check_non_negative)
     #: A background thread runs :meth:`KolmeyaSimulator.advance` every ``tick`` seconds.
     auto_progress: bool = attrs.field(default=False, converter=_to_bool)
-    tick: float = attrs.field(default=0.05, converter=_to_float, validator=_positive)
+    tick: float = attrs.field(default=0.05, converter=to_float, validator=check_positive)
     #: ``"nested"`` (the API docs' transcription, docs/kolmeya.md "Webhooks") or ``"flat"``
     #: (one callback per message).
-    callback_shape: str = attrs.field(default="nested", validator=_one_of("nested", "flat"))
+    callback_shape: str = attrs.field(default="nested", validator=check_one_of("nested", "flat"))
     #: ``"final"`` (only final statuses, as the API docs say) or ``"all"`` (status 2 as well).
-    callbacks_on: str = attrs.field(default="final", validator=_one_of("final", "all"))
-    callback_timeout: float = attrs.field(default=5.0, converter=_to_float, validator=_positive)
+    callbacks_on: str = attrs.field(default="final", validator=check_one_of("final", "all"))
+    callback_timeout: float = attrs.field(default=5.0, converter=to_float, validator=check_positive)
     #: Attempts per callback on a non-2xx answer or a connection error (Kolmeya's policy: unknown).
-    callback_max_attempts: int = attrs.field(default=3, converter=_to_int, validator=_positive)
+    callback_max_attempts: int = attrs.field(default=3, converter=to_int, validator=check_positive)
     #: Seconds before the first retry; doubled for each later one.
-    callback_backoff: float = attrs.field(default=0.5, converter=_to_float,
-                                          validator=_non_negative)
-    callback_drop_rate: float = _rate_field()
-    callback_duplicate_rate: float = _rate_field()
+    callback_backoff: float = attrs.field(default=0.5, converter=to_float,
+                                          validator=check_non_negative)
+    callback_drop_rate: float = rate_field()
+    callback_duplicate_rate: float = rate_field()
     callback_shuffle: bool = attrs.field(default=False, converter=_to_bool)
-    balance: Decimal = attrs.field(default=Decimal("1000"), converter=_to_decimal)
-    price_per_segment: Decimal = attrs.field(default=Decimal("0.08"), converter=_to_decimal)
+    balance: Decimal = attrs.field(default=Decimal("1000"), converter=to_decimal)
+    price_per_segment: Decimal = attrs.field(default=Decimal("0.08"), converter=to_decimal)
     #: ``"brl"`` (``"R$9.397,30"``, observed) or ``"plain"`` (``"9397.30"``).
-    balance_format: str = attrs.field(default="brl", validator=_one_of("brl", "plain"))
+    balance_format: str = attrs.field(default="brl", validator=check_one_of("brl", "plain"))
     #: Refuse (422) a send that costs more than the balance; the real behaviour is unknown.
     enforce_balance: bool = attrs.field(default=False, converter=_to_bool)
     #: Cost centres listed by ``sms/segments``; ``tenant_segment_id`` must be one of them.
     cost_centres: Tuple[Tuple[int, str], ...] = attrs.field(
         default=((1, "Corporativo"),), converter=_to_cost_centres
     )
-    replies_per_page: int = attrs.field(default=1000, converter=_to_int, validator=_positive)
+    replies_per_page: int = attrs.field(default=1000, converter=to_int, validator=check_positive)
     timezone: str = attrs.field(default="America/Sao_Paulo", validator=_known_zone)
     #: Faults. Each rate is a probability per request, drawn with the seeded RNG.
-    fail_429_rate: float = _rate_field()
-    retry_after: int = attrs.field(default=1, converter=_to_int, validator=_non_negative)
-    fail_500_rate: float = _rate_field()
+    fail_429_rate: float = rate_field()
+    retry_after: int = attrs.field(default=1, converter=to_int, validator=check_non_negative)
+    fail_500_rate: float = rate_field()
     #: Send endpoints only: accept the request, then answer 500 anyway.
-    error_after_accept_rate: float = _rate_field()
+    error_after_accept_rate: float = rate_field()
     #: Send endpoints only: accept the request, then hold the answer ``hang_seconds``.
-    timeout_after_accept_rate: float = _rate_field()
-    hang_seconds: float = attrs.field(default=30.0, converter=_to_float, validator=_non_negative)
+    timeout_after_accept_rate: float = rate_field()
+    hang_seconds: float = attrs.field(default=30.0, converter=to_float,
+                                      validator=check_non_negative)
     #: Delay before every API response.
-    slow_seconds: float = attrs.field(default=0.0, converter=_to_float, validator=_non_negative)
+    slow_seconds: float = attrs.field(default=0.0, converter=to_float,
+                                      validator=check_non_negative)
     #: Endpoints the faults apply to (``"sms/store"``...); empty means all of them.
     fault_endpoints: FrozenSet[str] = attrs.field(factory=frozenset, converter=_to_str_set)
     #: Requests allowed per ``rate_window`` seconds (0: no limit). With a limit, every answer
     #: carries ``X-RateLimit-Limit`` / ``-Remaining`` / ``-Reset`` (epoch seconds, as Laravel
     #: sends them) and a request past it is answered 429 with ``Retry-After``.
-    rate_limit: int = attrs.field(default=0, converter=_to_int, validator=_non_negative)
-    rate_window: float = attrs.field(default=60.0, converter=_to_float, validator=_positive)
+    rate_limit: int = attrs.field(default=0, converter=to_int, validator=check_non_negative)
+    rate_window: float = attrs.field(default=60.0, converter=to_float, validator=check_positive)
     #: How ``sms/status/request`` answers a lookup by ``{"reference": ...}`` (the form is
     #: documented only second-hand): ``"documented"`` finds the request, ``"404"`` answers
     #: ``{"errors": ["Not found."]}`` with 404 and ``"422"`` a validation error, whether or
     #: not the request exists. A lookup by ``{"id": ...}`` always works.
     reference_lookup: str = attrs.field(default="documented",
-                                        validator=_one_of("documented", "404", "422"))
+                                        validator=check_one_of("documented", "404", "422"))
 
-    def changed(self, **changes: Any) -> SimulatorConfig:
-        """A validated copy with ``changes``; an unknown name is a ConfigurationError."""
-        names = {a.name for a in attrs.fields(SimulatorConfig)}
-        unknown = sorted(set(changes) - names)
-        if unknown:
-            raise ConfigurationError(f"unknown simulator setting(s): {', '.join(unknown)}")
-        try:
-            return attrs.evolve(self, **changes)
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(f"bad simulator setting: {exc}") from exc
-
-    def as_json(self) -> Dict[str, Any]:
-        """The settings as JSON-friendly values, with the token hidden."""
-        out: Dict[str, Any] = {}
-        for field in attrs.fields(SimulatorConfig):
-            value = getattr(self, field.name)
-            if isinstance(value, frozenset):
-                value = sorted(value)
-            elif isinstance(value, Decimal):
-                value = str(value)
-            elif isinstance(value, tuple):
-                value = [{"id": i, "name": n} for i, n in value]
-            elif isinstance(value, dict):
-                value = {str(k): v for k, v in value.items()}
-            out[field.name] = value
-        out["token"] = "********"  # noqa: S105 - a mask, not a password
-        return out
+    def json_value(self, name: str, value: Any) -> Any:
+        """As :meth:`SimulatorSettings.json_value`; cost centres as ``[{"id", "name"}]``."""
+        if isinstance(value, tuple):
+            return [{"id": i, "name": n} for i, n in value]
+        return super().json_value(name, value)

@@ -1,27 +1,26 @@
 """KolmeyaSimulator: the simulated gateway (settings, lifecycle, sending, progress, queries).
 
-Everything is guarded by one lock; HTTP handlers, the background progress thread and test code
-call these methods from any thread. Methods raise smskit errors (``ValidationError`` for what the
-API answers with 422, ``NotFoundError`` for 404);
-:mod:`smskit_kolmeya.testing.sim.api` maps them to HTTP.
+Built on :class:`smskit.testing.sim.base.SimulatorBase` (settings, clock, lock, seeded RNG,
+background progress thread, reset and close): everything is guarded by its one lock; HTTP
+handlers, the background progress thread and test code call these methods from any thread.
+Methods raise smskit errors (``ValidationError`` for what the API answers with 422,
+``NotFoundError`` for 404); :mod:`smskit_kolmeya.testing.sim.api` maps them to HTTP.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import threading
 import uuid
 from collections import Counter
 from decimal import Decimal
 from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple, Union
 
 from smskit.errors import NotFoundError, ValidationError
+from smskit.testing.sim import SimulatorBase
 from smskit.timeutil import zone
 from smskit_kolmeya.testing.sim.callbacks import CallbackDispatcher
 from smskit_kolmeya.testing.sim.config import FINAL_CODES, STATUS_TEXT, SimulatorConfig
 from smskit_kolmeya.testing.sim.rules import (
-    Chance,
     brazilian,
     count_segments,
     is_br_mobile,
@@ -31,120 +30,58 @@ from smskit_kolmeya.testing.sim.state import SimMessage, SimRequest, SimState
 
 __all__ = ["KolmeyaSimulator"]
 
-logger = logging.getLogger(__name__)
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
-class KolmeyaSimulator:
+class KolmeyaSimulator(SimulatorBase[SimulatorConfig]):
     """A local Kolmeya: serve :attr:`app` (or :func:`create_app`) and drive it from tests."""
+
+    label = "kolmeya"
 
     def __init__(self, config: Optional[SimulatorConfig] = None, *,
                  clock: Optional[Callable[[], dt.datetime]] = None) -> None:
-        self._config = config if config is not None else SimulatorConfig()
-        self._clock = clock or _utcnow
-        self._lock = threading.RLock()
-        self._chance = Chance(self._config.seed)
-        self._callbacks = CallbackDispatcher(self._chance, lambda: self._config)
-        self._stop = threading.Event()
-        self._worker: Optional[threading.Thread] = None
-        self._worker_lock = threading.Lock()
-        self._app: Any = None
-        self.closed = False
-        self._init_state()
-        self._ensure_worker()
+        super().__init__(config if config is not None else SimulatorConfig(), clock=clock)
 
-    def _init_state(self) -> None:
-        self._state = SimState(self._config.balance, self._config.blacklist)
+    def new_state(self) -> None:
+        """No request, message, reply or callback; balance and blacklist from the settings."""
+        self._state = SimState(self.config.balance, self.config.blacklist)
         self._rate_window: Tuple[Optional[dt.datetime], int] = (None, 0)
         #: Requests answered 429 because ``rate_limit`` was reached.
         self.rate_refused = 0
 
     def _delays(self) -> Tuple[float, float]:
-        return self._config.sent_delay, self._config.delivery_delay
+        return self.config.sent_delay, self.config.delivery_delay
 
     # -- settings and lifecycle -------------------------------------------------------------
 
-    @property
-    def config(self) -> SimulatorConfig:
-        """The current settings (replace them with :meth:`configure`)."""
-        return self._config
+    def new_callback_sender(self) -> CallbackDispatcher:
+        """JSON callbacks to each request's ``webhook_url``."""
+        return CallbackDispatcher(self.chance, lambda: self.config)
 
-    @property
-    def app(self) -> Any:
-        """The ASGI app (with the ``/_sim/`` control endpoints), built on first use."""
-        if self._app is None:
-            from smskit_kolmeya.testing.sim.app import create_app
+    def build_app(self) -> Any:
+        """:func:`~smskit_kolmeya.testing.sim.app.create_app` with the control endpoints."""
+        from smskit_kolmeya.testing.sim.app import create_app
 
-            self._app = create_app(self)
-        return self._app
+        return create_app(self)
 
-    def configure(self, **changes: Any) -> SimulatorConfig:
-        """Change settings at run time (validated; ConfigurationError names a bad one)."""
-        with self._lock:
-            self._config = self._config.changed(**changes)
-            if "seed" in changes:
-                self._chance.reseed(self._config.seed)
-            if "balance" in changes:
-                self._state.balance = self._config.balance
-            if "blacklist" in changes:
-                self._state.blacklist = set(self._config.blacklist)
-            if "sent_delay" in changes or "delivery_delay" in changes:
-                self._state.reschedule(self._delays())
-        self._ensure_worker()
-        return self._config
-
-    def now(self) -> dt.datetime:
-        """The simulator's clock (aware UTC)."""
-        return self._clock()
-
-    def reset(self) -> None:
-        """Forget every request, message, reply and callback; balance and blacklist restart
-        from the settings; the RNG restarts from ``seed``."""
-        with self._lock:
-            self._init_state()
-            self._chance.reseed(self._config.seed)
-            self._callbacks.reset()
-
-    def close(self) -> None:
-        """Stop the background thread and close the callback HTTP client. Idempotent."""
-        self.closed = True
-        self._stop.set()
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(self._config.callback_timeout + 5)
-        self._callbacks.close()
-
-    def _ensure_worker(self) -> None:
-        with self._worker_lock:
-            if self._config.auto_progress and not self.closed and self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="kolmeya-sim", daemon=True)
-                self._worker.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._worker_lock:
-                if not self._config.auto_progress:
-                    self._worker = None
-                    return
-            try:
-                self.advance()
-            except Exception:
-                logger.exception("kolmeya simulator: progress tick failed")
-            self._stop.wait(self._config.tick)
+    def settings_changed(self, names: FrozenSet[str]) -> None:
+        """A new ``balance`` or ``blacklist`` replaces the current one; new delays reschedule
+        the messages in flight."""
+        if "balance" in names:
+            self._state.balance = self.config.balance
+        if "blacklist" in names:
+            self._state.blacklist = set(self.config.blacklist)
+        if "sent_delay" in names or "delivery_delay" in names:
+            self._state.reschedule(self._delays())
 
     # -- sending ----------------------------------------------------------------------------
 
     def take_rate(self) -> Tuple[bool, Dict[str, str]]:
         """Count one API request against ``rate_limit``: whether it may go, and the
         ``X-RateLimit-*`` headers to answer with (none without a limit)."""
-        cfg = self._config
+        cfg = self.config
         if not cfg.rate_limit:
             return True, {}
         now = self.now()
-        with self._lock:
+        with self.lock:
             start, used = self._rate_window
             if start is None or now >= start + dt.timedelta(seconds=cfg.rate_window):
                 start, used = now, 0
@@ -160,20 +97,16 @@ class KolmeyaSimulator:
             headers["Retry-After"] = str(max(1, int((reset - now).total_seconds() + 0.999)))
         return allowed, headers
 
-    def roll(self, rate: float) -> bool:
-        """True with probability ``rate`` (the seeded RNG); used by the fault switches."""
-        return self._chance.roll(rate)
-
     def accept(self, kind: str, items: Sequence[Dict[str, Any]], *, reference: Any = None,
                webhook_url: Optional[str] = None, cost_centre_id: Optional[int] = None,
                check_not_disturb: bool = True) -> Dict[str, Any]:
         """Sort validated ``items`` ({phone, message, reference}) into valids and the four
         rejection lists, store the valids at status 1 and charge the balance."""
-        cfg = self._config
+        cfg = self.config
         now = self.now()
         out: Dict[str, List[Dict[str, Any]]] = {
             "valids": [], "invalids": [], "duplicates": [], "blacklist": [], "not_disturb": []}
-        with self._lock:
+        with self.lock:
             state = self._state
             seen = set()
             segments: Dict[str, int] = {}
@@ -221,35 +154,28 @@ class KolmeyaSimulator:
 
     # -- progress and callbacks -------------------------------------------------------------
 
-    def advance(self, now: Optional[dt.datetime] = None) -> int:
+    def progress(self, now: dt.datetime) -> int:
         """Move every due message forward (1 -> 2 -> final, as far as its delays allow at
-        ``now``), queue the callbacks, deliver every due callback; the number of messages whose
-        status changed."""
-        now = now or self.now()
-        with self._lock:
-            changed, events = self._state.progress(now, self._delays(), self._outcome)
-            self._queue_status_callbacks(events, now)
-        self._callbacks.deliver_due(now)
+        ``now``) and queue the callbacks; the number of messages whose status changed (what
+        :meth:`advance` returns)."""
+        changed, events = self._state.progress(now, self._delays(), self._outcome)
+        self._queue_status_callbacks(events, now)
         return changed
 
-    def deliver_callbacks(self, now: Optional[dt.datetime] = None) -> int:
-        """Deliver the due callbacks only; the number answered with a 2xx."""
-        return self._callbacks.deliver_due(now or self.now())
-
     def _outcome(self, msg: SimMessage) -> int:
-        cfg = self._config
-        return cfg.forced_outcomes.get(msg.phone) or self._chance.pick(cfg.outcomes)
+        cfg = self.config
+        return cfg.forced_outcomes.get(msg.phone) or self.chance.pick(cfg.outcomes)
 
     def _queue_status_callbacks(self, events: List[Tuple[SimMessage, int]],
                                 now: dt.datetime) -> None:
-        cfg = self._config
+        cfg = self.config
         wanted = [(m, c) for m, c in events
                   if (c in FINAL_CODES or cfg.callbacks_on == "all")
                   and self._state.requests[m.request_id].webhook_url]
         if cfg.callback_shape == "flat":
             for msg, code in wanted:
                 url = self._state.requests[msg.request_id].webhook_url or ""
-                self._callbacks.enqueue("status", url, {
+                self.callbacks.enqueue("status", url, {
                     "id": msg.id, "reference": msg.reference, "status": STATUS_TEXT[code],
                     "status_code": code, "phone": int(msg.phone)}, now)
             return
@@ -267,7 +193,7 @@ class KolmeyaSimulator:
         for request_id, groups in batches.items():
             request = self._state.requests[request_id]
             for group in groups:
-                self._callbacks.enqueue("status", request.webhook_url or "", {
+                self.callbacks.enqueue("status", request.webhook_url or "", {
                     "id": request.id, "reference": request.reference,
                     "messages": [{"id": m.id, "reference": m.reference, "status_code": c,
                                   "status": STATUS_TEXT[c]} for m, c in group]}, now)
@@ -277,19 +203,14 @@ class KolmeyaSimulator:
     @property
     def requests(self) -> Dict[str, SimRequest]:
         """Accepted requests by request UUID (a copy of the index; the records are live)."""
-        with self._lock:
+        with self.lock:
             return dict(self._state.requests)
 
     @property
     def messages(self) -> Dict[str, SimMessage]:
         """Valid messages by message UUID (a copy of the index; the records are live)."""
-        with self._lock:
+        with self.lock:
             return dict(self._state.messages)
-
-    @property
-    def callbacks_sent(self) -> List[Dict[str, Any]]:
-        """Every callback POST made: url, payload, attempt, duplicate, status_code, error, ok."""
-        return list(self._callbacks.log)
 
     @property
     def balance(self) -> Decimal:
@@ -299,18 +220,18 @@ class KolmeyaSimulator:
     @property
     def blacklist(self) -> FrozenSet[str]:
         """The numbers blocked now (settings plus ``blacklist/store`` minus ``destroy``)."""
-        with self._lock:
+        with self.lock:
             return frozenset(self._state.blacklist)
 
     def accepted_references(self) -> Counter[str]:
         """How many times each message ``reference`` was accepted (a valid) over all requests:
         more than 1 means the same message was sent twice."""
-        with self._lock:
+        with self.lock:
             return Counter(self._state.references)
 
     def request_status(self, *, request_id: Any = None, reference: Any = None) -> Dict[str, Any]:
         """The ``sms/status/request`` body; by reference, the latest such request."""
-        with self._lock:
+        with self.lock:
             found = self._state.find_request(request_id, reference)
             messages = [self._state.messages[i].status_item() for i in found.message_ids]
             return {"id": found.id, "status": "Válido", "status_code": 2,
@@ -318,7 +239,7 @@ class KolmeyaSimulator:
 
     def message_status(self, message_id: Any) -> Dict[str, Any]:
         """The ``sms/status/message`` body."""
-        with self._lock:
+        with self.lock:
             msg = self._state.messages.get(str(message_id))
             if msg is None:
                 raise NotFoundError(f"no message {message_id!r}")
@@ -327,8 +248,8 @@ class KolmeyaSimulator:
     def report(self, start: dt.datetime, end: dt.datetime, limit: int,
                job: Optional[int] = None) -> List[Dict[str, Any]]:
         """``sms/reports/statuses`` rows for messages sent in [start, end] (or of one job)."""
-        cfg = self._config
-        with self._lock:
+        cfg = self.config
+        with self.lock:
             if job is not None and not any(r.job == job for r in self._state.requests.values()):
                 raise NotFoundError(f"no job {job}")
             return self._state.report_rows(start, end, limit, job, zone(cfg.timezone),
@@ -336,8 +257,8 @@ class KolmeyaSimulator:
 
     def jobs(self, since: dt.datetime) -> List[Dict[str, Any]]:
         """``sms/reports/jobs`` rows for requests created since ``since``."""
-        tz = zone(self._config.timezone)
-        with self._lock:
+        tz = zone(self.config.timezone)
+        with self.lock:
             return [{"id": r.job, "created": brazilian(r.created_at, tz),
                      "approved": brazilian(r.created_at, tz)}
                     for r in self._state.requests.values() if r.created_at >= since]
@@ -345,17 +266,17 @@ class KolmeyaSimulator:
     def set_paused(self, job: int, paused: bool) -> None:
         """Pause or resume a job (``sms/jobs/{job}/pause|play``); a paused job's messages do not
         move. Only a job with unfinished messages can be paused (else ValidationError)."""
-        with self._lock:
+        with self.lock:
             self._state.set_paused(job, paused, self._delays())
 
     def blacklist_add(self, phones: Iterable[str]) -> None:
         """Block national numbers for later sends."""
-        with self._lock:
+        with self.lock:
             self._state.blacklist.update(phones)
 
     def blacklist_remove(self, phones: Iterable[str]) -> None:
         """Unblock national numbers."""
-        with self._lock:
+        with self.lock:
             self._state.blacklist.difference_update(phones)
 
     # -- replies --------------------------------------------------------------------------
@@ -366,13 +287,13 @@ class KolmeyaSimulator:
         to that phone (NotFoundError if none). Listed by ``sms/replys``; a reply callback is
         queued to the request's ``webhook_url``. Returns the reply as ``sms/replys`` lists it."""
         now = received_at or self.now()
-        with self._lock:
+        with self.lock:
             state = self._state
             msg = state.find_message(phone_or_message_id, national_digits(phone_or_message_id))
             request = state.requests[msg.request_id]
             reply = {
                 "id": len(state.replies) + 1, "reply": text,
-                "received_at": brazilian(now, zone(self._config.timezone)),
+                "received_at": brazilian(now, zone(self.config.timezone)),
                 "message": {"id": msg.id, "reference": msg.reference, "phone": msg.phone,
                             "content": msg.body},
                 "request": {"id": request.id, "reference": request.reference}}
@@ -380,12 +301,12 @@ class KolmeyaSimulator:
             if request.webhook_url:
                 callback = {"reply": {k: reply[k] for k in ("id", "reply", "received_at",
                                                             "message")}}
-                self._callbacks.enqueue("reply", request.webhook_url, callback, now)
+                self.callbacks.enqueue("reply", request.webhook_url, callback, now)
         return reply
 
     def replies(self, since: dt.datetime) -> List[Dict[str, Any]]:
         """Replies received since ``since``, oldest first."""
-        with self._lock:
+        with self.lock:
             return [item for at, item in self._state.replies if at >= since]
 
     def add_web_reply(self, phone: Union[str, int], text: str, *, job: int = 999_001,
@@ -398,8 +319,8 @@ class KolmeyaSimulator:
         if digits is None:
             raise ValidationError(f"not a phone number: {phone!r}")
         now = received_at or self.now()
-        tz = zone(self._config.timezone)
-        with self._lock:
+        tz = zone(self.config.timezone)
+        with self.lock:
             item = {"id": 500_001 + len(self._state.web_replies), "job": job,
                     "phone": int(digits), "parameters": dict(parameters or {}),
                     "reply": text, "message": "Campanha do painel",
@@ -409,17 +330,15 @@ class KolmeyaSimulator:
 
     def web_replies(self) -> List[Dict[str, Any]]:
         """Replies to panel campaigns, oldest first."""
-        with self._lock:
+        with self.lock:
             return [item for _, item in self._state.web_replies]
 
     # -- statistics -----------------------------------------------------------------------
 
     def stats(self) -> Dict[str, Any]:
         """Counts for dashboards and benchmarks (JSON-friendly)."""
-        with self._lock:
+        with self.lock:
             state = self._state
-            counts = dict(self._callbacks.counts)
-            counts["pending"] = self._callbacks.pending()
             return {
                 "requests": len(state.requests),
                 "messages": len(state.messages),
@@ -428,8 +347,6 @@ class KolmeyaSimulator:
                              for k in ("invalids", "duplicates", "blacklist", "not_disturb")},
                 "accepted_twice": sum(1 for n in state.references.values() if n > 1),
                 "replies": len(state.replies),
-                "callbacks": {k: counts.get(k, 0) for k in
-                              ("queued", "sent", "failed", "dropped", "duplicated", "retried",
-                               "attempts", "pending")},
+                "callbacks": self.callbacks.stats(),
                 "balance": str(state.balance),
             }

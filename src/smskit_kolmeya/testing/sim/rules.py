@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import random
 import re
-import threading
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Optional
 
 from smskit.segments import count_segments as _count_segments
 
 __all__ = [
-    "Chance",
     "brazilian",
     "count_segments",
     "format_balance",
@@ -89,34 +86,3 @@ def brazilian(moment: dt.datetime, tz: dt.tzinfo, *, seconds: bool = True) -> st
     """``dd/mm/yyyy HH:MM[:SS]`` in ``tz``."""
     return moment.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S" if seconds else "%d/%m/%Y %H:%M")
 
-
-class Chance:
-    """The simulator's one seeded RNG, shared by threads (outcomes, faults, callback chaos)."""
-
-    def __init__(self, seed: Optional[int]) -> None:
-        self._rng = random.Random(seed)  # noqa: S311 - simulation, not security
-        self._lock = threading.Lock()
-
-    def reseed(self, seed: Optional[int]) -> None:
-        """Start the sequence again from ``seed``."""
-        with self._lock:
-            self._rng.seed(seed)
-
-    def roll(self, rate: float) -> bool:
-        """True with probability ``rate``; draws nothing when ``rate`` is 0 (so a switched-off
-        fault does not disturb the other draws)."""
-        if rate <= 0:
-            return False
-        with self._lock:
-            return self._rng.random() < rate
-
-    def pick(self, weights: Mapping[int, float]) -> int:
-        """One key of ``weights``, drawn in proportion to its weight."""
-        keys = sorted(weights)
-        with self._lock:
-            return self._rng.choices(keys, weights=[weights[k] for k in keys])[0]
-
-    def shuffle(self, items: List[Any]) -> None:
-        """Shuffle ``items`` in place."""
-        with self._lock:
-            self._rng.shuffle(items)

@@ -1,6 +1,7 @@
 """The simulated Twilio endpoints: route a request, authenticate it, call the simulator, shape
 the answer. Pure of HTTP plumbing: :func:`handle` takes the method, path, query, form and
-``Authorization`` header and returns an :class:`Answer`; :mod:`.app` serves it.
+``Authorization`` header and returns an :class:`~smskit.testing.sim.serving.Answer`;
+:mod:`.app` serves it.
 """
 
 from __future__ import annotations
@@ -10,29 +11,19 @@ import binascii
 import datetime as dt
 import hmac
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 from urllib.parse import urlencode
 
-import attrs
-
+from smskit.testing.sim.serving import Answer
 from smskit_twilio.testing.sim.core import TwilioApiError, TwilioSimulator
 from smskit_twilio.wire import API_VERSION, MAX_PAGE_SIZE
 
-__all__ = ["Answer", "endpoint_of", "handle"]
+__all__ = ["endpoint_of", "handle"]
 
 _ROUTE = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/"
     r"(?:(?P<list>Messages\.json)|Messages/(?P<sid>[^/]+)\.json|(?P<balance>Balance\.json))$")
 _PAGE_TOKEN = re.compile(r"^PA([0-9]+)$")
-
-
-@attrs.frozen
-class Answer:
-    """An HTTP answer: status, JSON body (``None``: empty) and extra headers."""
-
-    status: int
-    body: Any = None
-    headers: Dict[str, str] = attrs.field(factory=dict)
 
 
 def _error(exc: TwilioApiError, headers: Optional[Dict[str, str]] = None) -> Answer:

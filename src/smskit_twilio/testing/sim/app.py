@@ -6,39 +6,27 @@ another process.
 from __future__ import annotations
 
 import asyncio
-import json
-from typing import Any, Awaitable, Callable, Dict
+from typing import Any, Dict
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 
 from smskit.errors import ConfigurationError
-from smskit_twilio.testing.sim.api import Answer, endpoint_of, handle
+from smskit.testing.sim.serving import (
+    Answer,
+    catch_all_app,
+    common_control,
+    hang,
+    json_body,
+    respond,
+)
+from smskit_twilio.testing.sim.api import endpoint_of, handle
 from smskit_twilio.testing.sim.core import TwilioApiError, TwilioSimulator
 
 __all__ = ["create_app"]
-
-_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
-
-def _respond(answer: Answer) -> Response:
-    if answer.body is None:
-        return Response(status_code=answer.status, headers=answer.headers)
-    return JSONResponse(answer.body, status_code=answer.status, headers=answer.headers)
-
-
-async def _hang(request: Request, sim: TwilioSimulator, seconds: float) -> None:
-    """Hold the answer for ``seconds``, giving up early once the client has gone."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while loop.time() < deadline and not sim.closed:
-        if await request.is_disconnected():
-            return
-        await asyncio.sleep(min(0.05, max(0.0, deadline - loop.time())))
 
 
 def _fault(status: int, code: int, message: str, headers: Dict[str, str]) -> Answer:
@@ -68,7 +56,7 @@ async def _api(request: Request, sim: TwilioSimulator) -> Answer:
                     request.headers.get("authorization", ""))
     if faulty and endpoint == "messages.create" and answer.status == 201:
         if sim.roll(cfg.timeout_after_accept_rate):
-            await _hang(request, sim, cfg.hang_seconds)
+            await hang(request, sim, cfg.hang_seconds)
         elif sim.roll(cfg.error_after_accept_rate):
             return _fault(500, 20500, "Internal Server Error", {})
     return answer
@@ -76,25 +64,13 @@ async def _api(request: Request, sim: TwilioSimulator) -> Answer:
 
 async def _control(request: Request, sim: TwilioSimulator, action: str) -> Answer:
     method = request.method
-    body: Any = {}
-    if method == "POST":
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            body = None
+    body: Any = await json_body(request) if method == "POST" else {}
     if not isinstance(body, dict):
         return Answer(422, {"error": "expected a JSON object"})
     try:
-        if action == "stats" and method == "GET":
-            return Answer(200, sim.stats())
-        if action == "config" and method == "GET":
-            return Answer(200, sim.config.as_json())
-        if action == "config" and method == "POST":
-            return Answer(200, sim.configure(**body).as_json())
-        if action == "advance" and method == "POST":
-            changed: int = await run_in_threadpool(sim.advance)
-            return Answer(200, {"changed": changed})
+        common = await common_control(sim, action, method, body)
+        if common is not None:
+            return common
         if action == "inbound" and method == "POST":
             sender, text = body.get("from"), body.get("body")
             if not isinstance(sender, str) or not isinstance(text, str):
@@ -102,9 +78,6 @@ async def _control(request: Request, sim: TwilioSimulator, action: str) -> Answe
             resource: Dict[str, Any] = await run_in_threadpool(
                 lambda: sim.add_inbound(sender, text, to=body.get("to")))
             return Answer(200, resource)
-        if action == "reset" and method == "POST":
-            sim.reset()
-            return Answer(200, {"reset": True})
     except ConfigurationError as exc:
         return Answer(422, {"error": str(exc)})
     except TwilioApiError as exc:
@@ -119,8 +92,7 @@ def create_app(simulator: TwilioSimulator, *, control: bool = True) -> Starlette
     async def dispatch(request: Request) -> Response:
         path = request.url.path
         if control and path.startswith("/_sim/"):
-            return _respond(await _control(request, simulator, path[len("/_sim/"):].strip("/")))
-        return _respond(await _api(request, simulator))
+            return respond(await _control(request, simulator, path[len("/_sim/"):].strip("/")))
+        return respond(await _api(request, simulator))
 
-    endpoint: Callable[[Request], Awaitable[Response]] = dispatch
-    return Starlette(routes=[Route("/{path:path}", endpoint, methods=_METHODS)])
+    return catch_all_app(dispatch)

@@ -1,21 +1,22 @@
 """TwilioSimulator: the simulated account (settings, lifecycle, creating, progress, queries).
 
-Everything is guarded by one lock; HTTP handlers, the background progress thread and test code
-call these methods from any thread. A refusal Twilio answers with an error body is raised as
-:class:`TwilioApiError`; :mod:`smskit_twilio.testing.sim.api` turns it into HTTP.
+Built on :class:`smskit.testing.sim.base.SimulatorBase` (settings, clock, lock, seeded RNG,
+background progress thread, reset and close): everything is guarded by its one lock; HTTP
+handlers, the background progress thread and test code call these methods from any thread. A
+refusal Twilio answers with an error body is raised as :class:`TwilioApiError`;
+:mod:`smskit_twilio.testing.sim.api` turns it into HTTP.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import threading
 from decimal import Decimal
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from smskit.segments import count_segments
+from smskit.testing.sim import SimulatorBase
 from smskit_twilio.signature import compute_signature
-from smskit_twilio.testing.sim.callbacks import CallbackDispatcher, Chance
+from smskit_twilio.testing.sim.callbacks import CallbackDispatcher
 from smskit_twilio.testing.sim.config import SimulatorConfig
 from smskit_twilio.testing.sim.state import SimMessage, SimState, new_sid
 from smskit_twilio.webhooks import keyword_kind
@@ -23,7 +24,6 @@ from smskit_twilio.wire import API_VERSION, is_e164
 
 __all__ = ["TwilioApiError", "TwilioSimulator"]
 
-logger = logging.getLogger(__name__)
 _ALPHANUMERIC_MAX = 11
 _MAX_BODY = 1600
 
@@ -44,113 +44,52 @@ class TwilioApiError(Exception):
                 "status": self.status}
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
-
-
 def _dlr_date(moment: dt.datetime) -> str:
     return moment.strftime("%y%m%d%H%M")  # RawDlrDoneDate: YYMMDDhhmm
 
 
-class TwilioSimulator:
+class TwilioSimulator(SimulatorBase[SimulatorConfig]):
     """A local Twilio account: serve :attr:`app` (or ``create_app``) and drive it from tests."""
+
+    label = "twilio"
 
     def __init__(self, config: Optional[SimulatorConfig] = None, *,
                  clock: Optional[Callable[[], dt.datetime]] = None) -> None:
-        self._config = config if config is not None else SimulatorConfig()
-        self._clock = clock or _utcnow
-        self._lock = threading.RLock()
-        self._chance = Chance(self._config.seed)
-        self._callbacks = CallbackDispatcher(self._chance, lambda: self._config)
-        self._stop = threading.Event()
-        self._worker: Optional[threading.Thread] = None
-        self._worker_lock = threading.Lock()
-        self._app: Any = None
-        self.closed = False
-        self._state = SimState(self._config.balance, set(self._config.opted_out))
-        self._ensure_worker()
+        super().__init__(config if config is not None else SimulatorConfig(), clock=clock)
 
     # -- settings and lifecycle -------------------------------------------------------------
-    @property
-    def config(self) -> SimulatorConfig:
-        """The current settings (replace them with :meth:`configure`)."""
-        return self._config
+    def new_state(self) -> None:
+        """No message or callback; balance and opt-outs from the settings."""
+        self._state = SimState(self.config.balance, set(self.config.opted_out))
 
-    @property
-    def app(self) -> Any:
-        """The ASGI app (with the ``/_sim/`` control endpoints), built on first use."""
-        if self._app is None:
-            from smskit_twilio.testing.sim.app import create_app
+    def new_callback_sender(self) -> CallbackDispatcher:
+        """Form-encoded callbacks signed with the auth token."""
+        return CallbackDispatcher(self.chance, lambda: self.config)
 
-            self._app = create_app(self)
-        return self._app
+    def build_app(self) -> Any:
+        """:func:`~smskit_twilio.testing.sim.app.create_app` with the control endpoints."""
+        from smskit_twilio.testing.sim.app import create_app
 
-    def configure(self, **changes: Any) -> SimulatorConfig:
-        """Change settings at run time (validated; ConfigurationError names a bad one)."""
-        with self._lock:
-            self._config = self._config.changed(**changes)
-            if "seed" in changes:
-                self._chance.reseed(self._config.seed)
-            if "balance" in changes:
-                self._state.balance = self._config.balance
-            if "opted_out" in changes:
-                self._state.opted_out_everywhere = set(self._config.opted_out)
-            if "sent_delay" in changes or "delivery_delay" in changes:
-                for message in self._state.pending():
-                    self._state.schedule(message, self._next_due(message))
-        self._ensure_worker()
-        return self._config
+        return create_app(self)
 
-    def now(self) -> dt.datetime:
-        """The simulator's clock (aware UTC)."""
-        return self._clock()
-
-    def reset(self) -> None:
-        """Forget every message and callback; balance and opt-outs restart from the settings;
-        the RNG restarts from ``seed``."""
-        with self._lock:
-            self._state = SimState(self._config.balance, set(self._config.opted_out))
-            self._chance.reseed(self._config.seed)
-            self._callbacks.reset()
-
-    def close(self) -> None:
-        """Stop the background thread and close the callback HTTP client. Idempotent."""
-        self.closed = True
-        self._stop.set()
-        worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join(self._config.callback_timeout + 5)
-        self._callbacks.close()
-
-    def _ensure_worker(self) -> None:
-        with self._worker_lock:
-            if self._config.auto_progress and not self.closed and self._worker is None:
-                self._worker = threading.Thread(target=self._run, name="twilio-sim", daemon=True)
-                self._worker.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with self._worker_lock:
-                if not self._config.auto_progress:
-                    self._worker = None
-                    return
-            try:
-                self.advance()
-            except Exception:
-                logger.exception("twilio simulator: progress tick failed")
-            self._stop.wait(self._config.tick)
-
-    def roll(self, rate: float) -> bool:
-        """True with probability ``rate`` (the seeded RNG); used by the fault switches."""
-        return self._chance.roll(rate)
+    def settings_changed(self, names: FrozenSet[str]) -> None:
+        """A new ``balance`` or ``opted_out`` replaces the current one; new delays reschedule
+        the messages in flight."""
+        if "balance" in names:
+            self._state.balance = self.config.balance
+        if "opted_out" in names:
+            self._state.opted_out_everywhere = set(self.config.opted_out)
+        if "sent_delay" in names or "delivery_delay" in names:
+            for message in self._state.pending():
+                self._state.schedule(message, self._next_due(message))
 
     def signature(self, url: str, params: Any) -> str:
         """The ``X-Twilio-Signature`` this account puts on a request to ``url``."""
-        return compute_signature(self._config.auth_token, url, params)
+        return compute_signature(self.config.auth_token, url, params)
 
     # -- creating ---------------------------------------------------------------------------
     def _sender(self, form: Mapping[str, str]) -> Tuple[Optional[str], Optional[str]]:
-        cfg = self._config
+        cfg = self.config
         service = form.get("MessagingServiceSid") or None
         sender = form.get("From") or None
         if service is None and sender is None:
@@ -169,7 +108,7 @@ class TwilioSimulator:
         return sender, service
 
     def _check_recipient(self, to: str, body: str, sender_key: str) -> None:
-        cfg = self._config
+        cfg = self.config
         if not is_e164(to) or to in cfg.invalid:
             raise TwilioApiError(400, 21211, f"The 'To' number {to} is not a valid phone number.")
         if to in cfg.unreachable:
@@ -189,7 +128,7 @@ class TwilioSimulator:
         to = (form.get("To") or "").strip()
         body = form.get("Body") or ""
         callback = form.get("StatusCallback") or None
-        with self._lock:
+        with self.lock:
             try:
                 if not to:
                     raise TwilioApiError(400, 21604, "A 'To' phone number is required.")
@@ -204,26 +143,26 @@ class TwilioSimulator:
                 raise
             now = self.now()
             message = SimMessage(
-                sid=new_sid(), account_sid=self._config.account_sid, to=to,
+                sid=new_sid(), account_sid=self.config.account_sid, to=to,
                 from_=None if service and not sender else sender, body=body,
                 direction="outbound-api", status="accepted" if service else "queued",
                 date_created=now, service_sid=service, status_callback=callback,
-                segments=max(1, count_segments(body).segments), currency=self._config.currency)
+                segments=max(1, count_segments(body).segments), currency=self.config.currency)
             self._state.add(message)
             self._state.schedule(message, self._next_due(message))
             return message.resource()
 
     # -- progress and callbacks -------------------------------------------------------------
     def _next_due(self, message: SimMessage) -> dt.datetime:
-        cfg = self._config
+        cfg = self.config
         first = message.status in ("accepted", "queued")
         delay = cfg.sent_delay if first else max(cfg.sent_delay, cfg.delivery_delay)
         return message.date_created + dt.timedelta(seconds=delay)
 
     def _outcome(self, message: SimMessage) -> str:
         if message.outcome is None:
-            cfg = self._config
-            message.outcome = cfg.forced_outcomes.get(message.to) or self._chance.pick(
+            cfg = self.config
+            message.outcome = cfg.forced_outcomes.get(message.to) or self.chance.pick(
                 cfg.outcomes)
         return message.outcome
 
@@ -232,20 +171,20 @@ class TwilioSimulator:
         changes = 0
         state = self._state
         if message.status == "accepted":
-            service_numbers = sorted(self._config.services.get(message.service_sid or "", ()))
+            service_numbers = sorted(self.config.services.get(message.service_sid or "", ()))
             message.from_ = message.from_ or (service_numbers[0] if service_numbers else None)
             state.set_status(message, "queued", now)
             self._status_callback(message, now)
             changes += 1
         if message.status == "queued":
             if self._outcome(message) == "failed":
-                message.error_code = self._config.failed_error
+                message.error_code = self.config.failed_error
                 state.set_status(message, "failed", now)
                 self._status_callback(message, now)
                 return changes + 1
             state.set_status(message, "sending", now)
             message.date_sent = now
-            message.price = self._config.price_per_segment * message.segments
+            message.price = self.config.price_per_segment * message.segments
             state.balance -= message.price
             state.set_status(message, "sent", now)
             self._status_callback(message, now)
@@ -256,24 +195,16 @@ class TwilioSimulator:
                 return changes
             outcome = self._outcome(message)
             if outcome == "undelivered":
-                message.error_code = self._config.undelivered_error
+                message.error_code = self.config.undelivered_error
             state.set_status(message, outcome if outcome != "failed" else "undelivered", now)
             self._status_callback(message, now)
             changes += 1
         return changes
 
-    def advance(self, now: Optional[dt.datetime] = None) -> int:
-        """Move every due message forward, queue its status callbacks, deliver every due
-        callback; the number of status changes."""
-        now = now or self.now()
-        with self._lock:
-            changed = sum(self._step(m, now) for m in self._state.due(now))
-        self._callbacks.deliver_due(now)
-        return changed
-
-    def deliver_callbacks(self, now: Optional[dt.datetime] = None) -> int:
-        """Deliver the due callbacks only; the number answered with a 2xx."""
-        return self._callbacks.deliver_due(now or self.now())
+    def progress(self, now: dt.datetime) -> int:
+        """Move every due message forward and queue its status callbacks; the number of status
+        changes (what :meth:`advance` returns)."""
+        return sum(self._step(m, now) for m in self._state.due(now))
 
     def _status_callback(self, message: SimMessage, now: dt.datetime) -> None:
         if not message.status_callback:
@@ -288,7 +219,7 @@ class TwilioSimulator:
             params.append(("ErrorCode", str(message.error_code)))
         if message.status in ("delivered", "undelivered"):
             params.append(("RawDlrDoneDate", _dlr_date(now)))
-        self._callbacks.enqueue("status", message.status_callback, params, now)
+        self.callbacks.enqueue("status", message.status_callback, params, now)
 
     # -- incoming messages ------------------------------------------------------------------
     def add_inbound(self, from_: str, body: str, *, to: Optional[str] = None) -> Dict[str, Any]:
@@ -296,12 +227,12 @@ class TwilioSimulator:
         number). Twilio's keyword handling applies (an opt-out keyword blocks ``from_`` for that
         number and its Messaging Services, an opt-in lifts it); the message is stored and POSTed
         (signed) to ``inbound_url``. Returns its resource."""
-        cfg = self._config
+        cfg = self.config
         number = to or sorted(cfg.numbers)[0]
         if not is_e164(from_):
             raise TwilioApiError(400, 21211, f"'From' {from_} is not a valid phone number")
         now = self.now()
-        with self._lock:
+        with self.lock:
             services = sorted(sid for sid, nums in cfg.services.items() if number in nums)
             message = SimMessage(
                 sid=new_sid(), account_sid=cfg.account_sid, to=number, from_=from_, body=body,
@@ -317,8 +248,8 @@ class TwilioSimulator:
                 self._state.opted_out.difference_update(keys)
             if cfg.inbound_url:
                 params = self._inbound_params(message, kind)
-                self._callbacks.enqueue("inbound", cfg.inbound_url, params, now)
-        self._callbacks.deliver_due(now)
+                self.callbacks.enqueue("inbound", cfg.inbound_url, params, now)
+        self.callbacks.deliver_due(now)
         return message.resource()
 
     def _inbound_params(self, message: SimMessage, kind: Optional[str]) -> List[Tuple[str, str]]:
@@ -329,7 +260,7 @@ class TwilioSimulator:
                   ("SmsSid", message.sid), ("SmsStatus", "received"), ("To", message.to)]
         if message.service_sid:
             params.append(("MessagingServiceSid", message.service_sid))
-        if kind and self._config.advanced_opt_out:
+        if kind and self.config.advanced_opt_out:
             params.append(("OptOutType", {"opt_out": "STOP", "opt_in": "START",
                                           "help": "HELP"}[kind]))
         return params
@@ -337,7 +268,7 @@ class TwilioSimulator:
     # -- queries ----------------------------------------------------------------------------
     def fetch_message(self, sid: str) -> Dict[str, Any]:
         """``GET Messages/{sid}.json``."""
-        with self._lock:
+        with self.lock:
             message = self._state.messages.get(sid)
             if message is None:
                 raise TwilioApiError(404, 20404, f"The requested resource /Messages/{sid}.json "
@@ -351,7 +282,7 @@ class TwilioSimulator:
         inclusive) leaves out messages not sent yet (no ``date_sent``), as on Twilio."""
         dated = sent_on is not None or sent_after is not None or sent_before is not None
         out = []
-        with self._lock:
+        with self.lock:
             for message in self._state.newest_first():
                 if (to and message.to != to) or (from_ and message.from_ != from_):
                     continue
@@ -367,48 +298,38 @@ class TwilioSimulator:
 
     def balance(self) -> Dict[str, Any]:
         """``GET Balance.json``."""
-        with self._lock:
+        with self.lock:
             amount = self._state.balance.quantize(Decimal("0.00001"))
-            return {"account_sid": self._config.account_sid, "balance": f"{amount:f}",
-                    "currency": self._config.currency}
+            return {"account_sid": self.config.account_sid, "balance": f"{amount:f}",
+                    "currency": self.config.currency}
 
     @property
     def messages(self) -> Dict[str, SimMessage]:
         """Every message by SID (a copy of the index; the records are live)."""
-        with self._lock:
+        with self.lock:
             return dict(self._state.messages)
-
-    @property
-    def callbacks_sent(self) -> List[Dict[str, Any]]:
-        """Every callback POST made: url, params, signature, attempt, duplicate, status_code,
-        error, ok."""
-        return list(self._callbacks.log)
 
     def is_opted_out(self, phone: str, sender: Optional[str] = None) -> bool:
         """Whether ``phone`` is blocked for ``sender`` (a number or MG SID; default the first
         number)."""
-        with self._lock:
-            return self._state.is_opted_out(sender or sorted(self._config.numbers)[0], phone)
+        with self.lock:
+            return self._state.is_opted_out(sender or sorted(self.config.numbers)[0], phone)
 
     def sent_twice(self) -> Dict[Tuple[str, str], int]:
         """(to, body) pairs created more than once: a message that went out twice."""
-        with self._lock:
+        with self.lock:
             return {pair: n for pair, n in self._state.created.items() if n > 1}
 
     def stats(self) -> Dict[str, Any]:
         """Counts for dashboards and benchmarks (JSON-friendly)."""
-        with self._lock:
+        with self.lock:
             by_status: Dict[str, int] = {}
             for message in self._state.messages.values():
                 by_status[message.status] = by_status.get(message.status, 0) + 1
-            counts = dict(self._callbacks.counts)
-            counts["pending"] = self._callbacks.pending()
             return {
                 "messages": len(self._state.messages), "by_status": by_status,
                 "rejected": {str(code): n for code, n in sorted(self._state.rejected.items())},
                 "sent_twice": len(self.sent_twice()),
-                "callbacks": {k: counts.get(k, 0) for k in
-                              ("queued", "sent", "failed", "dropped", "duplicated", "retried",
-                               "attempts", "pending")},
+                "callbacks": self.callbacks.stats(),
                 "balance": self.balance()["balance"],
             }
