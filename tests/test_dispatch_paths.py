@@ -22,7 +22,7 @@ from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixture
 from smskit import outbox
 from smskit.models import Message, SendResult, State
 from smskit.provider import Provider
-from smskit.store.base import Store
+from smskit.store.base import Requeue, Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
 
@@ -74,6 +74,58 @@ def test_claim_batch_messages_is_the_claim_and_its_messages(store: Any) -> None:
     assert store.get_batch("b3") is None
     # nothing was claimed twice, and the scheduled one is still waiting
     assert store.get(add_later.id).batch_id is None
+
+
+def test_a_claim_of_messages_it_wrote_gives_the_rows_as_another_process_left_them(
+        tmp_path: Path) -> None:
+    # The SQL store builds the messages it inserted itself from what it wrote plus the columns
+    # another writer may change; another store object on the same file is another process.
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        added = [o.message for o in writer.add_messages(
+            [out(i, cost=Decimal("0.16"), tags=("a",), campaign_id="c") for i in range(4)])]
+        # the other process claims two, moves one to twilio at another price (and back), and
+        # releases the other (one attempt more, due again a minute later)
+        other.claim_batch("kolmeya", 2, NOW, "x1")
+        other.requeue_messages("x1", [Requeue(message_id=added[1].id, provider="twilio",
+                                              cost=Decimal("0.3"))], reason="test", now=NOW)
+        retry = NOW + dt.timedelta(minutes=1)
+        other.release_batch("x1", "test", retry_at=retry)
+        other.claim_batch("twilio", 1, NOW, "x2")
+        other.requeue_messages("x2", [Requeue(message_id=added[1].id, provider="kolmeya")],
+                               reason="test", now=NOW)
+        later = NOW + dt.timedelta(minutes=5)
+        claimed = writer.claim_batch_messages("kolmeya", 10, later, "b1")
+        assert claimed is not None
+        batch, messages = claimed
+        assert messages == writer.get_many(batch.message_ids)
+        assert {m.id for m in messages} == {m.id for m in added}
+        by_id = {m.id: m for m in messages}
+        assert (by_id[added[0].id].attempts, by_id[added[0].id].scheduled_at) == (1, retry)
+        assert by_id[added[1].id].cost == Decimal("0.3")
+        assert all(m.batch_id == "b1" and m.updated_at == later for m in messages)
+        # nothing remembered is left behind, and a second claim reads rows as before
+        assert writer._written == {}
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_a_claim_reads_back_what_another_process_wrote(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        mine = [o.message for o in writer.add_messages([out(1), out(3)])]
+        theirs = [o.message for o in other.add_messages([out(2, tags=("x",))])]
+        claimed = writer.claim_batch_messages("kolmeya", 10, NOW, "b1")
+        assert claimed is not None
+        assert [m.id for m in claimed[1]] == [mine[0].id, theirs[0].id, mine[1].id]
+        assert claimed[1] == writer.get_many(claimed[0].message_ids)
+        assert claimed[1][1].tags == ("x",)
+    finally:
+        writer.close()
+        other.close()
 
 
 def _raw_rows(path: Path) -> List[Any]:

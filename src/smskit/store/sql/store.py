@@ -13,7 +13,9 @@ unique constraints (``ON CONFLICT DO NOTHING``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import threading
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
@@ -79,6 +81,17 @@ _BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provi
                                             _m.provider_message_id == sa.bindparam("m_pid"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
 _BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
+#: What a claim reads of each due message besides its id: every column another writer may
+#: change while a message waits unclaimed (a reroute, a release, a status). The others (phone,
+#: body, encoding, segments, created_at, tags, campaign, keys...) never change once a message
+#: is stored: a claimed message this store object inserted itself is built from the
+#: :class:`Message` it wrote (:attr:`SqlStore._written`) and these, not read back whole.
+_CLAIM_COLUMNS = (_m.id, _m.provider_message_id, _m.provider_request_id, _m.cost,
+                  _m.scheduled_at, _m.sent_at, _m.delivered_at, _m.error_code, _m.error_text,
+                  _m.attempts)
+#: The most messages a store object remembers having inserted ``outgoing`` (oldest forgotten
+#: first): enough for the chunks a bulk send stores and then dispatches, a few MB at most.
+_REMEMBERED = 5000
 
 
 def upgrade(url: str) -> None:
@@ -118,6 +131,11 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                                                     self._engine.dialect))
         self._set_status_many = (None if self._pg else
                                  DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
+        # The messages this object inserted ``outgoing`` and has not claimed yet, as stored (by
+        # id, oldest first; at most _REMEMBERED): its own claim builds them from here instead
+        # of reading every column back (see _CLAIM_COLUMNS).
+        self._written: Dict[str, Message] = {}
+        self._written_lock = threading.Lock()
 
     # -- messages ---------------------------------------------------------------------------
     def add_messages(self, messages_: Iterable[Message]) -> List[AddOutcome]:
@@ -185,7 +203,23 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                     result.append(AddOutcome(m, True))
                 else:
                     result.append(AddOutcome(raced[m.idempotency_key], False))
-            return result
+        # Committed: what this call inserted is what the rows hold.
+        self._remember([m for m in given if m.id in inserted])
+        return result
+
+    def _remember(self, stored: List[Message]) -> None:
+        """Keep the messages just inserted that a claim may take (``outgoing``, unclaimed)."""
+        due = [m for m in stored if m.state is State.OUTGOING and m.batch_id is None]
+        if not due:
+            return
+        with self._written_lock:
+            written = self._written
+            for m in due:
+                written[m.id] = m
+            excess = len(written) - _REMEMBERED
+            if excess > 0:
+                for key in list(itertools.islice(written, excess)):
+                    del written[key]
 
     def _check_new(self, conn: Connection, fresh: List[Message]) -> None:
         """Refuse new messages whose id or provider id is already stored."""
@@ -308,7 +342,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if limit < 1:
             raise ValidationError(f"claim limit must be at least 1, got {limit!r}")
         query = (
-            sa.select(_m.id)
+            sa.select(*_CLAIM_COLUMNS)
             .where(_m.state == State.OUTGOING.value, _m.provider == provider,
                    _m.batch_id.is_(None),
                    sa.or_(_m.scheduled_at.is_(None), _m.scheduled_at <= now),
@@ -319,28 +353,68 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if self._pg:
             query = query.with_for_update(skip_locked=True)
         with self._tx("claim_batch", write=True) as conn:
-            ids = list(conn.execute(query).scalars())
-            if not ids:
+            due = list(conn.execute(query))
+            if not due:
                 return None
+            ids = [row[0] for row in due]
             if conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id)).first():
                 raise StoreError(f"batch {batch_id!r} already exists")
             conn.execute(sa.insert(batches).values(
                 id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                 updated_at=now))
+            taken = 0
             for chunk in chunks(ids):
-                conn.execute(
+                taken += conn.execute(
                     sa.update(messages)
                     .where(_m.id.in_(chunk), _m.batch_id.is_(None))
                     .values(batch_id=batch_id, updated_at=now)
-                )
+                ).rowcount
             claimed: List[Message] = []
             if read:
-                rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id))
-                found = {m.id: m for m in map(row_message, rows.mappings())}
-                claimed = [found[i] for i in ids if i in found]
+                claimed = self._claimed(conn, due, provider, batch_id, now,
+                                        whole=taken == len(ids))
         batch = BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                           updated_at=now, message_ids=tuple(ids))
         return batch, claimed
+
+    def _claimed(self, conn: Connection, due: Sequence[Any], provider: str, batch_id: str,
+                 now: dt.datetime, *, whole: bool) -> List[Message]:
+        """The messages of a claim as stored once claimed, in the claim's order.
+
+        ``due`` holds the claim's rows (:data:`_CLAIM_COLUMNS`), read under the claim's lock,
+        so after the claim each row is what it was plus ``batch_id`` and ``updated_at``. A
+        message this object inserted is built from what it wrote and those columns; the
+        others (and every one when ``whole`` is false: a row the claim did not take) are
+        read back.
+        """
+        with self._written_lock:
+            written = self._written
+            mine = {row[0]: written.pop(row[0]) for row in due if row[0] in written}
+        read: Dict[str, Any] = {}
+        if not whole or len(mine) < len(due):
+            rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id)).mappings()
+            read = {r["id"]: r for r in rows if not whole or r["id"] not in mine}
+            if not whole:
+                mine = {}
+        out: List[Message] = []
+        for row in due:
+            message_id = row[0]
+            known = mine.get(message_id)
+            if known is None:
+                if message_id in read:
+                    out.append(row_message(read[message_id]))
+                continue
+            out.append(Message(
+                id=message_id, phone=known.phone, body=known.body, direction=known.direction,
+                state=State.OUTGOING, provider=provider, provider_message_id=row[1],
+                provider_request_id=row[2], batch_id=batch_id, encoding=known.encoding,
+                segments=known.segments, cost=row[3], created_at=known.created_at,
+                scheduled_at=row[4], sent_at=row[5], delivered_at=row[6], updated_at=now,
+                error_code=row[7], error_text=row[8], campaign_id=known.campaign_id,
+                schedule_id=known.schedule_id, tags=known.tags, partner_ref=known.partner_ref,
+                idempotency_key=known.idempotency_key, in_reply_to=known.in_reply_to,
+                attempts=row[9]))
+        return out
 
     def _require_batch(self, conn: Connection, batch_id: str) -> None:
         query = self._locked(sa.select(batches.c.id).where(batches.c.id == batch_id))
