@@ -20,7 +20,7 @@ import pytest
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
 from smskit import outbox
-from smskit.models import Message, SendResult, State
+from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.provider import Provider
 from smskit.store.base import Requeue, Store
 from smskit.store.memory import MemoryStore
@@ -126,6 +126,56 @@ def test_a_claim_reads_back_what_another_process_wrote(tmp_path: Path) -> None:
     finally:
         writer.close()
         other.close()
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_results_after_another_process_changed_the_batch(tmp_path: Path,
+                                                         remembered: bool) -> None:
+    # record_results skips reading the batch back when it is as this object's claim left it;
+    # a status applied, or a message taken out of the batch, meanwhile must still count.
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        ids = [o.message.id for o in writer.add_messages([out(i) for i in range(4)])]
+        assert writer.claim_batch_messages("kolmeya", 10, NOW, "b1") is not None
+        if not remembered:
+            writer._claims.clear()
+        early = NOW + dt.timedelta(minutes=1)
+        other.apply_status(StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                       message_id=ids[0], provider_message_id="p-0",
+                                       occurred_at=early))
+        other.requeue_messages("b1", [Requeue(message_id=ids[3])], reason="test", now=NOW)
+        later = NOW + dt.timedelta(minutes=2)
+        writer.record_results("b1", [
+            SendResult(message_id=i, state=State.SENT, provider_message_id=f"p-{n}",
+                       provider_request_id="r") for n, i in enumerate(ids)], later)
+        got = writer.get_many(ids)
+        assert [(m.state, m.sent_at, m.batch_id) for m in got] == [
+            (State.DELIVERED, early, "b1"), (State.SENT, later, "b1"),
+            (State.SENT, later, "b1"), (State.OUTGOING, None, None)]
+        batch = writer.get_batch("b1")
+        assert batch is not None and batch.status == "done"
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_results_of_a_batch_as_claimed_leave_the_missing_ones_waiting(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        ids = [o.message.id for o in store.add_messages([out(i) for i in range(3)])]
+        assert store.claim_batch_messages("kolmeya", 10, NOW, "b1") is not None
+        assert "b1" in store._claims
+        store.record_results("b1", [SendResult(message_id=ids[0], state=State.SENT,
+                                               provider_message_id="p-0")], NOW)
+        assert store._claims == {}
+        batch = store.get_batch("b1")
+        assert batch is not None and batch.status == "ambiguous"
+        assert "no result for 2 message(s)" in (batch.error_text or "")
+        assert [m.state for m in store.get_many(ids)] == [State.SENT, State.OUTGOING,
+                                                          State.OUTGOING]
+    finally:
+        store.close()
 
 
 def _raw_rows(path: Path) -> List[Any]:

@@ -92,6 +92,18 @@ _CLAIM_COLUMNS = (_m.id, _m.provider_message_id, _m.provider_request_id, _m.cost
 #: The most messages a store object remembers having inserted ``outgoing`` (oldest forgotten
 #: first): enough for the chunks a bulk send stores and then dispatches, a few MB at most.
 _REMEMBERED = 5000
+#: The most batches a store object remembers having claimed, until their results are recorded.
+_CLAIMS_REMEMBERED = 16
+#: Whether a batch still holds exactly what its claim left: how many messages it has, and how
+#: many of them are still ``outgoing`` as the claim stamped them (every writer of a message sets
+#: ``updated_at``; a reroute or a release takes it out of the batch).
+_AS_CLAIMED = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(sa.func.sum(sa.case(
+        (sa.and_(_m.state == State.OUTGOING.value,
+                 _m.updated_at == sa.bindparam("c_at", type_=_m.updated_at.type)), 1),
+        else_=0)), 0),
+).where(_m.batch_id == sa.bindparam("c_batch"))
 
 
 def upgrade(url: str) -> None:
@@ -136,6 +148,10 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         # of reading every column back (see _CLAIM_COLUMNS).
         self._written: Dict[str, Message] = {}
         self._written_lock = threading.Lock()
+        # On SQLite, the status columns of each batch this object claimed (by batch id, at most
+        # _CLAIMS_REMEMBERED), so that record_results need not read them back when the batch
+        # is as the claim left it (_AS_CLAIMED).
+        self._claims: Dict[str, Tuple[dt.datetime, Dict[str, _StatusRow]]] = {}
 
     # -- messages ---------------------------------------------------------------------------
     def add_messages(self, messages_: Iterable[Message]) -> List[AddOutcome]:
@@ -373,6 +389,10 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             if read:
                 claimed = self._claimed(conn, due, provider, batch_id, now,
                                         whole=taken == len(ids))
+        if not self._pg and taken == len(ids):
+            self._remember_claim(batch_id, now, {row[0]: _StatusRow(
+                row[0], provider, State.OUTGOING, row[1], row[2], row[5], row[6], now, row[7],
+                row[8]) for row in due})
         batch = BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                           updated_at=now, message_ids=tuple(ids))
         return batch, claimed
@@ -416,6 +436,26 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 attempts=row[9]))
         return out
 
+    def _remember_claim(self, batch_id: str, now: dt.datetime,
+                        rows: Dict[str, _StatusRow]) -> None:
+        with self._written_lock:
+            self._claims[batch_id] = (now, rows)
+            if len(self._claims) > _CLAIMS_REMEMBERED:
+                del self._claims[next(iter(self._claims))]
+
+    def _as_claimed(self, conn: Connection, batch_id: str) -> Optional[Dict[str, _StatusRow]]:
+        """The status columns of ``batch_id``'s messages as this object's claim left them, if
+        the batch still holds exactly those, unchanged (:data:`_AS_CLAIMED`, in the caller's
+        write transaction: nothing changes them before it ends); ``None`` otherwise."""
+        with self._written_lock:
+            known = self._claims.pop(batch_id, None)
+        if known is None:
+            return None
+        claimed_at, rows = known
+        count, untouched = conn.execute(_AS_CLAIMED, {"c_batch": batch_id,
+                                                      "c_at": claimed_at}).one()
+        return rows if count == untouched == len(rows) else None
+
     def _require_batch(self, conn: Connection, batch_id: str) -> None:
         query = self._locked(sa.select(batches.c.id).where(batches.c.id == batch_id))
         if conn.execute(query).first() is None:
@@ -434,10 +474,14 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         results = [c.without_nul(result) for result in results]
         with self._tx("record_results", write=True) as conn:
             self._require_batch(conn, batch_id)
-            # Only the columns a result can read or change: no full Message per row.
-            query = self._locked(sa.select(*_STATUS_COLUMNS).where(_m.batch_id == batch_id))
-            members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
-                       for r in conn.execute(query)}
+            # Only the columns a result can read or change: no full Message per row; none read
+            # when the batch is as this object's claim left it.
+            members = self._as_claimed(conn, batch_id)
+            if members is None:
+                query = self._locked(sa.select(*_STATUS_COLUMNS)
+                                     .where(_m.batch_id == batch_id))
+                members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
+                           for r in conn.execute(query)}
             owners = self._pid_owners(
                 conn, [(members[r.message_id].provider, r.provider_message_id)
                        for r in results if r.message_id in members])
