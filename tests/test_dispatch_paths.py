@@ -196,6 +196,10 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
             updated_at=NOW),
         out(2),
         out(3, idempotency_key="k-3", cost=Decimal("0")),
+        # equal values written differently: each is converted on its own
+        out(5, cost=Decimal("0.16"), tags=("a",), created_at=NOW.astimezone(sp)),
+        out(6, cost=Decimal("0.160"), tags=("a",), created_at=NOW),
+        out(7, cost=Decimal("0.16"), tags=("a", "b"), created_at=NOW),
     ]
     results = [
         SendResult(message_id=given[0].id, state=State.SENT, provider_message_id="p-1",
@@ -212,9 +216,9 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
     try:
         for store in stores.values():
             outcomes = store.add_messages(given)
-            assert [o.created for o in outcomes] == [True, True, True]
+            assert [o.created for o in outcomes] == [True] * 6
             batch = store.claim_batch("kolmeya", 10, NOW, "b1")
-            assert batch is not None and len(batch.message_ids) == 3
+            assert batch is not None and len(batch.message_ids) == 6
             store.record_results("b1", results, NOW)
             again = store.add_messages([out(4, idempotency_key="k-3")])
             assert [o.created for o in again] == [False]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
+from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
@@ -42,12 +44,20 @@ class DriverMany:
     SQLAlchemy applies: aware UTC datetimes, exact costs, JSON), but without SQLAlchemy's
     per-row parameter machinery, most of the cost of a large ``executemany``. Only for
     dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None`` otherwise.
+
+    A processor that turns ``None`` into ``None`` (every one of smskit's columns) is not
+    called for it, and within one call each distinct datetime, cost or tuple of texts is
+    converted once (a batch's ``now``, a send's price, its tags): a processor is a pure
+    function of its value, and equal values of those types convert alike.
     """
 
     def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any]) -> None:
         """``sql`` with positional parameters ``names``, converted by ``processors``."""
         self.sql = sql
+        self.names: Tuple[str, ...] = tuple(names)
         self._pairs = list(zip(names, processors))
+        self._converted = [(i, p, p(None) is None)
+                           for i, p in enumerate(processors) if p is not None]
 
     @classmethod
     def for_dialect(cls, stmt: Any, dialect: sa.engine.Dialect) -> Optional[DriverMany]:
@@ -62,11 +72,43 @@ class DriverMany:
 
     def run(self, conn: Connection, rows: Sequence[Dict[str, Any]]) -> int:
         """Execute once per row (a mapping of parameter name to value); the rows changed."""
-        pairs = self._pairs
-        params = [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
+        names = self.names
+        return self.run_values(conn, [[row[n] for n in names] for row in rows])
+
+    def run_values(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+        """Execute once per row, given as the values of :attr:`names` in that order (each
+        converted here); the rows changed."""
+        converted = self._converted
+        memos: List[Dict[Any, Any]] = [{} for _ in converted]
+        params: List[Tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for (i, process, keeps_none), memo in zip(converted, memos):
+                value = values[i]
+                if value is None and keeps_none:
+                    continue
+                kind = type(value)
+                if kind in _MEMO_TYPES or (kind is tuple and _texts(value)):
+                    found = memo.get(value, _MISSING)
+                    if found is _MISSING:
+                        found = memo[value] = process(value)
+                    values[i] = found
+                else:
+                    values[i] = process(value)
+            params.append(tuple(values))
         result = conn.exec_driver_sql(self.sql, params,
                                       execution_options={"preserve_rowcount": True})
         return int(result.rowcount)
+
+
+#: Types whose equal values a bind processor converts alike (equal aware datetimes are one
+#: instant, equal decimals one amount); a tuple counts when it holds texts only.
+_MEMO_TYPES = frozenset({dt.datetime, Decimal})
+_MISSING = object()
+
+
+def _texts(value: Tuple[Any, ...]) -> bool:
+    return all(type(v) is str for v in value)
 
 
 class SqlBase:

@@ -53,8 +53,10 @@ from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
 from smskit.store.sql.routing import SqlRoutingMixin
 from smskit.store.sql.tables import (
+    MESSAGE_COLUMNS,
     batches,
     message_row,
+    message_values,
     messages,
     row_batch,
     row_message,
@@ -73,6 +75,8 @@ _m = messages.c
 # building them per call would recompute (most of the cost of a one-row statement).
 _SET_STATUS = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
     {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS})
+#: The order :meth:`SqlStore.record_results` gives the values of :data:`_SET_STATUS` in.
+_SET_STATUS_ORDER = (*(f"b_{name}" for name in _STATUS_FIELDS), "b_id")
 _SET_STATUS_FROM = _SET_STATUS.where(_m.state == sa.bindparam("b_old_state"))
 _STATUS_COLUMNS = (_m.id, _m.provider, _m.state, _m.provider_message_id, _m.provider_request_id,
                    _m.sent_at, _m.delivered_at, _m.updated_at, _m.error_code, _m.error_text)
@@ -141,8 +145,13 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         self._insert_many = (None if self._pg else
                              DriverMany.for_dialect(self._insert_ignore(messages),
                                                     self._engine.dialect))
+        if self._insert_many is not None and self._insert_many.names != MESSAGE_COLUMNS:
+            raise StoreError("the messages INSERT does not bind the columns in table order")
         self._set_status_many = (None if self._pg else
                                  DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
+        if self._set_status_many is not None and \
+                self._set_status_many.names != _SET_STATUS_ORDER:
+            raise StoreError("the status UPDATE does not bind its values in the expected order")
         # The messages this object inserted ``outgoing`` and has not claimed yet, as stored (by
         # id, oldest first; at most _REMEMBERED): its own claim builds them from here instead
         # of reading every column back (see _CLAIM_COLUMNS).
@@ -163,7 +172,6 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         given = [c.normalise_message(m) for m in messages_]
         if not given:
             return []
-        rows = {m.id: message_row(m) for m in given}
         with self._tx("add_messages", write=True) as conn:
             stored_keys = {
                 m.idempotency_key: m
@@ -194,10 +202,13 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             self._check_new(conn, list(fresh.values()))
             inserted: Set[str] = set()
             if fresh and self._insert_many is not None:
-                if self._insert_many.run(conn, [rows[i] for i in fresh]) == len(fresh):
+                # the rows as values in the statement's order: no dict per row
+                values = [message_values(m) for m in fresh.values()]
+                if self._insert_many.run_values(conn, values) == len(fresh):
                     inserted.update(fresh)  # every row went in: nothing to read back
             elif fresh:
-                conn.execute(self._insert_ignore(messages), [rows[i] for i in fresh])
+                conn.execute(self._insert_ignore(messages),
+                             [message_row(m) for m in fresh.values()])
             if len(inserted) != len(fresh):
                 for chunk in chunks(list(fresh)):
                     inserted.update(
@@ -505,17 +516,19 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                             "detail": c.pid_conflict_detail(message.provider, pid, owner)})
                 if changes:
                     changed[message.id] = message._replace(**changes)
-            params = [
-                {"b_id": m.id, "b_state": m.state.value,
-                 "b_provider_message_id": m.provider_message_id,
-                 "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
-                 "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
-                 "b_error_code": m.error_code, "b_error_text": m.error_text}
-                for m in changed.values()]
-            if params and self._set_status_many is not None:
-                self._set_status_many.run(conn, params)
-            elif params:
-                conn.execute(_SET_STATUS, params)
+            if changed and self._set_status_many is not None:
+                self._set_status_many.run_values(conn, [
+                    (m.state.value, m.provider_message_id, m.provider_request_id, m.sent_at,
+                     m.delivered_at, m.updated_at, m.error_code, m.error_text, m.id)
+                    for m in changed.values()])
+            elif changed:
+                conn.execute(_SET_STATUS, [
+                    {"b_id": m.id, "b_state": m.state.value,
+                     "b_provider_message_id": m.provider_message_id,
+                     "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
+                     "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
+                     "b_error_code": m.error_code, "b_error_text": m.error_text}
+                    for m in changed.values()])
             self._event_row(conn, conflicts)
             # In the same transaction: a claimed message still outgoing without a result
             # keeps the batch waiting for reconciliation, so a crash after this call cannot
