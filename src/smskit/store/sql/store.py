@@ -93,6 +93,12 @@ _BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
 _CLAIM_COLUMNS = (_m.id, _m.provider_message_id, _m.provider_request_id, _m.cost,
                   _m.scheduled_at, _m.sent_at, _m.delivered_at, _m.error_code, _m.error_text,
                   _m.attempts)
+#: A claim's UPDATE of one message, run for each claimed id in one ``executemany`` (SQLite).
+_CLAIM_ONE = sa.update(messages).where(
+    _m.id == sa.bindparam("c_id"), _m.batch_id.is_(None)).values(
+    batch_id=sa.bindparam("c_batch"),
+    updated_at=sa.bindparam("c_now", type_=_m.updated_at.type))
+_CLAIM_ONE_ORDER = ("c_batch", "c_now", "c_id")
 #: The most messages a store object remembers having inserted ``outgoing`` (oldest forgotten
 #: first): enough for the chunks a bulk send stores and then dispatches, a few MB at most.
 _REMEMBERED = 5000
@@ -149,6 +155,10 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             raise StoreError("the messages INSERT does not bind the columns in table order")
         self._set_status_many = (None if self._pg else
                                  DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
+        self._claim_many = (None if self._pg else
+                            DriverMany.for_dialect(_CLAIM_ONE, self._engine.dialect))
+        if self._claim_many is not None and self._claim_many.names != _CLAIM_ONE_ORDER:
+            raise StoreError("the claim UPDATE does not bind its values in the expected order")
         if self._set_status_many is not None and \
                 self._set_status_many.names != _SET_STATUS_ORDER:
             raise StoreError("the status UPDATE does not bind its values in the expected order")
@@ -390,12 +400,15 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                 updated_at=now))
             taken = 0
-            for chunk in chunks(ids):
-                taken += conn.execute(
-                    sa.update(messages)
-                    .where(_m.id.in_(chunk), _m.batch_id.is_(None))
-                    .values(batch_id=batch_id, updated_at=now)
-                ).rowcount
+            if self._claim_many is not None:  # one driver-level executemany, no IN lists
+                taken = self._claim_many.run_values(conn, [(batch_id, now, i) for i in ids])
+            else:
+                for chunk in chunks(ids):
+                    taken += conn.execute(
+                        sa.update(messages)
+                        .where(_m.id.in_(chunk), _m.batch_id.is_(None))
+                        .values(batch_id=batch_id, updated_at=now)
+                    ).rowcount
             claimed: List[Message] = []
             if read:
                 claimed = self._claimed(conn, due, provider, batch_id, now,
