@@ -16,10 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, List
 
+import attrs
 import pytest
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
 from smskit import outbox
+from smskit.errors import StoreError
 from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.provider import Provider
 from smskit.store.base import Requeue, Store
@@ -174,6 +176,35 @@ def test_results_of_a_batch_as_claimed_leave_the_missing_ones_waiting(tmp_path: 
         assert "no result for 2 message(s)" in (batch.error_text or "")
         assert [m.state for m in store.get_many(ids)] == [State.SENT, State.OUTGOING,
                                                           State.OUTGOING]
+    finally:
+        store.close()
+
+
+def test_an_insert_without_look_ups_falls_back_to_them_on_any_conflict(tmp_path: Path) -> None:
+    # add_messages first inserts without looking anything up (a savepoint); a stored key, id
+    # or provider id makes it roll that back and take the checked way, whose answers stand.
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        first = store.add_messages([out(1, idempotency_key="k1"), out(2)])
+        assert [o.created for o in first] == [True, True]
+        # a re-run: the stored key answers, the new message goes in
+        again = store.add_messages([out(3, idempotency_key="k1"), out(4, idempotency_key="k4")])
+        assert [(o.created, o.message.id) for o in again] == [
+            (False, first[0].message.id), (True, again[1].message.id)]
+        # an id already stored: refused, and nothing of the call is stored
+        taken = attrs.evolve(out(5), id=first[1].message.id)
+        fresh = out(6, idempotency_key="k6")
+        with pytest.raises(StoreError, match="exists"):
+            store.add_messages([fresh, taken])
+        assert store.get(fresh.id) is None
+        # an id twice in the call, once under a stored key: the checked way decides (the
+        # stored key answers for it, nothing is refused)
+        twice = out(7, idempotency_key="k7")
+        outcomes = store.add_messages([twice, attrs.evolve(out(8, idempotency_key="k4"),
+                                                           id=twice.id)])
+        assert [o.created for o in outcomes] == [True, False]
+        assert outcomes[1].message.id == again[1].message.id
+        assert len(store.list_messages(limit=100)) == 4
     finally:
         store.close()
 

@@ -183,66 +183,116 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if not given:
             return []
         with self._tx("add_messages", write=True) as conn:
-            stored_keys = {
-                m.idempotency_key: m
-                for m in self._where_in(conn, _m.idempotency_key,
-                                        [g.idempotency_key for g in given if g.idempotency_key])
-            }
-            outcomes: List[Optional[AddOutcome]] = []
-            fresh: Dict[str, Message] = {}
-            fresh_keys: Dict[str, Message] = {}
-            fresh_pids: Set[Tuple[str, str]] = set()
-            for m in given:
-                key = m.idempotency_key
-                known = stored_keys.get(key) or fresh_keys.get(key) if key else None
-                if known is not None:
-                    outcomes.append(AddOutcome(known, False))
-                    continue
-                if m.id in fresh:
-                    raise c.message_conflict(m, "the id appears twice in the call")
-                if m.provider and m.provider_message_id:
-                    if (m.provider, m.provider_message_id) in fresh_pids:
-                        raise c.message_conflict(
-                            m, f"provider id {m.provider_message_id!r} appears twice")
-                    fresh_pids.add((m.provider, m.provider_message_id))
-                fresh[m.id] = m
-                if key:
-                    fresh_keys[key] = m
-                outcomes.append(None)
-            self._check_new(conn, list(fresh.values()))
-            inserted: Set[str] = set()
-            if fresh and self._insert_many is not None:
-                # the rows as values in the statement's order: no dict per row
-                values = [message_values(m) for m in fresh.values()]
-                if self._insert_many.run_values(conn, values) == len(fresh):
-                    inserted.update(fresh)  # every row went in: nothing to read back
-            elif fresh:
-                conn.execute(self._insert_ignore(messages),
-                             [message_row(m) for m in fresh.values()])
-            if len(inserted) != len(fresh):
-                for chunk in chunks(list(fresh)):
-                    inserted.update(
-                        conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
-            lost = [m for m in fresh.values() if m.id not in inserted]
-            raced = {
-                s.idempotency_key: s
-                for s in self._where_in(conn, _m.idempotency_key,
-                                        [m.idempotency_key for m in lost if m.idempotency_key])
-            }
-            for m in lost:
-                if m.idempotency_key not in raced:
-                    raise c.message_conflict(m, "it conflicts with a stored message")
-            result: List[AddOutcome] = []
-            for m, outcome in zip(given, outcomes):
-                if outcome is not None:
-                    result.append(outcome)
-                elif m.id in inserted:
-                    result.append(AddOutcome(m, True))
-                else:
-                    result.append(AddOutcome(raced[m.idempotency_key], False))
+            unseen = self._add_unseen(conn, given) if self._insert_many is not None else None
+            if unseen is not None:
+                result = unseen
+                inserted = {o.message.id for o in unseen if o.created}
+            else:
+                result, inserted = self._add_checked(conn, given)
         # Committed: what this call inserted is what the rows hold.
         self._remember([m for m in given if m.id in inserted])
         return result
+
+    def _add_unseen(self, conn: Connection, given: List[Message]) -> Optional[List[AddOutcome]]:
+        """SQLite: :meth:`add_messages` on the bet that no id, key or provider id of the call
+        is stored yet (a new send's messages): one ``INSERT ... ON CONFLICT DO NOTHING`` in a
+        savepoint, no look-up first. Every row went in only if none conflicted with a stored
+        one, and then the outcomes are what the checked way gives; otherwise the savepoint is
+        rolled back and ``None`` says to take the checked way (so does a call that repeats an
+        id or a provider id)."""
+        many = self._insert_many
+        if many is None:
+            return None
+        outcomes: List[AddOutcome] = []
+        fresh: Dict[str, Message] = {}
+        fresh_keys: Dict[str, Message] = {}
+        fresh_pids: Set[Tuple[str, str]] = set()
+        for m in given:
+            key = m.idempotency_key
+            known = fresh_keys.get(key) if key else None
+            if known is not None:
+                outcomes.append(AddOutcome(known, False))
+                continue
+            if m.id in fresh:
+                return None
+            if m.provider and m.provider_message_id:
+                pid = (m.provider, m.provider_message_id)
+                if pid in fresh_pids:
+                    return None
+                fresh_pids.add(pid)
+            fresh[m.id] = m
+            if key:
+                fresh_keys[key] = m
+            outcomes.append(AddOutcome(m, True))
+        savepoint = conn.begin_nested()
+        # the rows as values in the statement's order: no dict per row
+        if many.run_values(conn, [message_values(m) for m in fresh.values()]) == len(fresh):
+            savepoint.commit()
+            return outcomes
+        savepoint.rollback()
+        return None
+
+    def _add_checked(self, conn: Connection,
+                     given: List[Message]) -> Tuple[List[AddOutcome], Set[str]]:
+        """:meth:`add_messages` with every key, id and provider id looked up first (keys
+        already stored, a conflict to refuse); the outcomes and the ids inserted."""
+        stored_keys = {
+            m.idempotency_key: m
+            for m in self._where_in(conn, _m.idempotency_key,
+                                    [g.idempotency_key for g in given if g.idempotency_key])
+        }
+        outcomes: List[Optional[AddOutcome]] = []
+        fresh: Dict[str, Message] = {}
+        fresh_keys: Dict[str, Message] = {}
+        fresh_pids: Set[Tuple[str, str]] = set()
+        for m in given:
+            key = m.idempotency_key
+            known = stored_keys.get(key) or fresh_keys.get(key) if key else None
+            if known is not None:
+                outcomes.append(AddOutcome(known, False))
+                continue
+            if m.id in fresh:
+                raise c.message_conflict(m, "the id appears twice in the call")
+            if m.provider and m.provider_message_id:
+                if (m.provider, m.provider_message_id) in fresh_pids:
+                    raise c.message_conflict(
+                        m, f"provider id {m.provider_message_id!r} appears twice")
+                fresh_pids.add((m.provider, m.provider_message_id))
+            fresh[m.id] = m
+            if key:
+                fresh_keys[key] = m
+            outcomes.append(None)
+        self._check_new(conn, list(fresh.values()))
+        inserted: Set[str] = set()
+        if fresh and self._insert_many is not None:
+            values = [message_values(m) for m in fresh.values()]
+            if self._insert_many.run_values(conn, values) == len(fresh):
+                inserted.update(fresh)  # every row went in: nothing to read back
+        elif fresh:
+            conn.execute(self._insert_ignore(messages),
+                         [message_row(m) for m in fresh.values()])
+        if len(inserted) != len(fresh):
+            for chunk in chunks(list(fresh)):
+                inserted.update(
+                    conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
+        lost = [m for m in fresh.values() if m.id not in inserted]
+        raced = {
+            s.idempotency_key: s
+            for s in self._where_in(conn, _m.idempotency_key,
+                                    [m.idempotency_key for m in lost if m.idempotency_key])
+        }
+        for m in lost:
+            if m.idempotency_key not in raced:
+                raise c.message_conflict(m, "it conflicts with a stored message")
+        result: List[AddOutcome] = []
+        for m, outcome in zip(given, outcomes):
+            if outcome is not None:
+                result.append(outcome)
+            elif m.id in inserted:
+                result.append(AddOutcome(m, True))
+            else:
+                result.append(AddOutcome(raced[m.idempotency_key], False))
+        return result, inserted
 
     def _remember(self, stored: List[Message]) -> None:
         """Keep the messages just inserted that a claim may take (``outgoing``, unclaimed)."""
