@@ -303,3 +303,16 @@ def test_dispatch_sends_each_message_once_with_or_without_the_fast_claim(
     finally:
         store.close()
 
+
+
+def test_an_outcome_after_its_dispatch_keeps_every_other_field() -> None:
+    from smskit.outbox.compose import Outcome
+    from smskit.outbox.dispatching import Dispatched
+
+    before = Outcome(index=3, recipient="(11) 98765-4321", message_id="m1",
+                     state=State.OUTGOING, reason="queued", deferred_until=NOW, created=True,
+                     held=False)
+    for found in (Dispatched(State.SENT), Dispatched(State.OUTGOING, "timeout", held=True)):
+        after = before.after_dispatch(found)
+        reason = found.reason or (None if found.state is State.SENT else before.reason)
+        assert after == attrs.evolve(before, state=found.state, held=found.held, reason=reason)

@@ -111,7 +111,10 @@ class Outcome:
         if found is None:
             return self
         reason = found.reason or (None if found.state is State.SENT else self.reason)
-        return attrs.evolve(self, state=found.state, held=found.held, reason=reason)
+        # built field by field: attrs.evolve looks the fields up on every call (one a message)
+        return Outcome(index=self.index, recipient=self.recipient, message_id=self.message_id,
+                       state=found.state, reason=reason, deferred_until=self.deferred_until,
+                       created=self.created, held=found.held)
 
 
 @attrs.define
