@@ -316,3 +316,29 @@ def test_an_outcome_after_its_dispatch_keeps_every_other_field() -> None:
         after = before.after_dispatch(found)
         reason = found.reason or (None if found.state is State.SENT else before.reason)
         assert after == attrs.evolve(before, state=found.state, held=found.held, reason=reason)
+
+
+def test_driver_level_look_ups_find_what_sqlalchemy_finds(tmp_path: Path) -> None:
+    # blacklisted and the provider-id owners go through IN lists of 500 at driver level on
+    # SQLite (unused places bound to NULL); more than one list, and the last one short.
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        phones = [f"+55119{i:08d}" for i in range(1234)]
+        listed = {phones[0], phones[499], phones[500], phones[1233]}
+        for phone in listed:
+            store.blacklist_add(phone, "test", "test")
+        added = [o.message for o in store.add_messages([
+            out(i % 100, provider_message_id=f"p-{i}") for i in range(0, 1200, 7)])]
+        pairs = [("kolmeya", f"p-{i}") for i in range(1200)] + [("twilio", "p-7")]
+        with store._tx("test") as conn:
+            fast = (store.blacklisted([*phones, "+5511900000000"]),
+                    store._pid_owners(conn, pairs))
+        store._blacklisted_in = store._pid_owners_in = None
+        with store._tx("test") as conn:
+            plain = (store.blacklisted([*phones, "+5511900000000"]),
+                     store._pid_owners(conn, pairs))
+        assert fast == plain
+        assert fast[0] == listed
+        assert fast[1] == {("kolmeya", m.provider_message_id): m.id for m in added}
+    finally:
+        store.close()

@@ -21,9 +21,9 @@ from smskit.store.sql.engine import (
     migrate,
     normalise_url,
 )
-from smskit.store.sql.tables import events, messages, row_message
+from smskit.store.sql.tables import blacklist, events, messages, row_message
 
-__all__ = ["DriverMany", "SqlBase", "chunks"]
+__all__ = ["DriverIn", "DriverMany", "SqlBase", "chunks"]
 
 #: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
 _CHUNK = 500
@@ -111,6 +111,39 @@ def _texts(value: Tuple[Any, ...]) -> bool:
     return all(type(v) is str for v in value)
 
 
+class DriverIn:
+    """A ``SELECT ... WHERE <column> IN (...)`` of texts compiled once with :data:`_CHUNK`
+    placeholders, run at driver level one chunk at a time (the unused places bound to NULL,
+    which matches nothing). SQLAlchemy otherwise expands the IN list and processes its
+    values in Python on every call. Only for texts in and out (no processors either way) and
+    dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None``
+    otherwise."""
+
+    def __init__(self, sql: str, names: Sequence[str]) -> None:
+        """``sql`` with positional parameters ``names`` (``in_0``... for the list)."""
+        self.sql = sql
+        self.names = tuple(names)
+
+    @classmethod
+    def for_dialect(cls, build: Any, dialect: sa.engine.Dialect) -> Optional[DriverIn]:
+        """``build(placeholders)``, a SELECT whose IN list is the given bind parameters,
+        compiled for ``dialect``; ``None`` if its parameters are not positional."""
+        if not dialect.positional:
+            return None
+        compiled = build([sa.bindparam(f"in_{i}") for i in range(_CHUNK)]).compile(
+            dialect=dialect)
+        return cls(str(compiled), compiled.positiontup or ())
+
+    def rows(self, conn: Connection, values: Sequence[str],
+             **fixed: Any) -> Iterator[Any]:
+        """The rows for ``values`` (the other parameters in ``fixed``), chunk by chunk."""
+        for chunk in chunks(values):
+            bound: Dict[str, Any] = dict(fixed)
+            bound.update(zip([f"in_{i}" for i in range(len(chunk))], chunk))
+            params = tuple([bound.get(name) for name in self.names])
+            yield from conn.exec_driver_sql(self.sql, params)
+
+
 class SqlBase:
     """An open database with the schema at the newest migration, and shared helpers."""
 
@@ -134,6 +167,15 @@ class SqlBase:
         except BaseException:
             self._engine.dispose()
             raise
+        # Look-ups of texts by IN list at driver level where the dialect allows (SQLite).
+        dialect = self._engine.dialect
+        self._pid_owners_in = None if self._pg else DriverIn.for_dialect(
+            lambda places: sa.select(_m.id, _m.provider_message_id).where(
+                _m.provider == sa.bindparam("provider"), _m.provider_message_id.in_(places)),
+            dialect)
+        self._blacklisted_in = None if self._pg else DriverIn.for_dialect(
+            lambda places: sa.select(blacklist.c.phone).where(blacklist.c.phone.in_(places)),
+            dialect)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
@@ -201,7 +243,12 @@ class SqlBase:
         owners: Dict[Tuple[str, str], str] = {}
         # Filtered on the provider too, so the (provider, provider_message_id) unique index
         # serves the look-up (a scan of the whole table otherwise); only the ids are read.
+        driver = self._pid_owners_in
         for provider, pids in by_provider.items():
+            if driver is not None:
+                for message_id, pid in driver.rows(conn, sorted(pids), provider=provider):
+                    owners[(provider, str(pid))] = message_id
+                continue
             for chunk in chunks(sorted(pids)):
                 found = conn.execute(sa.select(_m.id, _m.provider_message_id).where(
                     _m.provider == provider, _m.provider_message_id.in_(chunk)))
