@@ -16,13 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator, List
 
+import attrs
 import pytest
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
 from smskit import outbox
-from smskit.models import Message, SendResult, State
+from smskit.errors import StoreError
+from smskit.models import Message, SendResult, State, StatusEvent
 from smskit.provider import Provider
-from smskit.store.base import Store
+from smskit.store.base import Requeue, Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
 
@@ -76,6 +78,137 @@ def test_claim_batch_messages_is_the_claim_and_its_messages(store: Any) -> None:
     assert store.get(add_later.id).batch_id is None
 
 
+def test_a_claim_of_messages_it_wrote_gives_the_rows_as_another_process_left_them(
+        tmp_path: Path) -> None:
+    # The SQL store builds the messages it inserted itself from what it wrote plus the columns
+    # another writer may change; another store object on the same file is another process.
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        added = [o.message for o in writer.add_messages(
+            [out(i, cost=Decimal("0.16"), tags=("a",), campaign_id="c") for i in range(4)])]
+        # the other process claims two, moves one to twilio at another price (and back), and
+        # releases the other (one attempt more, due again a minute later)
+        other.claim_batch("kolmeya", 2, NOW, "x1")
+        other.requeue_messages("x1", [Requeue(message_id=added[1].id, provider="twilio",
+                                              cost=Decimal("0.3"))], reason="test", now=NOW)
+        retry = NOW + dt.timedelta(minutes=1)
+        other.release_batch("x1", "test", retry_at=retry)
+        other.claim_batch("twilio", 1, NOW, "x2")
+        other.requeue_messages("x2", [Requeue(message_id=added[1].id, provider="kolmeya")],
+                               reason="test", now=NOW)
+        later = NOW + dt.timedelta(minutes=5)
+        claimed = writer.claim_batch_messages("kolmeya", 10, later, "b1")
+        assert claimed is not None
+        batch, messages = claimed
+        assert messages == writer.get_many(batch.message_ids)
+        assert {m.id for m in messages} == {m.id for m in added}
+        by_id = {m.id: m for m in messages}
+        assert (by_id[added[0].id].attempts, by_id[added[0].id].scheduled_at) == (1, retry)
+        assert by_id[added[1].id].cost == Decimal("0.3")
+        assert all(m.batch_id == "b1" and m.updated_at == later for m in messages)
+        # nothing remembered is left behind, and a second claim reads rows as before
+        assert writer._written == {}
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_a_claim_reads_back_what_another_process_wrote(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        mine = [o.message for o in writer.add_messages([out(1), out(3)])]
+        theirs = [o.message for o in other.add_messages([out(2, tags=("x",))])]
+        claimed = writer.claim_batch_messages("kolmeya", 10, NOW, "b1")
+        assert claimed is not None
+        assert [m.id for m in claimed[1]] == [mine[0].id, theirs[0].id, mine[1].id]
+        assert claimed[1] == writer.get_many(claimed[0].message_ids)
+        assert claimed[1][1].tags == ("x",)
+    finally:
+        writer.close()
+        other.close()
+
+
+@pytest.mark.parametrize("remembered", [True, False])
+def test_results_after_another_process_changed_the_batch(tmp_path: Path,
+                                                         remembered: bool) -> None:
+    # record_results skips reading the batch back when it is as this object's claim left it;
+    # a status applied, or a message taken out of the batch, meanwhile must still count.
+    url = f"sqlite:///{tmp_path / 'smskit.db'}"
+    writer, other = SqlStore(url), SqlStore(url)
+    try:
+        ids = [o.message.id for o in writer.add_messages([out(i) for i in range(4)])]
+        assert writer.claim_batch_messages("kolmeya", 10, NOW, "b1") is not None
+        if not remembered:
+            writer._claims.clear()
+        early = NOW + dt.timedelta(minutes=1)
+        other.apply_status(StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                       message_id=ids[0], provider_message_id="p-0",
+                                       occurred_at=early))
+        other.requeue_messages("b1", [Requeue(message_id=ids[3])], reason="test", now=NOW)
+        later = NOW + dt.timedelta(minutes=2)
+        writer.record_results("b1", [
+            SendResult(message_id=i, state=State.SENT, provider_message_id=f"p-{n}",
+                       provider_request_id="r") for n, i in enumerate(ids)], later)
+        got = writer.get_many(ids)
+        assert [(m.state, m.sent_at, m.batch_id) for m in got] == [
+            (State.DELIVERED, early, "b1"), (State.SENT, later, "b1"),
+            (State.SENT, later, "b1"), (State.OUTGOING, None, None)]
+        batch = writer.get_batch("b1")
+        assert batch is not None and batch.status == "done"
+    finally:
+        writer.close()
+        other.close()
+
+
+def test_results_of_a_batch_as_claimed_leave_the_missing_ones_waiting(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        ids = [o.message.id for o in store.add_messages([out(i) for i in range(3)])]
+        assert store.claim_batch_messages("kolmeya", 10, NOW, "b1") is not None
+        assert "b1" in store._claims
+        store.record_results("b1", [SendResult(message_id=ids[0], state=State.SENT,
+                                               provider_message_id="p-0")], NOW)
+        assert store._claims == {}
+        batch = store.get_batch("b1")
+        assert batch is not None and batch.status == "ambiguous"
+        assert "no result for 2 message(s)" in (batch.error_text or "")
+        assert [m.state for m in store.get_many(ids)] == [State.SENT, State.OUTGOING,
+                                                          State.OUTGOING]
+    finally:
+        store.close()
+
+
+def test_an_insert_without_look_ups_falls_back_to_them_on_any_conflict(tmp_path: Path) -> None:
+    # add_messages first inserts without looking anything up (a savepoint); a stored key, id
+    # or provider id makes it roll that back and take the checked way, whose answers stand.
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        first = store.add_messages([out(1, idempotency_key="k1"), out(2)])
+        assert [o.created for o in first] == [True, True]
+        # a re-run: the stored key answers, the new message goes in
+        again = store.add_messages([out(3, idempotency_key="k1"), out(4, idempotency_key="k4")])
+        assert [(o.created, o.message.id) for o in again] == [
+            (False, first[0].message.id), (True, again[1].message.id)]
+        # an id already stored: refused, and nothing of the call is stored
+        taken = attrs.evolve(out(5), id=first[1].message.id)
+        fresh = out(6, idempotency_key="k6")
+        with pytest.raises(StoreError, match="exists"):
+            store.add_messages([fresh, taken])
+        assert store.get(fresh.id) is None
+        # an id twice in the call, once under a stored key: the checked way decides (the
+        # stored key answers for it, nothing is refused)
+        twice = out(7, idempotency_key="k7")
+        outcomes = store.add_messages([twice, attrs.evolve(out(8, idempotency_key="k4"),
+                                                           id=twice.id)])
+        assert [o.created for o in outcomes] == [True, False]
+        assert outcomes[1].message.id == again[1].message.id
+        assert len(store.list_messages(limit=100)) == 4
+    finally:
+        store.close()
+
+
 def _raw_rows(path: Path) -> List[Any]:
     db = sqlite3.connect(str(path))
     try:
@@ -94,6 +227,10 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
             updated_at=NOW),
         out(2),
         out(3, idempotency_key="k-3", cost=Decimal("0")),
+        # equal values written differently: each is converted on its own
+        out(5, cost=Decimal("0.16"), tags=("a",), created_at=NOW.astimezone(sp)),
+        out(6, cost=Decimal("0.160"), tags=("a",), created_at=NOW),
+        out(7, cost=Decimal("0.16"), tags=("a", "b"), created_at=NOW),
     ]
     results = [
         SendResult(message_id=given[0].id, state=State.SENT, provider_message_id="p-1",
@@ -110,9 +247,9 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
     try:
         for store in stores.values():
             outcomes = store.add_messages(given)
-            assert [o.created for o in outcomes] == [True, True, True]
+            assert [o.created for o in outcomes] == [True] * 6
             batch = store.claim_batch("kolmeya", 10, NOW, "b1")
-            assert batch is not None and len(batch.message_ids) == 3
+            assert batch is not None and len(batch.message_ids) == 6
             store.record_results("b1", results, NOW)
             again = store.add_messages([out(4, idempotency_key="k-3")])
             assert [o.created for o in again] == [False]
@@ -166,3 +303,42 @@ def test_dispatch_sends_each_message_once_with_or_without_the_fast_claim(
     finally:
         store.close()
 
+
+
+def test_an_outcome_after_its_dispatch_keeps_every_other_field() -> None:
+    from smskit.outbox.compose import Outcome
+    from smskit.outbox.dispatching import Dispatched
+
+    before = Outcome(index=3, recipient="(11) 98765-4321", message_id="m1",
+                     state=State.OUTGOING, reason="queued", deferred_until=NOW, created=True,
+                     held=False)
+    for found in (Dispatched(State.SENT), Dispatched(State.OUTGOING, "timeout", held=True)):
+        after = before.after_dispatch(found)
+        reason = found.reason or (None if found.state is State.SENT else before.reason)
+        assert after == attrs.evolve(before, state=found.state, held=found.held, reason=reason)
+
+
+def test_driver_level_look_ups_find_what_sqlalchemy_finds(tmp_path: Path) -> None:
+    # blacklisted and the provider-id owners go through IN lists of 500 at driver level on
+    # SQLite (unused places bound to NULL); more than one list, and the last one short.
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        phones = [f"+55119{i:08d}" for i in range(1234)]
+        listed = {phones[0], phones[499], phones[500], phones[1233]}
+        for phone in listed:
+            store.blacklist_add(phone, "test", "test")
+        added = [o.message for o in store.add_messages([
+            out(i % 100, provider_message_id=f"p-{i}") for i in range(0, 1200, 7)])]
+        pairs = [("kolmeya", f"p-{i}") for i in range(1200)] + [("twilio", "p-7")]
+        with store._tx("test") as conn:
+            fast = (store.blacklisted([*phones, "+5511900000000"]),
+                    store._pid_owners(conn, pairs))
+        store._blacklisted_in = store._pid_owners_in = None
+        with store._tx("test") as conn:
+            plain = (store.blacklisted([*phones, "+5511900000000"]),
+                     store._pid_owners(conn, pairs))
+        assert fast == plain
+        assert fast[0] == listed
+        assert fast[1] == {("kolmeya", m.provider_message_id): m.id for m in added}
+    finally:
+        store.close()

@@ -79,6 +79,16 @@ def test_ids_are_unique_and_sortable() -> None:
     assert ids == sorted(ids) and len(set(ids)) == 50 and all(len(i) == 26 for i in ids)
 
 
+def test_an_id_is_the_crockford_base32_of_its_time_and_random_bits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    for ms, noise in [(0, 0), (1_700_000_000_000, 2**80 - 1), (2**48 - 1, 12345678901234567)]:
+        monkeypatch.setattr("os.urandom", lambda n, noise=noise: noise.to_bytes(n, "big"))
+        value = (ms << 80) | noise
+        expected = "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
+        assert new_id(now_ms=ms) == expected
+
+
 def test_messages_are_frozen() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         msg().state = State.SENT  # type: ignore[misc]

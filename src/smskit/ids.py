@@ -11,14 +11,14 @@ import time
 from typing import Optional
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Two characters per 10 bits: the 130 bits of 26 characters in 13 look-ups instead of a loop of
+# 26 shifts (a new id is made for every message of a send).
+_PAIRS = tuple(first + second for first in _ALPHABET for second in _ALPHABET)
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 def new_id(now_ms: Optional[int] = None) -> str:
     """Return a new 26-character, time-sortable unique id."""
     ms = int(time.time() * 1000) if now_ms is None else now_ms
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])

@@ -442,11 +442,6 @@ def parse_store_response(data: Any, messages: Sequence[Message]) -> StoreOutcome
         raise _response_error(f"sms/store answered {type(data).__name__}, expected an object")
     request_id = text_or_none(data.get("id"))
     by_id = {m.id: m for m in messages}
-    by_phone: Dict[str, List[Message]] = {}
-    for m in messages:
-        key = _phone_key(m.phone)
-        if key:
-            by_phone.setdefault(key, []).append(m)
     arrays = ["valids"] + [array for array, _c, _t in _REJECTIONS]
     results: Dict[str, SendResult] = {}
     deferred: List[Tuple[str, Mapping[str, Any]]] = []
@@ -458,6 +453,12 @@ def parse_store_response(data: Any, messages: Sequence[Message]) -> StoreOutcome
             else:
                 deferred.append((key, item))
     unmatched: List[Mapping[str, Any]] = []
+    # Only items without a known reference are matched by phone: the numbers are read then.
+    by_phone: Dict[str, List[Message]] = {}
+    for m in messages if deferred else ():
+        number = _phone_key(m.phone)
+        if number:
+            by_phone.setdefault(number, []).append(m)
     for key, item in deferred:
         phone = _phone_key(item.get("phone"))
         candidates = [m for m in by_phone.get(phone or "", []) if m.id not in results]

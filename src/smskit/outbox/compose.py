@@ -18,6 +18,7 @@ I/O, synchronously, is :mod:`smskit.outbox.sending`::
 from __future__ import annotations
 
 import datetime as dt
+from collections import abc
 from decimal import Decimal
 from typing import (
     TYPE_CHECKING,
@@ -111,7 +112,10 @@ class Outcome:
         if found is None:
             return self
         reason = found.reason or (None if found.state is State.SENT else self.reason)
-        return attrs.evolve(self, state=found.state, held=found.held, reason=reason)
+        # built field by field: attrs.evolve looks the fields up on every call (one a message)
+        return Outcome(index=self.index, recipient=self.recipient, message_id=self.message_id,
+                       state=found.state, reason=reason, deferred_until=self.deferred_until,
+                       created=self.created, held=found.held)
 
 
 @attrs.define
@@ -401,7 +405,9 @@ def parse_recipients(chunk: Iterable[Tuple[int, Recipient]], spec: SendSpec,
         raw: object
         context = dict(spec.variables)
         own: Dict[str, str] = {}
-        if isinstance(recipient, Mapping):
+        # collections.abc's class, not typing's alias: the same answer, without the alias's
+        # own __instancecheck__ (once per recipient)
+        if isinstance(recipient, abc.Mapping):
             context.update(recipient)
             raw = recipient.get(spec.phone_field)
             for field, key in spec.recipient_fields.items():

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
+from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
@@ -19,9 +21,9 @@ from smskit.store.sql.engine import (
     migrate,
     normalise_url,
 )
-from smskit.store.sql.tables import events, messages, row_message
+from smskit.store.sql.tables import blacklist, events, messages, row_message
 
-__all__ = ["DriverMany", "SqlBase", "chunks"]
+__all__ = ["DriverIn", "DriverMany", "SqlBase", "chunks"]
 
 #: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
 _CHUNK = 500
@@ -42,12 +44,20 @@ class DriverMany:
     SQLAlchemy applies: aware UTC datetimes, exact costs, JSON), but without SQLAlchemy's
     per-row parameter machinery, most of the cost of a large ``executemany``. Only for
     dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None`` otherwise.
+
+    A processor that turns ``None`` into ``None`` (every one of smskit's columns) is not
+    called for it, and within one call each distinct datetime, cost or tuple of texts is
+    converted once (a batch's ``now``, a send's price, its tags): a processor is a pure
+    function of its value, and equal values of those types convert alike.
     """
 
     def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any]) -> None:
         """``sql`` with positional parameters ``names``, converted by ``processors``."""
         self.sql = sql
+        self.names: Tuple[str, ...] = tuple(names)
         self._pairs = list(zip(names, processors))
+        self._converted = [(i, p, p(None) is None)
+                           for i, p in enumerate(processors) if p is not None]
 
     @classmethod
     def for_dialect(cls, stmt: Any, dialect: sa.engine.Dialect) -> Optional[DriverMany]:
@@ -62,11 +72,76 @@ class DriverMany:
 
     def run(self, conn: Connection, rows: Sequence[Dict[str, Any]]) -> int:
         """Execute once per row (a mapping of parameter name to value); the rows changed."""
-        pairs = self._pairs
-        params = [tuple([row[n] if p is None else p(row[n]) for n, p in pairs]) for row in rows]
+        names = self.names
+        return self.run_values(conn, [[row[n] for n in names] for row in rows])
+
+    def run_values(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> int:
+        """Execute once per row, given as the values of :attr:`names` in that order (each
+        converted here); the rows changed."""
+        converted = self._converted
+        memos: List[Dict[Any, Any]] = [{} for _ in converted]
+        params: List[Tuple[Any, ...]] = []
+        for row in rows:
+            values = list(row)
+            for (i, process, keeps_none), memo in zip(converted, memos):
+                value = values[i]
+                if value is None and keeps_none:
+                    continue
+                kind = type(value)
+                if kind in _MEMO_TYPES or (kind is tuple and _texts(value)):
+                    found = memo.get(value, _MISSING)
+                    if found is _MISSING:
+                        found = memo[value] = process(value)
+                    values[i] = found
+                else:
+                    values[i] = process(value)
+            params.append(tuple(values))
         result = conn.exec_driver_sql(self.sql, params,
                                       execution_options={"preserve_rowcount": True})
         return int(result.rowcount)
+
+
+#: Types whose equal values a bind processor converts alike (equal aware datetimes are one
+#: instant, equal decimals one amount); a tuple counts when it holds texts only.
+_MEMO_TYPES = frozenset({dt.datetime, Decimal})
+_MISSING = object()
+
+
+def _texts(value: Tuple[Any, ...]) -> bool:
+    return all(type(v) is str for v in value)
+
+
+class DriverIn:
+    """A ``SELECT ... WHERE <column> IN (...)`` of texts compiled once with :data:`_CHUNK`
+    placeholders, run at driver level one chunk at a time (the unused places bound to NULL,
+    which matches nothing). SQLAlchemy otherwise expands the IN list and processes its
+    values in Python on every call. Only for texts in and out (no processors either way) and
+    dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None``
+    otherwise."""
+
+    def __init__(self, sql: str, names: Sequence[str]) -> None:
+        """``sql`` with positional parameters ``names`` (``in_0``... for the list)."""
+        self.sql = sql
+        self.names = tuple(names)
+
+    @classmethod
+    def for_dialect(cls, build: Any, dialect: sa.engine.Dialect) -> Optional[DriverIn]:
+        """``build(placeholders)``, a SELECT whose IN list is the given bind parameters,
+        compiled for ``dialect``; ``None`` if its parameters are not positional."""
+        if not dialect.positional:
+            return None
+        compiled = build([sa.bindparam(f"in_{i}") for i in range(_CHUNK)]).compile(
+            dialect=dialect)
+        return cls(str(compiled), compiled.positiontup or ())
+
+    def rows(self, conn: Connection, values: Sequence[str],
+             **fixed: Any) -> Iterator[Any]:
+        """The rows for ``values`` (the other parameters in ``fixed``), chunk by chunk."""
+        for chunk in chunks(values):
+            bound: Dict[str, Any] = dict(fixed)
+            bound.update(zip([f"in_{i}" for i in range(len(chunk))], chunk))
+            params = tuple([bound.get(name) for name in self.names])
+            yield from conn.exec_driver_sql(self.sql, params)
 
 
 class SqlBase:
@@ -92,6 +167,15 @@ class SqlBase:
         except BaseException:
             self._engine.dispose()
             raise
+        # Look-ups of texts by IN list at driver level where the dialect allows (SQLite).
+        dialect = self._engine.dialect
+        self._pid_owners_in = None if self._pg else DriverIn.for_dialect(
+            lambda places: sa.select(_m.id, _m.provider_message_id).where(
+                _m.provider == sa.bindparam("provider"), _m.provider_message_id.in_(places)),
+            dialect)
+        self._blacklisted_in = None if self._pg else DriverIn.for_dialect(
+            lambda places: sa.select(blacklist.c.phone).where(blacklist.c.phone.in_(places)),
+            dialect)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
@@ -159,7 +243,12 @@ class SqlBase:
         owners: Dict[Tuple[str, str], str] = {}
         # Filtered on the provider too, so the (provider, provider_message_id) unique index
         # serves the look-up (a scan of the whole table otherwise); only the ids are read.
+        driver = self._pid_owners_in
         for provider, pids in by_provider.items():
+            if driver is not None:
+                for message_id, pid in driver.rows(conn, sorted(pids), provider=provider):
+                    owners[(provider, str(pid))] = message_id
+                continue
             for chunk in chunks(sorted(pids)):
                 found = conn.execute(sa.select(_m.id, _m.provider_message_id).where(
                     _m.provider == provider, _m.provider_message_id.in_(chunk)))

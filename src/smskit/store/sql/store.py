@@ -13,7 +13,9 @@ unique constraints (``ON CONFLICT DO NOTHING``).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
+import threading
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
@@ -51,8 +53,10 @@ from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
 from smskit.store.sql.routing import SqlRoutingMixin
 from smskit.store.sql.tables import (
+    MESSAGE_COLUMNS,
     batches,
     message_row,
+    message_values,
     messages,
     row_batch,
     row_message,
@@ -71,6 +75,8 @@ _m = messages.c
 # building them per call would recompute (most of the cost of a one-row statement).
 _SET_STATUS = sa.update(messages).where(_m.id == sa.bindparam("b_id")).values(
     {name: sa.bindparam(f"b_{name}", type_=_m[name].type) for name in _STATUS_FIELDS})
+#: The order :meth:`SqlStore.record_results` gives the values of :data:`_SET_STATUS` in.
+_SET_STATUS_ORDER = (*(f"b_{name}" for name in _STATUS_FIELDS), "b_id")
 _SET_STATUS_FROM = _SET_STATUS.where(_m.state == sa.bindparam("b_old_state"))
 _STATUS_COLUMNS = (_m.id, _m.provider, _m.state, _m.provider_message_id, _m.provider_request_id,
                    _m.sent_at, _m.delivered_at, _m.updated_at, _m.error_code, _m.error_text)
@@ -79,6 +85,35 @@ _BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provi
                                             _m.provider_message_id == sa.bindparam("m_pid"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
 _BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
+#: What a claim reads of each due message besides its id: every column another writer may
+#: change while a message waits unclaimed (a reroute, a release, a status). The others (phone,
+#: body, encoding, segments, created_at, tags, campaign, keys...) never change once a message
+#: is stored: a claimed message this store object inserted itself is built from the
+#: :class:`Message` it wrote (:attr:`SqlStore._written`) and these, not read back whole.
+_CLAIM_COLUMNS = (_m.id, _m.provider_message_id, _m.provider_request_id, _m.cost,
+                  _m.scheduled_at, _m.sent_at, _m.delivered_at, _m.error_code, _m.error_text,
+                  _m.attempts)
+#: A claim's UPDATE of one message, run for each claimed id in one ``executemany`` (SQLite).
+_CLAIM_ONE = sa.update(messages).where(
+    _m.id == sa.bindparam("c_id"), _m.batch_id.is_(None)).values(
+    batch_id=sa.bindparam("c_batch"),
+    updated_at=sa.bindparam("c_now", type_=_m.updated_at.type))
+_CLAIM_ONE_ORDER = ("c_batch", "c_now", "c_id")
+#: The most messages a store object remembers having inserted ``outgoing`` (oldest forgotten
+#: first): enough for the chunks a bulk send stores and then dispatches, a few MB at most.
+_REMEMBERED = 5000
+#: The most batches a store object remembers having claimed, until their results are recorded.
+_CLAIMS_REMEMBERED = 16
+#: Whether a batch still holds exactly what its claim left: how many messages it has, and how
+#: many of them are still ``outgoing`` as the claim stamped them (every writer of a message sets
+#: ``updated_at``; a reroute or a release takes it out of the batch).
+_AS_CLAIMED = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(sa.func.sum(sa.case(
+        (sa.and_(_m.state == State.OUTGOING.value,
+                 _m.updated_at == sa.bindparam("c_at", type_=_m.updated_at.type)), 1),
+        else_=0)), 0),
+).where(_m.batch_id == sa.bindparam("c_batch"))
 
 
 def upgrade(url: str) -> None:
@@ -116,8 +151,26 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         self._insert_many = (None if self._pg else
                              DriverMany.for_dialect(self._insert_ignore(messages),
                                                     self._engine.dialect))
+        if self._insert_many is not None and self._insert_many.names != MESSAGE_COLUMNS:
+            raise StoreError("the messages INSERT does not bind the columns in table order")
         self._set_status_many = (None if self._pg else
                                  DriverMany.for_dialect(_SET_STATUS, self._engine.dialect))
+        self._claim_many = (None if self._pg else
+                            DriverMany.for_dialect(_CLAIM_ONE, self._engine.dialect))
+        if self._claim_many is not None and self._claim_many.names != _CLAIM_ONE_ORDER:
+            raise StoreError("the claim UPDATE does not bind its values in the expected order")
+        if self._set_status_many is not None and \
+                self._set_status_many.names != _SET_STATUS_ORDER:
+            raise StoreError("the status UPDATE does not bind its values in the expected order")
+        # The messages this object inserted ``outgoing`` and has not claimed yet, as stored (by
+        # id, oldest first; at most _REMEMBERED): its own claim builds them from here instead
+        # of reading every column back (see _CLAIM_COLUMNS).
+        self._written: Dict[str, Message] = {}
+        self._written_lock = threading.Lock()
+        # On SQLite, the status columns of each batch this object claimed (by batch id, at most
+        # _CLAIMS_REMEMBERED), so that record_results need not read them back when the batch
+        # is as the claim left it (_AS_CLAIMED).
+        self._claims: Dict[str, Tuple[dt.datetime, Dict[str, _StatusRow]]] = {}
 
     # -- messages ---------------------------------------------------------------------------
     def add_messages(self, messages_: Iterable[Message]) -> List[AddOutcome]:
@@ -129,63 +182,131 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         given = [c.normalise_message(m) for m in messages_]
         if not given:
             return []
-        rows = {m.id: message_row(m) for m in given}
         with self._tx("add_messages", write=True) as conn:
-            stored_keys = {
-                m.idempotency_key: m
-                for m in self._where_in(conn, _m.idempotency_key,
-                                        [g.idempotency_key for g in given if g.idempotency_key])
-            }
-            outcomes: List[Optional[AddOutcome]] = []
-            fresh: Dict[str, Message] = {}
-            fresh_keys: Dict[str, Message] = {}
-            fresh_pids: Set[Tuple[str, str]] = set()
-            for m in given:
-                key = m.idempotency_key
-                known = stored_keys.get(key) or fresh_keys.get(key) if key else None
-                if known is not None:
-                    outcomes.append(AddOutcome(known, False))
-                    continue
-                if m.id in fresh:
-                    raise c.message_conflict(m, "the id appears twice in the call")
-                if m.provider and m.provider_message_id:
-                    if (m.provider, m.provider_message_id) in fresh_pids:
-                        raise c.message_conflict(
-                            m, f"provider id {m.provider_message_id!r} appears twice")
-                    fresh_pids.add((m.provider, m.provider_message_id))
-                fresh[m.id] = m
-                if key:
-                    fresh_keys[key] = m
-                outcomes.append(None)
-            self._check_new(conn, list(fresh.values()))
-            inserted: Set[str] = set()
-            if fresh and self._insert_many is not None:
-                if self._insert_many.run(conn, [rows[i] for i in fresh]) == len(fresh):
-                    inserted.update(fresh)  # every row went in: nothing to read back
-            elif fresh:
-                conn.execute(self._insert_ignore(messages), [rows[i] for i in fresh])
-            if len(inserted) != len(fresh):
-                for chunk in chunks(list(fresh)):
-                    inserted.update(
-                        conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
-            lost = [m for m in fresh.values() if m.id not in inserted]
-            raced = {
-                s.idempotency_key: s
-                for s in self._where_in(conn, _m.idempotency_key,
-                                        [m.idempotency_key for m in lost if m.idempotency_key])
-            }
-            for m in lost:
-                if m.idempotency_key not in raced:
-                    raise c.message_conflict(m, "it conflicts with a stored message")
-            result: List[AddOutcome] = []
-            for m, outcome in zip(given, outcomes):
-                if outcome is not None:
-                    result.append(outcome)
-                elif m.id in inserted:
-                    result.append(AddOutcome(m, True))
-                else:
-                    result.append(AddOutcome(raced[m.idempotency_key], False))
-            return result
+            unseen = self._add_unseen(conn, given) if self._insert_many is not None else None
+            if unseen is not None:
+                result = unseen
+                inserted = {o.message.id for o in unseen if o.created}
+            else:
+                result, inserted = self._add_checked(conn, given)
+        # Committed: what this call inserted is what the rows hold.
+        self._remember([m for m in given if m.id in inserted])
+        return result
+
+    def _add_unseen(self, conn: Connection, given: List[Message]) -> Optional[List[AddOutcome]]:
+        """SQLite: :meth:`add_messages` on the bet that no id, key or provider id of the call
+        is stored yet (a new send's messages): one ``INSERT ... ON CONFLICT DO NOTHING`` in a
+        savepoint, no look-up first. Every row went in only if none conflicted with a stored
+        one, and then the outcomes are what the checked way gives; otherwise the savepoint is
+        rolled back and ``None`` says to take the checked way (so does a call that repeats an
+        id or a provider id)."""
+        many = self._insert_many
+        if many is None:
+            return None
+        outcomes: List[AddOutcome] = []
+        fresh: Dict[str, Message] = {}
+        fresh_keys: Dict[str, Message] = {}
+        fresh_pids: Set[Tuple[str, str]] = set()
+        for m in given:
+            key = m.idempotency_key
+            known = fresh_keys.get(key) if key else None
+            if known is not None:
+                outcomes.append(AddOutcome(known, False))
+                continue
+            if m.id in fresh:
+                return None
+            if m.provider and m.provider_message_id:
+                pid = (m.provider, m.provider_message_id)
+                if pid in fresh_pids:
+                    return None
+                fresh_pids.add(pid)
+            fresh[m.id] = m
+            if key:
+                fresh_keys[key] = m
+            outcomes.append(AddOutcome(m, True))
+        savepoint = conn.begin_nested()
+        # the rows as values in the statement's order: no dict per row
+        if many.run_values(conn, [message_values(m) for m in fresh.values()]) == len(fresh):
+            savepoint.commit()
+            return outcomes
+        savepoint.rollback()
+        return None
+
+    def _add_checked(self, conn: Connection,
+                     given: List[Message]) -> Tuple[List[AddOutcome], Set[str]]:
+        """:meth:`add_messages` with every key, id and provider id looked up first (keys
+        already stored, a conflict to refuse); the outcomes and the ids inserted."""
+        stored_keys = {
+            m.idempotency_key: m
+            for m in self._where_in(conn, _m.idempotency_key,
+                                    [g.idempotency_key for g in given if g.idempotency_key])
+        }
+        outcomes: List[Optional[AddOutcome]] = []
+        fresh: Dict[str, Message] = {}
+        fresh_keys: Dict[str, Message] = {}
+        fresh_pids: Set[Tuple[str, str]] = set()
+        for m in given:
+            key = m.idempotency_key
+            known = stored_keys.get(key) or fresh_keys.get(key) if key else None
+            if known is not None:
+                outcomes.append(AddOutcome(known, False))
+                continue
+            if m.id in fresh:
+                raise c.message_conflict(m, "the id appears twice in the call")
+            if m.provider and m.provider_message_id:
+                if (m.provider, m.provider_message_id) in fresh_pids:
+                    raise c.message_conflict(
+                        m, f"provider id {m.provider_message_id!r} appears twice")
+                fresh_pids.add((m.provider, m.provider_message_id))
+            fresh[m.id] = m
+            if key:
+                fresh_keys[key] = m
+            outcomes.append(None)
+        self._check_new(conn, list(fresh.values()))
+        inserted: Set[str] = set()
+        if fresh and self._insert_many is not None:
+            values = [message_values(m) for m in fresh.values()]
+            if self._insert_many.run_values(conn, values) == len(fresh):
+                inserted.update(fresh)  # every row went in: nothing to read back
+        elif fresh:
+            conn.execute(self._insert_ignore(messages),
+                         [message_row(m) for m in fresh.values()])
+        if len(inserted) != len(fresh):
+            for chunk in chunks(list(fresh)):
+                inserted.update(
+                    conn.execute(sa.select(_m.id).where(_m.id.in_(chunk))).scalars())
+        lost = [m for m in fresh.values() if m.id not in inserted]
+        raced = {
+            s.idempotency_key: s
+            for s in self._where_in(conn, _m.idempotency_key,
+                                    [m.idempotency_key for m in lost if m.idempotency_key])
+        }
+        for m in lost:
+            if m.idempotency_key not in raced:
+                raise c.message_conflict(m, "it conflicts with a stored message")
+        result: List[AddOutcome] = []
+        for m, outcome in zip(given, outcomes):
+            if outcome is not None:
+                result.append(outcome)
+            elif m.id in inserted:
+                result.append(AddOutcome(m, True))
+            else:
+                result.append(AddOutcome(raced[m.idempotency_key], False))
+        return result, inserted
+
+    def _remember(self, stored: List[Message]) -> None:
+        """Keep the messages just inserted that a claim may take (``outgoing``, unclaimed)."""
+        due = [m for m in stored if m.state is State.OUTGOING and m.batch_id is None]
+        if not due:
+            return
+        with self._written_lock:
+            written = self._written
+            for m in due:
+                written[m.id] = m
+            excess = len(written) - _REMEMBERED
+            if excess > 0:
+                for key in list(itertools.islice(written, excess)):
+                    del written[key]
 
     def _check_new(self, conn: Connection, fresh: List[Message]) -> None:
         """Refuse new messages whose id or provider id is already stored."""
@@ -308,7 +429,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if limit < 1:
             raise ValidationError(f"claim limit must be at least 1, got {limit!r}")
         query = (
-            sa.select(_m.id)
+            sa.select(*_CLAIM_COLUMNS)
             .where(_m.state == State.OUTGOING.value, _m.provider == provider,
                    _m.batch_id.is_(None),
                    sa.or_(_m.scheduled_at.is_(None), _m.scheduled_at <= now),
@@ -319,28 +440,95 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if self._pg:
             query = query.with_for_update(skip_locked=True)
         with self._tx("claim_batch", write=True) as conn:
-            ids = list(conn.execute(query).scalars())
-            if not ids:
+            due = list(conn.execute(query))
+            if not due:
                 return None
+            ids = [row[0] for row in due]
             if conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id)).first():
                 raise StoreError(f"batch {batch_id!r} already exists")
             conn.execute(sa.insert(batches).values(
                 id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                 updated_at=now))
-            for chunk in chunks(ids):
-                conn.execute(
-                    sa.update(messages)
-                    .where(_m.id.in_(chunk), _m.batch_id.is_(None))
-                    .values(batch_id=batch_id, updated_at=now)
-                )
+            taken = 0
+            if self._claim_many is not None:  # one driver-level executemany, no IN lists
+                taken = self._claim_many.run_values(conn, [(batch_id, now, i) for i in ids])
+            else:
+                for chunk in chunks(ids):
+                    taken += conn.execute(
+                        sa.update(messages)
+                        .where(_m.id.in_(chunk), _m.batch_id.is_(None))
+                        .values(batch_id=batch_id, updated_at=now)
+                    ).rowcount
             claimed: List[Message] = []
             if read:
-                rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id))
-                found = {m.id: m for m in map(row_message, rows.mappings())}
-                claimed = [found[i] for i in ids if i in found]
+                claimed = self._claimed(conn, due, provider, batch_id, now,
+                                        whole=taken == len(ids))
+        if not self._pg and taken == len(ids):
+            self._remember_claim(batch_id, now, {row[0]: _StatusRow(
+                row[0], provider, State.OUTGOING, row[1], row[2], row[5], row[6], now, row[7],
+                row[8]) for row in due})
         batch = BatchInfo(id=batch_id, provider=provider, status=c.BATCH_CLAIMED, created_at=now,
                           updated_at=now, message_ids=tuple(ids))
         return batch, claimed
+
+    def _claimed(self, conn: Connection, due: Sequence[Any], provider: str, batch_id: str,
+                 now: dt.datetime, *, whole: bool) -> List[Message]:
+        """The messages of a claim as stored once claimed, in the claim's order.
+
+        ``due`` holds the claim's rows (:data:`_CLAIM_COLUMNS`), read under the claim's lock,
+        so after the claim each row is what it was plus ``batch_id`` and ``updated_at``. A
+        message this object inserted is built from what it wrote and those columns; the
+        others (and every one when ``whole`` is false: a row the claim did not take) are
+        read back.
+        """
+        with self._written_lock:
+            written = self._written
+            mine = {row[0]: written.pop(row[0]) for row in due if row[0] in written}
+        read: Dict[str, Any] = {}
+        if not whole or len(mine) < len(due):
+            rows = conn.execute(sa.select(messages).where(_m.batch_id == batch_id)).mappings()
+            read = {r["id"]: r for r in rows if not whole or r["id"] not in mine}
+            if not whole:
+                mine = {}
+        out: List[Message] = []
+        for row in due:
+            message_id = row[0]
+            known = mine.get(message_id)
+            if known is None:
+                if message_id in read:
+                    out.append(row_message(read[message_id]))
+                continue
+            out.append(Message(
+                id=message_id, phone=known.phone, body=known.body, direction=known.direction,
+                state=State.OUTGOING, provider=provider, provider_message_id=row[1],
+                provider_request_id=row[2], batch_id=batch_id, encoding=known.encoding,
+                segments=known.segments, cost=row[3], created_at=known.created_at,
+                scheduled_at=row[4], sent_at=row[5], delivered_at=row[6], updated_at=now,
+                error_code=row[7], error_text=row[8], campaign_id=known.campaign_id,
+                schedule_id=known.schedule_id, tags=known.tags, partner_ref=known.partner_ref,
+                idempotency_key=known.idempotency_key, in_reply_to=known.in_reply_to,
+                attempts=row[9]))
+        return out
+
+    def _remember_claim(self, batch_id: str, now: dt.datetime,
+                        rows: Dict[str, _StatusRow]) -> None:
+        with self._written_lock:
+            self._claims[batch_id] = (now, rows)
+            if len(self._claims) > _CLAIMS_REMEMBERED:
+                del self._claims[next(iter(self._claims))]
+
+    def _as_claimed(self, conn: Connection, batch_id: str) -> Optional[Dict[str, _StatusRow]]:
+        """The status columns of ``batch_id``'s messages as this object's claim left them, if
+        the batch still holds exactly those, unchanged (:data:`_AS_CLAIMED`, in the caller's
+        write transaction: nothing changes them before it ends); ``None`` otherwise."""
+        with self._written_lock:
+            known = self._claims.pop(batch_id, None)
+        if known is None:
+            return None
+        claimed_at, rows = known
+        count, untouched = conn.execute(_AS_CLAIMED, {"c_batch": batch_id,
+                                                      "c_at": claimed_at}).one()
+        return rows if count == untouched == len(rows) else None
 
     def _require_batch(self, conn: Connection, batch_id: str) -> None:
         query = self._locked(sa.select(batches.c.id).where(batches.c.id == batch_id))
@@ -360,10 +548,14 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         results = [c.without_nul(result) for result in results]
         with self._tx("record_results", write=True) as conn:
             self._require_batch(conn, batch_id)
-            # Only the columns a result can read or change: no full Message per row.
-            query = self._locked(sa.select(*_STATUS_COLUMNS).where(_m.batch_id == batch_id))
-            members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
-                       for r in conn.execute(query)}
+            # Only the columns a result can read or change: no full Message per row; none read
+            # when the batch is as this object's claim left it.
+            members = self._as_claimed(conn, batch_id)
+            if members is None:
+                query = self._locked(sa.select(*_STATUS_COLUMNS)
+                                     .where(_m.batch_id == batch_id))
+                members = {r[0]: _StatusRow(r[0], r[1], State(r[2]), *r[3:])
+                           for r in conn.execute(query)}
             owners = self._pid_owners(
                 conn, [(members[r.message_id].provider, r.provider_message_id)
                        for r in results if r.message_id in members])
@@ -387,17 +579,19 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                             "detail": c.pid_conflict_detail(message.provider, pid, owner)})
                 if changes:
                     changed[message.id] = message._replace(**changes)
-            params = [
-                {"b_id": m.id, "b_state": m.state.value,
-                 "b_provider_message_id": m.provider_message_id,
-                 "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
-                 "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
-                 "b_error_code": m.error_code, "b_error_text": m.error_text}
-                for m in changed.values()]
-            if params and self._set_status_many is not None:
-                self._set_status_many.run(conn, params)
-            elif params:
-                conn.execute(_SET_STATUS, params)
+            if changed and self._set_status_many is not None:
+                self._set_status_many.run_values(conn, [
+                    (m.state.value, m.provider_message_id, m.provider_request_id, m.sent_at,
+                     m.delivered_at, m.updated_at, m.error_code, m.error_text, m.id)
+                    for m in changed.values()])
+            elif changed:
+                conn.execute(_SET_STATUS, [
+                    {"b_id": m.id, "b_state": m.state.value,
+                     "b_provider_message_id": m.provider_message_id,
+                     "b_provider_request_id": m.provider_request_id, "b_sent_at": m.sent_at,
+                     "b_delivered_at": m.delivered_at, "b_updated_at": m.updated_at,
+                     "b_error_code": m.error_code, "b_error_text": m.error_text}
+                    for m in changed.values()])
             self._event_row(conn, conflicts)
             # In the same transaction: a claimed message still outgoing without a result
             # keeps the batch waiting for reconciliation, so a crash after this call cannot

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -21,6 +21,7 @@ from smskit.store import rules as c
 from smskit.store.base import BatchInfo, BlacklistEntry, EventRecord, Schedule
 
 __all__ = [
+    "MESSAGE_COLUMNS",
     "VERSION_TABLE",
     "batches",
     "blacklist",
@@ -34,6 +35,7 @@ __all__ = [
     "link_clicks",
     "links",
     "message_row",
+    "message_values",
     "messages",
     "metadata",
     "row_batch",
@@ -353,6 +355,21 @@ def message_row(m: Message) -> Dict[str, Any]:
         "idempotency_key": m.idempotency_key, "in_reply_to": m.in_reply_to,
         "attempts": m.attempts,
     }
+
+
+#: The columns of ``messages`` in table order (what :func:`message_values` gives).
+MESSAGE_COLUMNS = tuple(column.key for column in messages.columns)
+
+
+def message_values(m: Message) -> Tuple[Any, ...]:
+    """:func:`message_row`'s values in :data:`MESSAGE_COLUMNS` order, for a message already
+    normalised (:func:`smskit.store.rules.normalise_message` checked its cost); tags stay a
+    tuple, which the JSON column writes as it writes the list."""
+    return (m.id, m.phone, m.body, m.direction.value, m.state.value, m.provider,
+            m.provider_message_id, m.provider_request_id, None, m.batch_id, m.encoding,
+            m.segments, m.cost, m.created_at, m.scheduled_at, m.sent_at, m.delivered_at,
+            m.updated_at, m.error_code, m.error_text, m.campaign_id, m.schedule_id, m.tags,
+            m.partner_ref, m.idempotency_key, m.in_reply_to, m.attempts)
 
 
 _MESSAGE_FIELDS = (
