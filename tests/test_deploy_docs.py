@@ -357,7 +357,8 @@ def test_the_worker_logs_what_the_page_shows(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMSKIT_")}
     env.update(SMSKIT_PROVIDER="loopback", SMSKIT_DATABASE_URL=f"sqlite:///{tmp_path / 'w.db'}",
                PYTHONPATH=str(ROOT / "src"))
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)).isoformat()
+    # far enough ahead that `smskit send` (slow to start on a loaded machine) only queues it
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=6)).isoformat()
     queued = subprocess.run([sys.executable, "-m", "smskit", "send", "11987654321", "Oi",
                              "--at", soon], env=env, capture_output=True, text=True, timeout=60)
     assert queued.returncode == 0, queued.stderr
