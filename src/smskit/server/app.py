@@ -13,14 +13,14 @@ Routes:
 
 * ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): a thin adapter
   over the webhook gate (:mod:`smskit.webhooks.gate`, which holds every rule and every answer):
-  it asks the gate about the request head, streams the body under ``webhook_max_bytes``, asks
-  the gate again with the body, and applies the accepted events: status events through the
-  group commit of :mod:`smskit.server.batcher` (callbacks arriving together share one store
-  transaction), replies through :meth:`smskit.kit.SmsKit.receive` in a thread pool. The gate
-  (decoding and the provider's parser) runs on the event loop; a provider is built on first
-  use. The answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound",
-  "new_inbound"}`` once every event of the request is committed; ``503`` when the store failed
-  (the gateway retries).
+  it asks the gate about the request head, streams the body under ``webhook_max_bytes``, has
+  the gate finish with the body (the head is checked once), and applies the accepted events:
+  status events through the group commit of :mod:`smskit.server.batcher` (callbacks arriving
+  together share one store transaction), replies through :meth:`smskit.kit.SmsKit.receive` in
+  a thread pool. The gate (decoding and the provider's parser) runs on the event loop; a
+  provider is built on first use. The answer is ``200 {"statuses", "applied", "ignored",
+  "unknown", "inbound", "new_inbound"}`` once every event of the request is committed; ``503``
+  when the store failed (the gateway retries).
   The body must arrive within ``server_body_timeout`` seconds of the head (``408`` and the
   connection closed otherwise).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
@@ -151,9 +151,9 @@ class WebhookServer:
         return _json(response)
 
     async def _webhook(self, head: WebhookRequest, request: Request) -> WebhookResponse:
-        refused = self.gate.check_head(head)  # no body read for a refused caller
-        if refused is not None:
-            return refused
+        admission = self.gate.begin(head)  # no body read for a refused caller
+        if isinstance(admission, WebhookResponse):
+            return admission
         timeout = self.limits.body_timeout
         try:
             body = await asyncio.wait_for(_read_body(request, self.policy.max_bytes),
@@ -162,7 +162,7 @@ class WebhookServer:
             return client_disconnected()
         except asyncio.TimeoutError:
             return request_timeout(timeout)
-        decision = self.gate.check(head.with_body(body))
+        decision = self.gate.finish(admission, body)
         if isinstance(decision, WebhookResponse):
             return decision
         try:
