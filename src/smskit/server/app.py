@@ -100,11 +100,15 @@ def _json(response: WebhookResponse) -> JSONResponse:
     return JSONResponse(response.body, status_code=response.status, headers=response.headers)
 
 
+#: JSONResponse's encoding, built once (``json.dumps`` with options builds an encoder a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                            separators=(",", ":"))
+
+
 async def _send_json(send: Send, response: WebhookResponse) -> None:
     """Send ``response`` as :class:`JSONResponse` would (same body bytes and headers), without
     building a response object."""
-    body = json.dumps(response.body, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
+    body = _ENCODER.encode(response.body).encode("utf-8")
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                for k, v in response.headers.items()]
     headers.append((b"content-length", str(len(body)).encode("latin-1")))
