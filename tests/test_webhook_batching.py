@@ -151,6 +151,43 @@ def test_concurrent_submissions_share_a_transaction(sql_store: SqlStore) -> None
                for i in range(10))
 
 
+def test_the_writer_thread_ends_when_idle_and_another_loop_gets_a_new_one(
+        sql_store: SqlStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer thread ends after IDLE_SECONDS without work; requests from a later event
+    loop (a restarted server) start another, even when the first loop closed with a wake-up
+    still scheduled."""
+    monkeypatch.setattr("smskit.server.batcher.IDLE_SECONDS", 0.05)
+    sql_store.add_messages(sent(i) for i in range(4))
+    kit = SmsKit(Settings.load(environ={}), store=sql_store, provider=LoopbackProvider())
+    batcher = StatusBatcher(kit.apply_statuses)
+
+    def writers() -> List[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "smskit-webhook-writer"]
+
+    assert run_batcher(batcher, [[event("MSG0000", State.DELIVERED)]])[0][0].applied
+    for _ in range(500):
+        if not writers():
+            break
+        threading.Event().wait(0.01)
+    assert not writers()
+
+    abandoned = asyncio.new_event_loop()  # stops after the request queued, before its wake-up
+    task = abandoned.create_task(batcher.submit([event("MSG0001", State.DELIVERED)]))
+    abandoned.call_soon(abandoned.stop)
+    abandoned.run_forever()
+    task.cancel()
+    abandoned.close()
+
+    async def later() -> List[Any]:
+        return await asyncio.wait_for(asyncio.gather(
+            batcher.submit([event("MSG0002", State.DELIVERED)]),
+            batcher.submit([event("MSG0003", State.DELIVERED)])), 30)
+
+    results = asyncio.run(later())
+    assert [r[0].applied for r in results] == [True, True]
+    assert sql_store.get("MSG0003").state is State.DELIVERED  # type: ignore[union-attr]
+
+
 def test_a_failing_request_does_not_fail_the_others(sql_store: SqlStore) -> None:
     sql_store.add_messages(sent(i) for i in range(6))
     kit = SmsKit(Settings.load(environ={}), store=sql_store, provider=LoopbackProvider())

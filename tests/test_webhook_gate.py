@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import attrs
 import httpx
 import pytest
 
@@ -302,6 +303,43 @@ def test_check_head_needs_no_body() -> None:
     assert gate.check_head(request(body=b"")) is None
     assert refusal(gate.check(request(body=b"")))[1]["error"] == "malformed JSON"
     assert refusal(gate.check_head(request(token="wrong")))[0] == 403  # type: ignore[arg-type]
+
+
+def test_begin_checks_the_head_once_and_finish_reads_the_body() -> None:
+    """A streaming receiver checks the head with ``begin`` and completes it with the body it
+    read: the provider is looked up once, and the body given to ``finish`` is the one decoded
+    (and the one the provider sees), not the head's."""
+    calls: List[str] = []
+    gate = make_gate(LoopbackProvider(), calls=calls)
+    head = request(body=b"")
+    admission = gate.begin(head)
+    assert not isinstance(admission, WebhookResponse)
+    body = json.dumps({"message_id": MESSAGE_ID, "state": "delivered"}).encode()
+    decision = gate.finish(admission, body)
+    assert isinstance(decision, Accepted)
+    assert decision.payload.statuses[0].message_id == MESSAGE_ID
+    assert calls == ["loopback"]
+    assert refusal(gate.finish(admission, b"{"))[1]["error"] == "malformed JSON"
+    small = make_gate(LoopbackProvider(), gate_policy=policy(max_bytes=len(body) - 1))
+    admitted = small.begin(head)
+    assert not isinstance(admitted, WebhookResponse)
+    assert refusal(small.finish(admitted, body))[:2] == (413, {
+        "error": "payload too large",
+        "detail": f"the body exceeds the limit of {len(body) - 1} bytes"})
+    assert refusal(gate.begin(request(token="wrong")))[0] == 403  # type: ignore[arg-type]
+
+
+def test_the_provider_sees_the_body_given_to_finish() -> None:
+    signed = Signed()
+    fields = [("message_id", MESSAGE_ID), ("state", "delivered")]
+    full = signed_request(signed, fields)
+    gate = make_gate(signed)
+    admission = gate.begin(attrs.evolve(full, body=b""))
+    assert not isinstance(admission, WebhookResponse)
+    assert isinstance(gate.finish(admission, full.body), Accepted)
+    [seen] = signed.seen
+    assert seen.body == full.body
+    assert seen.data == tuple(fields)
 
 
 def signed_request(provider: Signed, fields: List[Tuple[str, str]], *,

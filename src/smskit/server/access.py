@@ -5,7 +5,8 @@ middleware runs first: it keeps the query string as sent in ``scope["smskit.quer
 (read back with :func:`original_query`, for the webhook gate only), rewrites
 ``scope["query_string"]`` in place with every ``token`` value replaced by ``********`` (so
 uvicorn's access log, Starlette's ``request.url`` and every error log see the redacted form),
-and writes its own access log line to the ``smskit.server.access`` logger.
+and writes its own access log line to the ``smskit.server.access`` logger (when that logger
+takes INFO lines: otherwise the response is neither watched nor timed).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class TokenRedactingMiddleware:
         # the same dict uvicorn holds: its access log now sees the redacted query string
         scope["query_string"] = redacted
         scope[ORIGINAL_QUERY_KEY] = original
+        if not access_log.isEnabledFor(logging.INFO):  # no line to write: nothing to watch
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status: List[int] = [500]
 

@@ -13,14 +13,14 @@ Routes:
 
 * ``POST /webhooks/{provider}/{kind}`` (``kind`` is ``status`` or ``reply``): a thin adapter
   over the webhook gate (:mod:`smskit.webhooks.gate`, which holds every rule and every answer):
-  it asks the gate about the request head, streams the body under ``webhook_max_bytes``, asks
-  the gate again with the body, and applies the accepted events: status events through the
-  group commit of :mod:`smskit.server.batcher` (callbacks arriving together share one store
-  transaction), replies through :meth:`smskit.kit.SmsKit.receive` in a thread pool. The gate
-  (decoding and the provider's parser) runs on the event loop; a provider is built on first
-  use. The answer is ``200 {"statuses", "applied", "ignored", "unknown", "inbound",
-  "new_inbound"}`` once every event of the request is committed; ``503`` when the store failed
-  (the gateway retries).
+  it asks the gate about the request head, streams the body under ``webhook_max_bytes``, has
+  the gate finish with the body (the head is checked once), and applies the accepted events:
+  status events through the group commit of :mod:`smskit.server.batcher` (callbacks arriving
+  together share one store transaction), replies through :meth:`smskit.kit.SmsKit.receive` in
+  a thread pool. The gate (decoding and the provider's parser) runs on the event loop; a
+  provider is built on first use. The answer is ``200 {"statuses", "applied", "ignored",
+  "unknown", "inbound", "new_inbound"}`` once every event of the request is committed; ``503``
+  when the store failed (the gateway retries).
   The body must arrive within ``server_body_timeout`` seconds of the head (``408`` and the
   connection closed otherwise).
 * ``GET /healthz``: ``200 {"status": "ok", ...}``, or ``503`` when the store does not answer.
@@ -42,17 +42,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
+import sys
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Optional
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from smskit.config import Settings
 from smskit.server.access import TokenRedactingMiddleware, original_query
@@ -96,25 +100,78 @@ def _json(response: WebhookResponse) -> JSONResponse:
     return JSONResponse(response.body, status_code=response.status, headers=response.headers)
 
 
-def _webhook_request(request: Request) -> WebhookRequest:
+#: JSONResponse's encoding, built once (``json.dumps`` with options builds an encoder a call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None,
+                            separators=(",", ":"))
+
+
+async def _send_json(send: Send, response: WebhookResponse) -> None:
+    """Send ``response`` as :class:`JSONResponse` would (same body bytes and headers), without
+    building a response object."""
+    body = _ENCODER.encode(response.body).encode("utf-8")
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+               for k, v in response.headers.items()]
+    headers.append((b"content-length", str(len(body)).encode("latin-1")))
+    headers.append((b"content-type", b"application/json"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _webhook_request(scope: Scope) -> WebhookRequest:
     """The gate's view of a request, without its body; the query and URL as sent (the
     middleware redacted the scope's copy)."""
-    query = original_query(request.scope)
+    query = original_query(scope)
+    params = scope["path_params"]
+    client = scope.get("client")
     return WebhookRequest(
-        provider=str(request.path_params["provider"]), kind=str(request.path_params["kind"]),
-        method=request.method, headers=request.headers.items(), query=parse_query(query),
-        client_host=request.client.host if request.client is not None else None,
-        url=str(request.url.replace(query=query.decode("latin-1"))))
+        provider=str(params["provider"]), kind=str(params["kind"]), method=scope["method"],
+        headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
+        query=parse_query(query), client_host=client[0] if client else None,
+        url=str(URL(scope={**scope, "query_string": query})))
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    """The caller went away before its body arrived."""
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     """The body, or its first bytes once it went over ``limit`` (the gate refuses it then)."""
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        return bytes(message.get("body", b""))  # all of it at once: the usual callback
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            break
-    return bytes(body)
+    while True:
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        if message["type"] == "http.request":
+            body.extend(message.get("body", b""))
+            if len(body) > limit or not message.get("more_body", False):
+                return bytes(body)
+        message = await receive()
+
+
+if sys.version_info >= (3, 11):
+    async def _read_body_within(receive: Receive, limit: int, seconds: float) -> bytes:
+        """:func:`_read_body` within ``seconds`` (``asyncio.TimeoutError`` otherwise): a
+        timer on the running task, where ``wait_for`` (before 3.12) makes a task per call."""
+        async with asyncio.timeout(seconds):
+            return await _read_body(receive, limit)
+else:  # pragma: no cover - Python 3.8 to 3.10
+    async def _read_body_within(receive: Receive, limit: int, seconds: float) -> bytes:
+        """:func:`_read_body` within ``seconds`` (``asyncio.TimeoutError`` otherwise)."""
+        return await asyncio.wait_for(_read_body(receive, limit), seconds)
+
+
+class _AsgiRoute:
+    """An ASGI callable that Starlette's ``Route`` mounts as it is (a function or method would
+    be wrapped in its Request/Response adapter, which the webhook route does without)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one request."""
+        await self.app(scope, receive, send)
 
 
 class WebhookServer:
@@ -139,30 +196,30 @@ class WebhookServer:
         self.batcher = StatusBatcher(kit.apply_statuses)
 
     # -- /webhooks/{provider}/{kind} ------------------------------------------------------
-    async def webhook(self, request: Request) -> Response:
-        """Check one provider callback with the gate, then store its events."""
+    async def webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check one provider callback with the gate, then store its events (an ASGI app:
+        the hottest route goes without Starlette's Request and Response objects)."""
         started = time.perf_counter()
-        head = _webhook_request(request)
-        response = await self._webhook(head, request)
+        head = _webhook_request(scope)
+        response = await self._webhook(head, receive)
         self.metrics.observe_request(
             head.provider if self.gate.is_known(head.provider) else _UNKNOWN_LABEL,
             head.kind if head.kind in KINDS else _UNKNOWN_LABEL,
             response.outcome, time.perf_counter() - started)
-        return _json(response)
+        await _send_json(send, response)
 
-    async def _webhook(self, head: WebhookRequest, request: Request) -> WebhookResponse:
-        refused = self.gate.check_head(head)  # no body read for a refused caller
-        if refused is not None:
-            return refused
+    async def _webhook(self, head: WebhookRequest, receive: Receive) -> WebhookResponse:
+        admission = self.gate.begin(head)  # no body read for a refused caller
+        if isinstance(admission, WebhookResponse):
+            return admission
         timeout = self.limits.body_timeout
         try:
-            body = await asyncio.wait_for(_read_body(request, self.policy.max_bytes),
-                                          spread(timeout))
-        except ClientDisconnect:
+            body = await _read_body_within(receive, self.policy.max_bytes, spread(timeout))
+        except _Disconnected:
             return client_disconnected()
         except asyncio.TimeoutError:
             return request_timeout(timeout)
-        decision = self.gate.check(head.with_body(body))
+        decision = self.gate.finish(admission, body)
         if isinstance(decision, WebhookResponse):
             return decision
         try:
@@ -284,7 +341,7 @@ def create_app(kit: SmsKit, *, settings: Optional[Settings] = None,
     redactor: Any = TokenRedactingMiddleware
     app = Starlette(
         routes=[
-            Route("/webhooks/{provider}/{kind}", server.webhook, methods=["POST"]),
+            Route("/webhooks/{provider}/{kind}", _AsgiRoute(server.webhook), methods=["POST"]),
             Route("/healthz", server.healthz, methods=["GET"]),
             Route("/metrics", server.metrics_endpoint, methods=["GET"]),
             *dashboard.routes(),

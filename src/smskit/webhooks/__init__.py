@@ -19,6 +19,7 @@ from smskit.webhooks.auth import WebhookPolicy
 from smskit.webhooks.gate import (
     KINDS,
     Accepted,
+    Admission,
     Decision,
     WebhookGate,
     WebhookResponse,
@@ -29,6 +30,7 @@ from smskit.webhooks.request import WebhookRequest, parse_query
 __all__ = [
     "KINDS",
     "Accepted",
+    "Admission",
     "Decision",
     "WebhookGate",
     "WebhookPolicy",

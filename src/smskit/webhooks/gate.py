@@ -24,7 +24,9 @@ refusal), or :class:`Accepted`, the parsed events to apply (synchronously with
    becomes U+FFFD, :mod:`smskit.webhooks.media`).
 
 Steps 1 to 4 need no body (:meth:`WebhookGate.check_head`), so a receiver that streams can
-refuse before reading it. Errors after acceptance: a store outage is ``503`` with
+refuse before reading it; :meth:`WebhookGate.begin` runs them once and hands back an
+:class:`Admission` that :meth:`WebhookGate.finish` completes with the body (so the head is not
+checked twice). Errors after acceptance: a store outage is ``503`` with
 ``Retry-After`` (the gateway retries), anything unexpected ``500`` without detail (the traceback
 goes to the log only). Every answer is JSON ``{"error", "detail"}``.
 
@@ -74,6 +76,7 @@ __all__ = [
     "KINDS",
     "RETRY_AFTER",
     "Accepted",
+    "Admission",
     "Decision",
     "WebhookGate",
     "WebhookResponse",
@@ -121,6 +124,17 @@ class Accepted:
 
 #: What :meth:`WebhookGate.check` answers.
 Decision = Union[WebhookResponse, Accepted]
+
+
+@attrs.frozen
+class Admission:
+    """A request whose head passed steps 1 to 4 (:meth:`WebhookGate.begin`): the provider that
+    will read its body, and the media type the body is decoded as. Finish it with the body
+    (:meth:`WebhookGate.finish`)."""
+
+    request: WebhookRequest
+    provider: Provider
+    media_type: str
 
 
 def _refuse(status: int, error: str, detail: Optional[str] = None, *, outcome: str,
@@ -241,10 +255,12 @@ def media_types(provider: Provider) -> Tuple[str, ...]:
     return declared
 
 
-def _for_provider(request: WebhookRequest, data: Any) -> WebhookRequest:
-    """The request a provider sees: its decoded body, and no smskit token or session."""
+def _for_provider(request: WebhookRequest, data: Any,
+                  body: Optional[bytes] = None) -> WebhookRequest:
+    """The request a provider sees: its body (``body``, default the request's) and what it
+    decodes to, and no smskit token or session."""
     return attrs.evolve(
-        request, data=data,
+        request, data=data, body=request.body if body is None else body,
         headers={k: v for k, v in request.headers.items() if k not in _HIDDEN_HEADERS},
         query=tuple((k, v) for k, v in request.query if not is_token_param(k)))
 
@@ -321,7 +337,10 @@ class WebhookGate:
         """Whether ``name`` is a provider (safe to use as a metrics label)."""
         return name in self._known
 
-    def _head(self, request: WebhookRequest) -> Union[WebhookResponse, Tuple[Provider, str]]:
+    def begin(self, request: WebhookRequest) -> Union[WebhookResponse, Admission]:
+        """Steps 1 to 4, which need no body: the refusal, or the :class:`Admission` to
+        :meth:`finish` once the body is read (at most ``policy.max_bytes`` plus one byte of
+        it)."""
         refused = authenticate(self.policy, request)
         if refused is not None:
             return refused
@@ -356,29 +375,35 @@ class WebhookGate:
             if size > self.policy.max_bytes:
                 return _refuse(413, "payload too large", f"Content-Length {size} exceeds the "
                                f"limit of {self.policy.max_bytes} bytes", outcome="too_large")
-        return provider, media_type
+        return Admission(request, provider, media_type)
 
     def check_head(self, request: WebhookRequest) -> Optional[WebhookResponse]:
         """Steps 1 to 4, which need no body: the refusal, or ``None`` (then read the body, at
         most ``policy.max_bytes`` plus one byte of it, and call :meth:`check`)."""
-        head = self._head(request)
+        head = self.begin(request)
         return head if isinstance(head, WebhookResponse) else None
 
     def check(self, request: WebhookRequest) -> Decision:
         """Every step: the refusal to send, or the accepted events to apply."""
-        head = self._head(request)
+        head = self.begin(request)
         if isinstance(head, WebhookResponse):
             return head
-        provider, media_type = head
+        return self.finish(head, request.body)
+
+    def finish(self, admission: Admission, body: bytes) -> Decision:
+        """Steps 5 to 7 for a request :meth:`begin` admitted, with its ``body``: the refusal to
+        send, or the accepted events to apply."""
+        request, provider, media_type = (admission.request, admission.provider,
+                                         admission.media_type)
         limit = self.policy.max_bytes
-        if len(request.body) > limit:
+        if len(body) > limit:
             return _refuse(413, "payload too large", f"the body exceeds the limit of {limit} "
                            "bytes", outcome="too_large")
         try:
-            data = media.decode(media_type, request.body)
+            data = media.decode(media_type, body)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
             return _refuse(400, media.malformed(media_type), str(exc), outcome="invalid")
-        seen = _for_provider(request, data)
+        seen = _for_provider(request, data, body)
         try:
             refused = _verify(provider, seen)
             if refused is not None:

@@ -86,6 +86,11 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+#: The JSON decoder of webhook bodies, built once (``json.loads`` with an option builds one a
+#: call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _depth(value: Any) -> int:
     """How deeply ``value`` nests arrays and objects (walked without recursion)."""
     deepest = 0
@@ -112,7 +117,7 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:  # raw surrogates or broken bytes: say so plainly
         raise ValueError(f"the body is not valid Unicode text: {exc}") from exc
     try:
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = _DECODER.decode(text)
     except RecursionError as exc:  # the C decoder gives up near a thousand levels
         raise ValueError(f"the body nests arrays or objects deeper than {MAX_DEPTH} "
                          "levels") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl
 
@@ -16,7 +17,8 @@ Headers = Union[Mapping[str, str], Iterable[Tuple[str, str]]]
 
 
 def _items(values: Headers) -> Iterable[Tuple[str, str]]:
-    return values.items() if isinstance(values, Mapping) else values
+    # collections.abc's Mapping: typing's alias goes through a slow __instancecheck__
+    return values.items() if isinstance(values, abc.Mapping) else values
 
 
 def _lower_headers(headers: Headers) -> Dict[str, str]:
