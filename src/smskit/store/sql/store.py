@@ -162,6 +162,13 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if self._set_status_many is not None and \
                 self._set_status_many.names != _SET_STATUS_ORDER:
             raise StoreError("the status UPDATE does not bind its values in the expected order")
+        # apply_statuses' guarded UPDATE at driver level where the dialect allows (SQLite).
+        self._set_status_from_many = (None if self._pg else DriverMany.for_dialect(
+            _SET_STATUS_FROM, self._engine.dialect))
+        if self._set_status_from_many is not None and \
+                self._set_status_from_many.names != (*_SET_STATUS_ORDER, "b_old_state"):
+            raise StoreError("the guarded status UPDATE does not bind its values in the "
+                             "expected order")
         # The messages this object inserted ``outgoing`` and has not claimed yet, as stored (by
         # id, oldest first; at most _REMEMBERED): its own claim builds them from here instead
         # of reading every column back (see _CLAIM_COLUMNS).
@@ -701,20 +708,30 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 current[row["id"]] = row_message(row)
         read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
         changed: Dict[str, Message] = {}
-        history: List[Dict[str, Any]] = []
+        history: List[Tuple[Any, ...]] = []
+        now = utcnow()  # the history lines' time, as _event_row gives it
+
+        many = self._set_status_from_many
 
         def flush() -> None:
             if changed:
-                done = conn.execute(_SET_STATUS_FROM, [
-                    {**_status_params(m), "b_old_state": read_state[mid]}
-                    for mid, m in changed.items()])
-                if done.rowcount != len(changed):
+                if many is not None:  # values in the statement's order: no dict per row
+                    count = many.run_values(conn, [
+                        (m.state.value, m.provider_message_id, m.provider_request_id,
+                         m.sent_at, m.delivered_at, m.updated_at, m.error_code, m.error_text,
+                         mid, read_state[mid]) for mid, m in changed.items()])
+                else:
+                    count = conn.execute(_SET_STATUS_FROM, [
+                        {**_status_params(m), "b_old_state": read_state[mid]}
+                        for mid, m in changed.items()]).rowcount
+                if count != len(changed):
                     raise StoreError("apply_statuses: a message changed meanwhile; try again")
                 for mid, m in changed.items():
                     read_state[mid] = m.state.value
                 changed.clear()
-            self._event_row(conn, history)
-            history.clear()
+            if history:
+                self._event_values(conn, history)
+                history.clear()
 
         def one_by_one(event: StatusEvent) -> ApplyOutcome:
             flush()
@@ -737,11 +754,10 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 continue
             if transition.applied:
                 current[message.id] = changed[message.id] = transition.message
-            history.append({
-                "message_id": message.id, "provider": event.provider,
-                "kind": c.KIND_STATUS, "old_state": transition.old.value,
-                "new_state": event.state.value, "applied": transition.applied,
-                "detail": transition.reason, "provider_message_id": event.provider_message_id})
+            history.append((  # in EVENT_COLUMNS order
+                message.id, event.provider, c.KIND_STATUS, transition.old.value,
+                event.state.value, transition.applied, transition.reason,
+                event.provider_message_id, now))
             outcomes.append(ApplyOutcome(c.normalise_message(transition.message),
                                          transition.applied, transition.old, transition.new,
                                          transition.reason))
