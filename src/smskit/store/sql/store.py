@@ -84,6 +84,9 @@ _BY_ID = sa.select(messages).where(_m.id == sa.bindparam("m_id"))
 _BY_PROVIDER_ID = sa.select(messages).where(_m.provider == sa.bindparam("m_provider"),
                                             _m.provider_message_id == sa.bindparam("m_pid"))
 _BY_ID_LOCKED = _BY_ID.with_for_update()
+#: The messages of a list of our ids (one chunk): built once, not per call (its cache key).
+_BY_IDS = sa.select(messages).where(_m.id.in_(sa.bindparam("m_ids", expanding=True)))
+_BY_IDS_LOCKED = _BY_IDS.with_for_update()
 _BY_PROVIDER_ID_LOCKED = _BY_PROVIDER_ID.with_for_update()
 #: What a claim reads of each due message besides its id: every column another writer may
 #: change while a message waits unclaimed (a reroute, a release, a status). The others (phone,
@@ -702,9 +705,9 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         """
         ids = [e.message_id for e in events if e.message_id]
         current: Dict[str, Message] = {}
+        by_ids = _BY_IDS_LOCKED if self._pg else _BY_IDS
         for chunk in chunks(list(dict.fromkeys(ids))):
-            query = sa.select(messages).where(_m.id.in_(chunk))
-            for row in conn.execute(self._locked(query)).mappings():
+            for row in conn.execute(by_ids, {"m_ids": list(chunk)}).mappings():
                 current[row["id"]] = row_message(row)
         read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
         changed: Dict[str, Message] = {}
