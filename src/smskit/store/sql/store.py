@@ -755,15 +755,21 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                                        != message.provider_message_id):
                 outcomes.append(one_by_one(event))
                 continue
+            updated = transition.message
             if transition.applied:
-                current[message.id] = changed[message.id] = transition.message
+                # Every message in ``current`` is as a store gives it back (read, or normalised
+                # here or by _apply_one), and the event's texts obey the NUL rule already: only
+                # the event's time, which the transition copies, may need UTC.
+                if updated.updated_at is not None and \
+                        updated.updated_at.tzinfo is not dt.timezone.utc:
+                    updated = c.normalise_message(updated)
+                current[message.id] = changed[message.id] = updated
             history.append((  # in EVENT_COLUMNS order
                 message.id, event.provider, c.KIND_STATUS, transition.old.value,
                 event.state.value, transition.applied, transition.reason,
                 event.provider_message_id, now))
-            outcomes.append(ApplyOutcome(c.normalise_message(transition.message),
-                                         transition.applied, transition.old, transition.new,
-                                         transition.reason))
+            outcomes.append(ApplyOutcome(updated, transition.applied, transition.old,
+                                         transition.new, transition.reason))
         flush()
         return outcomes
 
