@@ -68,7 +68,7 @@ FLOOD = 20
 #: Hostile connections: (idle, slow heads, slow bodies).
 HOSTILE = {False: (1200, 500, 300), True: (300, 150, 50)}
 #: Messages seeded in the FULL and the NORMAL store.
-SEEDED = {False: (160_000, 50_000), True: (40_000, 12_000)}
+SEEDED = {False: (240_000, 50_000), True: (40_000, 12_000)}
 #: Messages seeded in each store of the worker comparison (one per worker count).
 SEEDED_WORKERS = {False: 40_000, True: 10_000}
 #: Worker counts compared side by side with bare Starlette at the same count.
@@ -231,10 +231,10 @@ class _Store:
             "port": self.port, "mode": mode, "start": self.first + self.used, "count": count,
             **args})
         webhooks = result["webhooks"] if mode == "probe" else result
-        _check(f"{self.label} ({mode})", webhooks)
         if webhooks.get("exhausted"):
             raise RuntimeError(f"webhooks: {self.label} ran out of seeded messages; raise "
                                "SEEDED")
+        _check(f"{self.label} ({mode})", webhooks)
         self.used += int(webhooks["sent"])
         return result
 

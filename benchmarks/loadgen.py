@@ -102,6 +102,8 @@ async def closed_loop(port: int, requests: List[bytes], duration: float, *,
     counted_scrapes = [0, 0]
     cursor: Iterator[bytes] = itertools.cycle(requests) if cycle else iter(requests)
 
+    ran_out = [False]
+
     async def worker(conn: Connection) -> None:
         nonlocal done
         for request in cursor:
@@ -113,6 +115,7 @@ async def closed_loop(port: int, requests: List[bytes], duration: float, *,
                 bad.append(body[:200].decode(errors="replace"))
             if counted_from <= loop.time() < ends:
                 done += 1
+        ran_out[0] = True  # the requests ran out before the phase's end
 
     async def mark() -> None:
         await asyncio.sleep(max(0.0, counted_from - loop.time()))
@@ -126,7 +129,7 @@ async def closed_loop(port: int, requests: List[bytes], duration: float, *,
     for conn in opened:
         conn.close()
     return {"rate": done / duration, "statuses": statuses, "bad": bad,
-            "sent": sum(statuses.values()), "exhausted": loop.time() < ends,
+            "sent": sum(statuses.values()), "exhausted": ran_out[0],
             "scrapes_per_s": (counted_scrapes[1] - counted_scrapes[0]) / duration}
 
 

@@ -3,8 +3,9 @@
 * ``claim_batch_messages`` (SQL and Odoo stores, and ``Store``'s default in the memory store):
   the claim of ``claim_batch`` plus the claimed messages, equal to ``get_many`` of the batch's
   ids right after.
-* The SQL store's driver-level bulk INSERT and status UPDATE store exactly the rows
-  SQLAlchemy's own ``executemany`` stores (the PostgreSQL path).
+* The SQL store's driver-level bulk INSERT and status UPDATE, and ``apply_statuses``'
+  UPDATE and history lines, store exactly the rows SQLAlchemy's own ``executemany`` stores
+  (the PostgreSQL path).
 * ``dispatch`` works the same on a store with the default ``claim_batch_messages`` (memory).
 """
 
@@ -268,6 +269,71 @@ def test_driver_level_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> Non
             store.close()
     assert _raw_rows(tmp_path / "driver.db") == _raw_rows(tmp_path / "sqlalchemy.db")
 
+
+
+def _raw_events(path: Path) -> List[Any]:
+    """Every history line without its creation time (the moment each store wrote it)."""
+    db = sqlite3.connect(str(path))
+    try:
+        return [row[:-1] for row in db.execute(
+            "SELECT id, message_id, provider, kind, old_state, new_state, applied, detail,"
+            " provider_message_id, created_at FROM events ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path) -> None:
+    sp = dt.timezone(dt.timedelta(hours=-3))
+    later = NOW + dt.timedelta(seconds=5)
+    given = [out(i, state=State.SENT, provider_message_id=f"p-{i}", sent_at=NOW)
+             for i in range(1, 5)]
+    given.append(out(5, state=State.SENT, sent_at=NOW))  # no provider id yet
+    ids = [m.id for m in given]
+
+    def event(n: int, state: State, **fields: Any) -> StatusEvent:
+        fields.setdefault("occurred_at", later)
+        return StatusEvent(provider="kolmeya", state=state, message_id=ids[n], **fields)
+
+    events = [
+        event(0, State.DELIVERED, provider_message_id="p-1"),
+        event(0, State.DELIVERED),  # a duplicate: history only
+        event(1, State.DELIVERED, occurred_at=later.astimezone(sp)),  # the same instant
+        event(2, State.ERROR, error_code="30", error_text="número\x00inválido",
+              occurred_at=dt.datetime(2024, 5, 10, 9, 0, 7, 123456, tzinfo=sp)),
+        event(2, State.SENT),  # backwards: history only
+        event(3, State.DELIVERED, occurred_at=later),
+        StatusEvent(provider="kolmeya", state=State.DELIVERED, message_id="nobody",
+                    provider_message_id="p-4"),  # matched by the provider's id
+        event(4, State.DELIVERED, provider_message_id="p-new"),  # a new provider id
+        StatusEvent(provider="kolmeya", state=State.DELIVERED, message_id="nobody-at-all"),
+    ]
+    stores = {}
+    for name in ("driver", "sqlalchemy"):
+        stores[name] = SqlStore(f"sqlite:///{tmp_path / name}.db")
+        if name == "sqlalchemy":
+            stores[name]._set_status_from_many = None
+            stores[name]._events_many = None
+    try:
+        outcomes = {}
+        for name, store in stores.items():
+            store.add_messages(given)
+            outcomes[name] = store.apply_statuses(events[:4]) + store.apply_statuses(events[4:])
+        assert outcomes["driver"] == outcomes["sqlalchemy"]
+        assert [o.applied for o in outcomes["driver"]] == [
+            True, False, True, True, False, True, False, True, False]
+        fast = stores["driver"].get_many(ids)
+        assert fast == stores["sqlalchemy"].get_many(ids)
+        assert [m.state for m in fast] == [State.DELIVERED, State.DELIVERED, State.ERROR,
+                                           State.DELIVERED, State.DELIVERED]
+        assert (fast[1].delivered_at, fast[2].error_text) == (later, "número\ufffdinválido")
+        assert fast[4].provider_message_id == "p-new"
+    finally:
+        for store in stores.values():
+            store.close()
+    assert _raw_rows(tmp_path / "driver.db") == _raw_rows(tmp_path / "sqlalchemy.db")
+    lines = _raw_events(tmp_path / "driver.db")
+    assert lines == _raw_events(tmp_path / "sqlalchemy.db")
+    assert len(lines) == 9 and [line[6] for line in lines] == [1, 0, 1, 1, 0, 1, 0, 1, 0]
 
 class _Accepting(Provider):
     """A provider that accepts everything; it records what it was given."""

@@ -113,7 +113,7 @@ def test_apply_statuses_is_one_transaction_and_all_or_nothing(
             raise StoreError("MSG0002: simulated failure")
         return real(message, ev)
 
-    monkeypatch.setattr("smskit.store.sql.store.apply_status", failing)
+    monkeypatch.setattr("smskit.store.sql.statuses.apply_status", failing)
     sql_store.add_messages([sent(i) for i in range(3, 5)])
     with pytest.raises(StoreError, match="MSG0002: simulated failure"):
         sql_store.apply_statuses([event("MSG0003", State.ERROR), event("MSG0002", State.ERROR),

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from smskit.errors import StoreError
 from smskit.models import Message, utcnow
 from smskit.store.sql.engine import (
     WRITE,
@@ -23,12 +24,20 @@ from smskit.store.sql.engine import (
 )
 from smskit.store.sql.tables import blacklist, events, messages, row_message
 
-__all__ = ["DriverIn", "DriverMany", "SqlBase", "chunks"]
+__all__ = ["EVENT_COLUMNS", "DriverIn", "DriverMany", "SqlBase", "chunks"]
 
 #: Values per ``IN (...)`` list: below SQLite's historical limit of 999 bound parameters.
 _CHUNK = 500
 _m = messages.c
 _INSERT_EVENT = sa.insert(events)  # built once: its compiled form is reused
+#: The columns of a history line, in the order :meth:`SqlBase._event_values` takes them.
+EVENT_COLUMNS = ("message_id", "provider", "kind", "old_state", "new_state", "applied",
+                 "detail", "provider_message_id", "created_at")
+#: :data:`_INSERT_EVENT` binding exactly :data:`EVENT_COLUMNS` (for :class:`DriverMany`).
+_INSERT_EVENT_VALUES = sa.insert(events).values(
+    {name: sa.bindparam(f"e_{name}", type_=events.c[name].type) for name in EVENT_COLUMNS})
+_EVENT_DEFAULTS = {"message_id": None, "provider": None, "old_state": None, "new_state": None,
+                   "applied": False, "provider_message_id": None}
 
 
 def chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
@@ -176,6 +185,12 @@ class SqlBase:
         self._blacklisted_in = None if self._pg else DriverIn.for_dialect(
             lambda places: sa.select(blacklist.c.phone).where(blacklist.c.phone.in_(places)),
             dialect)
+        # History lines at driver level where the dialect allows (SQLite).
+        self._events_many = None if self._pg else DriverMany.for_dialect(
+            _INSERT_EVENT_VALUES, dialect)
+        if self._events_many is not None and \
+                self._events_many.names != tuple(f"e_{n}" for n in EVENT_COLUMNS):
+            raise StoreError("the events INSERT does not bind its values in the expected order")
 
     def __repr__(self) -> str:
         return f"SqlStore({self._url.render_as_string(hide_password=True)!r})"
@@ -225,13 +240,24 @@ class SqlBase:
         return found
 
     def _event_row(self, conn: Connection, rows: List[Dict[str, Any]]) -> None:
-        if rows:
-            now = utcnow()
-            conn.execute(_INSERT_EVENT, [
-                {"message_id": None, "provider": None, "old_state": None, "new_state": None,
-                 "applied": False, "provider_message_id": None, "created_at": now, **row}
-                for row in rows
-            ])
+        """Write history lines given as column mappings (the unnamed columns empty)."""
+        if not rows:
+            return
+        now = utcnow()
+        full = [{**_EVENT_DEFAULTS, "created_at": now, **row} for row in rows]
+        if self._events_many is not None:
+            self._events_many.run_values(conn, [[row[n] for n in EVENT_COLUMNS] for row in full])
+        else:
+            conn.execute(_INSERT_EVENT, full)
+
+    def _event_values(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Write history lines given as the values of :data:`EVENT_COLUMNS` in that order."""
+        if not rows:
+            return
+        if self._events_many is not None:
+            self._events_many.run_values(conn, rows)
+        else:
+            conn.execute(_INSERT_EVENT, [dict(zip(EVENT_COLUMNS, row)) for row in rows])
 
     def _pid_owners(
         self, conn: Connection, pairs: Iterable[Tuple[Optional[str], Optional[str]]]
