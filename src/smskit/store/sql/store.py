@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import threading
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -157,32 +157,15 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         many = self._insert_many
         if many is None:
             return None
-        outcomes: List[AddOutcome] = []
-        fresh: Dict[str, Message] = {}
-        fresh_keys: Dict[str, Message] = {}
-        fresh_pids: Set[Tuple[str, str]] = set()
-        for m in given:
-            key = m.idempotency_key
-            known = fresh_keys.get(key) if key else None
-            if known is not None:
-                outcomes.append(AddOutcome(known, False))
-                continue
-            if m.id in fresh:
-                return None
-            if m.provider and m.provider_message_id:
-                pid = (m.provider, m.provider_message_id)
-                if pid in fresh_pids:
-                    return None
-                fresh_pids.add(pid)
-            fresh[m.id] = m
-            if key:
-                fresh_keys[key] = m
-            outcomes.append(AddOutcome(m, True))
+        try:
+            outcomes, fresh = _new_in_call(given, {})
+        except StoreError:  # a repeat in the call: the checked way says what it is
+            return None
         savepoint = conn.begin_nested()
         # the rows as values in the statement's order: no dict per row
         if many.run_values(conn, [message_values(m) for m in fresh.values()]) == len(fresh):
             savepoint.commit()
-            return outcomes
+            return [AddOutcome(m, True) if o is None else o for m, o in zip(given, outcomes)]
         savepoint.rollback()
         return None
 
@@ -195,27 +178,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
             for m in self._where_in(conn, _m.idempotency_key,
                                     [g.idempotency_key for g in given if g.idempotency_key])
         }
-        outcomes: List[Optional[AddOutcome]] = []
-        fresh: Dict[str, Message] = {}
-        fresh_keys: Dict[str, Message] = {}
-        fresh_pids: Set[Tuple[str, str]] = set()
-        for m in given:
-            key = m.idempotency_key
-            known = stored_keys.get(key) or fresh_keys.get(key) if key else None
-            if known is not None:
-                outcomes.append(AddOutcome(known, False))
-                continue
-            if m.id in fresh:
-                raise c.message_conflict(m, "the id appears twice in the call")
-            if m.provider and m.provider_message_id:
-                if (m.provider, m.provider_message_id) in fresh_pids:
-                    raise c.message_conflict(
-                        m, f"provider id {m.provider_message_id!r} appears twice")
-                fresh_pids.add((m.provider, m.provider_message_id))
-            fresh[m.id] = m
-            if key:
-                fresh_keys[key] = m
-            outcomes.append(None)
+        outcomes, fresh = _new_in_call(given, stored_keys)
         self._check_new(conn, list(fresh.values()))
         inserted: Set[str] = set()
         if fresh and self._insert_many is not None:
@@ -359,3 +322,33 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 return None
             return c.evolve(message, {"state": State.CANCELED, "error_text": reason,
                                       "updated_at": now})
+
+
+def _new_in_call(given: List[Message], stored_keys: Mapping[Optional[str], Message]
+                 ) -> Tuple[List[Optional[AddOutcome]], Dict[str, Message]]:
+    """For each given message, its outcome when its key is stored (``stored_keys``) or came
+    earlier in the call, else ``None``; and the new messages by id. A call that repeats an id
+    or a provider id among its new messages raises the :class:`StoreError` of
+    :meth:`SqlStore.add_messages`."""
+    outcomes: List[Optional[AddOutcome]] = []
+    fresh: Dict[str, Message] = {}
+    fresh_keys: Dict[str, Message] = {}
+    fresh_pids: Set[Tuple[str, str]] = set()
+    for m in given:
+        key = m.idempotency_key
+        known = stored_keys.get(key) or fresh_keys.get(key) if key else None
+        if known is not None:
+            outcomes.append(AddOutcome(known, False))
+            continue
+        if m.id in fresh:
+            raise c.message_conflict(m, "the id appears twice in the call")
+        if m.provider and m.provider_message_id:
+            if (m.provider, m.provider_message_id) in fresh_pids:
+                raise c.message_conflict(
+                    m, f"provider id {m.provider_message_id!r} appears twice")
+            fresh_pids.add((m.provider, m.provider_message_id))
+        fresh[m.id] = m
+        if key:
+            fresh_keys[key] = m
+        outcomes.append(None)
+    return outcomes, fresh
