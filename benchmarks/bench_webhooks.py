@@ -68,7 +68,7 @@ FLOOD = 20
 #: Hostile connections: (idle, slow heads, slow bodies).
 HOSTILE = {False: (1200, 500, 300), True: (300, 150, 50)}
 #: Messages seeded in the FULL and the NORMAL store.
-SEEDED = {False: (240_000, 50_000), True: (40_000, 12_000)}
+SEEDED = {False: (240_000, 150_000), True: (40_000, 12_000)}
 #: Messages seeded in each store of the worker comparison (one per worker count).
 SEEDED_WORKERS = {False: 120_000, True: 10_000}
 #: Worker counts compared side by side with bare Starlette at the same count.
