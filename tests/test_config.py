@@ -13,6 +13,9 @@ import pytest
 from smskit import SmsKit
 from smskit.config import Secret, Settings, redact
 from smskit.errors import ConfigurationError
+from smskit.outbox.links import shortener_for
+from smskit.webhooks import WebhookPolicy
+from smskit_odoo.store import track_sent
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -70,6 +73,17 @@ def test_plugin_settings_refuse_what_they_cannot_read(
         values: Dict[str, str], read: Callable[[Settings], object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         read(Settings(values=values))
+
+
+@pytest.mark.parametrize(("key", "read"), [
+    ("allow_insecure_webhooks", lambda s: WebhookPolicy.from_settings(s)),
+    ("link_tracking", lambda s: shortener_for(s)),
+    ("odoo_track_sent", lambda s: track_sent(s)),
+])
+def test_a_yes_no_setting_with_a_typo_is_refused_not_read_as_no(
+        key: str, read: Callable[[Settings], object]) -> None:
+    with pytest.raises(ConfigurationError, match=f"{key}: expected a boolean"):
+        read(Settings(values={key: "ture"}))
 
 
 def test_plugin_settings_read_their_defaults_and_values() -> None:

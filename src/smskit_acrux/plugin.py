@@ -73,7 +73,6 @@ def attach(kit: SmsKit, *, connector_id: Optional[int] = None) -> Optional[ChatR
 
     settings = kit.settings
     configured = settings.get("acrux_connector_id")
-    create = (settings.get("acrux_create_partners") or "true").strip().lower()
     reply_ref = None
     if odoo.store_backed and isinstance(kit.store, OdooStore):
         reply_ref = kit.store.reply_reference
@@ -82,7 +81,7 @@ def attach(kit: SmsKit, *, connector_id: Optional[int] = None) -> Optional[ChatR
         connector_id=connector_id or (int(configured) if configured else None),
         connector_name=settings.get("acrux_connector_name"),
         reply_ref=reply_ref,
-        create_partners=create not in ("0", "false", "no", "off"))
+        create_partners=settings.flag("acrux_create_partners", True))
     plugin = ChatRoomPlugin(router)
     kit.plugins.register(plugin, name=PLUGIN_NAME)
     return plugin

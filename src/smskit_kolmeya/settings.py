@@ -107,8 +107,7 @@ class KolmeyaSettings:
         if token is None:
             raise ConfigurationError(
                 "SMSKIT_KOLMEYA_TOKEN (kolmeya_token) is not set: the Kolmeya API needs a token")
-        allow_http = (settings.get("kolmeya_allow_http") or "").strip().lower() in (
-            "1", "true", "yes", "on")
+        allow_http = settings.flag("kolmeya_allow_http", False)
         base_url = check_base_url(settings.get("kolmeya_base_url") or DEFAULT_BASE_URL,
                                   allow_http=allow_http)
         webhook_url = None

@@ -69,12 +69,7 @@ KIND_ODOO_ERROR = "odoo_error"
 def track_sent(settings: Settings) -> bool:
     """``odoo_track_sent`` (default false): whether Odoo's field tracking logs the write that
     moves a row from ``outgoing`` to ``sent`` (see :mod:`smskit_odoo.mirror`)."""
-    raw = (settings.get("odoo_track_sent") or "").strip().lower()
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"odoo_track_sent: expected true or false, got {raw!r}")
+    return settings.flag("odoo_track_sent", False)
 
 
 def _partner_ref(ref: Optional[str]) -> Optional[int]:

@@ -58,7 +58,6 @@ CODE_LENGTH = 8
 #: How a code looks in a request path (anything else is a 404 without asking the store).
 CODE_PATTERN = re.compile(r"^[0-9A-Za-z]{4,32}$")
 
-_TRUE = ("1", "true", "yes", "on")
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _TRAILING = ".,;:!?'\"\u2026\u00bb\u201d\u2019*"
 # Not glued to a word, an e-mail address or a path; then a scheme or "www."; then anything up
@@ -221,7 +220,7 @@ def shortener_for(settings: Settings, track_links: Optional[bool] = None
     server's address); tracking without either raises :class:`ConfigurationError`.
     """
     if track_links is None:
-        track_links = (settings.get("link_tracking") or "").strip().lower() in _TRUE
+        track_links = settings.flag("link_tracking", False)
     if not track_links:
         return None
     base = settings.get("link_base_url") or settings.public_url

@@ -49,8 +49,6 @@ TOKEN_PARAM = "token"  # noqa: S105 - a name, not a secret
 DEFAULT_MAX_BYTES = 256 * 1024
 
 _REDACTED = b"********"
-_TRUE = ("1", "true", "yes", "on")
-
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
@@ -132,7 +130,7 @@ class WebhookPolicy:
         """Read ``webhook_secret``, ``webhook_secrets_previous``, ``allow_insecure_webhooks``,
         ``webhook_allow_ips`` and ``webhook_max_bytes``; a malformed value raises
         :class:`ConfigurationError`."""
-        insecure = (settings.get("allow_insecure_webhooks") or "").strip().lower() in _TRUE
+        insecure = settings.flag("allow_insecure_webhooks", False)
         return cls(
             secret=settings.webhook_secret or None,
             previous=parse_secret_list(settings.get("webhook_secrets_previous")),
