@@ -65,7 +65,7 @@ class TestStoreSuite(StoreSuite):
     """Every check of the shipped suite on memory, SQLite and PostgreSQL."""
 
     #: The built-in stores implement every part: a missing one must fail, not skip.
-    parts = ("outreach", "links", "stats")
+    parts = ("outreach", "links", "stats", "claiming")
 
     @pytest.fixture(params=[
         "memory",

@@ -135,7 +135,7 @@ class TestBroken(StoreSuite):
 
 
 class TestHealthy(StoreSuite):
-    parts = ("outreach", "links", "stats")
+    parts = ("outreach", "links", "stats", "claiming")
 
     def make_store(self):
         return MemoryStore()

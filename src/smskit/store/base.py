@@ -44,13 +44,18 @@ __all__ = [
     "ApplyOutcome",
     "BatchInfo",
     "BlacklistEntry",
+    "ClaimedAdd",
+    "ClaimingStore",
     "DayStats",
     "EventRecord",
     "InboundOutcome",
+    "InsertClaim",
     "KIND_REROUTED",
     "Requeue",
     "Schedule",
     "Store",
+    "add_messages_claimed",
+    "claimable",
 ]
 
 
@@ -112,6 +117,26 @@ class BatchInfo:
     message_ids: Sequence[str] = ()
     provider_request_id: Optional[str] = None
     error_text: Optional[str] = None
+
+
+@attrs.frozen(kw_only=True)
+class InsertClaim:
+    """A batch to open as messages are inserted (:meth:`ClaimingStore.add_messages_claimed`):
+    its id, its provider, the claim time and the most messages it takes."""
+
+    batch_id: str
+    provider: str
+    now: dt.datetime
+    limit: int
+
+
+@attrs.frozen
+class ClaimedAdd:
+    """What :meth:`ClaimingStore.add_messages_claimed` did: one outcome per message, in order,
+    and the batch it opened with its messages as stored (``None``: none was claimable)."""
+
+    outcomes: List[AddOutcome]
+    claimed: Optional[Tuple[BatchInfo, List[Message]]] = None
 
 
 @attrs.frozen(kw_only=True)
@@ -498,3 +523,37 @@ class Store(Protocol):
         cheaper or more telling (the Odoo store asks its sidecar).
         """
         self.get("smskit-healthz-probe")
+
+
+@runtime_checkable
+class ClaimingStore(Protocol):
+    """A store that can open a batch in the same transaction that inserts its messages: a bulk
+    send that dispatches each chunk right away then writes each message once before the
+    request instead of twice (insert, then claim). Optional: :func:`add_messages_claimed`
+    falls back to :meth:`Store.add_messages` (the dispatch claims afterwards)."""
+
+    def add_messages_claimed(self, messages: Iterable[Message],
+                             claim: InsertClaim) -> ClaimedAdd:
+        """:meth:`Store.add_messages`, and in the same transaction a batch ``claim.batch_id``
+        holding the first ``claim.limit`` messages the call inserted that a claim at
+        ``claim.now`` would take (:func:`claimable`), stamped as such a claim stamps them
+        (``batch_id``, ``updated_at``). No batch is opened when none is claimable."""
+        ...
+
+
+def claimable(message: Message, claim: InsertClaim, held: Set[str]) -> bool:
+    """Whether :meth:`Store.claim_batch` at ``claim.now`` for ``claim.provider`` would take
+    ``message`` once inserted (``held``: the campaigns whose messages must wait)."""
+    return (message.state is State.OUTGOING and message.batch_id is None
+            and message.provider == claim.provider
+            and (message.scheduled_at is None or message.scheduled_at <= claim.now)
+            and (message.campaign_id is None or message.campaign_id not in held))
+
+
+def add_messages_claimed(store: Store, messages: Iterable[Message],
+                         claim: Optional[InsertClaim]) -> ClaimedAdd:
+    """``store``'s :meth:`ClaimingStore.add_messages_claimed` when it has one and ``claim`` is
+    given; otherwise :meth:`Store.add_messages`, with no batch opened."""
+    if claim is not None and isinstance(store, ClaimingStore):
+        return store.add_messages_claimed(messages, claim)
+    return ClaimedAdd(store.add_messages(messages))

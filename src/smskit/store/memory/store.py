@@ -32,11 +32,14 @@ from smskit.store.base import (
     ApplyOutcome,
     BatchInfo,
     BlacklistEntry,
+    ClaimedAdd,
     EventRecord,
     InboundOutcome,
+    InsertClaim,
     Requeue,
     Schedule,
     Store,
+    claimable,
 )
 from smskit.store.memory.analytics import MemoryAnalyticsMixin
 from smskit.store.memory.outreach import MemoryOutreachMixin
@@ -167,6 +170,36 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
             for message in fresh.values():
                 self._put(message)
             return outcomes
+
+    def add_messages_claimed(self, messages: Iterable[Message],
+                             claim: InsertClaim) -> ClaimedAdd:
+        """:meth:`add_messages`, opening batch ``claim.batch_id`` in the same step (see
+        :class:`~smskit.store.base.ClaimingStore`)."""
+        now = c.require_utc(claim.now, "now")
+        if claim.limit < 1:
+            raise ValidationError(f"claim limit must be at least 1, got {claim.limit!r}")
+        given = [c.normalise_message(m) for m in messages]
+        with self._lock:
+            if claim.batch_id in self._batches:
+                raise StoreError(f"batch {claim.batch_id!r} already exists")
+            held = self._held_campaigns()
+            room = claim.limit
+            marked: List[Message] = []
+            for message in given:
+                if room and claimable(message, claim, held):
+                    message = attrs.evolve(message, batch_id=claim.batch_id, updated_at=now)
+                    room -= 1
+                marked.append(message)
+            outcomes = self.add_messages(marked)
+            claimed = [o.message for o in outcomes
+                       if o.created and o.message.batch_id == claim.batch_id]
+            if not claimed:
+                return ClaimedAdd(outcomes)
+            batch = self._batches[claim.batch_id] = BatchInfo(
+                id=claim.batch_id, provider=claim.provider, status=c.BATCH_CLAIMED,
+                created_at=now, updated_at=now)
+            return ClaimedAdd(outcomes, (attrs.evolve(batch, message_ids=tuple(
+                m.id for m in claimed)), claimed))
 
     def get(self, message_id: str) -> Optional[Message]:
         """A message by our id, or ``None``."""

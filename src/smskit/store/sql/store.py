@@ -17,13 +17,14 @@ import itertools
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Direction, Message, State, utcnow
 from smskit.store import rules as c
-from smskit.store.base import AddOutcome, Store
+from smskit.store.base import AddOutcome, BatchInfo, ClaimedAdd, InsertClaim, Store, claimable
 from smskit.store.sql.analytics import SqlAnalyticsMixin
 from smskit.store.sql.dispatch import _CLAIM_ONE, _CLAIM_ONE_ORDER, SqlDispatchMixin, _StatusRow
 from smskit.store.sql.driver import DriverMany, chunks
@@ -35,7 +36,7 @@ from smskit.store.sql.engine import (
     normalise_url,
 )
 from smskit.store.sql.lists import SqlListsMixin
-from smskit.store.sql.outreach import SqlOutreachMixin
+from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
 from smskit.store.sql.routing import SqlRoutingMixin
 from smskit.store.sql.statuses import (
     _SET_STATUS,
@@ -45,6 +46,8 @@ from smskit.store.sql.statuses import (
 )
 from smskit.store.sql.tables import (
     MESSAGE_COLUMNS,
+    batches,
+    campaigns,
     message_row,
     message_values,
     messages,
@@ -54,6 +57,7 @@ from smskit.store.sql.tables import (
 __all__ = ["SqlStore", "schema_revision", "upgrade"]
 
 _m = messages.c
+_cp = campaigns.c
 
 #: The most messages a store object remembers having inserted ``outgoing`` (oldest forgotten
 #: first): enough for the chunks a bulk send stores and then dispatches, a few MB at most.
@@ -133,19 +137,75 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         A message whose id, or (provider, provider_message_id), is already stored raises
         :class:`StoreError` and nothing of the call is stored.
         """
-        given = [c.normalise_message(m) for m in messages_]
+        return self._add([c.normalise_message(m) for m in messages_], None).outcomes
+
+    def add_messages_claimed(self, messages_: Iterable[Message],
+                             claim: InsertClaim) -> ClaimedAdd:
+        """:meth:`add_messages`, opening batch ``claim.batch_id`` in the same transaction
+        (see :class:`~smskit.store.base.ClaimingStore`): one write per message before the
+        request instead of an insert and a claim."""
+        claim = attrs.evolve(claim, now=c.require_utc(claim.now, "now"))
+        if claim.limit < 1:
+            raise ValidationError(f"claim limit must be at least 1, got {claim.limit!r}")
+        return self._add([c.normalise_message(m) for m in messages_], claim)
+
+    def _add(self, given: List[Message], claim: Optional[InsertClaim]) -> ClaimedAdd:
         if not given:
-            return []
+            return ClaimedAdd([])
+        claimed: List[Message] = []
         with self._tx("add_messages", write=True) as conn:
+            if claim is not None:
+                given, claimed = self._open_batch(conn, given, claim)
             unseen = self._add_unseen(conn, given) if self._insert_many is not None else None
             if unseen is not None:
                 result = unseen
                 inserted = {o.message.id for o in unseen if o.created}
             else:
                 result, inserted = self._add_checked(conn, given)
+            if claim is not None and claimed:
+                claimed = [m for m in claimed if m.id in inserted]
+                if not claimed:  # every claimable one was already stored: no empty batch
+                    conn.execute(sa.delete(batches).where(batches.c.id == claim.batch_id))
         # Committed: what this call inserted is what the rows hold.
         self._remember([m for m in given if m.id in inserted])
-        return result
+        if claim is None or not claimed:
+            return ClaimedAdd(result)
+        if not self._pg:
+            self._remember_claim(claim.batch_id, claim.now, {m.id: _StatusRow(
+                m.id, m.provider, m.state, m.provider_message_id, m.provider_request_id,
+                m.sent_at, m.delivered_at, m.updated_at, m.error_code, m.error_text)
+                for m in claimed})
+        batch = BatchInfo(id=claim.batch_id, provider=claim.provider, status=c.BATCH_CLAIMED,
+                          created_at=claim.now, updated_at=claim.now,
+                          message_ids=tuple(m.id for m in claimed))
+        return ClaimedAdd(result, (batch, claimed))
+
+    def _open_batch(self, conn: Connection, given: List[Message],
+                    claim: InsertClaim) -> Tuple[List[Message], List[Message]]:
+        """Insert batch ``claim.batch_id`` and stamp the messages it takes; the messages to
+        insert and those stamped (``[]``, and no batch, when none is claimable)."""
+        campaigns = {m.campaign_id for m in given if m.campaign_id is not None}
+        held: Set[str] = set()
+        if campaigns:
+            held = set(conn.execute(held_campaigns().where(_cp.id.in_(campaigns))).scalars())
+        now, batch_id = claim.now, claim.batch_id
+        room = claim.limit
+        out: List[Message] = []
+        stamped: List[Message] = []
+        for m in given:
+            if room and claimable(m, claim, held):
+                m = attrs.evolve(m, batch_id=batch_id, updated_at=now)
+                stamped.append(m)
+                room -= 1
+            out.append(m)
+        if not stamped:
+            return given, []
+        if conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id)).first():
+            raise StoreError(f"batch {batch_id!r} already exists")
+        conn.execute(sa.insert(batches).values(
+            id=batch_id, provider=claim.provider, status=c.BATCH_CLAIMED, created_at=now,
+            updated_at=now))
+        return out, stamped
 
     def _add_unseen(self, conn: Connection, given: List[Message]) -> Optional[List[AddOutcome]]:
         """SQLite: :meth:`add_messages` on the bet that no id, key or provider id of the call

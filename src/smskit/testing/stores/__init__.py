@@ -37,6 +37,7 @@ from smskit.testing.stores import events as _events  # noqa: F401
 from smskit.testing.stores import outreach as _outreach  # noqa: F401
 from smskit.testing.stores import analytics as _analytics  # noqa: F401
 from smskit.testing.stores import routing as _routing  # noqa: F401
+from smskit.testing.stores import claiming as _claiming  # noqa: F401
 # isort: on
 from smskit.testing.stores.runner import (
     PARTS,

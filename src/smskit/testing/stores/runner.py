@@ -44,7 +44,7 @@ import attrs
 
 from smskit.errors import ValidationError
 from smskit.store.analytics import LinkStore, StatsStore
-from smskit.store.base import Store
+from smskit.store.base import ClaimingStore, Store
 from smskit.store.outreach import OutreachStore
 from smskit.testing.report import FAILED, PASSED, SKIPPED, CheckResult, counts
 
@@ -70,6 +70,7 @@ PARTS: Dict[str, type] = {
     "outreach": OutreachStore,
     "links": LinkStore,
     "stats": StatsStore,
+    "claiming": ClaimingStore,
 }
 
 _F = TypeVar("_F", bound=Callable[[Any], None])
