@@ -16,11 +16,12 @@ import logging
 from typing import AbstractSet, Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
 from smskit import outbox
+from smskit.ids import new_id
 from smskit.kitbase import BaseKit
 from smskit.models import InboundMessage, Message, StatusEvent
 from smskit.outbox import compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
-from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome
+from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, InsertClaim
 from smskit.webhooks.apply import WebhookReport, apply_payload
 from smskit.webhooks.gate import read_payload
 from smskit.webhooks.request import WebhookRequest
@@ -120,7 +121,7 @@ class SmsKit(BaseKit):
         spec = self._many_spec(text, variables, at, idempotency_prefix=idempotency_prefix,
                                phone_field=phone_field, recipient_fields=recipient_fields,
                                tags=tags, campaign_id=campaign_id, schedule_id=schedule_id)
-        send = self._dispatcher(composer) if dispatch else None
+        send = self._bulk_dispatcher(composer) if dispatch else None
         size = self._chunk_size(composer, chunk_size, dispatch)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
                                  clock=self.clock, chunk_size=size, on_outcome=on_outcome,
@@ -128,12 +129,40 @@ class SmsKit(BaseKit):
 
     def dispatch_due(self, *, providers: Optional[Sequence[str]] = None,
                      watch: AbstractSet[str] = frozenset(),
-                     now: Optional[dt.datetime] = None) -> outbox.DispatchReport:
+                     now: Optional[dt.datetime] = None,
+                     first: Optional[sending.Opened] = None) -> outbox.DispatchReport:
         """:meth:`dispatch` each of ``providers`` (default: :meth:`routed_providers`, those
-        a worker serves: messages may move between them on the way), in one report."""
+        a worker serves: messages may move between them on the way), in one report.
+        ``first``: a batch already claimed, sent first by its provider's dispatch."""
         names = tuple(providers) if providers is not None else self.routed_providers()
         return outbox.DispatchReport.merge(
-            [self.dispatch(provider=name, watch=watch, now=now) for name in names])
+            [self.dispatch(provider=name, watch=watch, now=now,
+                           first=first if first is not None and first[0].provider == name
+                           else None)
+             for name in names])
+
+    def _bulk_dispatcher(self, composer: outbox.Composer) -> sending.BulkDispatcher:
+        """:meth:`_dispatcher` for a bulk send: with one provider (no route), each chunk's
+        batch is opened as the chunk is inserted, unless that provider's circuit is open."""
+        names = self.check_providers(
+            (composer.provider,) if composer.route is None else None)
+
+        def send(watch: AbstractSet[str],
+                 first: Optional[sending.Opened]) -> outbox.DispatchReport:
+            return self.dispatch_due(providers=names, watch=watch, first=first)
+
+        if composer.route is not None:
+            return sending.BulkDispatcher(send)
+        name = composer.provider
+
+        def claim() -> Optional[InsertClaim]:
+            now = self.clock()
+            if not self.router.allows(name, now):
+                return None
+            return InsertClaim(batch_id=new_id(), provider=name, now=now,
+                               limit=self.router.batch_size(self.provider(name)))
+
+        return sending.BulkDispatcher(send, claim)
 
     def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
         """What a send dispatches with, once every provider it may need is checked
@@ -144,13 +173,15 @@ class SmsKit(BaseKit):
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,
                  now: Optional[dt.datetime] = None,
-                 watch: AbstractSet[str] = frozenset()) -> outbox.DispatchReport:
+                 watch: AbstractSet[str] = frozenset(),
+                 first: Optional[sending.Opened] = None) -> outbox.DispatchReport:
         """Send every ``outgoing`` message of ``provider`` due at ``now`` (default: the clock);
-        see :func:`outbox.dispatch` (``watch``: ids whose outcome the report gives)."""
+        see :func:`outbox.dispatch` (``watch``: ids whose outcome the report gives;
+        ``first``: a batch of ``provider`` already claimed, sent first)."""
         return outbox.dispatch(self.store, self.provider(provider), now=now or self.clock(),
                                max_batches=max_batches, on_sent=self._sent_listener(),
                                on_opted_out=self._on_opted_out, policy=self.router,
-                               watch=watch, lookups=self.lookups)
+                               watch=watch, lookups=self.lookups, first=first)
 
     def reconcile(self, *, provider: Optional[str] = None,
                   stale_after: dt.timedelta = dt.timedelta(minutes=5),

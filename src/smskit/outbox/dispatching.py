@@ -31,6 +31,7 @@ from typing import (
     Optional,
     Sequence,
     Set,
+    Tuple,
 )
 
 import attrs
@@ -266,7 +267,25 @@ class _Run:
                                                 batch_id or new_id())
         if found is None:
             return None
-        batch, messages = found
+        return self.checked(*found)
+
+    def adopt(self, batch: BatchInfo, messages: Sequence[Message]) -> Optional[d.Claimed]:
+        """A batch claimed elsewhere (opened as its messages were inserted,
+        :class:`~smskit.store.base.ClaimingStore`), taken as :meth:`next_batch` takes one;
+        ``None`` when the circuit is open: then it goes back to the queue, never attempted,
+        and the due messages move on (:meth:`drain`)."""
+        policy = self.policy
+        if policy is not None and not policy.allows(self.name, self.now):
+            why = "circuit open"
+            reopens = policy.reopens_at(self.name) or self.now + RETRY_DELAY
+            self.put_back(batch, messages, why, reopens)
+            self.drain()
+            return None
+        return self.checked(batch, messages)
+
+    def checked(self, batch: BatchInfo, messages: Sequence[Message]) -> d.Claimed:
+        """A claimed batch counted, checked against the blacklist and paced."""
+        policy = self.policy
         self.report.batches += 1
         # The blacklist is checked again at the last moment: an opt-out that arrived after the
         # message was queued (a scheduled send, a deferred one) still wins.
@@ -368,6 +387,7 @@ def dispatch(
     policy: Optional[DispatchPolicy] = None,
     watch: AbstractSet[str] = frozenset(),
     lookups: Optional[Lookups] = None,
+    first: Optional[Tuple[BatchInfo, Sequence[Message]]] = None,
 ) -> DispatchReport:
     """Send due ``outgoing`` messages in batches of ``provider.max_batch`` until none is due.
 
@@ -386,13 +406,18 @@ def dispatch(
 
     ``watch``: message ids whose outcome the caller wants (:attr:`DispatchReport.outcomes`).
     ``lookups``: where accepted batches leave witnesses for reconciliation's proofs (default:
-    the store's key/value state).
+    the store's key/value state). ``first``: a batch of ``provider`` already claimed (a bulk
+    send's chunk, opened as it was inserted), sent before anything else is claimed.
     """
     lookups = lookups if lookups is not None else Lookups(lambda: store)
     run = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
     size = run.batch_size()
     while max_batches is None or run.report.batches < max_batches:
-        claimed = run.next_batch(size)
+        if first is not None:
+            claimed = run.adopt(*first)
+            first = None
+        else:
+            claimed = run.next_batch(size)
         if claimed is None:
             break
         outcome: d.SendOutcome

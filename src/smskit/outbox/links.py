@@ -37,7 +37,7 @@ from smskit.config import Settings
 from smskit.errors import ConfigurationError, StoreError
 from smskit.models import Message
 from smskit.store.analytics import Link, LinkStore
-from smskit.store.base import AddOutcome, Store
+from smskit.store.base import AddOutcome, ClaimedAdd, InsertClaim, Store, add_messages_claimed
 
 __all__ = [
     "CODE_ALPHABET",
@@ -47,6 +47,7 @@ __all__ = [
     "find_urls",
     "new_code",
     "shortener_for",
+    "store_messages",
     "template_spans",
     "to_uri",
 ]
@@ -243,10 +244,17 @@ def add_messages_with_links(store: Store, shortener: Optional[LinkShortener],
     changed to match (same length: the segment count stays right). Then the messages; the
     links of a message that was not inserted (an idempotency hit) are deleted again.
     """
+    return store_messages(store, shortener, messages, None).outcomes
+
+
+def store_messages(store: Store, shortener: Optional[LinkShortener],
+                   messages: Iterable[Message], claim: Optional[InsertClaim]) -> ClaimedAdd:
+    """:func:`add_messages_with_links`, opening the batch ``claim`` describes as the messages
+    are inserted when the store can (:func:`~smskit.store.base.add_messages_claimed`)."""
     given = list(messages)
     pending = shortener.take() if shortener is not None else []
     if shortener is None or not pending:
-        return store.add_messages(given)
+        return add_messages_claimed(store, given, claim)
     if not isinstance(store, LinkStore):
         raise ConfigurationError(f"link tracking: the store {store!r} cannot keep short links")
     by_id = {m.id: m for m in given}
@@ -258,11 +266,11 @@ def add_messages_with_links(store: Store, shortener: Optional[LinkShortener],
         pending = _redraw(shortener, by_id, [k for k in pending if k.code in taken])
     else:
         raise StoreError(f"link tracking: no free short code after {_MAX_ATTEMPTS} draws")
-    outcomes = store.add_messages([by_id[m.id] for m in given])
-    unused = [m.id for m, outcome in zip(given, outcomes) if not outcome.created]
+    added = add_messages_claimed(store, [by_id[m.id] for m in given], claim)
+    unused = [m.id for m, outcome in zip(given, added.outcomes) if not outcome.created]
     if unused:
         store.discard_links(unused)
-    return outcomes
+    return added
 
 
 def _redraw(shortener: LinkShortener, by_id: Dict[str, Message],

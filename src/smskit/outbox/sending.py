@@ -15,7 +15,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from typing import AbstractSet, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import (
+    AbstractSet,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import attrs
 
@@ -23,15 +34,17 @@ from smskit.errors import ValidationError
 from smskit.models import Message, State
 from smskit.outbox import compose as c
 from smskit.outbox.dispatching import DispatchReport
-from smskit.outbox.links import add_messages_with_links
-from smskit.store.base import BatchInfo, Store
+from smskit.outbox.links import add_messages_with_links, store_messages
+from smskit.store.base import BatchInfo, InsertClaim, Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["BulkDispatch", "Dispatch", "look_up", "send_many", "send_one", "store_chunk",
-           "store_one", "with_state"]
+__all__ = ["BulkDispatch", "BulkDispatcher", "Dispatch", "Opened", "look_up", "send_many",
+           "send_one", "store_chunk", "store_chunk_claimed", "store_one", "with_state"]
 
 #: Sends what is due; the report gives the outcome of each watched message id.
 Dispatch = Callable[[AbstractSet[str]], DispatchReport]
+#: A batch already claimed, with its messages as stored once claimed.
+Opened = Tuple[BatchInfo, List[Message]]
 #: The most messages of one call whose later outcome a bulk send keeps track of (memory
 #: stays bounded however many there are; beyond it they are counted as queued).
 MAX_TRACKED = 100_000
@@ -123,12 +136,45 @@ def store_chunk(
 ) -> List[c.Outcome]:
     """Steps 1 to 5 for a chunk of numbered recipients: one look-up per kind, compose, one
     store call; each recipient's outcome, in order."""
+    return store_chunk_claimed(store, hooks, composer, chunk, spec, clock=clock, claim=None)[0]
+
+
+def store_chunk_claimed(
+    store: Store,
+    hooks: Any,
+    composer: c.Composer,
+    chunk: Sequence[Tuple[int, c.Recipient]],
+    spec: c.SendSpec,
+    *,
+    clock: Callable[[], dt.datetime],
+    claim: Optional[InsertClaim],
+) -> Tuple[List[c.Outcome], Optional[Opened]]:
+    """:func:`store_chunk`, opening the batch ``claim`` describes in the same store call when
+    the store can (:class:`~smskit.store.base.ClaimingStore`); the outcomes and that batch
+    with its messages (``None``: nothing claimed, the dispatch claims)."""
     parsed = c.parse_recipients(chunk, spec, composer)
     facts = look_up(store, c.phones_of(parsed), clock())
     drafts = c.compose_drafts(parsed, spec, composer, facts, c.ComposeHooks.of(hooks),
                               clock=clock)
-    stored = add_messages_with_links(store, composer.links, [m for m, _ in drafts])
-    return [c.settle(draft, answer) for (_, draft), answer in zip(drafts, stored)]
+    added = store_messages(store, composer.links, [m for m, _ in drafts], claim)
+    outcomes = [c.settle(draft, answer) for (_, draft), answer in zip(drafts, added.outcomes)]
+    return outcomes, added.claimed
+
+
+@attrs.frozen
+class BulkDispatcher:
+    """How :func:`send_many` dispatches each chunk once it is stored.
+
+    ``send(watch, first)`` sends what is due and reports on ``watch`` (``first``: the batch
+    the chunk opened as it was inserted, sent before anything else is claimed); ``claim()``
+    describes the batch the next chunk may open as it is inserted, or gives ``None`` (no
+    single provider, its circuit open): then the dispatch claims as usual. Opening the batch
+    in the insert's transaction saves the claim's write: each message is written once before
+    its request, not twice, with the same guarantees (a crash leaves a claimed batch, which
+    reconciliation settles as it settles any other)."""
+
+    send: Callable[[AbstractSet[str], Optional[Opened]], DispatchReport]
+    claim: Callable[[], Optional[InsertClaim]] = attrs.field(default=lambda: None)
 
 
 class BulkDispatch:
@@ -182,25 +228,31 @@ def send_many(
     clock: Callable[[], dt.datetime],
     chunk_size: int,
     on_outcome: Optional[Callable[[c.Outcome], None]] = None,
-    dispatch: Optional[Dispatch] = None,
+    dispatch: Union[Dispatch, BulkDispatcher, None] = None,
 ) -> c.BulkSummary:
     """Send to every recipient, ``chunk_size`` at a time (memory stays constant however
     many). One bad recipient never aborts the batch: it becomes a ``rejected`` record.
 
     ``hooks`` is the plugin hook relay; ``dispatch`` sends what is due after each chunk is
-    stored; ``on_outcome`` then receives each recipient's outcome, its dispatch included.
+    stored (a :class:`BulkDispatcher` may have the chunk's batch opened as it is inserted);
+    ``on_outcome`` then receives each recipient's outcome, its dispatch included.
     The summary counts this call's recipients only (not older messages the same dispatch
     sent), each by where its message is at the end of the call.
     """
     bulk = BulkDispatch(tracking=dispatch is not None)
+    if dispatch is not None and not isinstance(dispatch, BulkDispatcher):
+        plain = dispatch
+        dispatch = BulkDispatcher(lambda watch, first: plain(watch))
     numbered = enumerate(recipients)
     while True:
         chunk = list(itertools.islice(numbered, chunk_size))
         if not chunk:
             break
-        outcomes = store_chunk(store, hooks, composer, chunk, spec, clock=clock)
+        claim = dispatch.claim() if dispatch is not None else None
+        outcomes, opened = store_chunk_claimed(store, hooks, composer, chunk, spec,
+                                               clock=clock, claim=claim)
         if dispatch is not None:
-            outcomes = bulk.dispatched(outcomes, dispatch(bulk.watch(outcomes)))
+            outcomes = bulk.dispatched(outcomes, dispatch.send(bulk.watch(outcomes), opened))
         for outcome in outcomes:
             bulk.add(outcome)
             if on_outcome is not None:
