@@ -1,22 +1,27 @@
 """A bulk send opens each chunk's batch in the transaction that inserts it (``ClaimingStore``):
-one write per message before its request instead of two, with every guarantee kept.
+one write per message before its request instead of two, with every guarantee kept; and
+the next chunk is composed and stored while a chunk's request is out.
 
 Against the Kolmeya simulator under uvicorn: the send writes two transactions per chunk (the
 insert that claims, the results), each message is accepted once; a crash between the insert
 and the request leaves a claimed batch that reconciliation settles, sent exactly once; a
-circuit that opens in between puts the chunk back in the queue, never attempted.
+circuit that opens in between puts the chunk back in the queue, never attempted; with a slow
+gateway, each chunk is stored while the previous one's request is out, and the plugins'
+hooks still run on the calling thread.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any, Iterator, List, Optional
 
 import pytest
 import sqlalchemy as sa
 
-from smskit import outbox
+from smskit import hookimpl, outbox
+from smskit.errors import StoreError
 from smskit.models import Message, SendResult, State, utcnow
 from smskit.provider import Provider
 from smskit.store.base import InsertClaim
@@ -57,13 +62,15 @@ def test_a_bulk_send_writes_each_chunk_twice_and_sends_each_message_once(
         summary = kit.send_many(phones(2500), TEXT)
 
         assert (summary.total, summary.sent, summary.queued) == (2500, 2500, 0)
-        # per chunk: the insert that opens the batch, then the results (no claim between);
-        # once, the witness reconciliation's proofs need (the key/value state)
+        # per chunk: the insert that opens the batch, then the results (no claim between),
+        # the next chunk stored while a request is out; once, the witness reconciliation's
+        # proofs need (the key/value state)
         witness = [w for w in writes if w == ["INSERT INTO kv_state"]]
         assert len(witness) == 1
+        inserted, settled = ["INSERT INTO batches", "INSERT INTO messages"], \
+            ["UPDATE messages", "UPDATE batches"]
         assert [w for w in writes if w not in witness] == [
-            ["INSERT INTO batches", "INSERT INTO messages"],
-            ["UPDATE messages", "UPDATE batches"]] * 3
+            inserted, inserted, settled, inserted, settled, settled]
         requests = sorted(simulator.requests.values(), key=lambda r: r.job)
         assert [len(r.message_ids) for r in requests] == [1000, 1000, 500]
         sent = outbound(kit)
@@ -82,7 +89,8 @@ class Killed(BaseException):
 
 @pytest.mark.parametrize("kind", ["memory", "sql"])
 def test_a_crash_between_the_insert_and_the_request_is_reconciled_and_sent_once(
-        kolmeya_sim: SimServer, tmp_path: Path, kind: str) -> None:
+        kolmeya_sim: SimServer, tmp_path: Path, kind: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     simulator, _ = kolmeya_sim
     store: Any = MemoryStore() if kind == "memory" else SqlStore(
         f"sqlite:///{tmp_path / 'smskit.db'}")
@@ -91,13 +99,13 @@ def test_a_crash_between_the_insert_and_the_request_is_reconciled_and_sent_once(
         assert kit.send(phones(1, start=50)[0], TEXT).state is State.SENT
         before = {m.id for m in outbound(kit)}
 
-        def die(**_: Any) -> outbox.DispatchReport:
+        def die(*_: Any, **__: Any) -> Any:
             raise Killed()
 
-        kit.dispatch_due = die  # type: ignore[method-assign]
-        with pytest.raises(Killed):
-            kit.send_many(phones(3), TEXT)
-        del kit.dispatch_due
+        with monkeypatch.context() as patched:
+            patched.setattr(outbox, "begin_dispatch", die)
+            with pytest.raises(Killed):
+                kit.send_many(phones(3), TEXT)
         mine = [m for m in outbound(kit) if m.id not in before]
         assert len(mine) == 3 and {m.state for m in mine} == {State.OUTGOING}
         (batch_id,) = {m.batch_id for m in mine}
@@ -171,3 +179,73 @@ def test_a_circuit_open_before_the_request_puts_the_chunk_back_unattempted(
         assert store.claim_batch("kolmeya", 10, reopens, "b2") is not None
     finally:
         store.close()
+
+
+class _Timeline:
+    """When each chunk's insert began and each request ended, and on which thread each
+    ``message_sent`` hook ran."""
+
+    def __init__(self) -> None:
+        self.events: List[str] = []
+        self.hook_threads: set = set()
+
+    @hookimpl
+    def message_sent(self, message: Message) -> None:
+        self.hook_threads.add(threading.get_ident())
+
+
+def test_the_next_chunk_is_stored_while_a_request_is_out_and_hooks_stay_on_the_caller(
+        kolmeya_sim: SimServer, sql_store: SqlStore) -> None:
+    simulator, _ = kolmeya_sim
+    simulator.configure(slow_seconds=1.0)  # a gateway that takes its time to answer
+    timeline = _Timeline()
+    with make_kit(kolmeya_sim, sql_store) as kit:
+        kit.plugins.register(timeline, name="timeline")
+        provider = kit.provider()
+        add = sql_store.add_messages_claimed
+        send_batch = provider.send_batch
+
+        def adding(messages: Any, claim: InsertClaim) -> Any:
+            timeline.events.append("insert")
+            return add(messages, claim)
+
+        def sending(messages: Any, *, batch_id: str) -> Any:
+            results = send_batch(messages, batch_id=batch_id)
+            timeline.events.append("answered")
+            return results
+
+        sql_store.add_messages_claimed = adding  # type: ignore[method-assign]
+        provider.send_batch = sending  # type: ignore[method-assign]
+        summary = kit.send_many(phones(600), TEXT, chunk_size=200)
+
+        assert (summary.total, summary.sent) == (600, 600)
+        # each chunk after the first is stored while the previous chunk's request is out
+        assert timeline.events == ["insert", "insert", "answered", "insert", "answered",
+                                   "answered"]
+        assert timeline.hook_threads == {threading.get_ident()}
+        assert_sent_once(kit, simulator, outbound(kit))
+
+
+def test_a_chunk_that_fails_to_store_still_lets_the_batch_out_be_settled(
+        kolmeya_sim: SimServer, sql_store: SqlStore) -> None:
+    simulator, _ = kolmeya_sim
+    simulator.configure(slow_seconds=0.3)
+    with make_kit(kolmeya_sim, sql_store) as kit:
+        add = sql_store.add_messages_claimed
+        calls: List[int] = []
+
+        def failing_second(messages: Any, claim: InsertClaim) -> Any:
+            calls.append(1)
+            if len(calls) == 2:
+                raise StoreError("disk full")
+            return add(messages, claim)
+
+        sql_store.add_messages_claimed = failing_second  # type: ignore[method-assign]
+        with pytest.raises(StoreError, match="disk full"):
+            kit.send_many(phones(400), TEXT, chunk_size=200)
+
+        stored = outbound(kit)
+        assert len(stored) == 200  # the second chunk stored nothing
+        assert {m.state for m in stored} == {State.SENT}  # the first was settled anyway
+        assert kit.store.batches(status="claimed") == []
+        assert_sent_once(kit, simulator, stored)

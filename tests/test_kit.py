@@ -126,9 +126,12 @@ def test_bulk_streams_in_provider_sized_chunks(kit: SmsKit, provider: LoopbackPr
     def rows() -> Iterator[str]:
         for i, phone in enumerate(phones(10)):
             pulled.append(i)
-            # Before row 6 is read, the first two chunks of 3 must already be sent.
+            # Before row 6 is read, the first chunk of 3 is sent and the second is stored
+            # (its request may still be out while the third is read and stored): streaming,
+            # never more than one chunk ahead of the gateway.
             if i == 6:
-                assert len(provider.sent) == 6
+                assert len(provider.sent) >= 3
+                assert len(kit.store.list_messages(limit=100)) == 6
             yield phone
 
     summary = kit.send_many(rows(), "Promoção")

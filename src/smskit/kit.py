@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import AbstractSet, Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
 from smskit import outbox
@@ -142,18 +143,29 @@ class SmsKit(BaseKit):
              for name in names])
 
     def _bulk_dispatcher(self, composer: outbox.Composer) -> sending.BulkDispatcher:
-        """:meth:`_dispatcher` for a bulk send: with one provider (no route), each chunk's
-        batch is opened as the chunk is inserted, unless that provider's circuit is open."""
+        """:meth:`_dispatcher` for a bulk send. With one provider (no route) whose circuit is
+        closed, each chunk's batch is opened as the chunk is inserted and its request goes
+        out from a background thread while the next chunk is composed and stored; its
+        results, the hooks and everything else stay on the calling thread."""
         names = self.check_providers(
             (composer.provider,) if composer.route is None else None)
-
-        def send(watch: AbstractSet[str],
-                 first: Optional[sending.Opened]) -> outbox.DispatchReport:
-            return self.dispatch_due(providers=names, watch=watch, first=first)
-
         if composer.route is not None:
-            return sending.BulkDispatcher(send)
+            return sending.BulkDispatcher.serial(
+                lambda watch: self.dispatch_due(providers=names, watch=watch))
         name = composer.provider
+        pool: List[ThreadPoolExecutor] = []
+
+        def begin(watch: AbstractSet[str], first: Optional[sending.Opened]) -> sending.Finish:
+            if first is None:
+                report = self.dispatch_due(providers=names, watch=watch)
+                return lambda: report
+            if not pool:
+                pool.append(ThreadPoolExecutor(1, thread_name_prefix="smskit-request"))
+            return outbox.begin_dispatch(
+                self.store, self.provider(name), now=self.clock(),
+                on_sent=self._sent_listener(), on_opted_out=self._on_opted_out,
+                policy=self.router, watch=watch, lookups=self.lookups, first=first,
+                submit=pool[0].submit)
 
         def claim() -> Optional[InsertClaim]:
             now = self.clock()
@@ -162,7 +174,11 @@ class SmsKit(BaseKit):
             return InsertClaim(batch_id=new_id(), provider=name, now=now,
                                limit=self.router.batch_size(self.provider(name)))
 
-        return sending.BulkDispatcher(send, claim)
+        def close() -> None:
+            for executor in pool:
+                executor.shutdown(wait=True)
+
+        return sending.BulkDispatcher(begin, claim, close)
 
     def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
         """What a send dispatches with, once every provider it may need is checked

@@ -34,7 +34,7 @@ outcomes, 6 after each chunk), :mod:`smskit.outbox.dispatching` (6),
 from __future__ import annotations
 
 from smskit.outbox.compose import BulkSummary, Composer, Outcome
-from smskit.outbox.dispatching import Dispatched, DispatchReport, dispatch
+from smskit.outbox.dispatching import Dispatched, DispatchReport, begin_dispatch, dispatch
 from smskit.outbox.proof import Lookups
 from smskit.outbox.reconciling import (
     HeldBatch,
@@ -54,6 +54,7 @@ __all__ = [
     "Lookups",
     "Outcome",
     "ReconcileReport",
+    "begin_dispatch",
     "dispatch",
     "held",
     "held_counts",

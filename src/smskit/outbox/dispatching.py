@@ -21,7 +21,9 @@ afterwards and why.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from concurrent.futures import Future
 from typing import (
     AbstractSet,
     Callable,
@@ -46,9 +48,14 @@ from smskit.outbox.reconciling import OptedOut, _notify_opted_out, _notify_sent
 from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
 
-__all__ = ["DispatchPolicy", "DispatchReport", "Dispatched", "dispatch"]
+__all__ = ["DispatchPolicy", "DispatchReport", "Dispatched", "Submit", "begin_dispatch",
+           "dispatch"]
 
 log = logging.getLogger(__name__)
+
+#: Runs a call in the background: ``submit(fn)`` gives the future of ``fn()``
+#: (``ThreadPoolExecutor.submit``).
+Submit = Callable[[Callable[[], "d.SendOutcome"]], "Future[d.SendOutcome]"]
 
 # Default wait before a batch that sent nothing is tried again (the gateway's Retry-After wins).
 RETRY_DELAY = dt.timedelta(seconds=30)
@@ -409,26 +416,76 @@ def dispatch(
     the store's key/value state). ``first``: a batch of ``provider`` already claimed (a bulk
     send's chunk, opened as it was inserted), sent before anything else is claimed.
     """
+    return begin_dispatch(store, provider, now=now, max_batches=max_batches, on_sent=on_sent,
+                          on_opted_out=on_opted_out, policy=policy, watch=watch,
+                          lookups=lookups, first=first)()
+
+
+def begin_dispatch(
+    store: Store,
+    provider: Provider,
+    *,
+    now: dt.datetime,
+    max_batches: Optional[int] = None,
+    on_sent: Optional[Callable[[Message], None]] = None,
+    on_opted_out: Optional[OptedOut] = None,
+    policy: Optional[DispatchPolicy] = None,
+    watch: AbstractSet[str] = frozenset(),
+    lookups: Optional[Lookups] = None,
+    first: Optional[Tuple[BatchInfo, Sequence[Message]]] = None,
+    submit: Optional[Submit] = None,
+) -> Callable[[], DispatchReport]:
+    """:func:`dispatch`, in two halves. With ``first`` and ``submit``: ``first``'s request is
+    handed to ``submit`` (which runs it in the background, such as a one-thread executor's
+    ``submit``) before this returns, and the function returned waits for it and settles it
+    on the calling thread (the store's writes, the policy, the hooks); nothing else is
+    claimed (the caller dispatches what else is due when it is done). Without ``submit``,
+    the returned function is :func:`dispatch`.
+
+    A bulk send stores its next chunk meanwhile, so that the gateway's time to answer is
+    not added to the time to compose and store. Nothing else changes: ``first`` is already
+    claimed and durable before its request, and until it is settled it is a claimed batch
+    like any other (a crash leaves it to reconciliation).
+    """
     lookups = lookups if lookups is not None else Lookups(lambda: store)
     run = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
-    size = run.batch_size()
-    while max_batches is None or run.report.batches < max_batches:
-        if first is not None:
-            claimed = run.adopt(*first)
-            first = None
-        else:
-            claimed = run.next_batch(size)
-        if claimed is None:
-            break
-        outcome: d.SendOutcome
-        try:
-            outcome = (provider.send_batch(claimed.to_send, batch_id=claimed.batch.id)
-                       if claimed.to_send else [])
-        except Exception as exc:  # decided on below; re-raised there when unexpected
-            outcome = exc
-        if not run.settle(claimed, outcome, on_sent, on_opted_out):
-            break
-    return run.report
+    started: Optional[Tuple[d.Claimed, Future[d.SendOutcome]]] = None
+    if first is not None and submit is not None:
+        claimed = run.adopt(*first)
+        first = None
+        if claimed is None:  # the circuit is open: put back, and the rest moved on
+            return lambda: run.report
+        started = (claimed, submit(functools.partial(_request, provider, claimed)))
+
+    def finish() -> DispatchReport:
+        nonlocal first
+        if started is not None:
+            run.settle(started[0], started[1].result(), on_sent, on_opted_out)
+            return run.report
+        size = run.batch_size()
+        while max_batches is None or run.report.batches < max_batches:
+            if first is not None:
+                claimed = run.adopt(*first)
+                first = None
+            else:
+                claimed = run.next_batch(size)
+            if claimed is None:
+                break
+            if not run.settle(claimed, _request(provider, claimed), on_sent, on_opted_out):
+                break
+        return run.report
+
+    return finish
+
+
+def _request(provider: Provider, claimed: d.Claimed) -> d.SendOutcome:
+    """The provider's answer to ``claimed``'s request, or what it raised (decided on by
+    :meth:`_Run.settle`, which raises it again when unexpected)."""
+    try:
+        return (provider.send_batch(claimed.to_send, batch_id=claimed.batch.id)
+                if claimed.to_send else [])
+    except Exception as exc:
+        return exc
 
 
 def _unknown(run: _Run, batch: BatchInfo, to_send: Sequence[Message],

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 from typing import (
     AbstractSet,
     Any,
@@ -38,8 +39,11 @@ from smskit.outbox.links import add_messages_with_links, store_messages
 from smskit.store.base import BatchInfo, InsertClaim, Store
 from smskit.store.outreach import OutreachStore
 
-__all__ = ["BulkDispatch", "BulkDispatcher", "Dispatch", "Opened", "look_up", "send_many",
-           "send_one", "store_chunk", "store_chunk_claimed", "store_one", "with_state"]
+__all__ = ["BulkDispatch", "BulkDispatcher", "Dispatch", "Finish", "Opened", "look_up",
+           "send_many", "send_one", "store_chunk", "store_chunk_claimed", "store_one",
+           "with_state"]
+
+log = logging.getLogger(__name__)
 
 #: Sends what is due; the report gives the outcome of each watched message id.
 Dispatch = Callable[[AbstractSet[str]], DispatchReport]
@@ -161,20 +165,41 @@ def store_chunk_claimed(
     return outcomes, added.claimed
 
 
+#: The second half of a dispatch begun for a chunk: waits for it and gives its report.
+Finish = Callable[[], DispatchReport]
+
+
+def _nothing() -> None:
+    return None
+
+
 @attrs.frozen
 class BulkDispatcher:
     """How :func:`send_many` dispatches each chunk once it is stored.
 
-    ``send(watch, first)`` sends what is due and reports on ``watch`` (``first``: the batch
-    the chunk opened as it was inserted, sent before anything else is claimed); ``claim()``
-    describes the batch the next chunk may open as it is inserted, or gives ``None`` (no
-    single provider, its circuit open): then the dispatch claims as usual. Opening the batch
-    in the insert's transaction saves the claim's write: each message is written once before
-    its request, not twice, with the same guarantees (a crash leaves a claimed batch, which
-    reconciliation settles as it settles any other)."""
+    ``begin(watch, first)`` starts sending what is due and returns the function that
+    finishes it and gives its report on ``watch``. ``first`` is the batch the chunk opened
+    as it was inserted: its request may go out in the background while the next chunk is
+    composed and stored (:func:`~smskit.outbox.dispatching.begin_dispatch`); everything else
+    (results, hooks, other batches) happens in the finishing function, on the calling
+    thread. ``claim()`` describes the batch the next chunk may open as it is inserted, or
+    gives ``None`` (no single provider, its circuit open): then the dispatch claims as
+    usual. ``close()`` releases what ``begin`` used (its background thread). Opening the
+    batch in the insert's transaction saves the claim's write: each message is written once
+    before its request, not twice, with the same guarantees (a crash leaves a claimed batch,
+    which reconciliation settles as it settles any other)."""
 
-    send: Callable[[AbstractSet[str], Optional[Opened]], DispatchReport]
+    begin: Callable[[AbstractSet[str], Optional[Opened]], Finish]
     claim: Callable[[], Optional[InsertClaim]] = attrs.field(default=lambda: None)
+    close: Callable[[], None] = attrs.field(default=_nothing)
+
+    @classmethod
+    def serial(cls, dispatch: Dispatch) -> BulkDispatcher:
+        """A dispatcher that sends what is due with ``dispatch`` as each chunk is stored."""
+        def begin(watch: AbstractSet[str], first: Optional[Opened]) -> Finish:
+            report = dispatch(watch)
+            return lambda: report
+        return cls(begin)
 
 
 class BulkDispatch:
@@ -241,20 +266,63 @@ def send_many(
     """
     bulk = BulkDispatch(tracking=dispatch is not None)
     if dispatch is not None and not isinstance(dispatch, BulkDispatcher):
-        plain = dispatch
-        dispatch = BulkDispatcher(lambda watch, first: plain(watch))
-    numbered = enumerate(recipients)
-    while True:
-        chunk = list(itertools.islice(numbered, chunk_size))
-        if not chunk:
-            break
-        claim = dispatch.claim() if dispatch is not None else None
-        outcomes, opened = store_chunk_claimed(store, hooks, composer, chunk, spec,
-                                               clock=clock, claim=claim)
-        if dispatch is not None:
-            outcomes = bulk.dispatched(outcomes, dispatch.send(bulk.watch(outcomes), opened))
+        dispatch = BulkDispatcher.serial(dispatch)
+
+    troubled = False  # a dispatch of this call failed or stopped early
+
+    def report(outcomes: Sequence[c.Outcome], finish: Optional[Finish]) -> None:
+        nonlocal troubled
+        if finish is not None:
+            done = finish()
+            troubled = troubled or bool(done.errors)
+            outcomes = bulk.dispatched(outcomes, done)
         for outcome in outcomes:
             bulk.add(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)
+
+    numbered = enumerate(recipients)
+    # The chunk whose request may still be out while the next one is stored.
+    pending: Optional[Tuple[List[c.Outcome], Finish]] = None
+    overlapped = False
+    try:
+        while True:
+            chunk = list(itertools.islice(numbered, chunk_size))
+            if not chunk:
+                break
+            claim = dispatch.claim() if dispatch is not None else None
+            outcomes, opened = store_chunk_claimed(store, hooks, composer, chunk, spec,
+                                                   clock=clock, claim=claim)
+            if pending is not None:
+                report(*pending)
+                pending = None
+            if dispatch is None:
+                report(outcomes, None)
+                continue
+            finish = dispatch.begin(bulk.watch(outcomes), opened)
+            if opened is None:
+                report(outcomes, finish)
+            else:
+                pending = (outcomes, finish)
+                overlapped = True
+        if pending is not None:
+            report(*pending)
+        if overlapped and not troubled and dispatch is not None:
+            # A begun batch settles only itself: what else is due (a chunk's messages past
+            # the batch size, older ones) goes now, as each chunk's dispatch sends it; not
+            # after a failure, after which a dispatch stops (the worker goes on later).
+            report((), dispatch.begin(bulk.watch(()), None))
+    except Exception:
+        # The next chunk failed (a store error...) while a request was out: its answer is
+        # still recorded, so that the batch needs no reconciliation (an interrupt leaves it
+        # to reconciliation instead of waiting for the gateway).
+        if pending is not None:
+            try:
+                pending[1]()
+            except Exception:  # the first error is the one to raise; this one is logged
+                log.exception("bulk send: the batch out when the send failed was not settled")
+        raise
+    finally:
+        if dispatch is not None:
+            dispatch.close()
     return bulk.summary
