@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Optional, Union
+from typing import Optional, Pattern, Union
 
 import attrs
 import phonenumbers
@@ -82,6 +82,11 @@ _BR_AREA_CODE = re.compile(r"(?:[14689][1-9]|2[12478]|3[1-578]|5[13-5]|7[13-579]
 _FAST_SEPARATORS = str.maketrans("", "", " -.()")
 _FAST_MAX_LENGTH = 40
 _FAST_NSN = re.compile(r"[1-9][1-9]9[0-9]{8}")
+_FAST_NSN_LENGTH = 11  # every national number _FAST_NSN takes has this many digits
+# The number descriptions phonenumbers.number_type tests, in its order, before it says MOBILE
+# (phonenumberutil._number_type_helper): a number matching any of them is something else.
+_BR_NOT_MOBILE_DESCS = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number",
+                        "pager", "uan", "voicemail", "fixed_line")
 _PARSE_ERRORS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
     NumberParseException.NOT_A_NUMBER: "not a phone number",
@@ -212,9 +217,10 @@ def _fast_br_mobile(text: str, region: str) -> Optional[Phone]:
     it) and ``phonenumbers.parse`` is most of that cost. This takes only ``"+55"`` + 11 digits
     (any region) and, with region ``BR``, 11 digits or ``"55"`` + 11 digits, written with
     ASCII digits and ``" -.()"`` only, a ``+`` only in front. The type still comes from
-    phonenumbers' own metadata (``number_type``), and only a mobile is answered here; anything
-    else (an unknown DDD, a landline, another shape) goes the full way, so errors and every
-    other result are unchanged. tests/test_phone_fast.py checks it equals the full path.
+    phonenumbers' own metadata (an expression built from it at import that answers what
+    ``number_type`` would, see :func:`_br_mobile_pattern`), and only a mobile is answered here;
+    anything else (an unknown DDD, a landline, another shape) goes the full way, so errors and
+    every other result are unchanged. tests/test_phone_fast.py checks it equals the full path.
     """
     if len(text) > _FAST_MAX_LENGTH:  # phonenumbers refuses inputs over 250 characters
         return None
@@ -238,15 +244,94 @@ def _fast_br_mobile(text: str, region: str) -> Optional[Phone]:
     return _br_mobile(nsn)
 
 
+class _UnexpectedMetadata(Exception):
+    """phonenumbers' metadata is not in the shape :func:`_br_mobile_pattern` reads."""
+
+
+def _desc_pattern(desc: object, length: int) -> Optional[str]:
+    """The pattern ``desc`` matches ``length``-digit numbers with, or ``None`` if it matches none.
+
+    As ``phonenumberutil._is_number_matching_desc``: a missing description matches nothing; the
+    possible lengths, when listed, are checked first; then the whole number must match the
+    pattern, and a missing or empty pattern matches nothing.
+    """
+    if desc is None:
+        return None
+    lengths = getattr(desc, "possible_length", None)
+    pattern = getattr(desc, "national_number_pattern", "")
+    if not isinstance(lengths, (tuple, list)) or not all(type(n) is int for n in lengths):
+        raise _UnexpectedMetadata(f"possible lengths {lengths!r}")
+    if pattern is not None and not isinstance(pattern, str):
+        raise _UnexpectedMetadata(f"pattern {pattern!r}")
+    if (lengths and length not in lengths) or not pattern:
+        return None
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise _UnexpectedMetadata(f"pattern {pattern!r}: {exc}") from exc
+    # Pasted into one expression below, a group could shift a back-reference's number and an
+    # inline flag would apply to (or be refused in) the whole: leave such patterns to phonenumbers.
+    if compiled.groups or compiled.flags != re.compile("").flags:
+        raise _UnexpectedMetadata(f"pattern {pattern!r} has groups or flags")
+    return pattern
+
+
+def _br_mobile_pattern(metadata: object, regions: object) -> Optional[Pattern[str]]:
+    """One expression whose ``match`` is ``_FAST_NSN`` and ``number_type == MOBILE``, or ``None``.
+
+    Built from phonenumbers' own metadata for BR (``metadata``; ``regions``, the regions of
+    country code 55), so an upgrade of phonenumbers updates it. It applies what
+    ``phonenumberutil._number_type_helper`` does to an 11-digit national number: the general
+    description must match, none of the descriptions tested before mobile (fixed line included:
+    fixed line and mobile together is FIXED_LINE_OR_MOBILE), and then mobile. A national number
+    _FAST_NSN takes has no leading zero, so ``national_significant_number`` gives it back as is.
+    ``None`` when the metadata is not in the shape read here; the caller then asks number_type.
+    """
+    try:
+        # region_code_for_number picks the only region of a country code without looking further.
+        if not isinstance(regions, (tuple, list)) or tuple(regions) != ("BR",) or metadata is None:
+            raise _UnexpectedMetadata(f"regions {regions!r} or no metadata")
+        same_pattern = getattr(metadata, "same_mobile_and_fixed_line_pattern", None)
+        if not isinstance(same_pattern, bool):
+            raise _UnexpectedMetadata("same_mobile_and_fixed_line_pattern")
+        descs = {}
+        for name in ("general_desc", "mobile", *_BR_NOT_MOBILE_DESCS):
+            if not hasattr(metadata, name):
+                raise _UnexpectedMetadata(f"no {name}")
+            descs[name] = _desc_pattern(getattr(metadata, name), _FAST_NSN_LENGTH)
+    except _UnexpectedMetadata:
+        return None
+    general, mobile = descs["general_desc"], descs["mobile"]
+    if same_pattern or general is None or mobile is None:
+        return re.compile(r"(?!)")  # number_type never says MOBILE for these numbers
+    # "(?=(?:P)\Z)" holds exactly when P.fullmatch would: the engine backtracks inside a lookahead.
+    parts = [rf"(?={_FAST_NSN.pattern}\Z)", rf"(?=(?:{general})\Z)"]
+    parts += [rf"(?!(?:{descs[name]})\Z)" for name in _BR_NOT_MOBILE_DESCS
+              if descs[name] is not None]
+    parts.append(rf"(?:{mobile})\Z")
+    return re.compile("".join(parts))
+
+
+_BR_MOBILE_NSN = _br_mobile_pattern(phonenumbers.PhoneMetadata.metadata_for_region("BR", None),
+                                    phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(55))
+
+
+def _is_br_mobile(nsn: str) -> bool:
+    """Whether ``nsn`` is an 11-digit national number _FAST_NSN takes and BR calls MOBILE."""
+    if _BR_MOBILE_NSN is not None:
+        return _BR_MOBILE_NSN.match(nsn) is not None
+    if not _FAST_NSN.fullmatch(nsn):
+        return False
+    number = phonenumbers.PhoneNumber(country_code=55, national_number=int(nsn))
+    return phonenumbers.number_type(number) == PhoneNumberType.MOBILE
+
+
 # Keyed by the national number alone: the forms one number is read in during a send ("(11)
 # 98765-4321", "+5511987654321", the gateway's "11987654321") share one type look-up.
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _br_mobile(nsn: str) -> Optional[Phone]:
     """The Brazilian mobile whose national significant number is ``nsn``, or ``None``."""
-    if not _FAST_NSN.fullmatch(nsn):
-        return None
-    number = phonenumbers.PhoneNumber(country_code=55, national_number=int(nsn))
-    if phonenumbers.number_type(number) != PhoneNumberType.MOBILE:
+    if not _is_br_mobile(nsn):
         return None
     return Phone(e164="+55" + nsn, country_code=55, national=nsn, region="BR", kind="mobile")
 
