@@ -22,6 +22,7 @@ from smskit.models import (
 from smskit.store import rules as c
 from smskit.store.base import ApplyOutcome, InboundOutcome
 from smskit.store.sql.driver import DriverMany, SqlBase, chunks
+from smskit.store.sql.rows import DriverMessages
 from smskit.store.sql.tables import message_row, messages, row_message
 
 __all__ = ["SqlStatusMixin"]
@@ -54,6 +55,8 @@ class SqlStatusMixin(SqlBase):
 
     #: apply_statuses' guarded UPDATE at driver level (SQLite; set by the store's constructor).
     _set_status_from_many: Optional[DriverMany]
+    #: apply_statuses' read of the messages at driver level (SQLite; likewise).
+    _messages_by_id: Optional[DriverMessages]
 
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
         """Match the event (our id first, then provider id), apply it forward only, record it."""
@@ -84,12 +87,16 @@ class SqlStatusMixin(SqlBase):
         id, or an applied change of provider id, which must be checked for conflicts) first
         writes what is pending and then goes through :meth:`_apply_one`.
         """
-        ids = [e.message_id for e in events if e.message_id]
-        current: Dict[str, Message] = {}
-        by_ids = _BY_IDS_LOCKED if self._pg else _BY_IDS
-        for chunk in chunks(list(dict.fromkeys(ids))):
-            for row in conn.execute(by_ids, {"m_ids": list(chunk)}).mappings():
-                current[row["id"]] = row_message(row)
+        ids = list(dict.fromkeys([e.message_id for e in events if e.message_id]))
+        reader = self._messages_by_id
+        if reader is not None:
+            current = reader.by_ids(conn, ids)
+        else:
+            current = {}
+            by_ids = _BY_IDS_LOCKED if self._pg else _BY_IDS
+            for chunk in chunks(ids):
+                for row in conn.execute(by_ids, {"m_ids": list(chunk)}).mappings():
+                    current[row["id"]] = row_message(row)
         read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
         changed: Dict[str, Message] = {}
         history: List[Tuple[Any, ...]] = []
