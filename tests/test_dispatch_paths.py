@@ -397,7 +397,7 @@ def test_driver_level_message_reads_give_what_row_message_gives(tmp_path: Path) 
         # tags as other JSON texts
         db = sqlite3.connect(str(path))
         try:
-            db.execute("UPDATE messages SET sent_at = '2024-05-10 09:00:00.5-03:00',"
+            db.execute("UPDATE messages SET sent_at = '2024-05-10 09:00:00.500000-03:00',"
                        " updated_at = '2024-05-10 12:00:00', tags = '[ \"x\" ]'"
                        " WHERE id = ?", (ids[1],))
             db.execute("UPDATE messages SET tags = 'null' WHERE id = ?", (ids[3],))
