@@ -5,7 +5,8 @@
   ids right after.
 * The SQL store's driver-level bulk INSERT and status UPDATE, and ``apply_statuses``'
   UPDATE and history lines, store exactly the rows SQLAlchemy's own ``executemany`` stores
-  (the PostgreSQL path).
+  (the PostgreSQL path); ``apply_statuses``' driver-level read of its messages builds
+  exactly what ``row_message`` builds from SQLAlchemy's rows, and its outcomes are the same.
 * ``dispatch`` works the same on a store with the default ``claim_batch_messages`` (memory).
 """
 
@@ -19,15 +20,18 @@ from typing import Any, Iterator, List
 
 import attrs
 import pytest
+import sqlalchemy as sa
 
 from odoo_fake import fake_odoo, make_store, odoo_server  # noqa: F401 - fixtures
 from smskit import outbox
 from smskit.errors import StoreError
-from smskit.models import Message, SendResult, State, StatusEvent
+from smskit.models import Direction, InboundMessage, Message, SendResult, State, StatusEvent
 from smskit.provider import Provider
 from smskit.store.base import Requeue, Store
 from smskit.store.memory import MemoryStore
 from smskit.store.sql import SqlStore
+from smskit.store.sql.tables import messages as messages_table
+from smskit.store.sql.tables import row_message
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
@@ -288,6 +292,14 @@ def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path)
     given = [out(i, state=State.SENT, provider_message_id=f"p-{i}", sent_at=NOW)
              for i in range(1, 5)]
     given.append(out(5, state=State.SENT, sent_at=NOW))  # no provider id yet
+    # every column filled: a cost, tags, a NUL replaced, a schedule in another zone...
+    given[0] = attrs.evolve(
+        given[0], cost=Decimal("0.160"), tags=("promo", "maio"), campaign_id="c1",
+        schedule_id="s1", partner_ref="res.partner,7", idempotency_key="k-1",
+        encoding="UCS-2", segments=2, body="Olá\x00mundo", provider_request_id="r-1",
+        scheduled_at=dt.datetime(2024, 5, 10, 8, 59, 59, 999999, tzinfo=sp),
+        updated_at=NOW, error_code="retry", error_text="once", attempts=2)
+    given[1] = attrs.evolve(given[1], cost=Decimal("0.16"), tags=("promo", "maio"))
     ids = [m.id for m in given]
 
     def event(n: int, state: State, **fields: Any) -> StatusEvent:
@@ -301,7 +313,7 @@ def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path)
         event(2, State.ERROR, error_code="30", error_text="número\x00inválido",
               occurred_at=dt.datetime(2024, 5, 10, 9, 0, 7, 123456, tzinfo=sp)),
         event(2, State.SENT),  # backwards: history only
-        event(3, State.DELIVERED, occurred_at=later),
+        event(3, State.DELIVERED, occurred_at=NOW.astimezone(sp)),  # another's send time
         StatusEvent(provider="kolmeya", state=State.DELIVERED, message_id="nobody",
                     provider_message_id="p-4"),  # matched by the provider's id
         event(4, State.DELIVERED, provider_message_id="p-new"),  # a new provider id
@@ -313,12 +325,18 @@ def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path)
         if name == "sqlalchemy":
             stores[name]._set_status_from_many = None
             stores[name]._events_many = None
+            stores[name]._messages_by_id = None
+            stores[name]._pid_owners_in = None
+    assert stores["driver"]._messages_by_id is not None
     try:
         outcomes = {}
         for name, store in stores.items():
             store.add_messages(given)
             outcomes[name] = store.apply_statuses(events[:4]) + store.apply_statuses(events[4:])
         assert outcomes["driver"] == outcomes["sqlalchemy"]
+        # to the type and the time zone of every value (== would take 0.16 for 0.160)
+        assert [repr(o) for o in outcomes["driver"]] == \
+            [repr(o) for o in outcomes["sqlalchemy"]]
         assert [o.applied for o in outcomes["driver"]] == [
             True, False, True, True, False, True, False, True, False]
         fast = stores["driver"].get_many(ids)
@@ -327,6 +345,10 @@ def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path)
                                            State.DELIVERED, State.DELIVERED]
         assert (fast[1].delivered_at, fast[2].error_text) == (later, "número\ufffdinválido")
         assert fast[4].provider_message_id == "p-new"
+        assert (fast[3].delivered_at, fast[3].delivered_at.tzinfo) == (NOW, UTC)
+        first = outcomes["driver"][0].message
+        assert first is not None and (first.body, first.cost, first.tags) == (
+            "Olá\ufffdmundo", Decimal("0.16"), ("promo", "maio"))
     finally:
         for store in stores.values():
             store.close()
@@ -334,6 +356,107 @@ def test_driver_level_status_writes_store_what_sqlalchemy_stores(tmp_path: Path)
     lines = _raw_events(tmp_path / "driver.db")
     assert lines == _raw_events(tmp_path / "sqlalchemy.db")
     assert len(lines) == 9 and [line[6] for line in lines] == [1, 0, 1, 1, 0, 1, 0, 1, 0]
+
+
+def _fields(m: Message) -> List[Any]:
+    """Every field of ``m`` with its type (and a datetime's zone): equal values of other types
+    or zones compare equal, and must not pass for one another here."""
+    return [(f.name, getattr(m, f.name), type(getattr(m, f.name)),
+             getattr(getattr(m, f.name), "tzinfo", None)) for f in attrs.fields(Message)]
+
+
+def test_driver_level_message_reads_give_what_row_message_gives(tmp_path: Path) -> None:
+    # apply_statuses reads its messages at driver level on SQLite (DriverMessages); each must
+    # be what row_message builds from SQLAlchemy's row of it, value, type and zone alike.
+    sp = dt.timezone(dt.timedelta(hours=-3))
+    path = tmp_path / "smskit.db"
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        given = [
+            out(1, state=State.DELIVERED, cost=Decimal("0.123456"), tags=("promo", "maio"),
+                campaign_id="c1", schedule_id="s1", partner_ref="res.partner,7",
+                idempotency_key="k-1", encoding="UCS-2", segments=2, provider_message_id="p-1",
+                provider_request_id="r-1", attempts=3,
+                error_code="E\x00", error_text="número\x00inválido",
+                scheduled_at=dt.datetime(2024, 5, 10, 8, 59, 59, 999999, tzinfo=sp),
+                sent_at=NOW, delivered_at=NOW + dt.timedelta(seconds=1),
+                updated_at=NOW + dt.timedelta(seconds=1)),
+            out(2),  # every optional field empty
+            out(3, cost=Decimal("0.10"), tags=("a",), created_at=NOW.astimezone(sp)),
+            out(4, cost=Decimal("0"), tags=("a",), state=State.ERROR),
+            out(5, cost=Decimal("0.1"), tags=("a", "b"), state=State.SENT, sent_at=NOW),
+        ]
+        given[0] = attrs.evolve(given[0], body="Olá\x00mundo")
+        given += [out(6 + i % 90, tags=(f"t{i % 3}",)) for i in range(600)]
+        ids = [o.message.id for o in store.add_messages(given)]
+        reply = store.record_inbound(InboundMessage(
+            provider="kolmeya", provider_reply_id="r-9", phone="+5511987600001", body="Sim",
+            received_at=NOW, in_reply_to_message_id=ids[0]))
+        ids.append(reply.message.id)
+        # what another program may have written: a time with its zone or without fractions,
+        # tags as other JSON texts
+        db = sqlite3.connect(str(path))
+        try:
+            db.execute("UPDATE messages SET sent_at = '2024-05-10 09:00:00.500000-03:00',"
+                       " updated_at = '2024-05-10 12:00:00', tags = '[ \"x\" ]'"
+                       " WHERE id = ?", (ids[1],))
+            db.execute("UPDATE messages SET tags = 'null' WHERE id = ?", (ids[3],))
+            db.commit()
+        finally:
+            db.close()
+        reader = store._messages_by_id
+        assert reader is not None
+        by_ids = sa.select(messages_table).where(
+            messages_table.c.id.in_(sa.bindparam("m_ids", expanding=True)))
+        with store._tx("test") as conn:
+            for wanted in ([ids[0]], ids[:3], [*ids[1:6], "missing"], ids[:17], [*ids, "x"]):
+                fast = reader.by_ids(conn, wanted)
+                plain = {row["id"]: row_message(row) for row in conn.execute(
+                    by_ids, {"m_ids": wanted}).mappings()}
+                assert fast == plain
+                assert {k: _fields(m) for k, m in fast.items()} == \
+                    {k: _fields(m) for k, m in plain.items()}
+            assert reader.by_ids(conn, []) == {}
+        assert len(fast) == len(ids)
+        first, second = fast[ids[0]], fast[ids[1]]
+        assert (first.body, first.error_text, first.cost, first.tags) == (
+            "Olá\ufffdmundo", "número\ufffdinválido", Decimal("0.123456"), ("promo", "maio"))
+        assert first.scheduled_at == dt.datetime(2024, 5, 10, 11, 59, 59, 999999, tzinfo=UTC)
+        assert (second.sent_at, second.updated_at, second.tags) == (
+            dt.datetime(2024, 5, 10, 12, 0, 0, 500000, tzinfo=UTC), NOW, ("x",))
+        assert fast[ids[3]].tags == () and fast[ids[2]].cost == Decimal("0.1")
+        assert fast[reply.message.id].direction is Direction.INBOUND
+        assert fast[reply.message.id].in_reply_to == ids[0]
+    finally:
+        store.close()
+
+
+def test_a_message_changed_after_the_driver_level_read_fails_the_whole_call(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The guarded UPDATE notices a message whose state is no longer the one read; on SQLite
+    # nothing else writes during the transaction, so the change is made by the read itself.
+    store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
+    try:
+        ids = [o.message.id for o in store.add_messages(
+            [out(i, state=State.SENT, sent_at=NOW) for i in (1, 2)])]
+        reader = store._messages_by_id
+        assert reader is not None
+        read = reader.by_ids
+
+        def then_changed(conn: Any, wanted: Any) -> Any:
+            found = read(conn, wanted)
+            conn.exec_driver_sql("UPDATE messages SET state = 'error' WHERE id = ?", (ids[1],))
+            return found
+
+        monkeypatch.setattr(reader, "by_ids", then_changed)
+        with pytest.raises(StoreError, match="changed meanwhile"):
+            store.apply_statuses([StatusEvent(provider="kolmeya", state=State.DELIVERED,
+                                              message_id=mid) for mid in ids])
+        # all or nothing: the first message's change and the read's own were rolled back
+        assert [m.state for m in store.get_many(ids)] == [State.SENT, State.SENT]
+        assert store.history(ids[0]) == []
+    finally:
+        store.close()
 
 class _Accepting(Provider):
     """A provider that accepts everything; it records what it was given."""
@@ -385,8 +508,9 @@ def test_an_outcome_after_its_dispatch_keeps_every_other_field() -> None:
 
 
 def test_driver_level_look_ups_find_what_sqlalchemy_finds(tmp_path: Path) -> None:
-    # blacklisted and the provider-id owners go through IN lists of 500 at driver level on
-    # SQLite (unused places bound to NULL); more than one list, and the last one short.
+    # blacklisted and the provider-id owners go through IN lists of at most 500 at driver
+    # level on SQLite (a power of two of places, the unused ones bound to NULL); more than
+    # one list, the last one short, and a list of one.
     store = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
     try:
         phones = [f"+55119{i:08d}" for i in range(1234)]

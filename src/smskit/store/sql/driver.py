@@ -57,15 +57,21 @@ class DriverMany:
     A processor that turns ``None`` into ``None`` (every one of smskit's columns) is not
     called for it, and within one call each distinct datetime, cost or tuple of texts is
     converted once (a batch's ``now``, a send's price, its tags): a processor is a pure
-    function of its value, and equal values of those types convert alike.
+    function of its value, and equal values of those types convert alike. Parameters of one
+    kind (``kinds``: equal keys) share what was converted: a status event's time is its
+    message's ``updated_at`` and ``delivered_at`` both.
     """
 
-    def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any]) -> None:
-        """``sql`` with positional parameters ``names``, converted by ``processors``."""
+    def __init__(self, sql: str, names: Sequence[str], processors: Sequence[Any],
+                 kinds: Optional[Sequence[Any]] = None) -> None:
+        """``sql`` with positional parameters ``names``, converted by ``processors``; two
+        parameters whose ``kinds`` are equal are converted alike (by default none are)."""
         self.sql = sql
         self.names: Tuple[str, ...] = tuple(names)
         self._pairs = list(zip(names, processors))
-        self._converted = [(i, p, p(None) is None)
+        slots: Dict[Any, int] = {}
+        keys = list(kinds) if kinds is not None else list(range(len(processors)))
+        self._converted = [(i, p, p(None) is None, slots.setdefault(keys[i], len(slots)))
                            for i, p in enumerate(processors) if p is not None]
 
     @classmethod
@@ -77,7 +83,8 @@ class DriverMany:
             return None
         binds = compiled.binds
         return cls(str(compiled), names,
-                   [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names])
+                   [binds[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names],
+                   [_conversion(binds[n].type, i) for i, n in enumerate(names)])
 
     def run(self, conn: Connection, rows: Sequence[Dict[str, Any]]) -> int:
         """Execute once per row (a mapping of parameter name to value); the rows changed."""
@@ -92,12 +99,13 @@ class DriverMany:
         params: List[Tuple[Any, ...]] = []
         for row in rows:
             values = list(row)
-            for (i, process, keeps_none), memo in zip(converted, memos):
+            for i, process, keeps_none, slot in converted:
                 value = values[i]
                 if value is None and keeps_none:
                     continue
                 kind = type(value)
                 if kind in _MEMO_TYPES or (kind is tuple and _texts(value)):
+                    memo = memos[slot]
                     found = memo.get(value, _MISSING)
                     if found is _MISSING:
                         found = memo[value] = process(value)
@@ -120,37 +128,71 @@ def _texts(value: Tuple[Any, ...]) -> bool:
     return all(type(v) is str for v in value)
 
 
-class DriverIn:
-    """A ``SELECT ... WHERE <column> IN (...)`` of texts compiled once with :data:`_CHUNK`
-    placeholders, run at driver level one chunk at a time (the unused places bound to NULL,
-    which matches nothing). SQLAlchemy otherwise expands the IN list and processes its
-    values in Python on every call. Only for texts in and out (no processors either way) and
-    dialects with positional parameters (SQLite); :meth:`for_dialect` gives ``None``
-    otherwise."""
+def _conversion(column_type: Any, index: int) -> Any:
+    """What makes two bound types convert alike: SQLAlchemy's cache key of the type (its
+    compiled statements, and their bind processors, are shared by types with equal keys),
+    or the parameter's place, unique, for a type without one."""
+    key = column_type._static_cache_key
+    if isinstance(key, tuple) and key and key[0] is type(column_type):
+        return key
+    return ("parameter", index)
 
-    def __init__(self, sql: str, names: Sequence[str]) -> None:
-        """``sql`` with positional parameters ``names`` (``in_0``... for the list)."""
-        self.sql = sql
-        self.names = tuple(names)
+
+class DriverIn:
+    """A ``SELECT ... WHERE <column> IN (...)`` of texts run at driver level, one chunk of at
+    most :data:`_CHUNK` values at a time. SQLAlchemy otherwise expands the IN list and
+    processes its values in Python on every call.
+
+    The statement is compiled once per size of list, a power of two up to :data:`_CHUNK`, the
+    unused places bound to NULL (which matches nothing): a short list binds few parameters,
+    and a handful of statements serve every length (the driver keeps them prepared). Only
+    for texts in (no bind processors) and dialects with positional parameters (SQLite);
+    :meth:`for_dialect` gives ``None`` otherwise. The rows are as the driver gives them (no
+    result processors: a caller converts what needs it).
+    """
+
+    def __init__(self, build: Any, dialect: sa.engine.Dialect) -> None:
+        """``build(placeholders)``: the SELECT whose IN list is the given bind parameters."""
+        self._build = build
+        self._dialect = dialect
+        #: size -> (SQL, the names bound before the list, the names bound after it)
+        self._sized: Dict[int, Tuple[str, Tuple[str, ...], Tuple[str, ...]]] = {}
 
     @classmethod
     def for_dialect(cls, build: Any, dialect: sa.engine.Dialect) -> Optional[DriverIn]:
-        """``build(placeholders)``, a SELECT whose IN list is the given bind parameters,
-        compiled for ``dialect``; ``None`` if its parameters are not positional."""
+        """A look-up for ``build`` (see :meth:`__init__`) compiled for ``dialect``; ``None``
+        if its parameters are not positional."""
         if not dialect.positional:
             return None
-        compiled = build([sa.bindparam(f"in_{i}") for i in range(_CHUNK)]).compile(
-            dialect=dialect)
-        return cls(str(compiled), compiled.positiontup or ())
+        made = cls(build, dialect)
+        made.statement(_CHUNK)  # a statement that binds its list otherwise fails here
+        return made
+
+    def statement(self, size: int) -> Tuple[str, Tuple[str, ...], Tuple[str, ...]]:
+        """The SQL for a list of ``size`` places (``in_0``...), with the names of the other
+        parameters it binds before and after them."""
+        found = self._sized.get(size)
+        if found is None:
+            places = tuple(f"in_{i}" for i in range(size))
+            compiled = self._build([sa.bindparam(p) for p in places]).compile(
+                dialect=self._dialect)
+            names = tuple(compiled.positiontup or ())
+            start = names.index(places[0]) if places[0] in names else 0
+            before, after = names[:start], names[start + size :]
+            if names[start : start + size] != places or set(places) & set(before + after):
+                raise StoreError("an IN list look-up does not bind its list in one run")
+            found = self._sized[size] = (str(compiled), before, after)
+        return found
 
     def rows(self, conn: Connection, values: Sequence[str],
              **fixed: Any) -> Iterator[Any]:
         """The rows for ``values`` (the other parameters in ``fixed``), chunk by chunk."""
         for chunk in chunks(values):
-            bound: Dict[str, Any] = dict(fixed)
-            bound.update(zip([f"in_{i}" for i in range(len(chunk))], chunk))
-            params = tuple([bound.get(name) for name in self.names])
-            yield from conn.exec_driver_sql(self.sql, params)
+            size = min(_CHUNK, 1 << (len(chunk) - 1).bit_length())
+            sql, before, after = self.statement(size)
+            params = (*[fixed[name] for name in before], *chunk,
+                      *[None] * (size - len(chunk)), *[fixed[name] for name in after])
+            yield from conn.exec_driver_sql(sql, params).fetchall()
 
 
 class SqlBase:

@@ -22,6 +22,7 @@ from smskit.models import (
 from smskit.store import rules as c
 from smskit.store.base import ApplyOutcome, InboundOutcome
 from smskit.store.sql.driver import DriverMany, SqlBase, chunks
+from smskit.store.sql.rows import DriverMessages
 from smskit.store.sql.tables import message_row, messages, row_message
 
 __all__ = ["SqlStatusMixin"]
@@ -54,6 +55,8 @@ class SqlStatusMixin(SqlBase):
 
     #: apply_statuses' guarded UPDATE at driver level (SQLite; set by the store's constructor).
     _set_status_from_many: Optional[DriverMany]
+    #: apply_statuses' read of the messages at driver level (SQLite; likewise).
+    _messages_by_id: Optional[DriverMessages]
 
     def apply_status(self, event: StatusEvent) -> ApplyOutcome:
         """Match the event (our id first, then provider id), apply it forward only, record it."""
@@ -84,12 +87,16 @@ class SqlStatusMixin(SqlBase):
         id, or an applied change of provider id, which must be checked for conflicts) first
         writes what is pending and then goes through :meth:`_apply_one`.
         """
-        ids = [e.message_id for e in events if e.message_id]
-        current: Dict[str, Message] = {}
-        by_ids = _BY_IDS_LOCKED if self._pg else _BY_IDS
-        for chunk in chunks(list(dict.fromkeys(ids))):
-            for row in conn.execute(by_ids, {"m_ids": list(chunk)}).mappings():
-                current[row["id"]] = row_message(row)
+        ids = list(dict.fromkeys([e.message_id for e in events if e.message_id]))
+        reader = self._messages_by_id
+        if reader is not None:
+            current = reader.by_ids(conn, ids)
+        else:
+            current = {}
+            by_ids = _BY_IDS_LOCKED if self._pg else _BY_IDS
+            for chunk in chunks(ids):
+                for row in conn.execute(by_ids, {"m_ids": list(chunk)}).mappings():
+                    current[row["id"]] = row_message(row)
         read_state: Dict[str, str] = {mid: m.state.value for mid, m in current.items()}
         changed: Dict[str, Message] = {}
         history: List[Tuple[Any, ...]] = []
@@ -117,9 +124,9 @@ class SqlStatusMixin(SqlBase):
                 self._event_values(conn, history)
                 history.clear()
 
-        def one_by_one(event: StatusEvent) -> ApplyOutcome:
+        def one_by_one(event: StatusEvent, absent: bool = False) -> ApplyOutcome:
             flush()
-            outcome = self._apply_one(conn, event)
+            outcome = self._apply_one(conn, event, absent=absent)
             if outcome.message is not None and outcome.message.id in current:
                 current[outcome.message.id] = outcome.message
                 read_state[outcome.message.id] = outcome.message.state.value
@@ -129,7 +136,9 @@ class SqlStatusMixin(SqlBase):
         for event in events:
             message = current.get(event.message_id) if event.message_id else None
             if message is None:
-                outcomes.append(one_by_one(event))
+                # On SQLite nothing else writes during the transaction, and nothing here adds
+                # a message: an id the read did not find is not there (it is not read again).
+                outcomes.append(one_by_one(event, absent=not self._pg))
                 continue
             transition = apply_status(message, event)
             if transition.applied and (transition.message.provider_message_id
@@ -154,10 +163,12 @@ class SqlStatusMixin(SqlBase):
         flush()
         return outcomes
 
-    def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyOutcome:
-        """Apply one status event inside the caller's write transaction."""
+    def _apply_one(self, conn: Connection, event: StatusEvent, *,
+                   absent: bool = False) -> ApplyOutcome:
+        """Apply one status event inside the caller's write transaction (``absent``: no
+        message has the event's ``message_id``, known already)."""
         for _attempt in range(5):
-            message = self._match(conn, event)
+            message = self._match(conn, event, absent)
             if message is None:
                 self._event_row(conn, [{
                     "provider": event.provider, "kind": c.KIND_STATUS,
@@ -193,11 +204,18 @@ class SqlStatusMixin(SqlBase):
                                 transition.old, transition.new, transition.reason)
         raise StoreError(f"apply_status: message {event.message_id!r} kept changing; try again")
 
-    def _match(self, conn: Connection, event: StatusEvent) -> Optional[Message]:
+    def _match(self, conn: Connection, event: StatusEvent,
+               absent: bool = False) -> Optional[Message]:
         row = None
-        if event.message_id:
-            row = conn.execute(_BY_ID_LOCKED if self._pg else _BY_ID,
-                               {"m_id": event.message_id}).mappings().first()
+        if event.message_id and not absent:
+            reader = self._messages_by_id
+            if reader is not None:
+                found = reader.by_ids(conn, [event.message_id]).get(event.message_id)
+                if found is not None:
+                    return found
+            else:
+                row = conn.execute(_BY_ID_LOCKED if self._pg else _BY_ID,
+                                   {"m_id": event.message_id}).mappings().first()
         if row is None and event.provider_message_id:
             row = conn.execute(_BY_PROVIDER_ID_LOCKED if self._pg else _BY_PROVIDER_ID,
                                {"m_provider": event.provider,

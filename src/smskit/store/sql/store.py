@@ -38,6 +38,7 @@ from smskit.store.sql.engine import (
 from smskit.store.sql.lists import SqlListsMixin
 from smskit.store.sql.outreach import SqlOutreachMixin, held_campaigns
 from smskit.store.sql.routing import SqlRoutingMixin
+from smskit.store.sql.rows import DriverMessages
 from smskit.store.sql.statuses import (
     _SET_STATUS,
     _SET_STATUS_FROM,
@@ -120,6 +121,9 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
                 self._set_status_from_many.names != (*_SET_STATUS_ORDER, "b_old_state"):
             raise StoreError("the guarded status UPDATE does not bind its values in the "
                              "expected order")
+        # ... and its read of the messages (where the dialect allows: SQLite).
+        self._messages_by_id = None if self._pg else DriverMessages.for_dialect(
+            self._engine.dialect)
         # The messages this object inserted ``outgoing`` and has not claimed yet, as stored (by
         # id, oldest first; at most _REMEMBERED): its own claim builds them from here instead
         # of reading every column back (see _CLAIM_COLUMNS).
