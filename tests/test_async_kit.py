@@ -248,3 +248,40 @@ def test_gathered_sends_leave_the_event_loop_free(kolmeya_sim: SimServer,
 
     run(scenario)
 
+
+
+def test_send_many_stores_the_next_chunk_while_a_request_is_out(kolmeya_sim: SimServer,
+                                                                 tmp_path: Path) -> None:
+    # As SmsKit.send_many: each chunk's batch is opened by its insert, and the next chunk is
+    # stored while the gateway has not answered yet.
+    simulator, _ = kolmeya_sim
+    simulator.configure(slow_seconds=0.5)
+    events: List[str] = []
+
+    async def scenario() -> None:
+        async with make_kit(kolmeya_sim, tmp_path) as kit:
+            await kit.send(phones(1, start=900)[0], "aquecimento")
+            store, provider = kit.store, kit.provider()
+            add, asend = store.add_messages_claimed, provider.asend_batch
+
+            def adding(messages: Any, claim: Any) -> Any:
+                events.append("insert")
+                return add(messages, claim)
+
+            async def sending(messages: Any, *, batch_id: str) -> Any:
+                results = await asend(messages, batch_id=batch_id)
+                events.append("answered")
+                return results
+
+            store.add_messages_claimed = adding  # type: ignore[method-assign]
+            provider.asend_batch = sending  # type: ignore[method-assign]
+            summary = await kit.send_many(phones(600), "Olá", chunk_size=200)
+            assert (summary.total, summary.sent, summary.queued) == (600, 600, 0)
+            batches = {m.batch_id for m in await kit.to_thread(
+                store.list_messages, limit=1000) if m.phone in set(phones(600))}
+            assert len(batches) == 3
+
+    run(scenario)
+    assert events == ["insert", "insert", "answered", "insert", "answered", "answered"]
+    assert len(simulator.messages) == 601
+    assert max(simulator.accepted_references().values()) == 1

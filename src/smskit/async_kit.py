@@ -26,6 +26,7 @@ from typing import (
     AbstractSet,
     Any,
     AsyncIterable,
+    Awaitable,
     Callable,
     Dict,
     Iterable,
@@ -40,13 +41,14 @@ from typing import (
 
 from smskit import outbox
 from smskit.config import Settings
+from smskit.ids import new_id
 from smskit.kitbase import BaseKit
 from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
 from smskit.outbox import aio, compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
 from smskit.plugins import Plugins
 from smskit.provider import Provider, WebhookPayload
-from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, Store
+from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, InsertClaim, Store
 from smskit.threads import in_thread
 from smskit.webhooks.apply import WebhookReport
 from smskit.webhooks.auth import WebhookPolicy
@@ -204,14 +206,38 @@ class AsyncSmsKit(BaseKit):
         names = self.check_providers(self._names(composer)) if dispatch else ()
         await self._prepared()
 
-        def store_chunk(chunk: Sequence[Tuple[int, Recipient]]) -> List[Outcome]:
-            return sending.store_chunk(self.store, self.hooks, composer, chunk, spec,
-                                       clock=self.clock)
+        def store_chunk(chunk: Sequence[Tuple[int, Recipient]], claim: Optional[InsertClaim]
+                        ) -> Tuple[List[Outcome], Optional[sending.Opened]]:
+            return sending.store_chunk_claimed(self.store, self.hooks, composer, chunk, spec,
+                                               clock=self.clock, claim=claim)
 
+        # As SmsKit.send_many: with one provider, each chunk's batch is opened as it is
+        # inserted, and the next chunk stored while its request is out.
+        single = dispatch and composer.route is None
         return await aio.asend_many(
             recipients, store_chunk, chunk_size=size, on_outcome=on_outcome,
             dispatch=functools.partial(self._dispatch_watching, names) if dispatch else None,
-            run=self.to_thread)
+            run=self.to_thread,
+            claim=functools.partial(self._insert_claim, composer.provider) if single else None,
+            begin=functools.partial(self._begin_opened, composer.provider) if single else None)
+
+    def _insert_claim(self, name: str) -> Optional[InsertClaim]:
+        """The batch a bulk send's next chunk may open as it is inserted (``None`` while
+        ``name``'s circuit is open)."""
+        now = self.clock()
+        if not self.router.allows(name, now):
+            return None
+        return InsertClaim(batch_id=new_id(), provider=name, now=now,
+                           limit=self.router.batch_size(self.provider(name)))
+
+    async def _begin_opened(self, name: str, watch: AbstractSet[str],
+                            first: sending.Opened) -> Callable[[], Awaitable[
+                                outbox.DispatchReport]]:
+        """Start the request of a batch opened at insert (:func:`aio.abegin_dispatch`)."""
+        return await aio.abegin_dispatch(
+            self.store, self.provider(name), first, now=self.clock(),
+            on_sent=self._sent_listener(), on_opted_out=self._on_opted_out,
+            policy=self.router, run=self.to_thread, watch=watch, lookups=self.lookups)
 
     @staticmethod
     def _names(composer: outbox.Composer) -> Optional[Tuple[str, ...]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import itertools
+import logging
 from typing import (
     AbstractSet,
     Any,
@@ -41,13 +42,15 @@ from smskit.outbox import decisions as d
 from smskit.outbox.dispatching import DispatchPolicy, DispatchReport, _Run
 from smskit.outbox.proof import Lookups, Question
 from smskit.outbox.reconciling import OnHeld, OptedOut, ReconcileReport, Reconciliation
-from smskit.outbox.sending import BulkDispatch
+from smskit.outbox.sending import BulkDispatch, Opened
 from smskit.provider import Provider
-from smskit.store.base import Store
+from smskit.store.base import BatchInfo, InsertClaim, Store
 from smskit.threads import in_thread
 
-__all__ = ["Runner", "adispatch", "areconcile", "asend_many"]
+__all__ = ["Begin", "Runner", "StoreChunk", "abegin_dispatch", "adispatch", "areconcile",
+           "asend_many"]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: A chunk of numbered recipients.
@@ -115,6 +118,51 @@ async def adispatch(
     return batches.report
 
 
+async def abegin_dispatch(
+    store: Store,
+    provider: Provider,
+    first: Tuple[BatchInfo, Sequence[Message]],
+    *,
+    now: dt.datetime,
+    on_sent: Optional[Callable[[Message], None]] = None,
+    on_opted_out: Optional[OptedOut] = None,
+    policy: Optional[DispatchPolicy] = None,
+    run: Runner = in_thread,
+    watch: AbstractSet[str] = frozenset(),
+    lookups: Optional[Lookups] = None,
+) -> Callable[[], Awaitable[DispatchReport]]:
+    """:func:`smskit.outbox.dispatching.begin_dispatch`, awaiting: ``first`` (a batch opened
+    as its messages were inserted) is taken as a claim is (in the worker thread), its request
+    started as a task of its own, and the coroutine function returned awaits it and settles
+    the batch (in the worker thread); nothing else is claimed. A bulk send stores its next
+    chunk meanwhile."""
+    import asyncio
+
+    lookups = lookups if lookups is not None else Lookups(lambda: store)
+    batches = _Run(store, provider, now, policy, DispatchReport(), watch, lookups)
+    claimed = await run(batches.adopt, *first)
+    if claimed is None:  # the circuit is open: put back, and the rest moved on
+        async def nothing() -> DispatchReport:
+            return batches.report
+        return nothing
+    request = asyncio.ensure_future(_arequest(provider, claimed))
+
+    async def finish() -> DispatchReport:
+        await run(batches.settle, claimed, await request, on_sent, on_opted_out)
+        return batches.report
+
+    return finish
+
+
+async def _arequest(provider: Provider, claimed: d.Claimed) -> d.SendOutcome:
+    """The provider's answer to ``claimed``'s request, or what it raised."""
+    try:
+        return (await provider.asend_batch(claimed.to_send, batch_id=claimed.batch.id)
+                if claimed.to_send else [])
+    except Exception as exc:  # decided on in settle(); re-raised there when unexpected
+        return exc
+
+
 async def areconcile(
     store: Store,
     provider: Provider,
@@ -157,20 +205,35 @@ async def _aask(provider: Provider, batch_id: str,
         return exc
 
 
+#: Stores a chunk (steps 1 to 5), opening the batch a claim describes when the store can: the
+#: outcomes and that batch (:func:`smskit.outbox.sending.store_chunk_claimed`, bound).
+StoreChunk = Callable[[Sequence[Tuple[int, c.Recipient]], Optional[InsertClaim]],
+                      Tuple[List[c.Outcome], Optional[Opened]]]
+#: Starts the request of a batch opened at insert (:func:`abegin_dispatch`, bound).
+Begin = Callable[[AbstractSet[str], Opened], Awaitable[Callable[[], Awaitable[DispatchReport]]]]
+
+
 async def asend_many(
     recipients: Union[Iterable[c.Recipient], AsyncIterable[c.Recipient]],
-    store_chunk: Callable[[Sequence[Tuple[int, c.Recipient]]], List[c.Outcome]],
+    store_chunk: StoreChunk,
     *,
     chunk_size: int,
     on_outcome: Optional[Callable[[c.Outcome], Any]] = None,
     dispatch: Optional[Callable[[AbstractSet[str]], Awaitable[DispatchReport]]] = None,
     run: Runner = in_thread,
+    claim: Optional[Callable[[], Optional[InsertClaim]]] = None,
+    begin: Optional[Begin] = None,
 ) -> c.BulkSummary:
     """:func:`smskit.outbox.sending.send_many`, a chunk at a time: ``store_chunk`` (steps 1 to
-    5, :func:`smskit.outbox.sending.store_chunk` bound to a store) in a worker thread, then
-    ``dispatch`` (given the ids whose outcome its report should give), then ``on_outcome``
-    for each recipient, its dispatch included (awaited when it returns an awaitable). The
-    summary counts as :class:`~smskit.outbox.sending.BulkDispatch` does.
+    5) in a worker thread, then ``dispatch`` (given the ids whose outcome its report should
+    give), then ``on_outcome`` for each recipient, its dispatch included (awaited when it
+    returns an awaitable). The summary counts as
+    :class:`~smskit.outbox.sending.BulkDispatch` does.
+
+    With ``claim`` and ``begin``, as the synchronous send: each chunk's batch is opened as it
+    is inserted (``claim()`` describes it), its request started (``begin``) and the next
+    chunk stored while it is out; the batch is settled once that chunk is stored, and what
+    else is due is dispatched at the end (not after a failure).
 
     ``recipients`` may be an async iterable; a plain one is read in the worker thread with
     its chunk, so a file being read never blocks the event loop.
@@ -179,23 +242,58 @@ async def asend_many(
     offset = 0
     source = recipients.__aiter__() if isinstance(recipients, AsyncIterable) else None
     numbered = None if source is not None else enumerate(recipients)  # type: ignore[arg-type]
-    while True:
-        if source is not None:
-            chunk = await _take(source, offset, chunk_size)
-            outcomes = await run(store_chunk, chunk) if chunk else []
-        else:
-            outcomes = await run(_take_and_store, numbered, chunk_size, store_chunk)
-        if not outcomes:
-            break
-        offset += len(outcomes)
-        if dispatch is not None:
-            outcomes = bulk.dispatched(outcomes, await dispatch(bulk.watch(outcomes)))
+    troubled = False
+
+    async def report(outcomes: Sequence[c.Outcome],
+                     done: Optional[DispatchReport]) -> None:
+        nonlocal troubled
+        if done is not None:
+            troubled = troubled or bool(done.errors)
+            outcomes = bulk.dispatched(outcomes, done)
         for outcome in outcomes:
             bulk.add(outcome)
             if on_outcome is not None:
                 answer = on_outcome(outcome)
                 if inspect.isawaitable(answer):
                     await answer
+
+    pending: Optional[Tuple[List[c.Outcome], Callable[[], Awaitable[DispatchReport]]]] = None
+    overlapped = False
+    try:
+        while True:
+            spec = claim() if claim is not None and begin is not None and dispatch else None
+            if source is not None:
+                chunk = await _take(source, offset, chunk_size)
+                outcomes, opened = await run(store_chunk, chunk, spec) if chunk else ([], None)
+            else:
+                outcomes, opened = await run(_take_and_store, numbered, chunk_size,
+                                             store_chunk, spec)
+            if not outcomes:
+                break
+            offset += len(outcomes)
+            if pending is not None:
+                await report(pending[0], await pending[1]())
+                pending = None
+            if dispatch is None:
+                await report(outcomes, None)
+            elif opened is not None and begin is not None:
+                pending = (outcomes, await begin(bulk.watch(outcomes), opened))
+                overlapped = True
+            else:
+                await report(outcomes, await dispatch(bulk.watch(outcomes)))
+        if pending is not None:
+            await report(pending[0], await pending[1]())
+            pending = None
+        if overlapped and not troubled and dispatch is not None:
+            await report((), await dispatch(bulk.watch(())))
+    except Exception:
+        # As the synchronous send: the batch out when a chunk failed is still settled.
+        if pending is not None:
+            try:
+                await pending[1]()
+            except Exception:  # the first error is the one to raise; this one is logged
+                log.exception("bulk send: the batch out when the send failed was not settled")
+        raise
     return bulk.summary
 
 
@@ -211,9 +309,8 @@ async def _take(source: Any, offset: int, size: int) -> Chunk:
     return chunk
 
 
-def _take_and_store(numbered: Any, size: int,
-                    store_chunk: Callable[[Sequence[Tuple[int, c.Recipient]]], List[c.Outcome]],
-                    ) -> List[c.Outcome]:
+def _take_and_store(numbered: Any, size: int, store_chunk: StoreChunk,
+                    claim: Optional[InsertClaim]) -> Tuple[List[c.Outcome], Optional[Opened]]:
     """Read the next chunk of a plain iterable and store it (one worker-thread hop)."""
     chunk = list(itertools.islice(numbered, size))
-    return store_chunk(chunk) if chunk else []
+    return store_chunk(chunk, claim) if chunk else ([], None)
