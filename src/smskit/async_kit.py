@@ -41,7 +41,6 @@ from typing import (
 
 from smskit import outbox
 from smskit.config import Settings
-from smskit.ids import new_id
 from smskit.kitbase import BaseKit
 from smskit.models import InboundMessage, Message, State, StatusEvent, utcnow
 from smskit.outbox import aio, compose, sending
@@ -220,15 +219,6 @@ class AsyncSmsKit(BaseKit):
             run=self.to_thread,
             claim=functools.partial(self._insert_claim, composer.provider) if single else None,
             begin=functools.partial(self._begin_opened, composer.provider) if single else None)
-
-    def _insert_claim(self, name: str) -> Optional[InsertClaim]:
-        """The batch a bulk send's next chunk may open as it is inserted (``None`` while
-        ``name``'s circuit is open)."""
-        now = self.clock()
-        if not self.router.allows(name, now):
-            return None
-        return InsertClaim(batch_id=new_id(), provider=name, now=now,
-                           limit=self.router.batch_size(self.provider(name)))
 
     async def _begin_opened(self, name: str, watch: AbstractSet[str],
                             first: sending.Opened) -> Callable[[], Awaitable[

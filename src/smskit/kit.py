@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import AbstractSet, Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
 from smskit import outbox
-from smskit.ids import new_id
 from smskit.kitbase import BaseKit
 from smskit.models import InboundMessage, Message, StatusEvent
 from smskit.outbox import compose, sending
 from smskit.outbox.compose import BulkSummary, Outcome, Recipient
-from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome, InsertClaim
+from smskit.store.base import ApplyOutcome, EventRecord, InboundOutcome
 from smskit.webhooks.apply import WebhookReport, apply_payload
 from smskit.webhooks.gate import read_payload
 from smskit.webhooks.request import WebhookRequest
@@ -167,18 +166,11 @@ class SmsKit(BaseKit):
                 policy=self.router, watch=watch, lookups=self.lookups, first=first,
                 submit=pool[0].submit)
 
-        def claim() -> Optional[InsertClaim]:
-            now = self.clock()
-            if not self.router.allows(name, now):
-                return None
-            return InsertClaim(batch_id=new_id(), provider=name, now=now,
-                               limit=self.router.batch_size(self.provider(name)))
-
         def close() -> None:
             for executor in pool:
                 executor.shutdown(wait=True)
 
-        return sending.BulkDispatcher(begin, claim, close)
+        return sending.BulkDispatcher(begin, lambda: self._insert_claim(name), close)
 
     def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
         """What a send dispatches with, once every provider it may need is checked

@@ -32,6 +32,7 @@ import attrs
 from smskit import outbox
 from smskit.config import Settings
 from smskit.errors import ValidationError
+from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, SendResult, StatusEvent, utcnow
 from smskit.outbox import compose
 from smskit.phone import Phone
@@ -39,7 +40,7 @@ from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
 from smskit.routing import ProviderPolicies, Router
-from smskit.store.base import ApplyOutcome, BatchInfo, InboundOutcome, Store
+from smskit.store.base import ApplyOutcome, BatchInfo, InboundOutcome, InsertClaim, Store
 from smskit.store.outreach import OutreachStore
 from smskit.template import Template
 
@@ -325,6 +326,15 @@ class BaseKit:
                                source=f"gateway:{message.provider or self._default_provider}",
                                campaign_id=message.campaign_id)
         self.store.record_event(message.id, "optout", why, provider=message.provider)
+
+    def _insert_claim(self, name: str) -> Optional[InsertClaim]:
+        """The batch a bulk send's next chunk may open as it is inserted, for provider
+        ``name`` (``None`` while its circuit is open: the dispatch then claims as usual)."""
+        now = self.clock()
+        if not self.router.allows(name, now):
+            return None
+        return InsertClaim(batch_id=new_id(), provider=name, now=now,
+                           limit=self.router.batch_size(self.provider(name)))
 
     def _sent_listener(self) -> Optional[Callable[[Message], None]]:
         # Without a message_sent implementation the sent messages need not be read back.
