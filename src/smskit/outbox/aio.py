@@ -101,14 +101,8 @@ async def adispatch(
             claimed = await run(batches.next_batch, size, batch_id)
             if claimed is None:
                 break
-            outcome: d.SendOutcome
-            try:
-                outcome = (await provider.asend_batch(claimed.to_send,
-                                                      batch_id=claimed.batch.id)
-                           if claimed.to_send else [])
-            except Exception as exc:  # decided on in settle(); re-raised there when unexpected
-                outcome = exc
-            go_on = await run(batches.settle, claimed, outcome, on_sent, on_opted_out)
+            go_on = await run(batches.settle, claimed, await _arequest(provider, claimed),
+                              on_sent, on_opted_out)
         finally:
             settled.set()
             if in_flight is not None:

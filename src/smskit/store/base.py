@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import attrs
 from typing_extensions import Protocol, runtime_checkable
@@ -541,7 +541,7 @@ class ClaimingStore(Protocol):
         ...
 
 
-def claimable(message: Message, claim: InsertClaim, held: Set[str]) -> bool:
+def claimable(message: Message, claim: InsertClaim, held: AbstractSet[str]) -> bool:
     """Whether :meth:`Store.claim_batch` at ``claim.now`` for ``claim.provider`` would take
     ``message`` once inserted (``held``: the campaigns whose messages must wait)."""
     return (message.state is State.OUTGOING and message.batch_id is None

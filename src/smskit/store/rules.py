@@ -12,8 +12,10 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import (
     TYPE_CHECKING,
+    AbstractSet,
     Any,
     Dict,
+    List,
     Optional,
     Protocol,
     Sequence,
@@ -27,7 +29,7 @@ import attrs
 from smskit.errors import StoreError, ValidationError
 from smskit.ids import new_id
 from smskit.models import Direction, InboundMessage, Message, SendResult, State, StatusEvent
-from smskit.store.base import Schedule
+from smskit.store.base import InsertClaim, Schedule, claimable
 
 if TYPE_CHECKING:
     from attrs import AttrsInstance
@@ -328,3 +330,28 @@ def unsettled_text(count: int) -> str:
 def request_id_of(results: Sequence[SendResult]) -> Optional[str]:
     """The gateway's request id reported by a batch's results (the first one given)."""
     return next((r.provider_request_id for r in results if r.provider_request_id), None)
+
+
+def checked_claim(claim: InsertClaim) -> InsertClaim:
+    """``claim`` with its time in UTC (a naive one raises); a limit below 1 raises
+    :class:`ValidationError`."""
+    if claim.limit < 1:
+        raise ValidationError(f"claim limit must be at least 1, got {claim.limit!r}")
+    return attrs.evolve(claim, now=require_utc(claim.now, "now"))
+
+
+def stamp_claimed(messages: Sequence[Message], claim: InsertClaim,
+                  held: AbstractSet[str]) -> Tuple[List[Message], List[Message]]:
+    """``messages`` with the first ``claim.limit`` that :func:`~smskit.store.base.claimable`
+    lets the claim take stamped as it stamps them (``batch_id``, ``updated_at``), and those
+    stamped, in order (``held``: campaigns whose messages wait)."""
+    room = claim.limit
+    out: List[Message] = []
+    stamped: List[Message] = []
+    for message in messages:
+        if room and claimable(message, claim, held):
+            message = attrs.evolve(message, batch_id=claim.batch_id, updated_at=claim.now)
+            stamped.append(message)
+            room -= 1
+        out.append(message)
+    return out, stamped

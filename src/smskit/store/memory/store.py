@@ -39,7 +39,6 @@ from smskit.store.base import (
     Requeue,
     Schedule,
     Store,
-    claimable,
 )
 from smskit.store.memory.analytics import MemoryAnalyticsMixin
 from smskit.store.memory.outreach import MemoryOutreachMixin
@@ -175,21 +174,13 @@ class MemoryStore(MemoryOutreachMixin, MemoryAnalyticsMixin, Store):
                              claim: InsertClaim) -> ClaimedAdd:
         """:meth:`add_messages`, opening batch ``claim.batch_id`` in the same step (see
         :class:`~smskit.store.base.ClaimingStore`)."""
-        now = c.require_utc(claim.now, "now")
-        if claim.limit < 1:
-            raise ValidationError(f"claim limit must be at least 1, got {claim.limit!r}")
+        claim = c.checked_claim(claim)
+        now = claim.now
         given = [c.normalise_message(m) for m in messages]
         with self._lock:
             if claim.batch_id in self._batches:
                 raise StoreError(f"batch {claim.batch_id!r} already exists")
-            held = self._held_campaigns()
-            room = claim.limit
-            marked: List[Message] = []
-            for message in given:
-                if room and claimable(message, claim, held):
-                    message = attrs.evolve(message, batch_id=claim.batch_id, updated_at=now)
-                    room -= 1
-                marked.append(message)
+            marked, _ = c.stamp_claimed(given, claim, self._held_campaigns())
             outcomes = self.add_messages(marked)
             claimed = [o.message for o in outcomes
                        if o.created and o.message.batch_id == claim.batch_id]

@@ -17,14 +17,13 @@ import itertools
 import threading
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Direction, Message, State, utcnow
 from smskit.store import rules as c
-from smskit.store.base import AddOutcome, BatchInfo, ClaimedAdd, InsertClaim, Store, claimable
+from smskit.store.base import AddOutcome, BatchInfo, ClaimedAdd, InsertClaim, Store
 from smskit.store.sql.analytics import SqlAnalyticsMixin
 from smskit.store.sql.dispatch import _CLAIM_ONE, _CLAIM_ONE_ORDER, SqlDispatchMixin, _StatusRow
 from smskit.store.sql.driver import DriverMany, chunks
@@ -148,10 +147,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         """:meth:`add_messages`, opening batch ``claim.batch_id`` in the same transaction
         (see :class:`~smskit.store.base.ClaimingStore`): one write per message before the
         request instead of an insert and a claim."""
-        claim = attrs.evolve(claim, now=c.require_utc(claim.now, "now"))
-        if claim.limit < 1:
-            raise ValidationError(f"claim limit must be at least 1, got {claim.limit!r}")
-        return self._add([c.normalise_message(m) for m in messages_], claim)
+        return self._add([c.normalise_message(m) for m in messages_], c.checked_claim(claim))
 
     def _add(self, given: List[Message], claim: Optional[InsertClaim]) -> ClaimedAdd:
         if not given:
@@ -193,15 +189,7 @@ class SqlStore(SqlOutreachMixin, SqlListsMixin, SqlAnalyticsMixin, SqlRoutingMix
         if campaigns:
             held = set(conn.execute(held_campaigns().where(_cp.id.in_(campaigns))).scalars())
         now, batch_id = claim.now, claim.batch_id
-        room = claim.limit
-        out: List[Message] = []
-        stamped: List[Message] = []
-        for m in given:
-            if room and claimable(m, claim, held):
-                m = attrs.evolve(m, batch_id=batch_id, updated_at=now)
-                stamped.append(m)
-                room -= 1
-            out.append(m)
+        out, stamped = c.stamp_claimed(given, claim, held)
         if not stamped:
             return given, []
         if conn.execute(sa.select(batches.c.id).where(batches.c.id == batch_id)).first():
