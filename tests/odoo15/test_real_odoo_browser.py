@@ -17,9 +17,10 @@ import random
 import subprocess
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from dateutil import tz
 from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD, Server
 from odoo15_smskit import configure_kolmeya, store_url, unique_phone
 
@@ -76,13 +77,36 @@ def _cron(server: Server) -> None:
     server.xmlrpc("ir.cron", "method_direct_trigger", [found["res_id"]])
 
 
+def _quiet_hours(now: Optional[dt.datetime] = None) -> str:
+    """The shop's usual quiet hours (21:00-08:00 in São Paulo) while they are far from now;
+    a midday window when the tests run in (or near) the night there, so that the SMS the
+    test sends goes out instead of waiting for the morning."""
+    local = (now or dt.datetime.now(dt.timezone.utc)).astimezone(tz.gettz("America/Sao_Paulo"))
+    minutes = local.hour * 60 + local.minute
+    night = minutes >= 20 * 60 or minutes < 9 * 60
+    return "12:00-14:00" if night else "21:00-08:00"
+
+
+def test_the_quiet_hours_chosen_never_hold_the_send() -> None:
+    for hour in range(24):
+        for minute in (0, 30, 59):
+            now = dt.datetime(2026, 12, 4, hour, minute, tzinfo=dt.timezone.utc)
+            local = now.astimezone(tz.gettz("America/Sao_Paulo"))
+            start, end = (int(part[:2]) for part in _quiet_hours(now).split("-"))
+            hour_there = local.hour + local.minute / 60
+            if start < end:
+                assert not (start - 1 <= hour_there < end + 1), (now, _quiet_hours(now))
+            else:
+                assert end + 1 <= hour_there < start - 1, (now, _quiet_hours(now))
+
+
 @pytest.fixture(scope="module")
 def odoo(odoo_sr: Server, kolmeya_for_odoo: Tuple[KolmeyaSimulator, str]) -> Dict[str, Any]:
     """A served Odoo with a history, a contact, an active weekly send to a tag and a finished
     campaign, its smskit on the Kolmeya simulator."""
     server = odoo_sr
     simulator, api = kolmeya_for_odoo
-    configure_kolmeya(server, api, quiet_hours="21:00-08:00", balance_low_threshold="50")
+    configure_kolmeya(server, api, quiet_hours=_quiet_hours(), balance_low_threshold="50")
     company = server.xmlrpc("res.users", "read", [server.uid()], ["company_id"])[0][
         "company_id"][0]
     _seed_history(server, company)
