@@ -6,7 +6,9 @@ kit pool of an addon, and Odoo's blacklist asked afresh."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -16,13 +18,14 @@ import pytest
 from odoo_fake import OdooServer, fake_odoo, make_store, odoo_server  # noqa: F401
 from smskit.config import Settings
 from smskit.errors import ConfigurationError
+from smskit.ids import new_id
 from smskit.kit import SmsKit
 from smskit.models import State
 from smskit.providers.loopback import LoopbackProvider
 from smskit_odoo.adapter import EnvAdapter
 from smskit_odoo.embedded import KitPool, fingerprint
 from smskit_odoo.errors import OdooTransientError
-from smskit_odoo.journal import Journal, Op
+from smskit_odoo.journal import Journal, Link, Op
 from smskit_odoo.session import HandlerResult, OdooSession
 from smskit_odoo.store import OdooStore
 from smskit_odoo.testing import FakeOdoo
@@ -53,6 +56,57 @@ def test_two_processes_never_lease_the_same_op(journal: Journal, tmp_path: Path)
     assert [op.id for op in theirs] == [mine[2].id]
     assert theirs[0].attempts == 1 and theirs[0].last_error == "Odoo is down"
     other.close()
+
+
+PG_URL = os.environ.get("SMSKIT_TEST_POSTGRES_URL")
+
+
+@pytest.mark.skipif(not PG_URL, reason="set SMSKIT_TEST_POSTGRES_URL to run on PostgreSQL")
+def test_two_deliveries_linking_one_reply_at_once_both_succeed_on_postgresql() -> None:
+    """The two deliveries of one reply (a gateway's retry racing its first try): both find
+    the reply stored without its link and both link it. The second used to fail on the key
+    the first inserted meanwhile (a 503 for a reply that was stored)."""
+    import psycopg
+
+    assert PG_URL is not None
+    journal = Journal(PG_URL)
+    message_id = new_id()
+    errors: List[BaseException] = []
+
+    def second() -> None:
+        try:
+            journal.put_links([Link(message_id=message_id, reply_ref="kolmeya:R-2")])
+        except BaseException as exc:  # the assertion below shows it
+            errors.append(exc)
+
+    with psycopg.connect(PG_URL) as first, psycopg.connect(PG_URL, autocommit=True) as watch:
+        first.execute("INSERT INTO smskit_odoo_links (message_id, reply_ref) VALUES (%s, %s)",
+                      (message_id, "kolmeya:R-2"))  # the first delivery, not committed yet
+        thread = threading.Thread(target=second)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not watch.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'").fetchone()[0]:
+            time.sleep(0.02)
+        first.commit()
+        thread.join(30)
+    try:
+        assert errors == []
+        assert journal.links([message_id])[message_id].reply_ref == "kolmeya:R-2"
+    finally:
+        journal.close()
+
+
+def test_links_are_replaced_whole_and_the_last_of_a_message_wins(journal: Journal) -> None:
+    journal.put_links([Link(message_id="m1", odoo_id=7, reply_ref="kolmeya:R-1"),
+                       Link(message_id="m2", odoo_id=8)])
+    journal.put_links([Link(message_id="m1", odoo_id=9), Link(message_id="m1", odoo_id=10),
+                       Link(message_id="m3", partner_id=4)])
+    found = journal.links(["m1", "m2", "m3"])
+    assert found["m1"] == Link(message_id="m1", odoo_id=10)  # reply_ref replaced too
+    assert found["m2"] == Link(message_id="m2", odoo_id=8)
+    assert found["m3"] == Link(message_id="m3", partner_id=4)
 
 
 def test_a_dead_processs_lease_expires(journal: Journal) -> None:

@@ -266,20 +266,41 @@ class BaseKit:
         if body is not inbound.body:
             inbound = attrs.evolve(inbound, body=body)
         outcome = self.store.record_inbound(inbound)
-        if not outcome.created:
-            return outcome
         keyword = inbound.opt_out or is_optout(inbound.body, self.settings.optout_keywords)
+        if not outcome.created:
+            self._redelivered(outcome.message, keyword)
+            return outcome
         if keyword is not None:
-            answered = self.store.get(outcome.message.in_reply_to) \
-                if outcome.message.in_reply_to else None
-            self._blacklist_change(phone, "add", reason=f"opt-out keyword {keyword}",
-                                   source=f"inbound:{inbound.provider}",
-                                   campaign_id=answered.campaign_id if answered else None)
-            self.store.record_event(outcome.message.id, "optout", f"keyword {keyword}",
-                                    provider=inbound.provider)
+            self._opt_out(outcome.message, keyword)
         self._route(outcome.message)
         self._notify("message_received", outcome.message)
         return outcome
+
+    def _opt_out(self, message: Message, keyword: str) -> None:
+        """Blacklist the sender of a reply carrying an opt-out ``keyword``, and say so in the
+        reply's history (the ``optout`` event)."""
+        answered = self.store.get(message.in_reply_to) if message.in_reply_to else None
+        self._blacklist_change(message.phone, "add", reason=f"opt-out keyword {keyword}",
+                               source=f"inbound:{message.provider}",
+                               campaign_id=answered.campaign_id if answered else None)
+        self.store.record_event(message.id, "optout", f"keyword {keyword}",
+                                provider=message.provider)
+
+    def _redelivered(self, message: Message, keyword: Optional[str]) -> None:
+        """A reply stored already and delivered again (the gateway retried after a failure,
+        or a poll saw it twice). What its first delivery may have left undone, because it
+        failed or its process died after the reply was stored, is done now and once: the
+        opt-out when no ``optout`` event records it, the routing when no ``routed`` event
+        does (a router that raised, or the ChatRoom write that never started). Only read
+        when there is something to check (a keyword, a ``route_inbound`` plugin)."""
+        routers = bool(self.hooks.route_inbound.get_hookimpls())
+        if keyword is None and not routers:
+            return
+        done = {event.kind for event in self.store.history(message.id)}
+        if keyword is not None and "optout" not in done:
+            self._opt_out(message, keyword)
+        if routers and "routed" not in done:
+            self._route(message)
 
     def _route(self, message: Message) -> None:
         try:

@@ -321,14 +321,20 @@ class Journal:
         return found
 
     def put_links(self, rows: Sequence[Link]) -> None:
-        """Insert or replace links."""
+        """Insert or replace links (the last of ``rows`` for a message wins).
+
+        One upsert: two processes linking the same message at once (the two deliveries of
+        one reply a gateway retried) both succeed, where a delete then an insert had the
+        second fail on the key the first inserted meanwhile."""
         if not rows:
             return
+        latest = {r.message_id: attrs.asdict(r) for r in rows}
+        insert = postgresql.insert(links) if self._pg else sqlite.insert(links)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[links.c.message_id],
+            set_={c.name: insert.excluded[c.name] for c in links.c if c.name != "message_id"})
         with self._tx("writing Odoo links", write=True) as conn:
-            ids = [r.message_id for r in rows]
-            for chunk in _chunks(ids):
-                conn.execute(sa.delete(links).where(links.c.message_id.in_(chunk)))
-            conn.execute(sa.insert(links), [attrs.asdict(r) for r in rows])
+            conn.execute(upsert, list(latest.values()))
 
     # -- partner claims -------------------------------------------------------------------------
     def partners(self, phones: Iterable[str]) -> Dict[str, Optional[int]]:
