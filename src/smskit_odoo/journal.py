@@ -151,6 +151,15 @@ class Journal:
                 if column not in {c["name"] for c in inspector.get_columns(table)}:
                     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
 
+    def _upsert(self, table: sa.Table, key: sa.Column[Any]) -> Any:
+        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column: a row is
+        replaced whole, and two processes writing the same key at once both succeed (a
+        delete then an insert has the second fail on the key the first inserted)."""
+        insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
+        return insert.on_conflict_do_update(
+            index_elements=[key],
+            set_={c.name: insert.excluded[c.name] for c in table.c if c.name != key.name})
+
     def _insert_ignore(self, table: sa.Table) -> Any:
         insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
         return insert.on_conflict_do_nothing()
@@ -321,20 +330,13 @@ class Journal:
         return found
 
     def put_links(self, rows: Sequence[Link]) -> None:
-        """Insert or replace links (the last of ``rows`` for a message wins).
-
-        One upsert: two processes linking the same message at once (the two deliveries of
-        one reply a gateway retried) both succeed, where a delete then an insert had the
-        second fail on the key the first inserted meanwhile."""
+        """Insert or replace links (the last of ``rows`` for a message wins), in one upsert:
+        the two deliveries of one reply, racing in two processes, both link it."""
         if not rows:
             return
         latest = {r.message_id: attrs.asdict(r) for r in rows}
-        insert = postgresql.insert(links) if self._pg else sqlite.insert(links)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[links.c.message_id],
-            set_={c.name: insert.excluded[c.name] for c in links.c if c.name != "message_id"})
         with self._tx("writing Odoo links", write=True) as conn:
-            conn.execute(upsert, list(latest.values()))
+            conn.execute(self._upsert(links, links.c.message_id), list(latest.values()))
 
     # -- partner claims -------------------------------------------------------------------------
     def partners(self, phones: Iterable[str]) -> Dict[str, Optional[int]]:
@@ -377,10 +379,9 @@ class Journal:
             return
         now = time.time()
         with self._tx("recording partners", write=True) as conn:
-            for phone, pid in found.items():
-                conn.execute(sa.delete(partners).where(partners.c.phone == phone))
-                conn.execute(sa.insert(partners).values(phone=phone, partner_id=pid,
-                                                        owner=owner, claimed_at=now))
+            conn.execute(self._upsert(partners, partners.c.phone), [
+                {"phone": phone, "partner_id": pid, "owner": owner, "claimed_at": now}
+                for phone, pid in found.items()])
 
     def release(self, phones: Sequence[str], owner: str) -> None:
         """Drop this owner's unfinished claims (the partner could not be created)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 import sqlalchemy as sa
@@ -108,22 +108,22 @@ class SqlOutreachMixin(SqlBase):
         if not given:
             return 0, 0
         with self._tx("save_contacts", write=True) as conn:
-            old: Dict[str, dt.datetime] = {}
+            old: Set[str] = set()
             for chunk in chunks(list(given)):
-                query = sa.select(contacts.c.phone, contacts.c.created_at).where(
-                    contacts.c.phone.in_(chunk))
-                for phone, created_at in conn.execute(query):
-                    old[phone] = created_at
-            for chunk in chunks(list(old)):
-                conn.execute(sa.delete(contacts).where(contacts.c.phone.in_(chunk)))
+                old.update(conn.execute(sa.select(contacts.c.phone).where(
+                    contacts.c.phone.in_(chunk))).scalars())
+            # One upsert (a contact keeps its created_at): two imports of the same numbers
+            # at once both succeed on PostgreSQL, the later one's values kept, where a
+            # delete then an insert had the second fail on the first's key. The contacts'
+            # rows, locked by the upsert, then order the two imports' tag replacements.
+            insert = postgresql.insert(contacts) if self._pg else sqlite.insert(contacts)
+            conn.execute(insert.on_conflict_do_update(
+                index_elements=[contacts.c.phone],
+                set_={c.name: insert.excluded[c.name] for c in contacts.c
+                      if c.name not in ("phone", "created_at")}),
+                [_contact_row(contact) for contact in given.values()])
+            for chunk in chunks(list(given)):
                 conn.execute(sa.delete(contact_tags).where(_ct.phone.in_(chunk)))
-            rows = []
-            for phone, contact in given.items():
-                row = _contact_row(contact)
-                if phone in old:
-                    row["created_at"] = old[phone]
-                rows.append(row)
-            conn.execute(sa.insert(contacts), rows)
             tag_rows = [{"tag": t, "phone": x.phone} for x in given.values() for t in x.tags]
             if tag_rows:
                 conn.execute(sa.insert(contact_tags), tag_rows)
