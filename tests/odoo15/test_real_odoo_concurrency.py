@@ -26,9 +26,12 @@ from odoo15_smskit import (
     post_webhook,
     reply_callback,
     sms_rows,
+    store_url,
     unique_phone,
 )
 
+from smskit.models import InboundMessage
+from smskit.store.sql import SqlStore
 from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
 pytestmark = pytest.mark.real_odoo
@@ -95,6 +98,40 @@ def test_parallel_replies_from_one_new_number(odoo: Server) -> None:
         problems.append(f"journal: {len(failed)} Odoo writes given up: "
                         f"{[f.last_error for f in failed][:3]}")
     assert not problems, "; ".join(problems)
+
+
+def test_a_reply_stored_by_a_process_that_died_reaches_the_chatroom_on_its_retry(
+        odoo: Server) -> None:
+    """The Odoo process that took a reply's first delivery stored it in smskit's store and
+    died before anything else (no link, no sms.message row, no ChatRoom op): Kolmeya, which
+    got no answer, delivers it again. The retry finds it stored and finishes the rest."""
+    phone = unique_phone()
+    reply_id = 7_000_000 + int(phone[-6:])
+    store = SqlStore(store_url(odoo))
+    try:  # what the dead process wrote, and nothing more
+        first = store.record_inbound(InboundMessage(
+            provider="kolmeya", provider_reply_id=str(reply_id), phone=phone,
+            body="Chegou quebrado"))
+    finally:
+        store.close()
+    assert first.created
+    digits = phone.lstrip("+")
+
+    def chatroom() -> List[str]:
+        return [m["text"] for m in odoo.xmlrpc(
+            "acrux.chat.message", "search_read", [("contact_id.number", "=", digits)],
+            fields=["text"])]
+
+    assert chatroom() == []
+    for delivery in range(2):  # Kolmeya's retry, then one more (nothing happens twice)
+        response = post_webhook(odoo, "reply", reply_callback(reply_id, phone,
+                                                               "Chegou quebrado"))
+        assert response.status_code == 200, response.text[:300]
+        assert response.json()["new_inbound"] == 0, delivery
+        assert chatroom() == ["Chegou quebrado"], delivery
+    incoming = [r for r in sms_rows(odoo, phone, ["direction"]) if r["direction"] == "incoming"]
+    assert len(incoming) == 1
+    assert journal(odoo).failed() == []
 
 
 def _wait_for_lock_waiter(dsn: str, db: str, timeout: float = 60.0) -> None:
