@@ -109,7 +109,11 @@ def check_message(message: Message) -> Optional[str]:
 def route_inbound(message: Message) -> Optional[str]:
     """Route an inbound SMS somewhere (a ChatRoom conversation...). Return where it went.
 
-    ``firstresult``: the first plugin to return a non-None destination wins.
+    ``firstresult``: the first plugin to return a non-None destination wins; it is recorded
+    as the reply's ``routed`` event. Until a ``routed`` event exists (a router raised, or the
+    process died between storing the reply and routing it), a later delivery of the same
+    reply calls this hook again: a router must recognise a reply it already wrote (by its
+    id or the gateway's reply id) rather than write it twice.
     """
 
 
@@ -141,7 +145,8 @@ def message_status_changed(message: Message, old: State, new: State) -> None:
 
 @hookspec
 def message_received(message: Message) -> None:
-    """A new inbound message was stored (once per provider reply id)."""
+    """A new inbound message was stored (once per provider reply id; a later delivery of
+    the same reply does not call it again)."""
 
 
 @hookspec
