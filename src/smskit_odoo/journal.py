@@ -36,6 +36,7 @@ from smskit.store.sql.engine import (
     db_errors,
     is_memory_sqlite,
     normalise_url,
+    upsert,
 )
 
 __all__ = ["Journal", "Link", "Op"]
@@ -150,15 +151,6 @@ class Journal:
             for table, column, ddl in _ADDED_COLUMNS:
                 if column not in {c["name"] for c in inspector.get_columns(table)}:
                     conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
-
-    def _upsert(self, table: sa.Table, key: sa.Column[Any]) -> Any:
-        """``INSERT ... ON CONFLICT (key) DO UPDATE`` of every other column: a row is
-        replaced whole, and two processes writing the same key at once both succeed (a
-        delete then an insert has the second fail on the key the first inserted)."""
-        insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
-        return insert.on_conflict_do_update(
-            index_elements=[key],
-            set_={c.name: insert.excluded[c.name] for c in table.c if c.name != key.name})
 
     def _insert_ignore(self, table: sa.Table) -> Any:
         insert = postgresql.insert(table) if self._pg else sqlite.insert(table)
@@ -336,7 +328,8 @@ class Journal:
             return
         latest = {r.message_id: attrs.asdict(r) for r in rows}
         with self._tx("writing Odoo links", write=True) as conn:
-            conn.execute(self._upsert(links, links.c.message_id), list(latest.values()))
+            conn.execute(upsert(links, links.c.message_id, postgres=self._pg),
+                         list(latest.values()))
 
     # -- partner claims -------------------------------------------------------------------------
     def partners(self, phones: Iterable[str]) -> Dict[str, Optional[int]]:
@@ -379,7 +372,7 @@ class Journal:
             return
         now = time.time()
         with self._tx("recording partners", write=True) as conn:
-            conn.execute(self._upsert(partners, partners.c.phone), [
+            conn.execute(upsert(partners, partners.c.phone, postgres=self._pg), [
                 {"phone": phone, "partner_id": pid, "owner": owner, "claimed_at": now}
                 for phone, pid in found.items()])
 

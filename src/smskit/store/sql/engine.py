@@ -19,7 +19,7 @@ import contextlib
 import functools
 import re
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Tuple
+from typing import Any, Collection, Iterable, Iterator, Optional, Tuple
 
 import sqlalchemy as sa
 from alembic import command
@@ -27,6 +27,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.pool import StaticPool
 
@@ -49,6 +50,7 @@ __all__ = [
     "migrate",
     "normalise_url",
     "redact_url",
+    "upsert",
     "without_nul",
 ]
 
@@ -142,6 +144,20 @@ def without_nul(parameters: Any) -> Any:
 def _before_execute(conn: Connection, cursor: Any, statement: str, parameters: Any,
                     context: Any, executemany: bool) -> Tuple[str, Any]:
     return statement, without_nul(parameters)
+
+
+def upsert(table: sa.Table, key: sa.Column[Any], *, postgres: bool,
+           keep: Collection[str] = ()) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE`` setting every other column but ``keep``
+    (PostgreSQL's or SQLite's form): a row written whole, inserted or replaced. Two
+    transactions writing the same key at once both succeed, the later one's values kept,
+    where a delete then an insert has the second fail on the key the first inserted (under
+    PostgreSQL's READ COMMITTED, it finds nothing to delete)."""
+    insert = postgresql.insert(table) if postgres else sqlite.insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[key],
+        set_={c.name: insert.excluded[c.name] for c in table.c
+              if c.name != key.name and c.name not in keep})
 
 
 def create_store_engine(url: URL, *, echo: bool = False) -> Engine:

@@ -26,6 +26,7 @@ from smskit.store.outreach import (
     Contact,
 )
 from smskit.store.sql.driver import SqlBase, chunks
+from smskit.store.sql.engine import upsert
 from smskit.store.sql.tables import (
     blacklist,
     blacklist_audit,
@@ -113,15 +114,11 @@ class SqlOutreachMixin(SqlBase):
                 old.update(conn.execute(sa.select(contacts.c.phone).where(
                     contacts.c.phone.in_(chunk))).scalars())
             # One upsert (a contact keeps its created_at): two imports of the same numbers
-            # at once both succeed on PostgreSQL, the later one's values kept, where a
-            # delete then an insert had the second fail on the first's key. The contacts'
-            # rows, locked by the upsert, then order the two imports' tag replacements.
-            insert = postgresql.insert(contacts) if self._pg else sqlite.insert(contacts)
-            conn.execute(insert.on_conflict_do_update(
-                index_elements=[contacts.c.phone],
-                set_={c.name: insert.excluded[c.name] for c in contacts.c
-                      if c.name not in ("phone", "created_at")}),
-                [_contact_row(contact) for contact in given.values()])
+            # at once both succeed. The contacts' rows, locked by it, then order the two
+            # imports' tag replacements.
+            conn.execute(upsert(contacts, contacts.c.phone, postgres=self._pg,
+                                keep=("created_at",)),
+                         [_contact_row(contact) for contact in given.values()])
             for chunk in chunks(list(given)):
                 conn.execute(sa.delete(contact_tags).where(_ct.phone.in_(chunk)))
             tag_rows = [{"tag": t, "phone": x.phone} for x in given.values() for t in x.tags]
@@ -411,12 +408,9 @@ class SqlOutreachMixin(SqlBase):
 
     def set_state(self, key: str, value: str) -> None:
         """Write a piece of state (insert or update)."""
-        insert = postgresql.insert(kv_state) if self._pg else sqlite.insert(kv_state)
-        now = utcnow()
-        stmt = insert.values(key=key, value=value, updated_at=now).on_conflict_do_update(
-            index_elements=[kv_state.c.key], set_={"value": value, "updated_at": now})
         with self._tx("set_state", write=True) as conn:
-            conn.execute(stmt)
+            conn.execute(upsert(kv_state, kv_state.c.key, postgres=self._pg),
+                         {"key": key, "value": value, "updated_at": utcnow()})
 
     def list_state(self, prefix: str) -> Dict[str, str]:
         """Every key starting with ``prefix``."""
