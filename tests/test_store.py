@@ -9,11 +9,14 @@ migrations and several processes sharing one database file.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -207,6 +210,51 @@ def test_sqlite_connections_use_wal_full_sync_and_wait_for_writers(tmp_path: Pat
                                    "synchronous": 2, "foreign_keys": 1}
     finally:
         store.close()
+
+
+def _checkpoint_threads() -> List[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "smskit-wal-checkpoint"]
+
+
+def test_sqlite_commits_leave_the_wal_checkpoints_to_a_background_thread(
+        tmp_path: Path) -> None:
+    """A bulk send's commits no longer copy the WAL into the database file themselves (with
+    its fsync): a thread of the store does, between them, so the WAL stays small."""
+    path = tmp_path / "bulk.db"
+    others = set(_checkpoint_threads())  # of stores other tests left open
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        with store._engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        assert set(_checkpoint_threads()) == others  # nothing written yet: no thread
+        for chunk in range(12):  # 12 transactions of 1,000 messages, as send_many makes
+            add(store, *[out(chunk * 1000 + i) for i in range(1000)])
+            time.sleep(0.25)  # the request to the gateway, meanwhile
+        assert len(set(_checkpoint_threads()) - others) == 1
+        wal = Path(f"{path}-wal").stat().st_size
+        # without checkpoints the WAL would hold every page written (more than the database)
+        assert wal < path.stat().st_size / 3, (wal, path.stat().st_size)
+        assert len(store.list_messages(limit=20_000)) == 12_000
+    finally:
+        store.close()
+    assert set(_checkpoint_threads()) <= others  # close() ends it
+    reopened = SqlStore(f"sqlite:///{path}")  # and nothing was lost on the way
+    try:
+        assert len(reopened.list_messages(limit=20_000)) == 12_000
+        assert set(_checkpoint_threads()) <= others  # a store only read starts none
+    finally:
+        reopened.close()
+
+
+def test_a_store_dropped_without_close_ends_its_checkpoint_thread(tmp_path: Path) -> None:
+    others = set(_checkpoint_threads())
+    store = SqlStore(f"sqlite:///{tmp_path / 'dropped.db'}")
+    add(store, out(1))
+    [thread] = set(_checkpoint_threads()) - others
+    del store  # never closed
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
 
 
 def test_sqlite_synchronous_mode_from_the_url(tmp_path: Path) -> None:

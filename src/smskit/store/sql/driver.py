@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import weakref
 from decimal import Decimal
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from smskit.errors import StoreError
 from smskit.models import Message, utcnow
+from smskit.store.sql.checkpoint import WalCheckpointer
 from smskit.store.sql.engine import (
     WRITE,
     create_store_engine,
@@ -201,12 +203,19 @@ class SqlBase:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         """Open ``url`` and bring its schema to the newest migration."""
         self._url = normalise_url(url)
-        self._engine = create_store_engine(self._url, echo=echo)
+        sqlite_file = (self._url.get_backend_name() == "sqlite"
+                       and not is_memory_sqlite(self._url))
+        self._engine = create_store_engine(self._url, echo=echo,
+                                           background_checkpoints=sqlite_file)
         self._pg = self._engine.dialect.name == "postgresql"
         # sqlite:// is one connection (StaticPool): callers must take turns on it.
         self._serial: Optional[threading.RLock] = (
             threading.RLock() if is_memory_sqlite(self._url) else None
         )
+        # A SQLite file's WAL is checkpointed in the background, not by its commits.
+        self._checkpointer = WalCheckpointer(self._engine) if sqlite_file else None
+        if self._checkpointer is not None:  # a store dropped unclosed ends its thread too
+            weakref.finalize(self, self._checkpointer.stop)
         # A SQLite file has one writer at a time: this process's writers queue here, handed
         # over at once, instead of polling SQLite's lock with its busy handler's sleeps.
         self._writers: Optional[threading.RLock] = (
@@ -247,6 +256,8 @@ class SqlBase:
                 conn.execution_options(**{WRITE: True})
             with conn.begin():
                 yield conn
+        if write and self._checkpointer is not None:
+            self._checkpointer.wrote()
 
     def _locked(self, query: sa.Select[Any]) -> sa.Select[Any]:
         return query.with_for_update() if self._pg else query
@@ -325,6 +336,8 @@ class SqlBase:
         return owners
 
     def close(self) -> None:
-        """Release every pooled connection."""
+        """Stop the WAL checkpoints and release every pooled connection."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._engine.dispose()
 

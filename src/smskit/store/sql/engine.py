@@ -160,10 +160,14 @@ def upsert(table: sa.Table, key: sa.Column[Any], *, postgres: bool,
               if c.name != key.name and c.name not in keep})
 
 
-def create_store_engine(url: URL, *, echo: bool = False) -> Engine:
-    """An engine for ``url`` with smskit's connection settings."""
+def create_store_engine(url: URL, *, echo: bool = False,
+                        background_checkpoints: bool = False) -> Engine:
+    """An engine for ``url`` with smskit's connection settings. ``background_checkpoints``:
+    a SQLite file's connections leave the WAL's checkpoints to a
+    :class:`~smskit.store.sql.checkpoint.WalCheckpointer` (``wal_autocheckpoint = 0``),
+    which the caller must run."""
     if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, echo)
+        engine = _sqlite_engine(url, echo, background_checkpoints)
     else:
         try:
             engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
@@ -188,7 +192,7 @@ def _synchronous(url: URL) -> Tuple[URL, str]:
     return url.difference_update_query(["synchronous"]), mode
 
 
-def _sqlite_engine(url: URL, echo: bool) -> Engine:
+def _sqlite_engine(url: URL, echo: bool, background_checkpoints: bool) -> Engine:
     url, synchronous = _synchronous(url)
     memory = is_memory_sqlite(url)
     if memory:
@@ -207,6 +211,8 @@ def _sqlite_engine(url: URL, echo: bool) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if not memory:
                 cursor.execute("PRAGMA journal_mode = WAL")
+                if background_checkpoints:
+                    cursor.execute("PRAGMA wal_autocheckpoint = 0")
             cursor.execute(f"PRAGMA synchronous = {synchronous}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
