@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 from smskit.errors import ConfigurationError, StoreError
 from smskit.store import MemoryStore, Store
 from smskit.store.sql import SqlStore, upgrade
+from smskit.store.sql.checkpoint import WalCheckpointer
 from smskit.testing.stores.samples import NOW, add, run_threads
 from smskit.testing.stores.samples import outgoing as out
 from smskit.testing.stores.suite import StoreSuite
@@ -255,6 +257,36 @@ def test_a_store_dropped_without_close_ends_its_checkpoint_thread(tmp_path: Path
     gc.collect()
     thread.join(timeout=5)
     assert not thread.is_alive()
+
+
+def test_a_failing_checkpoint_is_said_once_and_tried_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'flaky.db'}")
+    engine, calls = store._engine, []
+
+    class Flaky:  # the database refuses the checkpoint's connection three times
+        def raw_connection(self) -> Any:
+            calls.append(1)
+            if len(calls) <= 3:
+                raise sa.exc.OperationalError("PRAGMA wal_checkpoint", {},
+                                              Exception("disk I/O error"))
+            return engine.raw_connection()
+
+    checkpointer = WalCheckpointer(Flaky(), interval=0.01)  # type: ignore[arg-type]
+    try:
+        with caplog.at_level(logging.DEBUG, logger="smskit.store.sql.checkpoint"):
+            add(store, out(1))
+            checkpointer.wrote()  # once: a failed round leaves the checkpoint due
+            deadline = time.monotonic() + 10
+            while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert checkpointer.checkpoints >= 1 and len(calls) == 4
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "disk I/O error" in warned[0], warned
+        assert "the WAL grows meanwhile" in warned[0]
+    finally:
+        checkpointer.close()
+        store.close()
 
 
 def test_sqlite_synchronous_mode_from_the_url(tmp_path: Path) -> None:

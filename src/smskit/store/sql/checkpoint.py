@@ -79,6 +79,7 @@ class WalCheckpointer:
 
     def _run(self, stop: threading.Event) -> None:
         connection: Any = None
+        failing = False  # the last checkpoint failed (said once per run of failures)
         try:
             while not stop.wait(self.interval):
                 if not self._dirty:
@@ -94,8 +95,12 @@ class WalCheckpointer:
                     finally:
                         cursor.close()
                     self.checkpoints += 1
+                    failing = False
                 except Exception as exc:  # the next round tries again on a new connection
-                    log.debug("WAL checkpoint failed: %s", exc)
+                    (log.debug if failing else log.warning)(
+                        "WAL checkpoint failed (tried again every %.1f s; the WAL grows "
+                        "meanwhile): %s", self.interval, exc)
+                    failing = True
                     self._dirty = True
                     _close(connection)
                     connection = None
