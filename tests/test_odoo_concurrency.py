@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
+import sqlalchemy as sa
 
 from odoo_fake import OdooServer, fake_odoo, make_store, odoo_server  # noqa: F401
 from smskit.config import Settings
@@ -30,6 +30,7 @@ from smskit_odoo.session import HandlerResult, OdooSession
 from smskit_odoo.store import OdooStore
 from smskit_odoo.testing import FakeOdoo
 from smskit_odoo.testing.env import FakeEnv, fake_call_kw
+from test_store_races import while_first_holds
 
 PHONE = "+5511987654321"
 
@@ -66,31 +67,14 @@ def test_two_deliveries_linking_one_reply_at_once_both_succeed_on_postgresql() -
     """The two deliveries of one reply (a gateway's retry racing its first try): both find
     the reply stored without its link and both link it. The second used to fail on the key
     the first inserted meanwhile (a 503 for a reply that was stored)."""
-    import psycopg
-
     assert PG_URL is not None
     journal = Journal(PG_URL)
     message_id = new_id()
-    errors: List[BaseException] = []
-
-    def second() -> None:
-        try:
-            journal.put_links([Link(message_id=message_id, reply_ref="kolmeya:R-2")])
-        except BaseException as exc:  # the assertion below shows it
-            errors.append(exc)
-
-    with psycopg.connect(PG_URL) as first, psycopg.connect(PG_URL, autocommit=True) as watch:
-        first.execute("INSERT INTO smskit_odoo_links (message_id, reply_ref) VALUES (%s, %s)",
-                      (message_id, "kolmeya:R-2"))  # the first delivery, not committed yet
-        thread = threading.Thread(target=second)
-        thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not watch.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND wait_event_type = 'Lock'").fetchone()[0]:
-            time.sleep(0.02)
-        first.commit()
-        thread.join(30)
+    errors = while_first_holds(
+        lambda first: first.execute(  # the first delivery, not committed yet
+            sa.text("INSERT INTO smskit_odoo_links (message_id, reply_ref) VALUES (:m, :r)"),
+            {"m": message_id, "r": "kolmeya:R-2"}),
+        lambda: journal.put_links([Link(message_id=message_id, reply_ref="kolmeya:R-2")]))
     try:
         assert errors == []
         assert journal.links([message_id])[message_id].reply_ref == "kolmeya:R-2"

@@ -38,7 +38,7 @@ def store() -> Iterator[SqlStore]:
     made.close()
 
 
-def _while_first_holds(hold: Callable[[sa.Connection], None], second: Callable[[], None]
+def while_first_holds(hold: Callable[[sa.Connection], None], second: Callable[[], None]
                        ) -> List[BaseException]:
     """Run ``second`` while ``hold``'s uncommitted writes hold their rows; what it raised."""
     assert PG_URL is not None
@@ -82,7 +82,7 @@ def test_two_imports_of_one_new_contact_at_once_both_succeed(store: SqlStore) ->
             "created_at": first_seen, "updated_at": first_seen})
         conn.execute(sa.insert(contact_tags), {"tag": "vip", "phone": phone})
 
-    errors = _while_first_holds(first_import, lambda: store.save_contacts(
+    errors = while_first_holds(first_import, lambda: store.save_contacts(
         [Contact(phone=phone, name="Ana Souza", tags=("clientes",))]))
     assert errors == []
     saved = store.get_contacts([phone])[phone]

@@ -203,15 +203,13 @@ class SqlBase:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         """Open ``url`` and bring its schema to the newest migration."""
         self._url = normalise_url(url)
-        sqlite_file = (self._url.get_backend_name() == "sqlite"
-                       and not is_memory_sqlite(self._url))
+        memory = is_memory_sqlite(self._url)
+        sqlite_file = self._url.get_backend_name() == "sqlite" and not memory
         self._engine = create_store_engine(self._url, echo=echo,
                                            background_checkpoints=sqlite_file)
         self._pg = self._engine.dialect.name == "postgresql"
         # sqlite:// is one connection (StaticPool): callers must take turns on it.
-        self._serial: Optional[threading.RLock] = (
-            threading.RLock() if is_memory_sqlite(self._url) else None
-        )
+        self._serial: Optional[threading.RLock] = threading.RLock() if memory else None
         # A SQLite file's WAL is checkpointed in the background, not by its commits.
         self._checkpointer = WalCheckpointer(self._engine) if sqlite_file else None
         if self._checkpointer is not None:  # a store dropped unclosed ends its thread too
