@@ -9,7 +9,7 @@ import random
 from typing import Any, Dict, List, Optional
 
 import httpx
-from odoo15_harness import Server
+from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD, Server
 
 from smskit_odoo.journal import Journal
 
@@ -76,3 +76,19 @@ def sms_rows(server: Server, phone: str, fields: List[str]) -> List[Dict[str, An
     """The ``sms.message`` rows of a phone, oldest first."""
     return list(server.xmlrpc("sms.message", "search_read", [("phone", "=", phone)],
                               fields=fields, order="id"))
+
+
+def log_in(page: Any, url: str) -> None:
+    """Log a Playwright ``page`` into the served Odoo at ``url`` as admin, as a person does.
+
+    The form is filled only once the login page has loaded everything it asks for: a request
+    of the page still in flight when the form is posted (its lazily loaded scripts fetch
+    translations and templates) can save the session it started with over the one the login
+    authenticated (Odoo 15 keeps sessions in files, each request writing back its own copy),
+    and the web client then lands back on the login page."""
+    page.goto(f"{url}/web/login")
+    page.wait_for_load_state("networkidle")
+    page.fill("input[name=login]", ADMIN_LOGIN)
+    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector(".o_main_navbar", timeout=60_000)

@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from dateutil import tz
-from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD, Server
-from odoo15_smskit import configure_kolmeya, store_url, unique_phone
+from odoo15_harness import Server
+from odoo15_smskit import configure_kolmeya, log_in, store_url, unique_phone
 
 from smskit.models import Message, State
 from smskit.store.sql import SqlStore
@@ -176,11 +176,7 @@ def browser(odoo: Dict[str, Any], tmp_path: Path) -> Iterator[Browser]:
             headless=True)
         try:
             page = chromium.new_page(viewport=VIEWPORT)
-            page.goto(f"{server.url}/web/login")
-            page.fill("input[name=login]", ADMIN_LOGIN)
-            page.fill("input[name=password]", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_selector(".o_main_navbar", timeout=60_000)
+            log_in(page, server.url)
             yield Browser(page, server.url, shots)
         finally:
             chromium.close()

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, List, Tuple
 
 import pytest
-from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD, Server
-from odoo15_smskit import configure_kolmeya, unique_phone
+from odoo15_harness import Server
+from odoo15_smskit import configure_kolmeya, log_in, unique_phone
 
 from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
@@ -62,11 +62,7 @@ def test_the_chatter_shows_delivered_and_failed_with_the_reason(
         try:
             page = browser.new_page()
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{odoo_sr.url}/web/login")
-            page.fill("input[name=login]", ADMIN_LOGIN)
-            page.fill("input[name=password]", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
-            page.wait_for_selector(".o_main_navbar", timeout=60_000)
+            log_in(page, odoo_sr.url)
             page.goto(f"{odoo_sr.url}/web#id={delivered}&model=res.partner&view_type=form")
             page.click(".o_Message_notificationIconClickable", timeout=60_000)
             icon = page.wait_for_selector(".o_NotificationPopover_notificationIcon",
