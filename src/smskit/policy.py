@@ -184,19 +184,36 @@ class DndRule(Protocol):
         """A moment (aware) before which nothing is sent, or ``None``."""
 
 
+#: Any moment: a rule that forbids this one forbids every one (no window is a whole day).
+_ANY_MOMENT = dt.datetime(2000, 1, 3, tzinfo=dt.timezone.utc)
+
+
 def check_dnd(window: Optional[str], days: Sequence[str], tz: str) -> QuietHours:
-    """The rule as :class:`QuietHours`; a :class:`ValidationError` names a bad window or day."""
+    """The rule as :class:`QuietHours`; a :class:`ValidationError` names a bad window or day,
+    or says that the rule leaves no time at all (every day of the week: that is what the
+    blacklist is for)."""
     try:
-        return QuietHours.parse(window or None, days=days, tz=tz)
+        rule = QuietHours.parse(window or None, days=days, tz=tz)
     except ConfigurationError as exc:
         raise ValidationError(f"do-not-disturb: {exc}") from exc
+    try:
+        rule.next_allowed(_ANY_MOMENT)
+    except ConfigurationError as exc:
+        raise ValidationError("do-not-disturb on every day of the week leaves no time to "
+                              "send: put the number on the blacklist instead") from exc
+    return rule
 
 
 def dnd_next_allowed(contact: DndRule, when: dt.datetime, *, tz: str,
                      quiet_hours: Optional[QuietHours] = None) -> Optional[dt.datetime]:
     """``None`` if ``contact`` may be messaged at ``when``; else the next moment allowed by
-    both their rule and the installation's ``quiet_hours`` (UTC)."""
-    rule = check_dnd(contact.dnd_window, contact.dnd_days, tz)
+    both their rule and the installation's ``quiet_hours`` (UTC). A
+    :class:`ValidationError` when the two together (or the rule alone) leave no time."""
+    try:
+        rule = check_dnd(contact.dnd_window, contact.dnd_days, tz)
+    except ValidationError as exc:  # a rule stored before it was checked, or since broken
+        raise ValidationError(f"do-not-disturb of {contact.phone} leaves no time to send: "
+                              f"{exc}") from exc
     moment = when
     moved = False
     for _ in range(50):  # each rule only moves forward; a few rounds settle them all

@@ -116,7 +116,8 @@ class WorkerReport:
             if sent.batches:
                 parts.append(f"{name}: {sent.sent} sent, {sent.rejected} rejected, "
                              f"{sent.canceled} canceled, {sent.released} released, "
-                             f"{sent.ambiguous} ambiguous")
+                             f"{sent.ambiguous} ambiguous"
+                             + (f", {sent.deferred} deferred" if sent.deferred else ""))
         for name, polled in sorted(self.statuses.items()):
             if polled.changed or polled.error:
                 parts.append(f"{name}: status poll asked about {polled.asked}, {polled.changed} "

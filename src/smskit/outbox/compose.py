@@ -505,8 +505,14 @@ def _draft(item: Parsed, spec: SendSpec, composer: Composer, facts: Facts, hooks
     deferred = message.scheduled_at if message.scheduled_at != spec.at else None
     rule = facts.dnd.get(e164)
     if rule is not None:
-        later = dnd_next_allowed(rule, message.scheduled_at or now, tz=composer.timezone,
-                                 quiet_hours=composer.quiet_for(message.provider))
+        try:
+            later = dnd_next_allowed(rule, message.scheduled_at or now, tz=composer.timezone,
+                                     quiet_hours=composer.quiet_for(message.provider))
+        except ValidationError as exc:  # this recipient may never be messaged
+            message = attrs.evolve(message, state=State.CANCELED, error_code="dnd",
+                                   error_text=str(exc), scheduled_at=None)
+            return message, Outcome(index=index, recipient=label, message_id=message.id,
+                                    state=State.CANCELED, reason=str(exc))
         if later is not None:
             message = attrs.evolve(message, scheduled_at=later)
             deferred = later

@@ -30,6 +30,7 @@ from typing import (
     Dict,
     Iterable,
     List,
+    Mapping,
     Optional,
     Sequence,
     Set,
@@ -45,8 +46,10 @@ from smskit.models import Message, SendResult, State
 from smskit.outbox import decisions as d
 from smskit.outbox.proof import Lookups
 from smskit.outbox.reconciling import OptedOut, _notify_opted_out, _notify_sent
+from smskit.policy import DndRule
 from smskit.provider import Provider
 from smskit.store.base import BatchInfo, Requeue, Store
+from smskit.store.outreach import OutreachStore
 
 __all__ = ["DispatchPolicy", "DispatchReport", "Dispatched", "Submit", "begin_dispatch",
            "dispatch"]
@@ -97,6 +100,14 @@ class DispatchPolicy(Protocol):
         """Wait until ``count`` more messages may go to ``provider`` (its rate limit)."""
         ...
 
+    def not_yet(self, provider: str, messages: Sequence[Message],
+                rules: Mapping[str, DndRule], now: dt.datetime
+                ) -> Dict[str, Optional[dt.datetime]]:
+        """Those of ``messages`` (claimed for ``provider``) that may not go out at ``now``,
+        each with the next moment allowed (``None``: never): quiet hours, and the
+        do-not-disturb ``rules`` of their recipients (by phone)."""
+        ...
+
 
 @attrs.frozen
 class Dispatched:
@@ -121,6 +132,7 @@ class DispatchReport:
     canceled: int = 0
     released: int = 0
     ambiguous: int = 0
+    deferred: int = 0
     retry_at: Optional[dt.datetime] = None
     errors: List[str] = attrs.field(factory=list)
     moved: Dict[str, int] = attrs.field(factory=dict)
@@ -138,6 +150,7 @@ class DispatchReport:
             total.canceled += report.canceled
             total.released += report.released
             total.ambiguous += report.ambiguous
+            total.deferred += report.deferred
             total.errors.extend(report.errors)
             total.outcomes.update(report.outcomes)
             for name, count in report.moved.items():
@@ -290,18 +303,80 @@ class _Run:
             return None
         return self.checked(batch, messages)
 
-    def checked(self, batch: BatchInfo, messages: Sequence[Message]) -> d.Claimed:
-        """A claimed batch counted, checked against the blacklist and paced."""
+    def checked(self, batch: BatchInfo, messages: Sequence[Message]) -> Optional[d.Claimed]:
+        """A claimed batch counted, checked against the blacklist and the hours, and paced;
+        ``None`` when it had to go back whole (see :meth:`in_hours`)."""
         policy = self.policy
         self.report.batches += 1
         # The blacklist is checked again at the last moment: an opt-out that arrived after the
         # message was queued (a scheduled send, a deferred one) still wins.
-        claimed = d.Claimed.check(batch, messages,
-                                  self.store.blacklisted([m.phone for m in messages]))
+        found = d.Claimed.check(batch, messages,
+                                self.store.blacklisted([m.phone for m in messages]))
+        claimed = self.in_hours(found)
+        if claimed is None:
+            return None
         self.report.canceled += len(claimed.canceled)
         if policy is not None and claimed.to_send:
             policy.pace(self.name, len(claimed.to_send))
         return claimed
+
+    def in_hours(self, claimed: d.Claimed) -> Optional[d.Claimed]:
+        """``claimed`` without the messages that may not go out now: the hours are checked
+        again at the last moment too. A message was deferred when it was composed, but it
+        may be claimed later than that (a campaign resumed at night, a batch retried after
+        an outage, a backlog still draining when the quiet hours begin, a do-not-disturb
+        rule set since): each such message goes back to the queue, due when it may be sent,
+        no attempt counted; one whose recipient's rule now leaves no time is canceled.
+        ``None`` when the store cannot take messages out of a batch
+        (:meth:`~smskit.store.base.Store.requeue_messages` took fewer): then the whole batch
+        goes back, due at the earliest of those moments."""
+        store, batch = self.store, claimed.batch
+        # A policy written before not_yet was part of the protocol has no opinion.
+        not_yet = getattr(self.policy, "not_yet", None)
+        if not_yet is None or not claimed.to_send:
+            return claimed
+        rules = (store.dnd_contacts([m.phone for m in claimed.to_send], self.now)
+                 if isinstance(store, OutreachStore) else {})
+        later: Dict[str, Optional[dt.datetime]] = not_yet(self.name, claimed.to_send, rules,
+                                                          self.now)
+        if not later:
+            return claimed
+        waiting: Dict[dt.datetime, List[Message]] = {}
+        never: List[Message] = []
+        for message in claimed.to_send:
+            if message.id in later:
+                when = later[message.id]
+                if when is None:
+                    never.append(message)
+                else:
+                    waiting.setdefault(when, []).append(message)
+        why = "quiet hours or do-not-disturb"
+        back: Set[str] = set()
+        for when, group in sorted(waiting.items()):
+            done = store.requeue_messages(batch.id, [Requeue(message_id=m.id) for m in group],
+                                          reason=why, now=self.now, retry_at=when)
+            back.update(done)
+            self.note(done, State.OUTGOING, f"{why}: sent from {when.isoformat()}")
+        self.report.deferred += len(back)
+        if back:
+            log.info("batch %s: %d message(s) wait for the hours they may be sent in",
+                     batch.id, len(back))
+        canceled = claimed.canceled + tuple(
+            SendResult(message_id=m.id, state=State.CANCELED, error_code="dnd",
+                       error_text="do-not-disturb leaves no time to send") for m in never)
+        stuck = [m for group in waiting.values() for m in group if m.id not in back]
+        if stuck:
+            if canceled:
+                store.record_results(batch.id, canceled, self.now)
+                self.note_results(canceled)
+                self.report.canceled += len(canceled)
+            retry_at = min(later[m.id] or self.now for m in stuck)
+            store.release_batch(batch.id, why, retry_at=retry_at)
+            self.note([m.id for m in claimed.to_send if m.id not in back],
+                      State.OUTGOING, f"{why}: sent from {retry_at.isoformat()}")
+            return None
+        keep = tuple(m for m in claimed.to_send if m.id not in later)
+        return d.Claimed(batch, claimed.messages, canceled, keep)
 
     def settle(self, claimed: d.Claimed, outcome: d.SendOutcome,
                on_sent: Optional[Callable[[Message], None]] = None,

@@ -20,7 +20,9 @@ provider first.
 
 The router is also the dispatcher's :class:`~smskit.outbox.dispatching.DispatchPolicy`: it
 paces each provider (``<provider>_max_per_second``, :mod:`smskit.routing.limits`), across
-every process that shares the store.
+every process that shares the store, and says which claimed messages must wait because the
+provider's quiet hours or their recipient's do-not-disturb forbid sending now
+(:meth:`Router.not_yet`).
 """
 
 from __future__ import annotations
@@ -28,11 +30,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from smskit.config import Settings
-from smskit.errors import ConfigurationError, ProviderError, TransientProviderError
+from smskit.errors import (
+    ConfigurationError,
+    ProviderError,
+    TransientProviderError,
+    ValidationError,
+)
 from smskit.models import Message
+from smskit.policy import DndRule, dnd_next_allowed
 from smskit.provider import Provider
 from smskit.routing.circuit import Circuits
 from smskit.routing.limits import KEY_PREFIX, SharedRateLimiter
@@ -188,3 +196,31 @@ class Router:
     def reopens_at(self, provider: str) -> Optional[dt.datetime]:
         """When ``provider``'s open circuit lets a batch through again."""
         return self.circuits.reopens_at(provider)
+
+    def not_yet(self, provider: str, messages: Sequence[Message],
+                rules: Mapping[str, DndRule], now: dt.datetime
+                ) -> Dict[str, Optional[dt.datetime]]:
+        """The ``messages`` of ``provider`` that may not go out at ``now``, each with the next
+        moment allowed: the provider's quiet hours forbid ``now`` (every message waits for
+        their end), or the recipient's do-not-disturb rule (``rules``, by phone) does.
+        ``None``: the recipient's rule leaves no time at all to send."""
+        quiet = self.policies.quiet_hours(provider)
+        closed = quiet.next_allowed(now)
+        if closed is not None:
+            return {m.id: closed for m in messages}
+        if not rules:
+            return {}
+        tz = self.policies.settings.timezone
+        found: Dict[str, Optional[dt.datetime]] = {}
+        for message in messages:
+            rule = rules.get(message.phone)
+            if rule is None:
+                continue
+            try:
+                later = dnd_next_allowed(rule, now, tz=tz, quiet_hours=quiet)
+            except ValidationError:  # a rule changed since the message was queued
+                found[message.id] = None
+                continue
+            if later is not None:
+                found[message.id] = later
+        return found
