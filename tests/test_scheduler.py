@@ -10,18 +10,20 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
 from smskit.config import Settings
 from smskit.errors import (
+    ConfigurationError,
     InvalidPhoneError,
     NotFoundError,
     StoreError,
     TemplateError,
     ValidationError,
 )
+from smskit.hookspecs import hookimpl
 from smskit.kit import SmsKit
 from smskit.models import Message, State
 from smskit.outreach.scheduler import (
@@ -38,6 +40,7 @@ from smskit.providers.loopback import LoopbackProvider
 from smskit.store.base import Schedule, Store
 from smskit.store.memory import MemoryStore
 from smskit.timeutil import zone
+from smskit.worker import Worker
 
 UTC = dt.timezone.utc
 SP = zone("America/Sao_Paulo")
@@ -338,6 +341,52 @@ def test_an_audience_is_checked_when_the_schedule_is_created(kit: SmsKit, store:
                                 "audience": {"type": "tags", "tags": ["vip"]}},
                      rrule="FREQ=DAILY")
     assert kit.store.list_schedules() == []
+
+
+class Backup:
+    """A plugin registering a second gateway, ``backup`` (a loopback)."""
+
+    @hookimpl
+    def register_providers(self, register: Callable[[str, Any], None]) -> None:
+        register("backup", lambda settings: LoopbackProvider("backup"))
+
+
+def test_an_unknown_provider_is_refused_when_the_schedule_is_created(kit: SmsKit) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown provider 'kolmyea' \(known: loopback"):
+        add_schedule(kit, "typo", {**REQUEST, "provider": "kolmyea"},
+                     rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    with pytest.raises(ConfigurationError, match="'kolmyea'"):
+        add_schedule(kit, "typo", {**REQUEST, "provider": "kolmyea"},
+                     at=dt.datetime(2024, 3, 2, 9, 0))
+    assert kit.store.list_schedules() == []
+    assert kit.store.list_messages(limit=10) == []
+
+
+def test_a_schedule_whose_provider_was_removed_fails_each_run_and_stores_nothing(
+    store: Store, clock: Clock
+) -> None:
+    settings = Settings(provider="loopback", database_url="memory://")
+    plugins = Plugins(settings, entry_points=False)
+    plugins.register(Backup(), name="backup")
+    before = SmsKit(settings, store=store, provider=LoopbackProvider(), plugins=plugins,
+                    clock=clock)
+    schedule = add_schedule(before, "reserva", {**REQUEST, "provider": "backup"},
+                            rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    after = make_kit(store, clock)  # the configuration no longer has "backup"
+    worker = Worker(after, poll_replies=False)
+    for day in (1, 2):
+        clock.now = dt.datetime(2024, 3, day, 12, 0, 30, tzinfo=UTC)
+        report = worker.run_once()  # the worker goes on (other schedules, dispatch)
+        [run] = report.schedules
+        assert not run.won and "unknown provider 'backup'" in (run.error or "")
+        assert "error: unknown provider 'backup'" in report.describe()
+    assert messages_of(after, schedule.id) == []
+    stored = store.get_schedule(schedule.id)
+    assert stored is not None and (stored.runs, stored.next_run_at) == (0, schedule.next_run_at)
+
+    [run] = run_due(before, clock.now)  # the provider is back: the latest occurrence runs
+    assert run.won and run.created == 3 and run.skipped == 1
+    assert {m.provider for m in messages_of(before, schedule.id)} == {"backup"}
 
 
 # -- running ------------------------------------------------------------------------------------

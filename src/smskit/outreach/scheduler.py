@@ -400,6 +400,14 @@ def _prepare_audience(kit: SmsKit, request: SendRequest) -> SendRequest:
     return attrs.evolve(request, audience=parsed.to_data())
 
 
+def _check_provider(kit: SmsKit, request: SendRequest) -> None:
+    """The provider(s) the request goes through must exist and be configured (its own, or
+    with routing every routed one): :class:`~smskit.errors.ConfigurationError` names an
+    unknown one and the known ones. Messages stored under a provider no worker can build
+    would never be sent."""
+    kit.check_providers((request.provider,) if request.provider is not None else None)
+
+
 def _check_recipients(kit: SmsKit, request: SendRequest) -> None:
     """Every phone must parse now (InvalidPhoneError names the number), not at run time."""
     composer = kit.composer(request.provider)
@@ -423,7 +431,8 @@ def add_schedule(
     ``RRULE:`` prefix; it is evaluated on the wall clock of ``tz`` starting at ``dtstart``
     (default: now in ``tz``, to the minute). Everything is checked now: a bad request or phone,
     an invalid rule, an unknown zone, a moment in the past or a rule with no future occurrence
-    raise :class:`~smskit.errors.ValidationError` and nothing is stored.
+    raise :class:`~smskit.errors.ValidationError`, and a provider that does not exist or
+    cannot be built (no token) :class:`~smskit.errors.ConfigurationError`; nothing is stored.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(f"schedule name must be a non-empty string, got {name!r}")
@@ -434,6 +443,7 @@ def add_schedule(
         raise ValidationError("dtstart= only applies to a recurring schedule (rrule=)")
     zone_info = _tz(tz)
     send = request if isinstance(request, SendRequest) else SendRequest.from_dict(request)
+    _check_provider(kit, send)
     _check_recipients(kit, send)
     send = _prepare_audience(kit, send)
     now = _aware_utc(kit.clock(), "kit.clock()")
@@ -509,6 +519,9 @@ def _run_schedule(kit: SmsKit, schedule: Schedule, now: dt.datetime,
     try:
         occurrences = _Occurrences(schedule)
         request = SendRequest.from_dict(schedule.request)
+        # A provider removed from the configuration since: a failed run (reported every cycle,
+        # the schedule kept as it is), never messages stored where nothing sends them.
+        _check_provider(kit, request)
     except (ValidationError, ConfigurationError) as exc:
         log.error("schedule %s (%s) cannot run: %s", schedule.id, schedule.name, exc)
         if schedule.next_run_at is not None:
