@@ -190,6 +190,45 @@ def test_times_skipped_or_repeated_by_dst_run_exactly_once(kit: SmsKit) -> None:
                     dt.datetime(2024, 11, 4, 6, 30, tzinfo=UTC)]
 
 
+@pytest.mark.parametrize(("tz", "rule", "dtstart", "expected"), [
+    # New York, 2024-03-10: 02:00 becomes 03:00.
+    ("America/New_York", "FREQ=DAILY", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-11 02:30", "03-12 02:30", "03-13 02:30"]),
+    ("America/New_York", "FREQ=WEEKLY", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-17 02:30", "03-24 02:30", "03-31 02:30"]),
+    ("America/New_York", "FREQ=DAILY;BYHOUR=2", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-11 02:30", "03-12 02:30", "03-13 02:30"]),
+    # São Paulo, 2024-11-03 had no DST any more; 2018-11-04 did: 00:00 became 01:00.
+    ("America/Sao_Paulo", "FREQ=DAILY", dt.datetime(2018, 11, 4, 0, 30),
+     ["11-04 01:30", "11-05 00:30", "11-06 00:30", "11-07 00:30"]),
+    # Lord Howe Island, 2024-10-06: 02:00 becomes 02:30 (a half-hour jump).
+    ("Australia/Lord_Howe", "FREQ=DAILY", dt.datetime(2024, 10, 6, 2, 10),
+     ["10-06 02:40", "10-07 02:10", "10-08 02:10", "10-09 02:10"]),
+])
+def test_a_start_the_clocks_jump_over_keeps_its_wall_time_from_the_next_day(
+    kit: SmsKit, clock: Clock, tz: str, rule: str, dtstart: dt.datetime, expected: List[str]
+) -> None:
+    clock.now = dtstart.replace(tzinfo=UTC) - dt.timedelta(days=10)
+    schedule = add_schedule(kit, "madrugada", REQUEST, rrule=rule, tz=tz, dtstart=dtstart)
+    wall = [d.astimezone(zone(tz)).strftime("%m-%d %H:%M") for d in upcoming(schedule, 4)]
+    assert wall == expected
+    # The stored rule names the time of day given; the stored start is where it landed.
+    assert schedule.rrule is not None and "BYMINUTE=" in schedule.rrule
+    assert schedule.next_run_at == schedule.dtstart
+    [run] = run_due(kit, schedule.next_run_at)
+    assert run.won and run.occurrence == schedule.next_run_at
+    assert run.next_run_at is not None and run.next_run_at.astimezone(
+        zone(tz)).strftime("%m-%d %H:%M") == expected[1]
+
+
+def test_a_start_the_clocks_jump_over_is_refused_for_a_rule_within_the_day(kit: SmsKit) -> None:
+    with pytest.raises(ValidationError, match=r"dtstart=2024-03-10T02:30:00 does not exist in "
+                                              r"America/New_York .*\(e\.g\. 2024-03-10T03:30"):
+        add_schedule(kit, "x", REQUEST, rrule="FREQ=HOURLY;INTERVAL=2", tz="America/New_York",
+                     dtstart=dt.datetime(2024, 3, 10, 2, 30))
+    assert kit.store.list_schedules() == []
+
+
 def test_aware_and_naive_moments(kit: SmsKit) -> None:
     aware = add_schedule(kit, "a", REQUEST, at=dt.datetime(2024, 3, 2, 12, 0, tzinfo=UTC))
     naive = add_schedule(kit, "b", REQUEST, at=dt.datetime(2024, 3, 2, 9, 0))
