@@ -15,6 +15,7 @@ from smskit import AsyncSmsKit, SmsKit, hookimpl
 from smskit.config import Settings
 from smskit.errors import (
     AmbiguousSendError,
+    ConfigurationError,
     PartialSendError,
     RequestRejectedError,
     TransientProviderError,
@@ -74,6 +75,20 @@ def test_both_kits_give_the_same_outcomes_for_the_same_input() -> None:
     assert sorted(stored) == sorted((m.body, m.state)
                                     for m in sync_kit.store.list_messages(limit=100))
     sync_kit.close()
+
+
+def test_an_unknown_provider_stores_nothing_even_without_dispatching() -> None:
+    async def scenario() -> List[Message]:
+        async with AsyncSmsKit(database_url="memory://", provider=LoopbackProvider()) as kit:
+            for dispatch in (True, False):
+                with pytest.raises(ConfigurationError, match="unknown provider 'kolmyea'"):
+                    await kit.send_many(["11987654321"], "Oi", provider="kolmyea",
+                                        dispatch=dispatch)
+                with pytest.raises(ConfigurationError, match="unknown provider 'kolmyea'"):
+                    await kit.send("11987654321", "Oi", provider="kolmyea", dispatch=dispatch)
+            return await kit.to_thread(kit.store.list_messages, limit=10)
+
+    assert run(scenario) == []
 
 
 class Threaded(Provider):

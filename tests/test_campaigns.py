@@ -147,6 +147,55 @@ def test_tags_campaign_is_stored_in_pages_and_sent_once_by_the_worker(store: Any
     assert worker.run_once().empty
 
 
+class Backup:
+    """A plugin registering a second gateway, ``backup`` (a loopback)."""
+
+    @hookimpl
+    def register_providers(self, register: Any) -> None:
+        register("backup", lambda settings: LoopbackProvider("backup"))
+
+
+def test_an_unknown_provider_is_refused_when_the_campaign_is_created(store: Any) -> None:
+    kit = make_kit(store)
+    seed_contacts(store, 2)
+    campaigns = Campaigns(kit)
+    with pytest.raises(ConfigurationError, match=r"unknown provider 'kolmyea' \(known: loopback"):
+        campaigns.create("typo", "Oi", {"type": "tags", "tags": ["vip"]}, provider="kolmyea")
+    assert campaigns.list_campaigns() == [] and kit.store.list_messages(limit=10) == []
+
+
+def test_a_campaign_whose_provider_was_removed_is_paused_and_stores_nothing(store: Any) -> None:
+    seed_contacts(store, 3)
+    kit = make_kit(store)
+    kit.plugins.register(Backup(), name="backup")
+    before = Campaigns(kit)
+    audience = {"type": "tags", "tags": ["vip"]}
+    draft = before.create("rascunho", "Oi", audience, provider="backup")
+    running = before.create("em curso", "Oi", audience, provider="backup")
+    before.start(running.id)
+
+    after_kit = make_kit(store)  # the configuration no longer has "backup"
+    after = Campaigns(after_kit)
+    with pytest.raises(ConfigurationError, match="unknown provider 'backup'"):
+        after.start(draft.id)
+    assert after.get(draft.id).status == "draft"
+    report = Worker(after_kit, poll_replies=False, campaigns=after).run_once()
+    [step] = report.campaigns
+    assert "unknown provider 'backup'" in (step.error or "") and step.created == 0
+    paused = after.get(running.id)
+    assert paused.status == "paused" and "unknown provider 'backup'" in (paused.last_error or "")
+    assert paused.cursor is None and campaign_messages(after_kit, running.id) == []
+    with pytest.raises(ConfigurationError, match="unknown provider 'backup'"):
+        after.resume(running.id)
+    assert after.get(running.id).status == "paused"
+
+    before.resume(running.id)  # the provider is back
+    worker = Worker(kit, poll_replies=False, campaigns=before, providers=("loopback", "backup"))
+    run_until_done(worker, before, running.id)
+    assert {(m.provider, m.state) for m in campaign_messages(kit, running.id)} == {
+        ("backup", State.SENT)}
+
+
 def test_tag_match_all_takes_contacts_with_every_tag(store: Any) -> None:
     kit = make_kit(store)
     store.save_contacts([make_contact(phone(1), tags=["a"]),

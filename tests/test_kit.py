@@ -13,6 +13,7 @@ from smskit.config import Settings
 from smskit.errors import (
     AmbiguousSendError,
     BodyTooLongError,
+    ConfigurationError,
     EmptyBodyError,
     InvalidPhoneError,
     MissingVariableError,
@@ -91,6 +92,18 @@ def test_single_send_bad_input_raises_and_stores_nothing(
     with pytest.raises(error) as info:
         kit.send(phone, text, variables=variables)
     assert text_in_error in str(info.value)
+    assert all_messages(kit) == [] and provider.calls == []
+
+
+@pytest.mark.parametrize("dispatch", [True, False])
+def test_an_unknown_provider_stores_nothing_even_without_dispatching(
+    kit: SmsKit, provider: LoopbackProvider, dispatch: bool
+) -> None:
+    # Stored without dispatching, it would wait for a worker that can never send it.
+    with pytest.raises(ConfigurationError, match="unknown provider 'kolmyea'.*loopback"):
+        kit.send_many(phones(2), "Oi", provider="kolmyea", dispatch=dispatch)
+    with pytest.raises(ConfigurationError, match="unknown provider 'kolmyea'"):
+        kit.send("11987654321", "Oi", provider="kolmyea", dispatch=dispatch)
     assert all_messages(kit) == [] and provider.calls == []
 
 

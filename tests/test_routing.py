@@ -316,6 +316,32 @@ def test_quiet_hours_exception_per_provider(clock: Clock, kolmeya: Gateway,
     assert promo.state is State.OUTGOING and promo.deferred_until is not None
 
 
+def test_a_provider_sends_at_any_time_only_with_its_hours_days_and_holidays_off(
+        clock: Clock, kolmeya: Gateway, twilio: Gateway) -> None:
+    clock.now = dt.datetime(2026, 12, 25, 13, 0, tzinfo=dt.timezone.utc)  # a holiday, 10:00
+    quiet = {"routes": "tag:otp => twilio; * => kolmeya", "quiet_hours": "21:00-08:00",
+             "quiet_days": "sun", "holidays": "2026-12-25",
+             "twilio_quiet_hours": "off", "twilio_quiet_days": "off"}
+    with make_kit(clock, kolmeya, twilio, **quiet, twilio_holidays="off") as kit:
+        otp = kit.send(BR, "Código 1234", tags=["otp"])
+        promo = kit.send(BR2, "Promoção")
+    assert otp.state is State.SENT and otp.deferred_until is None
+    assert promo.state is State.OUTGOING and promo.deferred_until is not None
+    # Each key is explicit: with the hours and days off, the holidays stay the installation's.
+    with make_kit(clock, kolmeya, twilio, **quiet) as kit:
+        assert kit.send(BR, "Código 1234", tags=["otp"]).deferred_until is not None
+
+
+def test_a_provider_may_have_its_own_holidays(clock: Clock, kolmeya: Gateway) -> None:
+    with make_kit(clock, kolmeya, holidays="2026-12-25",
+                  kolmeya_holidays="2026-12-24, 2026-12-31") as kit:
+        quiet = kit.policies.quiet_hours("kolmeya")
+    assert quiet.holidays == {dt.date(2026, 12, 24), dt.date(2026, 12, 31)}
+    with make_kit(clock, kolmeya, kolmeya_holidays="24/12") as kit, \
+            pytest.raises(ConfigurationError, match="kolmeya_holidays: expected YYYY-MM-DD"):
+        kit.policies.quiet_hours("kolmeya")
+
+
 def test_rate_limiter_spaces_batches_out() -> None:
     now = [100.0]
     waits: List[float] = []

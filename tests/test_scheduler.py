@@ -10,18 +10,20 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Callable, Iterator, List
+from typing import Any, Callable, Iterator, List
 
 import pytest
 
 from smskit.config import Settings
 from smskit.errors import (
+    ConfigurationError,
     InvalidPhoneError,
     NotFoundError,
     StoreError,
     TemplateError,
     ValidationError,
 )
+from smskit.hookspecs import hookimpl
 from smskit.kit import SmsKit
 from smskit.models import Message, State
 from smskit.outreach.scheduler import (
@@ -38,6 +40,7 @@ from smskit.providers.loopback import LoopbackProvider
 from smskit.store.base import Schedule, Store
 from smskit.store.memory import MemoryStore
 from smskit.timeutil import zone
+from smskit.worker import Worker
 
 UTC = dt.timezone.utc
 SP = zone("America/Sao_Paulo")
@@ -185,6 +188,45 @@ def test_times_skipped_or_repeated_by_dst_run_exactly_once(kit: SmsKit) -> None:
     fall = upcoming(repeated, 2, after=dt.datetime(2024, 11, 3, 0, 0, tzinfo=UTC))
     assert fall == [dt.datetime(2024, 11, 3, 5, 30, tzinfo=UTC),
                     dt.datetime(2024, 11, 4, 6, 30, tzinfo=UTC)]
+
+
+@pytest.mark.parametrize(("tz", "rule", "dtstart", "expected"), [
+    # New York, 2024-03-10: 02:00 becomes 03:00.
+    ("America/New_York", "FREQ=DAILY", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-11 02:30", "03-12 02:30", "03-13 02:30"]),
+    ("America/New_York", "FREQ=WEEKLY", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-17 02:30", "03-24 02:30", "03-31 02:30"]),
+    ("America/New_York", "FREQ=DAILY;BYHOUR=2", dt.datetime(2024, 3, 10, 2, 30),
+     ["03-10 03:30", "03-11 02:30", "03-12 02:30", "03-13 02:30"]),
+    # São Paulo, 2024-11-03 had no DST any more; 2018-11-04 did: 00:00 became 01:00.
+    ("America/Sao_Paulo", "FREQ=DAILY", dt.datetime(2018, 11, 4, 0, 30),
+     ["11-04 01:30", "11-05 00:30", "11-06 00:30", "11-07 00:30"]),
+    # Lord Howe Island, 2024-10-06: 02:00 becomes 02:30 (a half-hour jump).
+    ("Australia/Lord_Howe", "FREQ=DAILY", dt.datetime(2024, 10, 6, 2, 10),
+     ["10-06 02:40", "10-07 02:10", "10-08 02:10", "10-09 02:10"]),
+])
+def test_a_start_the_clocks_jump_over_keeps_its_wall_time_from_the_next_day(
+    kit: SmsKit, clock: Clock, tz: str, rule: str, dtstart: dt.datetime, expected: List[str]
+) -> None:
+    clock.now = dtstart.replace(tzinfo=UTC) - dt.timedelta(days=10)
+    schedule = add_schedule(kit, "madrugada", REQUEST, rrule=rule, tz=tz, dtstart=dtstart)
+    wall = [d.astimezone(zone(tz)).strftime("%m-%d %H:%M") for d in upcoming(schedule, 4)]
+    assert wall == expected
+    # The stored rule names the time of day given; the stored start is where it landed.
+    assert schedule.rrule is not None and "BYMINUTE=" in schedule.rrule
+    assert schedule.next_run_at == schedule.dtstart
+    [run] = run_due(kit, schedule.next_run_at)
+    assert run.won and run.occurrence == schedule.next_run_at
+    assert run.next_run_at is not None and run.next_run_at.astimezone(
+        zone(tz)).strftime("%m-%d %H:%M") == expected[1]
+
+
+def test_a_start_the_clocks_jump_over_is_refused_for_a_rule_within_the_day(kit: SmsKit) -> None:
+    with pytest.raises(ValidationError, match=r"dtstart=2024-03-10T02:30:00 does not exist in "
+                                              r"America/New_York .*\(e\.g\. 2024-03-10T03:30"):
+        add_schedule(kit, "x", REQUEST, rrule="FREQ=HOURLY;INTERVAL=2", tz="America/New_York",
+                     dtstart=dt.datetime(2024, 3, 10, 2, 30))
+    assert kit.store.list_schedules() == []
 
 
 def test_aware_and_naive_moments(kit: SmsKit) -> None:
@@ -338,6 +380,52 @@ def test_an_audience_is_checked_when_the_schedule_is_created(kit: SmsKit, store:
                                 "audience": {"type": "tags", "tags": ["vip"]}},
                      rrule="FREQ=DAILY")
     assert kit.store.list_schedules() == []
+
+
+class Backup:
+    """A plugin registering a second gateway, ``backup`` (a loopback)."""
+
+    @hookimpl
+    def register_providers(self, register: Callable[[str, Any], None]) -> None:
+        register("backup", lambda settings: LoopbackProvider("backup"))
+
+
+def test_an_unknown_provider_is_refused_when_the_schedule_is_created(kit: SmsKit) -> None:
+    with pytest.raises(ConfigurationError, match=r"unknown provider 'kolmyea' \(known: loopback"):
+        add_schedule(kit, "typo", {**REQUEST, "provider": "kolmyea"},
+                     rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    with pytest.raises(ConfigurationError, match="'kolmyea'"):
+        add_schedule(kit, "typo", {**REQUEST, "provider": "kolmyea"},
+                     at=dt.datetime(2024, 3, 2, 9, 0))
+    assert kit.store.list_schedules() == []
+    assert kit.store.list_messages(limit=10) == []
+
+
+def test_a_schedule_whose_provider_was_removed_fails_each_run_and_stores_nothing(
+    store: Store, clock: Clock
+) -> None:
+    settings = Settings(provider="loopback", database_url="memory://")
+    plugins = Plugins(settings, entry_points=False)
+    plugins.register(Backup(), name="backup")
+    before = SmsKit(settings, store=store, provider=LoopbackProvider(), plugins=plugins,
+                    clock=clock)
+    schedule = add_schedule(before, "reserva", {**REQUEST, "provider": "backup"},
+                            rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    after = make_kit(store, clock)  # the configuration no longer has "backup"
+    worker = Worker(after, poll_replies=False)
+    for day in (1, 2):
+        clock.now = dt.datetime(2024, 3, day, 12, 0, 30, tzinfo=UTC)
+        report = worker.run_once()  # the worker goes on (other schedules, dispatch)
+        [run] = report.schedules
+        assert not run.won and "unknown provider 'backup'" in (run.error or "")
+        assert "error: unknown provider 'backup'" in report.describe()
+    assert messages_of(after, schedule.id) == []
+    stored = store.get_schedule(schedule.id)
+    assert stored is not None and (stored.runs, stored.next_run_at) == (0, schedule.next_run_at)
+
+    [run] = run_due(before, clock.now)  # the provider is back: the latest occurrence runs
+    assert run.won and run.created == 3 and run.skipped == 1
+    assert {m.provider for m in messages_of(before, schedule.id)} == {"backup"}
 
 
 # -- running ------------------------------------------------------------------------------------

@@ -137,7 +137,8 @@ class AsyncSmsKit(BaseKit):
         # As SmsKit.send: an invalid number raises before the store is touched, and a provider
         # that cannot be built before the store is opened.
         recipient = compose.parse_phone(phone, spec, composer)
-        names = self.check_providers(self._names(composer)) if dispatch else ()
+        # Checked without dispatching too: what a worker could never send is not stored.
+        names = self.check_providers(self._names(composer))
         await self._prepared()
         outcome, queued = await self.to_thread(self._store_one, composer, recipient, spec)
         if dispatch and queued is not None:
@@ -202,7 +203,8 @@ class AsyncSmsKit(BaseKit):
                                phone_field=phone_field, recipient_fields=recipient_fields,
                                tags=tags, campaign_id=campaign_id, schedule_id=schedule_id)
         size = self._chunk_size(composer, chunk_size, dispatch)
-        names = self.check_providers(self._names(composer)) if dispatch else ()
+        # Checked without dispatching too: what a worker could never send is not stored.
+        names = self.check_providers(self._names(composer))
         await self._prepared()
 
         def store_chunk(chunk: Sequence[Tuple[int, Recipient]], claim: Optional[InsertClaim]

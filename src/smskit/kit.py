@@ -14,7 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import AbstractSet, Any, Callable, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import (
+    AbstractSet,
+    Any,
+    Callable,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from smskit import outbox
 from smskit.kitbase import BaseKit
@@ -79,7 +90,9 @@ class SmsKit(BaseKit):
         # An invalid number raises before the store or the plugins are touched, and a provider
         # that cannot be built (no token) before the store is opened (or its file created).
         recipient = compose.parse_phone(phone, spec, composer)
-        send = self._dispatcher(composer) if dispatch else None
+        # Checked without dispatching too: what a worker could never send is not stored.
+        names = self._send_providers(composer)
+        send = self._dispatcher(names) if dispatch else None
         return sending.send_one(self.store, self.hooks, composer, recipient, spec, clock=self.clock,
                                 dispatch=send)
 
@@ -121,7 +134,9 @@ class SmsKit(BaseKit):
         spec = self._many_spec(text, variables, at, idempotency_prefix=idempotency_prefix,
                                phone_field=phone_field, recipient_fields=recipient_fields,
                                tags=tags, campaign_id=campaign_id, schedule_id=schedule_id)
-        send = self._bulk_dispatcher(composer) if dispatch else None
+        # Checked without dispatching too: what a worker could never send is not stored.
+        names = self._send_providers(composer)
+        send = self._bulk_dispatcher(composer, names) if dispatch else None
         size = self._chunk_size(composer, chunk_size, dispatch)
         return sending.send_many(self.store, self.hooks, composer, recipients, spec,
                                  clock=self.clock, chunk_size=size, on_outcome=on_outcome,
@@ -141,13 +156,12 @@ class SmsKit(BaseKit):
                            else None)
              for name in names])
 
-    def _bulk_dispatcher(self, composer: outbox.Composer) -> sending.BulkDispatcher:
+    def _bulk_dispatcher(self, composer: outbox.Composer,
+                         names: Sequence[str]) -> sending.BulkDispatcher:
         """:meth:`_dispatcher` for a bulk send. With one provider (no route) whose circuit is
         closed, each chunk's batch is opened as the chunk is inserted and its request goes
         out from a background thread while the next chunk is composed and stored; its
         results, the hooks and everything else stay on the calling thread."""
-        names = self.check_providers(
-            (composer.provider,) if composer.route is None else None)
         if composer.route is not None:
             return sending.BulkDispatcher.serial(
                 lambda watch: self.dispatch_due(providers=names, watch=watch))
@@ -172,11 +186,15 @@ class SmsKit(BaseKit):
 
         return sending.BulkDispatcher(begin, lambda: self._insert_claim(name), close)
 
-    def _dispatcher(self, composer: outbox.Composer) -> sending.Dispatch:
-        """What a send dispatches with, once every provider it may need is checked
-        (:meth:`check_providers`): its own, or with routing every routed one."""
-        names = self.check_providers(
+    def _send_providers(self, composer: outbox.Composer) -> Tuple[str, ...]:
+        """Every provider a send may need, checked (:meth:`check_providers`): its own, or
+        with routing every routed one. An unknown or misconfigured one raises
+        :class:`~smskit.errors.ConfigurationError` before anything is stored."""
+        return self.check_providers(
             (composer.provider,) if composer.route is None else None)
+
+    def _dispatcher(self, names: Sequence[str]) -> sending.Dispatch:
+        """What a send dispatches with: :meth:`dispatch_due` of ``names``."""
         return lambda watch: self.dispatch_due(providers=names, watch=watch)
 
     def dispatch(self, *, provider: Optional[str] = None, max_batches: Optional[int] = None,

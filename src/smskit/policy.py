@@ -79,6 +79,18 @@ def _parse_days(days: Iterable[str]) -> FrozenSet[int]:
     return frozenset(out)
 
 
+def _at_wall(wall: dt.datetime, tzinfo: dt.tzinfo, not_before: dt.datetime) -> dt.datetime:
+    """The naive wall time ``wall`` in ``tzinfo`` as an aware time of that zone, read back
+    from UTC (so a time that does not exist becomes the real one after the jump) and never
+    before ``not_before``: of a wall time that happens twice, the first unless it is earlier
+    than ``not_before``, else the second."""
+    utc = dt.timezone.utc
+    moment = wall.replace(tzinfo=tzinfo, fold=0).astimezone(utc)
+    if moment < not_before.astimezone(utc):
+        moment = wall.replace(tzinfo=tzinfo, fold=1).astimezone(utc)
+    return moment.astimezone(tzinfo)
+
+
 @attrs.frozen(kw_only=True)
 class QuietHours:
     """When not to send: a daily window (may cross midnight), whole days, and holidays.
@@ -134,7 +146,15 @@ class QuietHours:
         return t >= self.start or t < self.end
 
     def next_allowed(self, when: dt.datetime) -> Optional[dt.datetime]:
-        """``None`` if sending at ``when`` is allowed; else the next allowed moment (UTC)."""
+        """``None`` if sending at ``when`` is allowed; else the next allowed moment (UTC),
+        never earlier than ``when``.
+
+        Rules are read on the wall clock of ``tz``. Where the clocks jump, a window ending at a
+        time that does not exist ends as far after the jump as it was meant to (an end at 02:30
+        on the night 02:00 becomes 03:00 ends at 03:30); one ending in an hour that happens
+        twice ends at the first of the two, or at the second when ``when`` is already past the
+        first (in the repeated hour's second pass).
+        """
         if not self.enabled:
             return None
         tzinfo = zone(self.tz)
@@ -142,8 +162,8 @@ class QuietHours:
         moved = False
         for _ in range(400):  # a year of quiet days at most; never loops forever
             if self._quiet_day(local.date()):
-                local = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(0),
-                                            tzinfo=tzinfo)
+                local = _at_wall(dt.datetime.combine(local.date() + dt.timedelta(days=1),
+                                                     dt.time(0)), tzinfo, local)
                 moved = True
                 continue
             if self._in_window(local.timetz().replace(tzinfo=None)):
@@ -153,7 +173,7 @@ class QuietHours:
                 day = local.date()
                 if local.time() >= end:
                     day += dt.timedelta(days=1)
-                local = dt.datetime.combine(day, end, tzinfo=tzinfo)
+                local = _at_wall(dt.datetime.combine(day, end), tzinfo, local)
                 moved = True
                 continue
             break

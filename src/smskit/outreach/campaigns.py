@@ -145,11 +145,13 @@ class Campaigns:
         changed later is refused); the template must parse, and every variable it needs
         without a default must be one the audience's recipients carry (a CSV column; see
         :mod:`smskit.outreach.fit`) or one of ``variables``. ``at`` is when :meth:`start` lets
-        it begin.
+        it begin. ``provider`` (default: the configured one, or the routes') must exist and be
+        configured (:class:`~smskit.errors.ConfigurationError` otherwise).
         """
         if not isinstance(name, str) or not name.strip():
             raise ValidationError(f"campaign name must be a non-empty string, got {name!r}")
         Template(template)
+        self._check_provider(provider)
         source = audience.source_for(audience_data, self.sources)
         parsed = source.prepare(source.parse(audience_data))
         check_fit(self.kit, source, parsed, template, variables or {}, provider=provider)
@@ -191,6 +193,11 @@ class Campaigns:
         merged = list(dict.fromkeys([*campaign.job_ids, *job_ids]))
         return self.store.update_campaign(campaign_id, job_ids=merged, now=self._now())
 
+    def _check_provider(self, provider: Optional[str]) -> None:
+        """``provider`` (or, without one, every provider the kit routes to) exists and is
+        configured: messages stored under one no worker can build would never be sent."""
+        self.kit.check_providers((provider,) if provider is not None else None)
+
     # -- life cycle ----------------------------------------------------------------------------
     def _move(self, campaign_id: str, status: str, expected: Sequence[str], verb: str,
               now: dt.datetime, error: Optional[str] = None) -> Campaign:
@@ -205,9 +212,11 @@ class Campaigns:
     def start(self, campaign_id: str, now: Optional[dt.datetime] = None) -> Campaign:
         """Arm a draft: ``scheduled`` until its ``scheduled_at``, else ``running`` at once (the
         worker stores and sends its messages). An audience its source can no longer read as
-        it was created (a CSV file that changed) is refused now."""
+        it was created (a CSV file that changed), or a provider no longer configured, is
+        refused now."""
         moment = self._now(now)
         campaign = self.get(campaign_id)
+        self._check_provider(campaign.provider)
         source = audience.source_for(campaign.audience, self.sources)
         source.check(source.parse(campaign.audience))
         later = campaign.scheduled_at is not None and campaign.scheduled_at > moment
@@ -223,9 +232,11 @@ class Campaigns:
 
     def resume(self, campaign_id: str, now: Optional[dt.datetime] = None) -> CampaignControl:
         """Release a paused campaign (back to ``scheduled`` if it had not begun and its time has
-        not come); its gateway jobs (if known) are played."""
+        not come); its gateway jobs (if known) are played. A provider no longer configured
+        (what paused it, perhaps) is refused now."""
         moment = self._now(now)
         campaign = self.get(campaign_id)
+        self._check_provider(campaign.provider)
         waiting = (campaign.started_at is None and campaign.scheduled_at is not None
                    and campaign.scheduled_at > moment)
         resumed = self._move(campaign_id, "scheduled" if waiting else "running", ("paused",),
@@ -312,6 +323,9 @@ class Campaigns:
                                   "canceled": 0, "skipped": 0}
         error: Optional[str] = None
         try:
+            # A provider removed from the configuration since the start pauses the campaign
+            # (below) before any page is read or stored.
+            self._check_provider(campaign.provider)
             source = audience.source_for(campaign.audience, self.sources)
             parsed = source.parse(campaign.audience)
             for _ in range(budget):

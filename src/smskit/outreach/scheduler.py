@@ -74,6 +74,10 @@ _UTC = dt.timezone.utc
 # more than two hours anywhere), so three hours of slack around a search window is enough.
 _SLACK = dt.timedelta(hours=3)
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+# Frequencies whose occurrences take their time of day from BYHOUR/BYMINUTE/BYSECOND (or from
+# dtstart's), as opposed to rules repeating within the day.
+_DAILY_OR_LONGER = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+_TIME_OF_DAY = (("BYHOUR", "hour"), ("BYMINUTE", "minute"), ("BYSECOND", "second"))
 
 
 def _text(value: object, what: str) -> str:
@@ -296,6 +300,62 @@ def _normalise_rule(text: str, tz: dt.tzinfo) -> str:
     return _UNTIL_UTC.sub(to_wall, rule)
 
 
+def _rule_parts(rule: str) -> Dict[str, str]:
+    """The ``KEY=value`` parts of one normalised ``RRULE`` line, keys upper-cased."""
+    parts = (part.split("=", 1) for part in rule.split(";") if "=" in part)
+    return {key.strip().upper(): value.strip().upper() for key, value in parts}
+
+
+def _skipped_wall(moment: dt.datetime, tz: dt.tzinfo) -> Optional[dt.datetime]:
+    """The wall time the clocks jumped over that :func:`_localise` reads as ``moment`` (02:30
+    for 03:30 on the night 02:00 becomes 03:00), or ``None`` when there is none."""
+    earlier = _local_naive(moment - _SLACK, tz) + _SLACK  # read with the offset before a jump
+    if earlier != _local_naive(moment, tz) and _localise(earlier, tz) == moment:
+        return earlier
+    return None
+
+
+def _rule_start(rule: str, start: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """The wall time a rule runs from: ``start``'s, or the skipped wall time ``start`` was
+    given as (see :func:`_keep_skipped_time`) when the rule names its whole time of day, so
+    the occurrence of the jump's day is kept (it lands at ``start`` or after, never before)."""
+    wall = _local_naive(start, tz)
+    skipped = _skipped_wall(start, tz)
+    parts = _rule_parts(rule)
+    if (skipped is None or skipped.date() != wall.date()
+            or parts.get("FREQ") not in _DAILY_OR_LONGER
+            or any(key not in parts for key, _ in _TIME_OF_DAY)):
+        return wall
+    return skipped
+
+
+def _keep_skipped_time(rule: str, dtstart: dt.datetime, tz: dt.tzinfo, tz_name: str,
+                       original: str) -> str:
+    """``rule``, naming the time of day of a naive ``dtstart`` the clocks jump over.
+
+    Such a start is stored as the moment it lands on (02:30 on the night 02:00 becomes 03:00
+    is 03:30), which no longer tells the wall time it was given as: a rule taking its time of
+    day from dtstart would run at 03:30 every day. The BYHOUR/BYMINUTE/BYSECOND it lacks are
+    added from the wall time given, so it runs at 03:30 that day and at 02:30 from the next.
+    A rule repeating within the day (HOURLY, MINUTELY) would shift its hours, and is refused.
+    """
+    if dtstart.tzinfo is not None and dtstart.utcoffset() is not None:
+        return rule
+    wall = dtstart.replace(tzinfo=None, microsecond=0)
+    landed = _localise(wall, tz)
+    if _local_naive(landed, tz) == wall:
+        return rule
+    parts = _rule_parts(rule)
+    if parts.get("FREQ") not in _DAILY_OR_LONGER:
+        raise ValidationError(
+            f"dtstart={wall.isoformat()} does not exist in {tz_name} (the clocks jump over "
+            f"it); rrule {original!r} repeats within the day, so give a start that exists "
+            f"(e.g. {landed.astimezone(tz).replace(tzinfo=None).isoformat()})")
+    missing = [f"{key}={getattr(wall, field)}" for key, field in _TIME_OF_DAY
+               if key not in parts]
+    return ";".join([rule, *missing])
+
+
 def _compile(rule: str, start: dt.datetime, original: str) -> _rrule.rrule:
     try:
         compiled = _rrule.rrulestr(rule, dtstart=start, cache=True)
@@ -319,8 +379,8 @@ class _Occurrences:
             self.at = schedule.dtstart or schedule.next_run_at
         else:
             start = schedule.dtstart or schedule.created_at.replace(second=0, microsecond=0)
-            self.rule = _compile(_normalise_rule(schedule.rrule, self.tz),
-                                 _local_naive(start, self.tz), schedule.rrule)
+            rule = _normalise_rule(schedule.rrule, self.tz)
+            self.rule = _compile(rule, _rule_start(rule, start, self.tz), schedule.rrule)
 
     def after(self, moment: dt.datetime, *, inclusive: bool = False) -> Optional[dt.datetime]:
         """The first occurrence after ``moment`` (or at it, with ``inclusive``)."""
@@ -400,6 +460,14 @@ def _prepare_audience(kit: SmsKit, request: SendRequest) -> SendRequest:
     return attrs.evolve(request, audience=parsed.to_data())
 
 
+def _check_provider(kit: SmsKit, request: SendRequest) -> None:
+    """The provider(s) the request goes through must exist and be configured (its own, or
+    with routing every routed one): :class:`~smskit.errors.ConfigurationError` names an
+    unknown one and the known ones. Messages stored under a provider no worker can build
+    would never be sent."""
+    kit.check_providers((request.provider,) if request.provider is not None else None)
+
+
 def _check_recipients(kit: SmsKit, request: SendRequest) -> None:
     """Every phone must parse now (InvalidPhoneError names the number), not at run time."""
     composer = kit.composer(request.provider)
@@ -423,7 +491,8 @@ def add_schedule(
     ``RRULE:`` prefix; it is evaluated on the wall clock of ``tz`` starting at ``dtstart``
     (default: now in ``tz``, to the minute). Everything is checked now: a bad request or phone,
     an invalid rule, an unknown zone, a moment in the past or a rule with no future occurrence
-    raise :class:`~smskit.errors.ValidationError` and nothing is stored.
+    raise :class:`~smskit.errors.ValidationError`, and a provider that does not exist or
+    cannot be built (no token) :class:`~smskit.errors.ConfigurationError`; nothing is stored.
     """
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(f"schedule name must be a non-empty string, got {name!r}")
@@ -434,6 +503,7 @@ def add_schedule(
         raise ValidationError("dtstart= only applies to a recurring schedule (rrule=)")
     zone_info = _tz(tz)
     send = request if isinstance(request, SendRequest) else SendRequest.from_dict(request)
+    _check_provider(kit, send)
     _check_recipients(kit, send)
     send = _prepare_audience(kit, send)
     now = _aware_utc(kit.clock(), "kit.clock()")
@@ -450,6 +520,8 @@ def add_schedule(
         start = this_minute if dtstart is None else _as_local(dtstart, zone_info, "dtstart")
         rule_text = _normalise_rule(rrule, zone_info)
         _compile(rule_text, _local_naive(start, zone_info), rrule)
+        if dtstart is not None:
+            rule_text = _keep_skipped_time(rule_text, dtstart, zone_info, tz, rrule)
         probe = Schedule(id="probe", name=name, request={}, next_run_at=None, timezone=tz,
                          rrule=rule_text, dtstart=start, created_at=now)
         first = _Occurrences(probe).after(max(start, this_minute), inclusive=True)
@@ -509,6 +581,9 @@ def _run_schedule(kit: SmsKit, schedule: Schedule, now: dt.datetime,
     try:
         occurrences = _Occurrences(schedule)
         request = SendRequest.from_dict(schedule.request)
+        # A provider removed from the configuration since: a failed run (reported every cycle,
+        # the schedule kept as it is), never messages stored where nothing sends them.
+        _check_provider(kit, request)
     except (ValidationError, ConfigurationError) as exc:
         log.error("schedule %s (%s) cannot run: %s", schedule.id, schedule.name, exc)
         if schedule.next_run_at is not None:

@@ -8,19 +8,24 @@ balance threshold of each provider, read from ``SMSKIT_<PROVIDER>_*`` (or ``<pro
 * ``<provider>_quiet_hours``: its own quiet window (``HH:MM-HH:MM``), or ``off`` for none (a
   transactional gateway that may send at night); default: ``quiet_hours``;
 * ``<provider>_quiet_days``: its own quiet days, or ``off``; default: ``quiet_days``;
+* ``<provider>_holidays``: its own holidays (``YYYY-MM-DD`` dates, comma-separated), or ``off``
+  for none; default: ``holidays``;
 * ``<provider>_balance_low_threshold``: its balance alert threshold (each gateway's balance is
   in its own currency); default: ``balance_low_threshold`` (read by
   :class:`smskit.outreach.balance.BalanceMonitor`).
 
-Holidays and the time zone stay installation-wide. Each key is read once per provider and
-kept.
+The three quiet keys are independent: a provider that must send at any time (one-time codes)
+needs ``<provider>_quiet_hours``, ``_quiet_days`` and ``_holidays`` all ``off``; turning two
+off leaves the third as the installation has it. The time zone stays installation-wide. Each
+key is read once per provider and kept.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from decimal import Decimal
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from smskit.config import Settings
 from smskit.errors import ConfigurationError
@@ -29,7 +34,7 @@ from smskit.routing.rules import PriceTable
 
 __all__ = ["OFF", "ProviderPolicies"]
 
-#: The value that turns a provider's quiet hours or days off.
+#: The value that turns a provider's quiet hours, days or holidays off.
 OFF = ("off", "none", "no", "false")
 
 
@@ -64,13 +69,14 @@ class ProviderPolicies:
         return found if found is not None else self.settings.price_per_segment
 
     def quiet_hours(self, provider: str) -> QuietHours:
-        """``provider``'s quiet hours: its own window and days where set, the installation's
-        otherwise."""
+        """``provider``'s quiet hours: its own window, days and holidays where set, the
+        installation's otherwise."""
         found = self._quiet.get(provider)
         if found is not None:
             return found
         window, days = self._raw(provider, "quiet_hours"), self._raw(provider, "quiet_days")
-        if window is None and days is None:
+        holidays = self._raw(provider, "holidays")
+        if window is None and days is None and holidays is None:
             found = self.default_quiet
         else:
             settings = self.settings
@@ -79,11 +85,24 @@ class ProviderPolicies:
             own_days = settings.quiet_days if days is None else (
                 () if days.lower() in OFF else tuple(d.strip() for d in days.split(",")
                                                     if d.strip()))
-            found = QuietHours.parse(own_window, days=own_days, holidays=settings.holidays,
+            own_holidays = settings.holidays if holidays is None else \
+                self._holidays(provider, holidays)
+            found = QuietHours.parse(own_window, days=own_days, holidays=own_holidays,
                                      tz=settings.timezone)
         with self._lock:
             self._quiet[provider] = found
         return found
+
+    @staticmethod
+    def _holidays(provider: str, raw: str) -> Tuple[dt.date, ...]:
+        """``<provider>_holidays``: ``off`` (or empty) for none, else ``YYYY-MM-DD`` dates."""
+        if not raw or raw.lower() in OFF:
+            return ()
+        try:
+            return tuple(dt.date.fromisoformat(d.strip()) for d in raw.split(",") if d.strip())
+        except ValueError as exc:
+            raise ConfigurationError(f"{provider}_holidays: expected YYYY-MM-DD dates or "
+                                     f"'off': {exc}") from exc
 
     def max_per_second(self, provider: str) -> Optional[float]:
         """``<provider>_max_per_second``, ``None`` when unset (no limit)."""
