@@ -295,3 +295,51 @@ def test_every_format_of_a_valid_mobile_gives_the_same_e164(ddd: str, rest: str)
         assert phone.national == ddd + subscriber
         assert phone.kind in ("mobile", "fixed_line_or_mobile")
         assert from_kolmeya(int(ddd + subscriber)) == phone
+
+
+# Invisible direction and format marks (Unicode category Cf) come along when a number is
+# pasted from WhatsApp, a phone's contacts or a right-to-left page; phonenumbers ignores them.
+FORMAT_MARKS = ["\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+                "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u200b", "\u2060", "\u00ad"]
+
+
+@pytest.mark.parametrize("raw", [
+    "\u202a+55 11 98765-4321\u202c",
+    "\u200e+55 11 98765-4321",
+    "+55 11 98765-4321\u200f",
+    "\u2066+55 11 98765-4321\u2069",
+    "\ufeff(11) 98765-4321",
+    "\u200e11987654321\u200e",
+    "\u2068\u200e0XX11 98765-4321\u2069",
+    "(11) 3333\u200e-4444",
+])
+def test_invisible_format_marks_are_ignored(raw: str) -> None:
+    clean = "".join(ch for ch in raw if ch not in FORMAT_MARKS)
+    assert Phone.parse(raw, allow_landlines=True) == Phone.parse(clean, allow_landlines=True)
+    assert same_number(raw, clean)
+
+
+@given(
+    ddd=st.sampled_from(VALID_DDDS),
+    rest=st.text(alphabet="0123456789", min_size=8, max_size=8),
+    marks=st.lists(st.sampled_from(FORMAT_MARKS), min_size=1, max_size=4),
+    where=st.lists(st.integers(0, 30), min_size=4, max_size=4),
+)
+def test_format_marks_anywhere_change_nothing(ddd: str, rest: str, marks: list[str],
+                                               where: list[int]) -> None:
+    for variant in _variants(ddd, "9" + rest):
+        text = str(variant)
+        for mark, at in zip(marks, where):
+            at = min(at, len(text))
+            text = text[:at] + mark + text[at:]
+        assert Phone.parse(text).e164 == "+55" + ddd + "9" + rest, repr(text)
+
+
+def test_a_number_made_only_of_format_marks_is_empty() -> None:
+    with pytest.raises(InvalidPhoneError, match="the number is empty"):
+        Phone.parse("\u200e\u202a \u202c")
+
+
+def test_visible_characters_other_than_separators_are_still_refused() -> None:
+    with pytest.raises(InvalidPhoneError, match=r"not part of a number: 'x'$"):
+        Phone.parse("\u200e11 98765-4321 x12")

@@ -11,7 +11,9 @@ Accepted forms: national numbers with or without punctuation (``"(11) 98765-4321
 ``"11.98765.4321"``), the trunk prefix ``0`` (``"011 98765-4321"``), carrier-selection prefixes
 (``"0 21 11 98765-4321"``, ``"0XX11 98765-4321"``), the country code with or without ``+``
 (``"+55 11 98765-4321"``, ``"5511987654321"``), integers (``5511987654321``, ``11987654321``) and
-foreign numbers written with ``+`` (``"+351 912 345 678"``).
+foreign numbers written with ``+`` (``"+351 912 345 678"``). Invisible format marks (Unicode
+category Cf: the direction marks WhatsApp and phone contacts paste around a number, U+FEFF) are
+ignored.
 
 Only mobile numbers are accepted unless ``allow_landlines=True`` (``FIXED_LINE_OR_MOBILE``, used by
 countries whose plans do not tell the two apart, counts as mobile). Anything else raises
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Optional, Pattern, Union
 
 import attrs
@@ -71,6 +74,11 @@ _MOBILE_KINDS = frozenset({"mobile", "fixed_line_or_mobile"})
 # Punctuation people put in phone numbers. Anything else that is not a digit (letters, "#", ";",
 # "ext") is refused: phonenumbers would read letters as a keypad word or an extension.
 _SEPARATORS = frozenset(" -.()+\u00a0\u2010\u2011\u2012\u2013\u2014\u2212\u3000\uff0b")
+# Invisible marks (Unicode category Cf: U+200E/U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF,
+# zero-width space and joiners, soft hyphen) come along when a number is pasted from WhatsApp, a
+# phone's contacts or a right-to-left page. They are dropped before anything else, on both paths,
+# as phonenumbers itself ignores them.
+_FORMAT_CATEGORY = "Cf"
 # "0XX11 98765-4321": "XX" stands for "your carrier's code"; the leading 0 is the trunk prefix.
 _CARRIER_PLACEHOLDER = re.compile(r"^(\s*\(?\s*0)\s*[xX]{2}")
 
@@ -168,15 +176,32 @@ def _parse_cached(text: str, region: str, allow_landlines: bool, raw: object) ->
     return fast if fast is not None else _parse_full(text, region, allow_landlines, raw)
 
 
-def _parse_full(text: str, region: str, allow_landlines: bool, raw: object) -> Phone:
-    """Every form and every error, through phonenumbers (what :func:`_parse_cached` caches)."""
-    cleaned = _CARRIER_PLACEHOLDER.sub(r"\1", text)
+def _without_format_marks(text: str) -> str:
+    """``text`` without invisible format characters (see ``_FORMAT_CATEGORY``)."""
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch) != _FORMAT_CATEGORY)
+
+
+def _cleaned(text: str, raw: object) -> str:
+    """``text`` ready for ``phonenumbers.parse``, or :class:`InvalidPhoneError` for a character
+    that is not part of a number (format marks dropped, the ``XX`` carrier placeholder removed)."""
+    visible = _without_format_marks(text)
+    if not visible.strip():
+        raise InvalidPhoneError(raw, "the number is empty")
+    cleaned = _CARRIER_PLACEHOLDER.sub(r"\1", visible)
     bad = sorted(
         {ch for ch in cleaned if not (ch.isdecimal() or ch.isspace() or ch in _SEPARATORS)}
     )
     if bad:
         shown = ", ".join(repr(ch) for ch in bad[:5])
         raise InvalidPhoneError(raw, f"contains characters that are not part of a number: {shown}")
+    return cleaned
+
+
+def _parse_full(text: str, region: str, allow_landlines: bool, raw: object) -> Phone:
+    """Every form and every error, through phonenumbers (what :func:`_parse_cached` caches)."""
+    cleaned = _cleaned(text, raw)
     try:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
@@ -221,12 +246,15 @@ def _fast_br_mobile(text: str, region: str) -> Optional[Phone]:
     ``number_type`` would, see :func:`_br_mobile_pattern`), and only a mobile is answered here;
     anything else (an unknown DDD, a landline, another shape) goes the full way, so errors and
     every other result are unchanged. tests/test_phone_fast.py checks it equals the full path.
+    Invisible format marks are dropped first, as the full path drops them.
     """
     if len(text) > _FAST_MAX_LENGTH:  # phonenumbers refuses inputs over 250 characters
         return None
+    if not text.isascii():
+        text = _without_format_marks(text)
+        if not text.isascii():
+            return None
     digits = text.translate(_FAST_SEPARATORS)
-    if not digits.isascii():
-        return None
     if digits[:1] == "+":
         # phonenumbers reads a "+" only before every digit; "(+55" and "+ 55" are left to it.
         if len(digits) != 14 or digits[1:3] != "55" or text[0] != "+":
