@@ -10,6 +10,7 @@ from smskit.phone import (
     Phone,
     from_kolmeya,
     match_suffix,
+    matching_e164,
     national_digits,
     normalize,
     same_number,
@@ -343,3 +344,65 @@ def test_a_number_made_only_of_format_marks_is_empty() -> None:
 def test_visible_characters_other_than_separators_are_still_refused() -> None:
     with pytest.raises(InvalidPhoneError, match=r"not part of a number: 'x'$"):
         Phone.parse("\u200e11 98765-4321 x12")
+
+
+# Brazilian mobiles got a ninth digit (a 9 in front) in 2012-2016; records saved before still
+# hold the 8-digit form. Matching (never sending) reads them as the number they became.
+OLD_FORMS = ["(11) 8765-4321", "11 8765-4321", "1187654321", 1187654321, "+55 11 8765-4321",
+             "5511 8765 4321", 551187654321, "011 8765-4321", "0XX11 8765-4321",
+             "\u202a+55 (11) 8765-4321\u202c"]
+
+
+@pytest.mark.parametrize("old", OLD_FORMS)
+def test_an_old_mobile_matches_the_number_with_its_ninth_digit(old: object) -> None:
+    assert matching_e164(old) == E164
+    assert same_number(old, E164)
+    assert same_number(E164, old)
+    assert same_number(old, "(11) 98765-4321")
+    assert not same_number(old, "+5511987654322")
+    assert not same_number(old, "+5521987654321")
+
+
+@pytest.mark.parametrize("old", ["(11) 8765-4321", "+55 11 8765-4321", 1187654321])
+def test_an_old_mobile_is_still_refused_for_sending(old: object) -> None:
+    for allow_landlines in (False, True):
+        with pytest.raises(InvalidPhoneError, match="a Brazilian mobile has a 9 before its 8"):
+            Phone.parse(old, allow_landlines=allow_landlines)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("(11) 3333-4444", "+551133334444"),  # a landline (2-5) is itself, never a mobile
+    ("(11) 5765-4321", "+551157654321"),
+    ("(11) 1765-4321", None),  # 0 or 1 after the DDD was never a mobile
+    ("(11) 0765-4321", None),
+    ("(20) 8765-4321", None),  # no such DDD
+    ("(11) 98765-4321", E164),
+    ("(11) 9876-5432", "+5511998765432"),  # an old mobile may start with 9 as well
+    ("(11) 7000-0000", "+551170000000"),  # still a mobile as written (trunked radio, no 9)
+    ("+55 11 9876-543", None),  # too short either way
+    ("+1 650 253 0000", "+16502530000"),
+    ("+351 912 345 678", "+351912345678"),
+    ("+351 12 345 678", None),  # 10 digits, 6-9 after two digits, but not Brazil
+    ("abc", None), ("", None), (None, None), (False, None), (3.5, None),
+])
+def test_matching_e164_of_other_values(raw: object, expected: object) -> None:
+    assert matching_e164(raw) == expected
+
+
+def test_matching_e164_reads_national_numbers_with_the_region() -> None:
+    assert matching_e164("912 345 678", "PT") == "+351912345678"
+    assert matching_e164("+55 11 8765-4321", "PT") == E164
+    assert matching_e164("11 8765-4321", "PT") is None  # not a Brazilian number in PT
+
+
+@given(
+    ddd=st.sampled_from(VALID_DDDS),
+    first=st.sampled_from("689"),  # DDD + 7 + 7 digits is still a valid mobile: see above
+    rest=st.text(alphabet="0123456789", min_size=7, max_size=7),
+)
+def test_every_form_of_an_old_mobile_matches_its_nine_digit_number(ddd: str, first: str,
+                                                                   rest: str) -> None:
+    new = Phone.parse(ddd + "9" + first + rest)  # phonenumbers: every DDD's 9 + 8 digits
+    for variant in _variants(ddd, first + rest):
+        assert matching_e164(variant) == new.e164, variant
+        assert same_number(variant, new.e164), variant
