@@ -210,6 +210,22 @@ def test_partner_found_by_normalised_phone_never_duplicated(
     journal.close()
 
 
+def test_partner_saved_before_the_ninth_digit_is_found_not_duplicated(
+        odoo_server: OdooServer, fake_odoo: FakeOdoo, tmp_path: Path) -> None:  # noqa: F811
+    # Saved before Brazilian mobiles got their ninth digit: "(11) 8765-4321" is +5511987654321.
+    old = fake_odoo.add("res.partner", {"name": "Dona Cida", "mobile": "(11) 8765-4321"})
+    fake_odoo.add("res.partner", {"name": "Landline", "phone": "(11) 3765-4321"})
+    journal = Journal(f"sqlite:///{tmp_path / 'side.db'}")
+    directory = PartnerDirectory(RpcAdapter(OdooUrl.parse(odoo_server.url())), journal)
+    assert directory.find([PHONE]) == {PHONE: old}
+    # The landline has the same last 8 digits as +5511937654321 but is another number.
+    found = directory.find_or_create([PHONE, "+5511937654321"])
+    created = [p for p in fake_odoo.records("res.partner") if p["name"].startswith("+55")]
+    assert [p["name"] for p in created] == ["+5511937654321"]
+    assert found == {PHONE: old, "+5511937654321": created[0]["id"]}
+    journal.close()
+
+
 def test_template_variables_from_the_partner_and_the_record(
         kit: SmsKit, fake_odoo: FakeOdoo) -> None:  # noqa: F811
     partner = fake_odoo.add("res.partner", {"name": "Carla", "mobile": PHONE,

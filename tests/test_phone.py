@@ -10,6 +10,7 @@ from smskit.phone import (
     Phone,
     from_kolmeya,
     match_suffix,
+    matching_e164,
     national_digits,
     normalize,
     same_number,
@@ -295,3 +296,113 @@ def test_every_format_of_a_valid_mobile_gives_the_same_e164(ddd: str, rest: str)
         assert phone.national == ddd + subscriber
         assert phone.kind in ("mobile", "fixed_line_or_mobile")
         assert from_kolmeya(int(ddd + subscriber)) == phone
+
+
+# Invisible direction and format marks (Unicode category Cf) come along when a number is
+# pasted from WhatsApp, a phone's contacts or a right-to-left page; phonenumbers ignores them.
+FORMAT_MARKS = ["\u200e", "\u200f", "\u202a", "\u202b", "\u202c", "\u202d", "\u202e",
+                "\u2066", "\u2067", "\u2068", "\u2069", "\ufeff", "\u200b", "\u2060", "\u00ad"]
+
+
+@pytest.mark.parametrize("raw", [
+    "\u202a+55 11 98765-4321\u202c",
+    "\u200e+55 11 98765-4321",
+    "+55 11 98765-4321\u200f",
+    "\u2066+55 11 98765-4321\u2069",
+    "\ufeff(11) 98765-4321",
+    "\u200e11987654321\u200e",
+    "\u2068\u200e0XX11 98765-4321\u2069",
+    "(11) 3333\u200e-4444",
+])
+def test_invisible_format_marks_are_ignored(raw: str) -> None:
+    clean = "".join(ch for ch in raw if ch not in FORMAT_MARKS)
+    assert Phone.parse(raw, allow_landlines=True) == Phone.parse(clean, allow_landlines=True)
+    assert same_number(raw, clean)
+
+
+@given(
+    ddd=st.sampled_from(VALID_DDDS),
+    rest=st.text(alphabet="0123456789", min_size=8, max_size=8),
+    marks=st.lists(st.sampled_from(FORMAT_MARKS), min_size=1, max_size=4),
+    where=st.lists(st.integers(0, 30), min_size=4, max_size=4),
+)
+def test_format_marks_anywhere_change_nothing(ddd: str, rest: str, marks: list[str],
+                                               where: list[int]) -> None:
+    for variant in _variants(ddd, "9" + rest):
+        text = str(variant)
+        for mark, at in zip(marks, where):
+            at = min(at, len(text))
+            text = text[:at] + mark + text[at:]
+        assert Phone.parse(text).e164 == "+55" + ddd + "9" + rest, repr(text)
+
+
+def test_a_number_made_only_of_format_marks_is_empty() -> None:
+    with pytest.raises(InvalidPhoneError, match="the number is empty"):
+        Phone.parse("\u200e\u202a \u202c")
+
+
+def test_visible_characters_other_than_separators_are_still_refused() -> None:
+    with pytest.raises(InvalidPhoneError, match=r"not part of a number: 'x'$"):
+        Phone.parse("\u200e11 98765-4321 x12")
+
+
+# Brazilian mobiles got a ninth digit (a 9 in front) in 2012-2016; records saved before still
+# hold the 8-digit form. Matching (never sending) reads them as the number they became.
+OLD_FORMS = ["(11) 8765-4321", "11 8765-4321", "1187654321", 1187654321, "+55 11 8765-4321",
+             "5511 8765 4321", 551187654321, "011 8765-4321", "0XX11 8765-4321",
+             "\u202a+55 (11) 8765-4321\u202c"]
+
+
+@pytest.mark.parametrize("old", OLD_FORMS)
+def test_an_old_mobile_matches_the_number_with_its_ninth_digit(old: object) -> None:
+    assert matching_e164(old) == E164
+    assert same_number(old, E164)
+    assert same_number(E164, old)
+    assert same_number(old, "(11) 98765-4321")
+    assert not same_number(old, "+5511987654322")
+    assert not same_number(old, "+5521987654321")
+
+
+@pytest.mark.parametrize("old", ["(11) 8765-4321", "+55 11 8765-4321", 1187654321])
+def test_an_old_mobile_is_still_refused_for_sending(old: object) -> None:
+    for allow_landlines in (False, True):
+        with pytest.raises(InvalidPhoneError, match="a Brazilian mobile has a 9 before its 8"):
+            Phone.parse(old, allow_landlines=allow_landlines)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("(11) 3333-4444", "+551133334444"),  # a landline (2-5) is itself, never a mobile
+    ("(11) 5765-4321", "+551157654321"),
+    ("(11) 1765-4321", None),  # 0 or 1 after the DDD was never a mobile
+    ("(11) 0765-4321", None),
+    ("(20) 8765-4321", None),  # no such DDD
+    ("(11) 98765-4321", E164),
+    ("(11) 9876-5432", "+5511998765432"),  # an old mobile may start with 9 as well
+    ("(11) 7000-0000", "+551170000000"),  # still a mobile as written (trunked radio, no 9)
+    ("+55 11 9876-543", None),  # too short either way
+    ("+1 650 253 0000", "+16502530000"),
+    ("+351 912 345 678", "+351912345678"),
+    ("+351 12 345 678", None),  # 10 digits, 6-9 after two digits, but not Brazil
+    ("abc", None), ("", None), (None, None), (False, None), (3.5, None),
+])
+def test_matching_e164_of_other_values(raw: object, expected: object) -> None:
+    assert matching_e164(raw) == expected
+
+
+def test_matching_e164_reads_national_numbers_with_the_region() -> None:
+    assert matching_e164("912 345 678", "PT") == "+351912345678"
+    assert matching_e164("+55 11 8765-4321", "PT") == E164
+    assert matching_e164("11 8765-4321", "PT") is None  # not a Brazilian number in PT
+
+
+@given(
+    ddd=st.sampled_from(VALID_DDDS),
+    first=st.sampled_from("689"),  # DDD + 7 + 7 digits is still a valid mobile: see above
+    rest=st.text(alphabet="0123456789", min_size=7, max_size=7),
+)
+def test_every_form_of_an_old_mobile_matches_its_nine_digit_number(ddd: str, first: str,
+                                                                   rest: str) -> None:
+    new = Phone.parse(ddd + "9" + first + rest)  # phonenumbers: every DDD's 9 + 8 digits
+    for variant in _variants(ddd, first + rest):
+        assert matching_e164(variant) == new.e164, variant
+        assert same_number(variant, new.e164), variant

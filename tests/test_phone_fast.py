@@ -31,7 +31,8 @@ from smskit.phone import (
     _parse_full,
 )
 
-_SEPARATOR = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", "  ", "+", "\u00a0", "x"])
+_SEPARATOR = st.sampled_from(["", "", "", " ", "-", ".", "(", ")", "  ", "+", "\u00a0", "x",
+                              "\u200e", "\u202a", "\u202c", "\u2066", "\ufeff"])
 _PREFIX = st.sampled_from(["", "+55", "55", "+55 ", "+ 55", "(+55)", " +55", "0", "055", "+",
                            "+1", "5", "90", "0055", "+555", "(55)"])
 
@@ -78,6 +79,9 @@ def _combined(text: str, region: str, allow_landlines: bool) -> Union[Phone, str
 @example(text="11987654321", region="PT", allow_landlines=False)
 @example(text="5511987654321", region="US", allow_landlines=True)
 @example(text="11987654321)", region="BR", allow_landlines=False)
+@example(text="\u202a+55 11 98765-4321\u202c", region="BR", allow_landlines=False)
+@example(text="+\u200e55 11 98765-4321", region="PT", allow_landlines=False)
+@example(text="\u200e\u2069", region="BR", allow_landlines=False)
 def test_fast_path_equals_phonenumbers(text: str, region: str, allow_landlines: bool) -> None:
     full = _outcome(text, region, allow_landlines)
     assert _combined(text, region, allow_landlines) == full
@@ -87,7 +91,8 @@ def test_fast_path_equals_phonenumbers(text: str, region: str, allow_landlines: 
 
 
 @pytest.mark.parametrize("text", ["+5511987654321", "+55 11 98765-4321", "(11) 98765-4321",
-                                  "5511987654321", "11.98765.4321", "11987654321"])
+                                  "5511987654321", "11.98765.4321", "11987654321",
+                                  "\u202a+55 11 98765-4321\u202c", "\u200e(11) 98765-4321"])
 def test_common_forms_take_the_fast_path(text: str) -> None:
     # The point of the fast path: the forms a bulk send sees most skip phonenumbers.parse.
     assert _fast_br_mobile(text, "BR") == Phone.parse(text)

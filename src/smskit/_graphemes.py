@@ -5,7 +5,8 @@ cluster) across two SMS parts. It finds clusters with the UAX #29 rules of **Uni
 (``GraphemeBreakProperty.txt`` 10.0.0 plus the emoji-data 5.0 classes ``E_Base``,
 ``E_Modifier``, ``Glue_After_Zwj`` and ``E_Base_GAZ``), and its rule engine differs from the
 standard in three observable ways, which :func:`cluster_sizes` reproduces on purpose so that
-our part counts agree with Twilio's on any text:
+our part counts agree with Twilio's on any text (but one with a cluster longer than a part,
+which :mod:`smskit.segments` cuts):
 
 * ``E_Base Extend Extend E_Modifier`` breaks before the modifier (the standard joins any number
   of ``Extend``), and ``E_Base``/``EBG`` followed by an ``E_Modifier`` does not join when an

@@ -11,7 +11,9 @@ Accepted forms: national numbers with or without punctuation (``"(11) 98765-4321
 ``"11.98765.4321"``), the trunk prefix ``0`` (``"011 98765-4321"``), carrier-selection prefixes
 (``"0 21 11 98765-4321"``, ``"0XX11 98765-4321"``), the country code with or without ``+``
 (``"+55 11 98765-4321"``, ``"5511987654321"``), integers (``5511987654321``, ``11987654321``) and
-foreign numbers written with ``+`` (``"+351 912 345 678"``).
+foreign numbers written with ``+`` (``"+351 912 345 678"``). Invisible format marks (Unicode
+category Cf: the direction marks WhatsApp and phone contacts paste around a number, U+FEFF) are
+ignored.
 
 Only mobile numbers are accepted unless ``allow_landlines=True`` (``FIXED_LINE_OR_MOBILE``, used by
 countries whose plans do not tell the two apart, counts as mobile). Anything else raises
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from typing import Optional, Pattern, Union
 
 import attrs
@@ -40,6 +43,7 @@ __all__ = [
     "Phone",
     "from_kolmeya",
     "match_suffix",
+    "matching_e164",
     "national_digits",
     "normalize",
     "same_number",
@@ -71,6 +75,11 @@ _MOBILE_KINDS = frozenset({"mobile", "fixed_line_or_mobile"})
 # Punctuation people put in phone numbers. Anything else that is not a digit (letters, "#", ";",
 # "ext") is refused: phonenumbers would read letters as a keypad word or an extension.
 _SEPARATORS = frozenset(" -.()+\u00a0\u2010\u2011\u2012\u2013\u2014\u2212\u3000\uff0b")
+# Invisible marks (Unicode category Cf: U+200E/U+200F, U+202A-U+202E, U+2066-U+2069, U+FEFF,
+# zero-width space and joiners, soft hyphen) come along when a number is pasted from WhatsApp, a
+# phone's contacts or a right-to-left page. They are dropped before anything else, on both paths,
+# as phonenumbers itself ignores them.
+_FORMAT_CATEGORY = "Cf"
 # "0XX11 98765-4321": "XX" stands for "your carrier's code"; the leading 0 is the trunk prefix.
 _CARRIER_PLACEHOLDER = re.compile(r"^(\s*\(?\s*0)\s*[xX]{2}")
 
@@ -168,15 +177,32 @@ def _parse_cached(text: str, region: str, allow_landlines: bool, raw: object) ->
     return fast if fast is not None else _parse_full(text, region, allow_landlines, raw)
 
 
-def _parse_full(text: str, region: str, allow_landlines: bool, raw: object) -> Phone:
-    """Every form and every error, through phonenumbers (what :func:`_parse_cached` caches)."""
-    cleaned = _CARRIER_PLACEHOLDER.sub(r"\1", text)
+def _without_format_marks(text: str) -> str:
+    """``text`` without invisible format characters (see ``_FORMAT_CATEGORY``)."""
+    if text.isascii():  # O(1) in CPython: the common case costs nothing
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch) != _FORMAT_CATEGORY)
+
+
+def _cleaned(text: str, raw: object) -> str:
+    """``text`` ready for ``phonenumbers.parse``, or :class:`InvalidPhoneError` for a character
+    that is not part of a number (format marks dropped, the ``XX`` carrier placeholder removed)."""
+    visible = _without_format_marks(text)
+    if not visible.strip():
+        raise InvalidPhoneError(raw, "the number is empty")
+    cleaned = _CARRIER_PLACEHOLDER.sub(r"\1", visible)
     bad = sorted(
         {ch for ch in cleaned if not (ch.isdecimal() or ch.isspace() or ch in _SEPARATORS)}
     )
     if bad:
         shown = ", ".join(repr(ch) for ch in bad[:5])
         raise InvalidPhoneError(raw, f"contains characters that are not part of a number: {shown}")
+    return cleaned
+
+
+def _parse_full(text: str, region: str, allow_landlines: bool, raw: object) -> Phone:
+    """Every form and every error, through phonenumbers (what :func:`_parse_cached` caches)."""
+    cleaned = _cleaned(text, raw)
     try:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
@@ -221,12 +247,15 @@ def _fast_br_mobile(text: str, region: str) -> Optional[Phone]:
     ``number_type`` would, see :func:`_br_mobile_pattern`), and only a mobile is answered here;
     anything else (an unknown DDD, a landline, another shape) goes the full way, so errors and
     every other result are unchanged. tests/test_phone_fast.py checks it equals the full path.
+    Invisible format marks are dropped first, as the full path drops them.
     """
     if len(text) > _FAST_MAX_LENGTH:  # phonenumbers refuses inputs over 250 characters
         return None
+    if not text.isascii():
+        text = _without_format_marks(text)
+        if not text.isascii():
+            return None
     digits = text.translate(_FAST_SEPARATORS)
-    if not digits.isascii():
-        return None
     if digits[:1] == "+":
         # phonenumbers reads a "+" only before every digit; "(+55" and "+ 55" are left to it.
         if len(digits) != 14 or digits[1:3] != "55" or text[0] != "+":
@@ -336,13 +365,30 @@ def _br_mobile(nsn: str) -> Optional[Phone]:
     return Phone(e164="+55" + nsn, country_code=55, national=nsn, region="BR", kind="mobile")
 
 
+def _with_ninth_digit(number: phonenumbers.PhoneNumber) -> Optional[str]:
+    """The national number an old Brazilian mobile became, or ``None`` if ``number`` is not one.
+
+    Brazilian mobiles got a 9 in front of their 8 digits (2012-2016): ``"11 8765-4321"`` is now
+    ``"11 98765-4321"``. An old mobile is a 10-digit national number of country code 55 whose
+    subscriber part starts with 6 to 9 (landlines start with 2 to 5) and whose 11-digit form
+    phonenumbers' metadata calls a mobile (which also checks the DDD).
+    """
+    if number.country_code != 55:
+        return None
+    nsn = phonenumbers.national_significant_number(number)
+    if len(nsn) != 10 or nsn[2] not in "6789":
+        return None
+    mobile = nsn[:2] + "9" + nsn[2:]
+    return mobile if _is_br_mobile(mobile) else None
+
+
 def _why_invalid(number: phonenumbers.PhoneNumber) -> str:
     """A hint on why a parsed number is invalid, or ``""``."""
     nsn = phonenumbers.national_significant_number(number)
     if number.country_code == 55 and len(nsn) in (10, 11):
         if not _BR_AREA_CODE.match(nsn):
             return " (missing or unknown area code)"
-        if len(nsn) == 10 and nsn[2] in "6789":
+        if _with_ninth_digit(number) is not None:
             return " (a Brazilian mobile has a 9 before its 8 digits)"
     return _POSSIBILITY.get(phonenumbers.is_possible_number_with_reason(number), "")
 
@@ -376,18 +422,42 @@ def from_kolmeya(value: Union[int, str]) -> Phone:
     return Phone.parse(value, "BR", allow_landlines=True)
 
 
+def matching_e164(raw: object, region: str = DEFAULT_REGION) -> Optional[str]:
+    """The E.164 number a stored value stands for when records are matched, or ``None``.
+
+    That is ``Phone.parse(raw, region, allow_landlines=True).e164`` (any kind of number), except
+    that a Brazilian mobile saved before the ninth digit (``"(11) 8765-4321"``, which
+    :meth:`Phone.parse` refuses: nothing can be sent to it) stands for the number it became,
+    ``"+5511987654321"``. A number valid as written is itself (the numbering plan still has
+    8-digit mobiles starting with 7, trunked radio, so ``"(11) 7000-0000"`` stays
+    ``"+551170000000"``). A value that is not a number (``None``, ``""``, ``False`` from an empty
+    Odoo field, garbage) gives ``None``; this never raises
+    :class:`~smskit.errors.InvalidPhoneError`.
+    """
+    try:
+        return Phone.parse(raw, region, allow_landlines=True).e164
+    except InvalidPhoneError:
+        pass
+    # Only failures get here, and they are not cached: read the number again to see whether it
+    # is an old mobile (the same cleaning and the same errors as the full path).
+    try:
+        number = phonenumbers.parse(_cleaned(_as_text(raw), raw), _check_region(region))
+    except (InvalidPhoneError, NumberParseException):
+        return None
+    mobile = _with_ninth_digit(number)
+    return None if mobile is None else "+55" + mobile
+
+
 def same_number(a: object, b: object, region: str = DEFAULT_REGION) -> bool:
     """Whether ``a`` and ``b`` are the same number once normalised (any kind of number).
 
-    A value that is not a valid number (``None``, ``""``, ``False`` from an empty Odoo field,
-    garbage) matches nothing, so this never raises :class:`~smskit.errors.InvalidPhoneError`.
+    Both are read with :func:`matching_e164`, so a Brazilian mobile saved before the ninth digit
+    (``"11 8765-4321"``) is the same as ``"+5511987654321"``. A value that is not a valid number
+    (``None``, ``""``, ``False`` from an empty Odoo field, garbage) matches nothing, so this never
+    raises :class:`~smskit.errors.InvalidPhoneError`.
     """
-    try:
-        first = Phone.parse(a, region, allow_landlines=True)
-        second = Phone.parse(b, region, allow_landlines=True)
-    except InvalidPhoneError:
-        return False
-    return first.e164 == second.e164
+    first = matching_e164(a, region)
+    return first is not None and first == matching_e164(b, region)
 
 
 def match_suffix(e164: str) -> str:
@@ -395,8 +465,9 @@ def match_suffix(e164: str) -> str:
 
     Odoo keeps ``phone``/``mobile`` as free text, so a partner is found by searching a
     digits-only column (Odoo's ``phone_sanitized``) for these digits, then comparing the
-    candidates with :func:`same_number`. Eight digits, not nine, so that records saved before the
-    Brazilian mobile ninth digit (``"11 8765-4321"``) are found too. A free-text column with
+    candidates with :func:`same_number` (or :func:`matching_e164`). Eight digits, not nine, so
+    that records saved before the Brazilian mobile ninth digit (``"11 8765-4321"``) are found
+    too; :func:`same_number` then takes them for the number with the 9. A free-text column with
     separators inside the last 8 digits (``"98765-4321"``) will not contain the suffix as such.
     """
     digits = "".join(ch for ch in str(e164) if ch.isdecimal())

@@ -5,10 +5,12 @@ An SMS part carries 140 octets. A text made only of GSM 03.38 characters travels
 message spends 6 octets on its header); the extension characters ``^ { } \\ [ ~ ] | €`` and
 form feed cost two septets (an escape plus the character) and never straddle two parts. Any
 other character switches the whole text to **UCS-2** (16-bit UTF-16 code units: 70 in one
-part, 67 a part), where a user-perceived character is never split across two parts.
+part, 67 a part), where a user-perceived character is never split across two parts unless it is
+longer than a part.
 
-The rules are exactly those of Twilio's ``sms-segments-calculator`` 1.3.0 (``encoding='auto'``,
-smart encoding off), which ``tests/test_segments.py`` checks on generated text:
+The rules are those of Twilio's ``sms-segments-calculator`` 1.3.0 (``encoding='auto'``, smart
+encoding off), which ``tests/test_segments.py`` checks on generated text, with one departure
+(the last point):
 
 * line breaks are counted as written: ``\\n`` and ``\\r`` are one septet each, so ``\\r\\n``
   costs two; nothing is normalised;
@@ -16,7 +18,12 @@ smart encoding off), which ``tests/test_segments.py`` checks on generated text:
 * the empty text counts as one (empty) part;
 * in UCS-2 a part break never falls inside a grapheme cluster (an emoji with its skin tone, a
   flag, a letter with combining accents), as found by the Unicode 10 rules the calculator uses
-  (see :mod:`smskit._graphemes`).
+  (see :mod:`smskit._graphemes`);
+* a cluster longer than a part (more than 67 units: a letter under hundreds of combining marks)
+  cannot travel whole, so, as a gateway does under 3GPP TS 23.038, it is cut by code units,
+  never inside a surrogate pair; it starts a new part like any cluster that does not fit. The
+  calculator counts such a cluster as one part whatever its length, which would let a pasted
+  "zalgo" name slip past ``max_segments`` and be billed a fraction of its parts.
 
 :func:`transliterate` replaces characters that force UCS-2 by GSM-7 look-alikes (``ã`` -> ``a``,
 curly quotes -> straight, en dash -> ``-``) so that a pt-BR message goes back to 160 characters a
@@ -32,7 +39,7 @@ from collections import Counter
 from decimal import Decimal
 from functools import lru_cache
 from itertools import accumulate
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import AbstractSet, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import attrs
 
@@ -108,9 +115,10 @@ def _pack(prefix: Sequence[int], single: int, multi: int) -> int:
     """Parts needed for items whose running sizes are ``prefix`` (``prefix[0] == 0``).
 
     Items never straddle a part. They fill a first part of ``single`` units; when one does
-    not fit, the message becomes multipart: the first part is cut back to ``multi`` units and
-    every part holds ``multi``. An item that cannot fit even an empty part rides along anyway,
-    as in Twilio's calculator.
+    not fit, the message becomes multipart: the first part is cut back to ``multi`` units (the
+    items it gives up open part two with the one that did not fit, as in Twilio's calculator)
+    and every part holds ``multi``. Every item must fit an empty part (``<= multi``): a text
+    with a longer grapheme cluster is counted by :func:`_pack_split`.
     """
     total = len(prefix) - 1
     if prefix[total] <= single:
@@ -125,6 +133,63 @@ def _pack(prefix: Sequence[int], single: int, multi: int) -> int:
             return parts
         parts += 1
         start, forced = end, end + 1
+
+
+def _pack_split(sizes: Sequence[int], breaks: AbstractSet[int], single: int, multi: int) -> int:
+    """Parts needed for items of ``sizes`` where the items at ``breaks`` open a new part.
+
+    :func:`_pack` one item at a time, for the rare text with a grapheme cluster longer than a
+    part: its code points are items of their own and the first of them (in ``breaks``) opens
+    a new part unless the current one is empty. Without ``breaks`` it answers as ``_pack``.
+    """
+    if sum(sizes) <= single:
+        return 1
+    parts, fill, room = 1, 0, single
+    first: List[int] = []  # the items of part one, while it may still be cut back
+    for index, size in enumerate(sizes):
+        if fill + size > room or (fill and index in breaks):
+            parts += 1
+            if room == single:  # part two: part one makes room for the header
+                moved = 0
+                while fill > multi:
+                    last = first.pop()
+                    fill -= last
+                    moved += last
+                fill, room = moved, multi
+            else:
+                fill = 0
+        fill += size
+        if room == single:
+            first.append(size)
+    return parts
+
+
+def _split_long_clusters(
+    text: str, clusters: Sequence[int], longest: int
+) -> Tuple[List[int], AbstractSet[int]]:
+    """The items of ``text`` for :func:`_pack_split`, and the index of each cut cluster's first.
+
+    Clusters (``clusters``: their sizes in code units, from ``cluster_sizes``) of up to
+    ``longest`` units stay whole; a longer one is cut into its code points, so a surrogate pair
+    stays one item of 2 units.
+    """
+    items: List[int] = []
+    breaks: Set[int] = set()
+    position = 0
+    for size in clusters:
+        if size <= longest:
+            items.append(size)
+            while size > 0:  # step over its code points
+                size -= 2 if text[position] > "\uffff" else 1
+                position += 1
+            continue
+        breaks.add(len(items))
+        while size > 0:
+            width = 2 if text[position] > "\uffff" else 1
+            items.append(width)
+            size -= width
+            position += 1
+    return items, breaks
 
 
 def _prefix(double: re.Pattern[str], text: str) -> List[int]:
@@ -169,7 +234,14 @@ def count_segments(text: str) -> SegmentInfo:
     if units <= _UCS_SINGLE:
         parts = 1
     elif has_joiners(text):
-        parts = _pack(list(accumulate(cluster_sizes(text), initial=0)), _UCS_SINGLE, _UCS_MULTI)
+        clusters = cluster_sizes(text)
+        # A cluster longer than a part leaves at most units - 68 units to the others, so most
+        # texts are cleared by their count of clusters without looking at each size.
+        if len(clusters) > units - _UCS_MULTI or max(clusters) <= _UCS_MULTI:
+            parts = _pack(list(accumulate(clusters, initial=0)), _UCS_SINGLE, _UCS_MULTI)
+        else:  # a cluster longer than a part: cut it by code units (see the module docs)
+            items, breaks = _split_long_clusters(text, clusters, _UCS_MULTI)
+            parts = _pack_split(items, breaks, _UCS_SINGLE, _UCS_MULTI)
     elif units == len(text):
         parts = -(-units // _UCS_MULTI)
     else:

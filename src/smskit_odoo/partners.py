@@ -4,7 +4,8 @@ Odoo keeps ``phone`` and ``mobile`` as free text (``"(11) 98765-4321"``), so can
 searched with the last 8 digits as an ``ilike`` pattern that lets anything sit between the
 digits (``8%7%6%5%4%3%2%1``), plus ``phone_sanitized`` where the database has it, all phones
 of a batch in one ``search_read``; each candidate is then compared in E.164
-(:func:`smskit.phone.same_number`).
+(:func:`smskit.phone.matching_e164`, as :func:`smskit.phone.same_number` compares: a mobile saved
+before the Brazilian ninth digit, ``"(11) 8765-4321"``, is ``+5511987654321``).
 
 Creation is guarded twice: the adapter's lock per number (inside an addon a PostgreSQL
 advisory lock, taken before a fresh transaction begins and released only after the new partner
@@ -23,7 +24,7 @@ import uuid
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from smskit.errors import InvalidPhoneError
-from smskit.phone import MATCH_SUFFIX_LENGTH, Phone, match_suffix
+from smskit.phone import MATCH_SUFFIX_LENGTH, match_suffix, matching_e164
 from smskit_odoo.adapter import OdooAdapter, fresh_transaction
 from smskit_odoo.journal import Journal
 
@@ -36,10 +37,8 @@ _WAIT_STEPS = 50
 
 
 def _e164(raw: Any, region: str) -> Optional[str]:
-    try:
-        return Phone.parse(raw, region, allow_landlines=True).e164
-    except InvalidPhoneError:
-        return None
+    """The number a partner's free-text field stands for, or ``None`` (never raises)."""
+    return matching_e164(raw, region)
 
 
 def phone_domain(phones: Sequence[str], fields: Sequence[str] = _FIELDS) -> List[Any]:
