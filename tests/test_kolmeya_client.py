@@ -319,6 +319,18 @@ def test_store_unreadable_success_is_ambiguous(router: respx.MockRouter, client:
         client.send_batch([msg()], batch_id="B1")
 
 
+def test_store_arrays_written_as_php_objects_are_their_values(
+        router: respx.MockRouter, client: KolmeyaClient) -> None:
+    # PHP's json_encode writes an array whose keys are not 0, 1, 2... (array_filter keeps its
+    # keys) as an object, and an empty one cast to an object as {}: the batch is not ambiguous
+    invalid = {"phone": 48991234568, "reference": "M2", "error": "Número inválido"}
+    router.post("/sms/store").respond(200, json={
+        **STORE_OK, "invalids": {"1": invalid}, "duplicates": {}, "not_disturb": {}})
+    (outcome,) = client.send_batch([msg(), msg("+5548991234568", id="M2")], batch_id="B1")
+    assert [(r.message_id, r.state, r.error_code, r.error_text) for r in outcome.results] == [
+        ("M1", State.SENT, None, None), ("M2", State.REJECTED, "invalid", "Número inválido")]
+
+
 def test_read_5xx_and_timeout(router: respx.MockRouter, client: KolmeyaClient,
                               sleeps: List[float]) -> None:
     router.post("/sms/balance").respond(500)

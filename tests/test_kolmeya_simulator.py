@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from smskit.errors import ConfigurationError, NotFoundError
 from smskit.testing.servers import serve_in_thread
+from smskit.timeutil import zone
 from smskit_kolmeya.testing.simulator import KolmeyaSimulator, SimulatorConfig, create_app
 
 TOKEN = "test-token-123"
@@ -357,6 +358,18 @@ def test_reply_callback_and_replys_pagination(
         sim.add_reply(11900000000, "who?")
 
 
+def test_replys_without_a_period_lists_the_last_168_hours(client: httpx.Client,
+                                                          sim: KolmeyaSimulator) -> None:
+    # the live test saw {} answer the last 168 h (the docs transcription says 24 by default)
+    send(client, PHONE)
+    now = sim.now()
+    sim.add_reply(PHONE, "too old", received_at=now - dt.timedelta(hours=169))
+    sim.add_reply(PHONE, "100 h old", received_at=now - dt.timedelta(hours=100))
+    assert [r["reply"] for r in client.post("/sms/replys", json={}).json()["data"]] == [
+        "100 h old"]
+    assert client.post("/sms/replys", json={"period": 24}).json()["data"] == []
+
+
 # -- money, reports, blacklist, jobs -------------------------------------------------------
 
 
@@ -423,6 +436,40 @@ def test_job_reports(client: httpx.Client, sim: KolmeyaSimulator) -> None:
     jobs = client.post("/sms/reports/jobs").json()["jobs"]
     assert [j["id"] for j in jobs] == [job, job + 1]
     assert dt.datetime.strptime(jobs[0]["created"], "%d/%m/%Y %H:%M:%S")
+
+
+def test_link_accesses_and_monthly_job_totals(client: httpx.Client,
+                                             sim: KolmeyaSimulator) -> None:
+    sim.configure(forced_outcomes={PHONE: 3, 11987654321: 4})
+    body = send(client, PHONE, 11987654321).json()
+    job = sim.requests[body["id"]].job
+    sim.advance(later(3600))
+    first = sim.add_access(PHONE)
+    sim.add_access(body["valids"][1]["id"], is_robot=True)
+    today = sim.now().astimezone(zone(sim.config.timezone)).date().isoformat()
+    query = {"start_at": today, "end_at": today, "limit": 10, "is_robot": 0,
+             "tenant_segment_id": 0}
+    answer = client.post("/sms/accesses", json=query).json()
+    assert answer == {"accesses": [first], "totalAccesses": 1}
+    assert first["fullphone"] == 55_48991234567 and first["job_id"] == job
+    assert first["is_robot"] == 0 and first["tenant_segment_id"] == 1
+    assert dt.datetime.strptime(first["accessed_at"], "%Y-%m-%d %H:%M:%S")
+    assert set(first) == {"cpf", "name", "fullphone", "message", "is_robot", "accessed_at",
+                          "tenant_segment_id", "job_id", "job_created_at"}
+    robots = client.post("/sms/accesses", json={**query, "is_robot": 1}).json()
+    assert robots["totalAccesses"] == 1
+    other_centre = client.post("/sms/accesses", json={**query, "tenant_segment_id": 2}).json()
+    assert other_centre == {"accesses": [], "totalAccesses": 0}
+    for bad in ({**query, "end_at": "2025-13-01"}, {k: v for k, v in query.items()
+                                                     if k != "limit"}, {**query, "limit": 5001}):
+        assert client.post("/sms/accesses", json=bad).status_code == 422
+    month = today[:7]
+    jobs = client.post("/sms/reports/quantity-jobs", json={"period": month}).json()["jobs"]
+    assert jobs == [{"id": job, "centro_custo": "Corporativo", "entregues": 1, "acessos": 2}]
+    assert client.post("/sms/reports/quantity-jobs",
+                       json={"period": "2001-01"}).json() == {"jobs": []}
+    for bad_period in ({}, {"period": "2025-11-01"}, {"period": "2025-13"}):
+        assert client.post("/sms/reports/quantity-jobs", json=bad_period).status_code == 422
 
 
 def test_enforced_balance_refuses_whole_send(client: httpx.Client,

@@ -145,7 +145,8 @@ def test_unreadable_timestamp_keeps_the_reply() -> None:
     (b"[]", "empty list"),
     (b"42", "expected a JSON object"),
     (b'{"foo": 1}', r"not a status or reply payload \(keys: foo\)"),
-    (b'{"id": "r", "messages": {"id": "u1"}}', "'messages' is not a list"),
+    (b'{"id": "r", "messages": "u1"}', "'messages' is not a list"),
+    (b'{"id": "r", "messages": {"id": "u1"}}', "must be an object"),  # an object: its values
     (b'{"id": "r", "messages": ["u1"]}', "must be an object"),
     (b'{"id": "r", "messages": [{"status_code": 3}]}', "neither 'id' nor 'reference'"),
     (b'{"id": "r", "messages": [{"id": "u1"}]}', "neither 'status_code' nor 'status'"),
@@ -155,7 +156,8 @@ def test_unreadable_timestamp_keeps_the_reply() -> None:
     (b'{"reply": {"reply": "ok", "message": {"phone": "48991234567"}}}', "no 'id'"),
     (b'{"reply": {"id": 1, "reply": 5, "message": {"phone": "48991234567"}}}', "not a text"),
     (b'{"reply": {"id": 1, "reply": "ok", "message": {}}}', "no phone"),
-    (b'{"reply": {"id": 1, "reply": "ok", "message": "x"}}', "not an object"),
+    (b'{"reply": {"id": 1, "reply": "ok", "message": 5}}', "not an object"),
+    (b'{"reply": {"id": 1, "reply": "ok", "message": "x"}}', "panel reply 1: no phone"),
     (b'{"phone": "", "message": "hi"}', "no phone"),
 ])
 def test_malformed(raw: bytes, match: str) -> None:

@@ -319,8 +319,9 @@ def test_fuzzed_callbacks_never_fail_and_refusals_write_nothing(
         assert response.status_code in (401, 403)
     elif route == UNKNOWN_PROVIDER:
         assert response.status_code == 404
-    elif content_type not in JSON_TYPES:
-        assert response.status_code == 415
+    elif response.status_code == 415:
+        # Kolmeya's media type is not known: its callbacks are read whatever the type says
+        raise AssertionError(f"Content-Type {content_type!r} refused")
     elif kind == "valid":
         assert response.status_code == 200, response.text
         assert response.json()["statuses"] + response.json()["inbound"] >= 1

@@ -223,7 +223,8 @@ def test_a_provider_declaring_an_undecodable_media_type_is_unavailable() -> None
 
 @pytest.mark.parametrize(("content_type", "accepted"), [
     ("application/json", True), ("Application/JSON; charset=utf-8", True),
-    ("application/vnd.kolmeya+json", True), ("text/plain", False), ("", False),
+    ("application/vnd.kolmeya+json", True), ("text/plain", False),
+    ("", True),  # no Content-Type: the provider's first media type, as read_payload reads it
     (FORM, False),
 ])
 def test_content_type(content_type: str, accepted: bool) -> None:
@@ -236,6 +237,30 @@ def test_content_type(content_type: str, accepted: bool) -> None:
             415, {"error": "unsupported media type",
                   "detail": "the body must be JSON (application/json)"}, {},
             "unsupported_media_type")
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain"])
+def test_the_gate_and_read_payload_read_a_content_type_alike(content_type: str) -> None:
+    # a trusting caller (handle_webhook) and the gate agree on every Content-Type: none is the
+    # provider's first media type (JSON here, a form for a form-posting provider)
+    class Unsigned(Signed):
+        def verify_webhook(self, request: WebhookRequest) -> AuthResult:
+            return AuthResult.OK
+
+    headers = {"content-type": content_type} if content_type else {}
+    form = b"state=delivered&message_id=" + MESSAGE_ID.encode()
+    for provider, body in ((LoopbackProvider(), None), (Unsigned(), form)):
+        hook = request(provider.name, body=body, headers=headers)
+        decision = make_gate(provider).check(hook)
+        if content_type:
+            assert refusal(decision)[0] == 415
+            with pytest.raises(ValidationError, match="the body must be"):
+                read_payload(provider, hook)
+        else:
+            assert isinstance(decision, Accepted)
+            for payload in (decision.payload, read_payload(provider, hook)):
+                assert [(e.state, e.message_id) for e in payload.statuses] == [
+                    (State.DELIVERED, MESSAGE_ID)]
 
 
 def test_size_limits_from_the_header_and_the_body() -> None:
@@ -581,3 +606,25 @@ def test_json_with_accents_and_surrogate_pairs_decodes() -> None:
     escaped = rb'{"note": "cora\u00e7\u00e3o \ud83d\ude00"}'
     assert media.parse_json(escaped) == {"note": "coração 😀"}
     assert media.parse_json('{"note": "ação 😀"}'.encode()) == {"note": "ação 😀"}
+
+
+def test_any_media_type_reads_json_else_a_php_form() -> None:
+    assert media.match((media.JSON, media.ANY), "text/plain") == media.ANY
+    assert media.match((media.JSON, media.ANY), "") == media.ANY
+    assert media.match((media.JSON, media.ANY), "application/json") == media.JSON
+    assert media.parse_any(b'{"a": [1]}') == {"a": [1]}
+    body = (b"id=r&messages%5B0%5D%5Bid%5D=u1&messages[0][status_code]=3&messages[1][id]=u2"
+            b"&tags[]=a&tags[]=b&sparse[2]=x&sparse[0]=y&z=1&z[k]=2&w[k]=1&w=3&plain[=1")
+    assert media.parse_any(body) == {
+        "id": "r", "messages": [{"id": "u1", "status_code": "3"}, {"id": "u2"}],
+        "tags": ["a", "b"],  # [] appends
+        "sparse": {"2": "x", "0": "y"},  # not 0, 1, 2... in order: an object, as PHP writes it
+        "z": {"k": "2"}, "w": "3",  # a later field wins
+        "plain[": "1"}  # not base[key]: a plain name
+    assert media.parse_any(b"") == {}
+    for malformed, reason in ((b"hello", "neither JSON"), (b"caf\xe9=1", "neither JSON"),
+                              (b'{"a": 1', "Expecting"),  # opens like JSON: never a form
+                              (b"a" + b"[b]" * media.MAX_DEPTH + b"=1", "deeper than")):
+        with pytest.raises(ValueError, match=reason):
+            media.parse_any(malformed)
+    assert media.parse_any(b"a" + b"[b]" * (media.MAX_DEPTH - 1) + b"=1")  # at the limit

@@ -57,8 +57,10 @@ once; the provider then only reads it:
 * ``webhook_media_types``: the media types the gateway posts, among
   :data:`smskit.webhooks.media.MEDIA_TYPES` (default ``("application/json",)``; a form-posting
   gateway declares ``("application/x-www-form-urlencoded",)`` and reads ``request.data`` as
-  ``(name, value)`` pairs). Any other ``Content-Type`` is refused with 415 before the body is
-  read;
+  ``(name, value)`` pairs; one whose media type is not known adds
+  :data:`~smskit.webhooks.media.ANY` and reads whatever the body turned out to be). Any other
+  ``Content-Type`` is refused with 415 before the body is read; a request without one is read
+  as the first media type declared;
 * ``verify_webhook(request) -> AuthResult``: the gateway's own authentication
   (a signature header over ``request.url``, the public URL called, and ``request.data``),
   checked after the smskit token and before ``parse_webhook``. ``AuthResult.OK`` lets the

@@ -32,6 +32,7 @@ from smskit.errors import (
 )
 from smskit.models import InboundMessage, Message, SendResult, State, StatusEvent, utcnow
 from smskit.provider import Capabilities, Provider, ReconcileResult, WebhookPayload
+from smskit.webhooks import media
 from smskit.webhooks.request import WebhookRequest
 from smskit_kolmeya import wire
 from smskit_kolmeya.client import AsyncKolmeyaClient, KolmeyaClient
@@ -244,6 +245,11 @@ class KolmeyaProvider(Provider):
             log.warning("Kolmeya status report not read this time: %s", exc)
             return []
         return _report_matches(messages, rows, slack)
+
+    #: No Kolmeya callback has been captured, so its media type is not known: a body labelled
+    #: JSON is read as JSON, and any other (or none) by what it is, JSON or a PHP-style form
+    #: (Kolmeya runs on Laravel); see :data:`smskit.webhooks.media.ANY`.
+    webhook_media_types = (media.JSON, media.ANY)
 
     def parse_webhook(self, request: WebhookRequest) -> WebhookPayload:
         """The events of a callback the gate decoded; the body decides whether it holds

@@ -18,21 +18,35 @@ arrive at the same URL:
   :class:`~smskit.models.StatusEvent` with ``message_id=None``, ``provider_message_id=None``,
   ``provider_request_id=<request uuid>``, ``error_code="request_rejected"`` and the reason in
   ``error_text``; ``raw["reference"]`` is our batch id. The core applies it to every message of
-  that request (or batch);
+  that request (or batch). The envelope decides what an object is: a ``messages`` list, or a
+  ``status_message`` without a ``phone``, makes it request-level (its ``status_code`` is then
+  the request's, another code space), and a request-level object is a rejection when its
+  ``status`` is a rejection word (``rejected``, ``rejeitado``, ``reprovado``, ``inválido``...)
+  or it has no ``status`` at all. A wrapped rejection also yields its messages' statuses;
+  a ``phone`` always names one message;
 * wrapped reply: ``{"reply": {"id", "reply", "received_at", "message": {"id", "reference",
   "phone", "content"}}}`` (a bare reply item, as ``sms/replys`` lists them, is accepted too);
+* reply to a panel campaign, wrapped or bare, shaped as ``sms/replys-web`` lists it
+  (``{"id", "job", "phone", "parameters", "reply", "message": <the campaign's text>}``): read
+  as the polling path reads it (:func:`smskit_kolmeya.wire.parse_web_reply_item`), so its id
+  is ``web:<id>`` and a reply seen both ways is stored once;
 * flat reply (speculative): ``{"phone", "message", "reference", "data"}``, recognised only when
   it has no status field and ``message`` is a text. It has no reply id, so a stable one is
   derived from its content (``sha256:...``) and a repeated delivery is still recorded once.
 
-A JSON list of any of these is accepted. Status codes may be numbers or digit strings; a code
-outside 1..6 maps to SENT (see :func:`smskit_kolmeya.wire.state_for`). Wrong types or missing
-ids raise :class:`~smskit.errors.ValidationError` naming the problem; a missing or unreadable
-timestamp does not (the event is kept, timed at arrival).
+A JSON list of any of these is accepted. A key whose value is null counts as absent
+(``"reply": null`` does not make a status a reply). ``messages`` may be an object (PHP's
+``json_encode`` of an array with other keys), read as its values. Status codes may be numbers
+or digit strings; a blank ``status_code`` is absent, and without one a ``status`` that is a
+number is the code; a code outside 1..6 maps to SENT (see
+:func:`smskit_kolmeya.wire.state_for`). Wrong types or missing ids raise
+:class:`~smskit.errors.ValidationError` naming the problem; a missing or unreadable timestamp
+does not (the event is kept, timed at arrival).
 
-The webhook gate (:mod:`smskit.webhooks.gate`) decodes the JSON and the provider hands the
-decoded value to :func:`parse_webhook_data`; :func:`parse_webhook` reads raw bytes with the
-gate's decoder, for tests and tools that hold a body.
+The webhook gate (:mod:`smskit.webhooks.gate`) decodes the body whatever its ``Content-Type``
+(JSON, or a form with PHP's nested names: :data:`smskit.webhooks.media.ANY`) and the provider
+hands the decoded value to :func:`parse_webhook_data`; :func:`parse_webhook` reads raw bytes
+with the gate's decoder, for tests and tools that hold a body.
 """
 
 from __future__ import annotations
@@ -46,12 +60,15 @@ from smskit.models import InboundMessage, State, StatusEvent, utcnow
 from smskit.provider import WebhookPayload
 from smskit.timeutil import DEFAULT_TZ
 from smskit.webhooks.gate import KINDS
-from smskit.webhooks.media import parse_json
+from smskit.webhooks.media import parse_any
 from smskit_kolmeya import wire
 
 __all__ = ["KINDS", "parse_webhook", "parse_webhook_data"]
 
-_REJECTED_WORDS = ("rejected", "rejeitado", "rejeitada", "reprovado", "reprovada")
+#: Request-level statuses that say "rejected". The only request status seen is "Válido"
+#: (``sms/status/request``), so its negation is taken to be one too.
+_REJECTED_WORDS = ("rejected", "rejeitado", "rejeitada", "reprovado", "reprovada", "inválido",
+                   "inválida", "invalido", "invalida", "invalid")
 
 
 def _fail(text: str) -> Exception:
@@ -60,13 +77,13 @@ def _fail(text: str) -> Exception:
 
 def parse_webhook(body: Union[bytes, str], kind: str = "status",
                   tz: str = DEFAULT_TZ) -> WebhookPayload:
-    """Parse a raw callback body (decoded as the gate decodes it), then
-    :func:`parse_webhook_data`."""
+    """Parse a raw callback body (decoded as the gate decodes one without a ``Content-Type``:
+    JSON, else a PHP-style form), then :func:`parse_webhook_data`."""
     try:
-        data = parse_json(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
-                          else body)
+        data = parse_any(body.encode("utf-8", "surrogatepass") if isinstance(body, str)
+                         else body)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, lone surrogates
-        raise _fail(f"the body is not valid JSON ({exc})") from exc
+        raise _fail(f"the body is not valid JSON nor a form ({exc})") from exc
     return parse_webhook_data(data, tz, kind)
 
 
@@ -87,40 +104,73 @@ def parse_webhook_data(data: Any, tz: str = DEFAULT_TZ, kind: str = "status") ->
     return WebhookPayload(statuses=tuple(statuses), inbound=tuple(inbound))
 
 
+def _given(obj: Mapping[str, Any], key: str) -> bool:
+    """Whether ``obj`` gives ``key`` a value: a key whose value is null says nothing (a PHP
+    backend writes absent fields as ``null``), so it never decides what a body is."""
+    return obj.get(key) is not None
+
+
 def _parse_object(obj: Mapping[str, Any], tz: str, statuses: List[StatusEvent],
                   inbound: List[InboundMessage]) -> None:
-    if "reply" in obj:
+    if _given(obj, "reply"):
         item = obj["reply"] if isinstance(obj["reply"], dict) else obj
-        inbound.append(wire.parse_reply_item(item, _fail, tz))
-    elif "messages" in obj:
+        inbound.append(_reply(item, tz))
+    elif _given(obj, "messages"):
         statuses.extend(_wrapped_statuses(obj, tz))
     elif _is_request_rejection(obj):
         statuses.append(_request_rejection(obj))
-    elif "status_code" in obj or "status" in obj:
+    elif _given(obj, "status_code") or _given(obj, "status"):
         statuses.append(wire.parse_status_item(obj, _fail, tz).to_event())
-    elif "phone" in obj and isinstance(obj.get("message"), str):
+    elif _given(obj, "phone") and isinstance(obj.get("message"), str):
         inbound.append(_flat_reply(obj, tz))
     else:
         keys = ", ".join(sorted(str(k) for k in obj)) or "none"
         raise _fail(f"not a status or reply payload (keys: {keys})")
 
 
+def _reply(item: Any, tz: str) -> InboundMessage:
+    """A reply item: an API reply (``message`` is the original message, an object), or a
+    reply to a panel campaign shaped as ``sms/replys-web`` lists it (``message`` is the
+    campaign's text), which gets the same ``web:<id>`` id as when it is polled."""
+    if isinstance(item, dict) and isinstance(item.get("message"), str):
+        return wire.parse_web_reply_item(item, _fail, tz)
+    return wire.parse_reply_item(item, _fail, tz)
+
+
 def _wrapped_statuses(obj: Mapping[str, Any], tz: str) -> List[StatusEvent]:
-    items = obj["messages"]
-    if not isinstance(items, list):
+    """The statuses of a request envelope (``sms/status/request``'s shape): one per message
+    listed, and the request's rejection when the envelope says the request was rejected (its
+    own ``status``/``status_code`` are the request's, another code space)."""
+    items = wire.listed(obj["messages"])
+    if items is None:
         raise _fail("'messages' is not a list")
     request_id = wire.text_or_none(obj.get("id"))
-    if not items and _is_request_rejection(obj):
-        return [_request_rejection(obj)]
-    return [wire.parse_status_item(item, _fail, tz).to_event(request_id) for item in items]
+    events = [wire.parse_status_item(item, _fail, tz).to_event(request_id) for item in items]
+    if _rejects_request(obj):
+        events.append(_request_rejection(obj))
+    return events
 
 
 def _is_request_rejection(obj: Mapping[str, Any]) -> bool:
-    if "status_message" in obj and "status_code" not in obj:
-        return True
+    """Whether an object without ``messages`` is a request's rejection rather than a message's
+    status. A ``phone`` names a message, so never; a ``status_message`` marks a request (the
+    rejection's reason), whatever ``status_code`` it carries (a request-level code); without
+    either, a ``status_code`` makes it a message's status (``"rejeitado"``/5 is a message the
+    carrier refused)."""
+    if _given(obj, "phone"):
+        return False
+    if not _given(obj, "status_message") and _given(obj, "status_code"):
+        return False
+    return _rejects_request(obj)
+
+
+def _rejects_request(obj: Mapping[str, Any]) -> bool:
+    """Whether a request-level object says the request was rejected: its ``status`` is a
+    rejection word, or it gives a ``status_message`` and no ``status`` at all."""
     status = obj.get("status")
-    return (isinstance(status, str) and status.strip().lower() in _REJECTED_WORDS
-            and "status_code" not in obj and "phone" not in obj and not obj.get("messages"))
+    if isinstance(status, str):
+        return status.strip().lower() in _REJECTED_WORDS
+    return status is None and _given(obj, "status_message")
 
 
 def _request_rejection(obj: Mapping[str, Any]) -> StatusEvent:

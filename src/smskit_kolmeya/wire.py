@@ -85,6 +85,7 @@ __all__ = [
     "error_for_response",
     "errors_in_body",
     "id_or_none",
+    "listed",
     "parse_retry_after",
     "e164_from_kolmeya",
     "national_digits",
@@ -212,8 +213,11 @@ _TEXT_CODES: Tuple[Tuple[str, int], ...] = (
 
 
 def _fold(text: str) -> str:
+    """Lower case, without accents, with ``_``, ``-`` and runs of spaces as one space
+    (``"NAO_ENTREGUE"`` reads as ``"nao entregue"``)."""
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip().lower()
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(bare.replace("_", " ").replace("-", " ").split()).lower()
 
 
 #: Status codes are small numbers; anything wider than this is not one (nor storable as one).
@@ -406,11 +410,23 @@ def id_or_none(value: Any, what: str, fail: Fail = _response_error) -> Optional[
     return text
 
 
-def _items(data: Mapping[str, Any], key: str) -> List[Mapping[str, Any]]:
-    value = data.get(key)
+def listed(value: Any) -> Optional[List[Any]]:
+    """A JSON array as a list: ``None`` (or absent) is empty, and an object is its values in
+    the order given, since PHP's ``json_encode`` writes an array whose keys are not ``0, 1,
+    2...`` (one left by ``array_filter``, or an empty ``(object)[]``) as an object. ``None``
+    for anything else."""
     if value is None:
         return []
-    if not isinstance(value, list):
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        return list(value.values())
+    return None
+
+
+def _items(data: Mapping[str, Any], key: str) -> List[Mapping[str, Any]]:
+    value = listed(data.get(key))
+    if value is None:
         raise _response_error(f"{key!r} is not a list")
     return [item if isinstance(item, dict) else {"phone": item} for item in value]
 
@@ -498,7 +514,10 @@ class MessageStatus:
 
 def parse_status_item(item: Any, fail: Fail = _response_error,
                       tz: str = DEFAULT_TZ) -> MessageStatus:
-    """One ``{id, reference, status_code, status}`` item (extra keys such as ``phone`` allowed)."""
+    """One ``{id, reference, status_code, status}`` item (extra keys such as ``phone`` allowed).
+
+    A ``status_code`` that is null or blank (``""``, as a form sends an empty field) is not
+    given; without one, a ``status`` that is a number (``3`` or ``"3"``) is the code."""
     if not isinstance(item, dict):
         raise fail(f"a message status must be an object, got {type(item).__name__}")
     provider_id = id_or_none(item.get("id"), "a message status 'id'", fail)
@@ -506,12 +525,17 @@ def parse_status_item(item: Any, fail: Fail = _response_error,
     if provider_id is None and reference is None:
         raise fail("a message status has neither 'id' nor 'reference'")
     raw_code = item.get("status_code")
+    if isinstance(raw_code, str) and not raw_code.strip():
+        raw_code = None
     code = parse_status_code(raw_code)
     if raw_code is not None and code is None:
         shown = repr(raw_code)
         raise fail(f"status_code {shown if len(shown) <= 40 else shown[:40] + '...'} is not "
                    "a status code")
     status = text_or_none(item.get("status"))
+    if code is None:
+        code = parse_status_code(item.get("status"))
+        status = None if code is not None else status
     if code is None and status is None:
         raise fail("a message status has neither 'status_code' nor 'status'")
     when = None

@@ -82,7 +82,7 @@ from smskit.provider import Provider, contract_problems
 from smskit.testing.report import CheckResult, collector, counts, suite_label
 from smskit.webhooks.auth import WebhookPolicy
 from smskit.webhooks.gate import KINDS, Accepted, WebhookGate, media_types, read_payload
-from smskit.webhooks.media import FORM, JSON
+from smskit.webhooks.media import ANY, FORM, JSON
 from smskit.webhooks.request import WebhookRequest, parse_query
 
 __all__ = ["HOOKS", "ProviderConformance", "ProviderReport", "expect", "sample_messages"]
@@ -103,6 +103,7 @@ HOOKS: Mapping[str, str] = {
 _UNRECOGNISED = {
     JSON: (b"[]", b"{}", b'{"messages": "x"}', b"42", b'"text"', b"null"),
     FORM: (b"", b"unexpected=1"),
+    ANY: (b"[]", b"{}", b"42", b"", b"unexpected=1", b"a[0][b]=1"),
 }
 _SAMPLE_PHONES = ["+5511987654321", "+5521998765432", "+5531991234567", "+5548991234567",
                   "+5561981234567", "+5571987651234", "+5585998761234", "+5541996543210"]

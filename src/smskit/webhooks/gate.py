@@ -14,8 +14,10 @@ refusal), or :class:`Accepted`, the parsed events to apply (synchronously with
    at, and no provider is built, for a caller that fails it; the WARNING a refusal logs is
    rate-limited per client address (:mod:`smskit.webhooks.throttle`);
 3. the provider exists (404), can be built (503 + ``Retry-After``) and takes webhooks (404);
-4. the ``Content-Type`` is one the provider declares (415, see :mod:`smskit.webhooks.media`);
-   a ``Content-Length`` is a number (400) within ``webhook_max_bytes`` (413);
+4. the ``Content-Type`` is one the provider declares (415, see :mod:`smskit.webhooks.media`;
+   a request without one is read as the provider's first media type, and a provider
+   declaring :data:`~smskit.webhooks.media.ANY` takes any); a ``Content-Length`` is a number
+   (400) within ``webhook_max_bytes`` (413);
 5. the body is within the cap (413) and decodes (400 ``malformed JSON``), once, here;
 6. the provider's own check of the request, when it has one (``verify_webhook``: 401/403),
    over the text as sent;
@@ -290,12 +292,12 @@ def _verify(provider: Provider, request: WebhookRequest) -> Optional[WebhookResp
 
 def read_payload(provider: Provider, request: WebhookRequest) -> WebhookPayload:
     """Decode and parse a callback without the gate's checks, for a caller that trusts it
-    (:meth:`smskit.kit.SmsKit.handle_webhook`): a body without ``Content-Type`` is read as the
-    provider's first media type. A body of another media type, one that does not decode or
-    one the provider does not recognise raises :class:`ValidationError`."""
+    (:meth:`smskit.kit.SmsKit.handle_webhook`), reading its ``Content-Type`` as the gate does
+    (:func:`smskit.webhooks.media.match`: without one, the provider's first media type). A
+    body of another media type, one that does not decode or one the provider does not
+    recognise raises :class:`ValidationError`."""
     accepted = media_types(provider)
-    media_type = (media.match(accepted, request.headers["content-type"])
-                  if request.media_type else accepted[0])
+    media_type = media.match(accepted, request.headers.get("content-type", ""))
     if media_type is None:
         raise ValidationError(media.expectation(accepted))
     try:

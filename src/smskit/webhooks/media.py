@@ -2,7 +2,9 @@
 
 A provider declares the media types its callbacks use (``webhook_media_types``, default
 :data:`DEFAULT_MEDIA_TYPES`: JSON only); the gate refuses any other ``Content-Type`` with 415
-and decodes the body exactly once, here, before the provider sees it:
+and decodes the body exactly once, here, before the provider sees it (:func:`match` says which
+media type a ``Content-Type`` falls under; a request without one is read as the provider's first
+media type):
 
 * ``application/json`` (and any ``application/...+json``): the JSON value. Text that is not
   Unicode (a lone surrogate escape such as ``"\\ud800"``) is malformed: it decodes, but no
@@ -10,7 +12,13 @@ and decodes the body exactly once, here, before the provider sees it:
   such values) and a value nested deeper than :data:`MAX_DEPTH` (no gateway sends one; at
   about a thousand levels the decoder itself runs out of stack);
 * ``application/x-www-form-urlencoded``: the fields as a tuple of ``(name, value)`` pairs in
-  the order sent (a repeated field appears once per value), UTF-8 only.
+  the order sent (a repeated field appears once per value), UTF-8 only;
+* :data:`ANY` (``*/*``), for a gateway whose callbacks' media type is not known: whatever the
+  ``Content-Type`` says (or without one), the body decides. JSON when it parses as JSON
+  (:func:`parse_json`'s rules), else a form read the way PHP reads one
+  (:func:`parse_nested_form`: ``messages[0][status_code]=3`` is
+  ``{"messages": [{"status_code": "3"}]}``); a body that is neither (or one that opens like
+  JSON but is malformed) does not decode. A provider declaring it gets no 415.
 
 The NUL rule: the gate replaces every U+0000 in the decoded text (names included) with U+FFFD,
 the replacement character (:func:`without_nul`), after the provider's own check of the request
@@ -24,10 +32,12 @@ the same rule to whatever reaches them by another path.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl
 
 __all__ = [
+    "ANY",
     "DEFAULT_MEDIA_TYPES",
     "FORM",
     "JSON",
@@ -41,8 +51,10 @@ __all__ = [
     "malformed",
     "match",
     "may_hold_nul",
+    "parse_any",
     "parse_form",
     "parse_json",
+    "parse_nested_form",
     "without_nul",
 ]
 
@@ -50,6 +62,8 @@ __all__ = [
 JSON = "application/json"
 #: HTML form bodies, as Twilio and most SMS gateways outside Brazil post them.
 FORM = "application/x-www-form-urlencoded"
+#: Any ``Content-Type``: the body decides (JSON, else a form with PHP's nested names).
+ANY = "*/*"
 #: What a provider that declares nothing accepts.
 DEFAULT_MEDIA_TYPES: Tuple[str, ...] = (JSON,)
 
@@ -142,6 +156,72 @@ def parse_form(body: bytes) -> Tuple[Tuple[str, str], ...]:
                            encoding="utf-8", errors="strict"))
 
 
+#: A PHP form field name: a base, then ``[key]`` parts (``[]`` appends).
+_NESTED_NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+_NESTED_KEY = re.compile(r"\[([^\[\]]*)\]")
+#: An array index as PHP reads one from a key (``"01"`` stays a text key).
+_INDEX = re.compile(r"0|[1-9][0-9]*")
+
+
+def _next_index(node: Dict[str, Any]) -> str:
+    """The key ``[]`` appends under in ``node``: one past its largest index (PHP's rule)."""
+    indexes = [int(key) for key in node if _INDEX.fullmatch(key)]
+    return str(max(indexes) + 1) if indexes else "0"
+
+
+def _as_lists(value: Any) -> Any:
+    """``value`` with every object whose keys are ``0, 1, 2...`` in order turned into a list,
+    as PHP's ``json_encode`` writes such an array (the depth is bounded by the caller)."""
+    if not isinstance(value, dict):
+        return value
+    items = {key: _as_lists(child) for key, child in value.items()}
+    if list(items) == [str(i) for i in range(len(items))]:
+        return list(items.values())
+    return items
+
+
+def parse_nested_form(body: bytes) -> Dict[str, Any]:
+    """The fields of a form body nested the way PHP (and so Laravel) reads them:
+    ``a[b][0]=x`` is ``{"a": {"b": ["x"]}}`` and ``a[]=x`` appends; an object whose keys are
+    ``0, 1, 2...`` in order becomes a list (what ``json_encode`` makes of such an array); a
+    later field wins over an earlier one of the same name; values stay texts. A name that is
+    not ``base[key]...`` is a plain key. ``ValueError`` when the body is not a well-formed
+    UTF-8 form, or a name nests deeper than :data:`MAX_DEPTH`."""
+    root: Dict[str, Any] = {}
+    for name, value in parse_form(body):
+        shape = _NESTED_NAME.fullmatch(name)
+        keys = [shape.group(1), *_NESTED_KEY.findall(shape.group(2))] if shape else [name]
+        if len(keys) > MAX_DEPTH:
+            raise ValueError(f"the form field {name[:40]!r} nests deeper than {MAX_DEPTH} "
+                             "levels")
+        node = root
+        for key in keys[:-1]:
+            key = key or _next_index(node)
+            child = node.get(key)
+            if not isinstance(child, dict):  # a later field wins, as in PHP
+                child = node[key] = {}
+            node = child
+        node[keys[-1] or _next_index(node)] = value
+    return {key: _as_lists(value) for key, value in root.items()}
+
+
+def parse_any(body: bytes) -> Any:
+    """A body whatever its ``Content-Type`` said (:data:`ANY`): its JSON value when it is JSON
+    (:func:`parse_json`), else its fields as PHP reads a form (:func:`parse_nested_form`).
+    ``ValueError`` when it is neither; a body that opens like JSON (``{`` or ``[``) is never
+    read as a form, so malformed JSON is reported as such."""
+    try:
+        return parse_json(body)
+    except ValueError as exc:
+        if body.lstrip()[:1] in (b"{", b"["):
+            raise
+        not_json = exc
+    try:
+        return parse_nested_form(body)
+    except ValueError as exc:
+        raise ValueError(f"the body is neither JSON ({not_json}) nor a form ({exc})") from exc
+
+
 class _Format(NamedTuple):
     decode: Callable[[bytes], Any]
     malformed: str  # the ``error`` of the 400 a body that does not decode gets
@@ -152,6 +232,7 @@ class _Format(NamedTuple):
 _FORMATS: Dict[str, _Format] = {
     JSON: _Format(parse_json, "malformed JSON", "JSON (application/json)"),
     FORM: _Format(parse_form, "malformed form", f"a form ({FORM})"),
+    ANY: _Format(parse_any, "malformed body", "JSON or a form (any Content-Type)"),
 }
 MEDIA_TYPES: Tuple[str, ...] = tuple(_FORMATS)
 
@@ -162,12 +243,20 @@ def essence(content_type: str) -> str:
 
 
 def match(accepted: Sequence[str], content_type: str) -> Optional[str]:
-    """The declared media type a ``Content-Type`` falls under, or ``None``."""
+    """The declared media type a ``Content-Type`` falls under, or ``None`` (a 415): the type
+    itself; JSON for ``application/...+json``; :data:`ANY` for any other type when the
+    provider declares it; and, for a request without a ``Content-Type`` (``""``), the
+    provider's first media type. The gate and :func:`smskit.webhooks.gate.read_payload` both
+    ask here, so they read a body alike."""
     media = essence(content_type)
     if media in accepted:
         return media
     if JSON in accepted and media.startswith("application/") and media.endswith("+json"):
         return JSON
+    if ANY in accepted:
+        return ANY
+    if not media and accepted:
+        return accepted[0]
     return None
 
 

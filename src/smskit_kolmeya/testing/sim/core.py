@@ -30,6 +30,9 @@ from smskit_kolmeya.testing.sim.state import SimMessage, SimRequest, SimState
 
 __all__ = ["KolmeyaSimulator"]
 
+#: How ``sms/accesses`` writes its times (the only client that reads them parses this).
+_ACCESS_TIME = "%Y-%m-%d %H:%M:%S"
+
 
 class KolmeyaSimulator(SimulatorBase[SimulatorConfig]):
     """A local Kolmeya: serve :attr:`app` (or :func:`create_app`) and drive it from tests."""
@@ -332,6 +335,70 @@ class KolmeyaSimulator(SimulatorBase[SimulatorConfig]):
         """Replies to panel campaigns, oldest first."""
         with self.lock:
             return [item for _, item in self._state.web_replies]
+
+    # -- link accesses and monthly totals ------------------------------------------------
+
+    def add_access(self, phone_or_message_id: Union[str, int], *, is_robot: bool = False,
+                   accessed_at: Optional[dt.datetime] = None) -> Dict[str, Any]:
+        """A click on the shortened link of a message: the message with that UUID, else the
+        latest one sent to that phone (NotFoundError if none). Listed by ``sms/accesses`` and
+        counted by ``sms/reports/quantity-jobs``. Returns the item as ``sms/accesses`` lists
+        it."""
+        now = accessed_at or self.now()
+        with self.lock:
+            msg = self._state.find_message(phone_or_message_id,
+                                           national_digits(phone_or_message_id))
+            self._state.accesses.append((now, msg.id, is_robot))
+            return self._access_item(now, msg.id, is_robot)
+
+    def _access_item(self, at: dt.datetime, message_id: str, is_robot: bool) -> Dict[str, Any]:
+        """An ``sms/accesses`` item (the lock held). The simulator knows no names or CPFs;
+        ``fullphone`` is taken to carry the 55, and the times are ``YYYY-MM-DD HH:MM:SS``."""
+        tz = zone(self.config.timezone)
+        msg = self._state.messages[message_id]
+        request = self._state.requests[msg.request_id]
+        return {"cpf": 0, "name": "", "fullphone": int("55" + msg.phone), "message": msg.body,
+                "is_robot": int(is_robot),
+                "accessed_at": at.astimezone(tz).strftime(_ACCESS_TIME),
+                "tenant_segment_id": request.cost_centre_id, "job_id": request.job,
+                "job_created_at": request.created_at.astimezone(tz).strftime(_ACCESS_TIME)}
+
+    def accesses(self, first_day: dt.date, last_day: dt.date, *, is_robot: bool = False,
+                 cost_centre_id: int = 0, limit: int = 5000) -> Tuple[List[Dict[str, Any]], int]:
+        """The ``sms/accesses`` answer: the clicks from ``first_day`` to ``last_day`` (the
+        simulator's time zone), by robots or not as ``is_robot`` says, on messages of one cost
+        centre (0: all), oldest first; at most ``limit`` of them, and how many there are."""
+        tz = zone(self.config.timezone)
+        with self.lock:
+            state = self._state
+            found = [self._access_item(at, message_id, robot)
+                     for at, message_id, robot in state.accesses
+                     if first_day <= at.astimezone(tz).date() <= last_day
+                     and robot == is_robot and cost_centre_id in (0, state.requests[
+                         state.messages[message_id].request_id].cost_centre_id)]
+        return found[:limit], len(found)
+
+    def quantity_jobs(self, year: int, month: int) -> List[Dict[str, Any]]:
+        """The ``sms/reports/quantity-jobs`` rows for the jobs created in that month (the
+        simulator's time zone): the job ``id`` and the fields production code reads, its cost
+        centre's name (``centro_custo``), its messages delivered (``entregues``) and the
+        clicks on their links (``acessos``)."""
+        tz = zone(self.config.timezone)
+        names = dict(self.config.cost_centres)
+        with self.lock:
+            state = self._state
+            clicks = Counter(state.messages[m].request_id for _, m, _ in state.accesses)
+            rows = []
+            for request in state.requests.values():
+                created = request.created_at.astimezone(tz)
+                if (created.year, created.month) != (year, month):
+                    continue
+                delivered = sum(1 for m in request.message_ids
+                                if state.messages[m].status_code == 3)
+                rows.append({"id": request.job,
+                             "centro_custo": names.get(request.cost_centre_id, ""),
+                             "entregues": delivered, "acessos": clicks[request.id]})
+        return rows
 
     # -- statistics -----------------------------------------------------------------------
 

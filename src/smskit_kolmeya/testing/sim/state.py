@@ -81,6 +81,8 @@ class SimState:
         self.held: Dict[str, List[str]] = {}
         self.replies: List[Tuple[dt.datetime, Dict[str, Any]]] = []
         self.web_replies: List[Tuple[dt.datetime, Dict[str, Any]]] = []
+        #: Clicks on messages' shortened links: (when, message id, by a robot).
+        self.accesses: List[Tuple[dt.datetime, str, bool]] = []
         self.blacklist = set(blacklist)
         self.balance = balance
         self.rejected: Counter[str] = Counter()
