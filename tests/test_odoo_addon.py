@@ -205,8 +205,8 @@ def addon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
                    Root=type("Root", (), {"get_request": lambda self, r: None}))
     identity = lambda f: f  # noqa: E731 - a decorator that changes nothing
     api = _module("odoo.api", model=identity, model_create_multi=identity,
-                  call_kw=fake_call_kw, depends=_anything, onchange=_anything,
-                  returns=_anything,
+                  call_kw=fake_call_kw, depends=_anything, depends_context=_anything,
+                  onchange=_anything, returns=_anything,
                   Environment=lambda cr, uid, context: AddonEnv(fake, uid, cr))
     models = _module("odoo.models", AbstractModel=AbstractModel, Model=BaseModel,
                      TransientModel=BaseModel)

@@ -78,8 +78,10 @@ def sms_rows(server: Server, phone: str, fields: List[str]) -> List[Dict[str, An
                               fields=fields, order="id"))
 
 
-def log_in(page: Any, url: str) -> None:
-    """Log a Playwright ``page`` into the served Odoo at ``url`` as admin, as a person does.
+def log_in(page: Any, url: str, login: str = ADMIN_LOGIN,
+           password: str = ADMIN_PASSWORD) -> None:
+    """Log a Playwright ``page`` into the served Odoo at ``url`` (as admin unless told), as a
+    person does.
 
     The form is filled only once the login page has loaded everything it asks for: a request
     of the page still in flight when the form is posted (its lazily loaded scripts fetch
@@ -88,7 +90,7 @@ def log_in(page: Any, url: str) -> None:
     and the web client then lands back on the login page."""
     page.goto(f"{url}/web/login")
     page.wait_for_load_state("networkidle")
-    page.fill("input[name=login]", ADMIN_LOGIN)
-    page.fill("input[name=password]", ADMIN_PASSWORD)
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_selector(".o_main_navbar", timeout=60_000)

@@ -3,7 +3,10 @@ distribution's, driven by Playwright) against a served Odoo 15 whose smskit send
 Kolmeya simulator. Log in as admin, open a contact, send it an SMS with Odoo's stock composer,
 find it in SMS > Messages, let Kolmeya's delivery callback arrive and see it turn delivered
 (with its history); open the dashboard (kanban, graph, pivot), a scheduled send, a campaign and
-the SMS settings. No console error, no error dialog, nothing asked of the internet.
+the SMS settings. No console error, no error dialog, nothing asked of the internet. On
+Odoo's stock ``sms.sms`` (readable by Settings administrators only), an SMS user and an SMS
+manager who are not administrators open a message linked to one without an access error, and
+an administrator follows the link.
 
 With ``SMSKIT_SCREENSHOT_DIR`` set (``docs/img`` for the docs), the main screens are written
 there as ``odoo-*.png``, 1280x800, reduced to a 256-colour palette with the Pillow of Odoo's
@@ -21,7 +24,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 from dateutil import tz
-from odoo15_harness import Server
+from odoo15_harness import ADMIN_LOGIN, ADMIN_PASSWORD, Server
 from odoo15_smskit import configure_kolmeya, log_in, store_url, unique_phone
 
 from smskit.models import Message, State
@@ -275,3 +278,68 @@ def test_the_dashboard_a_schedule_a_campaign_and_the_settings(odoo: Dict[str, An
     assert browser.problems == []
     local = (odoo["server"].url, "data:", "blob:", "about:")
     assert all(url.startswith(local) for url in browser.requested), "nothing from outside"
+
+
+ROLES = {"sms-agent": "sms_smskit.group_smskit_user",
+         "sms-manager": "sms_smskit.group_smskit_manager"}
+ROLE_PASSWORD = "roles-pw"
+
+
+def _ref(server: Server, xmlid: str) -> int:
+    module, name = xmlid.split(".")
+    [found] = server.xmlrpc("ir.model.data", "search_read",
+                            [("module", "=", module), ("name", "=", name)], fields=["res_id"])
+    return int(found["res_id"])
+
+
+def test_every_sms_role_opens_a_message_linked_to_odoos_sms_sms(
+        odoo_stock: Server, kolmeya_for_odoo: Tuple[KolmeyaSimulator, str]) -> None:
+    # the form shows the message's Odoo record (a reference field), whose name the web client
+    # asks of sms.sms as the person logged in: only Settings administrators may read sms.sms
+    sync_playwright = _sync_playwright()
+    server = odoo_stock
+    configure_kolmeya(server, kolmeya_for_odoo[1])
+    phone = unique_phone()
+    server.xmlrpc("smskit.bridge", "smskit_send", phone, "Seu boleto vence hoje")
+    [message] = server.xmlrpc("smskit.message", "search_read", [("phone", "=", phone)],
+                              fields=["odoo_record"])
+    assert message["odoo_record"].startswith("sms.sms,")
+    for login, group in ROLES.items():
+        server.xmlrpc("res.users", "create", {
+            "name": login, "login": login, "password": ROLE_PASSWORD,
+            "groups_id": [(6, 0, [_ref(server, "base.group_user"), _ref(server, group)])]})
+    people = [(login, ROLE_PASSWORD) for login in ROLES] + [(ADMIN_LOGIN, ADMIN_PASSWORD)]
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=os.environ.get("SMSKIT_CHROMIUM") or CHROMIUM, args=CHROMIUM_ARGS,
+            headless=True)
+        try:
+            for login, password in people:
+                page = chromium.new_page(viewport=VIEWPORT)  # a context (cookies) of its own
+                problems: List[str] = []
+                page.on("console", lambda m, p=problems: p.append(m.text)
+                        if m.type == "error" else None)
+                log_in(page, server.url, login, password)
+                page.goto(f"{server.url}/web#model=smskit.message&id={message['id']}"
+                          "&view_type=form")
+                page.wait_for_selector(".o_form_view .o_statusbar_status, .modal",
+                                       timeout=60_000)
+                page.wait_for_timeout(800)
+                dialog = page.query_selector(".modal")
+                assert dialog is None, (login, dialog.inner_text() if dialog else "")
+                assert phone in page.inner_text(".o_form_view .oe_title"), login
+                page.click(".o_notebook .nav-link:text-is('Details')")
+                record = page.locator(".o_notebook .tab-pane.active "
+                                      ".o_field_widget[name=odoo_record]")
+                if login == ADMIN_LOGIN:  # may read sms.sms: follows the link to it
+                    record.click()
+                    page.wait_for_selector(".o_form_view .o_field_widget[name=number]",
+                                           timeout=60_000)
+                    assert "model=sms.sms" in page.url, page.url
+                    assert phone in page.inner_text(".o_form_view"), login
+                else:  # no link for who may not follow it
+                    assert record.count() == 0 or not record.is_visible(), login
+                assert problems == [], (login, problems)
+                page.close()
+        finally:
+            chromium.close()

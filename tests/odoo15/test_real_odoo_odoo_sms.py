@@ -10,6 +10,8 @@
   statistics count what the simulator reports delivered and bounced.
 * A batch Odoo sends again (``sms.sms.send()`` of sent rows, ``_send_sms_batch`` called again
   after a crash) sends nothing twice.
+* Every test SMS of a mailing (``mailing.sms.test``, whose ``res_id`` is the number) goes out,
+  the second to the same number too, and each is logged on the mailing.
 * An agent's reply in an SMS ChatRoom conversation goes out, shows its delivery state, and a
   blacklisted number is refused in the agent's language with nothing kept.
 """
@@ -224,3 +226,27 @@ def test_a_mailing_goes_in_batches_and_counts_delivered_and_bounced(
                           ["sent", "delivered", "bounced", "received_ratio"])
     assert (stats["sent"], stats["delivered"], stats["bounced"]) == (N, N - 5, 5)
     assert round(stats["received_ratio"]) == round(100 * (N - 5) / N)
+
+
+def test_every_test_sms_of_a_mailing_goes_out_and_is_logged(
+        mass: Server, kolmeya_for_odoo: Sim) -> None:
+    # Odoo's test wizard passes the number itself as res_id (there is no sms.sms row): the
+    # second test to a number was taken for the first one sent again, answered "success"
+    # (logged "Test SMS successfully sent") and never reached the gateway
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    model = mass.xmlrpc("ir.model", "search", [("model", "=", "res.partner")])[0]
+    mailing = mass.xmlrpc("mailing.mailing", "create", {
+        "name": "Black Friday", "subject": "Black Friday", "mailing_type": "sms",
+        "body_plaintext": "Black Friday: 10% off", "mailing_model_id": model})
+    bodies = ["Black Friday: 10% off", "Black Friday: 10% off", "Black Friday: 20% off"]
+    for body in bodies:  # tested, tested again, corrected and tested
+        mass.xmlrpc("mailing.mailing", "write", [mailing], {"body_plaintext": body})
+        wizard = mass.xmlrpc("mailing.sms.test", "create",
+                             {"mailing_id": mailing, "numbers": phone})
+        mass.xmlrpc("mailing.sms.test", "action_send_sms", [wizard])
+    assert [m.body for m in _sim_messages(simulator, phone)] == bodies
+    logged = mass.xmlrpc("mail.message", "search_read", [
+        ("model", "=", "mailing.mailing"), ("res_id", "=", mailing)], fields=["body"])
+    said = [m["body"] for m in logged if f"Test SMS successfully sent to {phone}" in m["body"]]
+    assert len(said) == len(bodies), [m["body"] for m in logged]

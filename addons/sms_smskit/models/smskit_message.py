@@ -121,14 +121,34 @@ class SmskitMessage(models.Model):
         return [(name, self.env[name]._description) for name in ("sms.message", "sms.sms")
                 if name in self.env]
 
+    @api.depends_context("uid")
     def _compute_odoo_record(self):
         # the model smskit mirrors into: the setting, else sms.message where it exists
         # (smskit_odoo.schema prefers it), else Odoo's own sms.sms
         wanted = self.env["ir.config_parameter"].sudo().get_param("smskit.odoo_model")
         model = wanted or ("sms.message" if "sms.message" in self.env else "sms.sms")
+        readable = self._smskit_readable_ids(model, self.mapped("odoo_record_id"))
         for message in self:
-            message.odoo_record = (f"{model},{message.odoo_record_id}"
-                                   if message.odoo_record_id and model in self.env else False)
+            message.odoo_record = (self.env[model].browse(message.odoo_record_id)
+                                   if message.odoo_record_id in readable else False)
+
+    @api.model
+    def _smskit_readable_ids(self, model, ids):
+        """The ids among ``ids`` of records of ``model`` that exist and the current user may
+        read (access rights and record rules).
+
+        The web client asks for a reference's name as the current user (``name_get`` when it
+        shows the form): a record the user may not read would be an AccessError on opening
+        the message (``sms.sms`` is readable by Settings administrators only). So the link is
+        given only to who can follow it; the others see none (the form hides the empty
+        field)."""
+        ids = sorted({i for i in ids if i})
+        if not ids or model not in self.env:
+            return set()
+        records = self.env[model].browse(ids)
+        if not records.check_access_rights("read", raise_exception=False):
+            return set()
+        return set(records.exists()._filter_access_rules("read").ids)
 
     @api.depends("state", "direction", "batch_id")
     def _compute_can(self):

@@ -2,7 +2,12 @@
 
 Each ``sms.sms`` of the batch is one smskit message keyed ``odoo:<database uuid>:sms.sms:<id>``
 (``smskit_odoo.origins.origin_key``): a batch Odoo retries (a cron run after a crash, a second
-``send()``) finds its messages and sends nothing twice. The batch goes through
+``send()``) finds its messages and sends nothing twice. Only a ``res_id`` that is an ``sms.sms``
+id (an int naming a row, as ``sms.sms._send`` passes) is keyed so; Odoo also sends without a
+row: the composer's "numbers" mode passes ``0`` and a mailing's test SMS
+(``mailing.sms.test``) the number itself, ``"+5511987654321"``. Each of those is a new message
+(a second test to the same number is sent again), and its ``res_id`` is answered back as it
+came, which is how Odoo matches the answers. The batch goes through
 ``SmsKit.send_many`` (the blacklist, Odoo's ``phone.blacklist`` included, quiet hours,
 segments and cost, one gateway request), then each message's state is answered in IAP's
 words: queued (quiet hours, the gateway unavailable for a moment) and sent are ``success``
@@ -49,6 +54,14 @@ def iap_state(message):
     return _IAP_FAILURES.get(failure_type(message) or "", "rejected")
 
 
+def _sms_id(res_id):
+    """``res_id`` when it can be an ``sms.sms`` id (a positive int), else None: a mailing's test
+    SMS passes the number, ``"+5511987654321"``, which ``int()`` would take for one."""
+    if isinstance(res_id, int) and not isinstance(res_id, bool) and res_id > 0:
+        return res_id
+    return None
+
+
 class SmskitBridgeOdooSms(models.AbstractModel):
     _inherit = "smskit.bridge"
 
@@ -71,20 +84,15 @@ class SmskitBridgeOdooSms(models.AbstractModel):
             return [{"res_id": m.get("res_id"), "state": "unregistered"} for m in messages]
         uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid") or \
             self.env.cr.dbname
-        ids = [int(m["res_id"]) for m in messages if m.get("res_id")]
-        partners = {}
-        if ids:
-            self.env.cr.execute("SELECT id, partner_id FROM sms_sms WHERE id IN %s",
-                                [tuple(ids)])
-            partners = dict(self.env.cr.fetchall())
+        partners = self._smskit_sms_rows(messages)
         recipients = []
         for message in messages:
             row = {"phone": message.get("number") or "", "content": message.get("content") or ""}
             res_id = message.get("res_id")
-            if res_id:  # the test SMS of a mailing has none: each is a new message
+            if _sms_id(res_id) in partners:
                 row["key"] = origin_key(uuid, "sms.sms", res_id)
-            if partners.get(res_id):
-                row["partner"] = f"res.partner,{partners[res_id]}"
+                if partners[res_id]:
+                    row["partner"] = f"res.partner,{partners[res_id]}"
             recipients.append(row)
         outcomes = {}
         with self._smskit_kit(settings) as kit:
@@ -101,8 +109,19 @@ class SmskitBridgeOdooSms(models.AbstractModel):
                 result.update(smskit_id=sent.id, credit=sent.segments)
             results.append(result)
         self._smskit_link_rows([(r["res_id"], r["smskit_id"]) for r in results
-                                if r.get("res_id") and r.get("smskit_id")])
+                                if _sms_id(r["res_id"]) in partners and r.get("smskit_id")])
         return results
+
+    @api.model
+    def _smskit_sms_rows(self, messages):
+        """``{sms.sms id: partner id or None}`` of the messages whose ``res_id`` names an
+        ``sms.sms`` row (the others have none: see the module docs)."""
+        ids = {_sms_id(m.get("res_id")) for m in messages} - {None}
+        if not ids:
+            return {}
+        self.env.cr.execute("SELECT id, partner_id FROM sms_sms WHERE id IN %s",
+                            [tuple(ids)])
+        return dict(self.env.cr.fetchall())
 
     @api.model
     def _smskit_link_rows(self, pairs):

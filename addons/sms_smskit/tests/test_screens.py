@@ -311,6 +311,26 @@ class TestScreens(SmskitLiveCase):
         with self.assertRaises(AccessError):
             env["res.config.settings"].create({"smskit_public_url": "https://x"})
 
+    def test_every_sms_role_opens_a_message_linked_to_an_sms_sms(self):
+        # the form shows the message's Odoo record, whose name the web client then asks of
+        # its model as the person who opened it: Odoo's sms.sms is readable by Settings
+        # administrators only, which SMS users and managers need not be
+        self.params(odoo_model="sms.sms")
+        sent = self.bridge.smskit_send(new_phone(), "Oi")
+        message = self.message(sent["message_id"])
+        self.assertEqual(message.odoo_record._name, "sms.sms")
+        form = list(message.fields_view_get(view_type="form")["fields"])
+        for login, group in (("sms-agent", "sms_smskit.group_smskit_user"),
+                             ("sms-manager", "sms_smskit.group_smskit_manager")):
+            user = self.user(login, group)
+            [shown] = message.with_user(user).read(form)  # what the form reads to show it
+            self.assertEqual((shown["phone"], shown["odoo_record"]), (message.phone, False))
+        admin = self.user("sms-admin", "sms_smskit.group_smskit_manager", "base.group_system")
+        [shown] = message.with_user(admin).read(["odoo_record"])
+        model, res_id = shown["odoo_record"].split(",")
+        [(found, _name)] = self.live[model].with_user(admin).browse(int(res_id)).name_get()
+        self.assertEqual((model, found), ("sms.sms", message.odoo_record.id), "they follow it")
+
     def test_an_administrator_outside_the_sms_managers_cannot_change_sms_settings(self):
         self.params(public_url="https://odoo.example.com/smskit")
         admin = self.user("settings-admin", "base.group_system")

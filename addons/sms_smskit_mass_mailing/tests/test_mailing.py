@@ -45,3 +45,31 @@ class TestMailing(SmskitCase):
         self.assertEqual(sorted(t for t in traces.mapped("failure_type") if t),
                          ["sms_expired", "sms_not_delivered"])
         self.assertEqual((mailing.sent, mailing.delivered, mailing.bounced), (5, 3, 2))
+
+    def test_every_test_sms_of_a_mailing_is_sent(self):
+        # the test wizard passes the number as res_id (no sms.sms row): a second test to the
+        # same number is a new SMS, never the first one's answer again
+        phone = "+5511987650099"
+        mailing = self.env["mailing.mailing"].create({
+            "name": "Teste", "subject": "Teste", "mailing_type": "sms",
+            "body_plaintext": "Promoção de julho",
+            "mailing_model_id": self.env.ref("base.model_res_partner").id})
+        with self.env["smskit.bridge"]._smskit_kit() as kit:
+            before = len(kit.provider().sent)
+        for body in ("Promoção de julho", "Promoção de julho", "Promoção de julho: 10% off"):
+            mailing.body_plaintext = body
+            self.env["mailing.sms.test"].create(
+                {"mailing_id": mailing.id, "numbers": phone}).action_send_sms()
+        with self.env["smskit.bridge"]._smskit_kit() as kit:
+            sent = kit.provider().sent[before:]
+        self.assertEqual([(s.phone, s.body) for s in sent], [
+            (phone, "Promoção de julho"), (phone, "Promoção de julho"),
+            (phone, "Promoção de julho: 10% off")])
+        logged = self.env["mail.message"].search([
+            ("model", "=", "mailing.mailing"), ("res_id", "=", mailing.id),
+            ("body", "ilike", "Test SMS successfully sent to " + phone)])
+        self.assertEqual(len(logged), 3)
+        answer = self.env["sms.api"]._send_sms_batch(
+            [{"res_id": phone, "number": phone, "content": "Oi"}])
+        self.assertEqual(answer[0]["res_id"], phone, "Odoo matches the answer by it")
+        self.assertEqual(answer[0]["state"], "success")
