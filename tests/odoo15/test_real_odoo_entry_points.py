@@ -13,7 +13,9 @@ change (``sent`` -> ``delivered``) is tracked; ``smskit.odoo_track_sent`` tracks
 
 from __future__ import annotations
 
+import datetime as dt
 import random
+import time
 from typing import Any, Dict, List, Tuple
 
 import odoorpc.error
@@ -27,6 +29,7 @@ from odoo15_smskit import (
     unique_phone,
 )
 
+from smskit.timeutil import zone
 from smskit_kolmeya.testing.simulator import KolmeyaSimulator
 
 pytestmark = pytest.mark.real_odoo
@@ -71,6 +74,39 @@ def test_a_scheduled_send_with_a_string_date(odoo: Server) -> None:
                                [phone, "Lembrete"], {"at": "2030-01-01 12:00:00"})
     assert result["state"] == "outgoing"
     assert [r["state"] for r in sms_rows(odoo, phone, ["state"])] in ([], ["outgoing"])
+
+
+def test_a_send_that_falls_due_inside_the_quiet_hours_waits_for_their_end(
+        odoo: Server, kolmeya_for_odoo: Tuple[KolmeyaSimulator, str]) -> None:
+    """Queued for a few seconds later while sending was allowed; the quiet hours set since
+    cover the moment it falls due: the cron's dispatch puts it back until they end, and
+    Kolmeya receives nothing."""
+    simulator, _ = kolmeya_for_odoo
+    phone = unique_phone()
+    due = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(seconds=3)
+    client = odoo.odoorpc()
+    result = client.execute_kw("smskit.bridge", "smskit_send", [phone, "Lembrete"],
+                               {"at": due.strftime("%Y-%m-%d %H:%M:%S")})
+    assert result["state"] == "outgoing"
+    local = due.astimezone(zone("America/Sao_Paulo"))
+    start, end = (local - dt.timedelta(hours=1)).hour, (local + dt.timedelta(hours=2)).hour
+    odoo.set_params({"smskit.quiet_hours": f"{start:02d}:00-{end:02d}:00"})
+    try:
+        time.sleep(max(0.0, (due - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1)
+        client.execute_kw("ir.cron", "method_direct_trigger",
+                          [client.env.ref("sms_smskit.ir_cron_smskit_run").id], {})
+        (row,) = odoo.xmlrpc("smskit.message", "search_read",
+                             [("smskit_id", "=", result["message_id"])],
+                             ["state", "scheduled_at"])
+        assert row["state"] == "outgoing"
+        end_local = local.replace(hour=end, minute=0, second=0)
+        if end_local <= local:
+            end_local += dt.timedelta(days=1)
+        assert row["scheduled_at"] == end_local.astimezone(dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M:%S")
+        assert result["message_id"] not in simulator.accepted_references()
+    finally:
+        odoo.set_params({"smskit.quiet_hours": None})
 
 
 def test_a_blacklisted_number_is_not_sent(odoo: Server) -> None:
