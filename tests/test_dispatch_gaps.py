@@ -6,7 +6,6 @@ did and reconciles only what may have. Nothing is lost and nothing is sent twice
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -18,13 +17,10 @@ from smskit.models import Message, SendResult, State
 from smskit.provider import Capabilities, Provider, ReconcileResult
 from smskit.store.base import KIND_REROUTED, Requeue, Store
 from smskit.store.memory import MemoryStore
-from smskit.store.sql import SqlStore
+from store_helpers import STORE_KINDS, open_store
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
-PG_URL = os.environ.get("SMSKIT_TEST_POSTGRES_URL")
-_TABLES = ("events, messages, batches, blacklist, schedules, contacts, contact_tags, campaigns, "
-           "blacklist_audit, blacklist_sync, kv_state, links, link_clicks")
 
 Script = Callable[[Sequence[Message]], List[SendResult]]
 
@@ -58,20 +54,9 @@ class Gateway(Provider):
             for m in known])
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="set SMSKIT_TEST_POSTGRES_URL to run on PostgreSQL"))])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Any
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
-    else:
-        made = SqlStore(str(PG_URL))
-        with made._engine.begin() as conn:  # the test owns this database
-            conn.exec_driver_sql(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
-    yield made
-    made.close()
+    yield from open_store(request.param, tmp_path)
 
 
 def queue(store: Store, count: int) -> List[Message]:

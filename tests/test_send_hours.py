@@ -7,7 +7,6 @@ against the Kolmeya simulator on loopback."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
@@ -30,12 +29,10 @@ from smskit.timeutil import zone
 from smskit.worker import Worker
 from smskit_kolmeya.provider import KolmeyaProvider
 from smskit_kolmeya.testing.simulator import KolmeyaSimulator
+from store_helpers import STORE_KINDS, open_store
 
 UTC = dt.timezone.utc
 SP = zone("America/Sao_Paulo")
-PG_URL = os.environ.get("SMSKIT_TEST_POSTGRES_URL")
-_TABLES = ("events, messages, batches, blacklist, schedules, contacts, contact_tags, campaigns, "
-           "blacklist_audit, blacklist_sync, kv_state, links, link_clicks")
 
 
 def sp(day: int, hour: int, minute: int = 0) -> dt.datetime:
@@ -55,20 +52,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="set SMSKIT_TEST_POSTGRES_URL to run on PostgreSQL"))])
+@pytest.fixture(params=STORE_KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    made: Any
-    if request.param == "memory":
-        made = MemoryStore()
-    elif request.param == "sqlite":
-        made = SqlStore(f"sqlite:///{tmp_path / 'smskit.db'}")
-    else:
-        made = SqlStore(str(PG_URL))
-        with made._engine.begin() as conn:  # the test owns this database
-            conn.exec_driver_sql(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
-    yield made
-    made.close()
+    yield from open_store(request.param, tmp_path)
 
 
 def make_kit(store: Store, clock: Clock, provider: Optional[Provider] = None,
