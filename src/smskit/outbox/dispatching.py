@@ -364,13 +364,13 @@ class _Run:
         canceled = claimed.canceled + tuple(
             SendResult(message_id=m.id, state=State.CANCELED, error_code="dnd",
                        error_text="do-not-disturb leaves no time to send") for m in never)
-        stuck = [m for group in waiting.values() for m in group if m.id not in back]
+        stuck = [when for when, group in waiting.items() if any(m.id not in back for m in group)]
         if stuck:
             if canceled:
                 store.record_results(batch.id, canceled, self.now)
                 self.note_results(canceled)
                 self.report.canceled += len(canceled)
-            retry_at = min(later[m.id] or self.now for m in stuck)
+            retry_at = min(stuck)
             store.release_batch(batch.id, why, retry_at=retry_at)
             self.note([m.id for m in claimed.to_send if m.id not in back],
                       State.OUTGOING, f"{why}: sent from {retry_at.isoformat()}")
