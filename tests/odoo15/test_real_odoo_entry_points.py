@@ -109,6 +109,27 @@ def test_a_send_that_falls_due_inside_the_quiet_hours_waits_for_their_end(
         odoo.set_params({"smskit.quiet_hours": None})
 
 
+def test_a_reply_finds_the_partner_saved_before_the_ninth_digit(odoo: Server,
+                                                                  connector: int) -> None:
+    """A customer saved years ago as "(11) 8765-4321" answers from +55 11 98765-4321: the reply
+    lands in the ChatRoom on that partner, and no second partner is made."""
+    eight = f"{random.randint(8_000_0000, 8_999_9999)}"
+    old = odoo.xmlrpc("res.partner", "create",
+                      {"name": "Cliente antigo", "mobile": f"(11) {eight[:4]}-{eight[4:]}"})
+    phone = f"+55119{eight}"
+    reply_id = 700_000 + int(eight[-5:])
+    answer = post_webhook(odoo, "reply", reply_callback(reply_id, phone, "Ainda sou cliente"))
+    assert answer.status_code == 200, answer.text
+    (conversation,) = odoo.xmlrpc("acrux.chat.conversation", "search_read",
+                                  [("number", "=", phone.lstrip("+"))], ["res_partner_id"])
+    assert conversation["res_partner_id"][0] == old
+    halves = [(field, "like", half) for field in ("mobile", "phone")
+              for half in (eight[:4], eight[4:])]
+    partners = odoo.xmlrpc("res.partner", "search",
+                           ["|", "&", halves[0], halves[1], "&", halves[2], halves[3]])
+    assert partners == [old]
+
+
 def test_a_blacklisted_number_is_not_sent(odoo: Server) -> None:
     phone = unique_phone()
     odoo.xmlrpc("phone.blacklist", "create", {"number": phone})
