@@ -36,11 +36,6 @@ _FIELDS = ("phone", "mobile")
 _WAIT_STEPS = 50
 
 
-def _e164(raw: Any, region: str) -> Optional[str]:
-    """The number a partner's free-text field stands for, or ``None`` (never raises)."""
-    return matching_e164(raw, region)
-
-
 def phone_domain(phones: Sequence[str], fields: Sequence[str] = _FIELDS) -> List[Any]:
     """An Odoo domain matching partners whose ``fields`` may hold one of ``phones``."""
     leaves: List[Any] = []
@@ -87,7 +82,7 @@ class PartnerDirectory:
         wanted_set = set(wanted)
         for row in rows:
             for field in _FIELDS:
-                number = _e164(row.get(field), self.region)
+                number = matching_e164(row.get(field), self.region)
                 if number in wanted_set and number not in found:
                     found[number] = int(row["id"])
         return found
