@@ -177,18 +177,17 @@ def _split_long_clusters(
     breaks: Set[int] = set()
     position = 0
     for size in clusters:
+        widths: List[int] = []  # its code points' units
+        left = size
+        while left > 0:
+            widths.append(2 if text[position] > "\uffff" else 1)
+            left -= widths[-1]
+            position += 1
         if size <= longest:
             items.append(size)
-            while size > 0:  # step over its code points
-                size -= 2 if text[position] > "\uffff" else 1
-                position += 1
-            continue
-        breaks.add(len(items))
-        while size > 0:
-            width = 2 if text[position] > "\uffff" else 1
-            items.append(width)
-            size -= width
-            position += 1
+        else:
+            breaks.add(len(items))
+            items.extend(widths)
     return items, breaks
 
 
