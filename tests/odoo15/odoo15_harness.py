@@ -47,9 +47,10 @@ SERVER_WIDE = "base,web,sms_smskit"
 #: Schema variant -> the modules its databases have installed.
 VARIANTS: Mapping[str, Tuple[str, ...]] = {
     # the users' set-up: stock sms, their sms_base_sr (sms.message), ChatRoom, the addon
-    "sr": ("sms", "sms_base_sr", "whatsapp_connector", "sms_smskit"),
+    # (and smskit_conflict_probe, inert until a test arms it: tests/odoo/addons)
+    "sr": ("sms", "sms_base_sr", "whatsapp_connector", "sms_smskit", "smskit_conflict_probe"),
     # no sms.message: smskit falls back to stock sms.sms
-    "stock": ("sms", "whatsapp_connector", "sms_smskit"),
+    "stock": ("sms", "whatsapp_connector", "sms_smskit", "smskit_conflict_probe"),
     # the users' set-up with SMS marketing (sms_smskit_mass_mailing comes by itself with
     # mass_mailing_sms, as sms_smskit_chatroom does with the ChatRoom)
     "mass": ("sms", "sms_base_sr", "whatsapp_connector", "mass_mailing_sms", "sms_smskit"),

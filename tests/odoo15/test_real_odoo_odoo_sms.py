@@ -12,6 +12,9 @@
   after a crash) sends nothing twice.
 * Every test SMS of a mailing (``mailing.sms.test``, whose ``res_id`` is the number) goes out,
   the second to the same number too, and each is logged on the mailing.
+* Odoo running a request again after a concurrent update sends the SMS once, with one
+  chatter message: the gateway is called after the commit; SMS held by a process that died
+  right after its commit go out with Odoo's SMS queue, once.
 * An agent's reply in an SMS ChatRoom conversation goes out, shows its delivery state, and a
   blacklisted number is refused in the agent's language with nothing kept.
 """
@@ -127,6 +130,69 @@ env.cr.commit()
     assert "'state': 'success'" in shell.stdout, shell.stdout[-2000:] + shell.stderr[-2000:]
     assert len(_sim_messages(simulator, phone)) == 1
     assert simulator.stats()["accepted_twice"] == 0
+
+
+def _sms_chatter(server: Server, partner: int) -> List[Dict[str, Any]]:
+    """The SMS messages on the partner's chatter."""
+    return list(server.xmlrpc("mail.message", "search_read", [
+        ("model", "=", "res.partner"), ("res_id", "=", partner),
+        ("message_type", "=", "sms")], fields=["body"]))
+
+
+def _param(server: Server, key: str) -> Any:
+    return server.xmlrpc("ir.config_parameter", "get_param", key)
+
+
+def test_a_send_odoo_runs_again_after_a_conflict_goes_out_once(
+        odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """Odoo runs a request again when PostgreSQL reports a concurrent update (a delivery
+    report racing the send, say). The SMS goes to Kolmeya only once the request's transaction
+    has committed, so the run that was rolled back sent nothing: one SMS, one chatter
+    message (before, each run sent one, and the first run's message stayed committed)."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    partner = _partner(odoo, phone)
+    odoo.set_params({"smskit_probe.conflict": "1"})  # smskit_conflict_probe (tests/odoo)
+    notification = _compose(odoo, partner, "Seu boleto vence amanhã")
+    assert _param(odoo, "smskit_probe.conflict") == "0"  # the conflict happened, once
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Seu boleto vence amanhã"]
+    assert len(_sms_chatter(odoo, partner)) == 1
+    assert notification["notification_status"] == "pending"  # sent, no report yet
+    [row] = odoo.xmlrpc("sms.sms", "read", [notification["sms_id"][0]],
+                        ["state", "smskit_state", "smskit_message_id"])
+    assert (row["state"], row["smskit_state"]) == ("sent", "sent") and row["smskit_message_id"]
+    simulator.advance()
+    assert _notification(odoo, notification["id"])["notification_status"] == "sent"
+    assert simulator.stats()["accepted_twice"] == 0
+
+
+def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_odoos_queue(
+        odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """The process dies between the request's commit and the hand-over to smskit: the row
+    stays outgoing, its notification ready, nothing was sent; Odoo's SMS queue (its cron)
+    sends it, once however often it runs."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    partner = _partner(odoo, phone)
+    odoo.set_params({"smskit_probe.die_after_commit": "1"})
+    notification = _compose(odoo, partner, "Sua consulta é amanhã às 9h")
+    assert _param(odoo, "smskit_probe.die_after_commit") == "0"
+    assert notification["notification_status"] == "ready"
+    [row] = odoo.xmlrpc("sms.sms", "read", [notification["sms_id"][0]],
+                        ["state", "smskit_message_id"])
+    assert (row["state"], row["smskit_message_id"]) == ("outgoing", False)
+    assert _sim_messages(simulator, phone) == []
+    [cron] = odoo.xmlrpc("ir.model.data", "search_read", [
+        ("module", "=", "sms"), ("name", "=", "ir_cron_sms_scheduler_action")],
+        fields=["res_id"])
+    for _ in range(2):
+        odoo.xmlrpc("ir.cron", "method_direct_trigger", [cron["res_id"]])
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Sua consulta é amanhã às 9h"]
+    assert _notification(odoo, notification["id"])["notification_status"] == "pending"
+    [row] = odoo.xmlrpc("sms.sms", "read", [notification["sms_id"][0]],
+                        ["state", "smskit_message_id"])
+    assert row["state"] == "sent" and row["smskit_message_id"]
+    assert len(_sms_chatter(odoo, partner)) == 1
 
 
 def test_an_agent_reply_goes_out_and_shows_its_delivery(

@@ -59,9 +59,12 @@ class SmsSms(models.Model):
         module's (``sms_smskit_mass_mailing``, after ``mass_mailing_sms``) calls this too,
         so that module never writes what smskit writes anyway."""
         ours = [r for r in iap_results if r.get("smskit_id")]
-        others = [r for r in iap_results if not r.get("smskit_id")]
+        # held until the commit (smskit_odoo_sms): the row stays outgoing, its notification
+        # ready, until smskit has it
+        held = [r for r in iap_results if r.get("smskit_held")]
+        others = [r for r in iap_results if not (r.get("smskit_id") or r.get("smskit_held"))]
         result = None
-        if others or not ours:
+        if others or not (ours or held):
             result = parent(others, failure_reason=failure_reason,
                             unlink_failed=unlink_failed, unlink_sent=unlink_sent)
         if ours:
@@ -69,3 +72,14 @@ class SmsSms(models.Model):
             # take their message's state (whatever another module wrote on them before).
             self.env["smskit.bridge"]._smskit_sync_odoo_sms([r["smskit_id"] for r in ours])
         return result
+
+    def _smskit_send_held(self, sms_ids):
+        """Send the rows held until their transaction committed (``smskit_odoo_sms``) that
+        smskit does not have yet (a row sent again by Odoo's queue meanwhile is skipped; a
+        failed one retried, ``resend_failed``, goes), in Odoo's batches, a commit after each.
+        Called with ``smskit_send_now`` in the context, so they go now."""
+        rows = self.sudo().browse(sms_ids).exists().filtered(
+            lambda sms: sms.state in ("outgoing", "error") and not sms.smskit_message_id)
+        if rows:  # sent as the transaction that held them would have (its user, sudo or not)
+            self.browse(rows.ids).send(unlink_failed=False, unlink_sent=True, auto_commit=True,
+                      raise_exception=False)

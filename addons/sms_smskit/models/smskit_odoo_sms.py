@@ -25,9 +25,25 @@ refused otherwise (a policy, the gateway)     ``rejected``
 failed before reaching the gateway            ``server_error``
 smskit not configured                         ``unregistered``
 ============================================  ==========================
+
+**The gateway is called after Odoo's commit** (design decision 37). Odoo runs each request in
+one transaction and runs the whole request again when PostgreSQL reports a concurrent update
+(``odoo.service.model.check``, up to 5 times): an SMS sent from inside that transaction would
+be sent again by the re-run, under new ``sms.sms`` ids, with a second chatter message. So the
+rows a batch names are *held*: answered ``success`` with ``smskit_held`` (the row stays
+``outgoing``, its notification ``ready``), and handed to smskit by a post-commit callback
+(``cr.postcommit``) of that very transaction, in a cursor of its own, before the request
+answers. A transaction rolled back (and re-run) drops its callback, so nothing was sent; a
+process that dies between the commit and the callback leaves the rows ``outgoing``, and
+Odoo's SMS queue (its cron, ``sms.sms._process_queue``) sends them, each once (the key).
+Messages without a row (numbers mode, a mailing's test SMS) are sent at once: their caller
+reads the answer, and there is no row to key them by anyway. In Odoo's own tests (the
+cursor never commits, and drops post-commit callbacks) everything is sent at once, as
+``sms.sms.send`` skips its commits there.
 """
 
 import logging
+import threading
 
 from odoo import api, models
 
@@ -37,6 +53,10 @@ _logger = logging.getLogger(__name__)
 #: leaves them to Odoo's IAP service.
 ODOO_SMS_PARAM = "smskit.odoo_sms"
 TEMPLATE = "{{ content | keep_blank }}"
+#: ``cr.postcommit.data`` key of the ``sms.sms`` ids held until the transaction commits.
+HELD = "smskit.odoo_sms.held"
+#: Context key: send now, the rows are committed already (the held rows' own send).
+SEND_NOW = "smskit_send_now"
 _IAP_FAILURES = {"sms_number_format": "wrong_number_format", "sms_credit": "insufficient_credit",
                  "sms_blacklist": "blacklisted", "sms_server": "server_error"}
 
@@ -73,18 +93,71 @@ class SmskitBridgeOdooSms(models.AbstractModel):
 
     @api.model
     def _smskit_send_odoo_sms(self, messages):
-        """``sms.api._send_sms_batch`` through smskit (see the module docs)."""
-        from smskit_odoo.origins import origin_key
-
+        """``sms.api._send_sms_batch`` through smskit: the messages with an ``sms.sms`` row
+        held until the commit, the others sent now (see the module docs)."""
         settings = self._smskit_settings()
         problem = self._smskit_unconfigured(settings)
         if problem:
             _logger.warning("smskit is not configured: %d SMS of Odoo not sent: %s",
                             len(messages), problem)
             return [{"res_id": m.get("res_id"), "state": "unregistered"} for m in messages]
+        partners = self._smskit_sms_rows(messages)
+        if not self._smskit_defers():
+            return self._smskit_send_now(settings, messages, partners)
+        held = [m for m in messages if _sms_id(m.get("res_id")) in partners]
+        now = [m for m in messages if _sms_id(m.get("res_id")) not in partners]
+        self._smskit_hold([m["res_id"] for m in held])
+        answers = {id(m): {"res_id": m["res_id"], "state": "success", "smskit_held": True}
+                   for m in held}
+        if now:
+            answers.update(zip(map(id, now), self._smskit_send_now(settings, now, {})))
+        return [answers[id(m)] for m in messages]
+
+    @api.model
+    def _smskit_defers(self):
+        """Whether the gateway waits for this transaction's commit: not when the rows are
+        committed already (``smskit_send_now`` in the context), nor in Odoo's tests."""
+        if self.env.context.get(SEND_NOW):
+            return False
+        testing = getattr(threading.current_thread(), "testing", False)
+        return not (testing or self.env.registry.in_test_mode())
+
+    @api.model
+    def _smskit_hold(self, sms_ids):
+        """Hand these ``sms.sms`` rows to smskit once this transaction has committed (one
+        callback per transaction, however many batches it holds)."""
+        if not sms_ids:
+            return
+        cr = self.env.cr
+        held = cr.postcommit.data.get(HELD)
+        if held is not None:
+            held.extend(sms_ids)
+            return
+        held = cr.postcommit.data[HELD] = list(sms_ids)
+        registry, uid, su = self.env.registry, self.env.uid, self.env.su
+        context = dict(self.env.context, **{SEND_NOW: True})
+
+        @cr.postcommit.add
+        def send_held():
+            # the request has committed: whatever goes wrong here is logged, never raised into
+            # its answer, and leaves the rows outgoing for Odoo's SMS queue
+            try:
+                with registry.cursor() as own:
+                    env = api.Environment(own, uid, context, su=su)
+                    env["sms.sms"]._smskit_send_held(held)
+            except Exception:
+                _logger.exception("smskit: %d SMS of Odoo were not handed over after the "
+                                  "commit; Odoo's SMS queue sends them (sms.sms %s)",
+                                  len(held), held[:20])
+
+    @api.model
+    def _smskit_send_now(self, settings, messages, partners):
+        """Send these messages through smskit now; their answers in IAP's words.
+        ``partners``: ``{sms.sms id: partner id or None}`` of the rows (keyed)."""
+        from smskit_odoo.origins import origin_key
+
         uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid") or \
             self.env.cr.dbname
-        partners = self._smskit_sms_rows(messages)
         recipients = []
         for message in messages:
             row = {"phone": message.get("number") or "", "content": message.get("content") or ""}

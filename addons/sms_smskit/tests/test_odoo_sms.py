@@ -94,6 +94,33 @@ class TestOdooSms(SmskitCase):
         self.assertEqual(again[0]["smskit_id"], sms.smskit_message_id)
         self.assertEqual(notification.notification_status, "pending")
 
+    def test_outside_tests_the_gateway_waits_for_the_commit(self):
+        # Odoo's tests never commit, so the addon sends at once there; outside them the rows
+        # are held until the transaction commits (a rolled back run of the request, which
+        # Odoo runs again, must not have sent anything)
+        bridge = type(self.bridge)
+        with patch.object(bridge, "_smskit_defers",
+                          lambda self: not self.env.context.get("smskit_send_now")):
+            answer = self.env["sms.api"]._send_sms_batch(
+                [{"res_id": 0, "number": "12ab", "content": "Teste"}])
+            self.assertEqual(answer[0]["state"], "wrong_number_format")  # no row: at once
+            with self.bridge._smskit_kit() as kit:
+                before = len(kit.provider().sent)
+            _, notification = self._compose()
+            sms = notification.sms_id
+            self.assertEqual((sms.state, sms.smskit_message_id), ("outgoing", False))
+            self.assertEqual(notification.notification_status, "ready")
+            with self.bridge._smskit_kit() as kit:
+                self.assertEqual(len(kit.provider().sent), before, "sent before the commit")
+            self.env.cr.postcommit.run()  # what the commit runs
+            self.env.cache.invalidate()
+            self.assertEqual((sms.state, sms.smskit_state), ("sent", "sent"))
+            self.assertEqual(notification.notification_status, "pending")
+            with self.bridge._smskit_kit() as kit:
+                self.assertEqual(len(kit.provider().sent), before + 1)
+            sent = self._kit_message(sms)
+            self.assertEqual((sent.phone, sent.body), (PHONE, "Seu pedido saiu"))
+
     def test_the_blacklist_is_honoured_and_said(self):
         self.env["phone.blacklist"].create({"number": PHONE})
         _, notification = self._compose()

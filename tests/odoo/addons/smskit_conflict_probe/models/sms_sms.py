@@ -1,0 +1,41 @@
+"""Two faults on Odoo's SMS path, each armed by a system parameter set to ``1`` and disarmed
+by its first use (the parameter is read and written in SQL: no ORM cache in the way).
+
+* ``smskit_probe.conflict``: after ``sms.sms._send`` (the SMS handed to ``sms.api``, its
+  results post-processed), another transaction updates a row this one then updates too: a
+  real PostgreSQL serialization failure, on which Odoo rolls the request back and runs it
+  again (``odoo.service.model.check``), as when a delivery report races the send.
+* ``smskit_probe.die_after_commit``: the callbacks registered to run after this
+  transaction's commit are dropped, as if the process died right after committing.
+"""
+
+from odoo import models
+
+CONFLICT = "smskit_probe.conflict"
+DIE_AFTER_COMMIT = "smskit_probe.die_after_commit"
+
+
+def _armed(cr, key):
+    cr.execute("SELECT value FROM ir_config_parameter WHERE key = %s", [key])
+    row = cr.fetchone()
+    return bool(row) and row[0] == "1"
+
+
+class SmsSms(models.Model):
+    _inherit = "sms.sms"
+
+    def _send(self, unlink_failed=False, unlink_sent=True, raise_exception=False):
+        result = super()._send(unlink_failed=unlink_failed, unlink_sent=unlink_sent,
+                               raise_exception=raise_exception)
+        cr = self.env.cr
+        if _armed(cr, CONFLICT):  # this read fixes this transaction's snapshot
+            with self.pool.cursor() as other:  # a concurrent request, committed
+                other.execute("UPDATE ir_config_parameter SET value = '0' WHERE key = %s",
+                              [CONFLICT])
+            # the row changed after our snapshot: "could not serialize access"
+            cr.execute("UPDATE ir_config_parameter SET value = '0' WHERE key = %s", [CONFLICT])
+        if _armed(cr, DIE_AFTER_COMMIT):
+            cr.execute("UPDATE ir_config_parameter SET value = '0' WHERE key = %s",
+                       [DIE_AFTER_COMMIT])
+            cr.postcommit.clear()
+        return result
