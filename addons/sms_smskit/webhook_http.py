@@ -41,6 +41,8 @@ WEBHOOK_PREFIX = "/smskit/webhooks/"
 #: Seconds a gateway is asked to wait before retrying a 503 (smskit's gate says the same).
 RETRY_AFTER = "30"
 MODULE = "sms_smskit"
+#: The bodies Werkzeug reads into form fields (and Odoo 15 with them, before any route).
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def is_webhook_path(path):
@@ -93,6 +95,16 @@ class WebhookHttpRequest(http.HttpRequest):
     #: How ``ir.http`` tells this request from the one Odoo 15 made (through Odoo's
     #: ``request`` proxy).
     smskit_webhook = True
+
+    def __init__(self, httprequest):
+        if httprequest.mimetype in FORM_TYPES and "form" not in httprequest.__dict__:
+            # Odoo reads a form body into its form fields here (HttpRequest.__init__), which
+            # leaves nothing for the gate: keep the bytes first (Werkzeug then parses its
+            # form from them). Other bodies are read by the controller only, once the
+            # secret is checked. Made server-wide, this runs before Odoo touches the body;
+            # otherwise too late, and the controller encodes the form fields again.
+            httprequest.get_data(cache=True)
+        super().__init__(httprequest)
 
     def _handle_exception(self, exception):
         self._failed = exception  # nothing of this request is committed

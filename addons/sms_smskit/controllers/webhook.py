@@ -14,6 +14,7 @@ what the callback changed is committed.
 """
 
 import logging
+from urllib.parse import urlencode
 
 import psycopg2
 from odoo.http import request
@@ -21,7 +22,13 @@ from odoo.service import db as db_service
 
 from odoo import SUPERUSER_ID, http
 
-from ..webhook_http import RETRY_AFTER, database_unavailable, json_response, unavailable
+from ..webhook_http import (
+    FORM_TYPES,
+    RETRY_AFTER,
+    database_unavailable,
+    json_response,
+    unavailable,
+)
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +48,26 @@ def _no_database():
         return unavailable()
     return json_response(404, {"error": "not found",
                                "detail": "no database serves this URL (dbfilter)"})
+
+
+def _body(httprequest, hook):
+    """``hook`` with the body the gateway posted. A form body Odoo read into its form
+    fields before the route (the addon installed, not loaded server-wide:
+    ``webhook_http``) is gone from the request, and the gate reads no multipart body
+    (PHP's curl posts an array so): then the fields Werkzeug parsed are encoded again, as
+    ``application/x-www-form-urlencoded``, which the gate reads as a PHP nested form
+    (uploaded files, which no gateway posts, are left out)."""
+    import attrs
+
+    body = httprequest.get_data()
+    multipart = httprequest.mimetype == "multipart/form-data"
+    if (body and not multipart) or httprequest.mimetype not in FORM_TYPES \
+            or not httprequest.form:
+        return hook.with_body(body)
+    headers = {k: v for k, v in hook.headers.items() if k != "content-length"}
+    headers["content-type"] = "application/x-www-form-urlencoded; charset=utf-8"
+    body = urlencode(list(httprequest.form.items(multi=True))).encode("utf-8")
+    return attrs.evolve(hook, headers=headers, body=body)
 
 
 class SmskitWebhookController(http.Controller):
@@ -74,6 +101,5 @@ class SmskitWebhookController(http.Controller):
                                  [("Retry-After", RETRY_AFTER)])
         result = authenticate(policy, hook)
         if result is None:
-            result = bridge._smskit_receive(settings, policy,
-                                            hook.with_body(httprequest.get_data()))
+            result = bridge._smskit_receive(settings, policy, _body(httprequest, hook))
         return json_response(result.status, result.body, result.headers.items())
