@@ -115,7 +115,8 @@ class Request:
         self.httprequest = types.SimpleNamespace(
             method="POST", headers=headers, args=args, query_string=query,
             url="http://odoo.example/smskit/webhooks?" + query.decode(),
-            remote_addr="127.0.0.1", get_data=lambda: body)
+            remote_addr="127.0.0.1", get_data=lambda: body,
+            mimetype=headers.get("Content-Type", "").split(";")[0].strip().lower(), form={})
 
 
 class Response:
@@ -312,16 +313,19 @@ def test_no_secret_no_webhook(addon: Any) -> None:
     assert rows(addon.fake) == []
 
 
-def test_agent_replies_in_an_sms_conversation_go_out_through_smskit(addon: Any) -> None:
-    connector_class = addon.chatroom.models.acrux_connector.AcruxChatConnector
+def _connector(addon: Any, kind: str) -> Any:
+    """An ``acrux.chat.connector`` of ``kind`` (ChatRoom's stand-in record)."""
+    record = addon.chatroom.models.acrux_connector.AcruxChatConnector()
+    record.env = addon.env
+    record.connector_type = kind
+    record.id, record.name = 7, "SMS"
+    record.__class__.__len__ = lambda self: 1
+    return record
 
+
+def test_agent_replies_in_an_sms_conversation_go_out_through_smskit(addon: Any) -> None:
     def connector(kind: str) -> Any:
-        record = connector_class()
-        record.env = addon.env
-        record.connector_type = kind
-        record.id, record.name = 7, "SMS"
-        record.__class__.__len__ = lambda self: 1
-        return record
+        return _connector(addon, kind)
 
     answer = connector("sms").ca_request("send", {"number": "5511987654321", "text": "Oi!",
                                                   "msgid": "m-1"})
@@ -333,6 +337,40 @@ def test_agent_replies_in_an_sms_conversation_go_out_through_smskit(addon: Any) 
     assert again == answer and len(rows(addon.fake)) == 1  # a retried send is not resent
     assert connector("apichat.io").ca_request("send", {"x": 1}) == {"sent_by": "whatsapp"}
     assert BaseModel.calls[-1] == ("send", {"x": 1})
+
+
+def test_a_reply_whose_request_odoo_runs_again_is_not_sent_again(
+        addon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Odoo rolls the agent's request back after the SMS went (a concurrent update) and runs
+    # it again on the same thread: a new ChatRoom message (m-42) with the same reply
+    bridge = addon.chatroom.models.smskit_bridge
+    dropped: List[Any] = []
+    monkeypatch.setattr(type(addon.env["smskit.bridge"]), "_smskit_drop_rolled_back_reply",
+                        lambda self, *args: dropped.append(args), raising=False)
+
+    def reply(record: int, text: str = "Já vai") -> Any:
+        return _connector(addon, "sms").ca_request(
+            "send", {"number": "5511987654321", "text": text, "msgid": f"m-{record}"})
+
+    first = reply(41)
+    addon.env.cr.rollback()  # its post-rollback callbacks run
+    assert reply(42) == first and len(rows(addon.fake)) == 1
+    assert [args[:2] for args in dropped] == [("chatroom:7:m-41", "chatroom:7:m-42")]
+    assert reply(43) != first and len(rows(addon.fake)) == 2  # taken once only
+    addon.env.cr.commit()  # a committed reply is not remembered
+    addon.env.cr.rollback()
+    assert reply(44) != first and len(rows(addon.fake)) == 3
+    # another text is another reply; a rolled-back reply is forgotten after two minutes
+    reply(45)
+    addon.env.cr.rollback()
+    assert len({reply(46, "Outra coisa")["msg_id"], reply(45)["msg_id"]}) == 2
+    assert len(rows(addon.fake)) == 5
+    reply(47, "Até logo")
+    addon.env.cr.rollback()
+    later = bridge.time.monotonic() + bridge.REMEMBERED_SECONDS + 1
+    monkeypatch.setattr(bridge.time, "monotonic", lambda: later)
+    reply(48, "Até logo")
+    assert len(rows(addon.fake)) == 7
 
 
 def _translatable(path: Path) -> List[str]:

@@ -65,7 +65,7 @@ _FIELDS: Mapping[str, Tuple[str, ...]] = {
     ODOO_SMS: ("state", "failure_type", "smskit_state", "smskit_reason"),
     NOTIFICATION: ("sms_id", "notification_status", "failure_type", "failure_reason"),
     TRACE: ("sms_sms_id_int", "trace_status", "failure_type", "sent_datetime"),
-    CHAT_MESSAGE: ("smskit_state", "error_msg"),
+    CHAT_MESSAGE: ("smskit_state", "error_msg", "msgid"),
 }
 _FINAL_FAILURES = (State.ERROR, State.EXPIRED, State.REJECTED, State.CANCELED)
 _CREDIT_WORDS = ("saldo", "balance", "credit", "crédito", "credito")
@@ -337,9 +337,18 @@ class Origins:
         return {field: "error", "failure_type": failure}
 
     def _chat_messages(self, messages: Dict[int, Message]) -> None:
+        # the record the key names, and any ChatRoom message that took the SMS's id as its
+        # msgid: Odoo ran the agent's request again after a conflict, and its second run's
+        # message got the SMS the first run had sent (the addon's sms_smskit_chatroom)
+        by_msgid = {m.id: m for m in messages.values()}
+        domain: List[Any] = [("id", "in", sorted(messages))]
+        if "msgid" in self.fields().get(CHAT_MESSAGE, {}):
+            domain = ["|", *domain, ("msgid", "in", sorted(by_msgid))]
         changes = []
-        for row in self._read(CHAT_MESSAGE, [("id", "in", sorted(messages))]):
-            message = messages[int(row["id"])]
+        for row in self._read(CHAT_MESSAGE, domain):
+            message = messages.get(int(row["id"])) or by_msgid.get(str(row.get("msgid")))
+            if message is None:
+                continue
             failed = message.state in _FINAL_FAILURES
             wanted = {
                 "smskit_state": self._value(CHAT_MESSAGE, "smskit_state", message.state.value),

@@ -218,6 +218,33 @@ def test_an_agent_reply_goes_out_and_shows_its_delivery(
     assert counts["smskit_sent_count"] >= 1
 
 
+def test_an_agent_reply_odoo_runs_again_after_a_conflict_goes_out_once(
+        odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """The customer's next SMS (or a delivery report) updates the conversation while the
+    agent's reply is being sent: Odoo rolls the agent's request back and runs it again. The
+    second run finds the SMS the first one sent: one SMS, one agent message in the
+    conversation, which follows its delivery."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    connector = odoo.xmlrpc("acrux.chat.connector", "search", [("connector_type", "=", "sms")])
+    connector = connector[0] if connector else odoo.xmlrpc(
+        "acrux.chat.connector", "create", {"name": "SMS", "connector_type": "sms"})
+    conversation = odoo.xmlrpc("acrux.chat.conversation", "create", {
+        "name": "Ana", "number": phone.lstrip("+"), "connector_id": connector,
+        "status": "current", "agent_id": odoo.uid()})
+    odoo.set_params({"smskit_probe.conflict": "1"})
+    message = odoo.xmlrpc("acrux.chat.conversation", "send_message", [conversation],
+                          {"text": "Já enviamos", "ttype": "text"})
+    assert _param(odoo, "smskit_probe.conflict") == "0"
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Já enviamos"]
+    mine = odoo.xmlrpc("acrux.chat.message", "search_read", [
+        ("contact_id", "=", conversation), ("from_me", "=", True)], fields=["msgid"])
+    assert [m["id"] for m in mine] == [message] and mine[0]["msgid"]
+    simulator.advance()
+    [row] = odoo.xmlrpc("acrux.chat.message", "read", [message], ["smskit_state", "error_msg"])
+    assert (row["smskit_state"], row["error_msg"]) == ("delivered", False)
+
+
 def test_a_blacklisted_customer_is_refused_in_the_agents_language(
         odoo: Server, kolmeya_for_odoo: Sim) -> None:
     simulator = kolmeya_for_odoo[0]

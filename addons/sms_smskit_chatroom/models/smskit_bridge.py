@@ -12,11 +12,54 @@ is told.
   Kolmeya's callback arrives.
 * Refused by the gateway or smskit's policy once stored: a ``UserError`` too (the message
   keeps its ``error_msg``).
+* Odoo runs the agent's request again when PostgreSQL reports a concurrent update (the
+  customer's next SMS landing in the same conversation, say), with a new ChatRoom message,
+  hence a new key: the SMS the first run sent must not go out again. A reply sent by a
+  transaction that is then rolled back is remembered by the thread (Odoo's re-run comes on
+  the same thread, within seconds); the next reply of the same text to the same number on
+  the same connector within two minutes takes that SMS instead of sending another, and the
+  first run's ChatRoom message, if smskit's own commit kept it, is removed. Its delivery
+  state reaches the message that took the SMS's id (``smskit_odoo.origins``).
 """
+
+import threading
+import time
 
 from odoo.exceptions import UserError
 
 from odoo import _, api, models
+
+#: Replies whose transaction was rolled back after the SMS went: ``[(when, (connector id,
+#: number, text), key)]`` per thread.
+_ROLLED_BACK = threading.local()
+#: How long such a reply is remembered (Odoo's five re-runs wait 31 seconds at most).
+REMEMBERED_SECONDS = 120
+
+
+def _rolled_back(connector_id, number, text):
+    """The key of the SMS this thread sent for the same reply in a transaction rolled back
+    since, taken (once), or ``None``."""
+    memory = getattr(_ROLLED_BACK, "replies", None)
+    if not memory:
+        return None
+    now = time.monotonic()
+    memory[:] = [entry for entry in memory if now - entry[0] < REMEMBERED_SECONDS]
+    for index, (_when, reply, key) in enumerate(memory):
+        if reply == (connector_id, number, text):
+            del memory[index]
+            return key
+    return None
+
+
+def _remember_if_rolled_back(cr, connector_id, number, text, key):
+    """Remember the reply's key should this transaction be rolled back."""
+    def remember():
+        memory = getattr(_ROLLED_BACK, "replies", None)
+        if memory is None:
+            memory = _ROLLED_BACK.replies = []
+        memory.append((time.monotonic(), (connector_id, number, text), key))
+
+    cr.postrollback.add(remember)
 
 
 class SmskitBridgeChatRoom(models.AbstractModel):
@@ -46,6 +89,10 @@ class SmskitBridgeChatRoom(models.AbstractModel):
         with self._smskit_errors(), self._smskit_kit(settings) as kit:
             phone = Phone.parse("+" + number.lstrip("+"), settings.default_region,
                                 allow_landlines=settings.allow_landlines).e164
+            earlier = key and _rolled_back(connector.id, phone, text)
+            if earlier:
+                self._smskit_drop_rolled_back_reply(earlier, key, text)
+                key = earlier
             known = key and kit.store.journal.by_keys([key])
             if not known and kit.store.is_blacklisted(phone):
                 raise UserError(_("%s is on the blacklist (the customer asked not to receive "
@@ -55,9 +102,26 @@ class SmskitBridgeChatRoom(models.AbstractModel):
         if outcome.state in (State.REJECTED, State.CANCELED):
             # translated first, then formatted: Odoo's idiom for _()
             raise UserError(_("SMS not sent: %s") % (outcome.reason or outcome.state.value))
+        if key:  # sent or queued: a re-run of this request must not send it again
+            _remember_if_rolled_back(self.env.cr, connector.id, phone, text, key)
         if outcome.deferred_until is not None and outcome.created:
             self._smskit_tell_agent_deferred(outcome.deferred_until, settings.timezone)
         return {"msg_id": outcome.message_id}
+
+    @api.model
+    def _smskit_drop_rolled_back_reply(self, earlier, key, text):
+        """The ChatRoom message of a run rolled back after its SMS went (``earlier`` names
+        it), if smskit's own commit kept it: without the SMS's id, it would show the reply
+        twice. Only that message, only while it has no ``msgid``."""
+        from smskit_odoo.origins import CHAT_MESSAGE
+
+        parts = earlier.split(":")
+        if earlier == key or len(parts) != 4 or parts[2] != CHAT_MESSAGE \
+                or not parts[3].isdigit():
+            return
+        ghost = self.env[CHAT_MESSAGE].sudo().browse(int(parts[3])).exists()
+        if ghost and not ghost.msgid and ghost.from_me and ghost.text == text:
+            ghost.unlink()
 
     @api.model
     def _smskit_tell_agent_deferred(self, when, tz):

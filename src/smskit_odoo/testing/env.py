@@ -9,7 +9,7 @@ and ``env.cr`` has ``savepoint()``, ``commit()``, ``rollback()`` and ``execute()
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from smskit_odoo.testing.odoo import ADMIN_UID, FakeOdoo
 from smskit_odoo.testing.orm import FakeError
@@ -33,14 +33,42 @@ def _odoo_exception(error: FakeError) -> Exception:
     return _CLASSES[key](error.message)  # type: ignore[no-any-return]
 
 
+class FakeCallbacks:
+    """``cr.postcommit`` / ``cr.postrollback`` as Odoo's ``tools.Callbacks``: functions run in
+    order once, then forgotten, with a ``data`` dict cleared along with them."""
+
+    def __init__(self) -> None:
+        self._funcs: List[Callable[[], Any]] = []
+        self.data: Dict[str, Any] = {}
+
+    def add(self, func: Callable[[], Any]) -> Callable[[], Any]:
+        """Run ``func`` later (usable as a decorator, as Odoo's)."""
+        self._funcs.append(func)
+        return func
+
+    def run(self) -> None:
+        """Run the functions added, then forget them and ``data``."""
+        while self._funcs:
+            self._funcs.pop(0)()
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the functions and ``data``."""
+        self._funcs.clear()
+        self.data.clear()
+
+
 class FakeCursor:
-    """``env.cr``: savepoints are no-ops (each fake call is atomic); commits are counted."""
+    """``env.cr``: savepoints are no-ops (each fake call is atomic); commits are counted, and
+    run the post-commit callbacks (a rollback the post-rollback ones), as Odoo's cursor."""
 
     def __init__(self, dbname: str = "smskit") -> None:
         self.dbname = dbname
         self.commits = 0
         self.rollbacks = 0
         self.executed: List[Tuple[str, Any]] = []
+        self.postcommit = FakeCallbacks()
+        self.postrollback = FakeCallbacks()
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -48,12 +76,17 @@ class FakeCursor:
         yield
 
     def commit(self) -> None:
-        """Count a commit."""
+        """Count a commit; run the post-commit callbacks."""
         self.commits += 1
+        self.postrollback.clear()
+        self.postcommit.run()
 
     def rollback(self) -> None:
-        """Count a rollback (each fake call is already atomic: nothing to undo)."""
+        """Count a rollback (each fake call is already atomic: nothing to undo); run the
+        post-rollback callbacks."""
         self.rollbacks += 1
+        self.postcommit.clear()
+        self.postrollback.run()
 
     def execute(self, query: str, params: Any = None) -> None:
         """Record a raw query (the advisory lock)."""

@@ -9,7 +9,7 @@
     "category": "Hidden/Tests",
     "license": "LGPL-3",
     "author": "smskit developers",
-    "depends": ["sms"],
+    "depends": ["sms", "whatsapp_connector"],
     "installable": True,
     "application": False,
 }

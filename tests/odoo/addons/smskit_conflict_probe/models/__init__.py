@@ -1,1 +1,1 @@
-from . import sms_sms  # noqa: F401 - loaded for its model
+from . import probes  # noqa: F401 - loaded for its models
