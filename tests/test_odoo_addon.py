@@ -343,7 +343,7 @@ def test_a_reply_whose_request_odoo_runs_again_is_not_sent_again(
         addon: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Odoo rolls the agent's request back after the SMS went (a concurrent update) and runs
     # it again on the same thread: a new ChatRoom message (m-42) with the same reply
-    bridge = addon.chatroom.models.smskit_bridge
+    bridge = addon.package.models.smskit_bridge  # the memory is the base bridge's
     dropped: List[Any] = []
     monkeypatch.setattr(type(addon.env["smskit.bridge"]), "_smskit_drop_rolled_back_reply",
                         lambda self, *args: dropped.append(args), raising=False)
@@ -371,6 +371,28 @@ def test_a_reply_whose_request_odoo_runs_again_is_not_sent_again(
     monkeypatch.setattr(bridge.time, "monotonic", lambda: later)
     reply(48, "Até logo")
     assert len(rows(addon.fake)) == 7
+
+
+def test_smskit_send_in_a_request_odoo_runs_again_sends_once(addon: Any) -> None:
+    # your code calls smskit_send, then a concurrent update rolls the request back and Odoo
+    # runs it again: the same call answers the first run's SMS
+    bridge = addon.env["smskit.bridge"]
+    first = bridge.smskit_send(PHONE, "Seu boleto vence hoje", tags=["cobranca"])
+    addon.env.cr.rollback()
+    again = bridge.smskit_send(PHONE, "Seu boleto vence hoje", tags=["cobranca"])
+    assert again == first and len(rows(addon.fake)) == 1
+    assert bridge.smskit_send(PHONE, "Seu boleto vence hoje", tags=["cobranca"]) != first
+    assert len(rows(addon.fake)) == 2  # the memory is taken once; a later call is a new SMS
+    many = bridge.smskit_send_many([PHONE, "+5511987654322"], "Promoção")
+    addon.env.cr.rollback()
+    assert bridge.smskit_send_many([PHONE, "+5511987654322"], "Promoção") == many
+    assert many["sent"] == 2 and len(rows(addon.fake)) == 4
+    # committed, nothing is remembered: the same call sends again
+    bridge.smskit_send(PHONE, "Outra")
+    addon.env.cr.commit()
+    addon.env.cr.rollback()
+    bridge.smskit_send(PHONE, "Outra")
+    assert len(rows(addon.fake)) == 6
 
 
 def _translatable(path: Path) -> List[str]:

@@ -166,6 +166,25 @@ def test_a_send_odoo_runs_again_after_a_conflict_goes_out_once(
     assert simulator.stats()["accepted_twice"] == 0
 
 
+def test_your_codes_smskit_send_in_a_request_odoo_runs_again_sends_once(
+        odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """Your own Odoo code calls ``smskit_send``, then a write of its meets a concurrent
+    update: Odoo rolls the request back and runs it again. The SMS went on the first run;
+    the second run's call answers that SMS instead of sending another."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    odoo.set_params({"smskit_probe.conflict": "1"})
+    answer = odoo.xmlrpc("smskit.bridge", "smskit_probe_send_then_write", phone,
+                         "Seu pedido foi faturado")
+    assert _param(odoo, "smskit_probe.conflict") == "0"
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Seu pedido foi faturado"]
+    assert answer["state"] == "sent" and answer["message_id"]
+    # a later call is a new SMS
+    odoo.xmlrpc("smskit.bridge", "smskit_probe_send_then_write", phone,
+                "Seu pedido foi faturado")
+    assert len(_sim_messages(simulator, phone)) == 2
+
+
 def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_odoos_queue(
         odoo: Server, kolmeya_for_odoo: Sim) -> None:
     """The process dies between the request's commit and the hand-over to smskit: the row

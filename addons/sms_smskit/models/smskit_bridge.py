@@ -19,6 +19,8 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import threading
+import time
 
 from odoo.exceptions import UserError
 
@@ -26,6 +28,11 @@ from odoo import SUPERUSER_ID, _, api, models
 
 _logger = logging.getLogger(__name__)
 
+#: Sends of a transaction rolled back after the SMS went: ``[(when, signature, value)]`` per
+#: thread (see ``SmskitBridge._smskit_rerun_memory``).
+_ROLLED_BACK = threading.local()
+#: How long such a send is remembered (Odoo's five re-runs of a request wait 31 s at most).
+REMEMBERED_SECONDS = 120
 PARAM_PREFIX = "smskit."
 #: Options ``smskit_send`` / ``smskit_send_many`` take (and what the RPC caller may send).
 SEND_OPTIONS = ("variables", "at", "idempotency_key", "tags", "campaign_id", "partner_id",
@@ -214,6 +221,41 @@ class SmskitBridge(models.AbstractModel):
             self.env.cr.rollback()
         return result
 
+    # -- Odoo running a request again -----------------------------------------------------
+    @api.model
+    def _smskit_rerun_memory(self, signature):
+        """What :meth:`_smskit_remember_for_rerun` kept for ``signature`` on this thread, taken
+        (once), or ``None``.
+
+        Odoo runs a request again, on the same thread within seconds, when PostgreSQL
+        reports a concurrent update (``odoo.service.model.check``), after rolling it back;
+        smskit's store is not part of that transaction, so an SMS the first run sent stays
+        sent. Each send inside a request remembers what it sent should its transaction be
+        rolled back, and the same send (the same ``signature``) within
+        ``REMEMBERED_SECONDS`` takes it instead of sending again."""
+        memory = getattr(_ROLLED_BACK, "sends", None)
+        if not memory:
+            return None
+        now = time.monotonic()
+        memory[:] = [entry for entry in memory if now - entry[0] < REMEMBERED_SECONDS]
+        for index, (_when, remembered, value) in enumerate(memory):
+            if remembered == signature:
+                del memory[index]
+                return value
+        return None
+
+    @api.model
+    def _smskit_remember_for_rerun(self, signature, value):
+        """Keep ``value`` for ``signature`` on this thread if this transaction is rolled
+        back (see :meth:`_smskit_rerun_memory`)."""
+        def remember():
+            memory = getattr(_ROLLED_BACK, "sends", None)
+            if memory is None:
+                memory = _ROLLED_BACK.sends = []
+            memory.append((time.monotonic(), signature, value))
+
+        self.env.cr.postrollback.add(remember)
+
     # -- sending ----------------------------------------------------------------------------
     @api.model
     def smskit_send(self, phone, text, **options):
@@ -229,14 +271,26 @@ class SmskitBridge(models.AbstractModel):
 
         Returns ``{"message_id", "state", "reason", "deferred_until", "created"}`` (``False``
         where there is nothing: never ``None``). Invalid input, or smskit not configured, is
-        a ``UserError`` and nothing is sent.
+        a ``UserError`` and nothing is sent. When Odoo runs the calling request again after
+        a concurrent update, the same call (on that thread, within two minutes of the
+        rollback) answers what the first run sent instead of sending again; a key of your
+        own (``invoice-reminder:<id>``) makes any repetition safe, at any time.
         """
         kwargs = self._smskit_options(options, SEND_OPTIONS)
+        signature = None
+        if not kwargs.get("idempotency_key"):  # with one, a repeated call is safe already
+            signature = ("smskit_send", repr(phone), repr(text), repr(sorted(kwargs.items())))
+            answer = self._smskit_rerun_memory(signature)
+            if answer is not None:  # Odoo runs this request again: the first run's SMS
+                return answer
         with self._smskit_errors(), self._smskit_kit() as kit:
             outcome = kit.send(phone, text, **kwargs)
-        return _marshal({"message_id": outcome.message_id, "state": outcome.state.value,
-                         "reason": outcome.reason, "deferred_until": outcome.deferred_until,
-                         "created": outcome.created})
+        answer = _marshal({"message_id": outcome.message_id, "state": outcome.state.value,
+                           "reason": outcome.reason, "deferred_until": outcome.deferred_until,
+                           "created": outcome.created})
+        if signature is not None:
+            self._smskit_remember_for_rerun(signature, answer)
+        return answer
 
     @api.model
     def smskit_send_many(self, recipients, text, **options):
@@ -244,14 +298,26 @@ class SmskitBridge(models.AbstractModel):
         variables), in batches: one ``create`` and one gateway request per batch. Options:
         those of :meth:`smskit_send` except ``idempotency_key``/``partner_id``/``record``,
         plus ``idempotency_prefix`` (a re-run skips the recipients stored already) and
-        ``phone_field``. Returns the counts (``total``, ``queued``, ``sent``, ``rejected``,
+        ``phone_field``. Odoo running the calling request again: as :meth:`smskit_send`.
+        Returns the counts (``total``, ``queued``, ``sent``, ``rejected``,
         ``canceled``, ``deferred``, ``duplicates``, ``failed_dispatch``)."""
         kwargs = self._smskit_options(options, MANY_OPTIONS)
+        recipients = list(recipients or [])
+        signature = None
+        if not kwargs.get("idempotency_prefix"):  # as in smskit_send
+            signature = ("smskit_send_many", repr(recipients), repr(text),
+                         repr(sorted(kwargs.items())))
+            answer = self._smskit_rerun_memory(signature)
+            if answer is not None:
+                return answer
         with self._smskit_errors(), self._smskit_kit() as kit:
-            summary = kit.send_many(list(recipients or []), text, **kwargs)
-        return _marshal({name: getattr(summary, name) for name in (
+            summary = kit.send_many(recipients, text, **kwargs)
+        answer = _marshal({name: getattr(summary, name) for name in (
             "total", "queued", "sent", "rejected", "canceled", "deferred", "duplicates",
             "failed_dispatch")})
+        if signature is not None:
+            self._smskit_remember_for_rerun(signature, answer)
+        return answer
 
     @api.model
     def _smskit_options(self, options, allowed):

@@ -22,44 +22,9 @@ is told.
   state reaches the message that took the SMS's id (``smskit_odoo.origins``).
 """
 
-import threading
-import time
-
 from odoo.exceptions import UserError
 
 from odoo import _, api, models
-
-#: Replies whose transaction was rolled back after the SMS went: ``[(when, (connector id,
-#: number, text), key)]`` per thread.
-_ROLLED_BACK = threading.local()
-#: How long such a reply is remembered (Odoo's five re-runs wait 31 seconds at most).
-REMEMBERED_SECONDS = 120
-
-
-def _rolled_back(connector_id, number, text):
-    """The key of the SMS this thread sent for the same reply in a transaction rolled back
-    since, taken (once), or ``None``."""
-    memory = getattr(_ROLLED_BACK, "replies", None)
-    if not memory:
-        return None
-    now = time.monotonic()
-    memory[:] = [entry for entry in memory if now - entry[0] < REMEMBERED_SECONDS]
-    for index, (_when, reply, key) in enumerate(memory):
-        if reply == (connector_id, number, text):
-            del memory[index]
-            return key
-    return None
-
-
-def _remember_if_rolled_back(cr, connector_id, number, text, key):
-    """Remember the reply's key should this transaction be rolled back."""
-    def remember():
-        memory = getattr(_ROLLED_BACK, "replies", None)
-        if memory is None:
-            memory = _ROLLED_BACK.replies = []
-        memory.append((time.monotonic(), (connector_id, number, text), key))
-
-    cr.postrollback.add(remember)
 
 
 class SmskitBridgeChatRoom(models.AbstractModel):
@@ -89,7 +54,8 @@ class SmskitBridgeChatRoom(models.AbstractModel):
         with self._smskit_errors(), self._smskit_kit(settings) as kit:
             phone = Phone.parse("+" + number.lstrip("+"), settings.default_region,
                                 allow_landlines=settings.allow_landlines).e164
-            earlier = key and _rolled_back(connector.id, phone, text)
+            signature = ("chatroom", connector.id, phone, text)
+            earlier = key and self._smskit_rerun_memory(signature)
             if earlier:
                 self._smskit_drop_rolled_back_reply(earlier, key, text)
                 key = earlier
@@ -103,7 +69,7 @@ class SmskitBridgeChatRoom(models.AbstractModel):
             # translated first, then formatted: Odoo's idiom for _()
             raise UserError(_("SMS not sent: %s") % (outcome.reason or outcome.state.value))
         if key:  # sent or queued: a re-run of this request must not send it again
-            _remember_if_rolled_back(self.env.cr, connector.id, phone, text, key)
+            self._smskit_remember_for_rerun(signature, key)
         if outcome.deferred_until is not None and outcome.created:
             self._smskit_tell_agent_deferred(outcome.deferred_until, settings.timezone)
         return {"msg_id": outcome.message_id}

@@ -9,7 +9,7 @@
     "category": "Hidden/Tests",
     "license": "LGPL-3",
     "author": "smskit developers",
-    "depends": ["sms", "whatsapp_connector"],
+    "depends": ["sms", "whatsapp_connector", "sms_smskit"],
     "installable": True,
     "application": False,
 }

@@ -6,12 +6,13 @@ by its first use (the parameter is read and written in SQL: no ORM cache in the 
   reply handed to its connector), another transaction updates a row this one then updates
   too: a real PostgreSQL serialization failure, on which Odoo rolls the request back and
   runs it again (``odoo.service.model.check``), as when a delivery report or the
-  customer's next SMS races the send.
+  customer's next SMS races the send; ``smskit.bridge.smskit_probe_send_then_write`` is
+  your own code calling ``smskit_send`` and then meeting such an update.
 * ``smskit_probe.die_after_commit``: the callbacks registered to run after this
   transaction's commit are dropped, as if the process died right after committing.
 """
 
-from odoo import models
+from odoo import api, models
 
 CONFLICT = "smskit_probe.conflict"
 DIE_AFTER_COMMIT = "smskit_probe.die_after_commit"
@@ -31,6 +32,18 @@ def _conflict(env):
                           [CONFLICT])
         # the row changed after our snapshot: "could not serialize access"
         cr.execute("UPDATE ir_config_parameter SET value = '0' WHERE key = %s", [CONFLICT])
+
+
+class SmskitBridge(models.AbstractModel):
+    _inherit = "smskit.bridge"
+
+    @api.model
+    def smskit_probe_send_then_write(self, phone, text):
+        """Your own code: ``smskit_send``, then a write a concurrent transaction got to
+        first (when ``smskit_probe.conflict`` is armed)."""
+        answer = self.smskit_send(phone, text)
+        _conflict(self.env)
+        return answer
 
 
 class AcruxChatMessage(models.Model):
