@@ -240,5 +240,10 @@ def test_origin_keys() -> None:
         "acrux.chat.message", 42)
     assert origin_of(Message.new("+5511987650008", "Oi",
                                  idempotency_key=key + ":rejected")) == ("acrux.chat.message", 42)
+    # Odoo's "Retry" of a failed sms.sms: a new message for the same row, refused or not
+    retry = origin_key(UUID, "sms.sms", 7) + ":after-01M92GCFMJDVZMZ62GDZS74FFM"
+    for suffix in ("", ":rejected"):
+        assert origin_of(Message.new("+5511987650008", "Oi",
+                                     idempotency_key=retry + suffix)) == ("sms.sms", 7)
     for other in (None, "campanha:+5511987650008", "odoo:x:sms.sms:abc"):
         assert origin_of(Message.new("+5511987650008", "Oi", idempotency_key=other)) is None

@@ -78,12 +78,13 @@ def origin_key(database_uuid: str, model: str, record_id: int) -> str:
 
 def origin_of(message: Message) -> Optional[Tuple[str, int]]:
     """``(model, id)`` of the Odoo record ``message`` was sent for, or ``None`` (a key
-    ``odoo:<uuid>:<model>:<id>``, or its ``…:rejected`` form for a refused recipient)."""
+    ``odoo:<uuid>:<model>:<id>``, with any suffix: ``…:after-<message id>`` for a retry of a
+    failed one, ``…:rejected`` for a refused recipient)."""
     key = message.idempotency_key
     if not key or not key.startswith(_PREFIX + ":"):
         return None
     parts = key.split(":")
-    if len(parts) not in (4, 5) or not parts[3].isdigit():
+    if len(parts) < 4 or not parts[3].isdigit():
         return None
     return parts[2], int(parts[3])
 

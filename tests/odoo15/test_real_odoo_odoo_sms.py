@@ -132,6 +132,34 @@ env.cr.commit()
     assert simulator.stats()["accepted_twice"] == 0
 
 
+def test_retrying_a_failed_sms_sends_it_again_once(odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """Technical > SMS > Retry on a row whose SMS Kolmeya could not deliver: a new SMS goes
+    out (after the commit), the row and its notification follow it, and a second Retry,
+    the row no longer failed, sends nothing."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    forced = dict(simulator.config.forced_outcomes)
+    simulator.configure(forced_outcomes={**forced, _national(phone): 4})
+    notification = _compose(odoo, _partner(odoo, phone), "Seu boleto vence amanhã")
+    simulator.advance()
+    sms_id = notification["sms_id"][0]
+    [row] = odoo.xmlrpc("sms.sms", "read", [sms_id], ["state", "smskit_message_id"])
+    assert row["state"] == "error"
+    failed = row["smskit_message_id"]
+    simulator.configure(forced_outcomes=forced)
+    answer = odoo.xmlrpc("sms.sms", "resend_failed", [sms_id])
+    assert answer["params"]["type"] == "success", answer
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Seu boleto vence amanhã"] * 2
+    [row] = odoo.xmlrpc("sms.sms", "read", [sms_id], ["state", "smskit_message_id"])
+    assert row["state"] == "sent" and row["smskit_message_id"] not in (False, failed)
+    assert _notification(odoo, notification["id"])["notification_status"] == "pending"
+    again = odoo.xmlrpc("sms.sms", "resend_failed", [sms_id])
+    assert again["params"]["type"] == "danger"
+    assert len(_sim_messages(simulator, phone)) == 2
+    simulator.advance()
+    assert _notification(odoo, notification["id"])["notification_status"] == "sent"
+
+
 def _sms_chatter(server: Server, partner: int) -> List[Dict[str, Any]]:
     """The SMS messages on the partner's chatter."""
     return list(server.xmlrpc("mail.message", "search_read", [

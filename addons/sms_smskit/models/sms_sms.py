@@ -12,7 +12,7 @@ retry), ``sent``, then ``error`` or ``canceled`` with the reason; ``smskit_state
 
 from odoo.addons.sms.models.sms_sms import SmsSms as StockSms
 
-from odoo import fields, models
+from odoo import _, fields, models
 
 #: smskit's states, shown on the row (``smskit_state``).
 SMSKIT_STATES = [
@@ -74,12 +74,32 @@ class SmsSms(models.Model):
         return result
 
     def _smskit_send_held(self, sms_ids):
-        """Send the rows held until their transaction committed (``smskit_odoo_sms``) that
-        smskit does not have yet (a row sent again by Odoo's queue meanwhile is skipped; a
-        failed one retried, ``resend_failed``, goes), in Odoo's batches, a commit after each.
-        Called with ``smskit_send_now`` in the context, so they go now."""
+        """Send the rows held until their transaction committed (``smskit_odoo_sms``): those
+        smskit does not have yet (a row sent meanwhile by Odoo's queue is skipped) and those
+        in error (Odoo's "Retry", ``resend_failed``: a new SMS for a failed one), in Odoo's
+        batches, a commit after each. Called with ``smskit_send_now`` in the context, so
+        they go now."""
         rows = self.sudo().browse(sms_ids).exists().filtered(
-            lambda sms: sms.state in ("outgoing", "error") and not sms.smskit_message_id)
+            lambda sms: sms.state == "error" or (
+                sms.state == "outgoing" and not sms.smskit_message_id))
         if rows:  # sent as the transaction that held them would have (its user, sudo or not)
             self.browse(rows.ids).send(unlink_failed=False, unlink_sent=True, auto_commit=True,
                       raise_exception=False)
+
+    def resend_failed(self):
+        """Odoo's "Retry" (Technical > SMS): each selected row in error gets a new SMS, handed
+        to smskit once this transaction commits. Odoo counts the rows it could unlink as
+        resent, and smskit keeps them: the answer says how many go out again instead."""
+        if not self.env["smskit.bridge"]._smskit_sends_odoo_sms():
+            return super().resend_failed()
+        failed = self.filtered(lambda sms: sms.state == "error")
+        if failed:
+            failed.send()
+            title, kind = _("Success"), "success"
+            message = _("%(count)s of the %(selected)s selected SMS go out again; their "
+                        "state follows.", count=len(failed), selected=len(self))
+        else:
+            title, kind = _("Warning"), "danger"
+            message = _("None of the selected SMS failed: there is nothing to send again.")
+        return {"type": "ir.actions.client", "tag": "display_notification",
+                "params": {"title": title, "message": message, "type": kind}}

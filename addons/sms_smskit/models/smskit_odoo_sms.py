@@ -101,11 +101,11 @@ class SmskitBridgeOdooSms(models.AbstractModel):
             _logger.warning("smskit is not configured: %d SMS of Odoo not sent: %s",
                             len(messages), problem)
             return [{"res_id": m.get("res_id"), "state": "unregistered"} for m in messages]
-        partners = self._smskit_sms_rows(messages)
+        rows = self._smskit_sms_rows(messages)
         if not self._smskit_defers():
-            return self._smskit_send_now(settings, messages, partners)
-        held = [m for m in messages if _sms_id(m.get("res_id")) in partners]
-        now = [m for m in messages if _sms_id(m.get("res_id")) not in partners]
+            return self._smskit_send_now(settings, messages, rows)
+        held = [m for m in messages if _sms_id(m.get("res_id")) in rows]
+        now = [m for m in messages if _sms_id(m.get("res_id")) not in rows]
         self._smskit_hold([m["res_id"] for m in held])
         answers = {id(m): {"res_id": m["res_id"], "state": "success", "smskit_held": True}
                    for m in held}
@@ -151,9 +151,9 @@ class SmskitBridgeOdooSms(models.AbstractModel):
                                   len(held), held[:20])
 
     @api.model
-    def _smskit_send_now(self, settings, messages, partners):
+    def _smskit_send_now(self, settings, messages, rows):
         """Send these messages through smskit now; their answers in IAP's words.
-        ``partners``: ``{sms.sms id: partner id or None}`` of the rows (keyed)."""
+        ``rows``: :meth:`_smskit_sms_rows` of the messages (those are keyed)."""
         from smskit_odoo.origins import origin_key
 
         uuid = self.env["ir.config_parameter"].sudo().get_param("database.uuid") or \
@@ -162,13 +162,19 @@ class SmskitBridgeOdooSms(models.AbstractModel):
         for message in messages:
             row = {"phone": message.get("number") or "", "content": message.get("content") or ""}
             res_id = message.get("res_id")
-            if _sms_id(res_id) in partners:
+            if _sms_id(res_id) in rows:
+                partner, failed = rows[res_id]
                 row["key"] = origin_key(uuid, "sms.sms", res_id)
-                if partners[res_id]:
-                    row["partner"] = f"res.partner,{partners[res_id]}"
+                if failed:  # Odoo's "Retry" of a row whose SMS failed: a new SMS, once
+                    row["key"] += f":after-{failed}"
+                if partner:
+                    row["partner"] = f"res.partner,{partner}"
             recipients.append(row)
         outcomes = {}
-        with self._smskit_kit(settings) as kit:
+        # with sudo, as Odoo's own SMS go (its flows send sudo'd rows, and its
+        # post-processing writes the rows and notifications with sudo): an administrator's
+        # "Retry" may not write another user's notification otherwise
+        with self.sudo()._smskit_kit(settings) as kit:
             kit.send_many(recipients, TEMPLATE, track_links=False, tags=("odoo-sms",),
                           recipient_fields={"idempotency_key": "key", "partner_ref": "partner"},
                           on_outcome=lambda o: outcomes.__setitem__(o.index, o.message_id))
@@ -182,19 +188,23 @@ class SmskitBridgeOdooSms(models.AbstractModel):
                 result.update(smskit_id=sent.id, credit=sent.segments)
             results.append(result)
         self._smskit_link_rows([(r["res_id"], r["smskit_id"]) for r in results
-                                if _sms_id(r["res_id"]) in partners and r.get("smskit_id")])
+                                if _sms_id(r["res_id"]) in rows and r.get("smskit_id")])
         return results
 
     @api.model
     def _smskit_sms_rows(self, messages):
-        """``{sms.sms id: partner id or None}`` of the messages whose ``res_id`` names an
-        ``sms.sms`` row (the others have none: see the module docs)."""
+        """``{sms.sms id: (partner id or None, failed)}`` of the messages whose ``res_id``
+        names an ``sms.sms`` row (the others have none: see the module docs). ``failed``:
+        the smskit message of a row in error that smskit had sent (or refused) already,
+        which Odoo sends again only when asked to retry it (``resend_failed``)."""
         ids = {_sms_id(m.get("res_id")) for m in messages} - {None}
         if not ids:
             return {}
-        self.env.cr.execute("SELECT id, partner_id FROM sms_sms WHERE id IN %s",
-                            [tuple(ids)])
-        return dict(self.env.cr.fetchall())
+        self.env["sms.sms"].flush(["state", "smskit_message_id"])
+        self.env.cr.execute("SELECT id, partner_id, state, smskit_message_id FROM sms_sms "
+                            "WHERE id IN %s", [tuple(ids)])
+        return {row_id: (partner, mid if state == "error" and mid else None)
+                for row_id, partner, state, mid in self.env.cr.fetchall()}
 
     @api.model
     def _smskit_link_rows(self, pairs):
@@ -216,6 +226,8 @@ class SmskitBridgeOdooSms(models.AbstractModel):
         their state (after Odoo's own post-processing of a batch)."""
         if not message_ids:
             return
-        with self._smskit_kit() as kit:
+        # as Odoo's own post-processing writes them: with sudo (a notification is the
+        # recipient's, and record rules keep even an administrator from writing it)
+        with self.sudo()._smskit_kit() as kit:
             store = kit.store
             store.origins.sync(store.get_many(list(message_ids)))

@@ -121,6 +121,27 @@ class TestOdooSms(SmskitCase):
             sent = self._kit_message(sms)
             self.assertEqual((sent.phone, sent.body), (PHONE, "Seu pedido saiu"))
 
+    def test_retrying_a_failed_sms_sends_a_new_one_once(self):
+        # Technical > SMS > Retry: a row whose SMS failed goes out again as a new SMS (it
+        # used to answer the failed one, under the row's key, and send nothing)
+        _, notification = self._compose()
+        sms = notification.sms_id
+        failed = sms.smskit_message_id
+        self._report(sms, "error", "não entregue")
+        self.assertEqual(sms.state, "error")
+        with self.bridge._smskit_kit() as kit:
+            before = len(kit.provider().sent)
+        answer = sms.resend_failed()
+        self.assertEqual(answer["params"]["type"], "success")
+        self.assertEqual((sms.state, notification.notification_status), ("sent", "pending"))
+        self.assertNotEqual(sms.smskit_message_id, failed)
+        self.assertEqual(self._kit_message(sms).body, "Seu pedido saiu")
+        again = sms.resend_failed()  # it did not fail this time: nothing to send
+        self.assertEqual(again["params"]["type"], "danger")
+        sms.send()  # Odoo sending the row again: the new SMS, not a third one
+        with self.bridge._smskit_kit() as kit:
+            self.assertEqual(len(kit.provider().sent), before + 1)
+
     def test_the_blacklist_is_honoured_and_said(self):
         self.env["phone.blacklist"].create({"number": PHONE})
         _, notification = self._compose()
