@@ -242,16 +242,23 @@ def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_odoos_queu
     assert len(_sms_chatter(odoo, partner)) == 1
 
 
+def _sms_conversation(server: Server, phone: str, name: str) -> Tuple[int, int]:
+    """The SMS ChatRoom connector (made if there is none) and a new conversation with
+    ``phone``, taken by the admin: ``(connector id, conversation id)``."""
+    found = server.xmlrpc("acrux.chat.connector", "search", [("connector_type", "=", "sms")])
+    connector = found[0] if found else server.xmlrpc(
+        "acrux.chat.connector", "create", {"name": "SMS", "connector_type": "sms"})
+    conversation = server.xmlrpc("acrux.chat.conversation", "create", {
+        "name": name, "number": phone.lstrip("+"), "connector_id": connector,
+        "status": "current", "agent_id": server.uid()})
+    return int(connector), int(conversation)
+
+
 def test_an_agent_reply_goes_out_and_shows_its_delivery(
         odoo: Server, kolmeya_for_odoo: Sim) -> None:
     simulator = kolmeya_for_odoo[0]
     phone = unique_phone()
-    connector = odoo.xmlrpc("acrux.chat.connector", "search", [("connector_type", "=", "sms")])
-    connector = connector[0] if connector else odoo.xmlrpc(
-        "acrux.chat.connector", "create", {"name": "SMS", "connector_type": "sms"})
-    conversation = odoo.xmlrpc("acrux.chat.conversation", "create", {
-        "name": "Ana", "number": phone.lstrip("+"), "connector_id": connector,
-        "status": "current", "agent_id": odoo.uid()})
+    connector, conversation = _sms_conversation(odoo, phone, "Ana")
     message = odoo.xmlrpc("acrux.chat.conversation", "send_message", [conversation],
                           {"text": "Chega amanhã", "ttype": "text"})
     [sent] = _sim_messages(simulator, phone)
@@ -273,12 +280,7 @@ def test_an_agent_reply_odoo_runs_again_after_a_conflict_goes_out_once(
     conversation, which follows its delivery."""
     simulator = kolmeya_for_odoo[0]
     phone = unique_phone()
-    connector = odoo.xmlrpc("acrux.chat.connector", "search", [("connector_type", "=", "sms")])
-    connector = connector[0] if connector else odoo.xmlrpc(
-        "acrux.chat.connector", "create", {"name": "SMS", "connector_type": "sms"})
-    conversation = odoo.xmlrpc("acrux.chat.conversation", "create", {
-        "name": "Ana", "number": phone.lstrip("+"), "connector_id": connector,
-        "status": "current", "agent_id": odoo.uid()})
+    _, conversation = _sms_conversation(odoo, phone, "Ana")
     odoo.set_params({"smskit_probe.conflict": "1"})
     message = odoo.xmlrpc("acrux.chat.conversation", "send_message", [conversation],
                           {"text": "Já enviamos", "ttype": "text"})
@@ -297,12 +299,7 @@ def test_a_blacklisted_customer_is_refused_in_the_agents_language(
     simulator = kolmeya_for_odoo[0]
     phone = unique_phone()
     odoo.xmlrpc("phone.blacklist", "create", {"number": phone})
-    connector = odoo.xmlrpc("acrux.chat.connector", "search", [("connector_type", "=", "sms")])
-    connector = connector[0] if connector else odoo.xmlrpc(
-        "acrux.chat.connector", "create", {"name": "SMS", "connector_type": "sms"})
-    conversation = odoo.xmlrpc("acrux.chat.conversation", "create", {
-        "name": "Bia", "number": phone.lstrip("+"), "connector_id": connector,
-        "status": "current", "agent_id": odoo.uid()})
+    _, conversation = _sms_conversation(odoo, phone, "Bia")
     # Portuguese installed as an operator does (Settings > Languages): the addons' pt_BR.po
     wizard = odoo.xmlrpc("base.language.install", "create", {"lang": "pt_BR"})
     odoo.xmlrpc("base.language.install", "lang_install", [wizard])

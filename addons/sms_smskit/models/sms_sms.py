@@ -83,8 +83,8 @@ class SmsSms(models.Model):
             lambda sms: sms.state == "error" or (
                 sms.state == "outgoing" and not sms.smskit_message_id))
         if rows:  # sent as the transaction that held them would have (its user, sudo or not)
-            self.browse(rows.ids).send(unlink_failed=False, unlink_sent=True, auto_commit=True,
-                      raise_exception=False)
+            self.browse(rows.ids).send(unlink_failed=False, unlink_sent=True,
+                                       auto_commit=True, raise_exception=False)
 
     def resend_failed(self):
         """Odoo's "Retry" (Technical > SMS): each selected row in error gets a new SMS, handed
