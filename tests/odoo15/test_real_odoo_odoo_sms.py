@@ -213,11 +213,12 @@ def test_your_codes_smskit_send_in_a_request_odoo_runs_again_sends_once(
     assert len(_sim_messages(simulator, phone)) == 2
 
 
-def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_odoos_queue(
+def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_the_crons(
         odoo: Server, kolmeya_for_odoo: Sim) -> None:
     """The process dies between the request's commit and the hand-over to smskit: the row
-    stays outgoing, its notification ready, nothing was sent; Odoo's SMS queue (its cron)
-    sends it, once however often it runs."""
+    stays outgoing, its notification ready, nothing was sent. smskit's cron (every minute)
+    sends it once it has waited ten minutes; Odoo's SMS queue (its hourly cron) sends
+    nothing more, however often they run."""
     simulator = kolmeya_for_odoo[0]
     phone = unique_phone()
     partner = _partner(odoo, phone)
@@ -229,12 +230,21 @@ def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_odoos_queu
                         ["state", "smskit_message_id"])
     assert (row["state"], row["smskit_message_id"]) == ("outgoing", False)
     assert _sim_messages(simulator, phone) == []
-    [cron] = odoo.xmlrpc("ir.model.data", "search_read", [
-        ("module", "=", "sms"), ("name", "=", "ir_cron_sms_scheduler_action")],
-        fields=["res_id"])
-    for _ in range(2):
+
+    def run_cron(module: str, name: str) -> None:
+        [cron] = odoo.xmlrpc("ir.model.data", "search_read", [
+            ("module", "=", module), ("name", "=", name)], fields=["res_id"])
         odoo.xmlrpc("ir.cron", "method_direct_trigger", [cron["res_id"]])
+
+    run_cron("sms_smskit", "ir_cron_smskit_run")  # too early: it may still be handed over
+    assert _sim_messages(simulator, phone) == []
+    odoo.odoo.psql("UPDATE sms_sms SET create_date = create_date - interval '11 minutes' "
+                   f"WHERE id = {int(row['id'])}", db=odoo.db)
+    run_cron("sms_smskit", "ir_cron_smskit_run")
     assert [m.body for m in _sim_messages(simulator, phone)] == ["Sua consulta é amanhã às 9h"]
+    run_cron("sms_smskit", "ir_cron_smskit_run")
+    run_cron("sms", "ir_cron_sms_scheduler_action")
+    assert len(_sim_messages(simulator, phone)) == 1
     assert _notification(odoo, notification["id"])["notification_status"] == "pending"
     [row] = odoo.xmlrpc("sms.sms", "read", [notification["sms_id"][0]],
                         ["state", "smskit_message_id"])

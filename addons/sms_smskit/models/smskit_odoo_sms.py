@@ -35,7 +35,8 @@ rows a batch names are *held*: answered ``success`` with ``smskit_held`` (the ro
 (``cr.postcommit``) of that very transaction, in a cursor of its own, before the request
 answers. A transaction rolled back (and re-run) drops its callback, so nothing was sent; a
 process that dies between the commit and the callback leaves the rows ``outgoing``, and
-Odoo's SMS queue (its cron, ``sms.sms._process_queue``) sends them, each once (the key).
+smskit's cron sends them once they have waited ``STRANDED_MINUTES`` (Odoo's own SMS queue, an
+hourly cron, would too), each once (the key).
 Messages without a row (numbers mode, a mailing's test SMS) are sent at once: their caller
 reads the answer, and there is no row to key them by anyway. In Odoo's own tests (the
 cursor never commits, and drops post-commit callbacks) everything is sent at once, as
@@ -57,6 +58,9 @@ TEMPLATE = "{{ content | keep_blank }}"
 HELD = "smskit.odoo_sms.held"
 #: Context key: send now, the rows are committed already (the held rows' own send).
 SEND_NOW = "smskit_send_now"
+#: Minutes after which smskit's cron sends an ``sms.sms`` still outgoing and not smskit's
+#: (its hand-over after the commit never ran) instead of leaving it to Odoo's hourly queue.
+STRANDED_MINUTES = 10
 _IAP_FAILURES = {"sms_number_format": "wrong_number_format", "sms_credit": "insufficient_credit",
                  "sms_blacklist": "blacklisted", "sms_server": "server_error"}
 
@@ -114,6 +118,32 @@ class SmskitBridgeOdooSms(models.AbstractModel):
         return [answers[id(m)] for m in messages]
 
     @api.model
+    def _cron_run(self):
+        self._smskit_send_stranded_odoo_sms()
+        return super()._cron_run()
+
+    @api.model
+    def _smskit_send_stranded_odoo_sms(self):
+        """Send the ``sms.sms`` rows still outgoing and not smskit's after
+        ``STRANDED_MINUTES`` (held for a commit whose hand-over never ran, or queued by Odoo
+        for its hourly SMS queue): now, each once. Returns how many."""
+        if not self._smskit_sends_odoo_sms():
+            return 0
+        self.env["sms.sms"].flush(["state", "smskit_message_id"])
+        # smskit_message_id is indexed, and few rows lack it: the look-up stays cheap while
+        # the kept rows grow
+        self.env.cr.execute(
+            "SELECT id FROM sms_sms WHERE smskit_message_id IS NULL AND state = 'outgoing'"
+            " AND create_date < (now() AT TIME ZONE 'UTC') - make_interval(mins => %s)"
+            " ORDER BY id LIMIT 10000", [STRANDED_MINUTES])
+        ids = [row[0] for row in self.env.cr.fetchall()]
+        if ids:
+            _logger.info("smskit: %d SMS of Odoo waited more than %d minutes for the gateway: "
+                         "sent now (sms.sms %s)", len(ids), STRANDED_MINUTES, ids[:20])
+            self.env["sms.sms"].sudo().with_context(**{SEND_NOW: True})._smskit_send_held(ids)
+        return len(ids)
+
+    @api.model
     def _smskit_defers(self):
         """Whether the gateway waits for this transaction's commit: not when the rows are
         committed already (``smskit_send_now`` in the context), nor in Odoo's tests."""
@@ -140,14 +170,14 @@ class SmskitBridgeOdooSms(models.AbstractModel):
         @cr.postcommit.add
         def send_held():
             # the request has committed: whatever goes wrong here is logged, never raised into
-            # its answer, and leaves the rows outgoing for Odoo's SMS queue
+            # its answer, and leaves the rows outgoing for smskit's cron
             try:
                 with registry.cursor() as own:
                     env = api.Environment(own, uid, context, su=su)
                     env["sms.sms"]._smskit_send_held(held)
             except Exception:
                 _logger.exception("smskit: %d SMS of Odoo were not handed over after the "
-                                  "commit; Odoo's SMS queue sends them (sms.sms %s)",
+                                  "commit; smskit's cron sends them (sms.sms %s)",
                                   len(held), held[:20])
 
     @api.model
