@@ -12,8 +12,9 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
+import attrs
 import pytest
 
 from smskit.config import Settings
@@ -24,8 +25,10 @@ from smskit.outreach.scheduler import add_schedule, schedule_tag
 from smskit.plugins import Plugins
 from smskit.provider import Capabilities
 from smskit.providers.loopback import LoopbackProvider
+from smskit.store.base import Store
 from smskit.store.memory import MemoryStore
 from smskit.worker import Worker, WorkerReport
+from store_helpers import STORE_KINDS, open_store
 
 UTC = dt.timezone.utc
 PHONES = ["11987654321", "21998765432", "31987651234"]
@@ -75,6 +78,37 @@ def test_run_once_dispatches_due_messages() -> None:
     again = Worker(kit, poll_replies=False).run_once()
     assert again.empty and again.describe() == "nothing to do"
     assert len(loopback(kit).sent) == 3
+
+
+@pytest.fixture(params=STORE_KINDS)
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    yield from open_store(request.param, tmp_path)
+
+
+def test_a_started_worker_names_messages_no_provider_of_its_configuration_can_send(
+        caplog: pytest.LogCaptureFixture, any_store: Store) -> None:
+    # stored for a gateway since removed from the settings: they would wait for ever, silently
+    settings = Settings(provider="loopback", database_url="memory://")
+    kit = SmsKit(settings, store=any_store, provider=LoopbackProvider(),
+                 plugins=Plugins(settings, entry_points=False))
+    ids = queue(kit)
+    gone = [attrs.evolve(m, id=f"{m.id}-x", provider="zenvia")
+            for m in kit.store.get_many(ids)]
+    kit.store.add_messages(gone[:2])
+    stop = threading.Event()
+    stop.set()  # started and stopped: only the start's check runs
+    with caplog.at_level("WARNING", logger="smskit.worker"):
+        Worker(kit, poll_replies=False).run(stop_event=stop)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "2 outgoing message(s) wait for provider 'zenvia'" in warning
+    assert "smskit cancel" in warning
+    # the configured provider's own waiting messages are the worker's work, not a warning
+    assert Worker(kit, poll_replies=False).warn_stranded() == {"zenvia": 2}
+    Worker(kit, poll_replies=False).run_once()
+    assert Worker(kit, poll_replies=False).warn_stranded() == {"zenvia": 2}
+    for message in gone[:2]:
+        kit.cancel(message.id, "gateway removed")
+    assert Worker(kit, poll_replies=False).warn_stranded() == {}
 
 
 def test_ambiguous_batch_is_reconciled_next_cycle_without_a_second_send() -> None:

@@ -39,6 +39,7 @@ import attrs
 
 from smskit.errors import ConfigurationError, ValidationError
 from smskit.kit import SmsKit
+from smskit.models import State
 from smskit.outbox import DispatchReport, ReconcileReport
 from smskit.outreach import blacklist_sync, scheduler
 from smskit.outreach.balance import BalanceMonitor, BalanceReading
@@ -267,6 +268,7 @@ class Worker:
                 previous[signum] = signal.signal(signum, handler)
         log.info("worker started (providers: %s, every %.1fs)", ", ".join(self.providers),
                  self.interval)
+        self.warn_stranded()
         try:
             while not self._stop.is_set():
                 self._cycle()
@@ -275,6 +277,32 @@ class Worker:
             for number, old in previous.items():
                 signal.signal(number, old)
         log.info("worker stopped")
+
+    def warn_stranded(self) -> Dict[str, int]:
+        """Log (WARNING) the outgoing messages whose provider this configuration cannot
+        build (removed from the settings since they were stored, its token gone...): no
+        worker with these settings will send them. Returns ``{provider: count}``. Run once
+        when :meth:`run` starts (one grouped count over the outbound messages);
+        messages of a provider another worker serves are not counted."""
+        try:
+            counts = self.kit.store.count_by_state()
+        except Exception:  # a store that cannot count: the cycles say what they can
+            log.debug("could not count the outgoing messages per provider", exc_info=True)
+            return {}
+        served = set(self.providers)
+        stranded: Dict[str, int] = {}
+        for (name, state), count in counts.items():
+            if state is not State.OUTGOING or not name or name in served or not count:
+                continue
+            try:
+                self.kit.provider(name)
+            except ConfigurationError as exc:
+                stranded[name] = count
+                log.warning("%d outgoing message(s) wait for provider %r, which this "
+                            "configuration cannot send through (%s): they go out once it "
+                            "can, or cancel them (smskit messages --state outgoing; smskit cancel)",
+                            count, name, exc)
+        return stranded
 
     def _cycle(self) -> None:
         try:
