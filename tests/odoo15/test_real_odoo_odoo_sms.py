@@ -213,6 +213,26 @@ def test_your_codes_smskit_send_in_a_request_odoo_runs_again_sends_once(
     assert len(_sim_messages(simulator, phone)) == 2
 
 
+def test_numbers_mode_odoo_runs_again_after_a_conflict_goes_out_once(
+        odoo: Server, kolmeya_for_odoo: Sim) -> None:
+    """The composer's "numbers" mode sends without an ``sms.sms`` row, at once: when Odoo
+    runs the request again after a conflict, the second run takes the first run's answer
+    instead of sending again."""
+    simulator = kolmeya_for_odoo[0]
+    phone = unique_phone()
+    odoo.set_params({"smskit_probe.conflict": "1"})
+    composer = odoo.xmlrpc("sms.composer", "create", {
+        "composition_mode": "numbers", "numbers": phone, "body": "Código: 4821"})
+    odoo.xmlrpc("sms.composer", "action_send_sms", [composer])
+    assert _param(odoo, "smskit_probe.conflict") == "0"
+    assert [m.body for m in _sim_messages(simulator, phone)] == ["Código: 4821"]
+    # a later send of the same text to the same number is a new SMS
+    composer = odoo.xmlrpc("sms.composer", "create", {
+        "composition_mode": "numbers", "numbers": phone, "body": "Código: 4821"})
+    odoo.xmlrpc("sms.composer", "action_send_sms", [composer])
+    assert len(_sim_messages(simulator, phone)) == 2
+
+
 def test_sms_held_by_a_process_that_died_after_its_commit_go_out_with_the_crons(
         odoo: Server, kolmeya_for_odoo: Sim) -> None:
     """The process dies between the request's commit and the hand-over to smskit: the row

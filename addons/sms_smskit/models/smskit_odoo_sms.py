@@ -38,9 +38,10 @@ process that dies between the commit and the callback leaves the rows ``outgoing
 smskit's cron sends them once they have waited ``STRANDED_MINUTES`` (Odoo's own SMS queue, an
 hourly cron, would too), each once (the key).
 Messages without a row (numbers mode, a mailing's test SMS) are sent at once: their caller
-reads the answer, and there is no row to key them by anyway. In Odoo's own tests (the
-cursor never commits, and drops post-commit callbacks) everything is sent at once, as
-``sms.sms.send`` skips its commits there.
+reads the answer, and there is no row to key them by; a run rolled back after sending them
+leaves its answers to the same thread's re-run, which takes them instead of sending again.
+In Odoo's own tests (the cursor never commits, and drops post-commit callbacks) everything is
+sent at once, as ``sms.sms.send`` skips its commits there.
 """
 
 import logging
@@ -114,7 +115,15 @@ class SmskitBridgeOdooSms(models.AbstractModel):
         answers = {id(m): {"res_id": m["res_id"], "state": "success", "smskit_held": True}
                    for m in held}
         if now:
-            answers.update(zip(map(id, now), self._smskit_send_now(settings, now, {})))
+            # no row to key them by: Odoo running this request again takes the first run's
+            # answers instead of sending again (smskit.bridge._smskit_rerun_memory)
+            signature = ("odoo_sms", tuple(
+                (repr(m.get("res_id")), m.get("number"), m.get("content")) for m in now))
+            sent = self._smskit_rerun_memory(signature)
+            if sent is None:
+                sent = self._smskit_send_now(settings, now, {})
+                self._smskit_remember_for_rerun(signature, sent)
+            answers.update(zip(map(id, now), sent))
         return [answers[id(m)] for m in messages]
 
     @api.model

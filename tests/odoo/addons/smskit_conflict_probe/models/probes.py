@@ -2,8 +2,9 @@
 by its first use (the parameter is read and written in SQL: no ORM cache in the way).
 
 * ``smskit_probe.conflict``: after ``sms.sms._send`` (the SMS handed to ``sms.api``, its
-  results post-processed) or ChatRoom's ``acrux.chat.message.message_send`` (an agent's
-  reply handed to its connector), another transaction updates a row this one then updates
+  results post-processed), the composer's numbers mode (``_action_send_sms_numbers``, no
+  ``sms.sms`` row) or ChatRoom's ``acrux.chat.message.message_send`` (an agent's reply
+  handed to its connector), another transaction updates a row this one then updates
   too: a real PostgreSQL serialization failure, on which Odoo rolls the request back and
   runs it again (``odoo.service.model.check``), as when a delivery report or the
   customer's next SMS races the send; ``smskit.bridge.smskit_probe_send_then_write`` is
@@ -44,6 +45,15 @@ class SmskitBridge(models.AbstractModel):
         answer = self.smskit_send(phone, text)
         _conflict(self.env)
         return answer
+
+
+class SmsComposer(models.TransientModel):
+    _inherit = "sms.composer"
+
+    def _action_send_sms_numbers(self):
+        result = super()._action_send_sms_numbers()
+        _conflict(self.env)
+        return result
 
 
 class AcruxChatMessage(models.Model):
