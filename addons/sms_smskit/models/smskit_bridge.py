@@ -256,6 +256,19 @@ class SmskitBridge(models.AbstractModel):
 
         self.env.cr.postrollback.add(remember)
 
+    @api.model
+    def _smskit_once_per_run(self, signature, send):
+        """``send()``'s answer; on Odoo's re-run of this request the first run's instead
+        (:meth:`_smskit_rerun_memory`). ``signature`` ``None``: always ``send()`` (a key of
+        the caller's makes repetitions safe already)."""
+        if signature is None:
+            return send()
+        answer = self._smskit_rerun_memory(signature)
+        if answer is None:
+            answer = send()
+            self._smskit_remember_for_rerun(signature, answer)
+        return answer
+
     # -- sending ----------------------------------------------------------------------------
     @api.model
     def smskit_send(self, phone, text, **options):
@@ -277,20 +290,17 @@ class SmskitBridge(models.AbstractModel):
         own (``invoice-reminder:<id>``) makes any repetition safe, at any time.
         """
         kwargs = self._smskit_options(options, SEND_OPTIONS)
-        signature = None
-        if not kwargs.get("idempotency_key"):  # with one, a repeated call is safe already
-            signature = ("smskit_send", repr(phone), repr(text), repr(sorted(kwargs.items())))
-            answer = self._smskit_rerun_memory(signature)
-            if answer is not None:  # Odoo runs this request again: the first run's SMS
-                return answer
-        with self._smskit_errors(), self._smskit_kit() as kit:
-            outcome = kit.send(phone, text, **kwargs)
-        answer = _marshal({"message_id": outcome.message_id, "state": outcome.state.value,
-                           "reason": outcome.reason, "deferred_until": outcome.deferred_until,
-                           "created": outcome.created})
-        if signature is not None:
-            self._smskit_remember_for_rerun(signature, answer)
-        return answer
+
+        def send():
+            with self._smskit_errors(), self._smskit_kit() as kit:
+                outcome = kit.send(phone, text, **kwargs)
+            return _marshal({"message_id": outcome.message_id, "state": outcome.state.value,
+                             "reason": outcome.reason, "deferred_until": outcome.deferred_until,
+                             "created": outcome.created})
+
+        signature = None if kwargs.get("idempotency_key") else (
+            "smskit_send", repr(phone), repr(text), repr(sorted(kwargs.items())))
+        return self._smskit_once_per_run(signature, send)
 
     @api.model
     def smskit_send_many(self, recipients, text, **options):
@@ -303,21 +313,17 @@ class SmskitBridge(models.AbstractModel):
         ``canceled``, ``deferred``, ``duplicates``, ``failed_dispatch``)."""
         kwargs = self._smskit_options(options, MANY_OPTIONS)
         recipients = list(recipients or [])
-        signature = None
-        if not kwargs.get("idempotency_prefix"):  # as in smskit_send
-            signature = ("smskit_send_many", repr(recipients), repr(text),
-                         repr(sorted(kwargs.items())))
-            answer = self._smskit_rerun_memory(signature)
-            if answer is not None:
-                return answer
-        with self._smskit_errors(), self._smskit_kit() as kit:
-            summary = kit.send_many(recipients, text, **kwargs)
-        answer = _marshal({name: getattr(summary, name) for name in (
-            "total", "queued", "sent", "rejected", "canceled", "deferred", "duplicates",
-            "failed_dispatch")})
-        if signature is not None:
-            self._smskit_remember_for_rerun(signature, answer)
-        return answer
+
+        def send():
+            with self._smskit_errors(), self._smskit_kit() as kit:
+                summary = kit.send_many(recipients, text, **kwargs)
+            return _marshal({name: getattr(summary, name) for name in (
+                "total", "queued", "sent", "rejected", "canceled", "deferred", "duplicates",
+                "failed_dispatch")})
+
+        signature = None if kwargs.get("idempotency_prefix") else (
+            "smskit_send_many", repr(recipients), repr(text), repr(sorted(kwargs.items())))
+        return self._smskit_once_per_run(signature, send)
 
     @api.model
     def _smskit_options(self, options, allowed):

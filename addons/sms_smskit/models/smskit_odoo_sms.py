@@ -119,10 +119,8 @@ class SmskitBridgeOdooSms(models.AbstractModel):
             # answers instead of sending again (smskit.bridge._smskit_rerun_memory)
             signature = ("odoo_sms", tuple(
                 (repr(m.get("res_id")), m.get("number"), m.get("content")) for m in now))
-            sent = self._smskit_rerun_memory(signature)
-            if sent is None:
-                sent = self._smskit_send_now(settings, now, {})
-                self._smskit_remember_for_rerun(signature, sent)
+            sent = self._smskit_once_per_run(
+                signature, lambda: self._smskit_send_now(settings, now, {}))
             answers.update(zip(map(id, now), sent))
         return [answers[id(m)] for m in messages]
 
