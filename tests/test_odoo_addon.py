@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from po_helpers import po_entries
 from smskit_odoo.testing import FakeOdoo
 from smskit_odoo.testing.env import FakeEnv, fake_call_kw
 
@@ -404,35 +405,11 @@ def _translatable(path: Path) -> List[str]:
     return found
 
 
-def _po_entries(path: Path) -> Dict[str, str]:
-    """msgid -> msgstr of a ``.po`` file (strings continued on the lines after, as gettext
-    writes them)."""
-    entries: Dict[str, str] = {}
-    parts: Dict[str, List[str]] = {}
-    current = None
-
-    def flush() -> None:
-        msgid = "".join(parts.get("msgid", []))
-        if msgid:
-            entries[msgid] = "".join(parts.get("msgstr", []))
-
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("msgid "):
-            flush()
-            parts, current = {"msgid": [ast.literal_eval(line[6:])]}, "msgid"
-        elif line.startswith("msgstr "):
-            parts["msgstr"], current = [ast.literal_eval(line[7:])], "msgstr"
-        elif line.startswith('"') and current:
-            parts[current].append(ast.literal_eval(line))
-    flush()
-    return entries
-
-
 def test_every_agent_facing_text_has_its_portuguese() -> None:
     texts = {t for p in ADDON.rglob("*.py") if "tests" not in p.parts for t in _translatable(p)}
     assert len(texts) >= 50
-    translated = _po_entries(ADDON / "i18n" / "pt_BR.po")
-    template = _po_entries(ADDON / "i18n" / "sms_smskit.pot")
+    translated = po_entries(ADDON / "i18n" / "pt_BR.po")
+    template = po_entries(ADDON / "i18n" / "sms_smskit.pot")
     assert texts <= set(template), "i18n/sms_smskit.pot misses _() texts: regenerate it"
     assert set(translated) == set(template), "i18n/pt_BR.po and the .pot differ"
     for source, target in translated.items():

@@ -1,16 +1,20 @@
 """The addon inside Odoo 15 itself: its own Odoo tests (``TransactionCase`` and ``HttpCase``,
-run by ``odoo15 test``), its cron on a database nobody configured yet, and smskit installed
-into Odoo's virtualenv the way addons/sms_smskit/README.md says."""
+run by ``odoo15 test``), its cron on a database nobody configured yet, smskit installed
+into Odoo's virtualenv the way addons/sms_smskit/README.md says, and the addons' Portuguese
+against Odoo's own export of their texts."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+from pathlib import Path
 from typing import Iterator
 
 import pytest
-from odoo15_harness import Odoo15
+from odoo15_harness import ADDON_PATHS, Odoo15
+
+from po_helpers import po_entries
 
 pytestmark = pytest.mark.real_odoo
 
@@ -127,3 +131,42 @@ def test_the_addon_installs_without_the_chatroom(odoo15: Odoo15) -> None:
     assert "INSTALLED ['sms_smskit']" in out, out[-3000:]
     assert "HELD ready" in out and "NOTIFICATION pending" in out, out[-3000:]
     assert "Traceback" not in out, out[-3000:]
+
+
+#: The addons whose texts people see, all installed in the "mass" variant.
+TRANSLATED = ("sms_smskit", "sms_smskit_chatroom", "sms_smskit_mass_mailing")
+EXPORT = """
+import io
+from odoo.tools.translate import trans_export
+for module in {modules!r}:
+    out = io.BytesIO()
+    trans_export(False, [module], out, "po", env.cr)
+    with open({directory!r} + "/" + module + ".pot", "wb") as pot:
+        pot.write(out.getvalue())
+print("exported")
+"""
+
+
+def test_every_text_the_addons_show_has_its_portuguese(odoo15: Odoo15, tmp_path: Path) -> None:
+    """Odoo's own export of each addon's terms (views, menus, fields, selections, models and
+    ``_()`` texts: what Settings > Translations > Export gives) is the committed ``.pot``,
+    and ``pt_BR.po`` translates each one: no screen of the SMS app, the ChatRoom part or the
+    mailing part shows English to a Portuguese user (the unit test sees ``_()`` only)."""
+    db = odoo15.new_database("mass")
+    try:
+        result = odoo15.shell(db, EXPORT.format(modules=TRANSLATED, directory=str(tmp_path)))
+    finally:
+        odoo15.drop_database(db)
+    assert "exported" in result.stdout, result.stdout[-2000:] + result.stderr[-3000:]
+    addons = ADDON_PATHS[0]
+    for module in TRANSLATED:
+        exported = po_entries(tmp_path / f"{module}.pot")
+        assert len(exported) >= 5, module
+        committed = po_entries(addons / module / "i18n" / f"{module}.pot")
+        translated = po_entries(addons / module / "i18n" / "pt_BR.po")
+        assert sorted(set(exported) - set(committed)) == [], \
+            f"{module}: texts Odoo exports that i18n/{module}.pot lacks (regenerate it)"
+        assert sorted(set(committed) - set(exported)) == [], \
+            f"{module}: i18n/{module}.pot holds texts the addon no longer has"
+        assert [text for text in exported if not translated.get(text)] == [], \
+            f"{module}: texts without a Portuguese translation in i18n/pt_BR.po"
