@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import threading
+from typing import List
 
 import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smskit import ids
 from smskit.ids import new_id
 from smskit.models import Message, State, StatusEvent, apply_status
 
@@ -83,10 +87,46 @@ def test_an_id_is_the_crockford_base32_of_its_time_and_random_bits(
         monkeypatch: pytest.MonkeyPatch) -> None:
     alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
     for ms, noise in [(0, 0), (1_700_000_000_000, 2**80 - 1), (2**48 - 1, 12345678901234567)]:
-        monkeypatch.setattr("os.urandom", lambda n, noise=noise: noise.to_bytes(n, "big"))
+        # the random bits are read in blocks: every 10 bytes of this one are ``noise``
+        monkeypatch.setattr("os.urandom", lambda n, noise=noise: noise.to_bytes(10, "big")
+                            * (n // 10) + bytes(n % 10))
+        ids._forget_pool()
         value = (ms << 80) | noise
         expected = "".join(alphabet[(value >> (5 * i)) & 31] for i in reversed(range(26)))
         assert new_id(now_ms=ms) == expected
+        assert new_id(now_ms=ms) == expected  # the next 10 bytes of the same block
+    ids._forget_pool()
+
+
+def test_ids_use_each_random_byte_once_in_threads_and_after_fork() -> None:
+    made: List[str] = []
+    lock = threading.Lock()
+
+    def make() -> None:
+        mine = [new_id(now_ms=0) for _ in range(2_000)]  # same time: only the random part
+        with lock:
+            made.extend(mine)
+
+    threads = [threading.Thread(target=make) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == len(made) == 8_000
+    if not hasattr(os, "fork"):
+        return
+    new_id()  # this thread's block is read: a child would start with its unread bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, " ".join(new_id(now_ms=0) for _ in range(20)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split())
+    parent = {new_id(now_ms=0) for _ in range(20)}
+    assert len(child) == 20 and not child & parent
 
 
 def test_messages_are_frozen() -> None:
