@@ -49,14 +49,17 @@ def _day(pg: bool, column: sa.ColumnElement[Any], offset: int) -> sa.ColumnEleme
     """The local date of a UTC ``column`` at a fixed ``offset`` (seconds), as SQL.
 
     ``offset`` is an int from the time zone database, rendered literally so the ``GROUP BY``
-    expression is the same text as the selected one.
+    expression is the same text as the selected one. On SQLite the stored text is cut to the
+    whole second first: its date functions round ``23:59:59.9996`` up to the next second, and
+    so to the next day.
     """
     offset = int(offset)
     if pg:
         utc = sa.func.timezone(sa.literal_column("'UTC'"), column)
         shift = sa.literal_column(f"INTERVAL '{offset} seconds'", sa.Interval())
         return sa.cast(utc + shift, sa.Date)
-    return sa.func.date(column, sa.literal_column(f"'{offset:+d} seconds'"))
+    seconds = sa.func.substr(column, 1, 19)  # "YYYY-MM-DD HH:MM:SS" of SQLAlchemy's format
+    return sa.func.date(seconds, sa.literal_column(f"'{offset:+d} seconds'"))
 
 
 def _as_date(value: Any) -> dt.date:

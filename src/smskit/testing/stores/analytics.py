@@ -222,6 +222,23 @@ def dashboard_days_are_the_local_days_of_stats_by_day(store: Any) -> None:
                  "dashboard_stats' days")
 
 
+@check("stats", "links")
+def the_last_microseconds_of_a_local_day_count_on_that_day(store: Any) -> None:
+    """A message and a click at 23:59:59.9999 in São Paulo belong to that day, not the next
+    (a day is never rounded up to the next second)."""
+    last = dt.datetime(2024, 5, 9, 23, 59, 59, 999900, tzinfo=SP)  # 02:59:59.9999 UTC, 10th
+    (sent,) = add(store, _message(60, State.SENT, last, cost="0.08"))
+    store.add_links([Link(code="Ultimo01", url="https://loja.com.br/u", message_id=sent.id,
+                          created_at=last)])
+    store.record_click("Ultimo01", last.astimezone(UTC))
+    expect_equal([(d.day, d.sent) for d in store.stats_by_day(MAY9, MAY10, tz=TZ)],
+                 [(MAY9, 1)], "stats_by_day: the day it was sent in São Paulo")
+    report = store.dashboard_stats(MAY9, MAY9, TZ)
+    expect_equal([(d.day, d.sent) for d in report.days], [(MAY9, 1)],
+                 "dashboard days: the 9th, and no row outside the range")
+    expect_equal(list(report.clicks), [DayCount(day=MAY9, count=1)], "clicks of the 9th")
+
+
 @check("stats")
 def dashboard_stats_counts_opt_outs_on_their_day(store: Any) -> None:
     """Blacklist entries from an opt-out reply (source ``inbound:...``) count on their local
