@@ -338,6 +338,12 @@ def test_without_any_credential_it_is_closed() -> None:
     ({"start": "2024-13-01"}, "start: expected a date YYYY-MM-DD"),
     ({"start": "2024-05-10", "end": "2024-05-01"}, "before start"),
     ({"start": "2020-01-01", "end": "2024-01-01"}, "at most 366"),
+    # not a 500 or a "store unavailable" 503: the calendar ends there
+    ({"end": "0001-01-01"}, "outside the calendar"),
+    ({"start": "9999-12-01", "end": "9999-12-31"}, "outside the calendar"),
+    # only YYYY-MM-DD, on every Python (3.11's fromisoformat also takes these)
+    ({"start": "20240501"}, "start: expected a date YYYY-MM-DD"),
+    ({"end": "2024-W19-5"}, "end: expected a date YYYY-MM-DD"),
 ])
 def test_a_bad_range_is_a_400(params: Dict[str, str], detail: str) -> None:
     store = MemoryStore()  # HTTP behaviour: one store kind is enough

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Mapping, Optional, Tuple
 
@@ -145,13 +146,20 @@ class Dashboard:
         """``start``/``end`` from the query (local days), or the last :data:`DEFAULT_DAYS`."""
         today = local_day(self.kit.clock(), self.timezone)
         end = _parse_day(query.get("end"), "end") or today
-        start = _parse_day(query.get("start"), "start") or end - dt.timedelta(
-            days=DEFAULT_DAYS - 1)
-        if end < start:
-            raise ValidationError(f"end {end.isoformat()} is before start {start.isoformat()}")
-        if (end - start).days + 1 > MAX_DAYS:
-            raise ValidationError(f"the range has {(end - start).days + 1} days; at most "
-                                  f"{MAX_DAYS}")
+        given = _parse_day(query.get("start"), "start")
+        try:
+            start = given or end - dt.timedelta(days=DEFAULT_DAYS - 1)
+            if end < start:
+                raise ValidationError(f"end {end.isoformat()} is before start "
+                                      f"{start.isoformat()}")
+            if (end - start).days + 1 > MAX_DAYS:
+                raise ValidationError(f"the range has {(end - start).days + 1} days; at most "
+                                      f"{MAX_DAYS}")
+            local_bounds(start, end, self.timezone)  # midnight after ``end`` must exist too
+        except OverflowError:
+            raise ValidationError(
+                f"the range {given or '(30 days)'}..{end.isoformat()} is outside the calendar "
+                "(years 1 to 9999)") from None
         return start, end
 
     def report(self, start: dt.date, end: dt.date) -> StatsReport:
@@ -246,10 +254,17 @@ def _not_found() -> Response:
         headers=_SECURITY_HEADERS)
 
 
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _parse_day(raw: Optional[str], what: str) -> Optional[dt.date]:
+    """A ``YYYY-MM-DD`` day (only that form, on every Python: 3.11 would also take
+    ``20240501`` and ``2024-W19-5``), ``None`` when absent or blank."""
     if raw is None or not raw.strip():
         return None
     try:
+        if not _DAY.fullmatch(raw.strip()):
+            raise ValueError(raw)
         return dt.date.fromisoformat(raw.strip())
     except ValueError as exc:
         raise ValidationError(f"{what}: expected a date YYYY-MM-DD, got {raw[:32]!r}") from exc
