@@ -173,6 +173,19 @@ def test_a_range_narrows_every_figure(store: Any) -> None:
     assert [c["campaign_id"] for c in april["campaigns"]] == ["promo"]
 
 
+def test_costs_read_the_same_whatever_the_store_or_how_the_price_was_written(
+        store: Any) -> None:
+    # a price configured as "0.0800" gives costs with trailing zeros; SQL keeps micro-units
+    store.add_messages([message(1, State.SENT, D10, cost="0.1600"),
+                        message(2, State.DELIVERED, D10, cost="0.075"),
+                        message(3, State.SENT, D9, cost="0.0000")])
+    with serve_in_thread(create_app(make_kit(store))) as base:
+        stats = get_stats(base, start="2024-05-09", end="2024-05-10")
+    assert stats["totals"]["cost"] == "0.235"
+    assert [d["cost"] for d in stats["days"]] == ["0.00", "0.235"]
+    assert [p["cost"] for p in stats["providers"]] == ["0.235"]
+
+
 def test_offset_spans_cut_a_range_at_a_dst_change() -> None:
     # the stores' local days (across midnight and DST) are checked by the shipped store suite
     # (smskit.testing.stores, run in test_store.py); this is the arithmetic under the SQL one.

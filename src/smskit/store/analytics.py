@@ -18,7 +18,7 @@ every query is a plain range scan on an indexed timestamp.
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import attrs
@@ -237,7 +237,13 @@ def _day_dict(d: DayStats, day_key: Optional[str]) -> Dict[str, Any]:
 
 
 def cost_text(cost: Decimal) -> str:
-    """An exact cost as text with at least two decimal places (``"0.40"``, ``"0.075"``)."""
+    """An exact cost as text with at least two decimal places (``"0.40"``, ``"0.075"``).
+
+    Trailing zeros beyond the cents go (``"0.0750"`` is ``"0.075"``), so the text depends on
+    the amount only, not on how a price was written or which store summed it.
+    """
+    if cost.is_finite():  # enough precision that no digit is ever rounded away
+        cost = cost.normalize(Context(prec=len(cost.as_tuple().digits) + 1))
     exponent = cost.as_tuple().exponent
     if isinstance(exponent, int) and exponent > -2:
         cost = cost.quantize(Decimal("0.01"))
