@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from smskit.config import Settings
 from smskit.errors import StoreError
 from smskit.kit import SmsKit
-from smskit.models import InboundMessage, Message, State
+from smskit.models import InboundMessage, Message, State, StatusEvent
 from smskit.providers.loopback import LoopbackProvider
 from smskit.server import create_app
 from smskit.store.analytics import Link, local_bounds, offset_spans
@@ -226,6 +226,29 @@ def test_an_opt_out_reply_is_counted_on_its_day(store: Any) -> None:
 
 
 # -- the page ------------------------------------------------------------------------------------
+def test_only_an_opt_out_reply_is_a_campaign_opt_out(store: Any) -> None:
+    """A number the gateway refuses as opted out (Twilio's 21610: it said STOP some other
+    time) is blacklisted, but it is not an opt-out of the campaign whose message was refused:
+    the campaign rows, like the totals and `campaign status`, count opt-out replies only."""
+    kit = make_kit(store)
+    refused = kit.send("+5511987650001", "Promoção", campaign_id="promo")
+    answered = kit.send("+5511987650002", "Promoção", campaign_id="promo")
+    message = kit.get(refused.message_id)
+    assert message is not None and message.provider_message_id
+    kit.apply_status(StatusEvent(provider="loopback", state=State.ERROR, error_code="21610",
+                                 provider_message_id=message.provider_message_id,
+                                 opted_out=True))
+    kit.receive(InboundMessage(provider="loopback", provider_reply_id="R9",
+                               phone="+5511987650002", body="SAIR", received_at=NOW,
+                               in_reply_to_message_id=answered.message_id))
+    assert kit.store.is_blacklisted("+5511987650001")
+    with serve_in_thread(create_app(kit)) as base:
+        stats = get_stats(base)
+    assert stats["totals"]["opt_outs"] == 1
+    assert [(c["campaign_id"], c["opt_outs"]) for c in stats["campaigns"]] == [("promo", 1)]
+    assert kit.store.campaign_totals(["promo"])["promo"].optouts == 1
+
+
 def test_dashboard_page_shows_the_numbers_and_embeds_the_same_data(store: Any) -> None:
     seed(store)
     from smskit.store.outreach import Campaign, OutreachStore

@@ -104,8 +104,9 @@ class CampaignStats:
     """One campaign's figures in the range: messages created then; replies, opt-outs and
     clicks that happened then.
 
-    ``name`` comes from the campaigns table and ``opt_outs`` from the blacklist audit when the
-    store has them (``None``/0 otherwise). ``clicked_messages`` counts messages with at least
+    ``name`` comes from the campaigns table and ``opt_outs`` from the blacklist audit (additions
+    from an opt-out reply, source ``inbound:...``) when the store has them (``None``/0
+    otherwise). ``clicked_messages`` counts messages with at least
     one click (a person, not a repeated tap).
     """
 

@@ -175,7 +175,9 @@ class MemoryAnalyticsMixin:
         named = getattr(self, "_campaigns", None) or {}  # the outreach part, when present
         for entry in list(getattr(self, "_audit", None) or ()):
             cid = getattr(entry, "campaign_id", None)
-            if cid and getattr(entry, "action", None) == "add" and lo <= entry.created_at < hi:
+            source = str(getattr(entry, "source", ""))
+            if (cid and getattr(entry, "action", None) == "add" and lo <= entry.created_at < hi
+                    and source.startswith(OPTOUT_SOURCE_PREFIX)):
                 _extra(extra, cid)["opt_outs"] += 1
         table = [
             CampaignStats(campaign_id=cid, name=getattr(named.get(cid), "name", None),

@@ -14,6 +14,7 @@ from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Direction, Message, State, utcnow
 from smskit.store import outreach_rules as r
 from smskit.store import rules as c
+from smskit.store.analytics import OPTOUT_SOURCE_PREFIX
 from smskit.store.base import BlacklistEntry
 from smskit.store.outreach import (
     HELD_STATUSES,
@@ -200,7 +201,8 @@ class MemoryOutreachMixin:
                     if original is not None and original.campaign_id in wanted:
                         replies[original.campaign_id] += 1
             for entry in self._audit:
-                if entry.action == "add" and entry.campaign_id in wanted:
+                if (entry.action == "add" and entry.campaign_id in wanted
+                        and entry.source.startswith(OPTOUT_SOURCE_PREFIX)):
                     optouts[entry.campaign_id] += 1
         return {k: r.totals_from_states(k, rows[k], replies[k], optouts[k]) for k in wanted}
 

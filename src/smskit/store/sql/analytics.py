@@ -317,7 +317,8 @@ class SqlAnalyticsMixin(SqlBase):
     @staticmethod
     def _campaign_extras(conn: Connection, ids: List[str], lo: dt.datetime,
                          hi: dt.datetime) -> Tuple[Dict[str, str], Dict[str, int]]:
-        """Names (``campaigns`` table) and opt-outs (``blacklist_audit``), when they exist."""
+        """Names (``campaigns`` table) and opt-outs (``blacklist_audit`` additions from an
+        opt-out reply; a gateway refusal is not one), when they exist."""
         names: Dict[str, str] = {}
         optouts: Dict[str, int] = {}
         table = metadata.tables.get("campaigns")
@@ -325,12 +326,14 @@ class SqlAnalyticsMixin(SqlBase):
             names = {str(cid): str(name) for cid, name in conn.execute(
                 sa.select(table.c.id, table.c.name).where(table.c.id.in_(ids)))}
         audit = metadata.tables.get("blacklist_audit")
-        if audit is not None and {"campaign_id", "action", "created_at"} <= set(audit.c.keys()):
+        if audit is not None and {"campaign_id", "action", "source",
+                                  "created_at"} <= set(audit.c.keys()):
             a = audit.c
             optouts = {cid: int(n) for cid, n in conn.execute(
                 sa.select(a.campaign_id, sa.func.count())
-                .where(a.campaign_id.in_(ids), a.action == "add", a.created_at >= lo,
-                       a.created_at < hi)
+                .where(a.campaign_id.in_(ids), a.action == "add",
+                       a.source.startswith(OPTOUT_SOURCE_PREFIX, autoescape=True),
+                       a.created_at >= lo, a.created_at < hi)
                 .group_by(a.campaign_id))}
         return names, optouts
 

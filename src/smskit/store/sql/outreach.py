@@ -17,6 +17,7 @@ from smskit.errors import NotFoundError, StoreError, ValidationError
 from smskit.models import Direction, State, utcnow
 from smskit.store import outreach_rules as r
 from smskit.store import rules as c
+from smskit.store.analytics import OPTOUT_SOURCE_PREFIX
 from smskit.store.outreach import (
     HELD_STATUSES,
     BlacklistAuditEntry,
@@ -296,7 +297,9 @@ class SqlOutreachMixin(SqlBase):
                             .group_by(original.c.campaign_id))
                 replies.update({k: int(n) for k, n in conn.execute(answered)})
                 opted = (sa.select(audit.campaign_id, sa.func.count())
-                         .where(audit.campaign_id.in_(chunk), audit.action == "add")
+                         .where(audit.campaign_id.in_(chunk), audit.action == "add",
+                                audit.source.startswith(OPTOUT_SOURCE_PREFIX,
+                                                        autoescape=True))
                          .group_by(audit.campaign_id))
                 optouts.update({k: int(n) for k, n in conn.execute(opted)})
         return {k: r.totals_from_states(k, rows[k], replies.get(k, 0), optouts.get(k, 0))
