@@ -548,6 +548,60 @@ def test_a_schedule_that_cannot_run_is_reported_and_kept(kit: SmsKit, clock: Clo
     assert stored is not None and stored.next_run_at == broken.next_run_at and stored.runs == 0
 
 
+class Odoo:
+    """An Odoo behind the ``odoo`` audience: down (the connection refused) until ``up``."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def execute(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.up:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return [{"id": 7, "mobile": "+5531987651234", "name": "Carla"}]
+
+    @hookimpl
+    def register_audience_sources(self, register: Callable[[str, Any], None]) -> None:
+        from smskit_odoo.audience import OdooDomainSource
+
+        register("odoo", OdooDomainSource(self))
+
+
+@pytest.mark.parametrize("odoo", ["down", "not configured"])
+def test_a_schedule_whose_audience_cannot_be_read_holds_no_one_else_up(
+    store: Store, clock: Clock, odoo: str
+) -> None:
+    import smskit_odoo.plugin
+
+    settings = Settings(provider="loopback", database_url="memory://")
+    plugins = Plugins(settings, entry_points=False)
+    source = Odoo()
+    if odoo == "down":  # Odoo not answering: retried every cycle
+        plugins.register(source, name="odoo-audience")
+    else:  # the Odoo plugin without an Odoo connection: an error until configured
+        plugins.register(smskit_odoo.plugin, name="odoo")
+    kit = SmsKit(settings, store=store, provider=LoopbackProvider(), plugins=plugins,
+                 clock=clock)
+    partners = add_schedule(kit, "clientes", {"text": "Oi {{ name }}", "audience": {
+        "type": "odoo", "domain": [["customer_rank", ">", 0]]}},
+        rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    listed = add_schedule(kit, "lista", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    clock.now = dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
+    report = Worker(kit, poll_replies=False).run_once()  # neither raises nor stops the worker
+
+    runs = {run.name: run for run in report.schedules}
+    assert not runs["clientes"].won and runs["clientes"].error
+    assert (runs["lista"].won, runs["lista"].created) == (True, 3)
+    assert report.dispatched["loopback"].sent == 3  # the rest of the cycle went on
+    assert {m.state for m in messages_of(kit, listed.id)} == {State.SENT}
+    kept = store.get_schedule(partners.id)
+    assert kept is not None and (kept.runs, kept.next_run_at) == (0, partners.next_run_at)
+    assert messages_of(kit, partners.id) == []
+    if odoo == "down":
+        source.up = True  # Odoo is back: the occurrence runs on the next cycle
+        [run] = run_due(kit, clock.now + dt.timedelta(seconds=30))
+        assert (run.won, run.created) == (True, 1)
+
+
 # -- two processes on one SQLite file ----------------------------------------------------------
 RACER = textwrap.dedent(
     """

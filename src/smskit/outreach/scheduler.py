@@ -600,13 +600,24 @@ def _run_schedule(kit: SmsKit, schedule: Schedule, now: dt.datetime,
                 log.warning("schedule %s (%s): %d missed occurrence(s) skipped, sending the "
                             "one of %s", schedule.id, schedule.name, skipped,
                             occurrence.isoformat())
+        # A failure here is this schedule's alone: it is reported and left as it was (retried
+        # next cycle), while the other schedules and the rest of the worker's cycle go on. An
+        # audience that cannot be read (no Odoo connection, Odoo down) must not stop the
+        # worker or hold up every other send; the occurrence's keys make the retry safe.
         try:
             summary = _materialise(kit, schedule, request, occurrence)
-        except ValidationError as exc:
+        except (ValidationError, ConfigurationError) as exc:
             log.error("schedule %s (%s) occurrence %s failed: %s", schedule.id, schedule.name,
                       occurrence.isoformat(), exc)
             yield ScheduleRun(schedule_id=schedule.id, name=schedule.name,
                               occurrence=occurrence, won=False, error=str(exc))
+            return
+        except Exception as exc:  # an audience source or store outage
+            log.exception("schedule %s (%s) occurrence %s failed; retrying next cycle",
+                          schedule.id, schedule.name, occurrence.isoformat())
+            yield ScheduleRun(schedule_id=schedule.id, name=schedule.name,
+                              occurrence=occurrence, won=False,
+                              error=f"{type(exc).__name__}: {exc}")
             return
         new_next = occurrences.after(occurrence)
         won = kit.store.advance_schedule(schedule.id, expected_next=expected,
