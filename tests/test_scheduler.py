@@ -302,6 +302,56 @@ def test_bad_request_is_refused_when_the_schedule_is_created(
     assert kit.store.list_schedules() == []
 
 
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        # `smskit schedule add --text "Bom dia {{ nome }}!" --to ...` without --var nome=...
+        ({"text": "Bom dia {{ nome }}!", "recipients": ["11987654321"]},
+         "'nome' but recipient 11987654321 has no value for it"),
+        ({"text": "Olá {{ nome }}, boleto de {{ valor }}.", "variables": {"valor": " "},
+          "recipients": [{"phone": "11987654321", "nome": "Ana"}]},
+         "'valor' but recipient 11987654321 has no value for it"),
+        # one recipient of three without the value would be rejected at every occurrence
+        ({"text": "Olá {{ nome }}, boleto de {{ valor }}.",
+          "recipients": [{"phone": "11987654321", "nome": "Ana", "valor": "R$ 1"},
+                         {"phone": "21998765432", "nome": "Bia"},
+                         {"phone": "31987651234", "nome": "Caio", "valor": "R$ 2"}]},
+         "'valor' but recipient 21998765432 has no value for it"),
+    ],
+)
+def test_a_template_variable_a_recipient_lacks_is_refused_when_the_schedule_is_created(
+    kit: SmsKit, request_: dict, words: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        add_schedule(kit, "x", request_, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert words in str(info.value)
+    assert "default(" in str(info.value)  # and says how to fix it
+    assert kit.store.list_schedules() == []
+    # a default, or the value for everyone, is enough
+    fixed = {**request_, "text": request_["text"].replace("}}", '| default("cliente") }}')}
+    assert add_schedule(kit, "y", fixed, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0").id
+
+
+class Company:
+    """A plugin giving every message the variable ``empresa``."""
+
+    @hookimpl
+    def prepare_message(self, message: Message, context: Any) -> Any:
+        return {"empresa": "ACME"}
+
+
+def test_a_variable_a_plugin_adds_counts_when_the_schedule_is_created(kit: SmsKit) -> None:
+    request = {"text": "{{ empresa }}: Olá {{ nome }}", "recipients": [
+        {"phone": "11987654321", "nome": "Ana"}]}
+    with pytest.raises(ValidationError, match="'empresa'"):
+        add_schedule(kit, "x", request, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    kit.plugins.register(Company(), name="empresa")
+    schedule = add_schedule(kit, "x", request, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    [run] = run_due(kit, dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC))
+    assert (run.created, run.rejected) == (1, 0)
+    assert [m.body for m in messages_of(kit, schedule.id)] == ["ACME: Olá Ana"]
+
+
 def test_bad_name_is_refused(kit: SmsKit) -> None:
     with pytest.raises(ValidationError, match="schedule name"):
         add_schedule(kit, " ", REQUEST, rrule="FREQ=DAILY")

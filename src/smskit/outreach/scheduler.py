@@ -38,9 +38,16 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import attrs
 from dateutil import rrule as _rrule
 
-from smskit.errors import ConfigurationError, NotFoundError, ValidationError
+from smskit.errors import (
+    ConfigurationError,
+    MissingVariableError,
+    NotFoundError,
+    TemplateError,
+    ValidationError,
+)
 from smskit.ids import new_id
 from smskit.kit import BulkSummary, SmsKit
+from smskit.models import Message
 from smskit.outreach import audience as audience_mod
 from smskit.outreach.fit import check_fit
 from smskit.store.base import Schedule
@@ -475,6 +482,47 @@ def _check_recipients(kit: SmsKit, request: SendRequest) -> None:
         composer.phone(recipient["phone"] if isinstance(recipient, dict) else recipient)
 
 
+def _check_variables(kit: SmsKit, request: SendRequest) -> None:
+    """Every recipient of a fixed list must have a value (its own or a shared one) for each
+    variable the template needs without a ``default``: one without would be rejected at every
+    occurrence. Variables the ``prepare_message`` hooks add (the Odoo plugin's ``partner``)
+    count; they are asked for the first recipient lacking one, as a campaign's fit check does.
+    """
+    template = Template(request.text)
+    if not request.recipients or not template.required:
+        return
+    lacking: Dict[str, List[str]] = {}
+    first: Optional[Tuple[str, Dict[str, Any]]] = None
+    for recipient in request.recipients:
+        context = dict(request.variables)
+        if isinstance(recipient, dict):
+            context.update(recipient)
+        label = str(context["phone"] if isinstance(recipient, dict) else recipient)
+        try:
+            template.render(context, recipient=label)
+        except MissingVariableError as exc:
+            lacking.setdefault(exc.variable.split(".", 1)[0], []).append(label)
+            first = first or (label, context)
+        except TemplateError:
+            continue  # a value the template cannot read: that message's own rejection
+    if first is not None and kit.hooks.prepare_message.get_hookimpls():
+        label, context = first
+        try:
+            phone = kit.composer(request.provider).phone(label)
+        except ValidationError:
+            phone = label
+        draft = Message(phone=phone, body="", provider=request.provider or kit.settings.provider)
+        for extra in kit.hooks.prepare_message(message=draft, context=context):
+            for name in extra or ():
+                lacking.pop(name, None)
+    for name, labels in lacking.items():
+        who = labels[0] + (f" (and {len(labels) - 1} more)" if len(labels) > 1 else "")
+        raise ValidationError(
+            f"the template needs {name!r} but recipient {who} has no value for it: give it "
+            f"to each recipient, as a shared variable ('variables', or --var {name}=...), or "
+            f'a default in the template ({{{{ {name} | default("...") }}}})')
+
+
 def add_schedule(
     kit: SmsKit,
     name: str,
@@ -505,6 +553,7 @@ def add_schedule(
     send = request if isinstance(request, SendRequest) else SendRequest.from_dict(request)
     _check_provider(kit, send)
     _check_recipients(kit, send)
+    _check_variables(kit, send)
     send = _prepare_audience(kit, send)
     now = _aware_utc(kit.clock(), "kit.clock()")
     this_minute = _localise(_local_naive(now, zone_info).replace(second=0, microsecond=0),
