@@ -256,6 +256,9 @@ def test_utc_until_is_honoured(kit: SmsKit) -> None:
         ({"rrule": "FREQ=DAILY;COUNT=2", "dtstart": dt.datetime(2023, 1, 1, 9, 0)},
          ValidationError, "has no occurrence after"),
         ({"rrule": "FREQ=DAILY;UNTIL=20240101T000000Z"}, ValidationError, "no occurrence"),
+        # "até 31/12": a date alone would be read as 00:00 and drop the last day's send
+        ({"rrule": "FREQ=DAILY;BYHOUR=10;BYMINUTE=0;UNTIL=20241231"}, ValidationError,
+         "UNTIL=20241231T235959"),
         ({"rrule": "FREQ=DAILY", "tz": "Mars/Olympus_Mons"}, ValidationError,
          "unknown time zone 'Mars/Olympus_Mons'"),
         ({"at": dt.datetime(2024, 2, 29, 9, 0)}, ValidationError, "is in the past"),

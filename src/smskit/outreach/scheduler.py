@@ -81,6 +81,7 @@ _UTC = dt.timezone.utc
 # more than two hours anywhere), so three hours of slack around a search window is enough.
 _SLACK = dt.timedelta(hours=3)
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+_UNTIL_DATE = re.compile(r"(?:^|;)\s*UNTIL\s*=\s*(\d{8})\s*(?:;|$)", re.IGNORECASE)
 # Frequencies whose occurrences take their time of day from BYHOUR/BYMINUTE/BYSECOND (or from
 # dtstart's), as opposed to rules repeating within the day.
 _DAILY_OR_LONGER = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
@@ -363,6 +364,19 @@ def _keep_skipped_time(rule: str, dtstart: dt.datetime, tz: dt.tzinfo, tz_name: 
     return ";".join([rule, *missing])
 
 
+def _check_until(rule: str, original: str) -> None:
+    """A date alone as ``UNTIL`` is refused: RFC 5545 wants a date-time with a date-time
+    start, and dateutil reads the date as 00:00, silently dropping that day's occurrence
+    ("UNTIL=20271231" would not send on 31/12)."""
+    match = _UNTIL_DATE.search(rule)
+    if match is not None:
+        day = match.group(1)
+        raise ValidationError(
+            f"rrule {original!r}: UNTIL={day} is a date alone, which would end the rule at "
+            f"00:00 and leave that day out; give a date and time, e.g. UNTIL={day}T235959 "
+            f"to include the whole day")
+
+
 def _compile(rule: str, start: dt.datetime, original: str) -> _rrule.rrule:
     try:
         compiled = _rrule.rrulestr(rule, dtstart=start, cache=True)
@@ -568,6 +582,7 @@ def add_schedule(
     elif rrule is not None:
         start = this_minute if dtstart is None else _as_local(dtstart, zone_info, "dtstart")
         rule_text = _normalise_rule(rrule, zone_info)
+        _check_until(rule_text, rrule)
         _compile(rule_text, _local_naive(start, zone_info), rrule)
         if dtstart is not None:
             rule_text = _keep_skipped_time(rule_text, dtstart, zone_info, tz, rrule)
