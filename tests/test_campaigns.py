@@ -564,6 +564,36 @@ def test_cancel_cancels_what_was_not_sent(store: Any) -> None:
         campaigns.resume(created.id)
 
 
+def test_a_cancel_while_a_page_is_being_stored_leaves_nothing_queued(store: Any) -> None:
+    from smskit.outreach.audience import TagSource
+
+    kit = make_kit(store)
+    seed_contacts(store, 5)
+
+    class CanceledMeanwhile(TagSource):
+        """Someone runs `smskit campaign cancel` while the worker reads the second page."""
+
+        def read_page(self, kit: SmsKit, audience: Any, cursor: Optional[str],
+                      limit: int) -> Page:
+            page = super().read_page(kit, audience, cursor, limit)
+            if cursor is not None and campaigns.get(created.id).status == "running":
+                campaigns.cancel(created.id)
+            return page
+
+    campaigns = Campaigns(kit, sources={"tags": CanceledMeanwhile()}, chunk_size=2)
+    created = campaigns.create("c", "Oi", {"type": "tags", "tags": ["vip"]})
+    campaigns.start(created.id)
+    worker = Worker(kit, poll_replies=False, campaigns=campaigns)
+    for _ in range(3):
+        worker.run_once()
+    assert loopback(kit).accepted_counts() == {}
+    messages = campaign_messages(kit, created.id)
+    assert len(messages) == 4  # the page stored after the cancel too...
+    assert {m.state for m in messages} == {State.CANCELED}  # ...is canceled, not left queued
+    totals = campaigns.status(created.id).totals
+    assert (totals.queued, totals.canceled) == (0, 4)
+
+
 def test_a_scheduled_campaign_starts_at_its_time(store: Any) -> None:
     clock = Clock()
     kit = make_kit(store, clock=clock)

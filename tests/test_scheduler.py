@@ -256,6 +256,9 @@ def test_utc_until_is_honoured(kit: SmsKit) -> None:
         ({"rrule": "FREQ=DAILY;COUNT=2", "dtstart": dt.datetime(2023, 1, 1, 9, 0)},
          ValidationError, "has no occurrence after"),
         ({"rrule": "FREQ=DAILY;UNTIL=20240101T000000Z"}, ValidationError, "no occurrence"),
+        # "até 31/12": a date alone would be read as 00:00 and drop the last day's send
+        ({"rrule": "FREQ=DAILY;BYHOUR=10;BYMINUTE=0;UNTIL=20241231"}, ValidationError,
+         "UNTIL=20241231T235959"),
         ({"rrule": "FREQ=DAILY", "tz": "Mars/Olympus_Mons"}, ValidationError,
          "unknown time zone 'Mars/Olympus_Mons'"),
         ({"at": dt.datetime(2024, 2, 29, 9, 0)}, ValidationError, "is in the past"),
@@ -300,6 +303,56 @@ def test_bad_request_is_refused_when_the_schedule_is_created(
         add_schedule(kit, "x", request_, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
     assert words in str(info.value)
     assert kit.store.list_schedules() == []
+
+
+@pytest.mark.parametrize(
+    ("request_", "words"),
+    [
+        # `smskit schedule add --text "Bom dia {{ nome }}!" --to ...` without --var nome=...
+        ({"text": "Bom dia {{ nome }}!", "recipients": ["11987654321"]},
+         "'nome' but recipient 11987654321 has no value for it"),
+        ({"text": "Olá {{ nome }}, boleto de {{ valor }}.", "variables": {"valor": " "},
+          "recipients": [{"phone": "11987654321", "nome": "Ana"}]},
+         "'valor' but recipient 11987654321 has no value for it"),
+        # one recipient of three without the value would be rejected at every occurrence
+        ({"text": "Olá {{ nome }}, boleto de {{ valor }}.",
+          "recipients": [{"phone": "11987654321", "nome": "Ana", "valor": "R$ 1"},
+                         {"phone": "21998765432", "nome": "Bia"},
+                         {"phone": "31987651234", "nome": "Caio", "valor": "R$ 2"}]},
+         "'valor' but recipient 21998765432 has no value for it"),
+    ],
+)
+def test_a_template_variable_a_recipient_lacks_is_refused_when_the_schedule_is_created(
+    kit: SmsKit, request_: dict, words: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        add_schedule(kit, "x", request_, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    assert words in str(info.value)
+    assert "default(" in str(info.value)  # and says how to fix it
+    assert kit.store.list_schedules() == []
+    # a default, or the value for everyone, is enough
+    fixed = {**request_, "text": request_["text"].replace("}}", '| default("cliente") }}')}
+    assert add_schedule(kit, "y", fixed, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0").id
+
+
+class Company:
+    """A plugin giving every message the variable ``empresa``."""
+
+    @hookimpl
+    def prepare_message(self, message: Message, context: Any) -> Any:
+        return {"empresa": "ACME"}
+
+
+def test_a_variable_a_plugin_adds_counts_when_the_schedule_is_created(kit: SmsKit) -> None:
+    request = {"text": "{{ empresa }}: Olá {{ nome }}", "recipients": [
+        {"phone": "11987654321", "nome": "Ana"}]}
+    with pytest.raises(ValidationError, match="'empresa'"):
+        add_schedule(kit, "x", request, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    kit.plugins.register(Company(), name="empresa")
+    schedule = add_schedule(kit, "x", request, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    [run] = run_due(kit, dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC))
+    assert (run.created, run.rejected) == (1, 0)
+    assert [m.body for m in messages_of(kit, schedule.id)] == ["ACME: Olá Ana"]
 
 
 def test_bad_name_is_refused(kit: SmsKit) -> None:
@@ -546,6 +599,60 @@ def test_a_schedule_that_cannot_run_is_reported_and_kept(kit: SmsKit, clock: Clo
     assert not run.won and run.error is not None and "recipients" in run.error
     stored = kit.store.get_schedule("broken")
     assert stored is not None and stored.next_run_at == broken.next_run_at and stored.runs == 0
+
+
+class Odoo:
+    """An Odoo behind the ``odoo`` audience: down (the connection refused) until ``up``."""
+
+    def __init__(self) -> None:
+        self.up = False
+
+    def execute(self, model: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        if not self.up:
+            raise ConnectionRefusedError(111, "Connection refused")
+        return [{"id": 7, "mobile": "+5531987651234", "name": "Carla"}]
+
+    @hookimpl
+    def register_audience_sources(self, register: Callable[[str, Any], None]) -> None:
+        from smskit_odoo.audience import OdooDomainSource
+
+        register("odoo", OdooDomainSource(self))
+
+
+@pytest.mark.parametrize("odoo", ["down", "not configured"])
+def test_a_schedule_whose_audience_cannot_be_read_holds_no_one_else_up(
+    store: Store, clock: Clock, odoo: str
+) -> None:
+    import smskit_odoo.plugin
+
+    settings = Settings(provider="loopback", database_url="memory://")
+    plugins = Plugins(settings, entry_points=False)
+    source = Odoo()
+    if odoo == "down":  # Odoo not answering: retried every cycle
+        plugins.register(source, name="odoo-audience")
+    else:  # the Odoo plugin without an Odoo connection: an error until configured
+        plugins.register(smskit_odoo.plugin, name="odoo")
+    kit = SmsKit(settings, store=store, provider=LoopbackProvider(), plugins=plugins,
+                 clock=clock)
+    partners = add_schedule(kit, "clientes", {"text": "Oi {{ name }}", "audience": {
+        "type": "odoo", "domain": [["customer_rank", ">", 0]]}},
+        rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    listed = add_schedule(kit, "lista", REQUEST, rrule="FREQ=DAILY;BYHOUR=9;BYMINUTE=0")
+    clock.now = dt.datetime(2024, 3, 1, 12, 0, 30, tzinfo=UTC)
+    report = Worker(kit, poll_replies=False).run_once()  # neither raises nor stops the worker
+
+    runs = {run.name: run for run in report.schedules}
+    assert not runs["clientes"].won and runs["clientes"].error
+    assert (runs["lista"].won, runs["lista"].created) == (True, 3)
+    assert report.dispatched["loopback"].sent == 3  # the rest of the cycle went on
+    assert {m.state for m in messages_of(kit, listed.id)} == {State.SENT}
+    kept = store.get_schedule(partners.id)
+    assert kept is not None and (kept.runs, kept.next_run_at) == (0, partners.next_run_at)
+    assert messages_of(kit, partners.id) == []
+    if odoo == "down":
+        source.up = True  # Odoo is back: the occurrence runs on the next cycle
+        [run] = run_due(kit, clock.now + dt.timedelta(seconds=30))
+        assert (run.won, run.created) == (True, 1)
 
 
 # -- two processes on one SQLite file ----------------------------------------------------------

@@ -344,6 +344,7 @@ class Campaigns:
                 counts["rejected"] += summary.rejected
                 counts["canceled"] += summary.canceled
                 if not won:  # paused meanwhile, or another worker stored this page first
+                    self._cancel_late(campaign.id, now)
                     break
                 counts["skipped"] += page.skipped
                 cursor = page.cursor
@@ -362,6 +363,14 @@ class Campaigns:
             self.store.update_campaign(campaign.id, last_error=error, now=now)
         return attrs.evolve(step, error=error, **{
             k: getattr(step, k) + v for k, v in counts.items()})
+
+    def _cancel_late(self, campaign_id: str, now: dt.datetime) -> None:
+        """A campaign canceled while a page of it was being stored: that page's messages,
+        stored after :meth:`cancel` canceled the others, are canceled too (else they stay
+        ``outgoing`` for ever, counted as queued, since nothing claims them)."""
+        current = self.store.get_campaign(campaign_id)
+        if current is not None and current.status == "canceled":
+            self.store.cancel_campaign_messages(campaign_id, "campaign canceled", now)
 
 
 def merge_steps(steps: List[CampaignStep], later: List[CampaignStep]) -> List[CampaignStep]:

@@ -38,9 +38,16 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import attrs
 from dateutil import rrule as _rrule
 
-from smskit.errors import ConfigurationError, NotFoundError, ValidationError
+from smskit.errors import (
+    ConfigurationError,
+    MissingVariableError,
+    NotFoundError,
+    TemplateError,
+    ValidationError,
+)
 from smskit.ids import new_id
 from smskit.kit import BulkSummary, SmsKit
+from smskit.models import Message
 from smskit.outreach import audience as audience_mod
 from smskit.outreach.fit import check_fit
 from smskit.store.base import Schedule
@@ -74,6 +81,7 @@ _UTC = dt.timezone.utc
 # more than two hours anywhere), so three hours of slack around a search window is enough.
 _SLACK = dt.timedelta(hours=3)
 _UNTIL_UTC = re.compile(r"UNTIL=(\d{8}T\d{6})Z", re.IGNORECASE)
+_UNTIL_DATE = re.compile(r"(?:^|;)\s*UNTIL\s*=\s*(\d{8})\s*(?:;|$)", re.IGNORECASE)
 # Frequencies whose occurrences take their time of day from BYHOUR/BYMINUTE/BYSECOND (or from
 # dtstart's), as opposed to rules repeating within the day.
 _DAILY_OR_LONGER = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
@@ -356,6 +364,19 @@ def _keep_skipped_time(rule: str, dtstart: dt.datetime, tz: dt.tzinfo, tz_name: 
     return ";".join([rule, *missing])
 
 
+def _check_until(rule: str, original: str) -> None:
+    """A date alone as ``UNTIL`` is refused: RFC 5545 wants a date-time with a date-time
+    start, and dateutil reads the date as 00:00, silently dropping that day's occurrence
+    ("UNTIL=20271231" would not send on 31/12)."""
+    match = _UNTIL_DATE.search(rule)
+    if match is not None:
+        day = match.group(1)
+        raise ValidationError(
+            f"rrule {original!r}: UNTIL={day} is a date alone, which would end the rule at "
+            f"00:00 and leave that day out; give a date and time, e.g. UNTIL={day}T235959 "
+            f"to include the whole day")
+
+
 def _compile(rule: str, start: dt.datetime, original: str) -> _rrule.rrule:
     try:
         compiled = _rrule.rrulestr(rule, dtstart=start, cache=True)
@@ -475,6 +496,47 @@ def _check_recipients(kit: SmsKit, request: SendRequest) -> None:
         composer.phone(recipient["phone"] if isinstance(recipient, dict) else recipient)
 
 
+def _check_variables(kit: SmsKit, request: SendRequest) -> None:
+    """Every recipient of a fixed list must have a value (its own or a shared one) for each
+    variable the template needs without a ``default``: one without would be rejected at every
+    occurrence. Variables the ``prepare_message`` hooks add (the Odoo plugin's ``partner``)
+    count; they are asked for the first recipient lacking one, as a campaign's fit check does.
+    """
+    template = Template(request.text)
+    if not request.recipients or not template.required:
+        return
+    lacking: Dict[str, List[str]] = {}
+    first: Optional[Tuple[str, Dict[str, Any]]] = None
+    for recipient in request.recipients:
+        context = dict(request.variables)
+        if isinstance(recipient, dict):
+            context.update(recipient)
+        label = str(context["phone"] if isinstance(recipient, dict) else recipient)
+        try:
+            template.render(context, recipient=label)
+        except MissingVariableError as exc:
+            lacking.setdefault(exc.variable.split(".", 1)[0], []).append(label)
+            first = first or (label, context)
+        except TemplateError:
+            continue  # a value the template cannot read: that message's own rejection
+    if first is not None and kit.hooks.prepare_message.get_hookimpls():
+        label, context = first
+        try:
+            phone = kit.composer(request.provider).phone(label)
+        except ValidationError:
+            phone = label
+        draft = Message(phone=phone, body="", provider=request.provider or kit.settings.provider)
+        for extra in kit.hooks.prepare_message(message=draft, context=context):
+            for name in extra or ():
+                lacking.pop(name, None)
+    for name, labels in lacking.items():
+        who = labels[0] + (f" (and {len(labels) - 1} more)" if len(labels) > 1 else "")
+        raise ValidationError(
+            f"the template needs {name!r} but recipient {who} has no value for it: give it "
+            f"to each recipient, as a shared variable ('variables', or --var {name}=...), or "
+            f'a default in the template ({{{{ {name} | default("...") }}}})')
+
+
 def add_schedule(
     kit: SmsKit,
     name: str,
@@ -505,6 +567,7 @@ def add_schedule(
     send = request if isinstance(request, SendRequest) else SendRequest.from_dict(request)
     _check_provider(kit, send)
     _check_recipients(kit, send)
+    _check_variables(kit, send)
     send = _prepare_audience(kit, send)
     now = _aware_utc(kit.clock(), "kit.clock()")
     this_minute = _localise(_local_naive(now, zone_info).replace(second=0, microsecond=0),
@@ -519,6 +582,7 @@ def add_schedule(
     elif rrule is not None:
         start = this_minute if dtstart is None else _as_local(dtstart, zone_info, "dtstart")
         rule_text = _normalise_rule(rrule, zone_info)
+        _check_until(rule_text, rrule)
         _compile(rule_text, _local_naive(start, zone_info), rrule)
         if dtstart is not None:
             rule_text = _keep_skipped_time(rule_text, dtstart, zone_info, tz, rrule)
@@ -600,13 +664,24 @@ def _run_schedule(kit: SmsKit, schedule: Schedule, now: dt.datetime,
                 log.warning("schedule %s (%s): %d missed occurrence(s) skipped, sending the "
                             "one of %s", schedule.id, schedule.name, skipped,
                             occurrence.isoformat())
+        # A failure here is this schedule's alone: it is reported and left as it was (retried
+        # next cycle), while the other schedules and the rest of the worker's cycle go on. An
+        # audience that cannot be read (no Odoo connection, Odoo down) must not stop the
+        # worker or hold up every other send; the occurrence's keys make the retry safe.
         try:
             summary = _materialise(kit, schedule, request, occurrence)
-        except ValidationError as exc:
+        except (ValidationError, ConfigurationError) as exc:
             log.error("schedule %s (%s) occurrence %s failed: %s", schedule.id, schedule.name,
                       occurrence.isoformat(), exc)
             yield ScheduleRun(schedule_id=schedule.id, name=schedule.name,
                               occurrence=occurrence, won=False, error=str(exc))
+            return
+        except Exception as exc:  # an audience source or store outage
+            log.exception("schedule %s (%s) occurrence %s failed; retrying next cycle",
+                          schedule.id, schedule.name, occurrence.isoformat())
+            yield ScheduleRun(schedule_id=schedule.id, name=schedule.name,
+                              occurrence=occurrence, won=False,
+                              error=f"{type(exc).__name__}: {exc}")
             return
         new_next = occurrences.after(occurrence)
         won = kit.store.advance_schedule(schedule.id, expected_next=expected,
