@@ -526,6 +526,47 @@ def test_python_m_smskit_error_is_one_line(tmp_path: Path) -> None:
         "Error: invalid phone number '123': not a valid number for region BR (too short)"]
 
 
+def _broken_plugin(tmp_path: Path) -> Dict[str, str]:
+    """An environment where a third-party distribution declares an ``smskit`` entry point
+    whose module raises (not ImportError) when imported."""
+    site = tmp_path / "site"
+    info = site / "smskit_broken-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: smskit-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[smskit]\nbroken = smskit_broken\n")
+    (site / "smskit_broken.py").write_text('raise RuntimeError("ACME_API_KEY is not set")\n')
+    environ = _subprocess_env(tmp_path)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [p for p in (environ.get("PYTHONPATH"), str(site)) if p])
+    return environ
+
+
+def test_a_plugin_that_raises_on_import_is_reported_and_breaks_nothing(tmp_path: Path) -> None:
+    environ = _broken_plugin(tmp_path)
+
+    def smskit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "smskit", *args], capture_output=True,
+                              text=True, encoding="utf-8", env=environ, cwd=tmp_path,
+                              timeout=60)
+
+    listing = smskit("plugins", "--json")
+    assert listing.returncode == 0, listing.stderr
+    status = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    assert status["kolmeya"]["status"] == "loaded"
+    assert status["broken"]["status"] == "failed"
+    assert "RuntimeError: ACME_API_KEY is not set" in status["broken"]["detail"]
+    assert "SMSKIT_DISABLE_PLUGINS=broken" in status["broken"]["fix"]
+    environ["COLUMNS"] = "200"
+    human = smskit("plugins")
+    assert human.returncode == 0 and "SMSKIT_DISABLE_PLUGINS=broken" in human.stdout
+    sent = smskit("send", "11987654321", "Oi", "--json")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["state"] == "sent"
+    simulate = smskit("kolmeya", "simulate", "--help")
+    assert simulate.returncode == 0, simulate.stderr
+    assert "--delivery-delay" in simulate.stdout
+
+
 def _free_port() -> int:
     import socket
 
