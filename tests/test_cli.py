@@ -149,6 +149,26 @@ def test_configuration_errors_are_one_line(env: Dict[str, str],
     assert_one_error_line(run("send", "11987654321", "Oi"), 1, "nosuchscheme")
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://smskit:hunter2@db.example.com:54x9/smskit",  # a typo in the port
+    "postgresql://smskit:hunter2@[::1/smskit",  # an unclosed IPv6 bracket
+    "sqlite://smskit:hunter2@/sms.db",  # a SQLite URL with a host part
+    "postgresql+nosuchdriver://smskit:hunter2@127.0.0.1/smskit",  # an unknown driver
+])
+@pytest.mark.parametrize("command", [("send", "11987654321", "Oi"), ("db", "check")])
+def test_a_malformed_database_url_is_a_configuration_error(
+        env: Dict[str, str], url: str, command: List[str]) -> None:
+    line = assert_one_error_line(run("--database", url, *command), 1, "database URL")
+    assert "unexpected error" not in line and "--debug" not in line
+    assert "hunter2" not in line
+
+
+def test_a_bare_path_as_database_url_says_how_to_write_it(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSKIT_DATABASE_URL", "sms.db")
+    assert_one_error_line(run("send", "11987654321", "Oi"), 1, "sqlite:///sms.db")
+
+
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
         env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:

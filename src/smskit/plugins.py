@@ -198,6 +198,10 @@ class Plugins:
         url = url or self.settings.database_url
         scheme = store_scheme(url)
         factories = self.stores()
+        if "://" not in url:  # a bare path in SMSKIT_DATABASE_URL or smskit.toml
+            raise ConfigurationError(
+                f"database URL {url!r} is not a URL: write sqlite:///{url} for a SQLite file "
+                "(only --database takes a bare path)")
         if scheme not in factories:
             hint = self._hint_for(scheme)
             known = ", ".join(sorted(factories))
