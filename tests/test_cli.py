@@ -283,6 +283,24 @@ def test_send_bulk_wrong_encoding_names_the_line(kit: SmsKit, tmp_path: Path) ->
     assert message.body == "Oi João"
 
 
+def test_send_bulk_sends_nothing_when_a_line_deep_in_the_file_has_another_encoding(
+        kit: SmsKit, tmp_path: Path) -> None:
+    # An export from Excel in Portuguese (cp1252, ';') whose first accent is on row 1,500:
+    # the rows above it must not go out before the encoding error, or the re-run with the
+    # right --encoding sends them twice.
+    rows = [["telefone", "nome"]] + [[f"119{i:08d}", f"Cliente {i}"] for i in range(2000)]
+    rows[1500] = ["11988887777", "Conceição “Ção” \u2013 VIP"]
+    path = _write_csv(tmp_path / "clientes.csv", rows, encoding="cp1252")
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", "Oi {{ nome }}")
+    assert_one_error_line(result, 1, "line 1501", "--encoding cp1252")
+    assert kit.store.list_messages(limit=10) == []
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone",
+                    "-t", "Oi {{ nome }}", "--encoding", "cp1252")
+    assert data["summary"]["sent"] == 2000
+    (message,) = kit.store.list_messages(phone="+5511988887777")
+    assert message.body == "Oi Conceição “Ção” \u2013 VIP"
+
+
 def test_csv_source_streams(tmp_path: Path) -> None:
     rows = [["phone", "nome"]] + [[f"119876{i:05d}", f"n{i}"] for i in range(20000)]
     path = _write_csv(tmp_path / "big.csv", rows, delimiter=",")

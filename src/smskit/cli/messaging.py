@@ -191,7 +191,7 @@ def _print_send(state: AppState, outcome: Outcome, message: Message, current: An
 @click.option("--at", "at", metavar="WHEN", help="Send later (ISO 8601 or HH:MM).")
 @click.option("--campaign", "campaign_id", help="Campaign id stored with every message.")
 @click.option("--encoding", default="utf-8-sig", show_default=True,
-              help="File encoding (latin-1 for old Excel exports).")
+              help="File encoding (cp1252 for a CSV saved by Excel in Portuguese).")
 @click.option("--delimiter", default=None, help="Column separator (default: guessed).")
 @click.option("--show", "show", default=20, show_default=True, metavar="N",
               help="List at most N rejected or canceled rows.")
