@@ -271,6 +271,22 @@ def test_send_bulk_missing_column_fails_before_sending(kit: SmsKit, tmp_path: Pa
     assert kit.store.list_messages() == []
 
 
+def test_send_bulk_refuses_a_template_variable_no_column_gives(kit: SmsKit,
+                                                                tmp_path: Path) -> None:
+    # A typo in the template ("vencimeto") used to reject every row, store a rejected record
+    # for each and exit 0; like a missing phone column, it now stops the command up front.
+    path = _write_csv(tmp_path / "clientes.csv", CUSTOMERS)
+    result = run("send-bulk", str(path), "--phone-column", "telefone",
+                 "-t", "Olá {{ nome }}, sua fatura vence {{ vencimeto }}.")
+    assert_one_error_line(result, 1, "'vencimeto'", "nome, telefone, valor", "--var")
+    assert kit.store.list_messages() == []
+    # What --var or a default gives is there; a blank cell stays a per-row rejection.
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone",
+                    "-t", "Olá {{ nome }}, {{ valor }} vence {{ dia }}{{ x | default('') }}.",
+                    "--var", "dia=amanhã")
+    assert (data["summary"]["sent"], data["summary"]["rejected"]) == (3, 2)
+
+
 def test_send_bulk_wrong_encoding_names_the_line(kit: SmsKit, tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "latin.csv",
                       [["nome", "phone"], ["João", "11987651111"]], encoding="latin-1")
