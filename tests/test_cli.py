@@ -271,6 +271,21 @@ def test_send_bulk_missing_column_fails_before_sending(kit: SmsKit, tmp_path: Pa
     assert kit.store.list_messages() == []
 
 
+def test_send_bulk_skips_the_empty_rows_of_an_excel_export(kit: SmsKit, tmp_path: Path) -> None:
+    # Excel in Portuguese: ';', CRLF, a trailing ';' on every line, and ';;;' for the rows
+    # that were cleared rather than deleted (and an empty line, which csv already skipped).
+    lines = ["telefone;nome;valor;", "11987651111;Ana;R$ 10,00;", ";;;", "",
+             "21998762222;Bia;R$ 5,00;", ";;;", " ; ; ;"]
+    path = tmp_path / "clientes.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone", "--encoding",
+                    "cp1252", "-t", "Olá {{ nome }}, fatura de {{ valor }}.")
+    assert data["summary"]["total"] == 2
+    assert (data["summary"]["sent"], data["summary"]["rejected"]) == (2, 0)
+    assert data["rejections"] == []
+    assert kit.store.list_messages(state=State.REJECTED) == []
+
+
 def test_send_bulk_refuses_a_template_variable_no_column_gives(kit: SmsKit,
                                                                 tmp_path: Path) -> None:
     # A typo in the template ("vencimeto") used to reject every row, store a rejected record

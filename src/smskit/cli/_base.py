@@ -364,8 +364,12 @@ class CsvSource:
             )
 
     def rows(self) -> Iterator[Dict[str, Any]]:
-        """Each data row as ``{column: value}`` (a short row's missing cells are absent)."""
+        """Each data row as ``{column: value}`` (a short row's missing cells are absent). A
+        row of empty cells (``;;;``: what Excel writes for a row it once formatted) is
+        skipped, like an empty line."""
         if self._reader is None:
             raise ValidationError(f"{self.path} was not opened")
         for row in self._reader:
-            yield {k: v for k, v in row.items() if k is not None and v is not None}
+            cells = {k: v for k, v in row.items() if k is not None and v is not None}
+            if any(v.strip() for v in cells.values()):
+                yield cells
