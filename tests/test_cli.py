@@ -163,6 +163,19 @@ def test_a_malformed_database_url_is_a_configuration_error(
     assert "hunter2" not in line
 
 
+@pytest.mark.parametrize(("key", "value"), [("SMSKIT_MAX_SEGMENTS", "0"),
+                                          ("SMSKIT_PRICE_PER_SEGMENT", "-0.08")])
+def test_a_setting_that_would_reject_every_message_fails_before_send_bulk_stores_any(
+        env: Dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str,
+        value: str) -> None:
+    # Read at send time, these made every row a stored 'rejected' message and exited 0.
+    monkeypatch.setenv(key, value)
+    path = _write_csv(tmp_path / "clientes.csv", CUSTOMERS)
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE)
+    assert_one_error_line(result, 1, key[len("SMSKIT_"):].lower())
+    assert not (tmp_path / "cli.db").exists()
+
+
 def test_a_bare_path_as_database_url_says_how_to_write_it(
         env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMSKIT_DATABASE_URL", "sms.db")
