@@ -299,6 +299,18 @@ def test_send_bulk_skips_the_empty_rows_of_an_excel_export(kit: SmsKit, tmp_path
     assert kit.store.list_messages(state=State.REJECTED) == []
 
 
+def test_send_bulk_delimiter_is_one_character_or_tab(kit: SmsKit, tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "c.tsv", CUSTOMERS, delimiter="\t")
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE,
+                 "--delimiter", ";;")
+    assert_one_error_line(result, 2, "--delimiter", "one character")
+    assert kit.store.list_messages() == []
+    for typed in ("\\t", "tab"):  # what people type in a shell for a tab
+        data = run_json("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE,
+                        "--delimiter", typed, "--idempotency-prefix", "tsv")
+        assert data["summary"]["total"] == 5
+
+
 def test_send_bulk_refuses_a_template_variable_no_column_gives(kit: SmsKit,
                                                                 tmp_path: Path) -> None:
     # A typo in the template ("vencimeto") used to reject every row, store a rejected record

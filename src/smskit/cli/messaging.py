@@ -180,6 +180,18 @@ def _print_send(state: AppState, outcome: Outcome, message: Message, current: An
 
 
 # -- send-bulk -------------------------------------------------------------------------------
+def _delimiter(value: Optional[str]) -> Optional[str]:
+    """``--delimiter``: one character; ``tab`` or ``\\t`` as typed in a shell is a tab."""
+    if value is None:
+        return None
+    if value.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(value) != 1:
+        raise click.BadParameter(f"expected one character (or 'tab'), got {value!r}",
+                                 param_hint="--delimiter")
+    return value
+
+
 @click.command("send-bulk")
 @click.argument("csv_file", metavar="FILE.csv",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -193,7 +205,8 @@ def _print_send(state: AppState, outcome: Outcome, message: Message, current: An
 @click.option("--campaign", "campaign_id", help="Campaign id stored with every message.")
 @click.option("--encoding", default="utf-8-sig", show_default=True,
               help="File encoding (cp1252 for a CSV saved by Excel in Portuguese).")
-@click.option("--delimiter", default=None, help="Column separator (default: guessed).")
+@click.option("--delimiter", default=None, callback=lambda ctx, param, value: _delimiter(value),
+              help="Column separator: one character, or 'tab' (default: guessed).")
 @click.option("--show", "show", default=20, show_default=True, metavar="N",
               help="List at most N rejected or canceled rows.")
 @_JSON
