@@ -149,6 +149,39 @@ def test_configuration_errors_are_one_line(env: Dict[str, str],
     assert_one_error_line(run("send", "11987654321", "Oi"), 1, "nosuchscheme")
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://smskit:hunter2@db.example.com:54x9/smskit",  # a typo in the port
+    "postgresql://smskit:hunter2@[::1/smskit",  # an unclosed IPv6 bracket
+    "sqlite://smskit:hunter2@/sms.db",  # a SQLite URL with a host part
+    "postgresql+nosuchdriver://smskit:hunter2@127.0.0.1/smskit",  # an unknown driver
+])
+@pytest.mark.parametrize("command", [("send", "11987654321", "Oi"), ("db", "check")])
+def test_a_malformed_database_url_is_a_configuration_error(
+        env: Dict[str, str], url: str, command: List[str]) -> None:
+    line = assert_one_error_line(run("--database", url, *command), 1, "database URL")
+    assert "unexpected error" not in line and "--debug" not in line
+    assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(("key", "value"), [("SMSKIT_MAX_SEGMENTS", "0"),
+                                          ("SMSKIT_PRICE_PER_SEGMENT", "-0.08")])
+def test_a_setting_that_would_reject_every_message_fails_before_send_bulk_stores_any(
+        env: Dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str,
+        value: str) -> None:
+    # Read at send time, these made every row a stored 'rejected' message and exited 0.
+    monkeypatch.setenv(key, value)
+    path = _write_csv(tmp_path / "clientes.csv", CUSTOMERS)
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE)
+    assert_one_error_line(result, 1, key[len("SMSKIT_"):].lower())
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_a_bare_path_as_database_url_says_how_to_write_it(
+        env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMSKIT_DATABASE_URL", "sms.db")
+    assert_one_error_line(run("send", "11987654321", "Oi"), 1, "sqlite:///sms.db")
+
+
 def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(
         env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
@@ -251,6 +284,49 @@ def test_send_bulk_missing_column_fails_before_sending(kit: SmsKit, tmp_path: Pa
     assert kit.store.list_messages() == []
 
 
+def test_send_bulk_skips_the_empty_rows_of_an_excel_export(kit: SmsKit, tmp_path: Path) -> None:
+    # Excel in Portuguese: ';', CRLF, a trailing ';' on every line, and ';;;' for the rows
+    # that were cleared rather than deleted (and an empty line, which csv already skipped).
+    lines = ["telefone;nome;valor;", "11987651111;Ana;R$ 10,00;", ";;;", "",
+             "21998762222;Bia;R$ 5,00;", ";;;", " ; ; ;"]
+    path = tmp_path / "clientes.csv"
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone", "--encoding",
+                    "cp1252", "-t", "Olá {{ nome }}, fatura de {{ valor }}.")
+    assert data["summary"]["total"] == 2
+    assert (data["summary"]["sent"], data["summary"]["rejected"]) == (2, 0)
+    assert data["rejections"] == []
+    assert kit.store.list_messages(state=State.REJECTED) == []
+
+
+def test_send_bulk_delimiter_is_one_character_or_tab(kit: SmsKit, tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "c.tsv", CUSTOMERS, delimiter="\t")
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE,
+                 "--delimiter", ";;")
+    assert_one_error_line(result, 2, "--delimiter", "one character")
+    assert kit.store.list_messages() == []
+    for typed in ("\\t", "tab"):  # what people type in a shell for a tab
+        data = run_json("send-bulk", str(path), "--phone-column", "telefone", "-t", TEMPLATE,
+                        "--delimiter", typed, "--idempotency-prefix", "tsv")
+        assert data["summary"]["total"] == 5
+
+
+def test_send_bulk_refuses_a_template_variable_no_column_gives(kit: SmsKit,
+                                                                tmp_path: Path) -> None:
+    # A typo in the template ("vencimeto") used to reject every row, store a rejected record
+    # for each and exit 0; like a missing phone column, it now stops the command up front.
+    path = _write_csv(tmp_path / "clientes.csv", CUSTOMERS)
+    result = run("send-bulk", str(path), "--phone-column", "telefone",
+                 "-t", "Olá {{ nome }}, sua fatura vence {{ vencimeto }}.")
+    assert_one_error_line(result, 1, "'vencimeto'", "nome, telefone, valor", "--var")
+    assert kit.store.list_messages() == []
+    # What --var or a default gives is there; a blank cell stays a per-row rejection.
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone",
+                    "-t", "Olá {{ nome }}, {{ valor }} vence {{ dia }}{{ x | default('') }}.",
+                    "--var", "dia=amanhã")
+    assert (data["summary"]["sent"], data["summary"]["rejected"]) == (3, 2)
+
+
 def test_send_bulk_wrong_encoding_names_the_line(kit: SmsKit, tmp_path: Path) -> None:
     path = _write_csv(tmp_path / "latin.csv",
                       [["nome", "phone"], ["João", "11987651111"]], encoding="latin-1")
@@ -261,6 +337,24 @@ def test_send_bulk_wrong_encoding_names_the_line(kit: SmsKit, tmp_path: Path) ->
     assert data["summary"]["sent"] == 1
     (message,) = kit.store.list_messages()
     assert message.body == "Oi João"
+
+
+def test_send_bulk_sends_nothing_when_a_line_deep_in_the_file_has_another_encoding(
+        kit: SmsKit, tmp_path: Path) -> None:
+    # An export from Excel in Portuguese (cp1252, ';') whose first accent is on row 1,500:
+    # the rows above it must not go out before the encoding error, or the re-run with the
+    # right --encoding sends them twice.
+    rows = [["telefone", "nome"]] + [[f"119{i:08d}", f"Cliente {i}"] for i in range(2000)]
+    rows[1500] = ["11988887777", "Conceição “Ção” \u2013 VIP"]
+    path = _write_csv(tmp_path / "clientes.csv", rows, encoding="cp1252")
+    result = run("send-bulk", str(path), "--phone-column", "telefone", "-t", "Oi {{ nome }}")
+    assert_one_error_line(result, 1, "line 1501", "--encoding cp1252")
+    assert kit.store.list_messages(limit=10) == []
+    data = run_json("send-bulk", str(path), "--phone-column", "telefone",
+                    "-t", "Oi {{ nome }}", "--encoding", "cp1252")
+    assert data["summary"]["sent"] == 2000
+    (message,) = kit.store.list_messages(phone="+5511988887777")
+    assert message.body == "Oi Conceição “Ção” \u2013 VIP"
 
 
 def test_csv_source_streams(tmp_path: Path) -> None:
@@ -524,6 +618,47 @@ def test_python_m_smskit_error_is_one_line(tmp_path: Path) -> None:
     assert proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "Error: invalid phone number '123': not a valid number for region BR (too short)"]
+
+
+def _broken_plugin(tmp_path: Path) -> Dict[str, str]:
+    """An environment where a third-party distribution declares an ``smskit`` entry point
+    whose module raises (not ImportError) when imported."""
+    site = tmp_path / "site"
+    info = site / "smskit_broken-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: smskit-broken\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[smskit]\nbroken = smskit_broken\n")
+    (site / "smskit_broken.py").write_text('raise RuntimeError("ACME_API_KEY is not set")\n')
+    environ = _subprocess_env(tmp_path)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [p for p in (environ.get("PYTHONPATH"), str(site)) if p])
+    return environ
+
+
+def test_a_plugin_that_raises_on_import_is_reported_and_breaks_nothing(tmp_path: Path) -> None:
+    environ = _broken_plugin(tmp_path)
+
+    def smskit(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "smskit", *args], capture_output=True,
+                              text=True, encoding="utf-8", env=environ, cwd=tmp_path,
+                              timeout=60)
+
+    listing = smskit("plugins", "--json")
+    assert listing.returncode == 0, listing.stderr
+    status = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    assert status["kolmeya"]["status"] == "loaded"
+    assert status["broken"]["status"] == "failed"
+    assert "RuntimeError: ACME_API_KEY is not set" in status["broken"]["detail"]
+    assert "SMSKIT_DISABLE_PLUGINS=broken" in status["broken"]["fix"]
+    environ["COLUMNS"] = "200"
+    human = smskit("plugins")
+    assert human.returncode == 0 and "SMSKIT_DISABLE_PLUGINS=broken" in human.stdout
+    sent = smskit("send", "11987654321", "Oi", "--json")
+    assert sent.returncode == 0, sent.stderr
+    assert json.loads(sent.stdout)["state"] == "sent"
+    simulate = smskit("kolmeya", "simulate", "--help")
+    assert simulate.returncode == 0, simulate.stderr
+    assert "--delivery-delay" in simulate.stdout
 
 
 def _free_port() -> int:

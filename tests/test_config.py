@@ -55,6 +55,9 @@ def test_secrets_are_redacted(caplog: pytest.LogCaptureFixture) -> None:
     ("SMSKIT_MAX_SEGMENTS", "ten", "max_segments"),
     ("SMSKIT_ALLOW_LANDLINES", "maybe", "allow_landlines"),
     ("SMSKIT_HOLIDAYS", "25/12/2026", "holidays"),
+    ("SMSKIT_MAX_SEGMENTS", "0", "max_segments: expected a whole number of at least 1"),
+    ("SMSKIT_PRICE_PER_SEGMENT", "-0.08", "price_per_segment: expected an amount"),
+    ("SMSKIT_PRICE_PER_SEGMENT", "NaN", "price_per_segment: expected an amount"),
 ])
 def test_bad_values_name_the_setting(key: str, value: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):

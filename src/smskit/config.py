@@ -100,6 +100,22 @@ class Settings:
     disable_plugins: Tuple[str, ...] = ()
     values: Mapping[str, str] = attrs.field(factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        # Checked when the settings are read, not per message: a cap below one segment or a
+        # negative price would otherwise reject every message of a bulk send, one by one.
+        if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) \
+                or self.max_segments < 1:
+            raise ConfigurationError(
+                f"max_segments: expected a whole number of at least 1, got {self.max_segments!r}")
+        try:
+            price = Decimal(str(self.price_per_segment))
+        except InvalidOperation:
+            price = Decimal("NaN")
+        if not price.is_finite() or price < 0:
+            raise ConfigurationError(
+                f"price_per_segment: expected an amount of at least 0 (like 0.08), got "
+                f"{str(self.price_per_segment)!r}")
+
     def get(self, key: str, default: Optional[str] = None) -> Optional[str]:
         """A plugin's raw setting by lower-case key (``"kolmeya_token"``), or ``default``."""
         return self.values.get(key.lower(), default)

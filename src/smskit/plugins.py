@@ -3,7 +3,8 @@
 ``SMSKIT_PLUGINS`` (an allow list of entry-point names) and ``SMSKIT_DISABLE_PLUGINS`` (a block
 list) choose which plugins load. A plugin whose extra is not installed does not break anything:
 it is reported by :meth:`Plugins.report` (and ``smskit plugins``) with the ``pip install`` line
-that fixes it.
+that fixes it, and so is one that raises anything else on import (with how to disable it): the
+other plugins and the built-in commands keep working.
 """
 
 from __future__ import annotations
@@ -116,6 +117,15 @@ class Plugins:
             self._report.append(PluginStatus(name=name, module=module, distribution=dist,
                                              status="failed", detail=str(exc), fix=fix))
             return
+        except Exception as exc:  # a plugin that crashes on import must not take smskit down
+            log.warning("smskit plugin %s failed on import: %s: %s", name, type(exc).__name__,
+                        exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            fix = (f"upgrade or fix {dist!r}, or set SMSKIT_DISABLE_PLUGINS={name}" if dist
+                   else f"set SMSKIT_DISABLE_PLUGINS={name}")
+            self._report.append(PluginStatus(
+                name=name, module=module, distribution=dist, status="failed",
+                detail=f"importing {module} raised {type(exc).__name__}: {exc}", fix=fix))
+            return
         self.pm.register(plugin, name=name)
         self._report.append(PluginStatus(name=name, module=module, distribution=dist,
                                          status="loaded"))
@@ -188,6 +198,10 @@ class Plugins:
         url = url or self.settings.database_url
         scheme = store_scheme(url)
         factories = self.stores()
+        if "://" not in url:  # a bare path in SMSKIT_DATABASE_URL or smskit.toml
+            raise ConfigurationError(
+                f"database URL {url!r} is not a URL: write sqlite:///{url} for a SQLite file "
+                "(only --database takes a bare path)")
         if scheme not in factories:
             hint = self._hint_for(scheme)
             known = ", ".join(sorted(factories))

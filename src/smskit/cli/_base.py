@@ -305,6 +305,7 @@ class CsvSource:
             raise ConfigurationError(f"unknown encoding {self.encoding!r}") from exc
         self._fh = open(self.path, "rb")
         self.size = os.fstat(self._fh.fileno()).st_size
+        self._check_encoding()
         lines = self._lines()
         header = next(lines, None)
         if header is None:
@@ -322,17 +323,29 @@ class CsvSource:
         if self._fh is not None:
             self._fh.close()
 
+    def _check_encoding(self) -> None:
+        """Decode the whole file once (streamed) before any row is handed out: a line in
+        another encoding fails the command before anything was sent or stored, not after the
+        rows above it went out (a re-run with the right --encoding would send them twice)."""
+        for number, raw in enumerate(self._fh, start=1):
+            self._decode(raw, number)
+        self._fh.seek(0)
+
+    def _decode(self, raw: bytes, number: int) -> str:
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"{self.path}: line {number} is not valid {self.encoding} ({exc.reason}), so "
+                "no row was used; try --encoding cp1252 (a CSV saved by Excel in Portuguese) "
+                "or --encoding latin-1"
+            ) from exc
+
     def _lines(self) -> Iterator[str]:
         for raw in self._fh:
             self.line += 1
             self.bytes_read += len(raw)
-            try:
-                yield raw.decode(self.encoding)
-            except UnicodeDecodeError as exc:
-                raise ValidationError(
-                    f"{self.path}: line {self.line} is not valid {self.encoding} ({exc.reason}); "
-                    "try --encoding latin-1"
-                ) from exc
+            yield self._decode(raw, self.line)
 
     @property
     def fieldnames(self) -> List[str]:
@@ -351,8 +364,12 @@ class CsvSource:
             )
 
     def rows(self) -> Iterator[Dict[str, Any]]:
-        """Each data row as ``{column: value}`` (a short row's missing cells are absent)."""
+        """Each data row as ``{column: value}`` (a short row's missing cells are absent). A
+        row of empty cells (``;;;``: what Excel writes for a row it once formatted) is
+        skipped, like an empty line."""
         if self._reader is None:
             raise ValidationError(f"{self.path} was not opened")
         for row in self._reader:
-            yield {k: v for k, v in row.items() if k is not None and v is not None}
+            cells = {k: v for k, v in row.items() if k is not None and v is not None}
+            if any(v.strip() for v in cells.values()):
+                yield cells

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 import attrs
 import click
@@ -179,6 +180,18 @@ def _print_send(state: AppState, outcome: Outcome, message: Message, current: An
 
 
 # -- send-bulk -------------------------------------------------------------------------------
+def _delimiter(value: Optional[str]) -> Optional[str]:
+    """``--delimiter``: one character; ``tab`` or ``\\t`` as typed in a shell is a tab."""
+    if value is None:
+        return None
+    if value.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(value) != 1:
+        raise click.BadParameter(f"expected one character (or 'tab'), got {value!r}",
+                                 param_hint="--delimiter")
+    return value
+
+
 @click.command("send-bulk")
 @click.argument("csv_file", metavar="FILE.csv",
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -191,8 +204,9 @@ def _print_send(state: AppState, outcome: Outcome, message: Message, current: An
 @click.option("--at", "at", metavar="WHEN", help="Send later (ISO 8601 or HH:MM).")
 @click.option("--campaign", "campaign_id", help="Campaign id stored with every message.")
 @click.option("--encoding", default="utf-8-sig", show_default=True,
-              help="File encoding (latin-1 for old Excel exports).")
-@click.option("--delimiter", default=None, help="Column separator (default: guessed).")
+              help="File encoding (cp1252 for a CSV saved by Excel in Portuguese).")
+@click.option("--delimiter", default=None, callback=lambda ctx, param, value: _delimiter(value),
+              help="Column separator: one character, or 'tab' (default: guessed).")
 @click.option("--show", "show", default=20, show_default=True, metavar="N",
               help="List at most N rejected or canceled rows.")
 @_JSON
@@ -228,6 +242,8 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
         console=console, disable=not show_bar, transient=False,
     ) as progress:
         source.require_column(phone_column)
+        shared = parse_vars(variables)
+        rows_in = _check_columns(kit, source, template, shared, phone_column)
         task = progress.add_task("sending", total=max(source.size, 1))
         rows = 0
 
@@ -243,7 +259,7 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
             progress.update(task, completed=source.bytes_read, description=f"{rows} rows")
 
         summary = kit.send_many(
-            source.rows(), template, variables=parse_vars(variables), phone_field=phone_column,
+            rows_in, template, variables=shared, phone_field=phone_column,
             at=when, idempotency_prefix=idempotency_prefix, campaign_id=campaign_id,
             on_outcome=on_outcome,
         )
@@ -263,6 +279,42 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
                 soft_wrap=True)
         return EXIT_NOT_SENT
     return 0
+
+
+def _check_columns(kit: SmsKit, source: CsvSource, template: str, shared: Dict[str, str],
+                   phone_column: str) -> Iterator[Dict[str, Any]]:
+    """Fail before anything is sent when the template needs a variable that neither the
+    header, ``--var`` nor a ``prepare_message`` hook gives (a typo would otherwise reject
+    every row); the file's rows, the first one read ahead to ask the hooks."""
+    from smskit.outreach.audience import CsvAudience, Page
+    from smskit.outreach.audience import CsvSource as CsvAudienceSource
+    from smskit.outreach.fit import missing_variables
+    from smskit.template import Template
+
+    rows = source.rows()
+    first = next(rows, None)
+    header = frozenset(source.fieldnames)
+
+    class _Header(CsvAudienceSource):
+        def variables(self, kit: SmsKit, audience: CsvAudience) -> FrozenSet[str]:
+            return header
+
+        def read_page(self, kit: SmsKit, audience: CsvAudience, cursor: Optional[str],
+                      limit: int) -> Page:
+            return Page(recipients=[first] if first is not None else [], cursor=None,
+                        done=True, phone_field=phone_column)
+
+    audience = CsvAudience(path=str(source.path), phone_column=phone_column)
+    missing, _, _ = missing_variables(kit, _Header(), audience, Template(template), shared)
+    if missing:
+        names = ", ".join(repr(name) for name in missing)
+        plural = "s" if len(missing) > 1 else ""
+        raise ValidationError(
+            f"the template needs {names} but {source.path} has no column{plural} {names} "
+            f"(columns: {', '.join(source.fieldnames)}), so nothing was sent: add the column, "
+            f"give it with --var {missing[0]}=VALUE, or a default in the template "
+            f'({{{{ {missing[0]} | default("...") }}}})')
+    return itertools.chain([first] if first is not None else [], rows)
 
 
 def _print_bulk(counts: Dict[str, Any], problems: List[Dict[str, Any]], hidden: int) -> None:

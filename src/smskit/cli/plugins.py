@@ -39,7 +39,7 @@ def plugins(state: AppState, as_json: bool) -> None:
 
     table = Table(title="plugins")
     for column in ("name", "status", "distribution", "module", "detail / fix"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a fix line is never cut short
     from rich.text import Text
 
     styles = {"loaded": "green", "disabled": "yellow", "failed": "red"}

@@ -83,7 +83,7 @@ def normalise_url(url: str) -> URL:
     (what Heroku-style platforms and many PaaS hand out) means ``postgresql://``."""
     try:
         parsed = sa.make_url(url)
-    except exc.ArgumentError as error:
+    except (exc.ArgumentError, ValueError) as error:  # ValueError: a port that is no number
         raise ConfigurationError(f"invalid database URL {redact_url(url)!r}") from error
     backend = parsed.get_backend_name()
     if backend == "postgres":  # SQLAlchemy knows only the long name
@@ -166,15 +166,23 @@ def create_store_engine(url: URL, *, echo: bool = False,
     a SQLite file's connections leave the WAL's checkpoints to a
     :class:`~smskit.store.sql.checkpoint.WalCheckpointer` (``wal_autocheckpoint = 0``),
     which the caller must run."""
-    if url.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url, echo, background_checkpoints)
-    else:
-        try:
-            engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
-        except ImportError as error:
-            raise ConfigurationError(
-                f"the PostgreSQL driver is not installed ({error}); "
-                "pip install 'smskit-sdk[postgres]'") from error
+    try:
+        if url.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(url, echo, background_checkpoints)
+        else:
+            try:
+                engine = sa.create_engine(url, echo=echo, pool_pre_ping=True)
+            except ImportError as error:
+                raise ConfigurationError(
+                    f"the PostgreSQL driver is not installed ({error}); "
+                    "pip install 'smskit-sdk[postgres]'") from error
+    except exc.ArgumentError as error:  # a SQLite URL with a host, an unknown driver name
+        reason = str(error).splitlines()[0]
+        if reason.startswith("Invalid SQLite URL"):
+            reason = "a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        raise ConfigurationError(
+            f"invalid database URL {redact_url(url.render_as_string(hide_password=False))!r}: "
+            f"{reason}") from error
     event.listen(engine, "before_cursor_execute", _before_execute, retval=True)
     return engine
 
