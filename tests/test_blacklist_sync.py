@@ -212,6 +212,44 @@ def test_an_optout_reply_is_audited_and_pushed(store: Any) -> None:
     assert kit.send(A, "Outra").state is State.CANCELED
 
 
+def test_a_kolmeya_failure_while_finding_a_refused_number_waits_for_its_backoff(
+        kolmeya_sim: Any, store: Any) -> None:
+    """A foreign number makes the push go one number at a time; Kolmeya failing on the way
+    used to raise out of ``push_pending`` (the worker cycle lost, no attempt counted, the
+    gateway asked again at once every cycle). Now it is a failure like any other."""
+    from smskit_kolmeya.provider import KolmeyaProvider
+
+    simulator, base = kolmeya_sim
+    clock = Clock()
+    settings = Settings.load(environ={}, provider="kolmeya", kolmeya_base_url=f"{base}/api/v1",
+                             kolmeya_token=simulator.config.token, kolmeya_max_attempts="1",
+                             reply_poll_every="0")
+    kit = SmsKit(settings, store=store, provider=KolmeyaProvider.from_settings(settings),
+                 plugins=Plugins(settings, entry_points=False), clock=clock)
+    foreign = "+351912345678"
+    for phone in (foreign, A, B):
+        kit.blacklist_add(phone, reason="SAIR")
+    simulator.configure(fail_500_rate=1.0, fault_endpoints=["blacklist/store"])
+
+    first = push_pending(kit)
+    assert (first.failed, first.retry_at) == (2, NOW + backoff(1))
+    assert "500" in first.errors[-1]
+    items = {i.phone: i for i in store.blacklist_sync_items()}
+    assert (items[A].status, items[A].attempts) == ("pending", 1)
+    assert items[foreign].status == "refused"
+    assert "500" in (items[B].last_error or "")
+    clock.advance(10)
+    assert not push_pending(kit).busy  # waiting for the back-off: Kolmeya is left alone
+
+    simulator.configure(fail_500_rate=0.0)
+    clock.advance(25)
+    second = push_pending(kit)
+    assert (second.acknowledged, second.failed) == (2, 0)
+    assert simulator.blacklist == {A[3:], B[3:]}
+    assert store.blacklist_sync_backlog() == {}
+    kit.close()
+
+
 # -- CSV ------------------------------------------------------------------------------------------
 def test_csv_export_and_import_round_trip(store: Any) -> None:
     kit = make_kit(store)
