@@ -250,6 +250,21 @@ def test_a_kolmeya_failure_while_finding_a_refused_number_waits_for_its_backoff(
     kit.close()
 
 
+def test_a_mobile_written_before_the_ninth_digit_blocks_the_mobile(store: Any) -> None:
+    """An opt-out list kept since before 2016 ("(11) 8765-0041") names people whose mobiles
+    now have a 9: the entry blocks that number, instead of being refused as invalid."""
+    kit = make_kit(store)
+    assert kit.blacklist_add("(11) 8765-0041", reason="pediu em 2014")
+    report = import_blacklist(kit, [{"phone": "1187650042"}, {"phone": "(11) 3333-444"}],
+                              source="import:antiga.csv")
+    assert (report.added, report.invalid) == (1, 1)
+    assert {e.phone for e in store.list_blacklist()} == {"+5511987650041", "+5511987650042"}
+    for phone in ("(11) 98765-0041", "+55 11 98765-0042"):
+        assert kit.send(phone, "Promoção!").state is State.CANCELED
+    assert kit.blacklist_remove("11 8765-0041", reason="voltou")
+    assert kit.send("(11) 98765-0041", "Promoção!").state is State.SENT
+
+
 # -- CSV ------------------------------------------------------------------------------------------
 def test_csv_export_and_import_round_trip(store: Any) -> None:
     kit = make_kit(store)
@@ -301,6 +316,8 @@ def test_blacklist_add_and_remove_report_the_gateway_push_alike(
     as_json = json.loads(cli("blacklist", "remove", "11910000001", "--gateway",
                              "--json").stdout)
     assert as_json == {"removed": [], "absent": ["+5511910000001"], "gateway": "loopback"}
+    old_form = cli("blacklist", "add", "(11) 8765-0043")  # before the ninth digit
+    assert old_form.stdout.splitlines() == ["+5511987650043: added"]
 
 
 # -- low balance ----------------------------------------------------------------------------------

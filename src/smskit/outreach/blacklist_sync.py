@@ -24,7 +24,7 @@ import attrs
 
 from smskit.errors import SmsKitError, ValidationError
 from smskit.kit import SmsKit
-from smskit.phone import Phone
+from smskit.phone import blacklist_e164
 from smskit.provider import Provider
 from smskit.store.outreach import BlacklistSyncItem, OutreachStore
 
@@ -202,7 +202,7 @@ def import_blacklist(kit: SmsKit, rows: Iterable[Mapping[str, Any]], *, source: 
     for number, row in enumerate(rows, 1):
         raw = row.get(phone_column, "")
         try:
-            phone = Phone.parse(raw, region, allow_landlines=True).e164
+            phone = blacklist_e164(raw, region)
         except ValidationError as exc:
             report.invalid += 1
             if len(report.invalid_rows) < show_invalid:
