@@ -212,6 +212,59 @@ def test_an_optout_reply_is_audited_and_pushed(store: Any) -> None:
     assert kit.send(A, "Outra").state is State.CANCELED
 
 
+def test_a_kolmeya_failure_while_finding_a_refused_number_waits_for_its_backoff(
+        kolmeya_sim: Any, store: Any) -> None:
+    """A foreign number makes the push go one number at a time; Kolmeya failing on the way
+    used to raise out of ``push_pending`` (the worker cycle lost, no attempt counted, the
+    gateway asked again at once every cycle). Now it is a failure like any other."""
+    from smskit_kolmeya.provider import KolmeyaProvider
+
+    simulator, base = kolmeya_sim
+    clock = Clock()
+    settings = Settings.load(environ={}, provider="kolmeya", kolmeya_base_url=f"{base}/api/v1",
+                             kolmeya_token=simulator.config.token, kolmeya_max_attempts="1",
+                             reply_poll_every="0")
+    kit = SmsKit(settings, store=store, provider=KolmeyaProvider.from_settings(settings),
+                 plugins=Plugins(settings, entry_points=False), clock=clock)
+    foreign = "+351912345678"
+    for phone in (foreign, A, B):
+        kit.blacklist_add(phone, reason="SAIR")
+    simulator.configure(fail_500_rate=1.0, fault_endpoints=["blacklist/store"])
+
+    first = push_pending(kit)
+    assert (first.failed, first.retry_at) == (2, NOW + backoff(1))
+    assert "500" in first.errors[-1]
+    items = {i.phone: i for i in store.blacklist_sync_items()}
+    assert (items[A].status, items[A].attempts) == ("pending", 1)
+    assert items[foreign].status == "refused"
+    assert "500" in (items[B].last_error or "")
+    clock.advance(10)
+    assert not push_pending(kit).busy  # waiting for the back-off: Kolmeya is left alone
+
+    simulator.configure(fail_500_rate=0.0)
+    clock.advance(25)
+    second = push_pending(kit)
+    assert (second.acknowledged, second.failed) == (2, 0)
+    assert simulator.blacklist == {A[3:], B[3:]}
+    assert store.blacklist_sync_backlog() == {}
+    kit.close()
+
+
+def test_a_mobile_written_before_the_ninth_digit_blocks_the_mobile(store: Any) -> None:
+    """An opt-out list kept since before 2016 ("(11) 8765-0041") names people whose mobiles
+    now have a 9: the entry blocks that number, instead of being refused as invalid."""
+    kit = make_kit(store)
+    assert kit.blacklist_add("(11) 8765-0041", reason="pediu em 2014")
+    report = import_blacklist(kit, [{"phone": "1187650042"}, {"phone": "(11) 3333-444"}],
+                              source="import:antiga.csv")
+    assert (report.added, report.invalid) == (1, 1)
+    assert {e.phone for e in store.list_blacklist()} == {"+5511987650041", "+5511987650042"}
+    for phone in ("(11) 98765-0041", "+55 11 98765-0042"):
+        assert kit.send(phone, "Promoção!").state is State.CANCELED
+    assert kit.blacklist_remove("11 8765-0041", reason="voltou")
+    assert kit.send("(11) 98765-0041", "Promoção!").state is State.SENT
+
+
 # -- CSV ------------------------------------------------------------------------------------------
 def test_csv_export_and_import_round_trip(store: Any) -> None:
     kit = make_kit(store)
@@ -263,6 +316,8 @@ def test_blacklist_add_and_remove_report_the_gateway_push_alike(
     as_json = json.loads(cli("blacklist", "remove", "11910000001", "--gateway",
                              "--json").stdout)
     assert as_json == {"removed": [], "absent": ["+5511910000001"], "gateway": "loopback"}
+    old_form = cli("blacklist", "add", "(11) 8765-0043")  # before the ninth digit
+    assert old_form.stdout.splitlines() == ["+5511987650043: added"]
 
 
 # -- low balance ----------------------------------------------------------------------------------

@@ -25,6 +25,16 @@ def test_defaults_are_the_embedded_ones() -> None:
     assert "SAIR" in s.optout_keywords
 
 
+def test_optout_keywords_are_single_words() -> None:
+    """A reply opts out by its first word, so a phrase or a word with punctuation could never
+    match: refused when the settings are read, not opt-outs silently lost."""
+    s = Settings.load(environ={"SMSKIT_OPTOUT_KEYWORDS": "sair, Páre ,STOP"})
+    assert s.optout_keywords == ("SAIR", "PÁRE", "STOP")
+    for value in ("SAIR,NÃO QUERO", "SAIR.", "SAIR,pare-de-enviar"):
+        with pytest.raises(ConfigurationError, match="optout_keywords: .* not a single word"):
+            Settings.load(environ={"SMSKIT_OPTOUT_KEYWORDS": value})
+
+
 def test_env_overrides_toml(tmp_path: Path) -> None:
     cfg = tmp_path / "smskit.toml"
     cfg.write_text('[smskit]\nprice_per_segment = "0.09"\nprovider = "loopback"\n'

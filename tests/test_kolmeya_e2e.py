@@ -443,3 +443,23 @@ def test_optout_reply_by_webhook_blacklists_once_and_polling_deduplicates(
         (only,) = inbound(kit, phone)
         assert only.body == body
     assert not kit.store.is_blacklisted(second)
+
+
+def test_an_optout_from_a_number_written_before_the_ninth_digit_blocks_the_mobile(
+        hooked: Tuple[SmsKit, KolmeyaSimulator, str]) -> None:
+    """A Brazilian mobile written without its ninth digit is the same person: their SAIR
+    must block the number smskit sends to, not a form of it no message ever goes to."""
+    kit, _, server_url = hooked
+    mobile = "+5511987650031"
+    # A reply to a panel campaign, shaped as sms/replys-web lists it, its sender written as
+    # before 2016 ("11 8765-0031").
+    answer = httpx.post(f"{server_url}/webhooks/kolmeya/status?token={SECRET}", json={
+        "id": 501, "job": 7, "phone": 1187650031, "parameters": {}, "reply": "SAIR",
+        "message": "Campanha do painel"})
+    assert answer.status_code == 200 and answer.json()["new_inbound"] == 1
+
+    assert kit.store.is_blacklisted(mobile)
+    (reply,) = inbound(kit, mobile)
+    assert reply.body == "SAIR"
+    refused = kit.send("(11) 98765-0031", TEXT)
+    assert refused.state is State.CANCELED and "blacklist" in (refused.reason or "")

@@ -79,6 +79,22 @@ def _parse_list(value: str) -> Tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def _optout_keywords(keywords: Tuple[str, ...]) -> Tuple[str, ...]:
+    """The ``optout_keywords`` setting, upper-cased. A reply opts out by its first word
+    (:func:`smskit.policy.is_optout`), so a keyword that is not one word of letters and digits
+    ("NÃO QUERO", "SAIR.") could never match: a :class:`ConfigurationError`, not opt-outs
+    silently lost."""
+    from smskit.policy import normalize_keyword  # policy imports this module
+
+    words = {k: normalize_keyword(k) for k in keywords}
+    bad = [k for k, word in words.items() if not (word.isascii() and word.isalnum())]
+    if bad:
+        raise ConfigurationError(
+            f"optout_keywords: {', '.join(repr(k) for k in bad)} is not a single word; a reply "
+            "opts out when its first word is a keyword (e.g. SAIR,PARAR,PARE)")
+    return tuple(k.upper() for k in keywords)
+
+
 @attrs.frozen(kw_only=True, repr=False)
 class Settings:
     """Everything configurable, with the embedded defaults (SQLite, America/Sao_Paulo)."""
@@ -252,8 +268,7 @@ class Settings:
                     f"max_segments: not an integer: {values['max_segments']!r}"
                 ) from exc
         if "optout_keywords" in values:
-            keywords = _parse_list(values["optout_keywords"])
-            kwargs["optout_keywords"] = tuple(k.upper() for k in keywords)
+            kwargs["optout_keywords"] = _optout_keywords(_parse_list(values["optout_keywords"]))
         if "quiet_days" in values:
             kwargs["quiet_days"] = _parse_list(values["quiet_days"])
         if "holidays" in values:

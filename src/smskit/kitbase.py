@@ -31,11 +31,10 @@ import attrs
 
 from smskit import outbox
 from smskit.config import Settings
-from smskit.errors import ValidationError
 from smskit.ids import new_id
 from smskit.models import InboundMessage, Message, SendResult, StatusEvent, utcnow
 from smskit.outbox import compose
-from smskit.phone import Phone
+from smskit.phone import blacklist_e164, matching_e164
 from smskit.plugins import Plugins
 from smskit.policy import QuietHours, is_optout
 from smskit.provider import Provider
@@ -205,8 +204,8 @@ class BaseKit:
                                  if dispatch else 1000)
 
     def _e164(self, phone: Union[str, int]) -> str:
-        """A number for the blacklist, landlines allowed."""
-        return Phone.parse(phone, self.settings.default_region, allow_landlines=True).e164
+        """A number for the blacklist (:func:`~smskit.phone.blacklist_e164`)."""
+        return blacklist_e164(phone, self.settings.default_region)
 
     # -- status and inbound (synchronous: AsyncSmsKit runs these in a worker thread) ----------
     def _apply_status(self, event: StatusEvent) -> ApplyOutcome:
@@ -255,11 +254,9 @@ class BaseKit:
 
     def _receive(self, inbound: InboundMessage) -> InboundOutcome:
         """Record a reply once per provider reply id; apply opt-out keywords; route it."""
-        try:
-            phone = Phone.parse(inbound.phone, self.settings.default_region,
-                                allow_landlines=True).e164
-        except ValidationError:
-            phone = inbound.phone
+        # As the blacklist reads numbers: a sender written before the ninth digit is the
+        # mobile messages go to, so an opt-out blocks it; an unreadable number is kept as is.
+        phone = matching_e164(inbound.phone, self.settings.default_region) or inbound.phone
         if phone != inbound.phone:
             inbound = attrs.evolve(inbound, phone=phone)
         body = _storable(inbound.body)

@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_REGION",
     "MATCH_SUFFIX_LENGTH",
     "Phone",
+    "blacklist_e164",
     "from_kolmeya",
     "match_suffix",
     "matching_e164",
@@ -446,6 +447,15 @@ def matching_e164(raw: object, region: str = DEFAULT_REGION) -> Optional[str]:
         return None
     mobile = _with_ninth_digit(number)
     return None if mobile is None else "+55" + mobile
+
+
+def blacklist_e164(raw: object, region: str = DEFAULT_REGION) -> str:
+    """The E.164 number a blacklist entry for ``raw`` blocks: :func:`matching_e164`, so any
+    kind of number, and a Brazilian mobile written before its ninth digit
+    (``"(11) 8765-4321"``) blocks the number it became, the one messages go to. A value that
+    is no number raises :class:`~smskit.errors.InvalidPhoneError` with the reason."""
+    found = matching_e164(raw, region)
+    return found if found is not None else Phone.parse(raw, region, allow_landlines=True).e164
 
 
 def same_number(a: object, b: object, region: str = DEFAULT_REGION) -> bool:

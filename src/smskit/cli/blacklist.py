@@ -27,9 +27,9 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead
 
 
 def _e164(state: AppState, raw: str) -> str:
-    from smskit.phone import Phone
+    from smskit.phone import blacklist_e164
 
-    return Phone.parse(raw, state.settings().default_region, allow_landlines=True).e164
+    return blacklist_e164(raw, state.settings().default_region)
 
 
 def _who() -> str:

@@ -24,7 +24,7 @@ import attrs
 
 from smskit.errors import SmsKitError, ValidationError
 from smskit.kit import SmsKit
-from smskit.phone import Phone
+from smskit.phone import blacklist_e164
 from smskit.provider import Provider
 from smskit.store.outreach import BlacklistSyncItem, OutreachStore
 
@@ -86,10 +86,26 @@ def _runs(items: Sequence[BlacklistSyncItem]) -> List[List[BlacklistSyncItem]]:
     return runs
 
 
+def _failed(store: OutreachStore, provider: Provider, run: Sequence[BlacklistSyncItem],
+            exc: SmsKitError, now: dt.datetime, report: SyncReport) -> None:
+    """The gateway failed on ``run``: its items count an attempt and keep the error, and the
+    provider is left alone until the back-off delay has passed."""
+    attempts = max(i.attempts for i in run) + 1
+    retry_at = now + backoff(attempts)
+    store.retry_blacklist_sync([i.id for i in run], str(exc), retry_at)
+    store.set_state(_HOLD_KEY.format(provider=provider.name), retry_at.isoformat())
+    report.failed += len(run)
+    report.retry_at = retry_at
+    report.errors.append(str(exc))
+    log.warning("blacklist sync to %s failed (attempt %d), retrying at %s: %s",
+                provider.name, attempts, retry_at.isoformat(), exc)
+
+
 def _one_by_one(store: OutreachStore, provider: Provider, run: Sequence[BlacklistSyncItem],
-                now: dt.datetime, report: SyncReport) -> None:
-    """A request refused as invalid: find the numbers at fault (refused), push the others."""
-    for item in run:
+                now: dt.datetime, report: SyncReport) -> bool:
+    """A request refused as invalid: find the numbers at fault (refused), push the others.
+    ``False`` when the gateway failed on the way (the items not settled wait for a retry)."""
+    for position, item in enumerate(run):
         try:
             _push(provider, item.action, [item.phone])
         except ValidationError as exc:
@@ -97,9 +113,13 @@ def _one_by_one(store: OutreachStore, provider: Provider, run: Sequence[Blacklis
             report.refused += 1
             log.warning("blacklist sync: %s refused %s of %s: %s", provider.name, item.action,
                         item.phone, exc)
+        except SmsKitError as exc:
+            _failed(store, provider, run[position:], exc, now, report)
+            return False
         else:
             store.finish_blacklist_sync([item.id], "acknowledged", now)
             report.acknowledged += 1
+    return True
 
 
 def push_pending(kit: SmsKit, provider_name: Optional[str] = None,
@@ -136,17 +156,10 @@ def push_pending(kit: SmsKit, provider_name: Optional[str] = None,
             try:
                 _push(provider, run[0].action, [i.phone for i in run])
             except ValidationError:
-                _one_by_one(store, provider, run, moment, report)
+                if not _one_by_one(store, provider, run, moment, report):
+                    return report
             except SmsKitError as exc:
-                attempts = max(i.attempts for i in run) + 1
-                retry_at = moment + backoff(attempts)
-                store.retry_blacklist_sync([i.id for i in run], str(exc), retry_at)
-                store.set_state(hold_key, retry_at.isoformat())
-                report.failed += len(run)
-                report.retry_at = retry_at
-                report.errors.append(str(exc))
-                log.warning("blacklist sync to %s failed (attempt %d), retrying at %s: %s",
-                            provider.name, attempts, retry_at.isoformat(), exc)
+                _failed(store, provider, run, exc, moment, report)
                 return report
             else:
                 store.finish_blacklist_sync([i.id for i in run], "acknowledged", moment)
@@ -189,7 +202,7 @@ def import_blacklist(kit: SmsKit, rows: Iterable[Mapping[str, Any]], *, source: 
     for number, row in enumerate(rows, 1):
         raw = row.get(phone_column, "")
         try:
-            phone = Phone.parse(raw, region, allow_landlines=True).e164
+            phone = blacklist_e164(raw, region)
         except ValidationError as exc:
             report.invalid += 1
             if len(report.invalid_rows) < show_invalid:
