@@ -746,6 +746,32 @@ def test_campaign_commands(cli_env: Dict[str, str], tmp_path: Path) -> None:  # 
     assert [c["phone"] for c in listed] == ["+5511910000001", "+5511910000002"]
 
 
+def test_a_csv_saved_by_excel_needs_its_encoding_when_the_campaign_is_created(
+        cli_env: Dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    # Excel in Portuguese saves CSV in cp1252 with ";": the accents of line 3 are not UTF-8
+    path = tmp_path / "clientes.csv"
+    path.write_bytes("telefone;nome\n11910000000;Ana\n11910000001;João\n"
+                     "11910000002;Conceição\n".encode("cp1252"))
+    refused = cli("campaign", "create", "cobranca", "-t", "Olá {{ nome }}", "--csv", str(path),
+                  "--phone-column", "telefone")
+    assert refused.exit_code == 1
+    assert "line 3 is not valid utf-8-sig" in refused.stderr
+    assert "--encoding cp1252" in refused.stderr
+    assert json.loads(cli("campaign", "status", "--json").stdout) == []  # nothing stored
+
+    created = cli("campaign", "create", "cobranca", "-t", "Olá {{ nome }}", "--csv", str(path),
+                  "--phone-column", "telefone", "--encoding", "cp1252", "--json")
+    assert created.exit_code == 0, created.stderr
+    data = json.loads(created.stdout)
+    assert data["audience"]["encoding"] == "cp1252"
+    assert cli("campaign", "start", data["id"]).exit_code == 0
+    assert cli("worker", "--once").exit_code == 0
+    status = json.loads(cli("campaign", "status", data["id"], "--json").stdout)
+    assert status["status"] == "done" and status["totals"]["sent"] == 3
+    bodies = sorted(m["body"] for m in json.loads(cli("messages", "--json").stdout))
+    assert bodies == ["Olá Ana", "Olá Conceição", "Olá João"]
+
+
 def test_campaign_create_takes_audience_json_and_the_plugins_options(
         cli_env: Dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     help_text = cli("campaign", "create", "--help").stdout

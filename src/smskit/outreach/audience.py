@@ -56,6 +56,7 @@ __all__ = [
     "TagAudience",
     "TagSource",
     "audience_sources",
+    "check_encoding",
     "check_phone_column",
     "csv_header",
     "file_digest",
@@ -241,8 +242,11 @@ class CsvSource(AudienceSource[CsvAudience]):
                            sha256=data.get("sha256"), size=data.get("size"))
 
     def prepare(self, audience: CsvAudience) -> CsvAudience:
-        """The file must have its phone column; its SHA-256 and size are recorded."""
+        """The file must have its phone column and be all in its encoding (else the campaign
+        would stop at the first other line, part of it sent); its SHA-256 and size are
+        recorded."""
         check_phone_column(audience)
+        check_encoding(audience)
         digest, size = file_digest(Path(audience.path))
         return attrs.evolve(audience, sha256=digest, size=size)
 
@@ -285,15 +289,21 @@ class CsvSource(AudienceSource[CsvAudience]):
                          help="Audience: the rows of a CSV file."),
             click.Option(["--phone-column"], default="phone", show_default=True,
                          help="With --csv: the phone column."),
+            click.Option(["--encoding", "csv_encoding"], default="utf-8-sig",
+                         show_default=True,
+                         help="With --csv: the file's encoding (cp1252 for a CSV saved by "
+                              "Excel in Portuguese)."),
         ]
 
     def from_cli(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
-        """``--csv FILE`` (made absolute: the worker may run elsewhere)."""
+        """``--csv FILE`` (made absolute: the worker may run elsewhere), ``--phone-column``
+        and ``--encoding``."""
         path = options.get("csv_file")
         if path is None:
             return None
         return {"type": "csv", "path": str(Path(path).resolve()),
-                "phone_column": options.get("phone_column") or "phone"}
+                "phone_column": options.get("phone_column") or "phone",
+                "encoding": options.get("csv_encoding") or "utf-8-sig"}
 
 
 def _csv_rows(audience: CsvAudience, offset: int) -> Iterator[Tuple[Dict[str, Any], int]]:
@@ -360,6 +370,27 @@ def csv_header(audience: CsvAudience) -> List[str]:
 def check_phone_column(audience: CsvAudience) -> None:
     """Open the file and check its header (before a campaign is stored)."""
     csv_header(audience)
+
+
+def check_encoding(audience: CsvAudience) -> None:
+    """Every line of the audience's file decodes in its encoding (read once, streamed): a
+    :class:`ValidationError` naming the first line that does not, and what to try."""
+    try:
+        with open(Path(audience.path), "rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode(audience.encoding)
+                except UnicodeDecodeError as exc:
+                    raise ValidationError(
+                        f"{audience.path}: line {number} is not valid {audience.encoding} "
+                        f"({exc.reason}); give the file's encoding (--encoding cp1252 for a "
+                        "CSV saved by Excel in Portuguese, or \"encoding\" in --audience "
+                        "JSON)") from exc
+    except LookupError as exc:
+        raise ValidationError(f"unknown encoding {audience.encoding!r}") from exc
+    except OSError as exc:
+        raise ValidationError(f"cannot read the audience file {audience.path!r}: "
+                              f"{exc}") from exc
 
 
 # -- contact tags --------------------------------------------------------------------------------
