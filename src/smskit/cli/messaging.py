@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import attrs
 import click
@@ -285,27 +285,21 @@ def _check_columns(kit: SmsKit, source: CsvSource, template: str, shared: Dict[s
                    phone_column: str) -> Iterator[Dict[str, Any]]:
     """Fail before anything is sent when the template needs a variable that neither the
     header, ``--var`` nor a ``prepare_message`` hook gives (a typo would otherwise reject
-    every row); the file's rows, the first one read ahead to ask the hooks."""
-    from smskit.outreach.audience import CsvAudience, Page
-    from smskit.outreach.audience import CsvSource as CsvAudienceSource
-    from smskit.outreach.fit import missing_variables
+    every row), as a campaign's fit check does; the file's rows, the first one read ahead to
+    ask the hooks."""
+    from smskit.outreach.fit import hook_variables, required_roots
     from smskit.template import Template
 
     rows = source.rows()
     first = next(rows, None)
-    header = frozenset(source.fieldnames)
-
-    class _Header(CsvAudienceSource):
-        def variables(self, kit: SmsKit, audience: CsvAudience) -> FrozenSet[str]:
-            return header
-
-        def read_page(self, kit: SmsKit, audience: CsvAudience, cursor: Optional[str],
-                      limit: int) -> Page:
-            return Page(recipients=[first] if first is not None else [], cursor=None,
-                        done=True, phone_field=phone_column)
-
-    audience = CsvAudience(path=str(source.path), phone_column=phone_column)
-    missing, _, _ = missing_variables(kit, _Header(), audience, Template(template), shared)
+    header = set(source.fieldnames)
+    missing = [name for name in required_roots(Template(template))
+               if name not in shared and name not in header]
+    if missing and kit.hooks.prepare_message.get_hookimpls():
+        # the hooks are asked for the first row; a file without rows has no one to ask
+        added = hook_variables(kit, {**shared, **first}, first.get(phone_column)) \
+            if first is not None else set(missing)
+        missing = [name for name in missing if name not in added]
     if missing:
         names = ", ".join(repr(name) for name in missing)
         plural = "s" if len(missing) > 1 else ""

@@ -24,12 +24,29 @@ if TYPE_CHECKING:
     from smskit.kit import SmsKit
     from smskit.outreach.audience import Audience, AudienceSource, Page
 
-__all__ = ["check_fit", "missing_variables"]
+__all__ = ["check_fit", "hook_variables", "missing_variables", "required_roots"]
 
 
-def _roots(template: Template) -> List[str]:
-    """The first step of every path that must have a value, in order, each once."""
+def required_roots(template: Template) -> List[str]:
+    """The variables ``template`` needs a value for (no ``default``): the first step of each
+    such path, in order, each once."""
     return list(dict.fromkeys(path.split(".", 1)[0] for path in template.required))
+
+
+def hook_variables(kit: SmsKit, recipient: Mapping[str, Any], phone: object, *,
+                   provider: Optional[str] = None) -> Set[str]:
+    """The variables the ``prepare_message`` hooks add for one recipient (``recipient``: its
+    template context; ``phone``: its number as given): Odoo's ``partner``, say."""
+    try:
+        e164 = Phone.parse(phone, kit.settings.default_region, allow_landlines=True).e164
+    except ValidationError:
+        e164 = str(phone)
+    draft = Message(phone=e164, body="", provider=provider or kit.settings.provider)
+    added: Set[str] = set()
+    for extra in kit.hooks.prepare_message(message=draft, context=dict(recipient)):
+        if extra:
+            added.update(extra)
+    return added
 
 
 def missing_variables(kit: SmsKit, source: AudienceSource[Any], audience: Audience,
@@ -39,7 +56,7 @@ def missing_variables(kit: SmsKit, source: AudienceSource[Any], audience: Audien
     """``(missing, known, from_header)``: the variables ``template`` needs that nothing gives,
     the names the audience's recipients were found to carry, and whether those came from the
     source itself (``True``) or from the first ``limit`` recipients."""
-    needed = [name for name in _roots(template) if name not in variables]
+    needed = [name for name in required_roots(template) if name not in variables]
     if not needed:
         return (), frozenset(), True
     told = source.variables(kit, audience)
@@ -68,16 +85,7 @@ def _not_from_hooks(kit: SmsKit, source: AudienceSource[Any], audience: Audience
     if not page.recipients:
         return []
     first: Dict[str, Any] = {**variables, **page.recipients[0]}
-    raw = first.get(page.phone_field)
-    try:
-        phone = Phone.parse(raw, kit.settings.default_region, allow_landlines=True).e164
-    except ValidationError:
-        phone = str(raw)
-    draft = Message(phone=phone, body="", provider=provider or kit.settings.provider)
-    added: Set[str] = set()
-    for extra in kit.hooks.prepare_message(message=draft, context=first):
-        if extra:
-            added.update(extra)
+    added = hook_variables(kit, first, first.get(page.phone_field), provider=provider)
     return [name for name in missing if name not in added]
 
 

@@ -47,9 +47,8 @@ from smskit.errors import (
 )
 from smskit.ids import new_id
 from smskit.kit import BulkSummary, SmsKit
-from smskit.models import Message
 from smskit.outreach import audience as audience_mod
-from smskit.outreach.fit import check_fit
+from smskit.outreach.fit import check_fit, hook_variables
 from smskit.store.base import Schedule
 from smskit.template import Template
 from smskit.timeutil import DEFAULT_TZ, zone
@@ -521,14 +520,8 @@ def _check_variables(kit: SmsKit, request: SendRequest) -> None:
             continue  # a value the template cannot read: that message's own rejection
     if first is not None and kit.hooks.prepare_message.get_hookimpls():
         label, context = first
-        try:
-            phone = kit.composer(request.provider).phone(label)
-        except ValidationError:
-            phone = label
-        draft = Message(phone=phone, body="", provider=request.provider or kit.settings.provider)
-        for extra in kit.hooks.prepare_message(message=draft, context=context):
-            for name in extra or ():
-                lacking.pop(name, None)
+        for name in hook_variables(kit, context, label, provider=request.provider):
+            lacking.pop(name, None)
     for name, labels in lacking.items():
         who = labels[0] + (f" (and {len(labels) - 1} more)" if len(labels) > 1 else "")
         raise ValidationError(
