@@ -6,10 +6,11 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import httpx
 import pytest
@@ -355,6 +356,51 @@ def test_send_bulk_sends_nothing_when_a_line_deep_in_the_file_has_another_encodi
     assert data["summary"]["sent"] == 2000
     (message,) = kit.store.list_messages(phone="+5511988887777")
     assert message.body == "Oi Conceição “Ção” \u2013 VIP"
+
+
+@pytest.mark.parametrize("prefix", ["fatura-12", None])
+def test_send_bulk_stopped_by_ctrl_c_says_what_went_out_and_how_to_go_on(
+        kit: SmsKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        prefix: Optional[str]) -> None:
+    from smskit.outbox.compose import Composer
+
+    rows = [["telefone", "nome"]] + [[f"119{i:08d}", f"Cliente {i}"] for i in range(2500)]
+    path = _write_csv(tmp_path / "clientes.csv", rows)
+    args = ["send-bulk", str(path), "--phone-column", "telefone", "-t", "Oi {{ nome }}"]
+    if prefix:
+        args += ["--idempotency-prefix", prefix]
+    body = Composer.body
+    made = [0]
+
+    def ctrl_c_at_row_1500(self: Composer, *a: Any, **kw: Any) -> str:
+        made[0] += 1
+        if made[0] == 1500:  # the operator presses Ctrl-C while the second chunk is made
+            raise KeyboardInterrupt
+        return body(self, *a, **kw)
+
+    monkeypatch.setattr(Composer, "body", ctrl_c_at_row_1500)
+    stopped = run(*args)
+    assert stopped.exit_code == 130
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+    message = " ".join(stopped.stderr.split())
+    done = re.search(r"interrupted after (\d+) row\(s\) were done", message)
+    assert done is not None, message
+    went = int(done.group(1))
+    assert 0 < went < 1500 and "`smskit worker`" in message
+    # what was done is stored; so may be the chunk that was at the gateway (worker's to settle)
+    stored = kit.store.list_messages(limit=5000)
+    assert went <= len(stored) < 1500
+    assert {m.state for m in stored} <= {State.SENT, State.OUTGOING}
+    went = len(stored)
+    monkeypatch.setattr(Composer, "body", body)
+    if prefix is None:
+        assert "a re-run sends every row again" in message
+        return
+    assert f"the same --idempotency-prefix {prefix}" in message
+    data = run_json(*args)  # as the message says: the rest goes out, nobody twice
+    assert (data["summary"]["sent"], data["summary"]["duplicates"]) == (2500 - went, went)
+    again = kit.store.list_messages(limit=5000)
+    assert len(again) == 2500 and len({m.phone for m in again}) == 2500
 
 
 def test_csv_source_streams(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ __all__ = ["COMMANDS", "EXIT_NOT_SENT", "message_json", "print_message"]
 #: Exit status of a send whose message is stored but not yet accepted by the gateway (queued
 #: after a failed gateway call, or held while its outcome is unknown): not an error, not sent.
 EXIT_NOT_SENT = 3
+#: ``send-bulk`` stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 _VAR = click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
@@ -258,11 +260,16 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
                     hidden += 1
             progress.update(task, completed=source.bytes_read, description=f"{rows} rows")
 
-        summary = kit.send_many(
-            rows_in, template, variables=shared, phone_field=phone_column,
-            at=when, idempotency_prefix=idempotency_prefix, campaign_id=campaign_id,
-            on_outcome=on_outcome,
-        )
+        try:
+            summary = kit.send_many(
+                rows_in, template, variables=shared, phone_field=phone_column,
+                at=when, idempotency_prefix=idempotency_prefix, campaign_id=campaign_id,
+                on_outcome=on_outcome,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            _interrupted(rows, idempotency_prefix)
+            return EXIT_INTERRUPTED
         progress.update(task, completed=max(source.size, 1))
     counts = attrs.asdict(summary)
     if as_json:
@@ -279,6 +286,20 @@ def send_bulk(state: AppState, csv_file: Path, template: str, phone_column: str,
                 soft_wrap=True)
         return EXIT_NOT_SENT
     return 0
+
+
+def _interrupted(rows: int, prefix: Optional[str]) -> None:
+    """What a Ctrl-C left: the rows done, and how to go on without sending anyone twice."""
+    if prefix:
+        again = (f"run the same command again (the same --idempotency-prefix {prefix}) to "
+                 "go on: the rows stored already are skipped")
+    else:
+        again = ("without --idempotency-prefix a re-run sends every row again; to go on "
+                 "without that, send the rest of the file only")
+    err_console().print(
+        f"interrupted after {rows} row(s) were done; messages stored for later rows (a chunk "
+        f"being sent) are sent or settled by `smskit worker`; {again}",
+        style="yellow", markup=False, soft_wrap=True)
 
 
 def _check_columns(kit: SmsKit, source: CsvSource, template: str, shared: Dict[str, str],
