@@ -247,6 +247,25 @@ def test_csv_campaign_reads_the_file_in_resumable_pages(store: Any, tmp_path: Pa
     assert (totals.total, totals.sent, totals.rejected) == (8, 7, 1)
 
 
+def test_a_csv_campaign_skips_the_empty_rows_of_an_excel_export(store: Any,
+                                                                 tmp_path: Path) -> None:
+    # rows Excel writes for cleared lines (";;") are no recipients, as send-bulk reads them
+    kit = make_kit(store)
+    path = write_csv(tmp_path / "lista.csv", "telefone;nome;obs\n11910000000;Ana;ok\n;;\n"
+                     " ; ;\n11910000001;Bia;ok\n;;\n")
+    campaigns = Campaigns(kit, chunk_size=2, max_chunks=5)
+    created = campaigns.create("csv", "Oi {{ nome }}",
+                               {"type": "csv", "path": str(path), "phone_column": "telefone"})
+    campaigns.start(created.id)
+    Worker(kit, poll_replies=False, campaigns=campaigns).run_once()
+    assert campaigns.get(created.id).status == "done"
+    messages = campaign_messages(kit, created.id)
+    assert sorted((m.phone, m.state) for m in messages) == [
+        (phone(0), State.SENT), (phone(1), State.SENT)]
+    totals = campaigns.status(created.id).totals
+    assert (totals.total, totals.sent, totals.rejected) == (2, 2, 0)
+
+
 def test_a_csv_file_changed_after_creation_is_refused(store: Any, tmp_path: Path) -> None:
     kit = make_kit(store)
     path = write_csv(tmp_path / "lista.csv", "phone\n11910000000\n")

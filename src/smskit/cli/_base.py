@@ -327,25 +327,21 @@ class CsvSource:
         """Decode the whole file once (streamed) before any row is handed out: a line in
         another encoding fails the command before anything was sent or stored, not after the
         rows above it went out (a re-run with the right --encoding would send them twice)."""
-        for number, raw in enumerate(self._fh, start=1):
-            self._decode(raw, number)
+        from smskit.outreach.audience import undecodable_line
+
+        bad = undecodable_line(self._fh, self.encoding)
+        if bad is not None:
+            raise ValidationError(
+                f"{self.path}: line {bad[0]} is not valid {self.encoding} ({bad[1]}), so no "
+                "row was used; try --encoding cp1252 (a CSV saved by Excel in Portuguese) or "
+                "--encoding latin-1")
         self._fh.seek(0)
 
-    def _decode(self, raw: bytes, number: int) -> str:
-        try:
-            return raw.decode(self.encoding)
-        except UnicodeDecodeError as exc:
-            raise ValidationError(
-                f"{self.path}: line {number} is not valid {self.encoding} ({exc.reason}), so "
-                "no row was used; try --encoding cp1252 (a CSV saved by Excel in Portuguese) "
-                "or --encoding latin-1"
-            ) from exc
-
     def _lines(self) -> Iterator[str]:
-        for raw in self._fh:
+        for raw in self._fh:  # every line decodes: _check_encoding read them all first
             self.line += 1
             self.bytes_read += len(raw)
-            yield self._decode(raw, self.line)
+            yield raw.decode(self.encoding)
 
     @property
     def fieldnames(self) -> List[str]:
@@ -369,7 +365,9 @@ class CsvSource:
         skipped, like an empty line."""
         if self._reader is None:
             raise ValidationError(f"{self.path} was not opened")
+        from smskit.outreach.audience import csv_cells
+
         for row in self._reader:
-            cells = {k: v for k, v in row.items() if k is not None and v is not None}
-            if any(v.strip() for v in cells.values()):
+            cells = csv_cells(row)
+            if cells is not None:
                 yield cells

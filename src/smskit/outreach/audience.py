@@ -32,6 +32,7 @@ from typing import (
     BinaryIO,
     Dict,
     Generic,
+    Iterable,
     Iterator,
     List,
     Mapping,
@@ -58,6 +59,7 @@ __all__ = [
     "audience_sources",
     "check_encoding",
     "check_phone_column",
+    "csv_cells",
     "csv_header",
     "file_digest",
     "parse_audience",
@@ -337,7 +339,9 @@ def _csv_read(audience: CsvAudience, fh: BinaryIO,
                                       f"{audience.encoding}") from exc
 
     for row in csv.DictReader(lines(), fieldnames=names, delimiter=delimiter):
-        yield {k: v for k, v in row.items() if k is not None and v is not None}, position
+        cells = csv_cells(row)
+        if cells is not None:
+            yield cells, position
 
 
 def _header(audience: CsvAudience, header: bytes) -> Tuple[List[str], str]:
@@ -372,20 +376,37 @@ def check_phone_column(audience: CsvAudience) -> None:
     csv_header(audience)
 
 
+def undecodable_line(lines: Iterable[bytes], encoding: str) -> Optional[Tuple[int, str]]:
+    """The number (from 1) and the reason of the first of ``lines`` that does not decode in
+    ``encoding``, or ``None`` when they all do (read through once: a file of any size). An
+    unknown ``encoding`` raises ``LookupError``."""
+    for number, raw in enumerate(lines, start=1):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as exc:
+            return number, exc.reason
+    return None
+
+
+def csv_cells(row: Mapping[Optional[str], Optional[str]]) -> Optional[Dict[str, str]]:
+    """A ``csv.DictReader`` row as ``{column: value}`` (a short row's missing cells absent),
+    or ``None`` for a row of empty cells (``;;;``: what Excel writes for a row it once
+    formatted), which is no recipient, like an empty line."""
+    cells = {k: v for k, v in row.items() if k is not None and v is not None}
+    return cells if any(v.strip() for v in cells.values()) else None
+
+
 def check_encoding(audience: CsvAudience) -> None:
     """Every line of the audience's file decodes in its encoding (read once, streamed): a
     :class:`ValidationError` naming the first line that does not, and what to try."""
     try:
         with open(Path(audience.path), "rb") as fh:
-            for number, raw in enumerate(fh, start=1):
-                try:
-                    raw.decode(audience.encoding)
-                except UnicodeDecodeError as exc:
-                    raise ValidationError(
-                        f"{audience.path}: line {number} is not valid {audience.encoding} "
-                        f"({exc.reason}); give the file's encoding (--encoding cp1252 for a "
-                        "CSV saved by Excel in Portuguese, or \"encoding\" in --audience "
-                        "JSON)") from exc
+            bad = undecodable_line(fh, audience.encoding)
+        if bad is not None:
+            raise ValidationError(
+                f"{audience.path}: line {bad[0]} is not valid {audience.encoding} ({bad[1]}); "
+                "give the file's encoding (--encoding cp1252 for a CSV saved by Excel in "
+                "Portuguese, or \"encoding\" in --audience JSON)")
     except LookupError as exc:
         raise ValidationError(f"unknown encoding {audience.encoding!r}") from exc
     except OSError as exc:
